@@ -1,0 +1,64 @@
+package channels
+
+import (
+	"fmt"
+	"strings"
+)
+
+// The texts every channel shares. They name the sender and nothing else of
+// the letter; the only link is the configured mailbox URL. Danish first,
+// English when the citizen chose it.
+
+// Title is the short title of an alert: an email subject, a push title.
+func Title(a Alert) string {
+	if a.Language == "en" {
+		return "New Digital Post"
+	}
+	return "Ny Digital Post"
+}
+
+// Headline is the one-sentence alert text: the sender's notification text
+// when the dispatcher let it through, else the generic text naming the
+// sender(s).
+func Headline(a Alert) string {
+	if a.Notification != "" {
+		return a.Notification
+	}
+	en := a.Language == "en"
+	names := joinNames(a.Senders, en)
+	if a.Count <= 1 {
+		if en {
+			return "You have received new Digital Post from " + names + "."
+		}
+		return "Du har modtaget ny Digital Post fra " + names + "."
+	}
+	if en {
+		return fmt.Sprintf("You have %d new letters in Digital Post from %s.", a.Count, names)
+	}
+	return fmt.Sprintf("Du har %d nye breve i Digital Post fra %s.", a.Count, names)
+}
+
+// ReadAt is the sentence that points to the mailbox.
+func ReadAt(a Alert) string {
+	if a.Language == "en" {
+		return "Read it at " + a.MailboxURL
+	}
+	return "Læs den på " + a.MailboxURL
+}
+
+func joinNames(names []string, en bool) string {
+	and := " og "
+	if en {
+		and = " and "
+	}
+	switch len(names) {
+	case 0:
+		if en {
+			return "a public sender"
+		}
+		return "en offentlig afsender"
+	case 1:
+		return names[0]
+	}
+	return strings.Join(names[:len(names)-1], ", ") + and + names[len(names)-1]
+}
