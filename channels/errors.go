@@ -106,3 +106,17 @@ func CodeOf(err error) string {
 	}
 	return ""
 }
+
+// GoneAt returns when the provider says an address stopped being valid, for
+// errors that carry that time (an APNs 410 timestamp) by implementing
+// GoneSince() time.Time. The dispatcher keeps an address registered after
+// that time.
+func GoneAt(err error) (time.Time, bool) {
+	var g interface{ GoneSince() time.Time }
+	if errors.As(err, &g) {
+		if t := g.GoneSince(); !t.IsZero() {
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}

@@ -40,8 +40,13 @@ func Headline(a Alert) string {
 
 // ReadAt is the sentence that points to the mailbox.
 func ReadAt(a Alert) string {
-	if a.Language == "en" {
+	switch {
+	case a.Language == "en" && a.Count > 1:
+		return "Read them at " + a.MailboxURL
+	case a.Language == "en":
 		return "Read it at " + a.MailboxURL
+	case a.Count > 1:
+		return "Læs dem på " + a.MailboxURL
 	}
 	return "Læs den på " + a.MailboxURL
 }

@@ -1,0 +1,7 @@
+package paper
+
+// Hooks for the external tests.
+var (
+	ClassifyFS = classifyFS
+	RetryAfter = retryAfter
+)

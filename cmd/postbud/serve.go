@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/channels/email"
+	"github.com/digitalpost/postbud/config"
+	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/httpapi"
+	"github.com/digitalpost/postbud/dispatcher/redisstore"
+)
+
+// overrides let `postbud dev` (and tests) run the same daemon on other
+// parts: an embedded Redis, recording sinks, extra pages.
+type overrides struct {
+	rdb     redis.UniversalClient
+	senders map[channels.Name]channels.Sender
+	mount   func(api *httpapi.API)
+	// started is told the HTTP base URL once the daemon serves.
+	started func(baseURL string)
+}
+
+// serve runs the daemon until ctx ends, then shuts down in order: stop
+// taking HTTP, stop pulling tasks, let in-flight tasks finish (bounded),
+// close channels, close Redis.
+func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer, ov *overrides) error {
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	if ov == nil {
+		ov = &overrides{}
+	}
+	log := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)
+
+	rdb := ov.rdb
+	if rdb == nil {
+		rdb = cfg.Redis.MakeRedisClient().(redis.UniversalClient)
+		defer rdb.Close()
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err = rdb.Ping(pctx).Err()
+	cancel()
+	if err != nil {
+		return fmt.Errorf("POSTBUD_REDIS_URL: Redis does not answer: %w", err)
+	}
+	store := redisstore.New(rdb, redisstore.Options{Prefix: cfg.KeyPrefix, LetterTTL: cfg.LetterTTL})
+
+	senders := ov.senders
+	if senders == nil {
+		var closeAll func()
+		senders, closeAll, err = buildSenders(cfg, log)
+		if err != nil {
+			return err
+		}
+		defer closeAll()
+	}
+
+	keyer, err := dispatcher.NewKeyer(cfg.PseudonymKey)
+	if err != nil {
+		return fmt.Errorf("POSTBUD_PSEUDONYM_KEY: %w", err)
+	}
+	queues := dispatcher.DefaultQueues(cfg.QueuePrefix)
+	client := asynq.NewClientFromRedisClient(rdb)
+	defer client.Close()
+	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Enqueuer: client, Queues: queues,
+		Senders: senders, Logger: log, MailboxURL: cfg.MailboxURL, AlertTTL: cfg.AlertTTL})
+	if err != nil {
+		return err
+	}
+
+	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
+		Concurrency:       cfg.Concurrency,
+		Queues:            queues.Weights(),
+		RetryDelayFunc:    dispatcher.RetryDelay,
+		IsFailure:         dispatcher.IsFailure,
+		ShutdownTimeout:   cfg.ShutdownTimeout,
+		TaskCheckInterval: cfg.TaskCheckInterval,
+		Logger:            asynqLogger{log.With("component", "asynq")},
+		LogLevel:          asynq.WarnLevel,
+		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
+			n, _ := asynq.GetRetryCount(ctx)
+			id, _ := asynq.GetTaskID(ctx)
+			log.WarnContext(ctx, "task failed", "task_type", t.Type(), "task_id", id, "attempt", n+1, "error", err)
+		}),
+	})
+	mux := asynq.NewServeMux()
+	d.Register(mux)
+	if err := srv.Start(mux); err != nil {
+		return fmt.Errorf("start workers: %w", err)
+	}
+
+	var platforms []httpapi.Platform
+	for _, p := range cfg.Platforms {
+		platforms = append(platforms, httpapi.Platform{Name: dispatcher.Platform(p.Name), KeySHA256: p.KeySHA256, Rate: p.Rate})
+	}
+	api := httpapi.New(httpapi.Config{Dispatcher: d, Platforms: platforms, OpsKeySHA256: cfg.OpsKeySHA256, Logger: log})
+	if ov.mount != nil {
+		ov.mount(api)
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		srv.Shutdown()
+		return fmt.Errorf("POSTBUD_HTTP_ADDR: %w", err)
+	}
+	hs := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- hs.Serve(ln) }()
+	base := "http://" + ln.Addr().String()
+	log.Info("postbud serving", "http", base, "queues", []string{queues.Urgent, queues.Normal, queues.Bulk},
+		"channels", channelNames(senders))
+	if ov.started != nil {
+		ov.started(base)
+	}
+
+	select {
+	case <-ctx.Done():
+	case err = <-httpErr:
+		log.Error("HTTP server stopped", "error", err)
+	}
+	log.Info("shutting down")
+	api.Drain()
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	_ = hs.Shutdown(sctx)
+	cancel()
+	srv.Stop()     // stop pulling new tasks
+	srv.Shutdown() // wait for in-flight tasks, up to ShutdownTimeout
+	log.Info("stopped")
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func channelNames(s map[channels.Name]channels.Sender) []string {
+	var out []string
+	for _, n := range []channels.Name{channels.Email, channels.SMS, channels.APNs, channels.FCM, channels.Paper} {
+		if _, ok := s[n]; ok {
+			out = append(out, string(n))
+		}
+	}
+	return out
+}
+
+// buildSenders builds the configured channels; the returned func closes
+// them.
+func buildSenders(cfg *config.Config, log *slog.Logger) (map[channels.Name]channels.Sender, func(), error) {
+	out := map[channels.Name]channels.Sender{}
+	var closers []io.Closer
+	closeAll := func() {
+		for _, c := range closers {
+			_ = c.Close()
+		}
+	}
+	if cfg.SMTP.Host != "" {
+		s, err := email.New(email.Config{Host: cfg.SMTP.Host, Port: cfg.SMTP.Port, Username: cfg.SMTP.Username,
+			Password: cfg.SMTP.Password, TLSPolicy: email.TLSPolicy(cfg.SMTP.TLS), From: cfg.SMTP.From,
+			Timeout: cfg.SMTP.Timeout}, log.With("channel", "email"))
+		if err != nil {
+			return nil, closeAll, fmt.Errorf("POSTBUD_SMTP_*: %w", err)
+		}
+		out[channels.Email] = s
+		if c, ok := any(s).(io.Closer); ok {
+			closers = append(closers, c)
+		}
+	}
+	if len(out) == 0 {
+		log.Warn("no channel is configured: letters are recorded as skipped (no contact)")
+	}
+	return out, closeAll, nil
+}
+
+// asynqLogger adapts slog to asynq's logger.
+type asynqLogger struct{ l *slog.Logger }
+
+func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...)) }
+func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...)) }
+func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...)) }
+func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...)) }
+func (a asynqLogger) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...)) }

@@ -1,0 +1,415 @@
+// Package config reads postbud's configuration from environment variables
+// (prefix POSTBUD_, every secret also as *_FILE) and, for the structured
+// parts, from a YAML file named by POSTBUD_CONFIG. Load reports every
+// problem at once, each naming its variable or key; nothing is silently
+// corrected.
+package config
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"gopkg.in/yaml.v3"
+)
+
+// Platforms that may hold an API key, with the environment variable suffix
+// of each: POSTBUD_KEY_BORGER_DK and so on.
+var Platforms = map[string]string{
+	"core":             "CORE",
+	"borger.dk":        "BORGER_DK",
+	"digital-post-app": "DIGITAL_POST_APP",
+	"e-boks":           "E_BOKS",
+	"mit.dk":           "MIT_DK",
+}
+
+// Config is postbud's configuration. Defaults are given beside each field.
+type Config struct {
+	// RedisURL (POSTBUD_REDIS_URL, default redis://127.0.0.1:6379/0):
+	// redis://[user[:password]@]host:port[/db], rediss:// for TLS, or
+	// redis-sentinel://[user[:password]@]host:port[,host:port...][/db]?master=NAME
+	// for a primary behind Sentinel. POSTBUD_REDIS_PASSWORD(_FILE) overrides
+	// the URL's password.
+	RedisURL string
+	// Redis is RedisURL parsed for asynq.
+	Redis asynq.RedisConnOpt
+	// HTTPAddr (POSTBUD_HTTP_ADDR, default :8080) is where the HTTP server
+	// listens.
+	HTTPAddr string
+	// PseudonymKey (POSTBUD_PSEUDONYM_KEY(_FILE), required, ≥ 32 bytes) is
+	// the HMAC key citizens' CPR numbers are pseudonymised under. Changing
+	// it orphans every stored citizen.
+	PseudonymKey []byte
+	// OpsKeySHA256 is the SHA-256 of POSTBUD_OPS_KEY(_FILE) (required), the
+	// bearer token of the ops API and the dashboard.
+	OpsKeySHA256 [32]byte
+	// Platforms are the platforms allowed to send events, each with the
+	// SHA-256 of its key: POSTBUD_KEY_<PLATFORM>(_FILE) in clear, or
+	// key_sha256 in the YAML file. At least one is required.
+	Platforms []Platform
+	// PlatformRate (POSTBUD_PLATFORM_RATE, default 2000) is the events per
+	// second one platform may send to one replica; YAML rate overrides it.
+	PlatformRate float64
+	// MailboxURL (POSTBUD_MAILBOX_URL, default https://www.borger.dk/digitalpost)
+	// is the one link alerts carry.
+	MailboxURL string
+	// KeyPrefix (POSTBUD_KEY_PREFIX, default pb) starts postbud's Redis keys.
+	KeyPrefix string
+	// QueuePrefix (POSTBUD_QUEUE_PREFIX, default postbud) names the asynq
+	// queues PREFIX.urgent, PREFIX.normal and PREFIX.bulk.
+	QueuePrefix string
+	// Concurrency (POSTBUD_CONCURRENCY, default 50) is the number of tasks
+	// one replica works on at once.
+	Concurrency int
+	// TaskCheckInterval (POSTBUD_TASK_CHECK_INTERVAL, default 50ms) is how
+	// often an idle worker polls for tasks: lower is lower latency for a
+	// little Redis CPU.
+	TaskCheckInterval time.Duration
+	// ShutdownTimeout (POSTBUD_SHUTDOWN_TIMEOUT, default 25s) bounds the
+	// time in-flight work may take to finish on SIGTERM. Keep a
+	// Kubernetes terminationGracePeriodSeconds above it.
+	ShutdownTimeout time.Duration
+	// AlertTTL (POSTBUD_ALERT_TTL, default 48h): an alert that could only
+	// go out later than this after its letter is dropped and recorded.
+	AlertTTL time.Duration
+	// LetterTTL (POSTBUD_LETTER_TTL, default 4800h = 200 days) is how long a
+	// letter's read state and trail are kept.
+	LetterTTL time.Duration
+	// LogLevel (POSTBUD_LOG_LEVEL, default info): debug, info, warn, error.
+	LogLevel string
+	// LogFormat (POSTBUD_LOG_FORMAT, default json): json or text.
+	LogFormat string
+	// SMTP is the email channel; unset POSTBUD_SMTP_HOST disables it.
+	SMTP SMTP
+}
+
+// Platform is one platform's credentials.
+type Platform struct {
+	Name      string
+	KeySHA256 [32]byte
+	Rate      float64
+}
+
+// SMTP configures the email channel.
+type SMTP struct {
+	// Host (POSTBUD_SMTP_HOST); empty disables email.
+	Host string
+	// Port (POSTBUD_SMTP_PORT, default 587).
+	Port int
+	// Username and Password (POSTBUD_SMTP_USERNAME,
+	// POSTBUD_SMTP_PASSWORD(_FILE)): SMTP AUTH, optional.
+	Username, Password string
+	// TLS (POSTBUD_SMTP_TLS, default mandatory): mandatory (STARTTLS
+	// required), opportunistic, implicit (SMTPS), none.
+	TLS string
+	// From (POSTBUD_SMTP_FROM, required with Host) is the sender address.
+	From string
+	// Timeout (POSTBUD_SMTP_TIMEOUT, default 30s) bounds one whole send.
+	Timeout time.Duration
+}
+
+// file is the YAML file's shape.
+type file struct {
+	Platforms map[string]struct {
+		KeySHA256 string  `yaml:"key_sha256"`
+		Rate      float64 `yaml:"rate"`
+	} `yaml:"platforms"`
+}
+
+type loader struct {
+	getenv   func(string) string
+	readFile func(string) ([]byte, error)
+	errs     []error
+}
+
+func (l *loader) fail(name, format string, args ...any) {
+	l.errs = append(l.errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
+}
+
+func (l *loader) str(name, def string) string {
+	if v := l.getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// secret reads NAME or NAME_FILE (not both).
+func (l *loader) secret(name string) string {
+	v, f := l.getenv(name), l.getenv(name+"_FILE")
+	switch {
+	case v != "" && f != "":
+		l.fail(name, "set either %s or %s_FILE, not both", name, name)
+	case f != "":
+		b, err := l.readFile(f)
+		if err != nil {
+			l.fail(name+"_FILE", "cannot read the file: %v", errors.Unwrap(err))
+			return ""
+		}
+		return strings.TrimRight(string(b), "\r\n")
+	}
+	return v
+}
+
+func (l *loader) duration(name string, def time.Duration) time.Duration {
+	v := l.getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		l.fail(name, "must be a positive duration such as 30s or 2h, got %q", v)
+		return def
+	}
+	return d
+}
+
+func (l *loader) integer(name string, def, lo, hi int) int {
+	v := l.getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		l.fail(name, "must be a whole number from %d to %d, got %q", lo, hi, v)
+		return def
+	}
+	return n
+}
+
+// Load reads the configuration. getenv is os.Getenv in production; tests
+// pass their own. Every problem is reported, joined, each naming its
+// variable.
+func Load(getenv func(string) string) (*Config, error) {
+	l := &loader{getenv: getenv, readFile: os.ReadFile}
+	c := &Config{}
+	c.RedisURL = l.str("POSTBUD_REDIS_URL", "redis://127.0.0.1:6379/0")
+	c.Redis = l.redis(c.RedisURL, l.secret("POSTBUD_REDIS_PASSWORD"))
+	c.HTTPAddr = l.str("POSTBUD_HTTP_ADDR", ":8080")
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		l.fail("POSTBUD_HTTP_ADDR", "must be host:port or :port, got %q", c.HTTPAddr)
+	}
+	switch k := l.secret("POSTBUD_PSEUDONYM_KEY"); {
+	case k == "":
+		l.fail("POSTBUD_PSEUDONYM_KEY", "required: a random secret of at least 32 bytes (e.g. openssl rand -hex 32)")
+	case len(k) < 32:
+		l.fail("POSTBUD_PSEUDONYM_KEY", "must be at least 32 bytes, got %d", len(k))
+	default:
+		c.PseudonymKey = []byte(k)
+	}
+	if k := l.secret("POSTBUD_OPS_KEY"); k == "" {
+		l.fail("POSTBUD_OPS_KEY", "required: the bearer token of the ops API and dashboard")
+	} else if len(k) < 16 {
+		l.fail("POSTBUD_OPS_KEY", "must be at least 16 characters")
+	} else {
+		c.OpsKeySHA256 = sha256.Sum256([]byte(k))
+	}
+	c.PlatformRate = 2000
+	if v := getenv("POSTBUD_PLATFORM_RATE"); v != "" {
+		r, err := strconv.ParseFloat(v, 64)
+		if err != nil || r < 0 {
+			l.fail("POSTBUD_PLATFORM_RATE", "must be a number ≥ 0 (events per second; 0 = unlimited), got %q", v)
+		} else {
+			c.PlatformRate = r
+		}
+	}
+	l.platforms(c)
+	c.MailboxURL = l.str("POSTBUD_MAILBOX_URL", "https://www.borger.dk/digitalpost")
+	if u, err := url.Parse(c.MailboxURL); err != nil || u.Scheme != "https" || u.Host == "" {
+		l.fail("POSTBUD_MAILBOX_URL", "must be an https:// URL, got %q", c.MailboxURL)
+	}
+	c.KeyPrefix = l.str("POSTBUD_KEY_PREFIX", "pb")
+	c.QueuePrefix = l.str("POSTBUD_QUEUE_PREFIX", "postbud")
+	for _, n := range []string{"POSTBUD_KEY_PREFIX", "POSTBUD_QUEUE_PREFIX"} {
+		if v := l.str(n, "x"); strings.ContainsAny(v, "{}: \t") {
+			l.fail(n, "must not contain braces, colons or spaces, got %q", v)
+		}
+	}
+	c.Concurrency = l.integer("POSTBUD_CONCURRENCY", 50, 1, 10000)
+	c.TaskCheckInterval = l.duration("POSTBUD_TASK_CHECK_INTERVAL", 50*time.Millisecond)
+	c.ShutdownTimeout = l.duration("POSTBUD_SHUTDOWN_TIMEOUT", 25*time.Second)
+	c.AlertTTL = l.duration("POSTBUD_ALERT_TTL", 48*time.Hour)
+	c.LetterTTL = l.duration("POSTBUD_LETTER_TTL", 4800*time.Hour)
+	if c.LetterTTL < 4400*time.Hour {
+		l.fail("POSTBUD_LETTER_TTL", "must be at least 4400h (6 months and a margin): unread letters of the last 6 months are forwarded on paper on exemption")
+	}
+	c.LogLevel = l.str("POSTBUD_LOG_LEVEL", "info")
+	if !oneOf(c.LogLevel, "debug", "info", "warn", "error") {
+		l.fail("POSTBUD_LOG_LEVEL", "must be one of debug, info, warn, error, got %q", c.LogLevel)
+	}
+	c.LogFormat = l.str("POSTBUD_LOG_FORMAT", "json")
+	if !oneOf(c.LogFormat, "json", "text") {
+		l.fail("POSTBUD_LOG_FORMAT", "must be json or text, got %q", c.LogFormat)
+	}
+	l.smtp(&c.SMTP)
+	if err := errors.Join(l.errs...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func oneOf(s string, set ...string) bool {
+	for _, x := range set {
+		if s == x {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *loader) platforms(c *Config) {
+	byName := map[string]*Platform{}
+	var order []string
+	for name, suffix := range Platforms {
+		env := "POSTBUD_KEY_" + suffix
+		if k := l.secret(env); k != "" {
+			if len(k) < 16 {
+				l.fail(env, "must be at least 16 characters")
+				continue
+			}
+			byName[name] = &Platform{Name: name, KeySHA256: sha256.Sum256([]byte(k)), Rate: c.PlatformRate}
+			order = append(order, name)
+		}
+	}
+	if path := l.getenv("POSTBUD_CONFIG"); path != "" {
+		b, err := l.readFile(path)
+		if err != nil {
+			l.fail("POSTBUD_CONFIG", "cannot read the file: %v", errors.Unwrap(err))
+		} else {
+			var f file
+			dec := yaml.NewDecoder(strings.NewReader(string(b)))
+			dec.KnownFields(true)
+			if err := dec.Decode(&f); err != nil {
+				l.fail("POSTBUD_CONFIG", "invalid YAML: %v", err)
+			}
+			for name, p := range f.Platforms {
+				key := "POSTBUD_CONFIG platforms." + name
+				if _, ok := Platforms[name]; !ok {
+					l.fail(key, "unknown platform (want core, borger.dk, digital-post-app, e-boks or mit.dk)")
+					continue
+				}
+				if byName[name] != nil {
+					l.fail(key, "key given both here and in POSTBUD_KEY_%s", Platforms[name])
+					continue
+				}
+				raw, err := hex.DecodeString(p.KeySHA256)
+				if err != nil || len(raw) != 32 {
+					l.fail(key+".key_sha256", "must be 64 hex digits (sha256sum of the key)")
+					continue
+				}
+				if p.Rate < 0 {
+					l.fail(key+".rate", "must be ≥ 0")
+				}
+				pl := &Platform{Name: name, Rate: c.PlatformRate}
+				copy(pl.KeySHA256[:], raw)
+				if p.Rate > 0 {
+					pl.Rate = p.Rate
+				}
+				byName[name] = pl
+				order = append(order, name)
+			}
+		}
+	}
+	if len(byName) == 0 {
+		l.fail("POSTBUD_KEY_<PLATFORM>", "at least one platform key is required (e.g. POSTBUD_KEY_CORE or POSTBUD_KEY_BORGER_DK, or platforms in POSTBUD_CONFIG)")
+	}
+	for _, n := range order {
+		c.Platforms = append(c.Platforms, *byName[n])
+	}
+}
+
+func (l *loader) smtp(s *SMTP) {
+	s.Host = l.getenv("POSTBUD_SMTP_HOST")
+	s.Port = l.integer("POSTBUD_SMTP_PORT", 587, 1, 65535)
+	s.Username = l.getenv("POSTBUD_SMTP_USERNAME")
+	s.Password = l.secret("POSTBUD_SMTP_PASSWORD")
+	s.TLS = l.str("POSTBUD_SMTP_TLS", "mandatory")
+	s.From = l.getenv("POSTBUD_SMTP_FROM")
+	s.Timeout = l.duration("POSTBUD_SMTP_TIMEOUT", 30*time.Second)
+	if !oneOf(s.TLS, "mandatory", "opportunistic", "implicit", "none") {
+		l.fail("POSTBUD_SMTP_TLS", "must be one of mandatory, opportunistic, implicit, none, got %q", s.TLS)
+	}
+	if s.Host == "" {
+		return
+	}
+	if s.From == "" {
+		l.fail("POSTBUD_SMTP_FROM", "required when POSTBUD_SMTP_HOST is set")
+	} else if !strings.Contains(s.From, "@") {
+		l.fail("POSTBUD_SMTP_FROM", "must be an email address")
+	}
+	if (s.Username == "") != (s.Password == "") {
+		l.fail("POSTBUD_SMTP_USERNAME", "POSTBUD_SMTP_USERNAME and POSTBUD_SMTP_PASSWORD go together")
+	}
+	if s.Password != "" && s.TLS == "none" {
+		l.fail("POSTBUD_SMTP_TLS", "none would send the SMTP password in clear; use mandatory or implicit")
+	}
+}
+
+// redis parses the Redis URL into asynq's connection options.
+func (l *loader) redis(raw, password string) asynq.RedisConnOpt {
+	const name = "POSTBUD_REDIS_URL"
+	u, err := url.Parse(raw)
+	if err != nil {
+		l.fail(name, "not a URL")
+		return nil
+	}
+	user := u.User.Username()
+	if p, ok := u.User.Password(); ok && password == "" {
+		password = p
+	}
+	db := 0
+	if p := strings.Trim(u.Path, "/"); p != "" {
+		if db, err = strconv.Atoi(p); err != nil || db < 0 || db > 15 {
+			l.fail(name, "the path must be a database number 0–15")
+		}
+	}
+	switch u.Scheme {
+	case "redis", "rediss":
+		if u.Host == "" || strings.Contains(u.Host, ",") {
+			l.fail(name, "needs one host:port")
+			return nil
+		}
+		o := asynq.RedisClientOpt{Addr: hostPort(u.Host), Username: user, Password: password, DB: db}
+		if u.Scheme == "rediss" {
+			o.TLSConfig = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
+		}
+		return o
+	case "redis-sentinel":
+		master := u.Query().Get("master")
+		if master == "" {
+			l.fail(name, "redis-sentinel:// needs ?master=NAME")
+		}
+		var addrs []string
+		for _, h := range strings.Split(u.Host, ",") {
+			if h != "" {
+				addrs = append(addrs, hostPort(h))
+			}
+		}
+		if len(addrs) == 0 {
+			l.fail(name, "redis-sentinel:// needs at least one sentinel host:port")
+		}
+		o := asynq.RedisFailoverClientOpt{MasterName: master, SentinelAddrs: addrs, Username: user,
+			Password: password, DB: db, SentinelPassword: u.Query().Get("sentinel_password")}
+		if u.Query().Get("tls") == "true" {
+			o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		return o
+	}
+	l.fail(name, "scheme must be redis, rediss or redis-sentinel, got %q", u.Scheme)
+	return nil
+}
+
+func hostPort(h string) string {
+	if _, _, err := net.SplitHostPort(h); err == nil {
+		return h
+	}
+	return net.JoinHostPort(h, "6379")
+}

@@ -1,0 +1,474 @@
+package dispatcher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/digitalpost/postbud/channels"
+)
+
+// Enqueuer puts tasks on asynq queues; *asynq.Client implements it.
+type Enqueuer interface {
+	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+}
+
+// Observer receives the dispatcher's measurements (metrics). All methods
+// must be safe for concurrent use; a nil Observer in Config records nothing.
+type Observer interface {
+	// Delivered is called once per delivery attempt with its outcome.
+	Delivered(ch channels.Name, result, kind string, took time.Duration)
+	// EventToAlert is called when an alert was handed to its provider.
+	EventToAlert(ch channels.Name, since time.Duration)
+	// AddressRemoved is called when a gone address or token is removed.
+	AddressRemoved(ch channels.Name)
+}
+
+// Config wires a Dispatcher.
+type Config struct {
+	Store    Store
+	Keyer    *Keyer
+	Enqueuer Enqueuer
+	Queues   Queues
+	// Senders are the configured channels; a channel without a sender gets
+	// no deliveries.
+	Senders map[channels.Name]channels.Sender
+	Logger  *slog.Logger
+	// MailboxURL is the one link alerts carry.
+	MailboxURL string
+	// AlertTTL is how long after a letter arrived its alert is still worth
+	// sending (default 48h); later attempts are dropped and recorded.
+	AlertTTL time.Duration
+	// SendTimeout bounds one send (default 30s).
+	SendTimeout time.Duration
+	// Observer receives measurements; nil records none.
+	Observer Observer
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// FirstRetryDelay is how long a delivery that failed inside its event
+	// waits before its own task runs (default: RetryDelay's first step, or
+	// the provider's Retry-After). Tests shorten it.
+	FirstRetryDelay func(err error) time.Duration
+}
+
+// Dispatcher handles postbud's tasks: events in, deliveries out.
+type Dispatcher struct {
+	cfg Config
+	log *slog.Logger
+	obs Observer
+}
+
+// New returns a Dispatcher; it reports every missing part at once.
+func New(cfg Config) (*Dispatcher, error) {
+	var errs []error
+	if cfg.Store == nil {
+		errs = append(errs, errors.New("dispatcher: Store is required"))
+	}
+	if cfg.Keyer == nil {
+		errs = append(errs, errors.New("dispatcher: Keyer is required"))
+	}
+	if cfg.Enqueuer == nil {
+		errs = append(errs, errors.New("dispatcher: Enqueuer is required"))
+	}
+	if cfg.MailboxURL == "" {
+		errs = append(errs, errors.New("dispatcher: MailboxURL is required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if cfg.Queues == (Queues{}) {
+		cfg.Queues = DefaultQueues("")
+	}
+	if cfg.AlertTTL == 0 {
+		cfg.AlertTTL = 48 * time.Hour
+	}
+	if cfg.SendTimeout == 0 {
+		cfg.SendTimeout = 30 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.FirstRetryDelay == nil {
+		cfg.FirstRetryDelay = func(err error) time.Duration { return retryDelay(0, err) }
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	obs := cfg.Observer
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	return &Dispatcher{cfg: cfg, log: cfg.Logger, obs: obs}, nil
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Delivered(channels.Name, string, string, time.Duration) {}
+func (nopObserver) EventToAlert(channels.Name, time.Duration)               {}
+func (nopObserver) AddressRemoved(channels.Name)                            {}
+
+// Register adds the dispatcher's handlers to mux.
+func (d *Dispatcher) Register(mux *asynq.ServeMux) {
+	mux.HandleFunc(TypeInbound, d.HandleInbound)
+	mux.HandleFunc(TypeEvent, d.HandleEvent)
+	mux.HandleFunc(TypeDelivery, d.HandleDelivery)
+}
+
+// HandleInbound handles an event a platform enqueued straight into asynq.
+// An invalid event is archived for ops (it can never succeed).
+func (d *Dispatcher) HandleInbound(ctx context.Context, t *asynq.Task) error {
+	ev, err := ParseEvent(t.Payload())
+	if err != nil {
+		d.log.WarnContext(ctx, "inbound event refused", "task_id", taskID(ctx), "error", err)
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	}
+	d.cfg.Keyer.Pseudonymize(ev)
+	return d.handle(ctx, ev)
+}
+
+// HandleEvent handles an event accepted over HTTP.
+func (d *Dispatcher) HandleEvent(ctx context.Context, t *asynq.Task) error {
+	var ev Event
+	if err := json.Unmarshal(t.Payload(), &ev); err != nil || ev.CitizenKey == "" {
+		return fmt.Errorf("event task payload: %w", errors.Join(err, asynq.SkipRetry))
+	}
+	return d.handle(ctx, &ev)
+}
+
+func (d *Dispatcher) handle(ctx context.Context, ev *Event) error {
+	st := d.cfg.Store
+	switch {
+	case ev.Message != nil:
+		return d.receive(ctx, ev)
+	case ev.Contact != nil:
+		return st.UpdateContact(ctx, ev.CitizenKey, ev.Contact, ev.OccurredAt, ev.ID)
+	case ev.Device != nil:
+		dev := Device{App: ev.Device.App, Provider: ev.Device.Provider, Token: ev.Device.Token,
+			Environment: ev.Device.Environment, RegisteredAt: ev.OccurredAt}
+		if ev.Type == DeviceUnregistered {
+			return st.UnregisterDevice(ctx, ev.CitizenKey, dev, ev.ID)
+		}
+		return st.RegisterDevice(ctx, ev.CitizenKey, dev, ev.ID)
+	}
+	d.log.WarnContext(ctx, "event type not handled yet", "event_id", ev.ID, "type", ev.Type)
+	return nil
+}
+
+// ErrUnavailable wraps failures to reach the store or queue while accepting
+// an event: the caller should answer 503 so the platform retries.
+var ErrUnavailable = errors.New("postbud is unavailable")
+
+// Accept pseudonymises a validated event and enqueues it for processing.
+// It reports duplicate when the event id was seen before (processed, or
+// still queued). The same event accepted twice is processed once.
+func (d *Dispatcher) Accept(ctx context.Context, ev *Event) (duplicate bool, err error) {
+	d.cfg.Keyer.Pseudonymize(ev)
+	seen, err := d.cfg.Store.EventSeen(ctx, ev.CitizenKey, ev.ID)
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if seen {
+		return true, nil
+	}
+	t, err := NewEventTask(ev, d.cfg.Queues)
+	if err != nil {
+		return false, err
+	}
+	_, err = d.cfg.Enqueuer.EnqueueContext(ctx, t)
+	switch {
+	case errors.Is(err, asynq.ErrTaskIDConflict), errors.Is(err, asynq.ErrDuplicateTask):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return false, nil
+}
+
+// Trail returns a letter's delivery trail, for ops.
+func (d *Dispatcher) Trail(ctx context.Context, messageID string) ([]Outcome, error) {
+	return d.cfg.Store.Trail(ctx, messageID)
+}
+
+// Ready checks the store answers.
+func (d *Dispatcher) Ready(ctx context.Context) error { return d.cfg.Store.Ping(ctx) }
+
+// delivery is one planned send.
+type delivery struct {
+	id string
+	to channels.Address
+}
+
+// addresses returns the citizen's addresses on configured channels.
+func (d *Dispatcher) addresses(c *Citizen, messageID string) []delivery {
+	var out []delivery
+	add := func(ch channels.Name, to channels.Address) {
+		if _, ok := d.cfg.Senders[ch]; !ok {
+			return
+		}
+		to.Channel = ch
+		out = append(out, delivery{id: d.cfg.Keyer.DeliveryID(messageID, ch, to.Value), to: to})
+	}
+	if c.Email != "" {
+		add(channels.Email, channels.Address{Value: c.Email})
+	}
+	if c.Mobile != "" {
+		add(channels.SMS, channels.Address{Value: c.Mobile})
+	}
+	for _, dev := range c.Devices {
+		add(channels.Name(dev.Provider), channels.Address{Value: dev.Token, App: dev.App, Environment: dev.Environment})
+	}
+	return out
+}
+
+// receive handles message.received: store the letter, then attempt every
+// delivery inside this task. Only deliveries that fail get tasks of their
+// own, so a retry never re-sends a channel that succeeded.
+func (d *Dispatcher) receive(ctx context.Context, ev *Event) error {
+	m := ev.Message
+	l := &Letter{MessageID: m.MessageID, SenderID: m.SenderID, SenderName: m.SenderName,
+		SenderKind: m.SenderKind, Priority: m.Priority, Notification: m.Notification,
+		ReceivedAt: ev.OccurredAt, Legal: m.LegalNotification}
+	c, stored, seen, err := d.cfg.Store.ReceiveLetter(ctx, ev.CitizenKey, l, ev.ID)
+	if err != nil {
+		return err
+	}
+	if seen {
+		return nil
+	}
+	now := d.cfg.Now()
+	all := d.addresses(c, m.MessageID)
+	var outs []Outcome
+	var todo []delivery
+	if len(all) == 0 {
+		outs = append(outs, Outcome{At: now, Result: ResultSkipped, Reason: "no contact"})
+	}
+	for _, dl := range all {
+		if _, done := stored.Done[dl.id]; done {
+			continue
+		}
+		if skip := d.skipReason(stored, now); skip != "" {
+			outs = append(outs, Outcome{At: now, DeliveryID: dl.id, Channel: dl.to.Channel, App: dl.to.App,
+				Result: ResultSkipped, Reason: skip, Final: true})
+			continue
+		}
+		todo = append(todo, dl)
+	}
+	results := d.sendAll(ctx, c, stored, todo, 1)
+	var retries []delivery
+	for i, r := range results {
+		outs = append(outs, r.out)
+		if !r.out.Final {
+			retries = append(retries, todo[i])
+		}
+	}
+	if len(retries) == 0 {
+		return d.cfg.Store.Record(ctx, ev.CitizenKey, m.MessageID, outs, ev.ID)
+	}
+	// Record what was sent before enqueuing retries, and mark the event
+	// processed only after: a crash in between re-runs the event, which
+	// skips the deliveries already done.
+	if err := d.cfg.Store.Record(ctx, ev.CitizenKey, m.MessageID, outs, ""); err != nil {
+		return err
+	}
+	for _, r := range results {
+		if r.out.Final {
+			continue
+		}
+		if err := d.enqueueRetry(ctx, ev.CitizenKey, stored, r); err != nil {
+			return err
+		}
+	}
+	return d.cfg.Store.Record(ctx, ev.CitizenKey, m.MessageID, nil, ev.ID)
+}
+
+// skipReason says why a letter's alerts must not go out now, or "".
+func (d *Dispatcher) skipReason(l *Letter, now time.Time) string {
+	switch {
+	case l.Read:
+		return "read"
+	case !l.ReceivedAt.IsZero() && now.Sub(l.ReceivedAt) > d.cfg.AlertTTL:
+		return "expired"
+	}
+	return ""
+}
+
+type result struct {
+	dl  delivery
+	out Outcome
+	err error
+}
+
+// alert builds the content of a letter's alert for one citizen.
+func (d *Dispatcher) alert(c *Citizen, l *Letter, dl delivery) channels.Alert {
+	lang := c.Language
+	if lang == "" {
+		lang = "da"
+	}
+	return channels.Alert{
+		DeliveryID:   dl.id,
+		MessageID:    l.MessageID,
+		Language:     lang,
+		Senders:      []string{l.SenderName},
+		Count:        1,
+		Notification: l.Notification,
+		MailboxURL:   d.cfg.MailboxURL,
+		Badge:        -1,
+		Urgent:       l.Priority == Urgent,
+		Expires:      l.ReceivedAt.Add(d.cfg.AlertTTL),
+	}
+}
+
+// sendAll sends the deliveries concurrently and returns one result each, in
+// order.
+func (d *Dispatcher) sendAll(ctx context.Context, c *Citizen, l *Letter, todo []delivery, attempt int) []result {
+	res := make([]result, len(todo))
+	if len(todo) == 1 {
+		res[0] = d.send(ctx, c, l, todo[0], attempt)
+		return res
+	}
+	var wg sync.WaitGroup
+	for i, dl := range todo {
+		wg.Go(func() { res[i] = d.send(ctx, c, l, dl, attempt) })
+	}
+	wg.Wait()
+	return res
+}
+
+// send makes one attempt at one delivery and classifies its outcome.
+func (d *Dispatcher) send(ctx context.Context, c *Citizen, l *Letter, dl delivery, attempt int) result {
+	s := d.cfg.Senders[dl.to.Channel]
+	sctx, cancel := context.WithTimeout(ctx, d.cfg.SendTimeout)
+	start := time.Now()
+	rc, err := s.Send(sctx, dl.to, d.alert(c, l, dl))
+	cancel()
+	took := time.Since(start)
+	out := Outcome{At: d.cfg.Now(), DeliveryID: dl.id, Channel: dl.to.Channel, App: dl.to.App,
+		Attempt: attempt, DurationMS: took.Milliseconds()}
+	log := d.log.With("message_id", l.MessageID, "channel", dl.to.Channel, "delivery_id", dl.id,
+		"attempt", attempt, "duration_ms", out.DurationMS)
+	if err == nil {
+		out.Result, out.ProviderID, out.Final = ResultSent, rc.ProviderID, true
+		d.obs.Delivered(dl.to.Channel, ResultSent, "", took)
+		if !l.ReceivedAt.IsZero() {
+			d.obs.EventToAlert(dl.to.Channel, d.cfg.Now().Sub(l.ReceivedAt))
+		}
+		log.InfoContext(ctx, "alert sent", "provider_id", rc.ProviderID)
+		return result{dl: dl, out: out}
+	}
+	kind := channels.KindOf(err)
+	out.Kind, out.Code = kind.String(), channels.CodeOf(err)
+	out.Result = ResultFailed
+	switch kind {
+	case channels.Gone:
+		out.Result, out.Final = ResultGone, true
+		goneAt := d.cfg.Now()
+		if t, ok := channels.GoneAt(err); ok {
+			goneAt = t
+		}
+		removed, rerr := d.cfg.Store.RemoveAddress(ctx, c.Key, dl.to, goneAt)
+		if rerr != nil {
+			log.ErrorContext(ctx, "removing a gone address failed", "error", rerr)
+		} else if removed {
+			d.obs.AddressRemoved(dl.to.Channel)
+			out.Reason = "address removed"
+		} else {
+			out.Reason = "address kept: registered after the provider's report"
+		}
+		log.WarnContext(ctx, "alert address gone", "kind", kind.String(), "code", out.Code, "removed", removed)
+	case channels.Permanent:
+		// Not final: the delivery's task is archived, and ops may re-run it.
+		log.ErrorContext(ctx, "alert failed permanently: archived for ops", "kind", kind.String(), "code", out.Code, "error", err)
+	case channels.Misconfigured:
+		out.Result = ResultRetrying
+		log.ErrorContext(ctx, "channel misconfigured: alert will be retried", "kind", kind.String(), "code", out.Code, "error", err)
+	default:
+		out.Result = ResultRetrying
+		log.WarnContext(ctx, "alert failed: will be retried", "kind", kind.String(), "code", out.Code, "error", err)
+	}
+	d.obs.Delivered(dl.to.Channel, out.Result, out.Kind, took)
+	return result{dl: dl, out: out, err: err}
+}
+
+// enqueueRetry gives a failed delivery a task of its own, its id the
+// delivery id so it exists once however often this runs.
+func (d *Dispatcher) enqueueRetry(ctx context.Context, citizen string, l *Letter, r result) error {
+	p := deliveryTask{Citizen: citizen, MessageID: l.MessageID, DeliveryID: r.dl.id,
+		Channel: string(r.dl.to.Channel), Expires: l.ReceivedAt.Add(d.cfg.AlertTTL).Unix()}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	delay := d.cfg.FirstRetryDelay(r.err)
+	if channels.KindOf(r.err) == channels.Permanent {
+		delay = 0
+	}
+	t := asynq.NewTask(TypeDelivery, b, asynq.TaskID("dl:"+r.dl.id), asynq.Queue(d.cfg.Queues.For(l.Priority)),
+		asynq.MaxRetry(30), asynq.ProcessIn(delay), asynq.Timeout(d.cfg.SendTimeout+30*time.Second))
+	_, err = d.cfg.Enqueuer.EnqueueContext(ctx, t)
+	if errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask) {
+		return nil
+	}
+	return err
+}
+
+// HandleDelivery retries one delivery.
+func (d *Dispatcher) HandleDelivery(ctx context.Context, t *asynq.Task) error {
+	var p deliveryTask
+	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.DeliveryID == "" {
+		return fmt.Errorf("delivery task payload: %w", errors.Join(err, asynq.SkipRetry))
+	}
+	now := d.cfg.Now()
+	c, l, err := d.cfg.Store.Load(ctx, p.Citizen, p.MessageID)
+	if errors.Is(err, ErrNotFound) {
+		d.log.WarnContext(ctx, "delivery for an unknown letter dropped", "message_id", p.MessageID, "delivery_id", p.DeliveryID)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if _, done := l.Done[p.DeliveryID]; done {
+		return nil
+	}
+	attempt := retryCount(ctx) + 2
+	skip := func(reason string) error {
+		return d.cfg.Store.Record(ctx, p.Citizen, p.MessageID, []Outcome{{At: now, DeliveryID: p.DeliveryID,
+			Channel: channels.Name(p.Channel), Result: ResultSkipped, Reason: reason, Attempt: attempt, Final: true}}, "")
+	}
+	if p.Expires > 0 && now.Unix() > p.Expires {
+		return skip("expired")
+	}
+	var dl *delivery
+	for _, x := range d.addresses(c, p.MessageID) {
+		if x.id == p.DeliveryID {
+			dl = &x
+			break
+		}
+	}
+	if dl == nil {
+		return skip("address no longer registered")
+	}
+	if reason := d.skipReason(l, now); reason != "" {
+		return skip(reason)
+	}
+	r := d.send(ctx, c, l, *dl, attempt)
+	if err := d.cfg.Store.Record(ctx, p.Citizen, p.MessageID, []Outcome{r.out}, ""); err != nil {
+		return err
+	}
+	return taskError(r.err)
+}
+
+func retryCount(ctx context.Context) int {
+	n, _ := asynq.GetRetryCount(ctx)
+	return n
+}
+
+func taskID(ctx context.Context) string {
+	id, _ := asynq.GetTaskID(ctx)
+	return id
+}

@@ -1,0 +1,268 @@
+package dispatcher_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/dispatcher"
+)
+
+var allChannels = []channels.Name{channels.Email, channels.SMS, channels.APNs, channels.FCM}
+
+const msg1 = "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
+
+func TestLetterFansOutOnceToEveryChannel(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, allChannels...)
+	h.start()
+	register(h, annaCPR)
+	h.idle()
+
+	if dup := h.accept(letter("ev-1", msg1, annaCPR)); dup {
+		t.Fatal("first letter event reported as duplicate")
+	}
+	h.idle()
+	// The same event again, while and after it was processed: still once.
+	if dup := h.accept(letter("ev-1", msg1, annaCPR)); !dup {
+		t.Error("second copy of the event not reported as duplicate")
+	}
+	h.idle()
+	for _, n := range allChannels {
+		got := h.channels[n].accepted()
+		if len(got) != 1 {
+			t.Errorf("%s: %d alerts, want 1", n, len(got))
+			continue
+		}
+		a := got[0].Alert
+		if a.MessageID != msg1 || a.Senders[0] != "Skattestyrelsen" || a.MailboxURL != "https://www.borger.dk/digitalpost" {
+			t.Errorf("%s: alert %+v", n, a)
+		}
+	}
+	if to := h.channels[channels.SMS].accepted()[0].To.Value; to != "+4512345678" {
+		t.Errorf("SMS went to %q, want the normalised +4512345678", to)
+	}
+	trail, err := h.store.Trail(context.Background(), msg1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := 0
+	for _, o := range trail {
+		if o.Result == dispatcher.ResultSent {
+			sent++
+			if o.ProviderID == "" || o.DeliveryID == "" {
+				t.Errorf("sent entry without provider or delivery id: %+v", o)
+			}
+		}
+	}
+	if sent != 4 {
+		t.Errorf("trail has %d sent entries, want 4: %+v", sent, trail)
+	}
+}
+
+func TestSameEventAcceptedTwiceBeforeProcessingRunsOnce(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, channels.Email)
+	register(h, annaCPR)
+	h.start()
+	h.idle()
+	h.srv.Stop() // workers stop pulling: both copies meet in the queue
+	h.accept(letter("ev-dup", msg1, annaCPR))
+	if dup := h.accept(letter("ev-dup", msg1, annaCPR)); !dup {
+		t.Error("queued copy not reported as duplicate")
+	}
+	h.srv.Shutdown()
+	h.start()
+	h.idle()
+	if n := len(h.channels[channels.Email].accepted()); n != 1 {
+		t.Errorf("%d emails, want 1", n)
+	}
+}
+
+func TestFailedChannelIsRetriedAlone(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, channels.Email, channels.SMS)
+	h.start()
+	register(h, annaCPR)
+	h.idle()
+	h.channels[channels.SMS].failNext(channels.Fail(channels.Transient, "http 503", errors.New("gateway down")),
+		channels.Fail(channels.Transient, "http 503", errors.New("gateway down")))
+	h.accept(letter("ev-2", msg1, annaCPR))
+	h.waitFor("the SMS to go out after two failures", func() bool { return len(h.channels[channels.SMS].accepted()) == 1 })
+	h.idle()
+	if n := len(h.channels[channels.Email].accepted()); n != 1 {
+		t.Errorf("email sent %d times, want 1: a failing SMS must not re-send the email", n)
+	}
+	if n := h.channels[channels.SMS].attempts(); n != 3 {
+		t.Errorf("SMS attempted %d times, want 3", n)
+	}
+	trail, _ := h.store.Trail(context.Background(), msg1)
+	var results []string
+	for _, o := range trail {
+		if o.Channel == channels.SMS {
+			results = append(results, o.Result)
+		}
+	}
+	if strings.Join(results, ",") != "retrying,retrying,sent" {
+		t.Errorf("SMS trail = %v, want retrying,retrying,sent", results)
+	}
+}
+
+func TestGoneAddressIsRemovedAndNotTriedAgain(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, channels.Email, channels.APNs)
+	h.start()
+	register(h, annaCPR)
+	h.idle()
+	h.channels[channels.APNs].failNext(channels.Fail(channels.Gone, "410 Unregistered", errors.New("gone")))
+	h.accept(letter("ev-3", msg1, annaCPR))
+	h.idle()
+	if n := h.channels[channels.APNs].attempts(); n != 1 {
+		t.Fatalf("APNs attempted %d times, want 1 (gone is not retried)", n)
+	}
+	h.accept(letter("ev-4", "7f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b", annaCPR))
+	h.idle()
+	if n := h.channels[channels.APNs].attempts(); n != 1 {
+		t.Errorf("APNs attempted %d times after the token was gone, want still 1", n)
+	}
+	if n := len(h.channels[channels.Email].accepted()); n != 2 {
+		t.Errorf("%d emails, want 2", n)
+	}
+}
+
+func TestGoneReportOlderThanRegistrationKeepsToken(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, channels.APNs)
+	h.start()
+	register(h, annaCPR)
+	h.idle()
+	goneBefore := &goneAtError{at: time.Now().Add(-time.Hour)}
+	h.channels[channels.APNs].failNext(channels.Fail(channels.Gone, "410 Unregistered", goneBefore))
+	h.accept(letter("ev-5", msg1, annaCPR))
+	h.idle()
+	h.accept(letter("ev-6", "7f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b", annaCPR))
+	h.idle()
+	if n := len(h.channels[channels.APNs].accepted()); n != 1 {
+		t.Errorf("the token re-registered after the 410 got %d alerts for the next letter, want 1", n)
+	}
+}
+
+type goneAtError struct{ at time.Time }
+
+func (e *goneAtError) Error() string          { return "unregistered" }
+func (e *goneAtError) GoneSince() time.Time { return e.at }
+
+func TestPermanentFailureIsArchivedForOps(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, channels.Email)
+	h.start()
+	register(h, annaCPR)
+	h.idle()
+	perm := channels.Fail(channels.Permanent, "554", errors.New("rejected"))
+	h.channels[channels.Email].failNext(perm, perm)
+	h.accept(letter("ev-7", msg1, annaCPR))
+	h.waitFor("an archived delivery task", func() bool {
+		tasks, err := h.insp.ListArchivedTasks(h.queues.Normal)
+		return err == nil && len(tasks) == 1 && tasks[0].Type == dispatcher.TypeDelivery
+	})
+	tasks, _ := h.insp.ListArchivedTasks(h.queues.Normal)
+	if p := string(tasks[0].Payload); strings.Contains(p, "anna") || strings.Contains(p, "0101901234") {
+		t.Errorf("archived payload holds personal data: %s", p)
+	}
+}
+
+func TestThrottledRetryDoesNotSpendRetries(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, channels.SMS)
+	h.start()
+	register(h, annaCPR)
+	h.idle()
+	thr := channels.Throttle(10*time.Millisecond, "http 429", errors.New("slow down"))
+	h.channels[channels.SMS].failNext(thr, thr, thr, thr)
+	h.accept(letter("ev-8", msg1, annaCPR))
+	h.waitFor("the SMS after four throttles", func() bool { return len(h.channels[channels.SMS].accepted()) == 1 })
+	if !dispatcher.IsFailure(errors.New("plain")) || dispatcher.IsFailure(thr) {
+		t.Error("IsFailure must be false only for throttled channel errors")
+	}
+	if d := dispatcher.RetryDelay(3, channels.Throttle(90*time.Second, "429", nil), nil); d != 90*time.Second {
+		t.Errorf("RetryDelay for Retry-After 90s = %v", d)
+	}
+}
+
+func TestLetterForCitizenWithoutContactIsRecordedAsSkipped(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, allChannels...)
+	h.start()
+	h.accept(letter("ev-9", msg1, "311265-2345"))
+	h.idle()
+	trail, err := h.store.Trail(context.Background(), msg1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(trail) != 1 || trail[0].Result != dispatcher.ResultSkipped || trail[0].Reason != "no contact" {
+		t.Errorf("trail = %+v, want one skipped: no contact", trail)
+	}
+}
+
+func TestInboundTaskFromPublisherIsPseudonymisedAndProcessed(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, channels.Email)
+	h.start()
+	register(h, annaCPR)
+	h.idle()
+	raw := letter("ev-10", msg1, annaCPR)
+	_, err := h.client.Enqueue(asynq.NewTask(dispatcher.TypeInbound, []byte(raw)), asynq.Queue(h.queues.Normal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.idle()
+	if n := len(h.channels[channels.Email].accepted()); n != 1 {
+		t.Errorf("%d emails, want 1", n)
+	}
+	// An invalid inbound event is archived, not retried.
+	_, err = h.client.Enqueue(asynq.NewTask(dispatcher.TypeInbound, []byte(`{"id":"x"}`)), asynq.Queue(h.queues.Normal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("the invalid inbound event to be archived", func() bool {
+		tasks, err := h.insp.ListArchivedTasks(h.queues.Normal)
+		return err == nil && len(tasks) == 1
+	})
+}
+
+func TestNoCPRInRedis(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, allChannels...)
+	h.start()
+	register(h, annaCPR)
+	h.idle()
+	h.accept(letter("ev-11", msg1, annaCPR))
+	h.channels[channels.SMS].failNext(channels.Fail(channels.Transient, "503", errors.New("x")))
+	h.accept(letter("ev-12", "7f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b", annaCPR))
+	h.idle()
+	ctx := context.Background()
+	keys, err := h.env.Client.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if !strings.HasPrefix(k, h.env.Prefix) && !strings.Contains(k, h.env.QueuePrefix) {
+			continue
+		}
+		if strings.Contains(k, "0101901234") || strings.Contains(k, "010190-1234") {
+			t.Errorf("key %q holds the CPR", k)
+		}
+		dump, err := h.env.Client.Dump(ctx, k).Result()
+		if err != nil {
+			continue
+		}
+		if strings.Contains(dump, "0101901234") || strings.Contains(dump, "010190-1234") {
+			t.Errorf("value of %q holds the CPR", k)
+		}
+	}
+}

@@ -1,0 +1,650 @@
+package dispatcher
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// EventType names an event of the contract (docs/events.md).
+type EventType string
+
+// The event types of contract v1.
+const (
+	MessageReceived    EventType = "message.received"
+	MessageRead        EventType = "message.read"
+	MessageUnread      EventType = "message.unread"
+	ContactUpdated     EventType = "contact.updated"
+	DeviceRegistered   EventType = "device.registered"
+	DeviceUnregistered EventType = "device.unregistered"
+	ExemptionGranted   EventType = "exemption.granted"
+	ExemptionRevoked   EventType = "exemption.revoked"
+)
+
+// EventTypes lists every event type, in contract order.
+var EventTypes = []EventType{MessageReceived, MessageRead, MessageUnread, ContactUpdated,
+	DeviceRegistered, DeviceUnregistered, ExemptionGranted, ExemptionRevoked}
+
+// Platform is a source of events: the core that stores letters, or one of
+// the four platforms citizens read them on.
+type Platform string
+
+// The platforms.
+const (
+	Core           Platform = "core"
+	BorgerDK       Platform = "borger.dk"
+	DigitalPostApp Platform = "digital-post-app"
+	EBoks          Platform = "e-boks"
+	MitDK          Platform = "mit.dk"
+)
+
+// Platforms lists every platform.
+var Platforms = []Platform{Core, BorgerDK, DigitalPostApp, EBoks, MitDK}
+
+// ReadingPlatforms are the four places a citizen reads letters.
+var ReadingPlatforms = []Platform{BorgerDK, DigitalPostApp, EBoks, MitDK}
+
+// Apps are the citizen apps that register push tokens.
+var Apps = []string{"digital-post-app", "e-boks", "mit.dk"}
+
+// SenderKind says which exemption rules apply to a letter's sender.
+type SenderKind string
+
+// Sender kinds.
+const (
+	SenderPublic        SenderKind = "public"
+	SenderPublicSpecial SenderKind = "public-special"
+	SenderPrivate       SenderKind = "private"
+)
+
+// Priority is a letter's lane.
+type Priority string
+
+// Priorities, highest first.
+const (
+	Urgent Priority = "urgent"
+	Normal Priority = "normal"
+	Bulk   Priority = "bulk"
+)
+
+// Limits of the contract.
+const (
+	MaxEventBytes        = 64 << 10
+	MaxNotificationRunes = 150
+)
+
+// Event is one validated event. Exactly one of the typed data fields is set,
+// according to Type. Raw keeps the wire form for task payloads.
+//
+// Its JSON form is postbud's internal task payload: the CPR fields are
+// never serialised (json:"-"); Pseudonymize moves the CPR into CitizenKey
+// and Birth first.
+type Event struct {
+	ID         string    `json:"id"`
+	Type       EventType `json:"type"`
+	OccurredAt time.Time `json:"occurred_at"`
+	Source     Platform  `json:"source"`
+	// CitizenKey is the pseudonymous key of the citizen (Keyer.CitizenKey).
+	CitizenKey string `json:"c,omitempty"`
+	// Birth is the citizen's birth date (for the age rule), from the CPR.
+	Birth string `json:"b,omitempty"`
+
+	Message   *MessageData   `json:"message,omitempty"`   // message.received
+	Read      *ReadData      `json:"read,omitempty"`      // message.read, message.unread
+	Contact   *ContactData   `json:"contact,omitempty"`   // contact.updated
+	Device    *DeviceData    `json:"device,omitempty"`    // device.registered, device.unregistered
+	Exemption *ExemptionData `json:"exemption,omitempty"` // exemption.granted, exemption.revoked
+}
+
+// MessageData is the data of message.received.
+type MessageData struct {
+	MessageID         string     `json:"message_id"`
+	CPR               CPR        `json:"-"`
+	SenderID          string     `json:"sender_id"`
+	SenderName        string     `json:"sender_name"`
+	SenderKind        SenderKind `json:"sender_kind"`
+	Notification      string     `json:"notification,omitempty"`
+	Priority          Priority   `json:"priority"`
+	DoNotDeliverUntil time.Time  `json:"do_not_deliver_until,omitzero"`
+	ReplyBy           time.Time  `json:"reply_by,omitzero"`
+	LegalNotification bool       `json:"legal_notification,omitempty"`
+}
+
+// ReadData is the data of message.read and message.unread.
+type ReadData struct {
+	MessageID string    `json:"message_id"`
+	CPR       CPR       `json:"-"`
+	Platform  Platform  `json:"platform"`
+	At        time.Time `json:"at"`
+}
+
+// ContactData is the data of contact.updated. A nil field leaves the stored
+// value alone; an empty string removes it.
+type ContactData struct {
+	CPR      CPR     `json:"-"`
+	Email    *string `json:"email,omitempty"`
+	Mobile   *string `json:"mobile,omitempty"`
+	Language *string `json:"language,omitempty"`
+	Address  *string `json:"address,omitempty"`
+}
+
+// DeviceData is the data of device.registered and device.unregistered.
+type DeviceData struct {
+	CPR         CPR    `json:"-"`
+	App         string `json:"app"`
+	Provider    string `json:"provider"` // "apns" | "fcm"
+	Token       string `json:"token"`
+	Environment string `json:"environment"` // "production" | "sandbox" (APNs)
+}
+
+// ExemptionData is the data of exemption.granted and exemption.revoked.
+type ExemptionData struct {
+	CPR             CPR    `json:"-"`
+	ForwardUnopened bool   `json:"forward_unopened,omitempty"`
+	ForwardAddress  string `json:"forward_address,omitempty"`
+}
+
+// Citizen returns the CPR number the event concerns.
+func (e *Event) Citizen() CPR {
+	switch {
+	case e.Message != nil:
+		return e.Message.CPR
+	case e.Read != nil:
+		return e.Read.CPR
+	case e.Contact != nil:
+		return e.Contact.CPR
+	case e.Device != nil:
+		return e.Device.CPR
+	case e.Exemption != nil:
+		return e.Exemption.CPR
+	}
+	return ""
+}
+
+// FieldError names one bad field of an event and why it is bad. Reason
+// never quotes personal data.
+type FieldError struct {
+	Field  string `json:"field"`
+	Reason string `json:"reason"`
+}
+
+// ValidationError lists every problem found in an event.
+type ValidationError struct {
+	Errors []FieldError
+}
+
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Errors))
+	for i, f := range e.Errors {
+		parts[i] = f.Field + ": " + f.Reason
+	}
+	return "invalid event: " + strings.Join(parts, "; ")
+}
+
+type validator struct{ errs []FieldError }
+
+func (v *validator) add(field, reason string) { v.errs = append(v.errs, FieldError{field, reason}) }
+
+func (v *validator) err() error {
+	if len(v.errs) == 0 {
+		return nil
+	}
+	return &ValidationError{Errors: v.errs}
+}
+
+// Wire forms. Pointers tell "absent" from zero where the contract needs it.
+type wireEvent struct {
+	ID         *string         `json:"id"`
+	Type       *string         `json:"type"`
+	OccurredAt *string         `json:"occurred_at"`
+	Source     *string         `json:"source"`
+	Data       json.RawMessage `json:"data"`
+}
+
+type wireRecipient struct {
+	CPR *string `json:"cpr"`
+}
+
+type wireSender struct {
+	ID   *string `json:"id"`
+	Name *string `json:"name"`
+	Kind *string `json:"kind"`
+}
+
+type wireMessage struct {
+	MessageID         *string        `json:"message_id"`
+	Recipient         *wireRecipient `json:"recipient"`
+	Sender            *wireSender    `json:"sender"`
+	Notification      *string        `json:"notification"`
+	Priority          *string        `json:"priority"`
+	DoNotDeliverUntil *string        `json:"do_not_deliver_until"`
+	ReplyBy           *string        `json:"reply_by"`
+	LegalNotification *bool          `json:"legal_notification"`
+}
+
+type wireRead struct {
+	MessageID *string        `json:"message_id"`
+	Recipient *wireRecipient `json:"recipient"`
+	Platform  *string        `json:"platform"`
+	At        *string        `json:"at"`
+}
+
+type wireContact struct {
+	CPR      *string `json:"cpr"`
+	Email    *string `json:"email"`
+	Mobile   *string `json:"mobile"`
+	Language *string `json:"language"`
+	Address  *string `json:"address"`
+}
+
+type wireDevice struct {
+	CPR         *string `json:"cpr"`
+	App         *string `json:"app"`
+	Provider    *string `json:"provider"`
+	Token       *string `json:"token"`
+	Environment *string `json:"environment"`
+}
+
+type wireExemption struct {
+	CPR             *string `json:"cpr"`
+	ForwardUnopened *bool   `json:"forward_unopened"`
+	ForwardAddress  *string `json:"forward_address"`
+}
+
+var (
+	idPattern   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+	uuidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	tokenChars  = regexp.MustCompile(`^[A-Za-z0-9_:.\-]+$`)
+)
+
+// ParseEvent decodes and validates one event in the wire form of contract
+// v1. Unknown fields are refused. The returned error is a *ValidationError
+// naming every bad field.
+func ParseEvent(b []byte) (*Event, error) {
+	v := &validator{}
+	if len(b) > MaxEventBytes {
+		v.add("", fmt.Sprintf("event is larger than %d bytes", MaxEventBytes))
+		return nil, v.err()
+	}
+	var w wireEvent
+	if !strictDecode(b, &w, "", v) {
+		return nil, v.err()
+	}
+	ev := &Event{}
+	if w.ID == nil {
+		v.add("id", "required")
+	} else if !idPattern.MatchString(*w.ID) {
+		v.add("id", "must be 1 to 128 characters of A-Z a-z 0-9 . _ : - starting with a letter or digit")
+	} else {
+		ev.ID = *w.ID
+	}
+	if w.OccurredAt == nil {
+		v.add("occurred_at", "required")
+	} else if t, ok := parseTime(*w.OccurredAt); !ok {
+		v.add("occurred_at", "must be an RFC 3339 time")
+	} else {
+		ev.OccurredAt = t
+	}
+	if w.Source == nil {
+		v.add("source", "required")
+	} else if !oneOf(Platform(*w.Source), Platforms) {
+		v.add("source", "must be one of "+list(Platforms))
+	} else {
+		ev.Source = Platform(*w.Source)
+	}
+	if w.Type == nil {
+		v.add("type", "required")
+		return nil, v.err()
+	}
+	ev.Type = EventType(*w.Type)
+	if !oneOf(ev.Type, EventTypes) {
+		v.add("type", "must be one of "+list(EventTypes))
+		return nil, v.err()
+	}
+	if len(w.Data) == 0 || string(w.Data) == "null" {
+		v.add("data", "required")
+		return nil, v.err()
+	}
+	switch ev.Type {
+	case MessageReceived:
+		ev.Message = parseMessage(w.Data, v)
+	case MessageRead, MessageUnread:
+		ev.Read = parseRead(w.Data, v)
+	case ContactUpdated:
+		ev.Contact = parseContact(w.Data, v)
+	case DeviceRegistered, DeviceUnregistered:
+		ev.Device = parseDevice(w.Data, v, ev.Type == DeviceRegistered)
+	case ExemptionGranted, ExemptionRevoked:
+		ev.Exemption = parseExemption(w.Data, v, ev.Type == ExemptionGranted)
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	return ev, nil
+}
+
+// strictDecode decodes one JSON object into dst, refusing unknown fields and
+// trailing data, and reports problems under prefix.
+func strictDecode(b []byte, dst any, prefix string, v *validator) bool {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(dst)
+	if err == nil {
+		if _, terr := dec.Token(); terr != io.EOF {
+			v.add(prefix, "must be a single JSON object")
+			return false
+		}
+		return true
+	}
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		v.add(join(prefix, te.Field), "must be a JSON "+jsonKind(te.Type.String()))
+	case errors.As(err, &se):
+		v.add(prefix, fmt.Sprintf("malformed JSON at byte %d", se.Offset))
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		v.add(join(prefix, name), "unknown field")
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		v.add(prefix, "malformed JSON: unexpected end")
+	default:
+		v.add(prefix, "malformed JSON")
+	}
+	return false
+}
+
+func jsonKind(goType string) string {
+	switch {
+	case strings.Contains(goType, "string"):
+		return "string"
+	case strings.Contains(goType, "bool"):
+		return "boolean"
+	case strings.Contains(goType, "wire"), strings.Contains(goType, "struct"):
+		return "object"
+	}
+	return "value of another type"
+}
+
+func join(prefix, field string) string {
+	if prefix == "" {
+		return field
+	}
+	if field == "" {
+		return prefix
+	}
+	return prefix + "." + field
+}
+
+func parseTime(s string) (time.Time, bool) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	return t, err == nil
+}
+
+func oneOf[T ~string](s T, set []T) bool {
+	for _, x := range set {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func list[T ~string](set []T) string {
+	parts := make([]string, len(set))
+	for i, x := range set {
+		parts[i] = string(x)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (v *validator) cpr(field string, s *string) CPR {
+	if s == nil {
+		v.add(field, "required")
+		return ""
+	}
+	c, err := ParseCPR(*s)
+	if err != nil {
+		v.add(field, err.Error())
+	}
+	return c
+}
+
+func (v *validator) messageID(field string, s *string) string {
+	if s == nil {
+		v.add(field, "required")
+		return ""
+	}
+	if !uuidPattern.MatchString(*s) {
+		v.add(field, "must be a UUID (MeMo messageUUID)")
+		return ""
+	}
+	return strings.ToLower(*s)
+}
+
+func (v *validator) text(field string, s *string, required bool, max int) string {
+	if s == nil {
+		if required {
+			v.add(field, "required")
+		}
+		return ""
+	}
+	t := strings.TrimSpace(*s)
+	switch {
+	case !utf8.ValidString(t):
+		v.add(field, "must be valid UTF-8")
+	case required && t == "":
+		v.add(field, "must not be empty")
+	case utf8.RuneCountInString(t) > max:
+		v.add(field, fmt.Sprintf("must be at most %d characters", max))
+	case strings.ContainsFunc(t, func(r rune) bool { return r < 0x20 && r != '\n' }):
+		v.add(field, "must not contain control characters")
+	default:
+		return t
+	}
+	return ""
+}
+
+func (v *validator) time(field string, s *string, required bool) time.Time {
+	if s == nil {
+		if required {
+			v.add(field, "required")
+		}
+		return time.Time{}
+	}
+	t, ok := parseTime(*s)
+	if !ok {
+		v.add(field, "must be an RFC 3339 time")
+	}
+	return t
+}
+
+func parseMessage(b []byte, v *validator) *MessageData {
+	var w wireMessage
+	if !strictDecode(b, &w, "data", v) {
+		return nil
+	}
+	m := &MessageData{}
+	m.MessageID = v.messageID("data.message_id", w.MessageID)
+	if w.Recipient == nil {
+		v.add("data.recipient", "required")
+	} else {
+		m.CPR = v.cpr("data.recipient.cpr", w.Recipient.CPR)
+	}
+	if w.Sender == nil {
+		v.add("data.sender", "required")
+	} else {
+		m.SenderID = v.text("data.sender.id", w.Sender.ID, true, 64)
+		m.SenderName = v.text("data.sender.name", w.Sender.Name, true, 100)
+		if w.Sender.Kind == nil {
+			v.add("data.sender.kind", "required")
+		} else if k := SenderKind(*w.Sender.Kind); !oneOf(k, []SenderKind{SenderPublic, SenderPublicSpecial, SenderPrivate}) {
+			v.add("data.sender.kind", "must be one of public, public-special, private")
+		} else {
+			m.SenderKind = k
+		}
+	}
+	m.Notification = v.text("data.notification", w.Notification, false, MaxNotificationRunes)
+	m.Priority = Normal
+	if w.Priority != nil {
+		if p := Priority(*w.Priority); oneOf(p, []Priority{Urgent, Normal, Bulk}) {
+			m.Priority = p
+		} else {
+			v.add("data.priority", "must be one of urgent, normal, bulk")
+		}
+	}
+	m.DoNotDeliverUntil = v.time("data.do_not_deliver_until", w.DoNotDeliverUntil, false)
+	m.ReplyBy = v.time("data.reply_by", w.ReplyBy, false)
+	if w.LegalNotification != nil {
+		m.LegalNotification = *w.LegalNotification
+	}
+	return m
+}
+
+func parseRead(b []byte, v *validator) *ReadData {
+	var w wireRead
+	if !strictDecode(b, &w, "data", v) {
+		return nil
+	}
+	r := &ReadData{}
+	r.MessageID = v.messageID("data.message_id", w.MessageID)
+	if w.Recipient == nil {
+		v.add("data.recipient", "required")
+	} else {
+		r.CPR = v.cpr("data.recipient.cpr", w.Recipient.CPR)
+	}
+	if w.Platform == nil {
+		v.add("data.platform", "required")
+	} else if !oneOf(Platform(*w.Platform), ReadingPlatforms) {
+		v.add("data.platform", "must be one of "+list(ReadingPlatforms))
+	} else {
+		r.Platform = Platform(*w.Platform)
+	}
+	r.At = v.time("data.at", w.At, true)
+	return r
+}
+
+func parseContact(b []byte, v *validator) *ContactData {
+	var w wireContact
+	if !strictDecode(b, &w, "data", v) {
+		return nil
+	}
+	c := &ContactData{CPR: v.cpr("data.cpr", w.CPR)}
+	if w.Email != nil {
+		e := ""
+		if *w.Email != "" {
+			var err error
+			if e, err = NormalizeEmail(*w.Email); err != nil {
+				v.add("data.email", err.Error())
+			}
+		}
+		c.Email = &e
+	}
+	if w.Mobile != nil {
+		m := ""
+		if *w.Mobile != "" {
+			var err error
+			if m, err = NormalizeMobile(*w.Mobile); err != nil {
+				v.add("data.mobile", err.Error())
+			}
+		}
+		c.Mobile = &m
+	}
+	if w.Language != nil {
+		if *w.Language != "da" && *w.Language != "en" {
+			v.add("data.language", "must be one of da, en")
+		}
+		c.Language = w.Language
+	}
+	if w.Address != nil {
+		a := v.text("data.address", w.Address, false, 500)
+		c.Address = &a
+	}
+	if w.Email == nil && w.Mobile == nil && w.Language == nil && w.Address == nil {
+		v.add("data", "must set at least one of email, mobile, language, address")
+	}
+	return c
+}
+
+func parseDevice(b []byte, v *validator, register bool) *DeviceData {
+	var w wireDevice
+	if !strictDecode(b, &w, "data", v) {
+		return nil
+	}
+	d := &DeviceData{CPR: v.cpr("data.cpr", w.CPR)}
+	if w.App == nil {
+		v.add("data.app", "required")
+	} else if !oneOf(*w.App, Apps) {
+		v.add("data.app", "must be one of "+strings.Join(Apps, ", "))
+	} else {
+		d.App = *w.App
+	}
+	if w.Provider == nil {
+		v.add("data.provider", "required")
+	} else if *w.Provider != "apns" && *w.Provider != "fcm" {
+		v.add("data.provider", "must be one of apns, fcm")
+	} else {
+		d.Provider = *w.Provider
+	}
+	if w.Token == nil {
+		v.add("data.token", "required")
+	} else if len(*w.Token) < 8 || len(*w.Token) > 4096 || !tokenChars.MatchString(*w.Token) {
+		v.add("data.token", "must be 8 to 4096 characters of A-Z a-z 0-9 _ : . -")
+	} else {
+		d.Token = *w.Token
+	}
+	d.Environment = "production"
+	if w.Environment != nil {
+		switch *w.Environment {
+		case "production", "sandbox":
+			d.Environment = *w.Environment
+		default:
+			v.add("data.environment", "must be one of production, sandbox")
+		}
+	}
+	if register && d.Provider == "apns" && d.Token != "" && !isHex(d.Token) {
+		v.add("data.token", "an APNs device token must be hexadecimal")
+	}
+	return d
+}
+
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+func parseExemption(b []byte, v *validator, granted bool) *ExemptionData {
+	var w wireExemption
+	if !strictDecode(b, &w, "data", v) {
+		return nil
+	}
+	x := &ExemptionData{CPR: v.cpr("data.cpr", w.CPR)}
+	if !granted {
+		if w.ForwardUnopened != nil {
+			v.add("data.forward_unopened", "only allowed in exemption.granted")
+		}
+		if w.ForwardAddress != nil {
+			v.add("data.forward_address", "only allowed in exemption.granted")
+		}
+		return x
+	}
+	if w.ForwardUnopened != nil {
+		x.ForwardUnopened = *w.ForwardUnopened
+	}
+	x.ForwardAddress = v.text("data.forward_address", w.ForwardAddress, false, 500)
+	if x.ForwardAddress != "" && !x.ForwardUnopened {
+		v.add("data.forward_address", "only allowed with forward_unopened: true")
+	}
+	return x
+}

@@ -1,0 +1,206 @@
+package dispatcher_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/redisstore"
+	"github.com/digitalpost/postbud/dispatcher/redistest"
+)
+
+// scripted is a channel whose answers a test sets: each Send pops the next
+// scripted error (nil = accept) and records what was accepted.
+type scripted struct {
+	name channels.Name
+	mu   sync.Mutex
+	errs []error
+	sent []sentAlert
+	all  int
+	cond chan struct{}
+}
+
+type sentAlert struct {
+	To    channels.Address
+	Alert channels.Alert
+}
+
+func newScripted(name channels.Name) *scripted {
+	return &scripted{name: name, cond: make(chan struct{}, 1000)}
+}
+
+func (s *scripted) failNext(errs ...error) {
+	s.mu.Lock()
+	s.errs = append(s.errs, errs...)
+	s.mu.Unlock()
+}
+
+func (s *scripted) Send(ctx context.Context, to channels.Address, a channels.Alert) (channels.Receipt, error) {
+	s.mu.Lock()
+	defer func() { s.cond <- struct{}{} }()
+	defer s.mu.Unlock()
+	s.all++
+	if len(s.errs) > 0 {
+		err := s.errs[0]
+		s.errs = s.errs[1:]
+		if err != nil {
+			return channels.Receipt{}, err
+		}
+	}
+	s.sent = append(s.sent, sentAlert{To: to, Alert: a})
+	return channels.Receipt{ProviderID: fmt.Sprintf("%s-%d", s.name, len(s.sent))}, nil
+}
+
+func (s *scripted) accepted() []sentAlert {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]sentAlert(nil), s.sent...)
+}
+
+func (s *scripted) attempts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.all
+}
+
+// harness is a dispatcher on the test's Redis with running asynq workers.
+type harness struct {
+	t        *testing.T
+	env      *redistest.Env
+	store    *redisstore.Store
+	d        *dispatcher.Dispatcher
+	keyer    *dispatcher.Keyer
+	client   *asynq.Client
+	queues   dispatcher.Queues
+	insp     *asynq.Inspector
+	channels map[channels.Name]*scripted
+	srv      *asynq.Server
+}
+
+var testKey = []byte("test-pseudonymisation-key-0123456789")
+
+func newHarness(t *testing.T, names ...channels.Name) *harness {
+	t.Helper()
+	env := redistest.New(t)
+	h := &harness{t: t, env: env, channels: map[channels.Name]*scripted{}}
+	h.store = redisstore.New(env.Client, redisstore.Options{Prefix: env.Prefix})
+	var err error
+	h.keyer, err = dispatcher.NewKeyer(testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.client = asynq.NewClientFromRedisClient(env.Client)
+	h.insp = asynq.NewInspectorFromRedisClient(env.Client)
+	h.queues = dispatcher.DefaultQueues(env.QueuePrefix)
+	senders := map[channels.Name]channels.Sender{}
+	for _, n := range names {
+		h.channels[n] = newScripted(n)
+		senders[n] = h.channels[n]
+	}
+	h.d, err = dispatcher.New(dispatcher.Config{Store: h.store, Keyer: h.keyer, Enqueuer: h.client,
+		Queues: h.queues, Senders: senders, MailboxURL: "https://www.borger.dk/digitalpost",
+		Logger:          slog.New(slog.DiscardHandler),
+		FirstRetryDelay: func(error) time.Duration { return 0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// start runs asynq workers until the test ends.
+func (h *harness) start() {
+	h.srv = asynq.NewServerFromRedisClient(h.env.Client, asynq.Config{
+		Concurrency: 8, Queues: h.queues.Weights(),
+		RetryDelayFunc: func(n int, err error, t *asynq.Task) time.Duration {
+			if d := dispatcher.RetryDelay(n, err, t); d < 2*time.Second {
+				return d
+			}
+			return 0
+		},
+		IsFailure:                dispatcher.IsFailure,
+		TaskCheckInterval:        10 * time.Millisecond,
+		DelayedTaskCheckInterval: 100 * time.Millisecond,
+		LogLevel:                 asynq.FatalLevel,
+		ShutdownTimeout:          5 * time.Second,
+	})
+	mux := asynq.NewServeMux()
+	h.d.Register(mux)
+	if err := h.srv.Start(mux); err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(h.srv.Shutdown)
+}
+
+// accept parses and accepts one wire event.
+func (h *harness) accept(raw string) (dup bool) {
+	h.t.Helper()
+	ev, err := dispatcher.ParseEvent([]byte(raw))
+	if err != nil {
+		h.t.Fatalf("ParseEvent: %v", err)
+	}
+	dup, err = h.d.Accept(context.Background(), ev)
+	if err != nil {
+		h.t.Fatalf("Accept: %v", err)
+	}
+	return dup
+}
+
+// waitFor polls cond on a ticker until it holds or 15 s pass.
+func (h *harness) waitFor(what string, cond func() bool) {
+	h.t.Helper()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(15 * time.Second)
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			h.t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// idle waits until every queue of the test is empty of pending, active,
+// scheduled and retry tasks.
+func (h *harness) idle() {
+	h.t.Helper()
+	h.waitFor("queues to drain", func() bool {
+		for _, q := range []string{h.queues.Urgent, h.queues.Normal, h.queues.Bulk} {
+			info, err := h.insp.GetQueueInfo(q)
+			if err != nil {
+				continue // a queue that never had a task
+			}
+			if info.Pending+info.Active+info.Scheduled+info.Retry > 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func wire(id, typ string, data map[string]any) string {
+	b, _ := json.Marshal(map[string]any{"id": id, "type": typ, "occurred_at": time.Now().UTC().Format(time.RFC3339Nano),
+		"source": "core", "data": data})
+	return string(b)
+}
+
+const annaCPR = "010190-1234"
+
+func register(h *harness, cpr string) {
+	h.accept(wire("c-"+cpr, "contact.updated", map[string]any{"cpr": cpr, "email": "anna@example.dk", "mobile": "12345678"}))
+	h.accept(wire("d1-"+cpr, "device.registered", map[string]any{"cpr": cpr, "app": "digital-post-app", "provider": "apns", "token": "a1b2c3d4e5f6a7b8"}))
+	h.accept(wire("d2-"+cpr, "device.registered", map[string]any{"cpr": cpr, "app": "e-boks", "provider": "fcm", "token": "fcm-token-0001"}))
+}
+
+func letter(id, messageID, cpr string) string {
+	return wire(id, "message.received", map[string]any{"message_id": messageID, "recipient": map[string]any{"cpr": cpr},
+		"sender": map[string]any{"id": "skat", "name": "Skattestyrelsen", "kind": "public"}})
+}

@@ -1,0 +1,324 @@
+// Package httpapi is postbud's HTTP face: the authenticated event ingest of
+// contract v1 (POST /v1/events, POST /v1/events/batch), the ops API (a
+// letter's delivery trail) and the health endpoints.
+//
+// Answers follow docs/events.md: 202 with accepted or duplicate; 400 as
+// application/problem+json naming each bad field; 401 without a known key;
+// 403 when a platform's key sends an event from another platform; 413 for a
+// body over the limit; 429 over the platform's rate; 503 when Redis cannot
+// be reached, so the platform retries.
+package httpapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/digitalpost/postbud/dispatcher"
+)
+
+// Limits.
+const (
+	// MaxBatchEvents is the most events one batch may hold.
+	MaxBatchEvents = 500
+	// MaxBatchBytes bounds a batch request body.
+	MaxBatchBytes = 4 << 20
+)
+
+// Platform is one platform allowed to send events: the SHA-256 of its API
+// key (keys are never kept in clear) and its rate limit.
+type Platform struct {
+	Name      dispatcher.Platform
+	KeySHA256 [32]byte
+	// Rate is the events per second it may send (burst: twice that); 0
+	// means no limit.
+	Rate float64
+}
+
+// Config wires the API.
+type Config struct {
+	Dispatcher *dispatcher.Dispatcher
+	Platforms  []Platform
+	// OpsKeySHA256 guards the ops API; zero disables it.
+	OpsKeySHA256 [32]byte
+	Logger       *slog.Logger
+	// Ready reports readiness beyond the store (channels, draining).
+	Ready func(context.Context) error
+}
+
+// API is the HTTP handler.
+type API struct {
+	cfg      Config
+	log      *slog.Logger
+	limiters map[dispatcher.Platform]*rate.Limiter
+	mux      *http.ServeMux
+	draining atomic.Bool
+}
+
+// New returns the API.
+func New(cfg Config) *API {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	a := &API{cfg: cfg, log: cfg.Logger, limiters: map[dispatcher.Platform]*rate.Limiter{}, mux: http.NewServeMux()}
+	for _, p := range cfg.Platforms {
+		if p.Rate > 0 {
+			a.limiters[p.Name] = rate.NewLimiter(rate.Limit(p.Rate), int(2*p.Rate)+1)
+		}
+	}
+	a.mux.HandleFunc("POST /v1/events", a.postEvent)
+	a.mux.HandleFunc("POST /v1/events/batch", a.postBatch)
+	a.mux.HandleFunc("GET /v1/messages/{id}/trail", a.ops(a.getTrail))
+	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	a.mux.HandleFunc("GET /readyz", a.readyz)
+	return a
+}
+
+// Handle adds another handler to the API's mux (dashboards, dev pages).
+func (a *API) Handle(pattern string, h http.Handler) { a.mux.Handle(pattern, h) }
+
+// Drain makes /readyz answer 503 from now on, so load balancers stop
+// sending work before the server stops.
+func (a *API) Drain() { a.draining.Store(true) }
+
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
+	if a.draining.Load() {
+		problem(w, http.StatusServiceUnavailable, "draining", "this instance is shutting down", nil)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	err := a.cfg.Dispatcher.Ready(ctx)
+	if err == nil && a.cfg.Ready != nil {
+		err = a.cfg.Ready(ctx)
+	}
+	if err != nil {
+		problem(w, http.StatusServiceUnavailable, "not ready", err.Error(), nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// HashKey returns the SHA-256 of an API key, as Platform.KeySHA256 wants.
+func HashKey(key string) [32]byte { return sha256.Sum256([]byte(key)) }
+
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	return strings.TrimSpace(tok), ok && tok != ""
+}
+
+// platform authenticates the request's key in constant time per platform.
+func (a *API) platform(r *http.Request) (dispatcher.Platform, bool) {
+	key, ok := bearer(r)
+	if !ok {
+		return "", false
+	}
+	sum := HashKey(key)
+	var found dispatcher.Platform
+	for _, p := range a.cfg.Platforms {
+		if subtle.ConstantTimeCompare(sum[:], p.KeySHA256[:]) == 1 {
+			found = p.Name
+		}
+	}
+	return found, found != ""
+}
+
+func (a *API) ops(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		key, ok := bearer(r)
+		sum := HashKey(key)
+		if !ok || a.cfg.OpsKeySHA256 == [32]byte{} || subtle.ConstantTimeCompare(sum[:], a.cfg.OpsKeySHA256[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="postbud-ops"`)
+			problem(w, http.StatusUnauthorized, "unauthorized", "the ops API needs the ops key as a bearer token", nil)
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (a *API) authorize(w http.ResponseWriter, r *http.Request) (dispatcher.Platform, bool) {
+	p, ok := a.platform(r)
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="postbud"`)
+		problem(w, http.StatusUnauthorized, "unauthorized", "a platform API key is required as a bearer token", nil)
+		return "", false
+	}
+	return p, true
+}
+
+func (a *API) allow(w http.ResponseWriter, p dispatcher.Platform, n int) bool {
+	l := a.limiters[p]
+	if l == nil || l.AllowN(time.Now(), n) {
+		return true
+	}
+	w.Header().Set("Retry-After", "1")
+	problem(w, http.StatusTooManyRequests, "rate limited", fmt.Sprintf("platform %s is over its rate", p), nil)
+	return false
+}
+
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		problem(w, http.StatusRequestEntityTooLarge, "too large", fmt.Sprintf("the body must be at most %d bytes", limit), nil)
+		return nil, false
+	}
+	if err != nil {
+		problem(w, http.StatusBadRequest, "unreadable body", "the request body could not be read", nil)
+		return nil, false
+	}
+	return body, true
+}
+
+// Result is the answer for one accepted event.
+type Result struct {
+	ID     string                  `json:"id,omitempty"`
+	Status string                  `json:"status"` // accepted | duplicate | invalid | forbidden | unavailable
+	Errors []dispatcher.FieldError `json:"errors,omitempty"`
+}
+
+func (a *API) postEvent(w http.ResponseWriter, r *http.Request) {
+	p, ok := a.authorize(w, r)
+	if !ok {
+		return
+	}
+	body, ok := readBody(w, r, dispatcher.MaxEventBytes)
+	if !ok {
+		return
+	}
+	if !a.allow(w, p, 1) {
+		return
+	}
+	res := a.accept(r.Context(), p, body)
+	switch res.Status {
+	case "invalid":
+		problem(w, http.StatusBadRequest, "invalid event", "the event has invalid fields", res.Errors)
+	case "forbidden":
+		problem(w, http.StatusForbidden, "forbidden", res.Errors[0].Reason, res.Errors)
+	case "unavailable":
+		w.Header().Set("Retry-After", "5")
+		problem(w, http.StatusServiceUnavailable, "unavailable", "the event store cannot be reached; retry", nil)
+	default:
+		writeJSON(w, http.StatusAccepted, res)
+	}
+}
+
+// accept validates and enqueues one event sent by platform p.
+func (a *API) accept(ctx context.Context, p dispatcher.Platform, body []byte) Result {
+	ev, err := dispatcher.ParseEvent(body)
+	if err != nil {
+		var ve *dispatcher.ValidationError
+		if errors.As(err, &ve) {
+			return Result{Status: "invalid", Errors: ve.Errors}
+		}
+		return Result{Status: "invalid", Errors: []dispatcher.FieldError{{Reason: "invalid event"}}}
+	}
+	if ev.Source != p {
+		return Result{ID: ev.ID, Status: "forbidden", Errors: []dispatcher.FieldError{{Field: "source",
+			Reason: fmt.Sprintf("the key of platform %s may only send events with source %s", p, p)}}}
+	}
+	dup, err := a.cfg.Dispatcher.Accept(ctx, ev)
+	if err != nil {
+		a.log.ErrorContext(ctx, "accepting an event failed", "event_id", ev.ID, "error", err)
+		return Result{ID: ev.ID, Status: "unavailable"}
+	}
+	if dup {
+		return Result{ID: ev.ID, Status: "duplicate"}
+	}
+	return Result{ID: ev.ID, Status: "accepted"}
+}
+
+// postBatch takes {"events": [...]} and answers 202 with one result per
+// event, in order; each event stands or falls alone. The batch as a whole is
+// refused only when it cannot be read, is too large, or Redis is down.
+func (a *API) postBatch(w http.ResponseWriter, r *http.Request) {
+	p, ok := a.authorize(w, r)
+	if !ok {
+		return
+	}
+	body, ok := readBody(w, r, MaxBatchBytes)
+	if !ok {
+		return
+	}
+	var batch struct {
+		Events []json.RawMessage `json:"events"`
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&batch); err != nil {
+		problem(w, http.StatusBadRequest, "invalid batch", "the body must be {\"events\": [ ... ]}",
+			[]dispatcher.FieldError{{Field: "events", Reason: "must be an array of events"}})
+		return
+	}
+	switch n := len(batch.Events); {
+	case n == 0:
+		problem(w, http.StatusBadRequest, "invalid batch", "the batch is empty",
+			[]dispatcher.FieldError{{Field: "events", Reason: "must hold at least one event"}})
+		return
+	case n > MaxBatchEvents:
+		problem(w, http.StatusRequestEntityTooLarge, "too large", fmt.Sprintf("a batch holds at most %d events", MaxBatchEvents), nil)
+		return
+	}
+	if !a.allow(w, p, len(batch.Events)) {
+		return
+	}
+	results := make([]Result, len(batch.Events))
+	for i, raw := range batch.Events {
+		results[i] = a.accept(r.Context(), p, raw)
+		if results[i].Status == "unavailable" {
+			w.Header().Set("Retry-After", "5")
+			problem(w, http.StatusServiceUnavailable, "unavailable",
+				fmt.Sprintf("the event store cannot be reached; events before index %d were accepted, retry the batch", i), nil)
+			return
+		}
+	}
+	writeJSON(w, http.StatusAccepted, map[string]any{"results": results})
+}
+
+func (a *API) getTrail(w http.ResponseWriter, r *http.Request) {
+	id := strings.ToLower(r.PathValue("id"))
+	trail, err := a.cfg.Dispatcher.Trail(r.Context(), id)
+	switch {
+	case errors.Is(err, dispatcher.ErrNotFound):
+		problem(w, http.StatusNotFound, "not found", "no letter with that message id is tracked", nil)
+	case err != nil:
+		problem(w, http.StatusServiceUnavailable, "unavailable", "the store cannot be reached", nil)
+	default:
+		writeJSON(w, http.StatusOK, map[string]any{"message_id": id, "trail": trail})
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// problem writes an RFC 9457 problem document; errors names bad fields.
+func problem(w http.ResponseWriter, status int, title, detail string, errs []dispatcher.FieldError) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"type":   "about:blank",
+		"title":  title,
+		"status": status,
+		"detail": detail,
+		"errors": errs,
+	})
+}

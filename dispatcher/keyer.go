@@ -1,0 +1,93 @@
+package dispatcher
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"hash"
+	"sync"
+
+	"github.com/digitalpost/postbud/channels"
+)
+
+// Keyer derives postbud's pseudonymous identifiers under one secret key:
+// the citizen key (HMAC-SHA256 of the CPR; a plain hash of the small CPR
+// space could be brute-forced) and the deterministic delivery ids.
+type Keyer struct {
+	pool sync.Pool
+}
+
+// MinKeyBytes is the least length of the pseudonymisation key.
+const MinKeyBytes = 32
+
+// NewKeyer returns a Keyer for key, which must be at least MinKeyBytes long.
+func NewKeyer(key []byte) (*Keyer, error) {
+	if len(key) < MinKeyBytes {
+		return nil, errors.New("pseudonymisation key must be at least 32 bytes")
+	}
+	k := append([]byte(nil), key...)
+	return &Keyer{pool: sync.Pool{New: func() any { return hmac.New(sha256.New, k) }}}, nil
+}
+
+func (k *Keyer) sum(parts ...string) []byte {
+	h := k.pool.Get().(hash.Hash)
+	h.Reset()
+	for i, p := range parts {
+		if i > 0 {
+			h.Write([]byte{0})
+		}
+		h.Write([]byte(p))
+	}
+	out := h.Sum(nil)
+	k.pool.Put(h)
+	return out
+}
+
+// CitizenKey returns the citizen's pseudonymous key: 128 bits of
+// HMAC-SHA256(key, "cpr", cpr) in unpadded base64url (22 characters).
+func (k *Keyer) CitizenKey(c CPR) string {
+	return base64.RawURLEncoding.EncodeToString(k.sum("cpr", c.Digits())[:16])
+}
+
+// DeliveryID returns the deterministic id of the delivery of one letter on
+// one channel to one address: the same inputs give the same id on every
+// replica and every retry, so it serves as asynq task id and provider
+// reference.
+func (k *Keyer) DeliveryID(messageID string, ch channels.Name, address string) string {
+	return hex.EncodeToString(k.sum("delivery", messageID, string(ch), address)[:16])
+}
+
+// EventID returns the pseudonymous form of a platform's event id: event ids
+// are chosen by platforms and could hold anything, so only this form is used
+// in Redis keys, task ids and payloads.
+func (k *Keyer) EventID(id string) string {
+	return "h" + base64.RawURLEncoding.EncodeToString(k.sum("event", id)[:15])
+}
+
+// Pseudonymize moves the event's CPR into CitizenKey (and Birth for
+// letters) and clears it, and replaces the event id with its pseudonymous
+// form (EventID), so the event can be stored as a task payload. It is
+// idempotent.
+func (k *Keyer) Pseudonymize(e *Event) {
+	c := e.Citizen()
+	if c == "" {
+		return
+	}
+	e.ID = k.EventID(e.ID)
+	e.CitizenKey = k.CitizenKey(c)
+	switch {
+	case e.Message != nil:
+		e.Birth = c.BirthDate().Format("2006-01-02")
+		e.Message.CPR = ""
+	case e.Read != nil:
+		e.Read.CPR = ""
+	case e.Contact != nil:
+		e.Contact.CPR = ""
+	case e.Device != nil:
+		e.Device.CPR = ""
+	case e.Exemption != nil:
+		e.Exemption.CPR = ""
+	}
+}

@@ -1,0 +1,130 @@
+// Package redistest gives each test its own corner of a real Redis: the
+// server at POSTBUD_TEST_REDIS_URL (default redis://127.0.0.1:6379/0), with
+// a key prefix and asynq queue names no other test uses, cleaned up after.
+//
+// When that Redis does not answer, tests run on an embedded miniredis and
+// say so once — unless POSTBUD_TEST_REQUIRE_REDIS=1 (as in CI), when a
+// missing Redis fails the test.
+package redistest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+)
+
+// Env is one test's Redis.
+type Env struct {
+	// Client is connected to the test's Redis.
+	Client *redis.Client
+	// URL is the Redis URL, for configuration under test.
+	URL string
+	// Prefix is the test's key prefix (POSTBUD_KEY_PREFIX).
+	Prefix string
+	// QueuePrefix is the test's asynq queue prefix (POSTBUD_QUEUE_PREFIX).
+	QueuePrefix string
+	// Embedded is true when the test runs on miniredis.
+	Embedded bool
+	// Mini is the embedded server, when Embedded.
+	Mini *miniredis.Miniredis
+}
+
+var (
+	once     sync.Once
+	realOK   bool
+	realURL  string
+	checkErr error
+)
+
+func probe() {
+	realURL = os.Getenv("POSTBUD_TEST_REDIS_URL")
+	if realURL == "" {
+		realURL = "redis://127.0.0.1:6379/0"
+	}
+	opt, err := redis.ParseURL(realURL)
+	if err != nil {
+		checkErr = err
+		return
+	}
+	c := redis.NewClient(opt)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	checkErr = c.Ping(ctx).Err()
+	realOK = checkErr == nil
+	if !realOK && os.Getenv("POSTBUD_TEST_REQUIRE_REDIS") != "1" {
+		fmt.Fprintf(os.Stderr, "redistest: no Redis at %s (%v): running tests on the embedded miniredis\n", realURL, checkErr)
+	}
+}
+
+// Real reports whether tests run on a real Redis server.
+func Real() bool {
+	once.Do(probe)
+	return realOK
+}
+
+func random() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// New returns the test's Redis.
+func New(t testing.TB) *Env {
+	t.Helper()
+	once.Do(probe)
+	id := random()
+	e := &Env{Prefix: "t" + id, QueuePrefix: "tq" + id}
+	if realOK {
+		opt, _ := redis.ParseURL(realURL)
+		opt.PoolSize = 64
+		e.Client = redis.NewClient(opt)
+		e.URL = realURL
+	} else {
+		if os.Getenv("POSTBUD_TEST_REQUIRE_REDIS") == "1" {
+			t.Fatalf("POSTBUD_TEST_REQUIRE_REDIS=1 but Redis at %s does not answer: %v", realURL, checkErr)
+		}
+		e.Embedded = true
+		e.Mini = miniredis.NewMiniRedis()
+		e.Mini.ClockTTL(true)
+		if err := e.Mini.Start(); err != nil {
+			t.Fatal(err)
+		}
+		e.Client = redis.NewClient(&redis.Options{Addr: e.Mini.Addr()})
+		e.URL = "redis://" + e.Mini.Addr()
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if !e.Embedded {
+			for _, pat := range []string{e.Prefix + ":*", "asynq:{" + e.QueuePrefix + ".*"} {
+				iter := e.Client.Scan(ctx, 0, pat, 1000).Iterator()
+				var keys []string
+				for iter.Next(ctx) {
+					keys = append(keys, iter.Val())
+				}
+				for len(keys) > 0 {
+					n := min(len(keys), 500)
+					e.Client.Unlink(ctx, keys[:n]...)
+					keys = keys[n:]
+				}
+			}
+			for _, q := range []string{"urgent", "normal", "bulk"} {
+				e.Client.SRem(ctx, "asynq:queues", e.QueuePrefix+"."+q)
+			}
+		}
+		e.Client.Close()
+		if e.Mini != nil {
+			e.Mini.Close()
+		}
+	})
+	return e
+}

@@ -1,0 +1,116 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/digitalpost/postbud/channels"
+)
+
+// Citizen is what postbud knows of one citizen, under the pseudonymous key.
+// Its addresses are personal data and never logged.
+type Citizen struct {
+	Key      string
+	Email    string
+	Mobile   string
+	Language string // "da" (default) or "en"
+	Address  string // registered postal address, for paper
+	Devices  []Device
+	// Exempt is set while the citizen is exempt from Digital Post.
+	Exempt bool
+}
+
+// Device is one registered push token.
+type Device struct {
+	App          string
+	Provider     string // "apns" | "fcm"
+	Token        string
+	Environment  string
+	RegisteredAt time.Time
+}
+
+// Letter is what postbud keeps of one letter: who sent it and how it
+// stands. Never its subject or content.
+type Letter struct {
+	MessageID    string
+	SenderID     string
+	SenderName   string
+	SenderKind   SenderKind
+	Priority     Priority
+	Notification string // the sender's own alert text, if any
+	ReceivedAt   time.Time
+	Legal        bool
+
+	// Read state (see ReadState).
+	Read     bool
+	Version  int64
+	ChangeAt time.Time
+	ChangeBy Platform
+
+	// Done holds the ids of deliveries that reached a final outcome (sent,
+	// skipped, gone, archived): they are never attempted again.
+	Done map[string]string
+}
+
+// Outcome is one entry of a letter's delivery trail.
+type Outcome struct {
+	At         time.Time     `json:"at"`
+	DeliveryID string        `json:"delivery_id,omitempty"`
+	Channel    channels.Name `json:"channel,omitempty"`
+	App        string        `json:"app,omitempty"`
+	// Result is sent, skipped, failed, retrying, gone, paper or deferred.
+	Result     string `json:"result"`
+	Reason     string `json:"reason,omitempty"`
+	Kind       string `json:"kind,omitempty"`
+	Code       string `json:"code,omitempty"`
+	ProviderID string `json:"provider_id,omitempty"`
+	Attempt    int    `json:"attempt,omitempty"`
+	DurationMS int64  `json:"duration_ms,omitempty"`
+	// Final marks the delivery done: it is not attempted again.
+	Final bool `json:"-"`
+}
+
+// Trail results.
+const (
+	ResultSent     = "sent"
+	ResultSkipped  = "skipped"
+	ResultFailed   = "failed"
+	ResultRetrying = "retrying"
+	ResultGone     = "gone"
+	ResultPaper    = "paper"
+)
+
+// ErrNotFound is returned for an unknown letter.
+var ErrNotFound = errors.New("not found")
+
+// Store is the persistence the dispatcher needs. The Redis implementation is
+// in dispatcher/redisstore; every method is one round trip and atomic.
+type Store interface {
+	// EventSeen reports whether the event was already processed.
+	EventSeen(ctx context.Context, citizen, eventID string) (bool, error)
+	// ReceiveLetter stores l if it is new (keeping any read state that
+	// arrived before it) and returns the citizen and the letter as stored.
+	// seen is true when eventID was already processed; then nothing else
+	// is returned.
+	ReceiveLetter(ctx context.Context, citizen string, l *Letter, eventID string) (c *Citizen, stored *Letter, seen bool, err error)
+	// Load returns the citizen and one of their letters.
+	Load(ctx context.Context, citizen, messageID string) (*Citizen, *Letter, error)
+	// Record appends outcomes to the letter's trail, marks the final ones
+	// done and, when eventID is not empty, marks the event processed.
+	Record(ctx context.Context, citizen, messageID string, outcomes []Outcome, eventID string) error
+	// UpdateContact applies a contact.updated event unless a newer one was
+	// applied, and marks the event processed.
+	UpdateContact(ctx context.Context, citizen string, c *ContactData, at time.Time, eventID string) error
+	// RegisterDevice adds or refreshes a push token; UnregisterDevice
+	// removes it. Both mark the event processed.
+	RegisterDevice(ctx context.Context, citizen string, d Device, eventID string) error
+	UnregisterDevice(ctx context.Context, citizen string, d Device, eventID string) error
+	// RemoveAddress forgets an address a provider said is gone, unless it
+	// was (re-)registered after goneAt. It reports whether it removed it.
+	RemoveAddress(ctx context.Context, citizen string, to channels.Address, goneAt time.Time) (bool, error)
+	// Trail returns a letter's delivery trail, oldest first.
+	Trail(ctx context.Context, messageID string) ([]Outcome, error)
+	// Ping checks the store is reachable.
+	Ping(ctx context.Context) error
+}
