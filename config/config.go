@@ -78,6 +78,9 @@ type Config struct {
 	// time in-flight work may take to finish on SIGTERM. Keep a
 	// Kubernetes terminationGracePeriodSeconds above it.
 	ShutdownTimeout time.Duration
+	// RetryBase (POSTBUD_RETRY_BASE, default 5s) is the first backoff step
+	// of a failed delivery; steps double up to an hour, with jitter.
+	RetryBase time.Duration
 	// AlertTTL (POSTBUD_ALERT_TTL, default 48h): an alert that could only
 	// go out later than this after its letter is dropped and recorded.
 	AlertTTL time.Duration
@@ -236,6 +239,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	c.Concurrency = l.integer("POSTBUD_CONCURRENCY", 50, 1, 10000)
 	c.TaskCheckInterval = l.duration("POSTBUD_TASK_CHECK_INTERVAL", 50*time.Millisecond)
 	c.ShutdownTimeout = l.duration("POSTBUD_SHUTDOWN_TIMEOUT", 25*time.Second)
+	c.RetryBase = l.duration("POSTBUD_RETRY_BASE", 5*time.Second)
 	c.AlertTTL = l.duration("POSTBUD_ALERT_TTL", 48*time.Hour)
 	c.LetterTTL = l.duration("POSTBUD_LETTER_TTL", 4800*time.Hour)
 	if c.LetterTTL < 4400*time.Hour {

@@ -51,6 +51,9 @@ type Config struct {
 	Observer Observer
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// RetryBase is the first step of the exponential backoff (default
+	// 5s); steps double up to an hour, with jitter.
+	RetryBase time.Duration
 	// FirstRetryDelay is how long a delivery that failed inside its event
 	// waits before its own task runs (default: RetryDelay's first step, or
 	// the provider's Retry-After). Tests shorten it.
@@ -94,8 +97,12 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.RetryBase == 0 {
+		cfg.RetryBase = DefaultRetryBase
+	}
 	if cfg.FirstRetryDelay == nil {
-		cfg.FirstRetryDelay = func(err error) time.Duration { return retryDelay(0, err) }
+		base := cfg.RetryBase
+		cfg.FirstRetryDelay = func(err error) time.Duration { return retryDelay(base, 0, err) }
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -110,8 +117,8 @@ func New(cfg Config) (*Dispatcher, error) {
 type nopObserver struct{}
 
 func (nopObserver) Delivered(channels.Name, string, string, time.Duration) {}
-func (nopObserver) EventToAlert(channels.Name, time.Duration)               {}
-func (nopObserver) AddressRemoved(channels.Name)                            {}
+func (nopObserver) EventToAlert(channels.Name, time.Duration)              {}
+func (nopObserver) AddressRemoved(channels.Name)                           {}
 
 // Register adds the dispatcher's handlers to mux.
 func (d *Dispatcher) Register(mux *asynq.ServeMux) {

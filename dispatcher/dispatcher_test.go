@@ -154,7 +154,7 @@ func TestGoneReportOlderThanRegistrationKeepsToken(t *testing.T) {
 
 type goneAtError struct{ at time.Time }
 
-func (e *goneAtError) Error() string          { return "unregistered" }
+func (e *goneAtError) Error() string        { return "unregistered" }
 func (e *goneAtError) GoneSince() time.Time { return e.at }
 
 func TestPermanentFailureIsArchivedForOps(t *testing.T) {

@@ -39,19 +39,25 @@ func isChannelError(err error) bool {
 	return errors.As(err, &e)
 }
 
-// RetryDelay is the asynq RetryDelayFunc: the provider's Retry-After for a
-// throttled send, else exponential backoff with jitter.
+// RetryDelay is the asynq RetryDelayFunc with the default 5 s base: the
+// provider's Retry-After for a throttled send, else exponential backoff with
+// jitter. Dispatcher.RetryDelay uses the configured base.
 func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
-	return retryDelay(n, err)
+	return retryDelay(DefaultRetryBase, n, err)
+}
+
+// RetryDelay is the asynq RetryDelayFunc for this dispatcher's RetryBase.
+func (d *Dispatcher) RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	return retryDelay(d.cfg.RetryBase, n, err)
 }
 
 // Backoff bounds.
 const (
-	backoffBase = 5 * time.Second
-	backoffMax  = time.Hour
+	DefaultRetryBase = 5 * time.Second
+	backoffMax       = time.Hour
 )
 
-func retryDelay(n int, err error) time.Duration {
+func retryDelay(base time.Duration, n int, err error) time.Duration {
 	if isChannelError(err) && channels.KindOf(err) == channels.Throttled {
 		if d := channels.RetryAfterOf(err); d > time.Second {
 			return d
@@ -60,7 +66,7 @@ func retryDelay(n int, err error) time.Duration {
 	}
 	d := backoffMax
 	if n < 20 {
-		d = min(backoffBase<<n, backoffMax)
+		d = min(base<<n, backoffMax)
 	}
 	// Equal jitter: somewhere in [d/2, d).
 	return d/2 + rand.N(d/2)

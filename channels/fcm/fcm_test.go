@@ -63,7 +63,7 @@ func TestConformance(t *testing.T) {
 		fake := fcmtest.New(t)
 		// A short timeout keeps the cases where the SDK retries 503 (or a
 		// failing token endpoint) for up to 7 s fast.
-		s := newSender(t, oneApp(fake, time.Second), nil)
+		s := newSender(t, oneApp(fake, 1500*time.Millisecond), nil)
 		failNext := func(n int, f fcmtest.Failure) func() {
 			return func() { fake.FailNext(n, f) }
 		}
@@ -129,7 +129,7 @@ func TestClassification(t *testing.T) {
 			var logs bytes.Buffer
 			var mu sync.Mutex
 			logger := slog.New(slog.NewJSONHandler(lockedWriter{&mu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-			s := newSender(t, oneApp(fake, 500*time.Millisecond), logger)
+			s := newSender(t, oneApp(fake, 1500*time.Millisecond), logger)
 			fake.FailNext(tt.n, tt.fail)
 			_, err := s.Send(context.Background(), to(appDPA), channeltest.Alert())
 			if err == nil {

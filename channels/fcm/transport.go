@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sync"
 
+	"cloud.google.com/go/auth"
 	"golang.org/x/oauth2"
 )
 
@@ -78,30 +79,40 @@ func (g *guard) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 func (st *sendState) observe(resp *http.Response, err error) {
-	var re *oauth2.RetrieveError
-	switch {
-	case errors.As(err, &re):
-		if re.Response == nil || !refusal(re.Response.StatusCode) {
-			return // token endpoint down or busy: transient, let the SDK retry
-		}
-		code := re.ErrorCode
-		if code == "" {
-			var body struct {
-				Error string `json:"error"`
-			}
-			if json.Unmarshal(re.Body, &body) == nil {
-				code = body.Error
-			}
-		}
-		st.mu.Lock()
-		st.tokenStatus, st.tokenCode = re.Response.StatusCode, code
-		st.mu.Unlock()
-		st.stop(errTokenRefused)
-	case resp != nil:
+	if err == nil {
 		st.mu.Lock()
 		st.lastStatus = resp.StatusCode
 		st.mu.Unlock()
+		return
 	}
+	status, body, ok := tokenEndpointAnswer(err)
+	if !ok || !refusal(status) {
+		return // a network error, or the token endpoint down or busy: transient, let the SDK retry
+	}
+	var answer struct {
+		Error string `json:"error"`
+	}
+	_ = json.Unmarshal(body, &answer) // the OAuth2 error code is a nicety
+	st.mu.Lock()
+	st.tokenStatus, st.tokenCode = status, answer.Error
+	st.mu.Unlock()
+	st.stop(errTokenRefused)
+}
+
+// tokenEndpointAnswer finds the token endpoint's answer in a transport
+// error: an *oauth2.RetrieveError from golang.org/x/oauth2 (the default), or
+// an *auth.Error from cloud.google.com/go/auth (when the environment turns
+// on google.golang.org/api's new auth library).
+func tokenEndpointAnswer(err error) (status int, body []byte, ok bool) {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) && re.Response != nil {
+		return re.Response.StatusCode, re.Body, true
+	}
+	var ae *auth.Error
+	if errors.As(err, &ae) && ae.Response != nil {
+		return ae.Response.StatusCode, ae.Body, true
+	}
+	return 0, nil, false
 }
 
 // refusal reports whether a token endpoint status means the credentials

@@ -75,20 +75,23 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	client := asynq.NewClientFromRedisClient(rdb)
 	defer client.Close()
 	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Enqueuer: client, Queues: queues,
-		Senders: senders, Logger: log, MailboxURL: cfg.MailboxURL, AlertTTL: cfg.AlertTTL})
+		Senders: senders, Logger: log, MailboxURL: cfg.MailboxURL, AlertTTL: cfg.AlertTTL, RetryBase: cfg.RetryBase})
 	if err != nil {
 		return err
 	}
 
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
-		Concurrency:       cfg.Concurrency,
-		Queues:            queues.Weights(),
-		RetryDelayFunc:    dispatcher.RetryDelay,
-		IsFailure:         dispatcher.IsFailure,
-		ShutdownTimeout:   cfg.ShutdownTimeout,
-		TaskCheckInterval: cfg.TaskCheckInterval,
-		Logger:            asynqLogger{log.With("component", "asynq")},
-		LogLevel:          asynq.WarnLevel,
+		Concurrency:    cfg.Concurrency,
+		Queues:         queues.Weights(),
+		RetryDelayFunc: d.RetryDelay,
+		// Retries are scheduled tasks: look for due ones often enough that
+		// a short backoff is honoured (asynq's default is 5 s).
+		DelayedTaskCheckInterval: min(time.Second, cfg.RetryBase),
+		IsFailure:                dispatcher.IsFailure,
+		ShutdownTimeout:          cfg.ShutdownTimeout,
+		TaskCheckInterval:        cfg.TaskCheckInterval,
+		Logger:                   asynqLogger{log.With("component", "asynq")},
+		LogLevel:                 asynq.WarnLevel,
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
 			n, _ := asynq.GetRetryCount(ctx)
 			id, _ := asynq.GetTaskID(ctx)

@@ -40,7 +40,7 @@ return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
 // KEYS[1] letter hash  KEYS[2] trail list  KEYS[3] event mark
 // ARGV[1] trail TTL (ms)  ARGV[2] event mark TTL (ms), 0 = do not mark
 // ARGV[3] trail length cap  ARGV[4] n
-// then n triples: delivery id, final result ('' if not final), entry JSON
+// then n triples: delivery id, final result (” if not final), entry JSON
 var recordScript = redis.NewScript(`
 local n = tonumber(ARGV[4])
 local letter = redis.call('EXISTS', KEYS[1]) == 1
@@ -84,7 +84,7 @@ return res
 // token.
 //
 // KEYS[1] citizen hash  KEYS[2] event mark
-// ARGV[1] field  ARGV[2] value or ''  ARGV[3] event mark TTL (ms)
+// ARGV[1] field  ARGV[2] value or ”  ARGV[3] event mark TTL (ms)
 // Returns 0 if the event was processed before, else 1.
 var deviceScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
@@ -98,7 +98,7 @@ return 1
 // registered after the provider's gone time.
 //
 // KEYS[1] citizen hash
-// ARGV[1] field  ARGV[2] gone at (unix ms)  ARGV[3] expected value ('' for
+// ARGV[1] field  ARGV[2] gone at (unix ms)  ARGV[3] expected value (” for
 // a device field, whose value ends in |<registered ms>)
 // Returns 1 if removed, 0 if kept.
 var removeScript = redis.NewScript(`
