@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -218,7 +219,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	c.PlatformRate = 2000
 	if v := getenv("POSTBUD_PLATFORM_RATE"); v != "" {
 		r, err := strconv.ParseFloat(v, 64)
-		if err != nil || r < 0 {
+		if err != nil || r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
 			l.fail("POSTBUD_PLATFORM_RATE", "must be a number ≥ 0 (events per second; 0 = unlimited), got %q", v)
 		} else {
 			c.PlatformRate = r
@@ -309,7 +310,7 @@ func (l *loader) platforms(c *Config) {
 					l.fail(key+".key_sha256", "must be 64 hex digits (sha256sum of the key)")
 					continue
 				}
-				if p.Rate < 0 {
+				if p.Rate < 0 || math.IsNaN(p.Rate) || math.IsInf(p.Rate, 0) {
 					l.fail(key+".rate", "must be ≥ 0")
 				}
 				pl := &Platform{Name: name, Rate: c.PlatformRate}
@@ -381,7 +382,7 @@ func (l *loader) redis(raw, password string) asynq.RedisConnOpt {
 			l.fail(name, "needs one host:port")
 			return nil
 		}
-		o := asynq.RedisClientOpt{Addr: hostPort(u.Host), Username: user, Password: password, DB: db}
+		o := asynq.RedisClientOpt{Addr: hostPort(u.Host, "6379"), Username: user, Password: password, DB: db}
 		if u.Scheme == "rediss" {
 			o.TLSConfig = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
 		}
@@ -394,7 +395,7 @@ func (l *loader) redis(raw, password string) asynq.RedisConnOpt {
 		var addrs []string
 		for _, h := range strings.Split(u.Host, ",") {
 			if h != "" {
-				addrs = append(addrs, hostPort(h))
+				addrs = append(addrs, hostPort(h, "26379"))
 			}
 		}
 		if len(addrs) == 0 {
@@ -411,9 +412,11 @@ func (l *loader) redis(raw, password string) asynq.RedisConnOpt {
 	return nil
 }
 
-func hostPort(h string) string {
+// hostPort adds the default port to h if it has none: 6379 for Redis,
+// 26379 for Sentinel.
+func hostPort(h, port string) string {
 	if _, _, err := net.SplitHostPort(h); err == nil {
 		return h
 	}
-	return net.JoinHostPort(h, "6379")
+	return net.JoinHostPort(h, port)
 }

@@ -176,7 +176,11 @@ var ErrUnavailable = errors.New("postbud is unavailable")
 // still queued). The same event accepted twice is processed once.
 func (d *Dispatcher) Accept(ctx context.Context, ev *Event) (duplicate bool, err error) {
 	d.cfg.Keyer.Pseudonymize(ev)
-	seen, err := d.cfg.Store.EventSeen(ctx, ev.CitizenKey, ev.ID)
+	msgID := ""
+	if ev.Message != nil {
+		msgID = ev.Message.MessageID
+	}
+	seen, err := d.cfg.Store.EventSeen(ctx, ev.CitizenKey, msgID, ev.ID)
 	if err != nil {
 		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
@@ -238,15 +242,17 @@ func (d *Dispatcher) addresses(c *Citizen, messageID string) []delivery {
 // own, so a retry never re-sends a channel that succeeded.
 func (d *Dispatcher) receive(ctx context.Context, ev *Event) error {
 	m := ev.Message
-	l := &Letter{MessageID: m.MessageID, SenderID: m.SenderID, SenderName: m.SenderName,
-		SenderKind: m.SenderKind, Priority: m.Priority, Notification: m.Notification,
-		ReceivedAt: ev.OccurredAt, Legal: m.LegalNotification}
-	c, stored, seen, err := d.cfg.Store.ReceiveLetter(ctx, ev.CitizenKey, l, ev.ID)
+	c, stored, seen, err := d.cfg.Store.Lookup(ctx, ev.CitizenKey, m.MessageID, ev.ID)
 	if err != nil {
 		return err
 	}
 	if seen {
 		return nil
+	}
+	if stored.SenderName == "" { // new: read state may have arrived first
+		stored.SenderID, stored.SenderName, stored.SenderKind = m.SenderID, m.SenderName, m.SenderKind
+		stored.Priority, stored.Notification = m.Priority, m.Notification
+		stored.ReceivedAt, stored.Legal = ev.OccurredAt, m.LegalNotification
 	}
 	now := d.cfg.Now()
 	all := d.addresses(c, m.MessageID)
@@ -275,12 +281,12 @@ func (d *Dispatcher) receive(ctx context.Context, ev *Event) error {
 		}
 	}
 	if len(retries) == 0 {
-		return d.cfg.Store.Record(ctx, ev.CitizenKey, m.MessageID, outs, ev.ID)
+		return d.cfg.Store.Record(ctx, ev.CitizenKey, stored, outs, ev.ID)
 	}
 	// Record what was sent before enqueuing retries, and mark the event
 	// processed only after: a crash in between re-runs the event, which
 	// skips the deliveries already done.
-	if err := d.cfg.Store.Record(ctx, ev.CitizenKey, m.MessageID, outs, ""); err != nil {
+	if err := d.cfg.Store.Record(ctx, ev.CitizenKey, stored, outs, ""); err != nil {
 		return err
 	}
 	for _, r := range results {
@@ -291,7 +297,7 @@ func (d *Dispatcher) receive(ctx context.Context, ev *Event) error {
 			return err
 		}
 	}
-	return d.cfg.Store.Record(ctx, ev.CitizenKey, m.MessageID, nil, ev.ID)
+	return d.cfg.Store.Record(ctx, ev.CitizenKey, stored, nil, ev.ID)
 }
 
 // skipReason says why a letter's alerts must not go out now, or "".
@@ -444,7 +450,7 @@ func (d *Dispatcher) HandleDelivery(ctx context.Context, t *asynq.Task) error {
 	}
 	attempt := retryCount(ctx) + 2
 	skip := func(reason string) error {
-		return d.cfg.Store.Record(ctx, p.Citizen, p.MessageID, []Outcome{{At: now, DeliveryID: p.DeliveryID,
+		return d.cfg.Store.Record(ctx, p.Citizen, l, []Outcome{{At: now, DeliveryID: p.DeliveryID,
 			Channel: channels.Name(p.Channel), Result: ResultSkipped, Reason: reason, Attempt: attempt, Final: true}}, "")
 	}
 	if p.Expires > 0 && now.Unix() > p.Expires {
@@ -464,7 +470,7 @@ func (d *Dispatcher) HandleDelivery(ctx context.Context, t *asynq.Task) error {
 		return skip(reason)
 	}
 	r := d.send(ctx, c, l, *dl, attempt)
-	if err := d.cfg.Store.Record(ctx, p.Citizen, p.MessageID, []Outcome{r.out}, ""); err != nil {
+	if err := d.cfg.Store.Record(ctx, p.Citizen, l, []Outcome{r.out}, ""); err != nil {
 		return err
 	}
 	return taskError(r.err)

@@ -92,6 +92,7 @@ func newHarness(t *testing.T, names ...channels.Name) *harness {
 	env := redistest.New(t)
 	h := &harness{t: t, env: env, channels: map[channels.Name]*scripted{}}
 	h.store = redisstore.New(env.Client, redisstore.Options{Prefix: env.Prefix})
+	t.Cleanup(func() { h.store.Close() })
 	var err error
 	h.keyer, err = dispatcher.NewKeyer(testKey)
 	if err != nil {

@@ -87,18 +87,21 @@ var ErrNotFound = errors.New("not found")
 // Store is the persistence the dispatcher needs. The Redis implementation is
 // in dispatcher/redisstore; every method is one round trip and atomic.
 type Store interface {
-	// EventSeen reports whether the event was already processed.
-	EventSeen(ctx context.Context, citizen, eventID string) (bool, error)
-	// ReceiveLetter stores l if it is new (keeping any read state that
-	// arrived before it) and returns the citizen and the letter as stored.
-	// seen is true when eventID was already processed; then nothing else
-	// is returned.
-	ReceiveLetter(ctx context.Context, citizen string, l *Letter, eventID string) (c *Citizen, stored *Letter, seen bool, err error)
-	// Load returns the citizen and one of their letters.
+	// EventSeen reports whether the event was already processed;
+	// messageID is the letter a letter event is about, else "".
+	EventSeen(ctx context.Context, citizen, messageID, eventID string) (bool, error)
+	// Lookup returns the citizen and a letter as stored; a letter not
+	// stored yet comes back with its MessageID and any read state that
+	// arrived before it. seen is true when eventID was already processed;
+	// then nothing else is returned.
+	Lookup(ctx context.Context, citizen, messageID, eventID string) (c *Citizen, l *Letter, seen bool, err error)
+	// Load returns the citizen and one of their letters; ErrNotFound when
+	// the letter is not stored.
 	Load(ctx context.Context, citizen, messageID string) (*Citizen, *Letter, error)
-	// Record appends outcomes to the letter's trail, marks the final ones
-	// done and, when eventID is not empty, marks the event processed.
-	Record(ctx context.Context, citizen, messageID string, outcomes []Outcome, eventID string) error
+	// Record stores the letter's metadata if it is new, appends outcomes to
+	// its trail, marks the final ones done and, when eventID is not empty,
+	// marks the event processed — atomically.
+	Record(ctx context.Context, citizen string, l *Letter, outcomes []Outcome, eventID string) error
 	// UpdateContact applies a contact.updated event unless a newer one was
 	// applied, and marks the event processed.
 	UpdateContact(ctx context.Context, citizen string, c *ContactData, at time.Time, eventID string) error

@@ -46,7 +46,10 @@ type Config struct {
 	// HTTPClient, if set, supplies the transport for FCM requests and the
 	// OAuth2 token exchange. Only its Transport is used: authentication
 	// is layered on top of it, so the service account's token exchange
-	// still runs. Default: a clone of http.DefaultTransport.
+	// still runs. Default: a clone of http.DefaultTransport. (When the
+	// environment switches on google.golang.org/api's new auth library,
+	// GOOGLE_API_GO_EXPERIMENTAL_ENABLE_NEW_AUTH_LIB=true, that library
+	// makes the token exchange with its own client.)
 	HTTPClient *http.Client
 }
 

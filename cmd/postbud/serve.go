@@ -56,6 +56,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		return fmt.Errorf("POSTBUD_REDIS_URL: Redis does not answer: %w", err)
 	}
 	store := redisstore.New(rdb, redisstore.Options{Prefix: cfg.KeyPrefix, LetterTTL: cfg.LetterTTL})
+	defer store.Close()
 
 	senders := ov.senders
 	if senders == nil {

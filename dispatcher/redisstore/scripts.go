@@ -4,58 +4,7 @@ import "github.com/redis/go-redis/v9"
 
 // Every key a script touches belongs to one citizen and carries the
 // citizen's hash tag, {<citizen key>}, so the scripts stay valid under
-// Redis Cluster. The message index (prefix:msg:<id>) lives in another slot
-// and is written by a separate command in the same pipeline.
-
-// receiveScript stores a letter if it is new and returns the citizen and the
-// letter.
-//
-// KEYS[1] event mark  KEYS[2] citizen hash  KEYS[3] letter hash
-// ARGV[1] sender id   ARGV[2] sender name   ARGV[3] sender kind
-// ARGV[4] priority    ARGV[5] notification  ARGV[6] received (unix ms)
-// ARGV[7] legal (0|1) ARGV[8] letter TTL (ms)
-// Returns 1 if the event was processed before, else
-// {HGETALL citizen, HGETALL letter}.
-var receiveScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
-if redis.call('HSETNX', KEYS[3], 'sn', ARGV[2]) == 1 then
-  redis.call('HSET', KEYS[3], 'sid', ARGV[1], 'sk', ARGV[3], 'pr', ARGV[4],
-    'nt', ARGV[5], 'at', ARGV[6], 'lg', ARGV[7])
-  redis.call('PEXPIRE', KEYS[3], ARGV[8])
-end
-return {redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3])}
-`)
-
-// loadScript returns a citizen and one letter.
-//
-// KEYS[1] citizen hash  KEYS[2] letter hash
-// Returns {HGETALL citizen, HGETALL letter}.
-var loadScript = redis.NewScript(`
-return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
-`)
-
-// recordScript appends outcomes to a letter's trail, marks final deliveries
-// done and optionally marks an event processed.
-//
-// KEYS[1] letter hash  KEYS[2] trail list  KEYS[3] event mark
-// ARGV[1] trail TTL (ms)  ARGV[2] event mark TTL (ms), 0 = do not mark
-// ARGV[3] trail length cap  ARGV[4] n
-// then n triples: delivery id, final result (” if not final), entry JSON
-var recordScript = redis.NewScript(`
-local n = tonumber(ARGV[4])
-local letter = redis.call('EXISTS', KEYS[1]) == 1
-for i = 0, n - 1 do
-  local did, fin, entry = ARGV[5 + i*3], ARGV[6 + i*3], ARGV[7 + i*3]
-  if fin ~= '' and letter then redis.call('HSET', KEYS[1], 'd:' .. did, fin) end
-  redis.call('RPUSH', KEYS[2], entry)
-end
-if n > 0 then
-  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
-  redis.call('PEXPIRE', KEYS[2], ARGV[1])
-end
-if ARGV[2] ~= '0' then redis.call('SET', KEYS[3], '1', 'PX', ARGV[2]) end
-return 1
-`)
+// Redis Cluster. The letter hot path (Lookup, Record) needs no script.
 
 // contactScript applies a contact.updated event unless a newer one was
 // applied (last writer wins by the event's time).

@@ -8,9 +8,10 @@
 //	                        (time of the last contact event, unix ms),
 //	                        dev:<provider>:<token> = app|env|registered ms
 //	P:{C}:m:<msg>    hash   a letter: sid, sn, sk, pr, nt, at, lg, read
-//	                        state, d:<delivery id> = final result
+//	                        state, d:<delivery id> = final result,
+//	                        e:<event id> = processed mark of its events
 //	P:{C}:t:<msg>    list   the letter's delivery trail (JSON entries)
-//	P:{C}:e:<event>  string an event's processed mark
+//	P:{C}:e:<event>  string the processed mark of a registry event
 //	P:msg:<msg>      string message id → citizen key, for ops look-ups
 //
 // No key or value holds a CPR number: citizens are known by the
@@ -22,8 +23,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -45,11 +49,21 @@ type Options struct {
 	TrailCap int
 }
 
-// Store is the Redis implementation of dispatcher.Store.
+// Store is the Redis implementation of dispatcher.Store. Close it to stop
+// its batchers.
 type Store struct {
 	rdb redis.UniversalClient
 	o   Options
+
+	ops       chan *op
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	nOps      atomic.Int64
+	nBatches  atomic.Int64
 }
+
+var allScripts = []*redis.Script{contactScript, deviceScript, removeScript}
 
 var _ dispatcher.Store = (*Store)(nil)
 
@@ -67,7 +81,9 @@ func New(rdb redis.UniversalClient, o Options) *Store {
 	if o.TrailCap == 0 {
 		o.TrailCap = 100
 	}
-	return &Store{rdb: rdb, o: o}
+	s := &Store{rdb: rdb, o: o}
+	s.startBatchers()
+	return s
 }
 
 // Client returns the Redis client.
@@ -82,90 +98,72 @@ func (s *Store) indexKey(m string) string     { return s.o.Prefix + ":msg:" + m 
 // Ping checks Redis answers.
 func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
 
-// EventSeen reports whether the event was processed.
-func (s *Store) EventSeen(ctx context.Context, citizen, eventID string) (bool, error) {
-	n, err := s.rdb.Exists(ctx, s.eventKey(citizen, eventID)).Result()
+// EventSeen reports whether the event was processed. A letter's events
+// are marked in the letter's hash (messageID set); other events have a
+// mark key of their own.
+func (s *Store) EventSeen(ctx context.Context, citizen, messageID, eventID string) (bool, error) {
+	cmds, err := s.do(ctx, func(p redis.Pipeliner) []redis.Cmder {
+		if messageID != "" {
+			return []redis.Cmder{p.HExists(ctx, s.letterKey(citizen, messageID), "e:"+eventID)}
+		}
+		return []redis.Cmder{p.Exists(ctx, s.eventKey(citizen, eventID))}
+	})
 	if err != nil {
 		return false, fmt.Errorf("event mark: %w", err)
 	}
-	return n == 1, nil
-}
-
-// runScript runs a script in a pipeline with extra commands, loading the
-// script if Redis lost it (after a restart).
-func (s *Store) runScript(ctx context.Context, sc *redis.Script, keys []string, args []any, extra func(redis.Pipeliner)) (any, error) {
-	for try := 0; ; try++ {
-		var cmd *redis.Cmd
-		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			cmd = sc.EvalSha(ctx, p, keys, args...)
-			if extra != nil {
-				extra(p)
-			}
-			return nil
-		})
-		if err != nil && try == 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			if lerr := sc.Load(ctx, s.rdb).Err(); lerr != nil {
-				return nil, lerr
-			}
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return cmd.Result()
+	switch c := cmds[0].(type) {
+	case *redis.BoolCmd:
+		return c.Val(), nil
+	case *redis.IntCmd:
+		return c.Val() == 1, nil
 	}
+	return false, nil
 }
 
-// ReceiveLetter stores a letter if new and returns the citizen and letter.
-func (s *Store) ReceiveLetter(ctx context.Context, citizen string, l *dispatcher.Letter, eventID string) (*dispatcher.Citizen, *dispatcher.Letter, bool, error) {
-	keys := []string{s.eventKey(citizen, eventID), s.citizenKey(citizen), s.letterKey(citizen, l.MessageID)}
-	args := []any{l.SenderID, l.SenderName, string(l.SenderKind), string(l.Priority), l.Notification,
-		l.ReceivedAt.UnixMilli(), b2s(l.Legal), s.o.LetterTTL.Milliseconds()}
-	res, err := s.runScript(ctx, receiveScript, keys, args, func(p redis.Pipeliner) {
-		p.Set(ctx, s.indexKey(l.MessageID), citizen, s.o.LetterTTL)
+// script queues a script call (EVALSHA; do loads it if Redis lost it).
+func script(ctx context.Context, p redis.Pipeliner, sc *redis.Script, keys []string, args ...any) *redis.Cmd {
+	return sc.EvalSha(ctx, p, keys, args...)
+}
+
+// runScript runs one script call through the batcher.
+func (s *Store) runScript(ctx context.Context, sc *redis.Script, keys []string, args []any) (any, error) {
+	cmds, err := s.do(ctx, func(p redis.Pipeliner) []redis.Cmder {
+		return []redis.Cmder{script(ctx, p, sc, keys, args...)}
 	})
 	if err != nil {
-		return nil, nil, false, fmt.Errorf("receive letter: %w", err)
+		return nil, err
 	}
-	if n, ok := res.(int64); ok && n == 1 {
+	return cmds[0].(*redis.Cmd).Val(), nil
+}
+
+// Lookup returns the citizen and a letter, unless the event was processed
+// (its mark is a field of the letter's hash). Two plain reads in one
+// batched round trip.
+func (s *Store) Lookup(ctx context.Context, citizen, messageID, eventID string) (*dispatcher.Citizen, *dispatcher.Letter, bool, error) {
+	cmds, err := s.do(ctx, func(p redis.Pipeliner) []redis.Cmder {
+		return []redis.Cmder{p.HGetAll(ctx, s.citizenKey(citizen)), p.HGetAll(ctx, s.letterKey(citizen, messageID))}
+	})
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("look up letter: %w", err)
+	}
+	lm := cmds[1].(*redis.MapStringStringCmd).Val()
+	if _, seen := lm["e:"+eventID]; seen && eventID != "" {
 		return nil, nil, true, nil
 	}
-	c, stored, err := s.decodePair(citizen, l.MessageID, res)
-	return c, stored, false, err
+	c := decodeCitizen(citizen, cmds[0].(*redis.MapStringStringCmd).Val())
+	return c, decodeLetter(messageID, lm), false, nil
 }
 
 // Load returns a citizen and one letter.
 func (s *Store) Load(ctx context.Context, citizen, messageID string) (*dispatcher.Citizen, *dispatcher.Letter, error) {
-	res, err := s.runScript(ctx, loadScript, []string{s.citizenKey(citizen), s.letterKey(citizen, messageID)}, nil, nil)
+	c, l, _, err := s.Lookup(ctx, citizen, messageID, "")
 	if err != nil {
-		return nil, nil, fmt.Errorf("load letter: %w", err)
+		return nil, nil, err
 	}
-	c, l, err := s.decodePair(citizen, messageID, res)
-	if err == nil && l.SenderName == "" {
+	if l.SenderName == "" {
 		return c, l, dispatcher.ErrNotFound
 	}
-	return c, l, err
-}
-
-func (s *Store) decodePair(citizen, messageID string, res any) (*dispatcher.Citizen, *dispatcher.Letter, error) {
-	pair, ok := res.([]any)
-	if !ok || len(pair) != 2 {
-		return nil, nil, fmt.Errorf("unexpected script reply %T", res)
-	}
-	c := decodeCitizen(citizen, asMap(pair[0]))
-	l := decodeLetter(messageID, asMap(pair[1]))
 	return c, l, nil
-}
-
-func asMap(v any) map[string]string {
-	flat, _ := v.([]any)
-	m := make(map[string]string, len(flat)/2)
-	for i := 0; i+1 < len(flat); i += 2 {
-		k, _ := flat[i].(string)
-		val, _ := flat[i+1].(string)
-		m[k] = val
-	}
-	return m
 }
 
 func decodeCitizen(key string, m map[string]string) *dispatcher.Citizen {
@@ -223,29 +221,48 @@ func b2s(b bool) string {
 	return "0"
 }
 
-// Record appends outcomes to the trail and marks final deliveries done.
-func (s *Store) Record(ctx context.Context, citizen, messageID string, outs []dispatcher.Outcome, eventID string) error {
-	markTTL := int64(0)
-	mark := s.eventKey(citizen, "-")
+// Record writes, in one batched round trip and without a script: one HSET
+// on the letter (its metadata when eventID is set, the final outcomes as
+// done marks, the event's mark) — the state that must change together, so
+// one command — then non-final trail entries, expiries and the message
+// index. The trail is the letter's done marks and its list, by time.
+func (s *Store) Record(ctx context.Context, citizen string, l *dispatcher.Letter, outs []dispatcher.Outcome, eventID string) error {
+	var fields []any
 	if eventID != "" {
-		markTTL = s.o.EventTTL.Milliseconds()
-		mark = s.eventKey(citizen, eventID)
+		fields = append(fields, "sid", l.SenderID, "sn", l.SenderName, "sk", string(l.SenderKind),
+			"pr", string(l.Priority), "nt", l.Notification, "at", l.ReceivedAt.UnixMilli(), "lg", b2s(l.Legal),
+			"e:"+eventID, "1")
 	}
-	args := make([]any, 0, 4+3*len(outs))
-	args = append(args, s.o.LetterTTL.Milliseconds(), markTTL, s.o.TrailCap, len(outs))
+	var entries []any
 	for _, o := range outs {
 		entry, err := json.Marshal(o)
 		if err != nil {
 			return err
 		}
-		fin := ""
-		if o.Final {
-			fin = o.Result
+		if o.Final && o.DeliveryID != "" {
+			// A final outcome is the delivery's done mark and its trail
+			// entry at once: the common letter needs no list.
+			fields = append(fields, "d:"+o.DeliveryID, entry)
+		} else {
+			entries = append(entries, entry)
 		}
-		args = append(args, o.DeliveryID, fin, entry)
 	}
-	keys := []string{s.letterKey(citizen, messageID), s.trailKey(citizen, messageID), mark}
-	if _, err := s.runScript(ctx, recordScript, keys, args, nil); err != nil {
+	letter, trail := s.letterKey(citizen, l.MessageID), s.trailKey(citizen, l.MessageID)
+	_, err := s.do(ctx, func(p redis.Pipeliner) []redis.Cmder {
+		var out []redis.Cmder
+		if len(fields) > 0 {
+			out = append(out, p.HSet(ctx, letter, fields...), p.PExpire(ctx, letter, s.o.LetterTTL))
+		}
+		if len(entries) > 0 {
+			out = append(out, p.RPush(ctx, trail, entries...), p.LTrim(ctx, trail, -int64(s.o.TrailCap), -1),
+				p.PExpire(ctx, trail, s.o.LetterTTL))
+		}
+		if len(outs) > 0 {
+			out = append(out, p.Set(ctx, s.indexKey(l.MessageID), citizen, s.o.LetterTTL))
+		}
+		return out
+	})
+	if err != nil {
 		return fmt.Errorf("record outcomes: %w", err)
 	}
 	return nil
@@ -263,7 +280,7 @@ func (s *Store) UpdateContact(ctx context.Context, citizen string, c *dispatcher
 	add("mobile", c.Mobile)
 	add("lang", c.Language)
 	add("addr", c.Address)
-	_, err := s.runScript(ctx, contactScript, []string{s.citizenKey(citizen), s.eventKey(citizen, eventID)}, args, nil)
+	_, err := s.runScript(ctx, contactScript, []string{s.citizenKey(citizen), s.eventKey(citizen, eventID)}, args)
 	if err != nil {
 		return fmt.Errorf("update contact: %w", err)
 	}
@@ -285,7 +302,7 @@ func (s *Store) UnregisterDevice(ctx context.Context, citizen string, d dispatch
 
 func (s *Store) device(ctx context.Context, citizen, field, val, eventID string) error {
 	keys := []string{s.citizenKey(citizen), s.eventKey(citizen, eventID)}
-	if _, err := s.runScript(ctx, deviceScript, keys, []any{field, val, s.o.EventTTL.Milliseconds()}, nil); err != nil {
+	if _, err := s.runScript(ctx, deviceScript, keys, []any{field, val, s.o.EventTTL.Milliseconds()}); err != nil {
 		return fmt.Errorf("device: %w", err)
 	}
 	return nil
@@ -305,14 +322,15 @@ func (s *Store) RemoveAddress(ctx context.Context, citizen string, to channels.A
 	default:
 		return false, fmt.Errorf("remove address: channel %s has no registry entry", to.Channel)
 	}
-	n, err := s.runScript(ctx, removeScript, []string{s.citizenKey(citizen)}, []any{field, goneAt.UnixMilli(), expect}, nil)
+	n, err := s.runScript(ctx, removeScript, []string{s.citizenKey(citizen)}, []any{field, goneAt.UnixMilli(), expect})
 	if err != nil {
 		return false, fmt.Errorf("remove address: %w", err)
 	}
 	return n == int64(1), nil
 }
 
-// Trail returns a letter's delivery trail.
+// Trail returns a letter's delivery trail: its final outcomes (the done
+// marks) and every other entry (the list), oldest first.
 func (s *Store) Trail(ctx context.Context, messageID string) ([]dispatcher.Outcome, error) {
 	citizen, err := s.rdb.Get(ctx, s.indexKey(messageID)).Result()
 	if errors.Is(err, redis.Nil) {
@@ -321,9 +339,20 @@ func (s *Store) Trail(ctx context.Context, messageID string) ([]dispatcher.Outco
 	if err != nil {
 		return nil, fmt.Errorf("trail: %w", err)
 	}
-	raw, err := s.rdb.LRange(ctx, s.trailKey(citizen, messageID), 0, -1).Result()
-	if err != nil {
+	var lr *redis.StringSliceCmd
+	var hr *redis.MapStringStringCmd
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		lr = p.LRange(ctx, s.trailKey(citizen, messageID), 0, -1)
+		hr = p.HGetAll(ctx, s.letterKey(citizen, messageID))
+		return nil
+	}); err != nil {
 		return nil, fmt.Errorf("trail: %w", err)
+	}
+	raw := lr.Val()
+	for f, v := range hr.Val() {
+		if strings.HasPrefix(f, "d:") && strings.HasPrefix(v, "{") {
+			raw = append(raw, v)
+		}
 	}
 	out := make([]dispatcher.Outcome, 0, len(raw))
 	for _, r := range raw {
@@ -333,5 +362,6 @@ func (s *Store) Trail(ctx context.Context, messageID string) ([]dispatcher.Outco
 		}
 		out = append(out, o)
 	}
+	slices.SortStableFunc(out, func(a, b dispatcher.Outcome) int { return a.At.Compare(b.At) })
 	return out, nil
 }

@@ -1,0 +1,358 @@
+// Command postbud-bench measures postbud's throughput against raw asynq on
+// the same Redis, in one run, and prints the figures README quotes.
+//
+//	go run ./cmd/postbud-bench -redis redis://127.0.0.1:6379/0 -n 20000
+//
+// Each phase runs in a child process so its peak RSS is its own:
+//   - raw:     no-op asynq tasks, enqueued from 8 goroutines while one
+//     asynq.Server processes them;
+//   - postbud: message.received events accepted as over HTTP
+//     (Dispatcher.Accept) for citizens with an email, a mobile and two app
+//     tokens, processed by the real dispatcher with sinks that accept at
+//     once (4 alerts per event).
+//
+// Redis CPU per task/event comes from INFO cpu (used_cpu_user+sys) around
+// each phase; memory per citizen and per tracked letter from INFO memory.
+// Keys and queues get a unique prefix and are deleted afterwards.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/channels/sink"
+	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/publish"
+	"github.com/digitalpost/postbud/dispatcher/redisstore"
+)
+
+type result struct {
+	Phase       string  `json:"phase"`
+	N           int     `json:"n"`
+	Seconds     float64 `json:"seconds"`
+	PerSecond   float64 `json:"per_second"`
+	Alerts      int64   `json:"alerts,omitempty"`
+	MemCitizen  float64 `json:"mem_per_citizen,omitempty"`
+	MemLetter   float64 `json:"mem_per_letter,omitempty"`
+	RedisCPUus  float64 `json:"redis_cpu_us"`
+	PeakRSSKiB  int64   `json:"peak_rss_kib"`
+	Concurrency int     `json:"concurrency"`
+}
+
+func main() {
+	redisURL := flag.String("redis", "redis://127.0.0.1:6379/0", "the Redis to measure on")
+	n := flag.Int("n", 20000, "tasks (raw) and events (postbud) per phase")
+	citizens := flag.Int("citizens", 2000, "citizens the postbud phase's letters go to")
+	conc := flag.Int("concurrency", 50, "asynq Server concurrency in both phases")
+	phase := flag.String("phase", "", "internal: run one phase in this process")
+	prefix := flag.String("prefix", "", "internal: key and queue prefix")
+	flag.Parse()
+	opt, err := redis.ParseURL(*redisURL)
+	if err != nil {
+		fail(err)
+	}
+	opt.PoolSize = 64
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	ctx := context.Background()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		fail(fmt.Errorf("no Redis at %s: %w", *redisURL, err))
+	}
+
+	if *phase != "" {
+		var r result
+		switch *phase {
+		case "raw":
+			r = runRaw(ctx, rdb, *prefix, *n, *conc)
+		case "postbud", "postbud-http":
+			r = runPostbud(ctx, rdb, *phase, *prefix, *n, *citizens, *conc)
+		default:
+			fail(fmt.Errorf("unknown phase %q", *phase))
+		}
+		_ = json.NewEncoder(os.Stdout).Encode(r)
+		return
+	}
+
+	fmt.Printf("postbud-bench: n=%d citizens=%d concurrency=%d redis=%s (%s)\n", *n, *citizens, *conc, opt.Addr, redisVersion(ctx, rdb))
+	raw := child(ctx, rdb, "raw", *redisURL, *n, *citizens, *conc)
+	pb := child(ctx, rdb, "postbud", *redisURL, *n, *citizens, *conc)
+	ph := child(ctx, rdb, "postbud-http", *redisURL, *n, *citizens, *conc)
+	fmt.Printf("\n%-34s %12s %12s %14s\n", "", "raw asynq", "postbud", "postbud (HTTP)")
+	fmt.Printf("%-34s %12.0f %12.0f %14.0f\n", "throughput (tasks|events /s)", raw.PerSecond, pb.PerSecond, ph.PerSecond)
+	fmt.Printf("%-34s %12.1f %12.1f %14.1f\n", "Redis CPU per task|event (µs)", raw.RedisCPUus, pb.RedisCPUus, ph.RedisCPUus)
+	fmt.Printf("%-34s %12d %12d %14d\n", "peak RSS (MiB)", raw.PeakRSSKiB/1024, pb.PeakRSSKiB/1024, ph.PeakRSSKiB/1024)
+	fmt.Printf("%-34s %12s %12d %14d\n", "alerts handed to sinks", "-", pb.Alerts, ph.Alerts)
+	fmt.Printf("\npostbud events/s ÷ raw tasks/s     = %.2f   (target ≥ 0.50; HTTP path %.2f)\n", pb.PerSecond/raw.PerSecond, ph.PerSecond/raw.PerSecond)
+	fmt.Printf("postbud Redis CPU ÷ raw per task   = %.2f   (target ≤ 1.50; HTTP path %.2f)\n", pb.RedisCPUus/raw.RedisCPUus, ph.RedisCPUus/raw.RedisCPUus)
+	fmt.Printf("Redis memory per citizen (email, mobile, 2 tokens) = %.0f B\n", pb.MemCitizen)
+	fmt.Printf("Redis memory per tracked letter (state, trail of 4, index) = %.0f B\n", pb.MemLetter)
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "postbud-bench:", err)
+	os.Exit(1)
+}
+
+func redisVersion(ctx context.Context, rdb *redis.Client) string {
+	info, _ := rdb.Info(ctx, "server").Result()
+	return "redis " + infoField(info, "redis_version")
+}
+
+func infoField(info, name string) string {
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, name+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func redisCPU(ctx context.Context, rdb *redis.Client) float64 {
+	info, _ := rdb.Info(ctx, "cpu").Result()
+	u, _ := strconv.ParseFloat(infoField(info, "used_cpu_user"), 64)
+	s, _ := strconv.ParseFloat(infoField(info, "used_cpu_sys"), 64)
+	return u + s
+}
+
+func redisMem(ctx context.Context, rdb *redis.Client) int64 {
+	info, _ := rdb.Info(ctx, "memory").Result()
+	v, _ := strconv.ParseInt(infoField(info, "used_memory"), 10, 64)
+	return v
+}
+
+// child runs one phase in a child process, measuring Redis CPU around it.
+func child(ctx context.Context, rdb *redis.Client, phase, url string, n, citizens, conc int) result {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	prefix := "bench" + hex.EncodeToString(b[:])
+	defer cleanup(ctx, rdb, prefix)
+	cmd := exec.Command(os.Args[0], "-phase", phase, "-prefix", prefix, "-redis", url, "-n", strconv.Itoa(n),
+		"-citizens", strconv.Itoa(citizens), "-concurrency", strconv.Itoa(conc))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		fail(fmt.Errorf("phase %s: %w", phase, err))
+	}
+	var r result
+	if err := json.Unmarshal(out, &r); err != nil {
+		fail(fmt.Errorf("phase %s: %w: %s", phase, err, out))
+	}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.PeakRSSKiB = ru.Maxrss
+	}
+	fmt.Printf("  %-8s %7d in %6.2fs = %8.0f/s, Redis CPU %6.1f µs each\n", phase, r.N, r.Seconds, r.PerSecond, r.RedisCPUus)
+	return r
+}
+
+func cleanup(ctx context.Context, rdb *redis.Client, prefix string) {
+	for _, pat := range []string{prefix + ":*", "asynq:{" + prefix + ".*"} {
+		iter := rdb.Scan(ctx, 0, pat, 2000).Iterator()
+		var keys []string
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+			if len(keys) == 1000 {
+				rdb.Unlink(ctx, keys...)
+				keys = keys[:0]
+			}
+		}
+		if len(keys) > 0 {
+			rdb.Unlink(ctx, keys...)
+		}
+	}
+	for _, q := range []string{"urgent", "normal", "bulk"} {
+		rdb.SRem(ctx, "asynq:queues", prefix+"."+q)
+	}
+}
+
+func newServer(rdb *redis.Client, queues dispatcher.Queues, conc int, d *dispatcher.Dispatcher) *asynq.Server {
+	cfg := asynq.Config{Concurrency: conc, Queues: queues.Weights(), LogLevel: asynq.ErrorLevel,
+		TaskCheckInterval: 50 * time.Millisecond, IsFailure: dispatcher.IsFailure}
+	if d != nil {
+		cfg.RetryDelayFunc = d.RetryDelay
+	}
+	return asynq.NewServerFromRedisClient(rdb, cfg)
+}
+
+// enqueue runs f(i) for i in [0,n) on 8 goroutines.
+func enqueue(n int, f func(i int) error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if err := f(i); err != nil {
+					fail(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func waitUntil(cond func() bool) {
+	for !cond() {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func runRaw(ctx context.Context, rdb *redis.Client, prefix string, n, conc int) result {
+	queues := dispatcher.DefaultQueues(prefix)
+	client := asynq.NewClientFromRedisClient(rdb)
+	var done atomic.Int64
+	srv := newServer(rdb, queues, conc, nil)
+	mux := asynq.NewServeMux()
+	mux.HandleFunc("noop", func(context.Context, *asynq.Task) error { done.Add(1); return nil })
+	if err := srv.Start(mux); err != nil {
+		fail(err)
+	}
+	payload := make([]byte, 128)
+	cpu0 := redisCPU(ctx, rdb)
+	start := time.Now()
+	enqueue(n, func(int) error {
+		_, err := client.EnqueueContext(ctx, asynq.NewTask("noop", payload), asynq.Queue(queues.Normal))
+		return err
+	})
+	waitUntil(func() bool { return done.Load() >= int64(n) })
+	took := time.Since(start)
+	cpu := redisCPU(ctx, rdb) - cpu0
+	srv.Shutdown()
+	return result{Phase: "raw", N: n, Seconds: took.Seconds(), PerSecond: float64(n) / took.Seconds(),
+		RedisCPUus: cpu * 1e6 / float64(n), Concurrency: conc}
+}
+
+func cprOf(i int) string {
+	// Valid dates: day 01–28, month 01–12, year 00–99, serial from i.
+	return fmt.Sprintf("%02d%02d%02d%04d", i%28+1, (i/28)%12+1, (i/336)%100, i%10000)
+}
+
+// runPostbud measures letters end to end. Phase "postbud" enqueues them as
+// a platform does with package publish (TypeInbound, straight into asynq);
+// "postbud-http" as the HTTP API does (Dispatcher.Accept: the event-mark
+// check, then the pseudonymised task).
+func runPostbud(ctx context.Context, rdb *redis.Client, phase, prefix string, n, citizens, conc int) result {
+	queues := dispatcher.DefaultQueues(prefix)
+	store := redisstore.New(rdb, redisstore.Options{Prefix: prefix})
+	defer store.Close()
+	pub := publish.NewFromRedisClient(rdb, prefix)
+	keyer, err := dispatcher.NewKeyer([]byte("bench-pseudonymisation-key-0123456789"))
+	if err != nil {
+		fail(err)
+	}
+	client := asynq.NewClientFromRedisClient(rdb)
+	senders := map[channels.Name]channels.Sender{}
+	sinks := []*sink.Sink{}
+	for _, ch := range []channels.Name{channels.Email, channels.SMS, channels.APNs, channels.FCM} {
+		s := sink.New(ch, 0)
+		senders[ch] = s
+		sinks = append(sinks, s)
+	}
+	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Enqueuer: client, Queues: queues,
+		Senders: senders, MailboxURL: "https://www.borger.dk/digitalpost", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		fail(err)
+	}
+	now := time.Now().UTC()
+	mem0 := redisMem(ctx, rdb)
+	for i := range citizens {
+		key := keyer.CitizenKey(dispatcher.CPR(cprOf(i)))
+		email, mobile := fmt.Sprintf("citizen%d@example.dk", i), fmt.Sprintf("+4520%06d", i)
+		if err := store.UpdateContact(ctx, key, &dispatcher.ContactData{Email: &email, Mobile: &mobile}, now, fmt.Sprintf("c%d", i)); err != nil {
+			fail(err)
+		}
+		for j, p := range []string{"apns", "fcm"} {
+			tok := fmt.Sprintf("%064x", i*2+j)
+			if err := store.RegisterDevice(ctx, key, dispatcher.Device{App: "digital-post-app", Provider: p, Token: tok,
+				Environment: "production", RegisteredAt: now}, fmt.Sprintf("d%d-%d", i, j)); err != nil {
+				fail(err)
+			}
+		}
+	}
+	// The registration events' marks are part of the registry's cost only
+	// until they expire; measure the citizens without them.
+	marks, _ := rdb.Keys(ctx, prefix+":*:e:*").Result()
+	var markMem int64
+	for _, k := range marks {
+		m, _ := rdb.MemoryUsage(ctx, k).Result()
+		markMem += m
+	}
+	memCitizen := float64(redisMem(ctx, rdb)-mem0-markMem) / float64(citizens)
+
+	srv := newServer(rdb, queues, conc, d)
+	mux := asynq.NewServeMux()
+	d.Register(mux)
+	if err := srv.Start(mux); err != nil {
+		fail(err)
+	}
+	events := make([]*dispatcher.Event, n)
+	raws := make([][]byte, n)
+	for i := range n {
+		b, _ := json.Marshal(map[string]any{"id": fmt.Sprintf("bench-%d", i), "type": "message.received",
+			"occurred_at": now.Format(time.RFC3339Nano), "source": "core",
+			"data": map[string]any{"message_id": fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i),
+				"recipient": map[string]any{"cpr": cprOf(i % citizens)},
+				"sender":    map[string]any{"id": "skat", "name": "Skattestyrelsen", "kind": "public"}}})
+		ev, err := dispatcher.ParseEvent(b)
+		if err != nil {
+			fail(err)
+		}
+		events[i], raws[i] = ev, b
+	}
+	mem1 := redisMem(ctx, rdb)
+	cpu0 := redisCPU(ctx, rdb)
+	start := time.Now()
+	enqueue(n, func(i int) error {
+		if phase == "postbud-http" {
+			_, err := d.Accept(ctx, events[i])
+			return err
+		}
+		_, err := pub.Publish(ctx, raws[i])
+		return err
+	})
+	alerts := func() int64 {
+		var t int64
+		for _, s := range sinks {
+			t += s.Count()
+		}
+		return t
+	}
+	want := int64(4 * n)
+	waitUntil(func() bool { return alerts() >= want })
+	// The last Record may follow the last send by a round trip: wait for
+	// the queue to drain so its Redis work is counted.
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	waitUntil(func() bool {
+		info, err := insp.GetQueueInfo(queues.Normal)
+		return err == nil && info.Pending+info.Active == 0
+	})
+	took := time.Since(start)
+	cpu := redisCPU(ctx, rdb) - cpu0
+	srv.Shutdown()
+	calls, trips := store.BatchStats()
+	fmt.Fprintf(os.Stderr, "  (%s: %d store calls in %d Redis round trips)\n", phase, calls, trips)
+	// Includes the event's processed mark (kept a week): what a tracked
+	// letter costs in its first week; after, the mark's ~90 B are gone.
+	memLetter := float64(redisMem(ctx, rdb)-mem1) / float64(n)
+	return result{Phase: phase, N: n, Seconds: took.Seconds(), PerSecond: float64(n) / took.Seconds(),
+		Alerts: alerts(), MemCitizen: memCitizen, MemLetter: memLetter, RedisCPUus: cpu * 1e6 / float64(n), Concurrency: conc}
+}

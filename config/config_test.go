@@ -1,0 +1,735 @@
+package config
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/hibiken/asynq"
+)
+
+// Secrets of the base environment. Every secret used in the tests is long
+// and distinctive, so that finding one in an error message is never a
+// coincidence.
+const (
+	pseudonymKey = "pseudonym-secret-0123456789abcdef" // 33 bytes
+	opsKey       = "ops-secret-0123456789"
+	coreKey      = "core-secret-0123456789"
+)
+
+// base is the smallest valid environment: everything else takes its default.
+func base() map[string]string {
+	return map[string]string{
+		"POSTBUD_PSEUDONYM_KEY": pseudonymKey,
+		"POSTBUD_OPS_KEY":       opsKey,
+		"POSTBUD_KEY_CORE":      coreKey,
+	}
+}
+
+func sum(s string) [32]byte { return sha256.Sum256([]byte(s)) }
+
+func hexSum(s string) string { b := sum(s); return hex.EncodeToString(b[:]) }
+
+// tlsView is the part of a tls.Config that Load sets; tls.Config itself has
+// unexported fields cmp cannot look into.
+type tlsView struct {
+	ServerName string
+	MinVersion uint16
+}
+
+var cmpOpts = cmp.Options{
+	cmp.Transformer("tls", func(c *tls.Config) *tlsView {
+		if c == nil {
+			return nil
+		}
+		return &tlsView{ServerName: c.ServerName, MinVersion: c.MinVersion}
+	}),
+	// Load's platform order is not specified.
+	cmpopts.SortSlices(func(a, b Platform) bool { return a.Name < b.Name }),
+	cmpopts.EquateEmpty(),
+}
+
+// wantErr is one expected problem: the variable (or YAML key) it names and a
+// fragment of its reason.
+type wantErr struct{ name, reason string }
+
+// row is one Load call. env is laid over base() ("" unsets a variable);
+// files are written to a temporary directory and the variable set to the
+// path; missing variables are set to a path that does not exist; yaml, if
+// set, is written and named by POSTBUD_CONFIG.
+type row struct {
+	name    string
+	env     map[string]string
+	files   map[string]string
+	missing []string
+	yaml    string
+	// got picks the field under test out of a successful Load; want is
+	// its expected value.
+	got  func(*Config) any
+	want any
+	// errs, if set, are all the problems Load must report, and no others.
+	errs []wantErr
+}
+
+// isSecret reports whether the variable holds a secret.
+func isSecret(name string) bool {
+	name = strings.TrimSuffix(name, "_FILE")
+	return strings.HasSuffix(name, "_PASSWORD") || strings.HasSuffix(name, "_KEY") ||
+		strings.HasPrefix(name, "POSTBUD_KEY_") && name != "POSTBUD_KEY_PREFIX"
+}
+
+// run loads r's environment and returns the result with every secret value
+// the environment holds.
+func (r row) run(t *testing.T) (*Config, []string, error) {
+	t.Helper()
+	env := base()
+	for k, v := range r.env {
+		env[k] = v
+	}
+	dir := t.TempDir()
+	var secrets []string
+	for k, content := range r.files {
+		p := filepath.Join(dir, k)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		env[k] = p
+		if isSecret(k) {
+			secrets = append(secrets, strings.TrimRight(content, "\r\n"))
+		}
+	}
+	for _, k := range r.missing {
+		env[k] = filepath.Join(dir, "does-not-exist", k)
+	}
+	if r.yaml != "" {
+		p := filepath.Join(dir, "postbud.yaml")
+		if err := os.WriteFile(p, []byte(r.yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		env["POSTBUD_CONFIG"] = p
+	}
+	for k, v := range env {
+		if isSecret(k) && !strings.HasSuffix(k, "_FILE") && v != "" {
+			secrets = append(secrets, v)
+		}
+	}
+	if u, err := url.Parse(env["POSTBUD_REDIS_URL"]); err == nil {
+		if p, ok := u.User.Password(); ok {
+			secrets = append(secrets, p)
+		}
+	}
+	c, err := Load(func(k string) string { return env[k] })
+	return c, secrets, err
+}
+
+// check runs r and asserts its outcome.
+func (r row) check(t *testing.T) {
+	t.Helper()
+	c, secrets, err := r.run(t)
+	if r.errs == nil {
+		if err != nil {
+			t.Fatalf("Load: unexpected error:\n%v", err)
+		}
+		if diff := cmp.Diff(r.want, r.got(c), cmpOpts); diff != "" {
+			t.Errorf("Load: field mismatch (-want +got):\n%s", diff)
+		}
+		return
+	}
+	if err == nil {
+		t.Fatalf("Load: no error, want %v", r.errs)
+	}
+	if c != nil {
+		t.Errorf("Load returned a Config alongside the error: %+v", c)
+	}
+	checkErrs(t, err, r.errs)
+	for _, s := range secrets {
+		if strings.Contains(err.Error(), s) {
+			t.Errorf("error message leaks the secret %q:\n%v", s, err)
+		}
+	}
+}
+
+// checkErrs asserts that err reports exactly the problems in want, each
+// starting with the variable it names.
+func checkErrs(t *testing.T, err error, want []wantErr) {
+	t.Helper()
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		t.Fatalf("error is not joined: %T %v", err, err)
+	}
+	got := j.Unwrap()
+	for _, e := range got {
+		if !strings.HasPrefix(e.Error(), "POSTBUD_") {
+			t.Errorf("error does not start with the variable it is about: %q", e)
+		}
+	}
+	for _, w := range want {
+		found := false
+		for _, e := range got {
+			msg := e.Error()
+			if strings.HasPrefix(msg, w.name+": ") && strings.Contains(msg, w.reason) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("no error %q naming %s; got:\n%v", w.reason, w.name, err)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("got %d errors, want %d:\n%v", len(got), len(want), err)
+	}
+}
+
+func TestLoadDefaults(t *testing.T) {
+	env := base()
+	c, err := Load(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Config{
+		RedisURL:          "redis://127.0.0.1:6379/0",
+		Redis:             asynq.RedisClientOpt{Addr: "127.0.0.1:6379"},
+		HTTPAddr:          ":8080",
+		PseudonymKey:      []byte(pseudonymKey),
+		OpsKeySHA256:      sum(opsKey),
+		Platforms:         []Platform{{Name: "core", KeySHA256: sum(coreKey), Rate: 2000}},
+		PlatformRate:      2000,
+		MailboxURL:        "https://www.borger.dk/digitalpost",
+		KeyPrefix:         "pb",
+		QueuePrefix:       "postbud",
+		Concurrency:       50,
+		TaskCheckInterval: 50 * time.Millisecond,
+		ShutdownTimeout:   25 * time.Second,
+		RetryBase:         5 * time.Second,
+		AlertTTL:          48 * time.Hour,
+		LetterTTL:         4800 * time.Hour,
+		LogLevel:          "info",
+		LogFormat:         "json",
+		SMTP:              SMTP{Port: 587, TLS: "mandatory", Timeout: 30 * time.Second},
+	}
+	if diff := cmp.Diff(want, c, cmpOpts); diff != "" {
+		t.Errorf("defaults (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	redisOpt := func(c *Config) any { return c.Redis }
+	var rows []row
+
+	// Each variable: its default when unset, valid values, invalid values.
+	rows = append(rows,
+		// POSTBUD_REDIS_URL
+		row{name: "REDIS_URL unset", got: redisOpt, want: asynq.RedisClientOpt{Addr: "127.0.0.1:6379"}},
+		row{name: "REDIS_URL redis", env: map[string]string{"POSTBUD_REDIS_URL": "redis://redis.internal:6380"},
+			got: redisOpt, want: asynq.RedisClientOpt{Addr: "redis.internal:6380"}},
+		row{name: "REDIS_URL redis default port", env: map[string]string{"POSTBUD_REDIS_URL": "redis://redis.internal"},
+			got: redisOpt, want: asynq.RedisClientOpt{Addr: "redis.internal:6379"}},
+		row{name: "REDIS_URL db path", env: map[string]string{"POSTBUD_REDIS_URL": "redis://redis.internal:6379/15"},
+			got: redisOpt, want: asynq.RedisClientOpt{Addr: "redis.internal:6379", DB: 15}},
+		row{name: "REDIS_URL user and password", env: map[string]string{"POSTBUD_REDIS_URL": "redis://postbud:url-secret-pw@redis.internal:6379/2"},
+			got: redisOpt, want: asynq.RedisClientOpt{Addr: "redis.internal:6379", Username: "postbud", Password: "url-secret-pw", DB: 2}},
+		row{name: "REDIS_URL password only", env: map[string]string{"POSTBUD_REDIS_URL": "redis://:url-secret-pw@redis.internal:6379"},
+			got: redisOpt, want: asynq.RedisClientOpt{Addr: "redis.internal:6379", Password: "url-secret-pw"}},
+		row{name: "REDIS_URL rediss", env: map[string]string{"POSTBUD_REDIS_URL": "rediss://postbud:url-secret-pw@redis.example.com:6380/1"},
+			got: redisOpt, want: asynq.RedisClientOpt{Addr: "redis.example.com:6380", Username: "postbud", Password: "url-secret-pw", DB: 1,
+				TLSConfig: &tls.Config{ServerName: "redis.example.com", MinVersion: tls.VersionTLS12}}},
+		row{name: "REDIS_URL sentinel", env: map[string]string{"POSTBUD_REDIS_URL": "redis-sentinel://h1:26379,h2:26379?master=mymaster"},
+			got: redisOpt, want: asynq.RedisFailoverClientOpt{MasterName: "mymaster", SentinelAddrs: []string{"h1:26379", "h2:26379"}}},
+		row{name: "REDIS_URL sentinel default port", env: map[string]string{"POSTBUD_REDIS_URL": "redis-sentinel://h1,h2?master=mymaster"},
+			got: redisOpt, want: asynq.RedisFailoverClientOpt{MasterName: "mymaster", SentinelAddrs: []string{"h1:26379", "h2:26379"}}},
+		row{name: "REDIS_URL sentinel full", env: map[string]string{
+			"POSTBUD_REDIS_URL": "redis-sentinel://postbud:url-secret-pw@h1:26379,h2:26380,h3:26381/4?master=mymaster&sentinel_password=sentinel-secret-pw&tls=true"},
+			got: redisOpt, want: asynq.RedisFailoverClientOpt{MasterName: "mymaster", SentinelAddrs: []string{"h1:26379", "h2:26380", "h3:26381"},
+				Username: "postbud", Password: "url-secret-pw", DB: 4, SentinelPassword: "sentinel-secret-pw",
+				TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}}},
+		row{name: "REDIS_URL db 16", env: map[string]string{"POSTBUD_REDIS_URL": "redis://redis.internal:6379/16"},
+			errs: []wantErr{{"POSTBUD_REDIS_URL", "database number 0–15"}}},
+		row{name: "REDIS_URL db negative", env: map[string]string{"POSTBUD_REDIS_URL": "redis://redis.internal:6379/-1"},
+			errs: []wantErr{{"POSTBUD_REDIS_URL", "database number 0–15"}}},
+		row{name: "REDIS_URL db not a number", env: map[string]string{"POSTBUD_REDIS_URL": "redis://:url-secret-pw@redis.internal:6379/queue"},
+			errs: []wantErr{{"POSTBUD_REDIS_URL", "database number 0–15"}}},
+		row{name: "REDIS_URL sentinel bad db", env: map[string]string{"POSTBUD_REDIS_URL": "redis-sentinel://h1:26379/x?master=mymaster"},
+			errs: []wantErr{{"POSTBUD_REDIS_URL", "database number 0–15"}}},
+		row{name: "REDIS_URL sentinel without master", env: map[string]string{"POSTBUD_REDIS_URL": "redis-sentinel://h1:26379,h2:26379"},
+			errs: []wantErr{{"POSTBUD_REDIS_URL", "needs ?master=NAME"}}},
+		row{name: "REDIS_URL sentinel without hosts", env: map[string]string{"POSTBUD_REDIS_URL": "redis-sentinel:///?master=mymaster"},
+			errs: []wantErr{{"POSTBUD_REDIS_URL", "at least one sentinel"}}},
+		row{name: "REDIS_URL unknown scheme", env: map[string]string{"POSTBUD_REDIS_URL": "memcached://:url-secret-pw@cache:11211"},
+			errs: []wantErr{{"POSTBUD_REDIS_URL", `scheme must be redis, rediss or redis-sentinel, got "memcached"`}}},
+		row{name: "REDIS_URL no scheme", env: map[string]string{"POSTBUD_REDIS_URL": "redis.internal:6379"},
+			errs: []wantErr{{"POSTBUD_REDIS_URL", "scheme must be"}}},
+		row{name: "REDIS_URL no host", env: map[string]string{"POSTBUD_REDIS_URL": "redis://"},
+			errs: []wantErr{{"POSTBUD_REDIS_URL", "needs one host:port"}}},
+		row{name: "REDIS_URL two hosts", env: map[string]string{"POSTBUD_REDIS_URL": "redis://h1:6379,h2:6379"},
+			errs: []wantErr{{"POSTBUD_REDIS_URL", "needs one host:port"}}},
+		row{name: "REDIS_URL not a URL", env: map[string]string{"POSTBUD_REDIS_URL": "redis://:url-secret-pw@host:port"},
+			errs: []wantErr{{"POSTBUD_REDIS_URL", "not a URL"}}},
+
+		// POSTBUD_REDIS_PASSWORD(_FILE)
+		row{name: "REDIS_PASSWORD overrides the URL's", env: map[string]string{
+			"POSTBUD_REDIS_URL": "redis://postbud:url-secret-pw@redis.internal:6379", "POSTBUD_REDIS_PASSWORD": "env-secret-pw"},
+			got: redisOpt, want: asynq.RedisClientOpt{Addr: "redis.internal:6379", Username: "postbud", Password: "env-secret-pw"}},
+		row{name: "REDIS_PASSWORD_FILE overrides the URL's", env: map[string]string{"POSTBUD_REDIS_URL": "rediss://:url-secret-pw@redis.example.com:6380"},
+			files: map[string]string{"POSTBUD_REDIS_PASSWORD_FILE": "file-secret-pw\n"},
+			got:   redisOpt, want: asynq.RedisClientOpt{Addr: "redis.example.com:6380", Password: "file-secret-pw",
+				TLSConfig: &tls.Config{ServerName: "redis.example.com", MinVersion: tls.VersionTLS12}}},
+		row{name: "REDIS_PASSWORD overrides the sentinel URL's", env: map[string]string{
+			"POSTBUD_REDIS_URL": "redis-sentinel://:url-secret-pw@h1:26379?master=mymaster", "POSTBUD_REDIS_PASSWORD": "env-secret-pw"},
+			got: redisOpt, want: asynq.RedisFailoverClientOpt{MasterName: "mymaster", SentinelAddrs: []string{"h1:26379"}, Password: "env-secret-pw"}},
+
+		// POSTBUD_HTTP_ADDR
+		row{name: "HTTP_ADDR unset", got: func(c *Config) any { return c.HTTPAddr }, want: ":8080"},
+		row{name: "HTTP_ADDR host:port", env: map[string]string{"POSTBUD_HTTP_ADDR": "127.0.0.1:9090"},
+			got: func(c *Config) any { return c.HTTPAddr }, want: "127.0.0.1:9090"},
+		row{name: "HTTP_ADDR :port", env: map[string]string{"POSTBUD_HTTP_ADDR": ":9090"},
+			got: func(c *Config) any { return c.HTTPAddr }, want: ":9090"},
+		row{name: "HTTP_ADDR port only", env: map[string]string{"POSTBUD_HTTP_ADDR": "9090"},
+			errs: []wantErr{{"POSTBUD_HTTP_ADDR", `must be host:port or :port, got "9090"`}}},
+
+		// POSTBUD_PSEUDONYM_KEY(_FILE)
+		row{name: "PSEUDONYM_KEY", env: map[string]string{"POSTBUD_PSEUDONYM_KEY": "another-pseudonym-secret-32-bytes"},
+			got: func(c *Config) any { return string(c.PseudonymKey) }, want: "another-pseudonym-secret-32-bytes"},
+		row{name: "PSEUDONYM_KEY exactly 32 bytes", env: map[string]string{"POSTBUD_PSEUDONYM_KEY": strings.Repeat("k", 32)},
+			got: func(c *Config) any { return string(c.PseudonymKey) }, want: strings.Repeat("k", 32)},
+		row{name: "PSEUDONYM_KEY unset", env: map[string]string{"POSTBUD_PSEUDONYM_KEY": ""},
+			errs: []wantErr{{"POSTBUD_PSEUDONYM_KEY", "required"}}},
+		row{name: "PSEUDONYM_KEY 31 bytes", env: map[string]string{"POSTBUD_PSEUDONYM_KEY": "short-pseudonym-secret-31-bytes"},
+			errs: []wantErr{{"POSTBUD_PSEUDONYM_KEY", "at least 32 bytes, got 31"}}},
+		row{name: "PSEUDONYM_KEY_FILE 31 bytes and a newline", env: map[string]string{"POSTBUD_PSEUDONYM_KEY": ""},
+			files: map[string]string{"POSTBUD_PSEUDONYM_KEY_FILE": "short-pseudonym-secret-31-bytes\n"},
+			errs:  []wantErr{{"POSTBUD_PSEUDONYM_KEY", "at least 32 bytes, got 31"}}},
+
+		// POSTBUD_OPS_KEY(_FILE)
+		row{name: "OPS_KEY", env: map[string]string{"POSTBUD_OPS_KEY": "other-ops-secret-16"},
+			got: func(c *Config) any { return c.OpsKeySHA256 }, want: sum("other-ops-secret-16")},
+		row{name: "OPS_KEY unset", env: map[string]string{"POSTBUD_OPS_KEY": ""},
+			errs: []wantErr{{"POSTBUD_OPS_KEY", "required"}}},
+		row{name: "OPS_KEY short", env: map[string]string{"POSTBUD_OPS_KEY": "ops-secret-15ch"},
+			errs: []wantErr{{"POSTBUD_OPS_KEY", "at least 16 characters"}}},
+
+		// POSTBUD_KEY_<PLATFORM>: none at all
+		row{name: "no platform key", env: map[string]string{"POSTBUD_KEY_CORE": ""},
+			errs: []wantErr{{"POSTBUD_KEY_<PLATFORM>", "at least one platform key is required"}}},
+
+		// POSTBUD_PLATFORM_RATE
+		row{name: "PLATFORM_RATE unset", got: func(c *Config) any { return c.PlatformRate }, want: 2000.0},
+		row{name: "PLATFORM_RATE", env: map[string]string{"POSTBUD_PLATFORM_RATE": "150.5", "POSTBUD_KEY_MIT_DK": "mitdk-secret-0123456789"},
+			got: func(c *Config) any { return []any{c.PlatformRate, c.Platforms} },
+			want: []any{150.5, []Platform{
+				{Name: "core", KeySHA256: sum(coreKey), Rate: 150.5},
+				{Name: "mit.dk", KeySHA256: sum("mitdk-secret-0123456789"), Rate: 150.5},
+			}}},
+		row{name: "PLATFORM_RATE 0 is unlimited", env: map[string]string{"POSTBUD_PLATFORM_RATE": "0"},
+			got: func(c *Config) any { return c.PlatformRate }, want: 0.0},
+		row{name: "PLATFORM_RATE negative", env: map[string]string{"POSTBUD_PLATFORM_RATE": "-1"},
+			errs: []wantErr{{"POSTBUD_PLATFORM_RATE", `must be a number ≥ 0 (events per second; 0 = unlimited), got "-1"`}}},
+		row{name: "PLATFORM_RATE not a number", env: map[string]string{"POSTBUD_PLATFORM_RATE": "fast"},
+			errs: []wantErr{{"POSTBUD_PLATFORM_RATE", `must be a number ≥ 0`}}},
+		row{name: "PLATFORM_RATE NaN", env: map[string]string{"POSTBUD_PLATFORM_RATE": "NaN"},
+			errs: []wantErr{{"POSTBUD_PLATFORM_RATE", `must be a number ≥ 0`}}},
+		row{name: "PLATFORM_RATE Inf", env: map[string]string{"POSTBUD_PLATFORM_RATE": "+Inf"},
+			errs: []wantErr{{"POSTBUD_PLATFORM_RATE", `must be a number ≥ 0`}}},
+
+		// POSTBUD_MAILBOX_URL
+		row{name: "MAILBOX_URL unset", got: func(c *Config) any { return c.MailboxURL }, want: "https://www.borger.dk/digitalpost"},
+		row{name: "MAILBOX_URL", env: map[string]string{"POSTBUD_MAILBOX_URL": "https://post.example.dk/inbox"},
+			got: func(c *Config) any { return c.MailboxURL }, want: "https://post.example.dk/inbox"},
+		row{name: "MAILBOX_URL http", env: map[string]string{"POSTBUD_MAILBOX_URL": "http://post.example.dk/inbox"},
+			errs: []wantErr{{"POSTBUD_MAILBOX_URL", `must be an https:// URL, got "http://post.example.dk/inbox"`}}},
+		row{name: "MAILBOX_URL no host", env: map[string]string{"POSTBUD_MAILBOX_URL": "https:///inbox"},
+			errs: []wantErr{{"POSTBUD_MAILBOX_URL", "must be an https:// URL"}}},
+		row{name: "MAILBOX_URL not a URL", env: map[string]string{"POSTBUD_MAILBOX_URL": "https://%zz"},
+			errs: []wantErr{{"POSTBUD_MAILBOX_URL", "must be an https:// URL"}}},
+		row{name: "MAILBOX_URL relative", env: map[string]string{"POSTBUD_MAILBOX_URL": "www.borger.dk/digitalpost"},
+			errs: []wantErr{{"POSTBUD_MAILBOX_URL", "must be an https:// URL"}}},
+	)
+
+	// POSTBUD_KEY_PREFIX and POSTBUD_QUEUE_PREFIX
+	for _, p := range []struct {
+		env, def string
+		got      func(*Config) any
+	}{
+		{"POSTBUD_KEY_PREFIX", "pb", func(c *Config) any { return c.KeyPrefix }},
+		{"POSTBUD_QUEUE_PREFIX", "postbud", func(c *Config) any { return c.QueuePrefix }},
+	} {
+		rows = append(rows,
+			row{name: p.env + " unset", got: p.got, want: p.def},
+			row{name: p.env, env: map[string]string{p.env: "pb-staging_2"}, got: p.got, want: "pb-staging_2"},
+		)
+		for _, bad := range []string{"pb:", "{pb}", "p b", "pb\t"} {
+			rows = append(rows, row{name: fmt.Sprintf("%s %q", p.env, bad), env: map[string]string{p.env: bad},
+				errs: []wantErr{{p.env, fmt.Sprintf("must not contain braces, colons or spaces, got %q", bad)}}})
+		}
+	}
+
+	// POSTBUD_CONCURRENCY
+	concurrency := func(c *Config) any { return c.Concurrency }
+	rows = append(rows,
+		row{name: "CONCURRENCY unset", got: concurrency, want: 50},
+		row{name: "CONCURRENCY 1", env: map[string]string{"POSTBUD_CONCURRENCY": "1"}, got: concurrency, want: 1},
+		row{name: "CONCURRENCY 10000", env: map[string]string{"POSTBUD_CONCURRENCY": "10000"}, got: concurrency, want: 10000},
+	)
+	for _, bad := range []string{"0", "-5", "10001", "ten", "2.5"} {
+		rows = append(rows, row{name: "CONCURRENCY " + bad, env: map[string]string{"POSTBUD_CONCURRENCY": bad},
+			errs: []wantErr{{"POSTBUD_CONCURRENCY", fmt.Sprintf("must be a whole number from 1 to 10000, got %q", bad)}}})
+	}
+
+	// Durations.
+	for _, d := range []struct {
+		env       string
+		def, good time.Duration
+		got       func(*Config) any
+	}{
+		{"POSTBUD_TASK_CHECK_INTERVAL", 50 * time.Millisecond, 10 * time.Millisecond, func(c *Config) any { return c.TaskCheckInterval }},
+		{"POSTBUD_SHUTDOWN_TIMEOUT", 25 * time.Second, 55 * time.Second, func(c *Config) any { return c.ShutdownTimeout }},
+		{"POSTBUD_RETRY_BASE", 5 * time.Second, 1500 * time.Millisecond, func(c *Config) any { return c.RetryBase }},
+		{"POSTBUD_ALERT_TTL", 48 * time.Hour, 72 * time.Hour, func(c *Config) any { return c.AlertTTL }},
+		{"POSTBUD_LETTER_TTL", 4800 * time.Hour, 5000 * time.Hour, func(c *Config) any { return c.LetterTTL }},
+		{"POSTBUD_SMTP_TIMEOUT", 30 * time.Second, time.Minute, func(c *Config) any { return c.SMTP.Timeout }},
+	} {
+		rows = append(rows,
+			row{name: d.env + " unset", got: d.got, want: d.def},
+			row{name: d.env, env: map[string]string{d.env: d.good.String()}, got: d.got, want: d.good},
+		)
+		for _, bad := range []string{"0", "0s", "-1s", "30", "soon"} {
+			rows = append(rows, row{name: fmt.Sprintf("%s %q", d.env, bad), env: map[string]string{d.env: bad},
+				errs: []wantErr{{d.env, fmt.Sprintf("must be a positive duration such as 30s or 2h, got %q", bad)}}})
+		}
+	}
+	rows = append(rows,
+		row{name: "LETTER_TTL 4400h", env: map[string]string{"POSTBUD_LETTER_TTL": "4400h"},
+			got: func(c *Config) any { return c.LetterTTL }, want: 4400 * time.Hour},
+		row{name: "LETTER_TTL below 4400h", env: map[string]string{"POSTBUD_LETTER_TTL": "4399h59m"},
+			errs: []wantErr{{"POSTBUD_LETTER_TTL", "must be at least 4400h"}}},
+	)
+
+	// POSTBUD_LOG_LEVEL and POSTBUD_LOG_FORMAT
+	logLevel := func(c *Config) any { return c.LogLevel }
+	logFormat := func(c *Config) any { return c.LogFormat }
+	rows = append(rows, row{name: "LOG_LEVEL unset", got: logLevel, want: "info"})
+	for _, v := range []string{"debug", "info", "warn", "error"} {
+		rows = append(rows, row{name: "LOG_LEVEL " + v, env: map[string]string{"POSTBUD_LOG_LEVEL": v}, got: logLevel, want: v})
+	}
+	for _, bad := range []string{"INFO", "trace", "warning"} {
+		rows = append(rows, row{name: "LOG_LEVEL " + bad, env: map[string]string{"POSTBUD_LOG_LEVEL": bad},
+			errs: []wantErr{{"POSTBUD_LOG_LEVEL", fmt.Sprintf("must be one of debug, info, warn, error, got %q", bad)}}})
+	}
+	rows = append(rows,
+		row{name: "LOG_FORMAT unset", got: logFormat, want: "json"},
+		row{name: "LOG_FORMAT text", env: map[string]string{"POSTBUD_LOG_FORMAT": "text"}, got: logFormat, want: "text"},
+		row{name: "LOG_FORMAT json", env: map[string]string{"POSTBUD_LOG_FORMAT": "json"}, got: logFormat, want: "json"},
+		row{name: "LOG_FORMAT logfmt", env: map[string]string{"POSTBUD_LOG_FORMAT": "logfmt"},
+			errs: []wantErr{{"POSTBUD_LOG_FORMAT", `must be json or text, got "logfmt"`}}},
+	)
+
+	// POSTBUD_SMTP_*
+	smtp := func(c *Config) any { return c.SMTP }
+	withSMTP := func(kv ...string) map[string]string {
+		m := map[string]string{"POSTBUD_SMTP_HOST": "smtp.example.dk", "POSTBUD_SMTP_FROM": "noreply@example.dk"}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	rows = append(rows,
+		row{name: "SMTP unset", got: smtp, want: SMTP{Port: 587, TLS: "mandatory", Timeout: 30 * time.Second}},
+		row{name: "SMTP host and from", env: withSMTP(), got: smtp,
+			want: SMTP{Host: "smtp.example.dk", Port: 587, TLS: "mandatory", From: "noreply@example.dk", Timeout: 30 * time.Second}},
+		row{name: "SMTP everything", env: withSMTP("POSTBUD_SMTP_PORT", "465", "POSTBUD_SMTP_USERNAME", "postbud",
+			"POSTBUD_SMTP_PASSWORD", "smtp-secret-pw", "POSTBUD_SMTP_TLS", "implicit", "POSTBUD_SMTP_TIMEOUT", "10s"), got: smtp,
+			want: SMTP{Host: "smtp.example.dk", Port: 465, Username: "postbud", Password: "smtp-secret-pw", TLS: "implicit",
+				From: "noreply@example.dk", Timeout: 10 * time.Second}},
+		row{name: "SMTP_TLS opportunistic", env: withSMTP("POSTBUD_SMTP_TLS", "opportunistic"),
+			got: func(c *Config) any { return c.SMTP.TLS }, want: "opportunistic"},
+		row{name: "SMTP_TLS none without password", env: withSMTP("POSTBUD_SMTP_TLS", "none"),
+			got: func(c *Config) any { return c.SMTP.TLS }, want: "none"},
+		row{name: "SMTP_PORT 25", env: withSMTP("POSTBUD_SMTP_PORT", "25"),
+			got: func(c *Config) any { return c.SMTP.Port }, want: 25},
+		row{name: "SMTP_PORT 0", env: withSMTP("POSTBUD_SMTP_PORT", "0"),
+			errs: []wantErr{{"POSTBUD_SMTP_PORT", `must be a whole number from 1 to 65535, got "0"`}}},
+		row{name: "SMTP_PORT 65536", env: withSMTP("POSTBUD_SMTP_PORT", "65536"),
+			errs: []wantErr{{"POSTBUD_SMTP_PORT", `must be a whole number from 1 to 65535, got "65536"`}}},
+		row{name: "SMTP_PORT smtp", env: withSMTP("POSTBUD_SMTP_PORT", "smtp"),
+			errs: []wantErr{{"POSTBUD_SMTP_PORT", `got "smtp"`}}},
+		row{name: "SMTP_PORT without host", env: map[string]string{"POSTBUD_SMTP_PORT": "nope"},
+			errs: []wantErr{{"POSTBUD_SMTP_PORT", `got "nope"`}}},
+		row{name: "SMTP_TLS starttls", env: withSMTP("POSTBUD_SMTP_TLS", "starttls"),
+			errs: []wantErr{{"POSTBUD_SMTP_TLS", `must be one of mandatory, opportunistic, implicit, none, got "starttls"`}}},
+		row{name: "SMTP_FROM missing", env: withSMTP("POSTBUD_SMTP_FROM", ""),
+			errs: []wantErr{{"POSTBUD_SMTP_FROM", "required when POSTBUD_SMTP_HOST is set"}}},
+		row{name: "SMTP_FROM not an address", env: withSMTP("POSTBUD_SMTP_FROM", "postbud"),
+			errs: []wantErr{{"POSTBUD_SMTP_FROM", "must be an email address"}}},
+		row{name: "SMTP username without password", env: withSMTP("POSTBUD_SMTP_USERNAME", "postbud"),
+			errs: []wantErr{{"POSTBUD_SMTP_USERNAME", "POSTBUD_SMTP_USERNAME and POSTBUD_SMTP_PASSWORD go together"}}},
+		row{name: "SMTP password without username", env: withSMTP("POSTBUD_SMTP_PASSWORD", "smtp-secret-pw"),
+			errs: []wantErr{{"POSTBUD_SMTP_USERNAME", "POSTBUD_SMTP_USERNAME and POSTBUD_SMTP_PASSWORD go together"}}},
+		row{name: "SMTP password with TLS none", env: withSMTP("POSTBUD_SMTP_USERNAME", "postbud",
+			"POSTBUD_SMTP_PASSWORD", "smtp-secret-pw", "POSTBUD_SMTP_TLS", "none"),
+			errs: []wantErr{{"POSTBUD_SMTP_TLS", "would send the SMTP password in clear"}}},
+		row{name: "SMTP password from file with TLS none", env: withSMTP("POSTBUD_SMTP_USERNAME", "postbud", "POSTBUD_SMTP_TLS", "none"),
+			files: map[string]string{"POSTBUD_SMTP_PASSWORD_FILE": "smtp-file-secret-pw\n"},
+			errs:  []wantErr{{"POSTBUD_SMTP_TLS", "would send the SMTP password in clear"}}},
+	)
+
+	// POSTBUD_KEY_<PLATFORM>(_FILE), one per platform, stored only as SHA-256.
+	for name, suffix := range Platforms {
+		env := "POSTBUD_KEY_" + suffix
+		key := strings.ToLower(suffix) + "-platform-secret"
+		want := []Platform{{Name: name, KeySHA256: sum(key), Rate: 2000}}
+		if name != "core" {
+			want = append(want, Platform{Name: "core", KeySHA256: sum(coreKey), Rate: 2000})
+		}
+		rows = append(rows,
+			row{name: env, env: map[string]string{env: key},
+				got: func(c *Config) any { return c.Platforms }, want: want},
+			row{name: env + " only as SHA-256", env: map[string]string{env: key},
+				got:  func(c *Config) any { return strings.Contains(fmt.Sprintf("%#v", *c), key) },
+				want: false},
+		)
+		short := row{name: env + " short", env: map[string]string{env: "plat-secret-15c"},
+			errs: []wantErr{{env, "must be at least 16 characters"}}}
+		if name == "core" { // the only key in base(), so none is left
+			short.errs = append(short.errs, wantErr{"POSTBUD_KEY_<PLATFORM>", "at least one platform key is required"})
+		}
+		rows = append(rows, short)
+	}
+
+	// Every secret: X_FILE (trailing newline trimmed), X and X_FILE both
+	// set, X_FILE unreadable.
+	for _, s := range []struct {
+		env   string
+		value string
+		extra map[string]string // other variables the secret needs
+		got   func(*Config) any
+		want  any
+		// missing: the problems besides X_FILE's when X_FILE cannot be read
+		missing []wantErr
+	}{
+		{env: "POSTBUD_REDIS_PASSWORD", value: "redis-file-secret",
+			got: redisOpt, want: asynq.RedisClientOpt{Addr: "127.0.0.1:6379", Password: "redis-file-secret"}},
+		{env: "POSTBUD_PSEUDONYM_KEY", value: "pseudonym-file-secret-0123456789abc",
+			got: func(c *Config) any { return string(c.PseudonymKey) }, want: "pseudonym-file-secret-0123456789abc",
+			missing: []wantErr{{"POSTBUD_PSEUDONYM_KEY", "required"}}},
+		{env: "POSTBUD_OPS_KEY", value: "ops-file-secret-0123",
+			got: func(c *Config) any { return c.OpsKeySHA256 }, want: sum("ops-file-secret-0123"),
+			missing: []wantErr{{"POSTBUD_OPS_KEY", "required"}}},
+		{env: "POSTBUD_KEY_CORE", value: "core-file-secret-0123",
+			got: func(c *Config) any { return c.Platforms }, want: []Platform{{Name: "core", KeySHA256: sum("core-file-secret-0123"), Rate: 2000}},
+			missing: []wantErr{{"POSTBUD_KEY_<PLATFORM>", "at least one platform key is required"}}},
+		{env: "POSTBUD_KEY_BORGER_DK", value: "borger-file-secret-0123",
+			got: func(c *Config) any { return c.Platforms }, want: []Platform{
+				{Name: "borger.dk", KeySHA256: sum("borger-file-secret-0123"), Rate: 2000},
+				{Name: "core", KeySHA256: sum(coreKey), Rate: 2000}}},
+		{env: "POSTBUD_KEY_DIGITAL_POST_APP", value: "dpa-file-secret-0123",
+			got: func(c *Config) any { return c.Platforms }, want: []Platform{
+				{Name: "core", KeySHA256: sum(coreKey), Rate: 2000},
+				{Name: "digital-post-app", KeySHA256: sum("dpa-file-secret-0123"), Rate: 2000}}},
+		{env: "POSTBUD_KEY_E_BOKS", value: "eboks-file-secret-0123",
+			got: func(c *Config) any { return c.Platforms }, want: []Platform{
+				{Name: "core", KeySHA256: sum(coreKey), Rate: 2000},
+				{Name: "e-boks", KeySHA256: sum("eboks-file-secret-0123"), Rate: 2000}}},
+		{env: "POSTBUD_KEY_MIT_DK", value: "mitdk-file-secret-0123",
+			got: func(c *Config) any { return c.Platforms }, want: []Platform{
+				{Name: "core", KeySHA256: sum(coreKey), Rate: 2000},
+				{Name: "mit.dk", KeySHA256: sum("mitdk-file-secret-0123"), Rate: 2000}}},
+		{env: "POSTBUD_SMTP_PASSWORD", value: "smtp-file-secret",
+			extra: withSMTP("POSTBUD_SMTP_USERNAME", "postbud"),
+			got:   func(c *Config) any { return c.SMTP.Password }, want: "smtp-file-secret",
+			missing: []wantErr{{"POSTBUD_SMTP_USERNAME", "go together"}}},
+	} {
+		envWith := func(kv ...string) map[string]string {
+			m := map[string]string{}
+			for k, v := range s.extra {
+				m[k] = v
+			}
+			for i := 0; i < len(kv); i += 2 {
+				m[kv[i]] = kv[i+1]
+			}
+			return m
+		}
+		rows = append(rows,
+			row{name: s.env + "_FILE newline trimmed", env: envWith(s.env, ""),
+				files: map[string]string{s.env + "_FILE": s.value + "\n"}, got: s.got, want: s.want},
+			row{name: s.env + "_FILE CRLF trimmed", env: envWith(s.env, ""),
+				files: map[string]string{s.env + "_FILE": s.value + "\r\n"}, got: s.got, want: s.want},
+			row{name: s.env + "_FILE without newline", env: envWith(s.env, ""),
+				files: map[string]string{s.env + "_FILE": s.value}, got: s.got, want: s.want},
+			row{name: s.env + " and " + s.env + "_FILE", env: envWith(s.env, s.value),
+				files: map[string]string{s.env + "_FILE": s.value + "\n"},
+				errs:  []wantErr{{s.env, "set either " + s.env + " or " + s.env + "_FILE, not both"}}},
+			row{name: s.env + "_FILE unreadable", env: envWith(s.env, ""), missing: []string{s.env + "_FILE"},
+				errs: append([]wantErr{{s.env + "_FILE", "cannot read the file"}}, s.missing...)},
+		)
+	}
+
+	// The YAML file.
+	platforms := func(c *Config) any { return c.Platforms }
+	rows = append(rows,
+		row{name: "YAML platforms", env: map[string]string{"POSTBUD_PLATFORM_RATE": "300"},
+			yaml: fmt.Sprintf("platforms:\n  borger.dk:\n    key_sha256: %s\n    rate: 10.5\n  e-boks:\n    key_sha256: %s\n",
+				hexSum("borger-yaml-key"), strings.ToUpper(hexSum("eboks-yaml-key"))),
+			got: platforms, want: []Platform{
+				{Name: "borger.dk", KeySHA256: sum("borger-yaml-key"), Rate: 10.5},
+				{Name: "core", KeySHA256: sum(coreKey), Rate: 300},
+				{Name: "e-boks", KeySHA256: sum("eboks-yaml-key"), Rate: 300},
+			}},
+		row{name: "YAML platforms only", env: map[string]string{"POSTBUD_KEY_CORE": ""},
+			yaml: fmt.Sprintf("platforms:\n  core:\n    key_sha256: %s\n  mit.dk:\n    key_sha256: %s\n    rate: 1\n",
+				hexSum("core-yaml-key"), hexSum("mitdk-yaml-key")),
+			got: platforms, want: []Platform{
+				{Name: "core", KeySHA256: sum("core-yaml-key"), Rate: 2000},
+				{Name: "mit.dk", KeySHA256: sum("mitdk-yaml-key"), Rate: 1},
+			}},
+		row{name: "YAML no platforms and no keys", env: map[string]string{"POSTBUD_KEY_CORE": ""},
+			yaml: "platforms: {}\n",
+			errs: []wantErr{{"POSTBUD_KEY_<PLATFORM>", "at least one platform key is required"}}},
+		row{name: "YAML unknown platform",
+			yaml: fmt.Sprintf("platforms:\n  myspace:\n    key_sha256: %s\n", hexSum("x")),
+			errs: []wantErr{{"POSTBUD_CONFIG platforms.myspace", "unknown platform"}}},
+		row{name: "YAML platform by env suffix", // the YAML names platforms as the API does
+			yaml: fmt.Sprintf("platforms:\n  BORGER_DK:\n    key_sha256: %s\n", hexSum("x")),
+			errs: []wantErr{{"POSTBUD_CONFIG platforms.BORGER_DK", "unknown platform"}}},
+		row{name: "YAML bad hex",
+			yaml: "platforms:\n  borger.dk:\n    key_sha256: " + strings.Repeat("zz", 32) + "\n",
+			errs: []wantErr{{"POSTBUD_CONFIG platforms.borger.dk.key_sha256", "must be 64 hex digits"}}},
+		row{name: "YAML short hex",
+			yaml: "platforms:\n  borger.dk:\n    key_sha256: " + hexSum("x")[:62] + "\n",
+			errs: []wantErr{{"POSTBUD_CONFIG platforms.borger.dk.key_sha256", "must be 64 hex digits"}}},
+		row{name: "YAML missing key_sha256",
+			yaml: "platforms:\n  borger.dk:\n    rate: 5\n",
+			errs: []wantErr{{"POSTBUD_CONFIG platforms.borger.dk.key_sha256", "must be 64 hex digits"}}},
+		row{name: "YAML negative rate",
+			yaml: fmt.Sprintf("platforms:\n  e-boks:\n    key_sha256: %s\n    rate: -1\n", hexSum("x")),
+			errs: []wantErr{{"POSTBUD_CONFIG platforms.e-boks.rate", "must be ≥ 0"}}},
+		row{name: "YAML NaN rate",
+			yaml: fmt.Sprintf("platforms:\n  e-boks:\n    key_sha256: %s\n    rate: .nan\n", hexSum("x")),
+			errs: []wantErr{{"POSTBUD_CONFIG platforms.e-boks.rate", "must be ≥ 0"}}},
+		row{name: "YAML Inf rate",
+			yaml: fmt.Sprintf("platforms:\n  e-boks:\n    key_sha256: %s\n    rate: .inf\n", hexSum("x")),
+			errs: []wantErr{{"POSTBUD_CONFIG platforms.e-boks.rate", "must be ≥ 0"}}},
+		row{name: "YAML unknown top-level key",
+			yaml: "redis_url: redis://elsewhere:6379\nplatforms: {}\n",
+			errs: []wantErr{{"POSTBUD_CONFIG", "field redis_url not found"}}},
+		row{name: "YAML unknown platform key",
+			yaml: fmt.Sprintf("platforms:\n  borger.dk:\n    key_sha256: %s\n    key: plain-yaml-secret\n", hexSum("x")),
+			errs: []wantErr{{"POSTBUD_CONFIG", "field key not found"}}},
+		row{name: "YAML syntax error",
+			yaml: "platforms: [\n",
+			errs: []wantErr{{"POSTBUD_CONFIG", "invalid YAML"}}},
+		row{name: "YAML rate not a number",
+			yaml: fmt.Sprintf("platforms:\n  e-boks:\n    key_sha256: %s\n    rate: fast\n", hexSum("x")),
+			errs: []wantErr{{"POSTBUD_CONFIG", "invalid YAML"}}},
+		row{name: "YAML and env give the same platform",
+			yaml: fmt.Sprintf("platforms:\n  core:\n    key_sha256: %s\n", hexSum(coreKey)),
+			errs: []wantErr{{"POSTBUD_CONFIG platforms.core", "both here and in POSTBUD_KEY_CORE"}}},
+		row{name: "YAML and env _FILE give the same platform", env: map[string]string{"POSTBUD_KEY_MIT_DK": ""},
+			files: map[string]string{"POSTBUD_KEY_MIT_DK_FILE": "mitdk-file-secret-0123\n"},
+			yaml:  fmt.Sprintf("platforms:\n  mit.dk:\n    key_sha256: %s\n", hexSum("other")),
+			errs:  []wantErr{{"POSTBUD_CONFIG platforms.mit.dk", "both here and in POSTBUD_KEY_MIT_DK"}}},
+		row{name: "CONFIG unreadable", missing: []string{"POSTBUD_CONFIG"},
+			errs: []wantErr{{"POSTBUD_CONFIG", "cannot read the file"}}},
+	)
+
+	seen := map[string]bool{}
+	for _, r := range rows {
+		if seen[r.name] {
+			t.Fatalf("duplicate row name %q", r.name)
+		}
+		seen[r.name] = true
+		t.Run(r.name, func(t *testing.T) {
+			t.Parallel()
+			r.check(t)
+		})
+	}
+}
+
+// TestLoadEveryProblem: one Load with many bad variables reports them all.
+func TestLoadEveryProblem(t *testing.T) {
+	r := row{
+		env: map[string]string{
+			"POSTBUD_REDIS_URL":           "memcached://:url-secret-pw@cache:11211",
+			"POSTBUD_HTTP_ADDR":           "8080",
+			"POSTBUD_PSEUDONYM_KEY":       "too-short-pseudonym-secret",
+			"POSTBUD_OPS_KEY":             "",
+			"POSTBUD_KEY_CORE":            "core-secret-0123456789",
+			"POSTBUD_KEY_E_BOKS":          "eboks-shrt-sec",
+			"POSTBUD_PLATFORM_RATE":       "lots",
+			"POSTBUD_MAILBOX_URL":         "http://borger.dk",
+			"POSTBUD_KEY_PREFIX":          "pb:",
+			"POSTBUD_QUEUE_PREFIX":        "{q}",
+			"POSTBUD_CONCURRENCY":         "0",
+			"POSTBUD_TASK_CHECK_INTERVAL": "fast",
+			"POSTBUD_SHUTDOWN_TIMEOUT":    "-1s",
+			"POSTBUD_RETRY_BASE":          "5",
+			"POSTBUD_ALERT_TTL":           "0s",
+			"POSTBUD_LETTER_TTL":          "24h",
+			"POSTBUD_LOG_LEVEL":           "verbose",
+			"POSTBUD_LOG_FORMAT":          "xml",
+			"POSTBUD_SMTP_HOST":           "smtp.example.dk",
+			"POSTBUD_SMTP_PORT":           "99999",
+			"POSTBUD_SMTP_PASSWORD":       "smtp-secret-pw",
+			"POSTBUD_SMTP_TLS":            "none",
+			"POSTBUD_SMTP_TIMEOUT":        "never",
+			"POSTBUD_REDIS_PASSWORD":      "redis-env-secret",
+		},
+		files:   map[string]string{"POSTBUD_REDIS_PASSWORD_FILE": "redis-file-secret\n"},
+		missing: []string{"POSTBUD_KEY_MIT_DK_FILE"},
+		yaml:    fmt.Sprintf("platforms:\n  myspace:\n    key_sha256: %s\n  core:\n    key_sha256: %s\n", hexSum("x"), hexSum("y")),
+		errs: []wantErr{
+			{"POSTBUD_REDIS_URL", "scheme must be"},
+			{"POSTBUD_REDIS_PASSWORD", "not both"},
+			{"POSTBUD_HTTP_ADDR", "must be host:port"},
+			{"POSTBUD_PSEUDONYM_KEY", "at least 32 bytes"},
+			{"POSTBUD_OPS_KEY", "required"},
+			{"POSTBUD_KEY_E_BOKS", "at least 16 characters"},
+			{"POSTBUD_KEY_MIT_DK_FILE", "cannot read the file"},
+			{"POSTBUD_PLATFORM_RATE", "must be a number"},
+			{"POSTBUD_CONFIG platforms.myspace", "unknown platform"},
+			{"POSTBUD_CONFIG platforms.core", "both here and in POSTBUD_KEY_CORE"},
+			{"POSTBUD_MAILBOX_URL", "https://"},
+			{"POSTBUD_KEY_PREFIX", "colons"},
+			{"POSTBUD_QUEUE_PREFIX", "braces"},
+			{"POSTBUD_CONCURRENCY", "whole number"},
+			{"POSTBUD_TASK_CHECK_INTERVAL", "positive duration"},
+			{"POSTBUD_SHUTDOWN_TIMEOUT", "positive duration"},
+			{"POSTBUD_RETRY_BASE", "positive duration"},
+			{"POSTBUD_ALERT_TTL", "positive duration"},
+			{"POSTBUD_LETTER_TTL", "at least 4400h"},
+			{"POSTBUD_LOG_LEVEL", "must be one of"},
+			{"POSTBUD_LOG_FORMAT", "json or text"},
+			{"POSTBUD_SMTP_PORT", "whole number"},
+			{"POSTBUD_SMTP_TIMEOUT", "positive duration"},
+			{"POSTBUD_SMTP_FROM", "required"},
+			{"POSTBUD_SMTP_USERNAME", "go together"},
+			{"POSTBUD_SMTP_TLS", "in clear"},
+		},
+	}
+	r.check(t)
+}
+
+// TestLoadJoined: the error is an errors.Join, so callers can pick it apart.
+func TestLoadJoined(t *testing.T) {
+	env := map[string]string{"POSTBUD_HTTP_ADDR": "nope"}
+	_, err := Load(func(k string) string { return env[k] })
+	if err == nil {
+		t.Fatal("Load: no error")
+	}
+	var j interface{ Unwrap() []error }
+	if !errors.As(err, &j) {
+		t.Fatalf("error %T is not joined", err)
+	}
+	if got := len(j.Unwrap()); got != 4 { // HTTP_ADDR, PSEUDONYM_KEY, OPS_KEY, KEY_<PLATFORM>
+		t.Errorf("got %d errors, want 4:\n%v", got, err)
+	}
+}
