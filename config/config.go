@@ -94,6 +94,8 @@ type Config struct {
 	LogFormat string
 	// SMTP is the email channel; unset POSTBUD_SMTP_HOST disables it.
 	SMTP SMTP
+	// Channels are the SMS, push and paper channels.
+	Channels Channels
 }
 
 // Platform is one platform's credentials.
@@ -127,6 +129,7 @@ type file struct {
 		KeySHA256 string  `yaml:"key_sha256"`
 		Rate      float64 `yaml:"rate"`
 	} `yaml:"platforms"`
+	Apps map[string]appsFile `yaml:"apps"`
 }
 
 type loader struct {
@@ -225,7 +228,7 @@ func Load(getenv func(string) string) (*Config, error) {
 			c.PlatformRate = r
 		}
 	}
-	l.platforms(c)
+	apps := l.platforms(c)
 	c.MailboxURL = l.str("POSTBUD_MAILBOX_URL", "https://www.borger.dk/digitalpost")
 	if u, err := url.Parse(c.MailboxURL); err != nil || u.Scheme != "https" || u.Host == "" {
 		l.fail("POSTBUD_MAILBOX_URL", "must be an https:// URL, got %q", c.MailboxURL)
@@ -255,6 +258,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		l.fail("POSTBUD_LOG_FORMAT", "must be json or text, got %q", c.LogFormat)
 	}
 	l.smtp(&c.SMTP)
+	l.channels(&c.Channels, apps)
 	if err := errors.Join(l.errs...); err != nil {
 		return nil, err
 	}
@@ -270,7 +274,7 @@ func oneOf(s string, set ...string) bool {
 	return false
 }
 
-func (l *loader) platforms(c *Config) {
+func (l *loader) platforms(c *Config) (apps map[string]appsFile) {
 	byName := map[string]*Platform{}
 	var order []string
 	for name, suffix := range Platforms {
@@ -290,6 +294,7 @@ func (l *loader) platforms(c *Config) {
 			l.fail("POSTBUD_CONFIG", "cannot read the file: %v", errors.Unwrap(err))
 		} else {
 			var f file
+			defer func() { apps = f.Apps }()
 			dec := yaml.NewDecoder(strings.NewReader(string(b)))
 			dec.KnownFields(true)
 			if err := dec.Decode(&f); err != nil {
@@ -329,6 +334,7 @@ func (l *loader) platforms(c *Config) {
 	for _, n := range order {
 		c.Platforms = append(c.Platforms, *byName[n])
 	}
+	return apps
 }
 
 func (l *loader) smtp(s *SMTP) {

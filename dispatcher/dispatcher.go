@@ -383,6 +383,11 @@ func (d *Dispatcher) send(ctx context.Context, c *Citizen, l *Letter, dl deliver
 		goneAt := d.cfg.Now()
 		if t, ok := channels.GoneAt(err); ok {
 			goneAt = t
+			if t.Nanosecond() == 0 {
+				// APNs gives whole seconds: a registration in that same
+				// second counts as before the report.
+				goneAt = t.Add(time.Second - time.Nanosecond)
+			}
 		}
 		removed, rerr := d.cfg.Store.RemoveAddress(ctx, c.Key, dl.to, goneAt)
 		if rerr != nil {

@@ -14,7 +14,11 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/channels/apns"
 	"github.com/digitalpost/postbud/channels/email"
+	"github.com/digitalpost/postbud/channels/fcm"
+	"github.com/digitalpost/postbud/channels/paper"
+	"github.com/digitalpost/postbud/channels/sms"
 	"github.com/digitalpost/postbud/config"
 	"github.com/digitalpost/postbud/dispatcher"
 	"github.com/digitalpost/postbud/dispatcher/httpapi"
@@ -180,6 +184,38 @@ func buildSenders(cfg *config.Config, log *slog.Logger) (map[channels.Name]chann
 		if c, ok := any(s).(io.Closer); ok {
 			closers = append(closers, c)
 		}
+	}
+	ch := cfg.Channels
+	add := func(name channels.Name, s channels.Sender, err error) error {
+		if err != nil {
+			return fmt.Errorf("channel %s: %w", name, err)
+		}
+		out[name] = s
+		if c, ok := s.(io.Closer); ok {
+			closers = append(closers, c)
+		}
+		return nil
+	}
+	var errs []error
+	if ch.SMS != nil {
+		s, err := sms.New(*ch.SMS, log.With("channel", "sms"))
+		errs = append(errs, add(channels.SMS, s, err))
+	}
+	if ch.APNs != nil {
+		s, err := apns.New(*ch.APNs, log.With("channel", "apns"))
+		errs = append(errs, add(channels.APNs, s, err))
+	}
+	if ch.FCM != nil {
+		s, err := fcm.New(*ch.FCM, log.With("channel", "fcm"))
+		errs = append(errs, add(channels.FCM, s, err))
+	}
+	if ch.Paper != nil {
+		s, err := paper.New(*ch.Paper, log.With("channel", "paper"))
+		errs = append(errs, add(channels.Paper, s, err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		closeAll()
+		return nil, func() {}, err
 	}
 	if len(out) == 0 {
 		log.Warn("no channel is configured: letters are recorded as skipped (no contact)")

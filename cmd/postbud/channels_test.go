@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"encoding/pem"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/digitalpost/postbud/channels/apns/apnstest"
+	"github.com/digitalpost/postbud/channels/email/emailtest"
+	"github.com/digitalpost/postbud/channels/fcm/fcmtest"
+	"github.com/digitalpost/postbud/channels/sms/smstest"
+	"github.com/digitalpost/postbud/dispatcher/redistest"
+)
+
+// fakes are a local server for every channel, each speaking its provider's
+// protocol to the real client library.
+type fakes struct {
+	smtp *emailtest.Server
+	sms  *smstest.Gateway
+	apns *apnstest.Server
+	fcm  *fcmtest.Server
+	env  map[string]string
+}
+
+func newFakes(t *testing.T) *fakes {
+	dir := t.TempDir()
+	f := &fakes{smtp: emailtest.New(t), sms: smstest.New(t, smstest.Options{}),
+		apns: apnstest.New(t, apnstest.Options{}), fcm: fcmtest.New(t)}
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.apns.Certificate().Raw})
+	f.env = map[string]string{
+		"POSTBUD_SMS_TOKEN":                   f.sms.Token(),
+		"POSTBUD_SMS_URL":                     f.sms.URL(),
+		"POSTBUD_APNS_KEY_ID":                 f.apns.KeyID(),
+		"POSTBUD_APNS_TEAM_ID":                f.apns.TeamID(),
+		"POSTBUD_APNS_KEY_FILE":               write("apns.p8", f.apns.KeyPEM()),
+		"POSTBUD_APNS_CA_FILE":                write("apns-ca.pem", ca),
+		"POSTBUD_APNS_PRODUCTION_URL":         f.apns.URL(),
+		"POSTBUD_APNS_TOPIC_DIGITAL_POST_APP": apnstest.DefaultTopics[0],
+		"POSTBUD_FCM_ENDPOINT":                f.fcm.Endpoint(),
+		"POSTBUD_FCM_PROJECT_E_BOKS":          "e-boks-test",
+		"POSTBUD_FCM_CREDENTIALS_E_BOKS_FILE": write("fcm.json", f.fcm.ServiceAccount("e-boks-test")),
+		"POSTBUD_SMTP_PORT":                   strconv.Itoa(f.smtp.Port()),
+	}
+	return f
+}
+
+const iosToken = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"
+
+func TestEndToEndEveryChannel(t *testing.T) {
+	rt := redistest.New(t)
+	f := newFakes(t)
+	logs := &syncBuffer{}
+	getenv := testEnv(rt, f.smtp, f.env)
+	d := start(t, getenv, logs)
+
+	for _, ev := range []string{
+		event("c1", "contact.updated", "core", map[string]any{"cpr": "010190-1234", "email": "anna@example.dk", "mobile": "12345678"}),
+		event("d1", "device.registered", "core", map[string]any{"cpr": "010190-1234", "app": "digital-post-app", "provider": "apns", "token": iosToken}),
+		event("d2", "device.registered", "core", map[string]any{"cpr": "010190-1234", "app": "e-boks", "provider": "fcm", "token": "fcm-token-anna-0001"}),
+	} {
+		if code, body := post(t, d.base+"/v1/events", testCoreKey, ev); code != http.StatusAccepted {
+			t.Fatalf("%d %v", code, body)
+		}
+	}
+	waitIdle(t, rt)
+
+	post(t, d.base+"/v1/events", testCoreKey, letterEvent("l1", "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := f.smtp.WaitMessages(ctx, 1); err != nil {
+		t.Fatal("email:", err)
+	}
+	if _, err := f.sms.WaitMessages(ctx, 1); err != nil {
+		t.Fatal("sms:", err)
+	}
+	if _, err := f.apns.WaitNotifications(ctx, 1); err != nil {
+		t.Fatal("apns:", err)
+	}
+	if _, err := f.fcm.WaitMessages(ctx, 1); err != nil {
+		t.Fatal("fcm:", err)
+	}
+	waitIdle(t, rt)
+	counts := func() [4]int {
+		return [4]int{len(f.smtp.Messages()), len(f.sms.Messages()), len(f.apns.Notifications()), len(f.fcm.Messages())}
+	}
+	if got := counts(); got != [4]int{1, 1, 1, 1} {
+		t.Fatalf("alerts per channel (email, sms, apns, fcm) = %v, want one each", got)
+	}
+	n := f.apns.Notifications()[0]
+	if n.CollapseID != "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b" || n.Topic != apnstest.DefaultTopics[0] {
+		t.Errorf("apns notification %+v", n)
+	}
+	if m := f.sms.Messages()[0]; len(m.MSISDNs) != 1 || m.MSISDNs[0] != 4512345678 {
+		t.Errorf("sms recipients %v", m.MSISDNs)
+	}
+
+	// APNs says the iOS token is gone: the next letter does not try it.
+	f.apns.Unregister(iosToken, time.Now())
+	post(t, d.base+"/v1/events", testCoreKey, letterEvent("l2", "7f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"))
+	waitIdle(t, rt)
+	post(t, d.base+"/v1/events", testCoreKey, letterEvent("l3", "8f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"))
+	if _, err := f.fcm.WaitMessages(ctx, 3); err != nil {
+		t.Fatal("fcm:", err)
+	}
+	waitIdle(t, rt)
+	if got := counts(); got != [4]int{3, 3, 1, 3} {
+		t.Errorf("alerts per channel after the 410 = %v, want email, sms, fcm 3 and apns still 1", got)
+	}
+	if r := f.apns.Requests(); r != 2 {
+		t.Errorf("APNs got %d requests, want 2 (the third letter must not try the gone token)", r)
+	}
+	d.stop(t)
+	assertNoPersonalData(t, logs.String())
+}

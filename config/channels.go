@@ -1,0 +1,215 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/digitalpost/postbud/channels/apns"
+	"github.com/digitalpost/postbud/channels/fcm"
+	"github.com/digitalpost/postbud/channels/paper"
+	"github.com/digitalpost/postbud/channels/sms"
+)
+
+// Apps are the citizen apps that register push tokens, with the variable
+// suffix of each: POSTBUD_APNS_TOPIC_E_BOKS and so on.
+var Apps = map[string]string{
+	"digital-post-app": "DIGITAL_POST_APP",
+	"e-boks":           "E_BOKS",
+	"mit.dk":           "MIT_DK",
+}
+
+// Channels holds the optional channels; a nil one is not configured. Each
+// channel owns its configuration and its Validate; Load reports their
+// problems under the variables that set them.
+type Channels struct {
+	// SMS is set when POSTBUD_SMS_TOKEN(_FILE) is.
+	SMS *sms.Config
+	// SMSReportSecret (POSTBUD_SMS_REPORT_SECRET(_FILE)) verifies the
+	// gateway's signed delivery reports at POST /v1/sms/reports; without
+	// it that endpoint is off.
+	SMSReportSecret []byte
+	// APNs is set when POSTBUD_APNS_KEY_ID is.
+	APNs *apns.Config
+	// FCM is set when any app has an FCM project.
+	FCM *fcm.Config
+	// Paper is set when POSTBUD_PAPER_SPOOL_DIR or POSTBUD_PAPER_URL is.
+	Paper *paper.Config
+}
+
+// appsFile is the apps part of the YAML file.
+type appsFile struct {
+	APNsTopic          string `yaml:"apns_topic"`
+	FCMProject         string `yaml:"fcm_project"`
+	FCMCredentialsFile string `yaml:"fcm_credentials_file"`
+}
+
+func (l *loader) channels(c *Channels, apps map[string]appsFile) {
+	for name := range apps {
+		if _, ok := Apps[name]; !ok {
+			l.fail("POSTBUD_CONFIG apps."+name, "unknown app (want digital-post-app, e-boks or mit.dk)")
+		}
+	}
+	l.sms(c)
+	l.apns(c, apps)
+	l.fcm(c, apps)
+	l.paper(c)
+}
+
+// wrap reports a channel's own Validate problems under its variables.
+func (l *loader) wrap(vars string, err error) {
+	if err == nil {
+		return
+	}
+	var list interface{ Unwrap() []error }
+	if errors.As(err, &list) {
+		for _, e := range list.Unwrap() {
+			l.errs = append(l.errs, fmt.Errorf("%s: %w", vars, e))
+		}
+		return
+	}
+	l.errs = append(l.errs, fmt.Errorf("%s: %w", vars, err))
+}
+
+func (l *loader) sms(c *Channels) {
+	token := l.secret("POSTBUD_SMS_TOKEN")
+	if secret := l.secret("POSTBUD_SMS_REPORT_SECRET"); secret != "" {
+		c.SMSReportSecret = []byte(secret)
+	}
+	if token == "" {
+		for _, v := range []string{"POSTBUD_SMS_SENDER", "POSTBUD_SMS_URL", "POSTBUD_SMS_CALLBACK_URL"} {
+			if l.getenv(v) != "" {
+				l.fail(v, "set, but SMS is off: POSTBUD_SMS_TOKEN is not set")
+			}
+		}
+		return
+	}
+	s := &sms.Config{
+		BaseURL:     l.str("POSTBUD_SMS_URL", "https://gatewayapi.com"),
+		Token:       token,
+		Sender:      l.str("POSTBUD_SMS_SENDER", "DigitalPost"),
+		CallbackURL: l.getenv("POSTBUD_SMS_CALLBACK_URL"),
+		MaxParts:    l.integer("POSTBUD_SMS_MAX_PARTS", 1, 1, 10),
+		Timeout:     l.duration("POSTBUD_SMS_TIMEOUT", 0),
+	}
+	if s.CallbackURL != "" && c.SMSReportSecret == nil {
+		l.fail("POSTBUD_SMS_REPORT_SECRET", "required with POSTBUD_SMS_CALLBACK_URL: unsigned delivery reports are refused")
+	}
+	l.wrap("POSTBUD_SMS_*", s.Validate())
+	c.SMS = s
+}
+
+func sortedApps() []string {
+	names := make([]string, 0, len(Apps))
+	for n := range Apps {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (l *loader) apns(c *Channels, apps map[string]appsFile) {
+	keyID := l.getenv("POSTBUD_APNS_KEY_ID")
+	if keyID == "" {
+		for _, v := range []string{"POSTBUD_APNS_TEAM_ID", "POSTBUD_APNS_KEY_FILE"} {
+			if l.getenv(v) != "" {
+				l.fail(v, "set, but APNs is off: POSTBUD_APNS_KEY_ID is not set")
+			}
+		}
+		return
+	}
+	a := &apns.Config{KeyFile: l.getenv("POSTBUD_APNS_KEY_FILE"), KeyID: keyID,
+		TeamID: l.getenv("POSTBUD_APNS_TEAM_ID"), Apps: map[string]apns.App{},
+		ProductionURL: l.getenv("POSTBUD_APNS_PRODUCTION_URL"), SandboxURL: l.getenv("POSTBUD_APNS_SANDBOX_URL"),
+		Timeout: l.duration("POSTBUD_APNS_TIMEOUT", 0)}
+	if k := l.getenv("POSTBUD_APNS_KEY"); k != "" {
+		a.Key = []byte(k)
+	}
+	if a.KeyFile != "" && !filepath.IsAbs(a.KeyFile) {
+		l.fail("POSTBUD_APNS_KEY_FILE", "must be an absolute path")
+	}
+	for _, app := range sortedApps() {
+		topic := l.getenv("POSTBUD_APNS_TOPIC_" + Apps[app])
+		if y := apps[app].APNsTopic; y != "" {
+			if topic != "" {
+				l.fail("POSTBUD_APNS_TOPIC_"+Apps[app], "topic given both here and in POSTBUD_CONFIG apps.%s.apns_topic", app)
+			}
+			topic = y
+		}
+		if topic != "" {
+			a.Apps[app] = apns.App{Topic: topic}
+		}
+	}
+	if ca := l.getenv("POSTBUD_APNS_CA_FILE"); ca != "" {
+		pool, err := loadCA(ca)
+		if err != nil {
+			l.fail("POSTBUD_APNS_CA_FILE", "%v", err)
+		}
+		a.TLSConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	l.wrap("POSTBUD_APNS_*", a.Validate())
+	c.APNs = a
+}
+
+func loadCA(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the file: %v", errors.Unwrap(err))
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, errors.New("holds no PEM certificate")
+	}
+	return pool, nil
+}
+
+func (l *loader) fcm(c *Channels, apps map[string]appsFile) {
+	f := &fcm.Config{Apps: map[string]fcm.App{}, Endpoint: l.getenv("POSTBUD_FCM_ENDPOINT"),
+		Timeout: l.duration("POSTBUD_FCM_TIMEOUT", 0)}
+	for _, app := range sortedApps() {
+		suf := Apps[app]
+		project := l.getenv("POSTBUD_FCM_PROJECT_" + suf)
+		creds := l.getenv("POSTBUD_FCM_CREDENTIALS_" + suf + "_FILE")
+		if y := apps[app]; y.FCMProject != "" || y.FCMCredentialsFile != "" {
+			if project != "" || creds != "" {
+				l.fail("POSTBUD_FCM_PROJECT_"+suf, "FCM for %s given both here and in POSTBUD_CONFIG apps.%s", app, app)
+			}
+			project, creds = y.FCMProject, y.FCMCredentialsFile
+		}
+		switch {
+		case project == "" && creds == "":
+			continue
+		case project == "":
+			l.fail("POSTBUD_FCM_PROJECT_"+suf, "required with POSTBUD_FCM_CREDENTIALS_%s_FILE", suf)
+		case creds == "":
+			l.fail("POSTBUD_FCM_CREDENTIALS_"+suf+"_FILE", "required with POSTBUD_FCM_PROJECT_%s (a service-account JSON file)", suf)
+		}
+		f.Apps[app] = fcm.App{ProjectID: project, CredentialsFile: creds}
+	}
+	if len(f.Apps) == 0 {
+		if f.Endpoint != "" {
+			l.fail("POSTBUD_FCM_ENDPOINT", "set, but no app has an FCM project")
+		}
+		return
+	}
+	l.wrap("POSTBUD_FCM_*", f.Validate())
+	c.FCM = f
+}
+
+func (l *loader) paper(c *Channels) {
+	dir, url := l.getenv("POSTBUD_PAPER_SPOOL_DIR"), l.getenv("POSTBUD_PAPER_URL")
+	token := l.secret("POSTBUD_PAPER_TOKEN")
+	if dir == "" && url == "" {
+		if token != "" {
+			l.fail("POSTBUD_PAPER_TOKEN", "set, but paper is off: set POSTBUD_PAPER_URL")
+		}
+		return
+	}
+	p := &paper.Config{SpoolDir: dir, URL: url, Token: token, Timeout: l.duration("POSTBUD_PAPER_TIMEOUT", 0)}
+	l.wrap("POSTBUD_PAPER_*", p.Validate())
+	c.Paper = p
+}
