@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -51,6 +52,10 @@ type Config struct {
 	Observer Observer
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// TrackReports lists the channels whose providers send delivery
+	// reports postbud receives (SMS): their sent deliveries are tracked so
+	// a report finds its letter.
+	TrackReports []channels.Name
 	// RetryBase is the first step of the exponential backoff (default
 	// 5s); steps double up to an hour, with jitter.
 	RetryBase time.Duration
@@ -367,6 +372,7 @@ func (d *Dispatcher) send(ctx context.Context, c *Citizen, l *Letter, dl deliver
 		"attempt", attempt, "duration_ms", out.DurationMS)
 	if err == nil {
 		out.Result, out.ProviderID, out.Final = ResultSent, rc.ProviderID, true
+		out.Track = slices.Contains(d.cfg.TrackReports, dl.to.Channel)
 		d.obs.Delivered(dl.to.Channel, ResultSent, "", took)
 		if !l.ReceivedAt.IsZero() {
 			d.obs.EventToAlert(dl.to.Channel, d.cfg.Now().Sub(l.ReceivedAt))
@@ -382,12 +388,7 @@ func (d *Dispatcher) send(ctx context.Context, c *Citizen, l *Letter, dl deliver
 		out.Result, out.Final = ResultGone, true
 		goneAt := d.cfg.Now()
 		if t, ok := channels.GoneAt(err); ok {
-			goneAt = t
-			if t.Nanosecond() == 0 {
-				// APNs gives whole seconds: a registration in that same
-				// second counts as before the report.
-				goneAt = t.Add(time.Second - time.Nanosecond)
-			}
+			goneAt = wholeSecond(t)
 		}
 		removed, rerr := d.cfg.Store.RemoveAddress(ctx, c.Key, dl.to, goneAt)
 		if rerr != nil {
@@ -489,4 +490,66 @@ func retryCount(ctx context.Context) int {
 func taskID(ctx context.Context) string {
 	id, _ := asynq.GetTaskID(ctx)
 	return id
+}
+
+// DeliveryReport is a provider's word on a delivery after it accepted it
+// (an SMS gateway's delivery report).
+type DeliveryReport struct {
+	Channel    channels.Name
+	DeliveryID string
+	ProviderID string
+	Status     string // the provider's status: DELIVERED, UNDELIVERABLE, ...
+	Code       string // the provider's error code, if any
+	Final      bool   // no later status will follow
+	// Dead says the address cannot receive on this channel: it is
+	// removed until the citizen registers it again.
+	Dead bool
+	At   time.Time
+}
+
+// Report applies a delivery report to its letter's trail. Reports may
+// repeat and arrive out of order: a final state is never replaced. An
+// unknown or expired delivery is ErrNotFound.
+func (d *Dispatcher) Report(ctx context.Context, r DeliveryReport) error {
+	citizen, msgID, err := d.cfg.Store.DeliveryRef(ctx, r.DeliveryID)
+	if err != nil {
+		return err
+	}
+	entry := Outcome{At: r.At, DeliveryID: r.DeliveryID, Channel: r.Channel, Result: ResultReport,
+		Reason: r.Status, Code: r.Code, ProviderID: r.ProviderID}
+	applied, err := d.cfg.Store.ApplyReport(ctx, citizen, msgID, r.DeliveryID, r.Status, r.Final, entry)
+	if err != nil || !applied {
+		return err
+	}
+	d.log.InfoContext(ctx, "delivery report", "message_id", msgID, "channel", r.Channel, "delivery_id", r.DeliveryID,
+		"status", r.Status, "code", r.Code)
+	if !r.Dead {
+		return nil
+	}
+	c, _, err := d.cfg.Store.Load(ctx, citizen, msgID)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	for _, dl := range d.addresses(c, msgID) {
+		if dl.id == r.DeliveryID {
+			removed, err := d.cfg.Store.RemoveAddress(ctx, citizen, dl.to, wholeSecond(r.At))
+			if removed {
+				d.obs.AddressRemoved(r.Channel)
+				d.log.WarnContext(ctx, "address removed after a delivery report", "message_id", msgID,
+					"channel", r.Channel, "status", r.Status)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// wholeSecond reads a provider's time given in whole seconds (APNs 410
+// timestamps, gateway reports) as the end of that second, so a registration
+// in the same second counts as before the provider's word.
+func wholeSecond(t time.Time) time.Time {
+	if t.Nanosecond() == 0 {
+		return t.Add(time.Second - time.Nanosecond)
+	}
+	return t
 }

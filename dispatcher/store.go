@@ -69,6 +69,9 @@ type Outcome struct {
 	DurationMS int64  `json:"duration_ms,omitempty"`
 	// Final marks the delivery done: it is not attempted again.
 	Final bool `json:"-"`
+	// Track asks the store to remember which letter the delivery belongs
+	// to, for the provider's delivery reports (DeliveryRef).
+	Track bool `json:"-"`
 }
 
 // Trail results.
@@ -79,6 +82,7 @@ const (
 	ResultRetrying = "retrying"
 	ResultGone     = "gone"
 	ResultPaper    = "paper"
+	ResultReport   = "report"
 )
 
 // ErrNotFound is returned for an unknown letter.
@@ -112,6 +116,14 @@ type Store interface {
 	// RemoveAddress forgets an address a provider said is gone, unless it
 	// was (re-)registered after goneAt. It reports whether it removed it.
 	RemoveAddress(ctx context.Context, citizen string, to channels.Address, goneAt time.Time) (bool, error)
+	// DeliveryRef returns the citizen and letter of a tracked delivery
+	// (Outcome.Track); ErrNotFound when unknown or expired.
+	DeliveryRef(ctx context.Context, deliveryID string) (citizen, messageID string, err error)
+	// ApplyReport records a provider's delivery report for a delivery: the
+	// delivery's report state becomes status unless a final state was
+	// already recorded or the status is the same; then nothing changes and
+	// applied is false. An applied report appends entry to the trail.
+	ApplyReport(ctx context.Context, citizen, messageID, deliveryID, status string, final bool, entry Outcome) (applied bool, err error)
 	// Trail returns a letter's delivery trail, oldest first.
 	Trail(ctx context.Context, messageID string) ([]Outcome, error)
 	// Ping checks the store is reachable.

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"encoding/pem"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -120,6 +125,115 @@ func TestEndToEndEveryChannel(t *testing.T) {
 	}
 	if r := f.apns.Requests(); r != 2 {
 		t.Errorf("APNs got %d requests, want 2 (the third letter must not try the gone token)", r)
+	}
+	d.stop(t)
+	assertNoPersonalData(t, logs.String())
+}
+
+// freeAddr returns a loopback address that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func TestEndToEndSMSDeliveryReports(t *testing.T) {
+	rt := redistest.New(t)
+	f := newFakes(t)
+	addr := freeAddr(t)
+	f.env["POSTBUD_HTTP_ADDR"] = addr
+	f.env["POSTBUD_SMS_CALLBACK_URL"] = "http://" + addr + "/v1/sms/reports"
+	f.env["POSTBUD_SMS_REPORT_SECRET"] = smstest.DefaultSecret
+	logs := &syncBuffer{}
+	getenv := testEnv(rt, f.smtp, f.env)
+	getenvAddr := func(k string) string {
+		if v, ok := f.env[k]; ok {
+			return v
+		}
+		return getenv(k)
+	}
+	d := start(t, getenvAddr, logs)
+	post(t, d.base+"/v1/events", testCoreKey, event("c1", "contact.updated", "core",
+		map[string]any{"cpr": "010190-1234", "mobile": "12345678"}))
+	waitIdle(t, rt)
+
+	const msg1 = "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
+	post(t, d.base+"/v1/events", testCoreKey, letterEvent("l1", msg1))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	msgs, err := f.sms.WaitMessages(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitIdle(t, rt)
+	id := msgs[0].ID
+	reports := func(msgID string) []string {
+		var out bytes.Buffer
+		if err := run(ctx, []string{"trace", "-json", "-url", d.base, "-key", testOpsKey, msgID}, getenv, nil, &out, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		var tr struct {
+			Trail []struct{ Result, Reason string }
+		}
+		_ = json.Unmarshal(out.Bytes(), &tr)
+		var got []string
+		for _, o := range tr.Trail {
+			if o.Result == "report" {
+				got = append(got, o.Reason)
+			}
+		}
+		return got
+	}
+	for _, step := range []struct {
+		status string
+		bad    bool
+		want   int
+	}{
+		{"ENROUTE", false, http.StatusOK},
+		{"DELIVERED", true, http.StatusUnauthorized}, // signed under the wrong secret
+		{"DELIVERED", false, http.StatusOK},
+		{"DELIVERED", false, http.StatusOK}, // a repeat
+		{"ENROUTE", false, http.StatusOK},   // late and transient: ignored
+	} {
+		send := f.sms.SendReport
+		if step.bad {
+			send = f.sms.SendReportBadSignature
+		}
+		code, err := send(ctx, id, step.status)
+		if err != nil || code != step.want {
+			t.Fatalf("report %s: %d %v, want %d", step.status, code, err, step.want)
+		}
+	}
+	if got := reports(msg1); !slices.Equal(got, []string{"ENROUTE", "DELIVERED"}) {
+		t.Errorf("reports in the trail = %v, want [ENROUTE DELIVERED]", got)
+	}
+
+	// UNDELIVERABLE: the number is dead until registered again.
+	const msg2 = "7f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
+	post(t, d.base+"/v1/events", testCoreKey, letterEvent("l2", msg2))
+	msgs, err = f.sms.WaitMessages(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitIdle(t, rt)
+	if code, err := f.sms.SendReport(ctx, msgs[1].ID, "UNDELIVERABLE"); err != nil || code != http.StatusOK {
+		t.Fatalf("UNDELIVERABLE report: %d %v", code, err)
+	}
+	post(t, d.base+"/v1/events", testCoreKey, letterEvent("l3", "8f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"))
+	waitIdle(t, rt)
+	if n := len(f.sms.Messages()); n != 2 {
+		t.Errorf("%d SMS, want 2: the dead number must not get the third letter", n)
+	}
+	// Registered again: SMS again.
+	post(t, d.base+"/v1/events", testCoreKey, event("c2", "contact.updated", "core",
+		map[string]any{"cpr": "010190-1234", "mobile": "12345678"}))
+	waitIdle(t, rt)
+	post(t, d.base+"/v1/events", testCoreKey, letterEvent("l4", "9f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"))
+	if _, err := f.sms.WaitMessages(ctx, 3); err != nil {
+		t.Errorf("no SMS after the number was registered again: %v", err)
 	}
 	d.stop(t)
 	assertNoPersonalData(t, logs.String())

@@ -80,7 +80,8 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	client := asynq.NewClientFromRedisClient(rdb)
 	defer client.Close()
 	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Enqueuer: client, Queues: queues,
-		Senders: senders, Logger: log, MailboxURL: cfg.MailboxURL, AlertTTL: cfg.AlertTTL, RetryBase: cfg.RetryBase})
+		Senders: senders, Logger: log, MailboxURL: cfg.MailboxURL, AlertTTL: cfg.AlertTTL, RetryBase: cfg.RetryBase,
+		TrackReports: trackReports(cfg)})
 	if err != nil {
 		return err
 	}
@@ -113,7 +114,8 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	for _, p := range cfg.Platforms {
 		platforms = append(platforms, httpapi.Platform{Name: dispatcher.Platform(p.Name), KeySHA256: p.KeySHA256, Rate: p.Rate})
 	}
-	api := httpapi.New(httpapi.Config{Dispatcher: d, Platforms: platforms, OpsKeySHA256: cfg.OpsKeySHA256, Logger: log})
+	api := httpapi.New(httpapi.Config{Dispatcher: d, Platforms: platforms, OpsKeySHA256: cfg.OpsKeySHA256, Logger: log,
+		SMSReportSecret: cfg.Channels.SMSReportSecret})
 	if ov.mount != nil {
 		ov.mount(api)
 	}
@@ -151,6 +153,14 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		err = nil
 	}
 	return err
+}
+
+// trackReports lists the channels whose delivery reports postbud takes.
+func trackReports(cfg *config.Config) []channels.Name {
+	if cfg.Channels.SMS != nil && cfg.Channels.SMSReportSecret != nil {
+		return []channels.Name{channels.SMS}
+	}
+	return nil
 }
 
 func channelNames(s map[channels.Name]channels.Sender) []string {

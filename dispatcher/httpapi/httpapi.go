@@ -25,6 +25,8 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/channels/sms"
 	"github.com/digitalpost/postbud/dispatcher"
 )
 
@@ -55,6 +57,9 @@ type Config struct {
 	Logger       *slog.Logger
 	// Ready reports readiness beyond the store (channels, draining).
 	Ready func(context.Context) error
+	// SMSReportSecret verifies the SMS gateway's signed delivery reports
+	// at POST /v1/sms/reports; nil turns the endpoint off.
+	SMSReportSecret []byte
 }
 
 // API is the HTTP handler.
@@ -84,6 +89,9 @@ func New(cfg Config) *API {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	a.mux.HandleFunc("GET /readyz", a.readyz)
+	if cfg.SMSReportSecret != nil {
+		a.mux.HandleFunc("POST /v1/sms/reports", a.smsReport)
+	}
 	return a
 }
 
@@ -321,4 +329,35 @@ func problem(w http.ResponseWriter, status int, title, detail string, errs []dis
 		"detail": detail,
 		"errors": errs,
 	})
+}
+
+// smsReport takes the SMS gateway's delivery report callbacks: signed with
+// a JWT (HS256) in X-Gwapi-Signature; unsigned or badly signed ones are
+// refused with 401.
+func (a *API) smsReport(w http.ResponseWriter, r *http.Request) {
+	rep, err := sms.ParseReport(r, a.cfg.SMSReportSecret, 0)
+	switch {
+	case errors.Is(err, sms.ErrBadSignature):
+		problem(w, http.StatusUnauthorized, "bad signature", "the report's X-Gwapi-Signature does not verify", nil)
+		return
+	case err != nil:
+		problem(w, http.StatusBadRequest, "invalid report", err.Error(), nil)
+		return
+	}
+	at := rep.Time
+	if at.IsZero() {
+		at = time.Now()
+	}
+	err = a.cfg.Dispatcher.Report(r.Context(), dispatcher.DeliveryReport{Channel: channels.SMS,
+		DeliveryID: rep.UserRef, ProviderID: rep.ID, Status: rep.Status, Code: rep.ErrorCode, Final: rep.Final,
+		Dead: rep.Status == sms.StatusUndeliverable, At: at})
+	switch {
+	case errors.Is(err, dispatcher.ErrNotFound):
+		// Unknown or expired: acknowledge, or the gateway retries forever.
+		writeJSON(w, http.StatusOK, map[string]string{"status": "unknown delivery"})
+	case err != nil:
+		problem(w, http.StatusServiceUnavailable, "unavailable", "the store cannot be reached; retry", nil)
+	default:
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	}
 }

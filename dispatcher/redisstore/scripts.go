@@ -64,3 +64,25 @@ if tonumber(ARGV[2]) < reg then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 return 1
 `)
+
+// reportScript applies a provider's delivery report: a final state is never
+// replaced, and a repeated state changes nothing.
+//
+// KEYS[1] letter hash  KEYS[2] trail list
+// ARGV[1] delivery id  ARGV[2] status  ARGV[3] final (0|1)  ARGV[4] entry
+// ARGV[5] trail TTL (ms)  ARGV[6] trail cap
+// Returns 1 if applied, 0 if not.
+var reportScript = redis.NewScript(`
+local f = 'r:' .. ARGV[1]
+local cur = redis.call('HGET', KEYS[1], f)
+if cur then
+  if string.sub(cur, 1, 2) == '1|' then return 0 end
+  if string.sub(cur, 3) == ARGV[2] then return 0 end
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], f, ARGV[3] .. '|' .. ARGV[2])
+redis.call('RPUSH', KEYS[2], ARGV[4])
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[6]), -1)
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return 1
+`)

@@ -63,7 +63,7 @@ type Store struct {
 	nBatches  atomic.Int64
 }
 
-var allScripts = []*redis.Script{contactScript, deviceScript, removeScript}
+var allScripts = []*redis.Script{contactScript, deviceScript, removeScript, reportScript}
 
 var _ dispatcher.Store = (*Store)(nil)
 
@@ -94,6 +94,11 @@ func (s *Store) letterKey(c, m string) string { return s.o.Prefix + ":{" + c + "
 func (s *Store) trailKey(c, m string) string  { return s.o.Prefix + ":{" + c + "}:t:" + m }
 func (s *Store) eventKey(c, e string) string  { return s.o.Prefix + ":{" + c + "}:e:" + e }
 func (s *Store) indexKey(m string) string     { return s.o.Prefix + ":msg:" + m }
+func (s *Store) deliveryKey(d string) string  { return s.o.Prefix + ":dl:" + d }
+
+// deliveryRefTTL bounds how long a tracked delivery can be matched to its
+// provider's reports.
+const deliveryRefTTL = 14 * 24 * time.Hour
 
 // Ping checks Redis answers.
 func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
@@ -234,7 +239,11 @@ func (s *Store) Record(ctx context.Context, citizen string, l *dispatcher.Letter
 			"e:"+eventID, "1")
 	}
 	var entries []any
+	var tracked []string
 	for _, o := range outs {
+		if o.Track && o.DeliveryID != "" {
+			tracked = append(tracked, o.DeliveryID)
+		}
 		entry, err := json.Marshal(o)
 		if err != nil {
 			return err
@@ -259,6 +268,9 @@ func (s *Store) Record(ctx context.Context, citizen string, l *dispatcher.Letter
 		}
 		if len(outs) > 0 {
 			out = append(out, p.Set(ctx, s.indexKey(l.MessageID), citizen, s.o.LetterTTL))
+		}
+		for _, did := range tracked {
+			out = append(out, p.Set(ctx, s.deliveryKey(did), citizen+"/"+l.MessageID, deliveryRefTTL))
 		}
 		return out
 	})
@@ -325,6 +337,36 @@ func (s *Store) RemoveAddress(ctx context.Context, citizen string, to channels.A
 	n, err := s.runScript(ctx, removeScript, []string{s.citizenKey(citizen)}, []any{field, goneAt.UnixMilli(), expect})
 	if err != nil {
 		return false, fmt.Errorf("remove address: %w", err)
+	}
+	return n == int64(1), nil
+}
+
+// DeliveryRef returns the citizen and letter of a tracked delivery.
+func (s *Store) DeliveryRef(ctx context.Context, deliveryID string) (string, string, error) {
+	v, err := s.rdb.Get(ctx, s.deliveryKey(deliveryID)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", "", dispatcher.ErrNotFound
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("delivery ref: %w", err)
+	}
+	citizen, msg, ok := strings.Cut(v, "/")
+	if !ok {
+		return "", "", dispatcher.ErrNotFound
+	}
+	return citizen, msg, nil
+}
+
+// ApplyReport records a delivery report unless a final one was recorded.
+func (s *Store) ApplyReport(ctx context.Context, citizen, messageID, deliveryID, status string, final bool, entry dispatcher.Outcome) (bool, error) {
+	b, err := json.Marshal(entry)
+	if err != nil {
+		return false, err
+	}
+	keys := []string{s.letterKey(citizen, messageID), s.trailKey(citizen, messageID)}
+	n, err := s.runScript(ctx, reportScript, keys, []any{deliveryID, status, b2s(final), b, s.o.LetterTTL.Milliseconds(), s.o.TrailCap})
+	if err != nil {
+		return false, fmt.Errorf("apply report: %w", err)
 	}
 	return n == int64(1), nil
 }
