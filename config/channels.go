@@ -13,6 +13,7 @@ import (
 	"github.com/digitalpost/postbud/channels/fcm"
 	"github.com/digitalpost/postbud/channels/paper"
 	"github.com/digitalpost/postbud/channels/sms"
+	"github.com/digitalpost/postbud/channels/webhook"
 )
 
 // Apps are the citizen apps that register push tokens, with the variable
@@ -39,6 +40,14 @@ type Channels struct {
 	FCM *fcm.Config
 	// Paper is set when POSTBUD_PAPER_SPOOL_DIR or POSTBUD_PAPER_URL is.
 	Paper *paper.Config
+	// Webhooks (POSTBUD_WEBHOOK_URL_<PLATFORM>, POSTBUD_WEBHOOK_SECRET_<PLATFORM>(_FILE),
+	// a whsec_ secret) send read-state changes to the platforms; nil when
+	// no platform has an endpoint.
+	Webhooks *webhook.Config
+	// InboundSecrets (POSTBUD_INBOUND_SECRET_<PLATFORM>(_FILE)) are the
+	// Standard Webhooks secrets of platforms that sign the events they
+	// send; such a platform's events must carry a valid signature.
+	InboundSecrets map[string][]byte
 }
 
 // appsFile is the apps part of the YAML file.
@@ -58,6 +67,48 @@ func (l *loader) channels(c *Channels, apps map[string]appsFile) {
 	l.apns(c, apps)
 	l.fcm(c, apps)
 	l.paper(c)
+	l.webhooks(c)
+}
+
+func (l *loader) webhooks(c *Channels) {
+	w := &webhook.Config{Endpoints: map[string]webhook.Endpoint{}, Timeout: l.duration("POSTBUD_WEBHOOK_TIMEOUT", 0)}
+	for _, p := range []string{"borger.dk", "digital-post-app", "e-boks", "mit.dk"} {
+		suf := Platforms[p]
+		if raw := l.secret("POSTBUD_INBOUND_SECRET_" + suf); raw != "" {
+			key, err := webhook.ParseSecret(raw)
+			if err != nil {
+				l.fail("POSTBUD_INBOUND_SECRET_"+suf, "%v", err)
+			} else {
+				if c.InboundSecrets == nil {
+					c.InboundSecrets = map[string][]byte{}
+				}
+				c.InboundSecrets[p] = key
+			}
+		}
+		url := l.getenv("POSTBUD_WEBHOOK_URL_" + suf)
+		raw := l.secret("POSTBUD_WEBHOOK_SECRET_" + suf)
+		switch {
+		case url == "" && raw == "":
+			continue
+		case url == "":
+			l.fail("POSTBUD_WEBHOOK_URL_"+suf, "required with POSTBUD_WEBHOOK_SECRET_%s", suf)
+			continue
+		case raw == "":
+			l.fail("POSTBUD_WEBHOOK_SECRET_"+suf, "required with POSTBUD_WEBHOOK_URL_%s: webhooks are always signed", suf)
+			continue
+		}
+		key, err := webhook.ParseSecret(raw)
+		if err != nil {
+			l.fail("POSTBUD_WEBHOOK_SECRET_"+suf, "%v", err)
+			continue
+		}
+		w.Endpoints[p] = webhook.Endpoint{URL: url, Secret: key}
+	}
+	if len(w.Endpoints) == 0 {
+		return
+	}
+	l.wrap("POSTBUD_WEBHOOK_*", w.Validate())
+	c.Webhooks = w
 }
 
 // wrap reports a channel's own Validate problems under its variables.

@@ -29,6 +29,9 @@ type Observer interface {
 	EventToAlert(ch channels.Name, since time.Duration)
 	// AddressRemoved is called when a gone address or token is removed.
 	AddressRemoved(ch channels.Name)
+	// Webhook is called per webhook attempt: its result, the lag since
+	// the change, and how long the send took.
+	Webhook(p Platform, result string, lag, took time.Duration)
 }
 
 // Config wires a Dispatcher.
@@ -48,6 +51,8 @@ type Config struct {
 	AlertTTL time.Duration
 	// SendTimeout bounds one send (default 30s).
 	SendTimeout time.Duration
+	// Syncer sends read-state changes to the platforms; nil sends none.
+	Syncer Syncer
 	// Observer receives measurements; nil records none.
 	Observer Observer
 	// Now is the clock (default time.Now).
@@ -124,12 +129,15 @@ type nopObserver struct{}
 func (nopObserver) Delivered(channels.Name, string, string, time.Duration) {}
 func (nopObserver) EventToAlert(channels.Name, time.Duration)              {}
 func (nopObserver) AddressRemoved(channels.Name)                           {}
+func (nopObserver) Webhook(Platform, string, time.Duration, time.Duration) {}
 
 // Register adds the dispatcher's handlers to mux.
 func (d *Dispatcher) Register(mux *asynq.ServeMux) {
 	mux.HandleFunc(TypeInbound, d.HandleInbound)
 	mux.HandleFunc(TypeEvent, d.HandleEvent)
 	mux.HandleFunc(TypeDelivery, d.HandleDelivery)
+	mux.HandleFunc(TypeSync, d.HandleSync)
+	mux.HandleFunc(TypeBadge, d.HandleBadge)
 }
 
 // HandleInbound handles an event a platform enqueued straight into asynq.
@@ -158,6 +166,8 @@ func (d *Dispatcher) handle(ctx context.Context, ev *Event) error {
 	switch {
 	case ev.Message != nil:
 		return d.receive(ctx, ev)
+	case ev.Read != nil:
+		return d.readState(ctx, ev)
 	case ev.Contact != nil:
 		return st.UpdateContact(ctx, ev.CitizenKey, ev.Contact, ev.OccurredAt, ev.ID)
 	case ev.Device != nil:
@@ -336,10 +346,20 @@ func (d *Dispatcher) alert(c *Citizen, l *Letter, dl delivery) channels.Alert {
 		Count:        1,
 		Notification: l.Notification,
 		MailboxURL:   d.cfg.MailboxURL,
-		Badge:        -1,
+		Badge:        c.Unread + unreadSelf(l),
 		Urgent:       l.Priority == Urgent,
 		Expires:      l.ReceivedAt.Add(d.cfg.AlertTTL),
 	}
+}
+
+// unreadSelf is 1 when the letter is unread and not yet in the citizen's
+// unread count (its first processing), so a new letter's alert carries the
+// badge it makes.
+func unreadSelf(l *Letter) int {
+	if l.Read || len(l.Done) > 0 || !l.ChangeAt.IsZero() {
+		return 0
+	}
+	return 1
 }
 
 // sendAll sends the deliveries concurrently and returns one result each, in

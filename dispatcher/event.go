@@ -217,22 +217,25 @@ type wireSender struct {
 	Kind *string `json:"kind"`
 }
 
+// Nested objects stay raw and are decoded on their own (object), so that
+// an unknown field inside one is named with its full path: encoding/json's
+// unknown-field error gives the bare name only.
 type wireMessage struct {
-	MessageID         *string        `json:"message_id"`
-	Recipient         *wireRecipient `json:"recipient"`
-	Sender            *wireSender    `json:"sender"`
-	Notification      *string        `json:"notification"`
-	Priority          *string        `json:"priority"`
-	DoNotDeliverUntil *string        `json:"do_not_deliver_until"`
-	ReplyBy           *string        `json:"reply_by"`
-	LegalNotification *bool          `json:"legal_notification"`
+	MessageID         *string         `json:"message_id"`
+	Recipient         json.RawMessage `json:"recipient"` // wireRecipient
+	Sender            json.RawMessage `json:"sender"`    // wireSender
+	Notification      *string         `json:"notification"`
+	Priority          *string         `json:"priority"`
+	DoNotDeliverUntil *string         `json:"do_not_deliver_until"`
+	ReplyBy           *string         `json:"reply_by"`
+	LegalNotification *bool           `json:"legal_notification"`
 }
 
 type wireRead struct {
-	MessageID *string        `json:"message_id"`
-	Recipient *wireRecipient `json:"recipient"`
-	Platform  *string        `json:"platform"`
-	At        *string        `json:"at"`
+	MessageID *string         `json:"message_id"`
+	Recipient json.RawMessage `json:"recipient"` // wireRecipient
+	Platform  *string         `json:"platform"`
+	At        *string         `json:"at"`
 }
 
 type wireContact struct {
@@ -360,6 +363,16 @@ func strictDecode(b []byte, dst any, prefix string, v *validator) bool {
 	return false
 }
 
+// object decodes the nested object raw into dst; it reports field as
+// required when raw is absent or null.
+func object(raw json.RawMessage, dst any, field string, v *validator) bool {
+	if len(raw) == 0 || string(raw) == "null" {
+		v.add(field, "required")
+		return false
+	}
+	return strictDecode(raw, dst, field, v)
+}
+
 func jsonKind(goType string) string {
 	switch {
 	case strings.Contains(goType, "string"):
@@ -472,19 +485,17 @@ func parseMessage(b []byte, v *validator) *MessageData {
 	}
 	m := &MessageData{}
 	m.MessageID = v.messageID("data.message_id", w.MessageID)
-	if w.Recipient == nil {
-		v.add("data.recipient", "required")
-	} else {
-		m.CPR = v.cpr("data.recipient.cpr", w.Recipient.CPR)
+	var rcpt wireRecipient
+	if object(w.Recipient, &rcpt, "data.recipient", v) {
+		m.CPR = v.cpr("data.recipient.cpr", rcpt.CPR)
 	}
-	if w.Sender == nil {
-		v.add("data.sender", "required")
-	} else {
-		m.SenderID = v.text("data.sender.id", w.Sender.ID, true, 64)
-		m.SenderName = v.text("data.sender.name", w.Sender.Name, true, 100)
-		if w.Sender.Kind == nil {
+	var sender wireSender
+	if object(w.Sender, &sender, "data.sender", v) {
+		m.SenderID = v.text("data.sender.id", sender.ID, true, 64)
+		m.SenderName = v.text("data.sender.name", sender.Name, true, 100)
+		if sender.Kind == nil {
 			v.add("data.sender.kind", "required")
-		} else if k := SenderKind(*w.Sender.Kind); !oneOf(k, []SenderKind{SenderPublic, SenderPublicSpecial, SenderPrivate}) {
+		} else if k := SenderKind(*sender.Kind); !oneOf(k, []SenderKind{SenderPublic, SenderPublicSpecial, SenderPrivate}) {
 			v.add("data.sender.kind", "must be one of public, public-special, private")
 		} else {
 			m.SenderKind = k
@@ -514,10 +525,9 @@ func parseRead(b []byte, v *validator) *ReadData {
 	}
 	r := &ReadData{}
 	r.MessageID = v.messageID("data.message_id", w.MessageID)
-	if w.Recipient == nil {
-		v.add("data.recipient", "required")
-	} else {
-		r.CPR = v.cpr("data.recipient.cpr", w.Recipient.CPR)
+	var rcpt wireRecipient
+	if object(w.Recipient, &rcpt, "data.recipient", v) {
+		r.CPR = v.cpr("data.recipient.cpr", rcpt.CPR)
 	}
 	if w.Platform == nil {
 		v.add("data.platform", "required")

@@ -83,14 +83,19 @@ type harness struct {
 	insp     *asynq.Inspector
 	channels map[channels.Name]*scripted
 	srv      *asynq.Server
+	syncer   dispatcher.Syncer
 }
 
 var testKey = []byte("test-pseudonymisation-key-0123456789")
 
 func newHarness(t *testing.T, names ...channels.Name) *harness {
+	return newHarnessSync(t, nil, names...)
+}
+
+func newHarnessSync(t *testing.T, syncer dispatcher.Syncer, names ...channels.Name) *harness {
 	t.Helper()
 	env := redistest.New(t)
-	h := &harness{t: t, env: env, channels: map[channels.Name]*scripted{}}
+	h := &harness{t: t, env: env, channels: map[channels.Name]*scripted{}, syncer: syncer}
 	h.store = redisstore.New(env.Client, redisstore.Options{Prefix: env.Prefix})
 	t.Cleanup(func() { h.store.Close() })
 	var err error
@@ -109,7 +114,7 @@ func newHarness(t *testing.T, names ...channels.Name) *harness {
 	h.d, err = dispatcher.New(dispatcher.Config{Store: h.store, Keyer: h.keyer, Enqueuer: h.client,
 		Queues: h.queues, Senders: senders, MailboxURL: "https://www.borger.dk/digitalpost",
 		Logger:          slog.New(slog.DiscardHandler),
-		FirstRetryDelay: func(error) time.Duration { return 0 }})
+		FirstRetryDelay: func(error) time.Duration { return 0 }, Syncer: h.syncer})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,10 +126,7 @@ func (h *harness) start() {
 	h.srv = asynq.NewServerFromRedisClient(h.env.Client, asynq.Config{
 		Concurrency: 8, Queues: h.queues.Weights(),
 		RetryDelayFunc: func(n int, err error, t *asynq.Task) time.Duration {
-			if d := dispatcher.RetryDelay(n, err, t); d < 2*time.Second {
-				return d
-			}
-			return 0
+			return 20 * time.Millisecond // the policy is tested on its own
 		},
 		IsFailure:                dispatcher.IsFailure,
 		TaskCheckInterval:        10 * time.Millisecond,

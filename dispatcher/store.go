@@ -19,6 +19,31 @@ type Citizen struct {
 	Devices  []Device
 	// Exempt is set while the citizen is exempt from Digital Post.
 	Exempt bool
+	// Unread is the number of the citizen's unread letters (the badge).
+	Unread int
+}
+
+// ReadState is a letter's read state as every platform should show it.
+type ReadState struct {
+	MessageID string
+	Read      bool
+	// Version grows by one each time Read changes; receivers drop a state
+	// whose version is not above the last they applied.
+	Version   int64
+	ChangedAt time.Time
+	ChangedBy Platform
+	// Changed says the event that returned this state changed Read: the
+	// other platforms must be told.
+	Changed bool
+	// Correct says the event lost to a newer, different state: its own
+	// platform shows the losing state and must be told.
+	Correct bool
+	// Unread is the citizen's unread count after the change.
+	Unread int
+	// Received says the letter itself has arrived.
+	Received bool
+	// Acked is the last version each platform acknowledged (State only).
+	Acked map[Platform]int64
 }
 
 // Device is one registered push token.
@@ -124,6 +149,27 @@ type Store interface {
 	// already recorded or the status is the same; then nothing changes and
 	// applied is false. An applied report appends entry to the trail.
 	ApplyReport(ctx context.Context, citizen, messageID, deliveryID, status string, final bool, entry Outcome) (applied bool, err error)
+	// ApplyState applies a platform's read or unread, last writer wins by
+	// at, and keeps the citizen's unread index in the same atomic step.
+	// seen is true when eventID was processed (nothing else is returned).
+	ApplyState(ctx context.Context, citizen, messageID string, read bool, at time.Time, platform Platform, eventID string) (st ReadState, seen bool, err error)
+	// MarkEvent marks a letter's event processed.
+	MarkEvent(ctx context.Context, citizen, messageID, eventID string) error
+	// State returns a letter's read state; ErrNotFound if unknown.
+	State(ctx context.Context, citizen, messageID string) (ReadState, error)
+	// CitizenOf returns the citizen key of a tracked letter.
+	CitizenOf(ctx context.Context, messageID string) (string, error)
+	// LockSync, UnlockSync and AckSync serialise and acknowledge the
+	// webhooks of one letter to one platform.
+	LockSync(ctx context.Context, citizen, messageID string, platform Platform, ttl time.Duration) (bool, error)
+	UnlockSync(ctx context.Context, citizen, messageID string, platform Platform) error
+	AckSync(ctx context.Context, citizen, messageID string, platform Platform, version int64) error
+	// PlatformDisabled and SetPlatformDisabled keep the platforms whose
+	// webhook endpoint answered 410.
+	PlatformDisabled(ctx context.Context, platform Platform) (bool, error)
+	SetPlatformDisabled(ctx context.Context, platform Platform, disabled bool) error
+	// Remember records key for ttl and reports whether it was new.
+	Remember(ctx context.Context, key string, ttl time.Duration) (bool, error)
 	// Trail returns a letter's delivery trail, oldest first.
 	Trail(ctx context.Context, messageID string) ([]Outcome, error)
 	// Ping checks the store is reachable.

@@ -19,6 +19,7 @@ import (
 	"github.com/digitalpost/postbud/channels/fcm"
 	"github.com/digitalpost/postbud/channels/paper"
 	"github.com/digitalpost/postbud/channels/sms"
+	"github.com/digitalpost/postbud/channels/webhook"
 	"github.com/digitalpost/postbud/config"
 	"github.com/digitalpost/postbud/dispatcher"
 	"github.com/digitalpost/postbud/dispatcher/httpapi"
@@ -72,6 +73,16 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		defer closeAll()
 	}
 
+	var syncer dispatcher.Syncer
+	if cfg.Channels.Webhooks != nil {
+		ws, err := webhook.New(*cfg.Channels.Webhooks, log.With("channel", "webhook"))
+		if err != nil {
+			return fmt.Errorf("POSTBUD_WEBHOOK_*: %w", err)
+		}
+		defer ws.Close()
+		syncer = webhookSyncer{ws}
+	}
+
 	keyer, err := dispatcher.NewKeyer(cfg.PseudonymKey)
 	if err != nil {
 		return fmt.Errorf("POSTBUD_PSEUDONYM_KEY: %w", err)
@@ -81,7 +92,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	defer client.Close()
 	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Enqueuer: client, Queues: queues,
 		Senders: senders, Logger: log, MailboxURL: cfg.MailboxURL, AlertTTL: cfg.AlertTTL, RetryBase: cfg.RetryBase,
-		TrackReports: trackReports(cfg)})
+		TrackReports: trackReports(cfg), Syncer: syncer})
 	if err != nil {
 		return err
 	}
@@ -112,7 +123,11 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 
 	var platforms []httpapi.Platform
 	for _, p := range cfg.Platforms {
-		platforms = append(platforms, httpapi.Platform{Name: dispatcher.Platform(p.Name), KeySHA256: p.KeySHA256, Rate: p.Rate})
+		hp := httpapi.Platform{Name: dispatcher.Platform(p.Name), KeySHA256: p.KeySHA256, Rate: p.Rate}
+		if k := cfg.Channels.InboundSecrets[p.Name]; k != nil {
+			hp.SigningSecrets = [][]byte{k}
+		}
+		platforms = append(platforms, hp)
 	}
 	api := httpapi.New(httpapi.Config{Dispatcher: d, Platforms: platforms, OpsKeySHA256: cfg.OpsKeySHA256, Logger: log,
 		SMSReportSecret: cfg.Channels.SMSReportSecret})
@@ -231,6 +246,22 @@ func buildSenders(cfg *config.Config, log *slog.Logger) (map[channels.Name]chann
 		log.Warn("no channel is configured: letters are recorded as skipped (no contact)")
 	}
 	return out, closeAll, nil
+}
+
+// webhookSyncer adapts the webhook channel to the dispatcher's Syncer.
+type webhookSyncer struct{ s *webhook.Sender }
+
+func (w webhookSyncer) Sync(ctx context.Context, p dispatcher.Platform, id string, st dispatcher.PlatformState) (channels.Receipt, error) {
+	return w.s.Deliver(ctx, string(p), id, webhook.StateChange{MessageID: st.MessageID, Read: st.Read,
+		Version: st.Version, ChangedAt: st.ChangedAt, Platform: string(st.ChangedBy)})
+}
+
+func (w webhookSyncer) Targets() []dispatcher.Platform {
+	var out []dispatcher.Platform
+	for _, p := range w.s.Platforms() {
+		out = append(out, dispatcher.Platform(p))
+	}
+	return out
 }
 
 // asynqLogger adapts slog to asynq's logger.

@@ -19,6 +19,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/channels/sms"
+	"github.com/digitalpost/postbud/channels/webhook"
 	"github.com/digitalpost/postbud/dispatcher"
 )
 
@@ -43,9 +45,13 @@ const (
 type Platform struct {
 	Name      dispatcher.Platform
 	KeySHA256 [32]byte
-	// Rate is the events per second it may send (burst: twice that); 0
-	// means no limit.
+	// Rate is the events per second it may send (burst: twice that, and
+	// at least one full batch); 0 means no limit.
 	Rate float64
+	// SigningSecrets, when set, make the platform's events need a valid
+	// Standard Webhooks signature (webhook-id, webhook-timestamp within
+	// ±5 minutes, webhook-signature); a replayed webhook-id is refused.
+	SigningSecrets [][]byte
 }
 
 // Config wires the API.
@@ -79,12 +85,14 @@ func New(cfg Config) *API {
 	a := &API{cfg: cfg, log: cfg.Logger, limiters: map[dispatcher.Platform]*rate.Limiter{}, mux: http.NewServeMux()}
 	for _, p := range cfg.Platforms {
 		if p.Rate > 0 {
-			a.limiters[p.Name] = rate.NewLimiter(rate.Limit(p.Rate), int(2*p.Rate)+1)
+			a.limiters[p.Name] = rate.NewLimiter(rate.Limit(p.Rate), max(int(2*p.Rate)+1, MaxBatchEvents))
 		}
 	}
 	a.mux.HandleFunc("POST /v1/events", a.postEvent)
 	a.mux.HandleFunc("POST /v1/events/batch", a.postBatch)
 	a.mux.HandleFunc("GET /v1/messages/{id}/trail", a.ops(a.getTrail))
+	a.mux.HandleFunc("GET /v1/messages/{id}/state", a.getState)
+	a.mux.HandleFunc("POST /v1/ops/platforms/{platform}/enable", a.ops(a.enablePlatform))
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -207,7 +215,7 @@ func (a *API) postEvent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, ok := readBody(w, r, dispatcher.MaxEventBytes)
-	if !ok {
+	if !ok || !a.verified(w, r, p, body) {
 		return
 	}
 	if !a.allow(w, p, 1) {
@@ -261,7 +269,7 @@ func (a *API) postBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, ok := readBody(w, r, MaxBatchBytes)
-	if !ok {
+	if !ok || !a.verified(w, r, p, body) {
 		return
 	}
 	var batch struct {
@@ -360,4 +368,78 @@ func (a *API) smsReport(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}
+}
+
+// verified checks the Standard Webhooks signature of a platform that signs
+// its events, and refuses a replayed webhook-id.
+func (a *API) verified(w http.ResponseWriter, r *http.Request, p dispatcher.Platform, body []byte) bool {
+	var secrets [][]byte
+	for _, pl := range a.cfg.Platforms {
+		if pl.Name == p {
+			secrets = pl.SigningSecrets
+		}
+	}
+	if len(secrets) == 0 {
+		return true
+	}
+	if err := webhook.Verify(secrets, r.Header, body, time.Now(), webhook.DefaultTolerance); err != nil {
+		problem(w, http.StatusUnauthorized, "bad signature", "the request's Standard Webhooks signature does not verify: "+err.Error(), nil)
+		return false
+	}
+	fresh, err := a.cfg.Dispatcher.FreshWebhookID(r.Context(), string(p), r.Header.Get(webhook.HeaderID), 2*webhook.DefaultTolerance)
+	if err != nil {
+		problem(w, http.StatusServiceUnavailable, "unavailable", "the store cannot be reached; retry", nil)
+		return false
+	}
+	if !fresh {
+		problem(w, http.StatusUnauthorized, "replayed", "this webhook-id was already received", nil)
+		return false
+	}
+	return true
+}
+
+// getState answers a letter's read state and version to a platform (its
+// key) or ops, so platforms can reconcile.
+func (a *API) getState(w http.ResponseWriter, r *http.Request) {
+	if _, ok := a.platform(r); !ok {
+		key, _ := bearer(r)
+		sum := HashKey(key)
+		if a.cfg.OpsKeySHA256 == [32]byte{} || subtle.ConstantTimeCompare(sum[:], a.cfg.OpsKeySHA256[:]) != 1 {
+			problem(w, http.StatusUnauthorized, "unauthorized", "a platform or ops key is required as a bearer token", nil)
+			return
+		}
+	}
+	id := strings.ToLower(r.PathValue("id"))
+	st, err := a.cfg.Dispatcher.State(r.Context(), id)
+	switch {
+	case errors.Is(err, dispatcher.ErrNotFound):
+		problem(w, http.StatusNotFound, "not found", "no letter with that message id is tracked", nil)
+	case err != nil:
+		problem(w, http.StatusServiceUnavailable, "unavailable", "the store cannot be reached", nil)
+	default:
+		state := "unread"
+		if st.Read {
+			state = "read"
+		}
+		out := map[string]any{"message_id": id, "state": state, "version": st.Version}
+		if !st.ChangedAt.IsZero() && st.Version > 0 {
+			out["changed_at"] = st.ChangedAt.UTC().Format(time.RFC3339Nano)
+			out["platform"] = st.ChangedBy
+		}
+		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+func (a *API) enablePlatform(w http.ResponseWriter, r *http.Request) {
+	p := dispatcher.Platform(r.PathValue("platform"))
+	if !slices.Contains(dispatcher.ReadingPlatforms, p) {
+		problem(w, http.StatusNotFound, "not found", "unknown platform", nil)
+		return
+	}
+	if err := a.cfg.Dispatcher.EnablePlatform(r.Context(), p); err != nil {
+		problem(w, http.StatusServiceUnavailable, "unavailable", "the store cannot be reached", nil)
+		return
+	}
+	a.log.Warn("webhook endpoint re-enabled by ops", "platform", p)
+	writeJSON(w, http.StatusOK, map[string]string{"platform": string(p), "status": "enabled"})
 }

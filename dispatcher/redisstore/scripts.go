@@ -86,3 +86,74 @@ redis.call('LTRIM', KEYS[2], -tonumber(ARGV[6]), -1)
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 return 1
 `)
+
+// receiveScript records a letter's first processing: its metadata, the
+// final outcomes (done marks), the event's mark — one HSET — and, unless
+// a read arrived first, the letter in the citizen's unread index, trimmed
+// of letters past their retention.
+//
+// KEYS[1] letter hash  KEYS[2] unread index (zset: message id by received ms)
+// ARGV[1] letter TTL (ms)  ARGV[2] received (unix ms)  ARGV[3] message id
+// ARGV[4] oldest received ms still kept  ARGV[5..] HSET field, value pairs
+var receiveScript = redis.NewScript(`
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+if redis.call('HGET', KEYS[1], 'r') ~= '1' then
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], ARGV[1])
+end
+return 1
+`)
+
+// stateScript applies a read or unread from a platform to a letter. Last
+// writer wins by the event's time; a tie goes to read over unread, then to
+// the greater platform name, so every replica and every order of arrival
+// ends in the same state. The citizen's unread index follows in the same
+// step.
+//
+// The version grows whenever some platform must be told: when the event
+// wins and changes the read flag (tell the others: target 1), and when it
+// loses to a newer state from another platform that differs from it (tell
+// the event's own platform, which shows the losing state: target 2).
+// Receivers drop a version not above the last they applied, so a
+// correction needs a version of its own.
+//
+// KEYS[1] letter hash  KEYS[2] unread index
+// ARGV[1] read (0|1)  ARGV[2] at (unix ms)  ARGV[3] platform
+// ARGV[4] event mark field ('e:<id>')  ARGV[5] letter TTL (ms)
+// ARGV[6] message id  ARGV[7] oldest received ms still kept
+// Returns -1 if the event was processed, else
+// {target, read, version, changed at, changed by, unread count, received}.
+var stateScript = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], ARGV[4]) == 1 then return -1 end
+local cur = redis.call('HMGET', KEYS[1], 'r', 'ca', 'cb', 'v', 'sn', 'at')
+local r, ca, cb, v = cur[1] or '0', tonumber(cur[2] or '-1'), cur[3] or '', tonumber(cur[4] or '0')
+local nr, nat, np = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local target = 0
+if nat > ca or (nat == ca and (nr > r or (nr == r and np > cb))) then
+  if nr ~= r then
+    v = v + 1
+    target = 1
+  end
+  r, ca, cb = nr, nat, np
+  redis.call('HSET', KEYS[1], 'r', r, 'ca', ca, 'cb', cb, 'v', v)
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  if cur[5] then
+    if r == '1' then
+      redis.call('ZREM', KEYS[2], ARGV[6])
+    else
+      redis.call('ZADD', KEYS[2], cur[6], ARGV[6])
+      redis.call('PEXPIRE', KEYS[2], ARGV[5])
+    end
+  end
+elseif nr ~= r and np ~= cb then
+  v = v + 1
+  target = 2
+  redis.call('HSET', KEYS[1], 'v', v)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[7])
+local received = 0
+if cur[5] then received = 1 end
+return {target, tonumber(r), v, ca, cb, redis.call('ZCARD', KEYS[2]), received}
+`)

@@ -63,7 +63,7 @@ type Store struct {
 	nBatches  atomic.Int64
 }
 
-var allScripts = []*redis.Script{contactScript, deviceScript, removeScript, reportScript}
+var allScripts = []*redis.Script{contactScript, deviceScript, removeScript, reportScript, receiveScript, stateScript}
 
 var _ dispatcher.Store = (*Store)(nil)
 
@@ -95,6 +95,15 @@ func (s *Store) trailKey(c, m string) string  { return s.o.Prefix + ":{" + c + "
 func (s *Store) eventKey(c, e string) string  { return s.o.Prefix + ":{" + c + "}:e:" + e }
 func (s *Store) indexKey(m string) string     { return s.o.Prefix + ":msg:" + m }
 func (s *Store) deliveryKey(d string) string  { return s.o.Prefix + ":dl:" + d }
+func (s *Store) unreadKey(c string) string    { return s.o.Prefix + ":{" + c + "}:u" }
+func (s *Store) syncLockKey(c, m, p string) string {
+	return s.o.Prefix + ":{" + c + "}:sl:" + p + ":" + m
+}
+func (s *Store) disabledKey(p string) string { return s.o.Prefix + ":whoff:" + p }
+
+// oldestKept is the received time (unix ms) before which letters have left
+// retention and drop out of the unread index.
+func (s *Store) oldestKept() int64 { return time.Now().Add(-s.o.LetterTTL).UnixMilli() }
 
 // deliveryRefTTL bounds how long a tracked delivery can be matched to its
 // provider's reports.
@@ -146,7 +155,8 @@ func (s *Store) runScript(ctx context.Context, sc *redis.Script, keys []string, 
 // batched round trip.
 func (s *Store) Lookup(ctx context.Context, citizen, messageID, eventID string) (*dispatcher.Citizen, *dispatcher.Letter, bool, error) {
 	cmds, err := s.do(ctx, func(p redis.Pipeliner) []redis.Cmder {
-		return []redis.Cmder{p.HGetAll(ctx, s.citizenKey(citizen)), p.HGetAll(ctx, s.letterKey(citizen, messageID))}
+		return []redis.Cmder{p.HGetAll(ctx, s.citizenKey(citizen)), p.HGetAll(ctx, s.letterKey(citizen, messageID)),
+			p.ZCard(ctx, s.unreadKey(citizen))}
 	})
 	if err != nil {
 		return nil, nil, false, fmt.Errorf("look up letter: %w", err)
@@ -156,6 +166,7 @@ func (s *Store) Lookup(ctx context.Context, citizen, messageID, eventID string) 
 		return nil, nil, true, nil
 	}
 	c := decodeCitizen(citizen, cmds[0].(*redis.MapStringStringCmd).Val())
+	c.Unread = int(cmds[2].(*redis.IntCmd).Val())
 	return c, decodeLetter(messageID, lm), false, nil
 }
 
@@ -226,11 +237,12 @@ func b2s(b bool) string {
 	return "0"
 }
 
-// Record writes, in one batched round trip and without a script: one HSET
-// on the letter (its metadata when eventID is set, the final outcomes as
-// done marks, the event's mark) — the state that must change together, so
-// one command — then non-final trail entries, expiries and the message
-// index. The trail is the letter's done marks and its list, by time.
+// Record writes, in one batched round trip: the letter's state that must
+// change together — its metadata when eventID is set, the final outcomes as
+// done marks, the event's mark — in one HSET (inside receiveScript for a
+// letter's first processing, which also files it in the unread index),
+// then non-final trail entries, expiries and the message index. The trail
+// is the letter's done marks and its list, by time.
 func (s *Store) Record(ctx context.Context, citizen string, l *dispatcher.Letter, outs []dispatcher.Outcome, eventID string) error {
 	var fields []any
 	if eventID != "" {
@@ -257,9 +269,16 @@ func (s *Store) Record(ctx context.Context, citizen string, l *dispatcher.Letter
 		}
 	}
 	letter, trail := s.letterKey(citizen, l.MessageID), s.trailKey(citizen, l.MessageID)
+	var rargs []any
+	if eventID != "" {
+		rargs = append([]any{s.o.LetterTTL.Milliseconds(), l.ReceivedAt.UnixMilli(), l.MessageID, s.oldestKept()}, fields...)
+	}
 	_, err := s.do(ctx, func(p redis.Pipeliner) []redis.Cmder {
 		var out []redis.Cmder
-		if len(fields) > 0 {
+		switch {
+		case eventID != "":
+			out = append(out, script(ctx, p, receiveScript, []string{letter, s.unreadKey(citizen)}, rargs...))
+		case len(fields) > 0:
 			out = append(out, p.HSet(ctx, letter, fields...), p.PExpire(ctx, letter, s.o.LetterTTL))
 		}
 		if len(entries) > 0 {
@@ -406,4 +425,109 @@ func (s *Store) Trail(ctx context.Context, messageID string) ([]dispatcher.Outco
 	}
 	slices.SortStableFunc(out, func(a, b dispatcher.Outcome) int { return a.At.Compare(b.At) })
 	return out, nil
+}
+
+// ApplyState applies a read or unread (stateScript).
+func (s *Store) ApplyState(ctx context.Context, citizen, messageID string, read bool, at time.Time, platform dispatcher.Platform, eventID string) (dispatcher.ReadState, bool, error) {
+	r := "0"
+	if read {
+		r = "1"
+	}
+	keys := []string{s.letterKey(citizen, messageID), s.unreadKey(citizen)}
+	res, err := s.runScript(ctx, stateScript, keys, []any{r, at.UnixMilli(), string(platform), "e:" + eventID,
+		s.o.LetterTTL.Milliseconds(), messageID, s.oldestKept()})
+	if err != nil {
+		return dispatcher.ReadState{}, false, fmt.Errorf("apply read state: %w", err)
+	}
+	if n, ok := res.(int64); ok && n == -1 {
+		return dispatcher.ReadState{}, true, nil
+	}
+	v, _ := res.([]any)
+	if len(v) != 7 {
+		return dispatcher.ReadState{}, false, fmt.Errorf("apply read state: unexpected reply %v", res)
+	}
+	i := func(k int) int64 { n, _ := v[k].(int64); return n }
+	cb, _ := v[4].(string)
+	return dispatcher.ReadState{MessageID: messageID, Changed: i(0) == 1, Correct: i(0) == 2, Read: i(1) == 1, Version: i(2),
+		ChangedAt: time.UnixMilli(i(3)), ChangedBy: dispatcher.Platform(cb), Unread: int(i(5)), Received: i(6) == 1}, false, nil
+}
+
+// MarkEvent marks a letter's event processed.
+func (s *Store) MarkEvent(ctx context.Context, citizen, messageID, eventID string) error {
+	k := s.letterKey(citizen, messageID)
+	_, err := s.do(ctx, func(p redis.Pipeliner) []redis.Cmder {
+		return []redis.Cmder{p.HSet(ctx, k, "e:"+eventID, "1"), p.PExpire(ctx, k, s.o.LetterTTL)}
+	})
+	return err
+}
+
+// State returns a letter's read state, its acknowledgements by platform and
+// the citizen's unread count.
+func (s *Store) State(ctx context.Context, citizen, messageID string) (dispatcher.ReadState, error) {
+	cmds, err := s.do(ctx, func(p redis.Pipeliner) []redis.Cmder {
+		return []redis.Cmder{p.HGetAll(ctx, s.letterKey(citizen, messageID)), p.ZCard(ctx, s.unreadKey(citizen))}
+	})
+	if err != nil {
+		return dispatcher.ReadState{}, fmt.Errorf("read state: %w", err)
+	}
+	m := cmds[0].(*redis.MapStringStringCmd).Val()
+	if len(m) == 0 {
+		return dispatcher.ReadState{}, dispatcher.ErrNotFound
+	}
+	l := decodeLetter(messageID, m)
+	st := dispatcher.ReadState{MessageID: messageID, Read: l.Read, Version: l.Version, ChangedAt: l.ChangeAt,
+		ChangedBy: l.ChangeBy, Unread: int(cmds[1].(*redis.IntCmd).Val()), Received: l.SenderName != "",
+		Acked: map[dispatcher.Platform]int64{}}
+	for f, v := range m {
+		if p, ok := strings.CutPrefix(f, "a:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			st.Acked[dispatcher.Platform(p)] = n
+		}
+	}
+	return st, nil
+}
+
+// CitizenOf returns the citizen key of a tracked letter.
+func (s *Store) CitizenOf(ctx context.Context, messageID string) (string, error) {
+	c, err := s.rdb.Get(ctx, s.indexKey(messageID)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", dispatcher.ErrNotFound
+	}
+	return c, err
+}
+
+// LockSync takes the lock that serialises one platform's webhooks for one
+// letter, so versions go out in order.
+func (s *Store) LockSync(ctx context.Context, citizen, messageID string, platform dispatcher.Platform, ttl time.Duration) (bool, error) {
+	return s.rdb.SetNX(ctx, s.syncLockKey(citizen, messageID, string(platform)), "1", ttl).Result()
+}
+
+// UnlockSync releases LockSync's lock.
+func (s *Store) UnlockSync(ctx context.Context, citizen, messageID string, platform dispatcher.Platform) error {
+	return s.rdb.Del(ctx, s.syncLockKey(citizen, messageID, string(platform))).Err()
+}
+
+// AckSync records the version a platform acknowledged.
+func (s *Store) AckSync(ctx context.Context, citizen, messageID string, platform dispatcher.Platform, version int64) error {
+	return s.rdb.HSet(ctx, s.letterKey(citizen, messageID), "a:"+string(platform), version).Err()
+}
+
+// PlatformDisabled reports whether a platform's webhook endpoint was
+// disabled (it answered 410).
+func (s *Store) PlatformDisabled(ctx context.Context, platform dispatcher.Platform) (bool, error) {
+	n, err := s.rdb.Exists(ctx, s.disabledKey(string(platform))).Result()
+	return n == 1, err
+}
+
+// SetPlatformDisabled disables or re-enables a platform's webhook endpoint.
+func (s *Store) SetPlatformDisabled(ctx context.Context, platform dispatcher.Platform, disabled bool) error {
+	if disabled {
+		return s.rdb.Set(ctx, s.disabledKey(string(platform)), time.Now().UTC().Format(time.RFC3339), 0).Err()
+	}
+	return s.rdb.Del(ctx, s.disabledKey(string(platform))).Err()
+}
+
+// Remember records key for ttl and reports whether it was new.
+func (s *Store) Remember(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	return s.rdb.SetNX(ctx, s.o.Prefix+":seen:"+key, "1", ttl).Result()
 }

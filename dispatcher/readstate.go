@@ -1,0 +1,264 @@
+package dispatcher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/digitalpost/postbud/channels"
+)
+
+// Read state across the four platforms (DESIGN.md §6).
+//
+// A message.read or message.unread is applied to its letter in one Redis
+// script (last writer wins by the event's time; ties deterministic) that
+// also keeps the citizen's unread index. When the read flag changed, each
+// of the other platforms gets a task (postbud:sync, one per change and
+// platform) and the citizen's devices a badge update (postbud:badge).
+//
+// A sync task sends the letter's *current* state, under a per-letter,
+// per-platform lock, and records the version the platform acknowledged: so
+// a platform receives versions in increasing order only, never an older
+// one after a newer, and a platform that was down gets the newest state
+// once it is back (its tasks retry with backoff for about a day).
+
+// Task types of the read-state sync.
+const (
+	TypeSync  = "postbud:sync"
+	TypeBadge = "postbud:badge"
+)
+
+// PlatformState is what a platform is told of a letter.
+type PlatformState struct {
+	MessageID string
+	Read      bool
+	Version   int64
+	ChangedAt time.Time
+	ChangedBy Platform
+}
+
+// Syncer delivers read-state changes to a platform (package
+// channels/webhook, through an adapter in cmd). id is stable for one
+// letter version, so a receiver can drop a repeat.
+type Syncer interface {
+	Sync(ctx context.Context, platform Platform, id string, st PlatformState) (channels.Receipt, error)
+	// Targets lists the platforms with an endpoint.
+	Targets() []Platform
+}
+
+type syncTask struct {
+	Citizen   string `json:"c"`
+	MessageID string `json:"m"`
+	Platform  string `json:"p"`
+}
+
+type badgeTask struct {
+	Citizen   string `json:"c"`
+	MessageID string `json:"m"`
+}
+
+// syncLockTTL bounds how long one platform's webhook for one letter may
+// hold the letter's lock (longer than a send's timeout).
+const syncLockTTL = time.Minute
+
+// errLocked asks asynq to run the task again shortly without spending a
+// retry: another task is sending this letter's state to this platform.
+var errLocked = channels.Throttle(time.Second, "locked", errors.New("another sync of this letter to this platform is running"))
+
+func (d *Dispatcher) readState(ctx context.Context, ev *Event) error {
+	r := ev.Read
+	st, seen, err := d.cfg.Store.ApplyState(ctx, ev.CitizenKey, r.MessageID, ev.Type == MessageRead, r.At, r.Platform, ev.ID)
+	if err != nil || seen {
+		return err
+	}
+	d.log.InfoContext(ctx, "read state", "message_id", r.MessageID, "platform", r.Platform, "read", st.Read,
+		"version", st.Version, "changed", st.Changed)
+	// On a retry the state may have changed in the attempt that failed:
+	// enqueue again (task ids make that idempotent).
+	switch {
+	case st.Correct:
+		if err := d.fanOut(ctx, ev.CitizenKey, st, r.Platform); err != nil {
+			return err
+		}
+	case st.Changed || retryCount(ctx) > 0:
+		if err := d.fanOut(ctx, ev.CitizenKey, st, ""); err != nil {
+			return err
+		}
+	}
+	return d.cfg.Store.MarkEvent(ctx, ev.CitizenKey, r.MessageID, ev.ID)
+}
+
+// fanOut enqueues the sync of a changed state to every platform but the
+// one it came from (or, to correct a platform that sent a losing change,
+// to that platform only) and the badge update of the citizen's devices.
+func (d *Dispatcher) fanOut(ctx context.Context, citizen string, st ReadState, only Platform) error {
+	v := strconv.FormatInt(st.Version, 10)
+	if d.cfg.Syncer != nil {
+		for _, p := range d.cfg.Syncer.Targets() {
+			if p == st.ChangedBy || (only != "" && p != only) {
+				continue
+			}
+			b, _ := json.Marshal(syncTask{Citizen: citizen, MessageID: st.MessageID, Platform: string(p)})
+			t := asynq.NewTask(TypeSync, b, asynq.TaskID("sync:"+string(p)+":"+st.MessageID+":"+v),
+				asynq.Queue(d.cfg.Queues.Urgent), asynq.MaxRetry(30), asynq.Timeout(time.Minute))
+			if err := d.enqueue(ctx, t); err != nil {
+				return err
+			}
+		}
+	}
+	if !st.Received || only != "" {
+		return nil // no badge: the letter has not arrived, or the count did not change
+	}
+	b, _ := json.Marshal(badgeTask{Citizen: citizen, MessageID: st.MessageID})
+	t := asynq.NewTask(TypeBadge, b, asynq.TaskID("badge:"+citizen+":"+st.MessageID+":"+v),
+		asynq.Queue(d.cfg.Queues.Urgent), asynq.MaxRetry(10), asynq.Timeout(time.Minute))
+	return d.enqueue(ctx, t)
+}
+
+func (d *Dispatcher) enqueue(ctx context.Context, t *asynq.Task) error {
+	_, err := d.cfg.Enqueuer.EnqueueContext(ctx, t)
+	if errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask) {
+		return nil
+	}
+	return err
+}
+
+// HandleSync sends a letter's current state to one platform, unless the
+// platform already acknowledged that version or newer.
+func (d *Dispatcher) HandleSync(ctx context.Context, t *asynq.Task) error {
+	var p syncTask
+	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.Platform == "" {
+		return fmt.Errorf("sync task payload: %w", errors.Join(err, asynq.SkipRetry))
+	}
+	if d.cfg.Syncer == nil {
+		return nil
+	}
+	platform := Platform(p.Platform)
+	off, err := d.cfg.Store.PlatformDisabled(ctx, platform)
+	if err != nil {
+		return err
+	}
+	if off {
+		d.log.WarnContext(ctx, "webhook endpoint disabled: change not sent", "platform", platform, "message_id", p.MessageID)
+		return nil
+	}
+	ok, err := d.cfg.Store.LockSync(ctx, p.Citizen, p.MessageID, platform, syncLockTTL)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errLocked
+	}
+	defer func() {
+		_ = d.cfg.Store.UnlockSync(context.WithoutCancel(ctx), p.Citizen, p.MessageID, platform)
+	}()
+	st, err := d.cfg.Store.State(ctx, p.Citizen, p.MessageID)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if st.Version <= st.Acked[platform] || st.Version == 0 || st.ChangedBy == platform {
+		return nil // acknowledged already (by this task's twin), or its own change
+	}
+	id := "msg_" + p.MessageID + "_v" + strconv.FormatInt(st.Version, 10)
+	start := time.Now()
+	_, err = d.cfg.Syncer.Sync(ctx, platform, id, PlatformState{MessageID: p.MessageID, Read: st.Read,
+		Version: st.Version, ChangedAt: st.ChangedAt, ChangedBy: st.ChangedBy})
+	lag := time.Since(st.ChangedAt)
+	d.obs.Webhook(platform, resultOf(err), lag, time.Since(start))
+	switch kind := channels.KindOf(err); {
+	case err == nil:
+		return d.cfg.Store.AckSync(ctx, p.Citizen, p.MessageID, platform, st.Version)
+	case kind == channels.Gone:
+		d.log.ErrorContext(ctx, "platform answered 410 Gone: its webhook endpoint is disabled until ops enable it",
+			"platform", platform, "message_id", p.MessageID)
+		return d.cfg.Store.SetPlatformDisabled(ctx, platform, true)
+	case kind == channels.Misconfigured:
+		d.log.ErrorContext(ctx, "webhook misconfigured", "platform", platform, "code", channels.CodeOf(err), "error", err)
+	default:
+		d.log.WarnContext(ctx, "webhook failed", "platform", platform, "message_id", p.MessageID,
+			"kind", kind.String(), "code", channels.CodeOf(err), "attempt", retryCount(ctx)+1)
+	}
+	return taskError(err)
+}
+
+func resultOf(err error) string {
+	if err == nil {
+		return ResultSent
+	}
+	return channels.KindOf(err).String()
+}
+
+// HandleBadge sends the citizen's unread count to each of their devices as
+// a silent push.
+func (d *Dispatcher) HandleBadge(ctx context.Context, t *asynq.Task) error {
+	var p badgeTask
+	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.Citizen == "" {
+		return fmt.Errorf("badge task payload: %w", errors.Join(err, asynq.SkipRetry))
+	}
+	c, l, err := d.cfg.Store.Load(ctx, p.Citizen, p.MessageID)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, dl := range d.addresses(c, p.MessageID) {
+		if dl.to.Channel != channels.APNs && dl.to.Channel != channels.FCM {
+			continue
+		}
+		a := channels.Alert{DeliveryID: d.cfg.Keyer.DeliveryID("badge:"+p.MessageID, dl.to.Channel, dl.to.Value),
+			MessageID: l.MessageID, Language: "da", Badge: c.Unread, Silent: true, MailboxURL: d.cfg.MailboxURL,
+			Count: 1, Senders: []string{l.SenderName}}
+		sctx, cancel := context.WithTimeout(ctx, d.cfg.SendTimeout)
+		_, err := d.cfg.Senders[dl.to.Channel].Send(sctx, dl.to, a)
+		cancel()
+		switch channels.KindOf(err) {
+		case channels.Gone:
+			if removed, _ := d.cfg.Store.RemoveAddress(ctx, p.Citizen, dl.to, time.Now()); removed {
+				d.obs.AddressRemoved(dl.to.Channel)
+			}
+			err = nil
+		case channels.Permanent:
+			d.log.WarnContext(ctx, "badge update refused", "channel", dl.to.Channel, "code", channels.CodeOf(err))
+			err = nil
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		// A retry updates every device again: silent pushes replace.
+		return errors.Join(errs...)
+	}
+	return nil
+}
+
+// State returns a letter's read state by message id, for platforms that
+// reconcile.
+func (d *Dispatcher) State(ctx context.Context, messageID string) (ReadState, error) {
+	c, err := d.cfg.Store.CitizenOf(ctx, messageID)
+	if err != nil {
+		return ReadState{}, err
+	}
+	return d.cfg.Store.State(ctx, c, messageID)
+}
+
+// EnablePlatform re-enables a platform's webhook endpoint after a 410.
+func (d *Dispatcher) EnablePlatform(ctx context.Context, p Platform) error {
+	return d.cfg.Store.SetPlatformDisabled(ctx, p, false)
+}
+
+// FreshWebhookID reports whether a signed request's webhook-id is new for
+// the platform, remembering it for ttl (replay protection).
+func (d *Dispatcher) FreshWebhookID(ctx context.Context, platform, id string, ttl time.Duration) (bool, error) {
+	return d.cfg.Store.Remember(ctx, "wh:"+platform+":"+d.cfg.Keyer.EventID(id), ttl)
+}

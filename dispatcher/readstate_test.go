@@ -1,0 +1,250 @@
+package dispatcher_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/channels/webhook"
+	"github.com/digitalpost/postbud/channels/webhook/webhooktest"
+	"github.com/digitalpost/postbud/dispatcher"
+)
+
+// webhookSyncer is the Syncer of cmd/postbud, over the real webhook sender.
+type webhookSyncer struct{ s *webhook.Sender }
+
+func (w webhookSyncer) Sync(ctx context.Context, p dispatcher.Platform, id string, st dispatcher.PlatformState) (channels.Receipt, error) {
+	return w.s.Deliver(ctx, string(p), id, webhook.StateChange{MessageID: st.MessageID, Read: st.Read,
+		Version: st.Version, ChangedAt: st.ChangedAt, Platform: string(st.ChangedBy)})
+}
+
+func (w webhookSyncer) Targets() []dispatcher.Platform {
+	var out []dispatcher.Platform
+	for _, p := range w.s.Platforms() {
+		out = append(out, dispatcher.Platform(p))
+	}
+	return out
+}
+
+func newPlatforms(t *testing.T) (map[dispatcher.Platform]*webhooktest.Receiver, dispatcher.Syncer) {
+	recv := map[dispatcher.Platform]*webhooktest.Receiver{}
+	cfg := webhook.Config{Endpoints: map[string]webhook.Endpoint{}, Timeout: 5 * time.Second}
+	for _, p := range dispatcher.ReadingPlatforms {
+		r := webhooktest.New(t, webhooktest.Options{})
+		recv[p] = r
+		cfg.Endpoints[string(p)] = r.Endpoint()
+	}
+	s, err := webhook.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return recv, webhookSyncer{s}
+}
+
+// change is one read or unread as a platform sent it.
+type change struct {
+	read     bool
+	at       time.Time
+	platform dispatcher.Platform
+}
+
+// wins reports whether a beats b under the documented rule: later time;
+// on a tie read over unread; then the greater platform name.
+func (a change) wins(b change) bool {
+	if !a.at.Equal(b.at) {
+		return a.at.After(b.at)
+	}
+	if a.read != b.read {
+		return a.read
+	}
+	return a.platform > b.platform
+}
+
+func TestReadStateConvergesOnEveryPlatform(t *testing.T) {
+	t.Parallel()
+	recv, syncer := newPlatforms(t)
+	h := newHarnessSync(t, syncer)
+	h.start()
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	t.Logf("seed %d", seed)
+
+	cprs := []string{"010190-1234", "020291-2345", "030392-3456", "040493-4567"}
+	const letters = 24
+	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	type letterInfo struct {
+		id, cpr string
+		changes []change
+	}
+	var all []letterInfo
+	var events []string
+	for i := range letters {
+		li := letterInfo{id: fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i), cpr: cprs[i%len(cprs)]}
+		events = append(events, letter(fmt.Sprintf("l%d", i), li.id, li.cpr))
+		for j := range 2 + rng.IntN(6) {
+			c := change{read: rng.IntN(3) > 0, platform: dispatcher.ReadingPlatforms[rng.IntN(4)],
+				// Few distinct times, so ties happen.
+				at: base.Add(time.Duration(rng.IntN(8)) * time.Second)}
+			li.changes = append(li.changes, c)
+			typ := "message.unread"
+			if c.read {
+				typ = "message.read"
+			}
+			ev := wire(fmt.Sprintf("r%d-%d", i, j), typ, map[string]any{"message_id": li.id,
+				"recipient": map[string]any{"cpr": li.cpr}, "platform": string(c.platform), "at": c.at.Format(time.RFC3339Nano)})
+			events = append(events, ev)
+			if rng.IntN(4) == 0 {
+				events = append(events, ev) // duplicated
+			}
+		}
+		all = append(all, li)
+	}
+	rng.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
+
+	// e-boks is down for the first part of the run; mit.dk answers slowly.
+	recv[dispatcher.EBoks].SetDown(true)
+	recv[dispatcher.MitDK].SetDelay(20 * time.Millisecond)
+	for i, ev := range events {
+		h.accept(ev)
+		if i == len(events)/2 {
+			recv[dispatcher.EBoks].SetDown(false)
+		}
+	}
+	h.idle()
+
+	ctx := context.Background()
+	unread := map[string]int{}
+	for _, li := range all {
+		// The last writer, computed independently.
+		want := li.changes[0]
+		for _, c := range li.changes[1:] {
+			if c.wins(want) {
+				want = c
+			}
+		}
+		st, err := h.d.State(ctx, li.id)
+		if err != nil {
+			t.Fatalf("State(%s): %v", li.id, err)
+		}
+		if st.Read != want.read || !st.ChangedAt.Equal(want.at) || st.ChangedBy != want.platform {
+			t.Errorf("letter %s: postbud has read=%v at %v by %s, last writer is read=%v at %v by %s",
+				li.id, st.Read, st.ChangedAt, st.ChangedBy, want.read, want.at, want.platform)
+		}
+		if !st.Read {
+			unread[li.cpr]++
+		}
+		// Each platform's view: its own changes and what it was told.
+		for _, p := range dispatcher.ReadingPlatforms {
+			var view *change
+			for _, c := range li.changes {
+				if c.platform == p && (view == nil || c.wins(*view)) {
+					cc := c
+					view = &cc
+				}
+			}
+			for _, sc := range recv[p].Changes() {
+				if sc.MessageID != li.id {
+					continue
+				}
+				c := change{read: sc.Read, at: sc.ChangedAt, platform: dispatcher.Platform(sc.Platform)}
+				if view == nil || c.wins(*view) {
+					view = &c
+				}
+			}
+			// A platform that never saw any change shows the letter
+			// unread, as it arrived.
+			got := view != nil && view.read
+			if got != st.Read {
+				t.Errorf("letter %s: %s shows read=%v, postbud read=%v v%d", li.id, p, got, st.Read, st.Version)
+				for _, c := range li.changes {
+					t.Logf("  sent: read=%v at %v by %s", c.read, c.at.Format("05.000"), c.platform)
+				}
+				for _, sc := range recv[p].Changes() {
+					if sc.MessageID == li.id {
+						t.Logf("  %s got: read=%v v%d at %v by %s", p, sc.Read, sc.Version, sc.ChangedAt.Format("05.000"), sc.Platform)
+					}
+				}
+			}
+		}
+	}
+	for p, r := range recv {
+		if n := r.Stale(); n != 0 {
+			t.Errorf("%s received %d older versions after newer ones", p, n)
+		}
+	}
+	for _, cpr := range cprs {
+		ev, _ := dispatcher.ParseEvent([]byte(letter("probe", "ffffffff-0000-4000-8000-000000000000", cpr)))
+		key := h.keyer.CitizenKey(ev.Message.CPR)
+		c, _, _, err := h.store.Lookup(ctx, key, "ffffffff-0000-4000-8000-000000000000", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Unread != unread[cpr] {
+			t.Errorf("citizen %d…: unread count %d, want %d", len(cpr), c.Unread, unread[cpr])
+		}
+	}
+}
+
+func TestReadBeforeLetterSkipsItsAlerts(t *testing.T) {
+	t.Parallel()
+	recv, syncer := newPlatforms(t)
+	h := newHarnessSync(t, syncer, channels.Email, channels.APNs)
+	h.start()
+	register(h, annaCPR)
+	h.idle()
+	h.accept(wire("read-1", "message.read", map[string]any{"message_id": msg1, "recipient": map[string]any{"cpr": annaCPR},
+		"platform": "e-boks", "at": time.Now().UTC().Format(time.RFC3339Nano)}))
+	h.idle()
+	h.accept(letter("l-1", msg1, annaCPR))
+	h.idle()
+	if n := h.channels[channels.Email].attempts() + h.channels[channels.APNs].attempts(); n != 0 {
+		t.Errorf("%d alerts for a letter read before it arrived, want 0", n)
+	}
+	trail, err := h.store.Trail(context.Background(), msg1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range trail {
+		if o.Result != dispatcher.ResultSkipped || o.Reason != "read" {
+			t.Errorf("trail entry %+v, want skipped: read", o)
+		}
+	}
+	if n := len(recv[dispatcher.EBoks].Changes()); n != 0 {
+		t.Errorf("e-boks got %d webhooks for its own change, want 0", n)
+	}
+	for _, p := range []dispatcher.Platform{dispatcher.BorgerDK, dispatcher.DigitalPostApp, dispatcher.MitDK} {
+		if n := len(recv[p].Changes()); n != 1 {
+			t.Errorf("%s got %d webhooks, want 1", p, n)
+		}
+	}
+}
+
+func TestWebhookGoneDisablesPlatform(t *testing.T) {
+	t.Parallel()
+	recv, syncer := newPlatforms(t)
+	h := newHarnessSync(t, syncer)
+	h.start()
+	recv[dispatcher.MitDK].SetGone(true)
+	h.accept(letter("l-1", msg1, annaCPR))
+	h.accept(wire("read-1", "message.read", map[string]any{"message_id": msg1, "recipient": map[string]any{"cpr": annaCPR},
+		"platform": "e-boks", "at": time.Now().UTC().Format(time.RFC3339Nano)}))
+	h.idle()
+	off, err := h.store.PlatformDisabled(context.Background(), dispatcher.MitDK)
+	if err != nil || !off {
+		t.Fatalf("mit.dk disabled = %v, %v; want true after a 410", off, err)
+	}
+	reqs := recv[dispatcher.MitDK].Snapshot().Requests
+	h.accept(wire("unread-1", "message.unread", map[string]any{"message_id": msg1, "recipient": map[string]any{"cpr": annaCPR},
+		"platform": "e-boks", "at": time.Now().Add(time.Second).UTC().Format(time.RFC3339Nano)}))
+	h.idle()
+	if n := recv[dispatcher.MitDK].Snapshot().Requests; n != reqs {
+		t.Errorf("a disabled endpoint got %d more requests", n-reqs)
+	}
+	if n := len(recv[dispatcher.BorgerDK].Changes()); n != 2 {
+		t.Errorf("borger.dk got %d changes, want 2", n)
+	}
+}
