@@ -111,9 +111,11 @@ func (d *Dispatcher) fanOut(ctx context.Context, citizen string, st ReadState, o
 			}
 		}
 	}
-	if !st.Received || only != "" {
-		return nil // no badge: the letter has not arrived, or the count did not change
+	if only != "" {
+		return nil // a correction: the count did not change
 	}
+	// Also when the letter is not recorded yet: its first processing may
+	// be sending its alert (with the old count) right now.
 	b, _ := json.Marshal(badgeTask{Citizen: citizen, MessageID: st.MessageID})
 	t := asynq.NewTask(TypeBadge, b, asynq.TaskID("badge:"+citizen+":"+st.MessageID+":"+v),
 		asynq.Queue(d.cfg.Queues.Urgent), asynq.MaxRetry(10), asynq.Timeout(time.Minute))
@@ -204,10 +206,7 @@ func (d *Dispatcher) HandleBadge(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("badge task payload: %w", errors.Join(err, asynq.SkipRetry))
 	}
 	c, l, err := d.cfg.Store.Load(ctx, p.Citizen, p.MessageID)
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrNotFound) {
 		return err
 	}
 	var errs []error

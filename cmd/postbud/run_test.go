@@ -399,3 +399,5 @@ func assertNoPersonalData(t *testing.T, logs string) {
 		}
 	}
 }
+
+func jsonDecode(resp *http.Response, v any) error { return json.NewDecoder(resp.Body).Decode(v) }
