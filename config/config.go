@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -92,6 +93,17 @@ type Config struct {
 	LogLevel string
 	// LogFormat (POSTBUD_LOG_FORMAT, default json): json or text.
 	LogFormat string
+	// QuietHours are the hours, Europe/Copenhagen, in which a channel's
+	// alerts that are not urgent wait for the window's end:
+	// POSTBUD_QUIET_HOURS_SMS (default 22:00-07:00), POSTBUD_QUIET_HOURS_EMAIL
+	// and POSTBUD_QUIET_HOURS_PUSH (default none); "off" for none.
+	QuietHours map[string]string
+	// PaperForMinors (POSTBUD_PAPER_FOR_MINORS, default true) sends public
+	// letters to citizens under 15 on paper; false sends nothing.
+	PaperForMinors bool
+	// ReminderBefore (POSTBUD_REMINDER_BEFORE, default 72h; 0 = off) is how
+	// long before a letter's reply_by a reminder goes out if it is unread.
+	ReminderBefore time.Duration
 	// SMTP is the email channel; unset POSTBUD_SMTP_HOST disables it.
 	SMTP SMTP
 	// Channels are the SMS, push and paper channels.
@@ -257,6 +269,30 @@ func Load(getenv func(string) string) (*Config, error) {
 	if !oneOf(c.LogFormat, "json", "text") {
 		l.fail("POSTBUD_LOG_FORMAT", "must be json or text, got %q", c.LogFormat)
 	}
+	c.QuietHours = map[string]string{}
+	for ch, def := range map[string]string{"sms": "22:00-07:00", "email": "", "push": ""} {
+		name := "POSTBUD_QUIET_HOURS_" + strings.ToUpper(ch)
+		v := l.str(name, def)
+		if v == "off" {
+			v = ""
+		}
+		if v != "" && !quietRE.MatchString(v) {
+			l.fail(name, "must be HH:MM-HH:MM (Europe/Copenhagen) or off, got %q", v)
+		}
+		c.QuietHours[ch] = v
+	}
+	switch v := l.str("POSTBUD_PAPER_FOR_MINORS", "true"); v {
+	case "true", "false":
+		c.PaperForMinors = v == "true"
+	default:
+		l.fail("POSTBUD_PAPER_FOR_MINORS", "must be true or false, got %q", v)
+	}
+	c.ReminderBefore = 72 * time.Hour
+	if v := l.getenv("POSTBUD_REMINDER_BEFORE"); v == "0" {
+		c.ReminderBefore = 0
+	} else {
+		c.ReminderBefore = l.duration("POSTBUD_REMINDER_BEFORE", 72*time.Hour)
+	}
 	l.smtp(&c.SMTP)
 	l.channels(&c.Channels, apps)
 	if err := errors.Join(l.errs...); err != nil {
@@ -264,6 +300,8 @@ func Load(getenv func(string) string) (*Config, error) {
 	}
 	return c, nil
 }
+
+var quietRE = regexp.MustCompile(`^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$`)
 
 func oneOf(s string, set ...string) bool {
 	for _, x := range set {

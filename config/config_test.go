@@ -216,6 +216,9 @@ func TestLoadDefaults(t *testing.T) {
 		LetterTTL:         4800 * time.Hour,
 		LogLevel:          "info",
 		LogFormat:         "json",
+		QuietHours:        map[string]string{"email": "", "push": "", "sms": "22:00-07:00"},
+		PaperForMinors:    true,
+		ReminderBefore:    72 * time.Hour,
 		SMTP:              SMTP{Port: 587, TLS: "mandatory", Timeout: 30 * time.Second},
 	}
 	if diff := cmp.Diff(want, c, cmpOpts); diff != "" {

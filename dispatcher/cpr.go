@@ -87,8 +87,11 @@ func (c CPR) BirthDate() time.Time {
 // AgeOn returns the citizen's age in whole years on the calendar day of t
 // (Europe/Copenhagen). Someone born on 29 February turns a year older on
 // 1 March in common years.
-func (c CPR) AgeOn(t time.Time) int {
-	b := c.BirthDate()
+func (c CPR) AgeOn(t time.Time) int { return ageOn(c.BirthDate(), t) }
+
+// ageOn is the age in whole years on t's Copenhagen calendar day of someone
+// born on b's date.
+func ageOn(b, t time.Time) int {
 	lt := t.In(copenhagen)
 	age := lt.Year() - b.Year()
 	if lt.Month() < b.Month() || (lt.Month() == b.Month() && lt.Day() < b.Day()) {

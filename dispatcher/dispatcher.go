@@ -57,6 +57,15 @@ type Config struct {
 	Observer Observer
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// QuietHours are the channels' quiet hours (POSTBUD_QUIET_HOURS_*):
+	// alerts that are not urgent wait for the window's end.
+	QuietHours map[channels.Name]QuietHours
+	// PaperForMinors sends public letters to citizens under 15 on paper
+	// (they get no digital alert either way).
+	PaperForMinors bool
+	// ReminderBefore is how long before a letter's reply_by a reminder
+	// goes out if it is still unread; 0 sends none.
+	ReminderBefore time.Duration
 	// TrackReports lists the channels whose providers send delivery
 	// reports postbud receives (SMS): their sent deliveries are tracked so
 	// a report finds its letter.
@@ -138,6 +147,7 @@ func (d *Dispatcher) Register(mux *asynq.ServeMux) {
 	mux.HandleFunc(TypeDelivery, d.HandleDelivery)
 	mux.HandleFunc(TypeSync, d.HandleSync)
 	mux.HandleFunc(TypeBadge, d.HandleBadge)
+	mux.HandleFunc(TypeReminder, d.HandleReminder)
 }
 
 // HandleInbound handles an event a platform enqueued straight into asynq.
@@ -168,6 +178,8 @@ func (d *Dispatcher) handle(ctx context.Context, ev *Event) error {
 		return d.receive(ctx, ev)
 	case ev.Read != nil:
 		return d.readState(ctx, ev)
+	case ev.Exemption != nil:
+		return d.exemption(ctx, ev)
 	case ev.Contact != nil:
 		return st.UpdateContact(ctx, ev.CitizenKey, ev.Contact, ev.OccurredAt, ev.ID)
 	case ev.Device != nil:
@@ -264,72 +276,84 @@ func (d *Dispatcher) receive(ctx context.Context, ev *Event) error {
 	if seen {
 		return nil
 	}
+	now := d.cfg.Now()
+	var outs []Outcome
 	if stored.SenderName == "" { // new: read state may have arrived first
 		stored.SenderID, stored.SenderName, stored.SenderKind = m.SenderID, m.SenderName, m.SenderKind
-		stored.Priority, stored.Notification = m.Priority, m.Notification
-		stored.ReceivedAt, stored.Legal = ev.OccurredAt, m.LegalNotification
+		stored.Priority, stored.ReceivedAt, stored.Legal = m.Priority, ev.OccurredAt, m.LegalNotification
+		stored.NotBefore, stored.ReplyBy = m.DoNotDeliverUntil, m.ReplyBy
+		if m.Notification != "" {
+			if ok, why := CheckNotification(m.Notification); ok {
+				stored.Notification = NormalizeGSM(m.Notification)
+				outs = append(outs, Outcome{At: now, Result: ResultNote, Reason: "sender's alert text used"})
+			} else {
+				outs = append(outs, Outcome{At: now, Result: ResultNote, Reason: "sender's alert text refused (" + why + "): generic text used"})
+			}
+		}
 	}
-	now := d.cfg.Now()
-	all := d.addresses(c, m.MessageID)
-	var outs []Outcome
+	plan := d.plan(c, stored, ev.Birth, now)
+	outs = append(outs, plan.outs...)
 	var todo []delivery
-	if len(all) == 0 {
-		outs = append(outs, Outcome{At: now, Result: ResultSkipped, Reason: "no contact"})
-	}
-	for _, dl := range all {
+	var deferred []result
+	for _, dl := range plan.todo {
 		if _, done := stored.Done[dl.id]; done {
 			continue
 		}
-		if skip := d.skipReason(stored, now); skip != "" {
-			outs = append(outs, Outcome{At: now, DeliveryID: dl.id, Channel: dl.to.Channel, App: dl.to.App,
-				Result: ResultSkipped, Reason: skip, Final: true})
+		if until, why := d.hold(stored, dl.to.Channel, now); !until.IsZero() {
+			o := Outcome{At: now, DeliveryID: dl.id, Channel: dl.to.Channel, App: dl.to.App, Result: ResultDeferred,
+				Reason: why + " until " + until.In(copenhagen).Format("2006-01-02 15:04 MST")}
+			outs = append(outs, o)
+			deferred = append(deferred, result{dl: dl, out: o, until: until})
 			continue
 		}
 		todo = append(todo, dl)
 	}
 	results := d.sendAll(ctx, c, stored, todo, 1)
-	var retries []delivery
-	for i, r := range results {
+	pending := deferred
+	for _, r := range results {
 		outs = append(outs, r.out)
 		if !r.out.Final {
-			retries = append(retries, todo[i])
+			pending = append(pending, r)
 		}
 	}
-	if len(retries) == 0 {
+	if len(pending) == 0 {
+		if err := d.remind(ctx, ev.CitizenKey, stored, plan.digital, now); err != nil {
+			return err
+		}
 		return d.cfg.Store.Record(ctx, ev.CitizenKey, stored, outs, ev.ID)
 	}
-	// Record what was sent before enqueuing retries, and mark the event
+	// Record what was sent before enqueuing the rest, and mark the event
 	// processed only after: a crash in between re-runs the event, which
 	// skips the deliveries already done.
 	if err := d.cfg.Store.Record(ctx, ev.CitizenKey, stored, outs, ""); err != nil {
 		return err
 	}
-	for _, r := range results {
-		if r.out.Final {
-			continue
-		}
-		if err := d.enqueueRetry(ctx, ev.CitizenKey, stored, r); err != nil {
+	for _, r := range pending {
+		if err := d.enqueueDelivery(ctx, ev.CitizenKey, stored, r); err != nil {
 			return err
 		}
+	}
+	if err := d.remind(ctx, ev.CitizenKey, stored, plan.digital, now); err != nil {
+		return err
 	}
 	return d.cfg.Store.Record(ctx, ev.CitizenKey, stored, nil, ev.ID)
 }
 
-// skipReason says why a letter's alerts must not go out now, or "".
-func (d *Dispatcher) skipReason(l *Letter, now time.Time) string {
-	switch {
-	case l.Read:
-		return "read"
-	case !l.ReceivedAt.IsZero() && now.Sub(l.ReceivedAt) > d.cfg.AlertTTL:
-		return "expired"
+// expires is when a letter's alerts are no longer worth sending: AlertTTL
+// after the letter arrived, or after it was released (do_not_deliver_until).
+func (d *Dispatcher) expires(l *Letter) time.Time {
+	from := l.ReceivedAt
+	if l.NotBefore.After(from) {
+		from = l.NotBefore
 	}
-	return ""
+	return from.Add(d.cfg.AlertTTL)
 }
 
 type result struct {
-	dl  delivery
-	out Outcome
-	err error
+	dl    delivery
+	out   Outcome
+	err   error
+	until time.Time // deferred until
 }
 
 // alert builds the content of a letter's alert for one citizen.
@@ -348,7 +372,7 @@ func (d *Dispatcher) alert(c *Citizen, l *Letter, dl delivery) channels.Alert {
 		MailboxURL:   d.cfg.MailboxURL,
 		Badge:        c.Unread + unreadSelf(l),
 		Urgent:       l.Priority == Urgent,
-		Expires:      l.ReceivedAt.Add(d.cfg.AlertTTL),
+		Expires:      d.expires(l),
 	}
 }
 
@@ -434,26 +458,29 @@ func (d *Dispatcher) send(ctx context.Context, c *Citizen, l *Letter, dl deliver
 	return result{dl: dl, out: out, err: err}
 }
 
-// enqueueRetry gives a failed delivery a task of its own, its id the
-// delivery id so it exists once however often this runs.
-func (d *Dispatcher) enqueueRetry(ctx context.Context, citizen string, l *Letter, r result) error {
+// enqueueDelivery gives a delivery that failed, or is held, a task of its
+// own, its id the delivery id so it exists once however often this runs.
+func (d *Dispatcher) enqueueDelivery(ctx context.Context, citizen string, l *Letter, r result) error {
 	p := deliveryTask{Citizen: citizen, MessageID: l.MessageID, DeliveryID: r.dl.id,
-		Channel: string(r.dl.to.Channel), Expires: l.ReceivedAt.Add(d.cfg.AlertTTL).Unix()}
+		Channel: string(r.dl.to.Channel), Expires: d.expires(l).Unix()}
+	if r.dl.to.Channel == channels.Paper {
+		p.Expires = 0 // paper is owed, however late
+	}
 	b, err := json.Marshal(p)
 	if err != nil {
 		return err
 	}
-	delay := d.cfg.FirstRetryDelay(r.err)
-	if channels.KindOf(r.err) == channels.Permanent {
-		delay = 0
+	opts := []asynq.Option{asynq.TaskID("dl:" + r.dl.id), asynq.Queue(d.cfg.Queues.For(l.Priority)),
+		asynq.MaxRetry(30), asynq.Timeout(d.cfg.SendTimeout + 30*time.Second)}
+	switch {
+	case !r.until.IsZero():
+		opts = append(opts, asynq.ProcessAt(r.until))
+	case channels.KindOf(r.err) == channels.Permanent:
+		// Runs once more at once and, refused again, is archived for ops.
+	default:
+		opts = append(opts, asynq.ProcessIn(d.cfg.FirstRetryDelay(r.err)))
 	}
-	t := asynq.NewTask(TypeDelivery, b, asynq.TaskID("dl:"+r.dl.id), asynq.Queue(d.cfg.Queues.For(l.Priority)),
-		asynq.MaxRetry(30), asynq.ProcessIn(delay), asynq.Timeout(d.cfg.SendTimeout+30*time.Second))
-	_, err = d.cfg.Enqueuer.EnqueueContext(ctx, t)
-	if errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask) {
-		return nil
-	}
-	return err
+	return d.enqueue(ctx, asynq.NewTask(TypeDelivery, b, opts...))
 }
 
 // HandleDelivery retries one delivery.
@@ -483,7 +510,7 @@ func (d *Dispatcher) HandleDelivery(ctx context.Context, t *asynq.Task) error {
 		return skip("expired")
 	}
 	var dl *delivery
-	for _, x := range d.addresses(c, p.MessageID) {
+	for _, x := range append(d.addresses(c, p.MessageID), d.paperAddresses(c, p.MessageID)...) {
 		if x.id == p.DeliveryID {
 			dl = &x
 			break
@@ -492,8 +519,13 @@ func (d *Dispatcher) HandleDelivery(ctx context.Context, t *asynq.Task) error {
 	if dl == nil {
 		return skip("address no longer registered")
 	}
-	if reason := d.skipReason(l, now); reason != "" {
-		return skip(reason)
+	if l.Read && dl.to.Channel != channels.Paper {
+		return skip("read")
+	}
+	if until, why := d.hold(l, dl.to.Channel, now); !until.IsZero() {
+		// Still held (a retry that fell into quiet hours): wait without
+		// spending a retry.
+		return channels.Throttle(until.Sub(now), why, errors.New("delivery held: "+why))
 	}
 	r := d.send(ctx, c, l, *dl, attempt)
 	if err := d.cfg.Store.Record(ctx, p.Citizen, l, []Outcome{r.out}, ""); err != nil {

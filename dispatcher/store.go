@@ -19,6 +19,9 @@ type Citizen struct {
 	Devices  []Device
 	// Exempt is set while the citizen is exempt from Digital Post.
 	Exempt bool
+	// Forward is the address the citizen gave for the paper forwarding of
+	// unopened letters on exemption (else Address).
+	Forward string
 	// Unread is the number of the citizen's unread letters (the badge).
 	Unread int
 }
@@ -66,6 +69,10 @@ type Letter struct {
 	Notification string // the sender's own alert text, if any
 	ReceivedAt   time.Time
 	Legal        bool
+	// NotBefore holds alerts until then (do_not_deliver_until).
+	NotBefore time.Time
+	// ReplyBy is the sender's deadline; a reminder goes out before it.
+	ReplyBy time.Time
 
 	// Read state (see ReadState).
 	Read     bool
@@ -108,6 +115,8 @@ const (
 	ResultGone     = "gone"
 	ResultPaper    = "paper"
 	ResultReport   = "report"
+	ResultDeferred = "deferred"
+	ResultNote     = "note"
 )
 
 // ErrNotFound is returned for an unknown letter.
@@ -168,6 +177,16 @@ type Store interface {
 	// webhook endpoint answered 410.
 	PlatformDisabled(ctx context.Context, platform Platform) (bool, error)
 	SetPlatformDisabled(ctx context.Context, platform Platform, disabled bool) error
+	// SetExemption records exemption.granted (exempt, with forward as the
+	// forwarding address) or exemption.revoked, unless a newer one was
+	// applied, and marks the event processed. It reports whether it
+	// applied.
+	SetExemption(ctx context.Context, citizen string, exempt bool, forward string, at time.Time, eventID string) (bool, error)
+	// UnreadSince returns the ids of the citizen's unread letters received
+	// in [from, to].
+	UnreadSince(ctx context.Context, citizen string, from, to time.Time) ([]string, error)
+	// MarkRegistryEvent marks a citizen-level event processed.
+	MarkRegistryEvent(ctx context.Context, citizen, eventID string) error
 	// Remember records key for ttl and reports whether it was new.
 	Remember(ctx context.Context, key string, ttl time.Duration) (bool, error)
 	// Trail returns a letter's delivery trail, oldest first.

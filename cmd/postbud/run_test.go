@@ -71,6 +71,8 @@ func testEnv(rt *redistest.Env, smtp *emailtest.Server, extra map[string]string)
 		"POSTBUD_SMTP_TLS":            "none",
 		"POSTBUD_SMTP_FROM":           "besked@digitalpost.dk",
 		"POSTBUD_SMTP_TIMEOUT":        "5s",
+		// The tests run at any hour: no quiet hours unless a test asks.
+		"POSTBUD_QUIET_HOURS_SMS": "off",
 	}
 	for k, v := range extra {
 		env[k] = v

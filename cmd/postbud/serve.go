@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -83,6 +84,22 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		syncer = webhookSyncer{ws}
 	}
 
+	quiet := map[channels.Name]dispatcher.QuietHours{}
+	for ch, spec := range cfg.QuietHours {
+		q, err := dispatcher.ParseQuietHours(spec)
+		if err != nil {
+			return fmt.Errorf("POSTBUD_QUIET_HOURS_%s: %w", strings.ToUpper(ch), err)
+		}
+		if q.IsZero() {
+			continue
+		}
+		if ch == "push" {
+			quiet[channels.APNs], quiet[channels.FCM] = q, q
+		} else {
+			quiet[channels.Name(ch)] = q
+		}
+	}
+
 	keyer, err := dispatcher.NewKeyer(cfg.PseudonymKey)
 	if err != nil {
 		return fmt.Errorf("POSTBUD_PSEUDONYM_KEY: %w", err)
@@ -92,7 +109,8 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	defer client.Close()
 	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Enqueuer: client, Queues: queues,
 		Senders: senders, Logger: log, MailboxURL: cfg.MailboxURL, AlertTTL: cfg.AlertTTL, RetryBase: cfg.RetryBase,
-		TrackReports: trackReports(cfg), Syncer: syncer})
+		TrackReports: trackReports(cfg), Syncer: syncer, QuietHours: quiet, PaperForMinors: cfg.PaperForMinors,
+		ReminderBefore: cfg.ReminderBefore})
 	if err != nil {
 		return err
 	}

@@ -157,3 +157,23 @@ local received = 0
 if cur[5] then received = 1 end
 return {target, tonumber(r), v, ca, cb, redis.call('ZCARD', KEYS[2]), received}
 `)
+
+// exemptionScript records exemption.granted or .revoked, last writer wins
+// by the event's time.
+//
+// KEYS[1] citizen hash  KEYS[2] event mark
+// ARGV[1] exempt (0|1)  ARGV[2] event time (unix ms)  ARGV[3] forward
+// address (” = none)  ARGV[4] event mark TTL (ms)
+// Returns 0 if the event was processed before, 1 if applied, 2 if stale.
+var exemptionScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local res = 2
+if tonumber(ARGV[2]) >= tonumber(redis.call('HGET', KEYS[1], 'xt') or '0') then
+  redis.call('HSET', KEYS[1], 'xt', ARGV[2])
+  if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'x', '1') else redis.call('HDEL', KEYS[1], 'x') end
+  if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'fwd', ARGV[3]) else redis.call('HDEL', KEYS[1], 'fwd') end
+  res = 1
+end
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[4])
+return res
+`)

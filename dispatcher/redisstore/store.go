@@ -63,7 +63,7 @@ type Store struct {
 	nBatches  atomic.Int64
 }
 
-var allScripts = []*redis.Script{contactScript, deviceScript, removeScript, reportScript, receiveScript, stateScript}
+var allScripts = []*redis.Script{contactScript, deviceScript, removeScript, reportScript, receiveScript, stateScript, exemptionScript}
 
 var _ dispatcher.Store = (*Store)(nil)
 
@@ -184,7 +184,7 @@ func (s *Store) Load(ctx context.Context, citizen, messageID string) (*dispatche
 
 func decodeCitizen(key string, m map[string]string) *dispatcher.Citizen {
 	c := &dispatcher.Citizen{Key: key, Email: m["email"], Mobile: m["mobile"], Language: m["lang"],
-		Address: m["addr"], Exempt: m["x"] == "1"}
+		Address: m["addr"], Exempt: m["x"] == "1", Forward: m["fwd"]}
 	for f, v := range m {
 		rest, ok := strings.CutPrefix(f, "dev:")
 		if !ok {
@@ -209,6 +209,8 @@ func decodeLetter(id string, m map[string]string) *dispatcher.Letter {
 		SenderKind: dispatcher.SenderKind(m["sk"]), Priority: dispatcher.Priority(m["pr"]),
 		Notification: m["nt"], Legal: m["lg"] == "1", Read: m["r"] == "1", ChangeBy: dispatcher.Platform(m["cb"])}
 	l.ReceivedAt = msTime(m["at"])
+	l.NotBefore = msTime(m["nb"])
+	l.ReplyBy = msTime(m["rb"])
 	l.ChangeAt = msTime(m["ca"])
 	l.Version, _ = strconv.ParseInt(m["v"], 10, 64)
 	for f, v := range m {
@@ -249,6 +251,12 @@ func (s *Store) Record(ctx context.Context, citizen string, l *dispatcher.Letter
 		fields = append(fields, "sid", l.SenderID, "sn", l.SenderName, "sk", string(l.SenderKind),
 			"pr", string(l.Priority), "nt", l.Notification, "at", l.ReceivedAt.UnixMilli(), "lg", b2s(l.Legal),
 			"e:"+eventID, "1")
+		if !l.NotBefore.IsZero() {
+			fields = append(fields, "nb", l.NotBefore.UnixMilli())
+		}
+		if !l.ReplyBy.IsZero() {
+			fields = append(fields, "rb", l.ReplyBy.UnixMilli())
+		}
 	}
 	var entries []any
 	var tracked []string
@@ -530,4 +538,29 @@ func (s *Store) SetPlatformDisabled(ctx context.Context, platform dispatcher.Pla
 // Remember records key for ttl and reports whether it was new.
 func (s *Store) Remember(ctx context.Context, key string, ttl time.Duration) (bool, error) {
 	return s.rdb.SetNX(ctx, s.o.Prefix+":seen:"+key, "1", ttl).Result()
+}
+
+// SetExemption records an exemption change (exemptionScript).
+func (s *Store) SetExemption(ctx context.Context, citizen string, exempt bool, forward string, at time.Time, eventID string) (bool, error) {
+	n, err := s.runScript(ctx, exemptionScript, []string{s.citizenKey(citizen), s.eventKey(citizen, eventID)},
+		[]any{b2s(exempt), at.UnixMilli(), forward, s.o.EventTTL.Milliseconds()})
+	if err != nil {
+		return false, fmt.Errorf("exemption: %w", err)
+	}
+	return n == int64(1), nil
+}
+
+// UnreadSince returns the citizen's unread letters received in [from, to].
+func (s *Store) UnreadSince(ctx context.Context, citizen string, from, to time.Time) ([]string, error) {
+	ids, err := s.rdb.ZRangeByScore(ctx, s.unreadKey(citizen), &redis.ZRangeBy{
+		Min: strconv.FormatInt(from.UnixMilli(), 10), Max: strconv.FormatInt(to.UnixMilli(), 10)}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("unread letters: %w", err)
+	}
+	return ids, nil
+}
+
+// MarkRegistryEvent marks a citizen-level event processed.
+func (s *Store) MarkRegistryEvent(ctx context.Context, citizen, eventID string) error {
+	return s.rdb.Set(ctx, s.eventKey(citizen, eventID), "1", s.o.EventTTL).Err()
 }

@@ -1,0 +1,265 @@
+package dispatcher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/digitalpost/postbud/channels"
+)
+
+// This file applies the Digital Post rules (policy.go) to a letter: who
+// gets what — digital alerts, paper, or nothing — and when.
+
+// TypeReminder is a reply_by reminder for a still unread letter.
+const TypeReminder = "postbud:reminder"
+
+// plan is what the rules decided for a letter.
+type plan struct {
+	todo    []delivery // to attempt now (or hold)
+	outs    []Outcome  // decisions recorded without a delivery
+	digital bool       // the letter is alerted digitally
+}
+
+// plan decides a letter's deliveries for citizen c. birth is the citizen's
+// birth date (YYYY-MM-DD) from the event.
+func (d *Dispatcher) plan(c *Citizen, l *Letter, birth string, now time.Time) plan {
+	var p plan
+	under15 := false
+	if b, err := time.Parse("2006-01-02", birth); err == nil {
+		under15 = ageOn(b, l.ReceivedAt) < 15
+	}
+	dec := Route(l.SenderKind, c.Exempt, under15, d.cfg.PaperForMinors)
+	digital := d.addresses(c, l.MessageID)
+	if dec.Digital {
+		p.digital = true
+		if l.Read {
+			for _, dl := range digital {
+				p.outs = append(p.outs, skipped(now, dl, "read"))
+			}
+			return p
+		}
+		if now.After(d.expires(l)) {
+			for _, dl := range digital {
+				p.outs = append(p.outs, skipped(now, dl, "expired"))
+			}
+			return p
+		}
+		if len(digital) == 0 {
+			p.outs = append(p.outs, Outcome{At: now, Result: ResultSkipped, Reason: "no contact"})
+		}
+		p.todo = digital
+		return p
+	}
+	for _, dl := range digital {
+		p.outs = append(p.outs, skipped(now, dl, dec.Reason))
+	}
+	if len(digital) == 0 {
+		p.outs = append(p.outs, Outcome{At: now, Result: ResultSkipped, Reason: dec.Reason})
+	}
+	if !dec.Paper {
+		return p
+	}
+	paper := d.paperAddresses(c, l.MessageID)
+	switch {
+	case d.cfg.Senders[channels.Paper] == nil:
+		d.log.Error("a letter must go on paper but no paper channel is configured", "message_id", l.MessageID, "reason", dec.Reason)
+		p.outs = append(p.outs, Outcome{At: now, Channel: channels.Paper, Result: ResultFailed,
+			Reason: dec.Reason + ": paper channel not configured", Kind: channels.Misconfigured.String()})
+	case c.Address == "":
+		p.outs = append(p.outs, Outcome{At: now, Channel: channels.Paper, Result: ResultSkipped,
+			Reason: dec.Reason + ": no registered address"})
+	default:
+		for _, dl := range paper {
+			if dl.to.Value == c.Address {
+				p.todo = append(p.todo, dl)
+			}
+		}
+	}
+	return p
+}
+
+func skipped(now time.Time, dl delivery, reason string) Outcome {
+	return Outcome{At: now, DeliveryID: dl.id, Channel: dl.to.Channel, App: dl.to.App,
+		Result: ResultSkipped, Reason: reason, Final: true}
+}
+
+// paperAddresses are the citizen's postal addresses as paper deliveries:
+// the registered address and, if given on exemption, the forwarding one.
+func (d *Dispatcher) paperAddresses(c *Citizen, messageID string) []delivery {
+	if d.cfg.Senders[channels.Paper] == nil {
+		return nil
+	}
+	var out []delivery
+	for _, a := range []string{c.Address, c.Forward} {
+		if a != "" {
+			to := channels.Address{Channel: channels.Paper, Value: a}
+			out = append(out, delivery{id: d.cfg.Keyer.DeliveryID(messageID, channels.Paper, a), to: to})
+		}
+	}
+	return out
+}
+
+// hold returns until when a delivery must wait, and why: the sender's
+// do_not_deliver_until, then the channel's quiet hours (not for urgent
+// letters, legal notifications, or paper).
+func (d *Dispatcher) hold(l *Letter, ch channels.Name, now time.Time) (time.Time, string) {
+	if ch == channels.Paper {
+		return time.Time{}, ""
+	}
+	at, why := now, ""
+	if l.NotBefore.After(at) {
+		at, why = l.NotBefore, "scheduled"
+	}
+	if q, ok := d.cfg.QuietHours[ch]; ok && l.Priority != Urgent && !l.Legal {
+		if until, in := q.Until(at); in {
+			at, why = until, "quiet hours"
+		}
+	}
+	if why == "" {
+		return time.Time{}, ""
+	}
+	return at, why
+}
+
+// remind schedules the reply_by reminder of a digital letter.
+func (d *Dispatcher) remind(ctx context.Context, citizen string, l *Letter, digital bool, now time.Time) error {
+	if !digital || l.ReplyBy.IsZero() || d.cfg.ReminderBefore <= 0 {
+		return nil
+	}
+	at := l.ReplyBy.Add(-d.cfg.ReminderBefore)
+	if !at.After(now) {
+		return nil
+	}
+	b, _ := json.Marshal(badgeTask{Citizen: citizen, MessageID: l.MessageID})
+	return d.enqueue(ctx, asynq.NewTask(TypeReminder, b, asynq.TaskID("rem:"+citizen+":"+l.MessageID),
+		asynq.Queue(d.cfg.Queues.Normal), asynq.ProcessAt(at), asynq.MaxRetry(10)))
+}
+
+// HandleReminder sends the reply_by reminder unless the letter was read.
+// It goes to each digital address as an ordinary alert whose text says it
+// is a reminder; its deliveries have ids of their own.
+func (d *Dispatcher) HandleReminder(ctx context.Context, t *asynq.Task) error {
+	var p badgeTask
+	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.Citizen == "" {
+		return fmt.Errorf("reminder task payload: %w", errors.Join(err, asynq.SkipRetry))
+	}
+	c, l, err := d.cfg.Store.Load(ctx, p.Citizen, p.MessageID)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	now := d.cfg.Now()
+	if l.Read {
+		return d.cfg.Store.Record(ctx, p.Citizen, l, []Outcome{{At: now, Result: ResultSkipped, Reason: "reminder: read"}}, "")
+	}
+	var todo []delivery
+	for _, dl := range d.addresses(c, "reminder:"+l.MessageID) {
+		if _, done := l.Done[dl.id]; !done {
+			todo = append(todo, dl)
+		}
+	}
+	rl := *l
+	rl.Notification = reminderText(c.Language, l.SenderName)
+	results := d.sendAll(ctx, c, &rl, todo, retryCount(ctx)+1)
+	var outs []Outcome
+	var errs []error
+	for _, r := range results {
+		r.out.Reason = "reminder"
+		outs = append(outs, r.out)
+		if !r.out.Final && r.err != nil {
+			errs = append(errs, taskError(r.err))
+		}
+	}
+	if err := d.cfg.Store.Record(ctx, p.Citizen, l, outs, ""); err != nil {
+		return err
+	}
+	return errors.Join(errs...) // a retry skips the reminders already sent
+}
+
+func reminderText(lang, sender string) string {
+	if lang == "en" {
+		return "Reminder: you have unread Digital Post from " + sender + " with a deadline."
+	}
+	return "Påmindelse: Du har ulæst Digital Post fra " + sender + " med svarfrist."
+}
+
+// exemption applies exemption.granted and exemption.revoked. On a grant
+// with forward_unopened, every unread letter from a public sender received
+// in the six months before gets a paper job, to the forwarding address if
+// one was given, else the registered address.
+func (d *Dispatcher) exemption(ctx context.Context, ev *Event) error {
+	x := ev.Exemption
+	granted := ev.Type == ExemptionGranted
+	applied, err := d.cfg.Store.SetExemption(ctx, ev.CitizenKey, granted, x.ForwardAddress, ev.OccurredAt, ev.ID+":x")
+	if err != nil {
+		return err
+	}
+	d.log.InfoContext(ctx, "exemption", "granted", granted, "applied", applied, "forward_unopened", x.ForwardUnopened)
+	if !granted || !x.ForwardUnopened {
+		return d.cfg.Store.MarkRegistryEvent(ctx, ev.CitizenKey, ev.ID)
+	}
+	// The forwarding may run again after a failure: paper deliveries are
+	// marked done per letter, so a letter is never printed twice.
+	seen, err := d.cfg.Store.EventSeen(ctx, ev.CitizenKey, "", ev.ID)
+	if err != nil || seen {
+		return err
+	}
+	ids, err := d.cfg.Store.UnreadSince(ctx, ev.CitizenKey, ForwardWindowStart(ev.OccurredAt), ev.OccurredAt)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		c, l, err := d.cfg.Store.Load(ctx, ev.CitizenKey, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := d.forward(ctx, c, l); err != nil {
+			return err
+		}
+	}
+	return d.cfg.Store.MarkRegistryEvent(ctx, ev.CitizenKey, ev.ID)
+}
+
+// forward sends one unread letter on paper (exemption forwarding).
+func (d *Dispatcher) forward(ctx context.Context, c *Citizen, l *Letter) error {
+	now := d.cfg.Now()
+	if l.SenderKind != SenderPublic || l.Read {
+		return nil
+	}
+	addr := c.Forward
+	if addr == "" {
+		addr = c.Address
+	}
+	var dl *delivery
+	for _, x := range d.paperAddresses(c, l.MessageID) {
+		if x.to.Value == addr {
+			dl = &x
+		}
+	}
+	if dl == nil {
+		return d.cfg.Store.Record(ctx, c.Key, l, []Outcome{{At: now, Channel: channels.Paper, Result: ResultSkipped,
+			Reason: "forwarding on exemption: no address or no paper channel"}}, "")
+	}
+	if _, done := l.Done[dl.id]; done {
+		return nil
+	}
+	r := d.send(ctx, c, l, *dl, 1)
+	r.out.Reason = "forwarded on exemption"
+	if err := d.cfg.Store.Record(ctx, c.Key, l, []Outcome{r.out}, ""); err != nil {
+		return err
+	}
+	if r.out.Final {
+		return nil
+	}
+	return d.enqueueDelivery(ctx, c.Key, l, r)
+}
