@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -71,6 +72,17 @@ func (s *scripted) attempts() int {
 	return s.all
 }
 
+// alerts returns the visible (not silent) alerts accepted.
+func (s *scripted) alerts() []sentAlert {
+	var out []sentAlert
+	for _, a := range s.accepted() {
+		if !a.Alert.Silent {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 // harness is a dispatcher on the test's Redis with running asynq workers.
 type harness struct {
 	t        *testing.T
@@ -84,6 +96,33 @@ type harness struct {
 	channels map[channels.Name]*scripted
 	srv      *asynq.Server
 	syncer   dispatcher.Syncer
+	clock    atomic.Pointer[time.Time]
+}
+
+// now is the harness's clock: real time unless a test set it.
+func (h *harness) now() time.Time {
+	if t := h.clock.Load(); t != nil {
+		return *t
+	}
+	return time.Now()
+}
+
+// handle runs one wire event through the dispatcher's task handler, here
+// and now, without workers.
+func (h *harness) handle(raw string) {
+	h.t.Helper()
+	ev, err := dispatcher.ParseEvent([]byte(raw))
+	if err != nil {
+		h.t.Fatalf("ParseEvent: %v", err)
+	}
+	h.keyer.Pseudonymize(ev)
+	task, err := dispatcher.NewEventTask(ev, h.queues)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := h.d.HandleEvent(context.Background(), task); err != nil {
+		h.t.Fatalf("HandleEvent(%s): %v", ev.Type, err)
+	}
 }
 
 var testKey = []byte("test-pseudonymisation-key-0123456789")
@@ -114,7 +153,9 @@ func newHarnessSync(t *testing.T, syncer dispatcher.Syncer, names ...channels.Na
 	h.d, err = dispatcher.New(dispatcher.Config{Store: h.store, Keyer: h.keyer, Enqueuer: h.client,
 		Queues: h.queues, Senders: senders, MailboxURL: "https://www.borger.dk/digitalpost",
 		Logger:          slog.New(slog.DiscardHandler),
-		FirstRetryDelay: func(error) time.Duration { return 0 }, Syncer: h.syncer})
+		FirstRetryDelay: func(error) time.Duration { return 0 }, Syncer: h.syncer, Now: h.now,
+		QuietHours:     map[channels.Name]dispatcher.QuietHours{channels.SMS: {Start: dispatcher.Clock{Hour: 22}, End: dispatcher.Clock{Hour: 7}}},
+		PaperForMinors: true, ReminderBefore: 72 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

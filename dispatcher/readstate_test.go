@@ -201,7 +201,7 @@ func TestReadBeforeLetterSkipsItsAlerts(t *testing.T) {
 	h.idle()
 	h.accept(letter("l-1", msg1, annaCPR))
 	h.idle()
-	if n := h.channels[channels.Email].attempts() + h.channels[channels.APNs].attempts(); n != 0 {
+	if n := len(h.channels[channels.Email].alerts()) + len(h.channels[channels.APNs].alerts()); n != 0 {
 		t.Errorf("%d alerts for a letter read before it arrived, want 0", n)
 	}
 	trail, err := h.store.Trail(context.Background(), msg1)

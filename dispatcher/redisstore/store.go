@@ -293,7 +293,7 @@ func (s *Store) Record(ctx context.Context, citizen string, l *dispatcher.Letter
 			out = append(out, p.RPush(ctx, trail, entries...), p.LTrim(ctx, trail, -int64(s.o.TrailCap), -1),
 				p.PExpire(ctx, trail, s.o.LetterTTL))
 		}
-		if len(outs) > 0 {
+		if len(outs) > 0 || eventID != "" {
 			out = append(out, p.Set(ctx, s.indexKey(l.MessageID), citizen, s.o.LetterTTL))
 		}
 		for _, did := range tracked {
