@@ -567,7 +567,7 @@ func parseContact(b []byte, v *validator) *ContactData {
 		c.Mobile = &m
 	}
 	if w.Language != nil {
-		if *w.Language != "da" && *w.Language != "en" {
+		if *w.Language != "da" && *w.Language != "en" && *w.Language != "" {
 			v.add("data.language", "must be one of da, en")
 		}
 		c.Language = w.Language

@@ -328,7 +328,7 @@ var (
 		{[]EventType{ContactUpdated}, "data.mobile", []any{"4587654321", "8765432", "987654321"}, rsMobCC},
 		{[]EventType{ContactUpdated}, "data.mobile", []any{"+1987", "+ 1", "+0987654321", "+9876543210987654", "0045"}, rsMobLen},
 		{[]EventType{ContactUpdated}, "data.mobile", []any{"+45 8765 432", "+45987654321", "00 45 8765 43"}, rsMobDK},
-		{[]EventType{ContactUpdated}, "data.language", []any{"", "de", "DA", "dansk"}, rsLanguage},
+		{[]EventType{ContactUpdated}, "data.language", []any{"de", "DA", "dansk"}, rsLanguage},
 		{[]EventType{ContactUpdated}, "data.address", []any{strings.Repeat("a", 501)}, fxAtMost(500)},
 		{[]EventType{ContactUpdated}, "data.address", []any{"Vestergade 1\x07"}, rsControl},
 
@@ -692,6 +692,7 @@ func fxGoodEventCases() []fxGoodEventCase {
 		{"contact.updated/email-domain-lower-cased", onlyContact("data.email", "ANNA@EXAMPLE.DK"), contact(ContactData{Email: fxPtr("ANNA@example.dk")})},
 		{"contact.updated/email-removed", onlyContact("data.email", ""), contact(ContactData{Email: fxPtr("")})},
 		{"contact.updated/language-da", onlyContact("data.language", "da"), contact(ContactData{Language: fxPtr("da")})},
+		{"contact.updated/language-removed", onlyContact("data.language", ""), contact(ContactData{Language: fxPtr("")})},
 		{"contact.updated/address-trimmed", onlyContact("data.address", "  Vestergade 1\n8000 Aarhus C "), contact(ContactData{Address: fxPtr("Vestergade 1\n8000 Aarhus C")})},
 		{"contact.updated/address-removed", onlyContact("data.address", ""), contact(ContactData{Address: fxPtr("")})},
 		{"contact.updated/null-fields-left-alone", fxEdited(ContactUpdated, fxAll(fxSet("data.email", nil), fxSet("data.mobile", nil), fxSet("data.address", nil))),

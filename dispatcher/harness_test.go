@@ -132,6 +132,12 @@ func newHarness(t *testing.T, names ...channels.Name) *harness {
 }
 
 func newHarnessSync(t *testing.T, syncer dispatcher.Syncer, names ...channels.Name) *harness {
+	return newHarnessQuiet(t, syncer, nil, names...)
+}
+
+// newHarnessQuiet is a harness whose channels have quiet hours (other
+// tests run at any hour, so they have none).
+func newHarnessQuiet(t *testing.T, syncer dispatcher.Syncer, quiet map[channels.Name]dispatcher.QuietHours, names ...channels.Name) *harness {
 	t.Helper()
 	env := redistest.New(t)
 	h := &harness{t: t, env: env, channels: map[channels.Name]*scripted{}, syncer: syncer}
@@ -154,7 +160,7 @@ func newHarnessSync(t *testing.T, syncer dispatcher.Syncer, names ...channels.Na
 		Queues: h.queues, Senders: senders, MailboxURL: "https://www.borger.dk/digitalpost",
 		Logger:          slog.New(slog.DiscardHandler),
 		FirstRetryDelay: func(error) time.Duration { return 0 }, Syncer: h.syncer, Now: h.now,
-		QuietHours:     map[channels.Name]dispatcher.QuietHours{channels.SMS: {Start: dispatcher.Clock{Hour: 22}, End: dispatcher.Clock{Hour: 7}}},
+		QuietHours:     quiet,
 		PaperForMinors: true, ReminderBefore: 72 * time.Hour})
 	if err != nil {
 		t.Fatal(err)

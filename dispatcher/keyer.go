@@ -75,7 +75,9 @@ func (k *Keyer) Pseudonymize(e *Event) {
 	if c == "" {
 		return
 	}
-	e.ID = k.EventID(e.ID)
+	// An event id is unique per platform: the same id from two platforms
+	// is two events.
+	e.ID = k.EventID(string(e.Source) + "|" + e.ID)
 	e.CitizenKey = k.CitizenKey(c)
 	switch {
 	case e.Message != nil:

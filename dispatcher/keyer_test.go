@@ -223,7 +223,7 @@ func TestPseudonymize(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := *ev
-			want.ID = k.EventID("ev-" + fxCPRDigits)
+			want.ID = k.EventID(string(ev.Source) + "|ev-" + fxCPRDigits)
 			want.CitizenKey = k.CitizenKey(c)
 			switch typ {
 			case MessageReceived:

@@ -21,7 +21,8 @@ import (
 // nights) → exactly the expected deliveries and the reason of each.
 func TestRules(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, channels.Email, channels.SMS, channels.APNs, channels.Paper)
+	h := newHarnessQuiet(t, nil, map[channels.Name]dispatcher.QuietHours{channels.SMS: {Start: dispatcher.Clock{Hour: 22}, End: dispatcher.Clock{Hour: 7}}},
+		channels.Email, channels.SMS, channels.APNs, channels.Paper)
 	cph, _ := time.LoadLocation("Europe/Copenhagen")
 	at := func(s string) time.Time {
 		v, err := time.ParseInLocation("2006-01-02 15:04", s, cph)

@@ -65,12 +65,17 @@ func (q Queues) EventQueue(e *Event) string {
 	return q.Normal
 }
 
-// EventTaskID is the asynq task id of an event: the same event enqueued
-// twice while the first is still queued is refused by asynq. It is a hash,
-// so whatever a platform put in its event id stays out of Redis keys.
-func EventTaskID(id string) string {
-	sum := sha256.Sum256([]byte(id))
-	return "ev:" + hex.EncodeToString(sum[:16])
+// EventTaskID is the asynq task id of an event, from its parts (source,
+// citizen, event id): the same event enqueued twice while the first is
+// still queued is refused by asynq. It is a hash, so whatever a platform
+// put in its event id stays out of Redis keys.
+func EventTaskID(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return "ev:" + hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // NewEventTask returns the task for an accepted, pseudonymised event.
@@ -82,7 +87,7 @@ func NewEventTask(e *Event, q Queues) (*asynq.Task, error) {
 	if err != nil {
 		return nil, err
 	}
-	return asynq.NewTask(TypeEvent, b, asynq.TaskID(EventTaskID(e.ID)), asynq.Queue(q.EventQueue(e)),
+	return asynq.NewTask(TypeEvent, b, asynq.TaskID(EventTaskID(e.CitizenKey, e.ID)), asynq.Queue(q.EventQueue(e)),
 		asynq.MaxRetry(25), asynq.Timeout(2*time.Minute)), nil
 }
 

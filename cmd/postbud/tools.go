@@ -57,11 +57,13 @@ func emit(ctx context.Context, args []string, getenv func(string) string, stdin 
 	var body []byte
 	switch {
 	case *letter != "":
+		msgID := newUUID()
 		ev := map[string]any{"id": "emit-" + newUUID(), "type": "message.received",
 			"occurred_at": time.Now().UTC().Format(time.RFC3339Nano), "source": *source,
-			"data": map[string]any{"message_id": newUUID(), "recipient": map[string]any{"cpr": *letter},
+			"data": map[string]any{"message_id": msgID, "recipient": map[string]any{"cpr": *letter},
 				"sender": map[string]any{"id": "emit", "name": *sender, "kind": *kind}, "priority": *priority}}
 		body, _ = json.Marshal(ev)
+		fmt.Fprintf(stderr, "message_id %s (postbud trace %s)\n", msgID, msgID)
 	case fs.NArg() == 0 || fs.Arg(0) == "-":
 		b, err := io.ReadAll(io.LimitReader(stdin, 8<<20))
 		if err != nil {

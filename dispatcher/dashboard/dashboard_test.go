@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/hibiken/asynq"
@@ -36,6 +37,48 @@ type env struct {
 	srv    *httptest.Server
 	queue  string
 	taskID string
+	log    *requestLog
+}
+
+// requestLog records the path and status of every request the test
+// server answered.
+type requestLog struct {
+	mu   sync.Mutex
+	seen []seen
+}
+
+type seen struct {
+	path string
+	code int
+}
+
+func (l *requestLog) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		h.ServeHTTP(rec, r)
+		l.mu.Lock()
+		l.seen = append(l.seen, seen{r.URL.Path, rec.code})
+		l.mu.Unlock()
+	})
+}
+
+// take returns the requests recorded so far and forgets them.
+func (l *requestLog) take() []seen {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.seen
+	l.seen = nil
+	return out
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
 }
 
 func newEnv(t *testing.T, writable bool) *env {
@@ -58,9 +101,10 @@ func newEnv(t *testing.T, writable bool) *env {
 	}
 	mux := http.NewServeMux()
 	mux.Handle(dashboard.DefaultRootPath, h)
-	srv := httptest.NewServer(mux)
+	log := &requestLog{}
+	srv := httptest.NewServer(log.wrap(mux))
 	t.Cleanup(srv.Close)
-	return &env{srv: srv, queue: queue, taskID: info.ID}
+	return &env{srv: srv, queue: queue, taskID: info.ID, log: log}
 }
 
 type auth int

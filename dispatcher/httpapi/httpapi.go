@@ -124,7 +124,8 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 		err = a.cfg.Ready(ctx)
 	}
 	if err != nil {
-		problem(w, http.StatusServiceUnavailable, "not ready", err.Error(), nil)
+		a.log.WarnContext(r.Context(), "not ready", "error", err)
+		problem(w, http.StatusServiceUnavailable, "not ready", "Redis or a channel is not reachable (see the logs)", nil)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
@@ -249,15 +250,16 @@ func (a *API) accept(ctx context.Context, p dispatcher.Platform, body []byte) Re
 		return Result{ID: ev.ID, Status: "forbidden", Errors: []dispatcher.FieldError{{Field: "source",
 			Reason: fmt.Sprintf("the key of platform %s may only send events with source %s", p, p)}}}
 	}
+	id := ev.ID // the platform's id; Accept pseudonymises ev
 	dup, err := a.cfg.Dispatcher.Accept(ctx, ev)
 	if err != nil {
 		a.log.ErrorContext(ctx, "accepting an event failed", "event_id", ev.ID, "error", err)
-		return Result{ID: ev.ID, Status: "unavailable"}
+		return Result{ID: id, Status: "unavailable"}
 	}
 	if dup {
-		return Result{ID: ev.ID, Status: "duplicate"}
+		return Result{ID: id, Status: "duplicate"}
 	}
-	return Result{ID: ev.ID, Status: "accepted"}
+	return Result{ID: id, Status: "accepted"}
 }
 
 // postBatch takes {"events": [...]} and answers 202 with one result per

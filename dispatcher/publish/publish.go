@@ -47,7 +47,7 @@ func (p *Publisher) Publish(ctx context.Context, event []byte) (duplicate bool, 
 	if err != nil {
 		return false, err
 	}
-	t := asynq.NewTask(dispatcher.TypeInbound, event, asynq.TaskID(dispatcher.EventTaskID(ev.ID)),
+	t := asynq.NewTask(dispatcher.TypeInbound, event, asynq.TaskID(dispatcher.EventTaskID(string(ev.Source), ev.Citizen().Digits(), ev.ID)),
 		asynq.Queue(p.queues.EventQueue(ev)), asynq.MaxRetry(25))
 	_, err = p.client.EnqueueContext(ctx, t)
 	if errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask) {
