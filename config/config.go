@@ -104,6 +104,14 @@ type Config struct {
 	// ReminderBefore (POSTBUD_REMINDER_BEFORE, default 72h; 0 = off) is how
 	// long before a letter's reply_by a reminder goes out if it is unread.
 	ReminderBefore time.Duration
+	// DashboardWritable (POSTBUD_DASHBOARD_WRITABLE, default false) lets
+	// the asynq dashboard at /monitoring/ (always behind the ops key) run,
+	// delete and archive tasks; read-only otherwise.
+	DashboardWritable bool
+	// AllowEviction (POSTBUD_ALLOW_EVICTION, default false) lets postbud
+	// serve on a Redis whose maxmemory-policy may evict keys. Eviction
+	// loses queued alerts and read state: only for tests and dev.
+	AllowEviction bool
 	// SMTP is the email channel; unset POSTBUD_SMTP_HOST disables it.
 	SMTP SMTP
 	// Channels are the SMS, push and paper channels.
@@ -176,6 +184,20 @@ func (l *loader) secret(name string) string {
 		return strings.TrimRight(string(b), "\r\n")
 	}
 	return v
+}
+
+func (l *loader) boolean(name string, def bool) bool {
+	switch v := l.getenv(name); v {
+	case "":
+		return def
+	case "true", "1":
+		return true
+	case "false", "0":
+		return false
+	default:
+		l.fail(name, "must be true or false, got %q", v)
+		return def
+	}
 }
 
 func (l *loader) duration(name string, def time.Duration) time.Duration {
@@ -281,12 +303,9 @@ func Load(getenv func(string) string) (*Config, error) {
 		}
 		c.QuietHours[ch] = v
 	}
-	switch v := l.str("POSTBUD_PAPER_FOR_MINORS", "true"); v {
-	case "true", "false":
-		c.PaperForMinors = v == "true"
-	default:
-		l.fail("POSTBUD_PAPER_FOR_MINORS", "must be true or false, got %q", v)
-	}
+	c.PaperForMinors = l.boolean("POSTBUD_PAPER_FOR_MINORS", true)
+	c.DashboardWritable = l.boolean("POSTBUD_DASHBOARD_WRITABLE", false)
+	c.AllowEviction = l.boolean("POSTBUD_ALLOW_EVICTION", false)
 	c.ReminderBefore = 72 * time.Hour
 	if v := l.getenv("POSTBUD_REMINDER_BEFORE"); v == "0" {
 		c.ReminderBefore = 0

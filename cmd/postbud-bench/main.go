@@ -75,6 +75,14 @@ func main() {
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		fail(fmt.Errorf("no Redis at %s: %w", *redisURL, err))
 	}
+	if *phase == "latency" { // latency.go
+		runLatency(ctx, rdb, *prefix, *conc)
+		return
+	}
+	if *latencyMode {
+		latencyMain(ctx, rdb, *redisURL, *conc)
+		return
+	}
 
 	if *phase != "" {
 		var r result

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"strconv"
 	"testing"
 	"time"
@@ -125,6 +126,49 @@ func TestEndToEndEveryChannel(t *testing.T) {
 	}
 	if r := f.apns.Requests(); r != 2 {
 		t.Errorf("APNs got %d requests, want 2 (the third letter must not try the gone token)", r)
+	}
+
+	// The metrics after the run.
+	resp, err := http.Get(d.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scrape, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`postbud_alerts_total{channel="email",kind="none",result="sent"} 3`,
+		`postbud_alerts_total{channel="sms",kind="none",result="sent"} 3`,
+		`postbud_alerts_total{channel="apns",kind="gone",result="gone"} 1`,
+		`postbud_addresses_removed_total{channel="apns"} 1`,
+		`postbud_events_total{status="accepted",type="message.received"} 3`,
+		`postbud_event_to_alert_seconds_count{channel="fcm"} 3`,
+		`asynq_queue_size{queue="` + rt.QueuePrefix + `.normal"} 0`,
+	} {
+		if !strings.Contains(string(scrape), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(string(scrape), "0101901234") || strings.Contains(string(scrape), "anna@") {
+		t.Error("/metrics holds personal data")
+	}
+	// The dashboard needs the ops key.
+	resp, err = http.Get(d.base + "/monitoring/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("dashboard without credentials: %d, want 401", resp.StatusCode)
+	}
+	req, _ := http.NewRequest(http.MethodGet, d.base+"/monitoring/", nil)
+	req.SetBasicAuth("ops", testOpsKey)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("dashboard with the ops key: %d, want 200", resp.StatusCode)
 	}
 	d.stop(t)
 	assertNoPersonalData(t, logs.String())

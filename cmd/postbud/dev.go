@@ -79,8 +79,9 @@ func dev(ctx context.Context, args []string, getenv func(string) string, stdout,
 		senders[n] = sinks[n]
 	}
 	ov := &overrides{
-		rdb:     rdb,
-		senders: senders,
+		embedded: true,
+		rdb:      rdb,
+		senders:  senders,
 		mount: func(api *httpapi.API) {
 			api.Handle("GET /dev/alerts", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Type", "application/json")
@@ -102,6 +103,8 @@ func dev(ctx context.Context, args []string, getenv func(string) string, stdout,
   event API       POST %[1]s/v1/events   (Authorization: Bearer %[2]s, source "core")
   ops trail       GET  %[1]s/v1/messages/<message-id>/trail   (Authorization: Bearer %[3]s)
   health          %[1]s/healthz  %[1]s/readyz
+  metrics         %[1]s/metrics
+  dashboard       %[1]s/monitoring/   (user: any, password: %[3]s)
 
 Send a letter to the demo citizen Anna:
   POSTBUD_URL=%[1]s POSTBUD_EMIT_KEY=%[2]s go run ./cmd/postbud emit -letter 010190-1234 -sender Skattestyrelsen

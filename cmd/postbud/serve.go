@@ -23,7 +23,9 @@ import (
 	"github.com/digitalpost/postbud/channels/webhook"
 	"github.com/digitalpost/postbud/config"
 	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/dashboard"
 	"github.com/digitalpost/postbud/dispatcher/httpapi"
+	"github.com/digitalpost/postbud/dispatcher/metrics"
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
 )
 
@@ -35,6 +37,9 @@ type overrides struct {
 	mount   func(api *httpapi.API)
 	// started is told the HTTP base URL once the daemon serves.
 	started func(baseURL string)
+	// embedded says Redis is the embedded miniredis (dev): the eviction
+	// self-check does not apply.
+	embedded bool
 }
 
 // serve runs the daemon until ctx ends, then shuts down in order: stop
@@ -61,8 +66,20 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	if err != nil {
 		return fmt.Errorf("POSTBUD_REDIS_URL: Redis does not answer: %w", err)
 	}
+	if err := selfCheck(ctx, rdb, cfg, ov.embedded, log); err != nil {
+		return err
+	}
 	store := redisstore.New(rdb, redisstore.Options{Prefix: cfg.KeyPrefix, LetterTTL: cfg.LetterTTL})
 	defer store.Close()
+
+	reg := metrics.NewRegistry()
+	m := metrics.New(reg)
+	reg.MustRegister(metrics.NewQueueCollector(rdb))
+	dash, err := dashboard.New(dashboard.Config{RedisClient: rdb, RootPath: dashboard.DefaultRootPath,
+		Writable: cfg.DashboardWritable, OpsKeySHA256: cfg.OpsKeySHA256})
+	if err != nil {
+		return fmt.Errorf("dashboard: %w", err)
+	}
 
 	senders := ov.senders
 	if senders == nil {
@@ -110,7 +127,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Enqueuer: client, Queues: queues,
 		Senders: senders, Logger: log, MailboxURL: cfg.MailboxURL, AlertTTL: cfg.AlertTTL, RetryBase: cfg.RetryBase,
 		TrackReports: trackReports(cfg), Syncer: syncer, QuietHours: quiet, PaperForMinors: cfg.PaperForMinors,
-		ReminderBefore: cfg.ReminderBefore})
+		ReminderBefore: cfg.ReminderBefore, Observer: m})
 	if err != nil {
 		return err
 	}
@@ -148,7 +165,9 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		platforms = append(platforms, hp)
 	}
 	api := httpapi.New(httpapi.Config{Dispatcher: d, Platforms: platforms, OpsKeySHA256: cfg.OpsKeySHA256, Logger: log,
-		SMSReportSecret: cfg.Channels.SMSReportSecret})
+		SMSReportSecret: cfg.Channels.SMSReportSecret, CountEvent: m.Event})
+	api.Handle("GET /metrics", metrics.Handler(reg))
+	api.Handle(dashboard.DefaultRootPath, dash)
 	if ov.mount != nil {
 		ov.mount(api)
 	}
@@ -186,6 +205,30 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		err = nil
 	}
 	return err
+}
+
+// selfCheck refuses to serve on a Redis that may evict keys: eviction
+// silently loses queued alerts, read state and idempotency marks.
+// POSTBUD_ALLOW_EVICTION=true overrides. The dashboard cannot be mounted
+// without authentication (dashboard.New refuses), so there is no override
+// for that.
+func selfCheck(ctx context.Context, rdb redis.UniversalClient, cfg *config.Config, embedded bool, log *slog.Logger) error {
+	if embedded {
+		return nil
+	}
+	res, err := rdb.ConfigGet(ctx, "maxmemory-policy").Result()
+	policy := res["maxmemory-policy"]
+	switch {
+	case err != nil || policy == "":
+		log.Warn("self-check: cannot read Redis maxmemory-policy (CONFIG GET refused?); make sure it is noeviction", "error", err)
+	case policy != "noeviction" && cfg.AllowEviction:
+		log.Warn("self-check: Redis may evict keys; serving anyway (POSTBUD_ALLOW_EVICTION=true)", "maxmemory_policy", policy)
+	case policy != "noeviction":
+		return fmt.Errorf("self-check: Redis maxmemory-policy is %q: under memory pressure it would evict queued alerts, "+
+			"read state and idempotency marks; set maxmemory-policy noeviction (deploy/redis.conf), or "+
+			"POSTBUD_ALLOW_EVICTION=true to serve anyway", policy)
+	}
+	return nil
 }
 
 // trackReports lists the channels whose delivery reports postbud takes.

@@ -63,6 +63,9 @@ type Config struct {
 	Logger       *slog.Logger
 	// Ready reports readiness beyond the store (channels, draining).
 	Ready func(context.Context) error
+	// CountEvent, if set, is told each event's type ("" when unparsable)
+	// and answer status (metrics).
+	CountEvent func(typ, status string)
 	// SMSReportSecret verifies the SMS gateway's signed delivery reports
 	// at POST /v1/sms/reports; nil turns the endpoint off.
 	SMSReportSecret []byte
@@ -238,28 +241,36 @@ func (a *API) postEvent(w http.ResponseWriter, r *http.Request) {
 
 // accept validates and enqueues one event sent by platform p.
 func (a *API) accept(ctx context.Context, p dispatcher.Platform, body []byte) Result {
+	typ, res := a.accept1(ctx, p, body)
+	if a.cfg.CountEvent != nil {
+		a.cfg.CountEvent(typ, res.Status)
+	}
+	return res
+}
+
+func (a *API) accept1(ctx context.Context, p dispatcher.Platform, body []byte) (string, Result) {
 	ev, err := dispatcher.ParseEvent(body)
 	if err != nil {
 		var ve *dispatcher.ValidationError
 		if errors.As(err, &ve) {
-			return Result{Status: "invalid", Errors: ve.Errors}
+			return "", Result{Status: "invalid", Errors: ve.Errors}
 		}
-		return Result{Status: "invalid", Errors: []dispatcher.FieldError{{Reason: "invalid event"}}}
+		return "", Result{Status: "invalid", Errors: []dispatcher.FieldError{{Reason: "invalid event"}}}
 	}
 	if ev.Source != p {
-		return Result{ID: ev.ID, Status: "forbidden", Errors: []dispatcher.FieldError{{Field: "source",
+		return string(ev.Type), Result{ID: ev.ID, Status: "forbidden", Errors: []dispatcher.FieldError{{Field: "source",
 			Reason: fmt.Sprintf("the key of platform %s may only send events with source %s", p, p)}}}
 	}
 	id := ev.ID // the platform's id; Accept pseudonymises ev
 	dup, err := a.cfg.Dispatcher.Accept(ctx, ev)
 	if err != nil {
 		a.log.ErrorContext(ctx, "accepting an event failed", "event_id", ev.ID, "error", err)
-		return Result{ID: id, Status: "unavailable"}
+		return string(ev.Type), Result{ID: id, Status: "unavailable"}
 	}
 	if dup {
-		return Result{ID: id, Status: "duplicate"}
+		return string(ev.Type), Result{ID: id, Status: "duplicate"}
 	}
-	return Result{ID: id, Status: "accepted"}
+	return string(ev.Type), Result{ID: id, Status: "accepted"}
 }
 
 // postBatch takes {"events": [...]} and answers 202 with one result per
