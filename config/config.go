@@ -89,6 +89,14 @@ type Config struct {
 	// LetterTTL (POSTBUD_LETTER_TTL, default 4800h = 200 days) is how long a
 	// letter's read state and trail are kept.
 	LetterTTL time.Duration
+	// ReadLetterTTL (POSTBUD_READ_LETTER_TTL, default 720h = 30 days) is
+	// how long a letter is kept once read: only unread letters need
+	// LetterTTL, for the 6-month paper forwarding.
+	ReadLetterTTL time.Duration
+	// DrainDelay (POSTBUD_DRAIN_DELAY, default 2s; 0 for none) is how long
+	// /readyz answers 503 before the HTTP listener closes on SIGTERM, so
+	// load balancers stop sending first.
+	DrainDelay time.Duration
 	// LogLevel (POSTBUD_LOG_LEVEL, default info): debug, info, warn, error.
 	LogLevel string
 	// LogFormat (POSTBUD_LOG_FORMAT, default json): json or text.
@@ -282,6 +290,16 @@ func Load(getenv func(string) string) (*Config, error) {
 	c.LetterTTL = l.duration("POSTBUD_LETTER_TTL", 4800*time.Hour)
 	if c.LetterTTL < 4400*time.Hour {
 		l.fail("POSTBUD_LETTER_TTL", "must be at least 4400h (6 months and a margin): unread letters of the last 6 months are forwarded on paper on exemption")
+	}
+	c.ReadLetterTTL = l.duration("POSTBUD_READ_LETTER_TTL", 720*time.Hour)
+	if c.ReadLetterTTL > c.LetterTTL && c.LetterTTL >= 4400*time.Hour {
+		l.fail("POSTBUD_READ_LETTER_TTL", "must not exceed POSTBUD_LETTER_TTL")
+	}
+	c.DrainDelay = 2 * time.Second
+	if v := l.getenv("POSTBUD_DRAIN_DELAY"); v == "0" || v == "0s" {
+		c.DrainDelay = 0
+	} else {
+		c.DrainDelay = l.duration("POSTBUD_DRAIN_DELAY", 2*time.Second)
 	}
 	c.LogLevel = l.str("POSTBUD_LOG_LEVEL", "info")
 	if !oneOf(c.LogLevel, "debug", "info", "warn", "error") {

@@ -214,6 +214,8 @@ func TestLoadDefaults(t *testing.T) {
 		RetryBase:         5 * time.Second,
 		AlertTTL:          48 * time.Hour,
 		LetterTTL:         4800 * time.Hour,
+		ReadLetterTTL:     720 * time.Hour,
+		DrainDelay:        2 * time.Second,
 		LogLevel:          "info",
 		LogFormat:         "json",
 		QuietHours:        map[string]string{"email": "", "push": "", "sms": "22:00-07:00"},

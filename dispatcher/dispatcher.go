@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"slices"
 	"sync"
 	"time"
@@ -148,19 +149,49 @@ func (d *Dispatcher) Register(mux *asynq.ServeMux) {
 	mux.HandleFunc(TypeSync, d.HandleSync)
 	mux.HandleFunc(TypeBadge, d.HandleBadge)
 	mux.HandleFunc(TypeReminder, d.HandleReminder)
+	mux.HandleFunc(TypeRejected, d.HandleRejected)
 }
 
 // HandleInbound handles an event a platform enqueued straight into asynq.
-// An invalid event is archived for ops (it can never succeed).
+// An invalid event can never succeed: it is replaced by a postbud:rejected
+// task that names the bad fields and holds the event with anything shaped
+// like a CPR number masked, and that task is archived for ops to see. The
+// original, CPR and all, is not kept.
 func (d *Dispatcher) HandleInbound(ctx context.Context, t *asynq.Task) error {
 	ev, err := ParseEvent(t.Payload())
 	if err != nil {
 		d.log.WarnContext(ctx, "inbound event refused", "task_id", taskID(ctx), "error", err)
-		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+		var ve *ValidationError
+		errors.As(err, &ve)
+		b, _ := json.Marshal(rejectedTask{Errors: ve.Errors, Event: MaskCPR(string(t.Payload()))})
+		q, _ := asynq.GetQueueName(ctx)
+		rt := asynq.NewTask(TypeRejected, b, asynq.TaskID("rejected:"+taskID(ctx)), asynq.Queue(q), asynq.MaxRetry(0))
+		return d.enqueue(ctx, rt) // nil: the original is done
 	}
 	d.cfg.Keyer.Pseudonymize(ev)
 	return d.handle(ctx, ev)
 }
+
+// TypeRejected holds an invalid inbound event for ops: its handler always
+// refuses it, so it lands in the archive with its reasons.
+const TypeRejected = "postbud:rejected"
+
+type rejectedTask struct {
+	Errors []FieldError `json:"errors"`
+	Event  string       `json:"event"`
+}
+
+// HandleRejected archives a rejected event with its reasons as the error.
+func (d *Dispatcher) HandleRejected(ctx context.Context, t *asynq.Task) error {
+	var p rejectedTask
+	_ = json.Unmarshal(t.Payload(), &p)
+	return fmt.Errorf("%w: %w", &ValidationError{Errors: p.Errors}, asynq.SkipRetry)
+}
+
+// MaskCPR replaces anything shaped like a CPR number with "[cpr]".
+func MaskCPR(s string) string { return cprShape.ReplaceAllString(s, "[cpr]") }
+
+var cprShape = regexp.MustCompile(`\d{6}-?\d{4}`)
 
 // HandleEvent handles an event accepted over HTTP.
 func (d *Dispatcher) HandleEvent(ctx context.Context, t *asynq.Task) error {

@@ -224,8 +224,10 @@ func TestInboundTaskFromPublisherIsPseudonymisedAndProcessed(t *testing.T) {
 	if n := len(h.channels[channels.Email].accepted()); n != 1 {
 		t.Errorf("%d emails, want 1", n)
 	}
-	// An invalid inbound event is archived, not retried.
-	_, err = h.client.Enqueue(asynq.NewTask(dispatcher.TypeInbound, []byte(`{"id":"x"}`)), asynq.Queue(h.queues.Normal))
+	// An invalid inbound event is archived as a rejected task naming the
+	// bad fields, with the CPR masked; the original is not kept.
+	bad := strings.Replace(letter("ev-11", msg1, annaCPR), `"kind":"public"`, `"kind":"council"`, 1)
+	_, err = h.client.Enqueue(asynq.NewTask(dispatcher.TypeInbound, []byte(bad)), asynq.Queue(h.queues.Normal))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,6 +235,14 @@ func TestInboundTaskFromPublisherIsPseudonymisedAndProcessed(t *testing.T) {
 		tasks, err := h.insp.ListArchivedTasks(h.queues.Normal)
 		return err == nil && len(tasks) == 1
 	})
+	tasks, _ := h.insp.ListArchivedTasks(h.queues.Normal)
+	a := tasks[0]
+	if a.Type != dispatcher.TypeRejected || !strings.Contains(a.LastErr, "data.sender.kind") {
+		t.Errorf("archived %s with error %q, want postbud:rejected naming data.sender.kind", a.Type, a.LastErr)
+	}
+	if strings.Contains(string(a.Payload), "0101901234") || strings.Contains(string(a.Payload), "010190-1234") {
+		t.Errorf("the archived rejected event holds the CPR: %s", a.Payload)
+	}
 }
 
 func TestNoCPRInRedis(t *testing.T) {

@@ -117,7 +117,9 @@ func (d *Dispatcher) fanOut(ctx context.Context, citizen string, st ReadState, o
 	// Also when the letter is not recorded yet: its first processing may
 	// be sending its alert (with the old count) right now.
 	b, _ := json.Marshal(badgeTask{Citizen: citizen, MessageID: st.MessageID})
-	t := asynq.NewTask(TypeBadge, b, asynq.TaskID("badge:"+citizen+":"+st.MessageID+":"+v),
+	// The task id is a hash: the dashboard shows task ids, and the
+	// citizen key is nobody's business there.
+	t := asynq.NewTask(TypeBadge, b, asynq.TaskID("badge:"+d.cfg.Keyer.EventID(citizen+"|"+st.MessageID+"|"+v)),
 		asynq.Queue(d.cfg.Queues.Urgent), asynq.MaxRetry(10), asynq.Timeout(time.Minute))
 	return d.enqueue(ctx, t)
 }

@@ -136,7 +136,7 @@ func (d *Dispatcher) remind(ctx context.Context, citizen string, l *Letter, digi
 		return nil
 	}
 	b, _ := json.Marshal(badgeTask{Citizen: citizen, MessageID: l.MessageID})
-	return d.enqueue(ctx, asynq.NewTask(TypeReminder, b, asynq.TaskID("rem:"+citizen+":"+l.MessageID),
+	return d.enqueue(ctx, asynq.NewTask(TypeReminder, b, asynq.TaskID("rem:"+d.cfg.Keyer.EventID(citizen+"|"+l.MessageID)),
 		asynq.Queue(d.cfg.Queues.Normal), asynq.ProcessAt(at), asynq.MaxRetry(10)))
 }
 

@@ -65,6 +65,7 @@ func testEnv(rt *redistest.Env, smtp *emailtest.Server, extra map[string]string)
 		"POSTBUD_TASK_CHECK_INTERVAL": "10ms",
 		"POSTBUD_RETRY_BASE":          "100ms",
 		"POSTBUD_SHUTDOWN_TIMEOUT":    "1s",
+		"POSTBUD_DRAIN_DELAY":         "0",
 		"POSTBUD_LOG_LEVEL":           "debug",
 		"POSTBUD_SMTP_HOST":           smtp.Host(),
 		"POSTBUD_SMTP_PORT":           strconv.Itoa(smtp.Port()),

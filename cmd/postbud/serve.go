@@ -69,7 +69,8 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	if err := selfCheck(ctx, rdb, cfg, ov.embedded, log); err != nil {
 		return err
 	}
-	store := redisstore.New(rdb, redisstore.Options{Prefix: cfg.KeyPrefix, LetterTTL: cfg.LetterTTL})
+	store := redisstore.New(rdb, redisstore.Options{Prefix: cfg.KeyPrefix, LetterTTL: cfg.LetterTTL,
+		ReadTTL: cfg.ReadLetterTTL})
 	defer store.Close()
 
 	reg := metrics.NewRegistry()
@@ -195,6 +196,11 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	}
 	log.Info("shutting down")
 	api.Drain()
+	if cfg.DrainDelay > 0 && err == nil {
+		// /readyz answers 503 now; give load balancers time to notice
+		// before the listener closes.
+		time.Sleep(cfg.DrainDelay)
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	_ = hs.Shutdown(sctx)
 	cancel()

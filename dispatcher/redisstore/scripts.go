@@ -94,11 +94,14 @@ return 1
 //
 // KEYS[1] letter hash  KEYS[2] unread index (zset: message id by received ms)
 // ARGV[1] letter TTL (ms)  ARGV[2] received (unix ms)  ARGV[3] message id
-// ARGV[4] oldest received ms still kept  ARGV[5..] HSET field, value pairs
+// ARGV[4] oldest received ms still kept  ARGV[5] read letter TTL (ms)
+// ARGV[6..] HSET field, value pairs
 var receiveScript = redis.NewScript(`
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-if redis.call('HGET', KEYS[1], 'r') ~= '1' then
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+if redis.call('HGET', KEYS[1], 'r') == '1' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
   redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[4])
   redis.call('PEXPIRE', KEYS[2], ARGV[1])
@@ -123,6 +126,9 @@ return 1
 // ARGV[1] read (0|1)  ARGV[2] at (unix ms)  ARGV[3] platform
 // ARGV[4] event mark field ('e:<id>')  ARGV[5] letter TTL (ms)
 // ARGV[6] message id  ARGV[7] oldest received ms still kept
+// ARGV[8] read letter TTL (ms): a read letter is kept that long (it may
+// still be unread again, and platforms may still ask for its state); only
+// unread letters need the full retention (6-month paper forwarding).
 // Returns -1 if the event was processed, else
 // {target, read, version, changed at, changed by, unread count, received}.
 var stateScript = redis.NewScript(`
@@ -138,7 +144,11 @@ if nat > ca or (nat == ca and (nr > r or (nr == r and np > cb))) then
   end
   r, ca, cb = nr, nat, np
   redis.call('HSET', KEYS[1], 'r', r, 'ca', ca, 'cb', cb, 'v', v)
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  if r == '1' then
+    redis.call('PEXPIRE', KEYS[1], ARGV[8])
+  else
+    redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  end
   if cur[5] then
     if r == '1' then
       redis.call('ZREM', KEYS[2], ARGV[6])

@@ -47,6 +47,9 @@ type Options struct {
 	EventTTL time.Duration
 	// TrailCap is the most trail entries kept per letter (default 100).
 	TrailCap int
+	// ReadTTL is how long a read letter is kept (default 30 days); only
+	// unread letters need LetterTTL.
+	ReadTTL time.Duration
 }
 
 // Store is the Redis implementation of dispatcher.Store. Close it to stop
@@ -80,6 +83,9 @@ func New(rdb redis.UniversalClient, o Options) *Store {
 	}
 	if o.TrailCap == 0 {
 		o.TrailCap = 100
+	}
+	if o.ReadTTL == 0 || o.ReadTTL > o.LetterTTL {
+		o.ReadTTL = min(30*24*time.Hour, o.LetterTTL)
 	}
 	s := &Store{rdb: rdb, o: o}
 	s.startBatchers()
@@ -279,7 +285,8 @@ func (s *Store) Record(ctx context.Context, citizen string, l *dispatcher.Letter
 	letter, trail := s.letterKey(citizen, l.MessageID), s.trailKey(citizen, l.MessageID)
 	var rargs []any
 	if eventID != "" {
-		rargs = append([]any{s.o.LetterTTL.Milliseconds(), l.ReceivedAt.UnixMilli(), l.MessageID, s.oldestKept()}, fields...)
+		rargs = append([]any{s.o.LetterTTL.Milliseconds(), l.ReceivedAt.UnixMilli(), l.MessageID, s.oldestKept(),
+			s.o.ReadTTL.Milliseconds()}, fields...)
 	}
 	_, err := s.do(ctx, func(p redis.Pipeliner) []redis.Cmder {
 		var out []redis.Cmder
@@ -443,7 +450,7 @@ func (s *Store) ApplyState(ctx context.Context, citizen, messageID string, read 
 	}
 	keys := []string{s.letterKey(citizen, messageID), s.unreadKey(citizen)}
 	res, err := s.runScript(ctx, stateScript, keys, []any{r, at.UnixMilli(), string(platform), "e:" + eventID,
-		s.o.LetterTTL.Milliseconds(), messageID, s.oldestKept()})
+		s.o.LetterTTL.Milliseconds(), messageID, s.oldestKept(), s.o.ReadTTL.Milliseconds()})
 	if err != nil {
 		return dispatcher.ReadState{}, false, fmt.Errorf("apply read state: %w", err)
 	}
