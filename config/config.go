@@ -112,6 +112,10 @@ type Config struct {
 	// ReminderBefore (POSTBUD_REMINDER_BEFORE, default 72h; 0 = off) is how
 	// long before a letter's reply_by a reminder goes out if it is unread.
 	ReminderBefore time.Duration
+	// Rates are the channels' send rates per second across all replicas
+	// (POSTBUD_RATE_EMAIL, _SMS, _APNS, _FCM, _PAPER; default 0 =
+	// unlimited): a send over the rate waits without spending a retry.
+	Rates map[string]int
 	// DashboardWritable (POSTBUD_DASHBOARD_WRITABLE, default false) lets
 	// the asynq dashboard at /monitoring/ (always behind the ops key) run,
 	// delete and archive tasks; read-only otherwise.
@@ -322,6 +326,12 @@ func Load(getenv func(string) string) (*Config, error) {
 		c.QuietHours[ch] = v
 	}
 	c.PaperForMinors = l.boolean("POSTBUD_PAPER_FOR_MINORS", true)
+	c.Rates = map[string]int{}
+	for _, ch := range []string{"email", "sms", "apns", "fcm", "paper"} {
+		if n := l.integer("POSTBUD_RATE_"+strings.ToUpper(ch), 0, 0, 1000000); n > 0 {
+			c.Rates[ch] = n
+		}
+	}
 	c.DashboardWritable = l.boolean("POSTBUD_DASHBOARD_WRITABLE", false)
 	c.AllowEviction = l.boolean("POSTBUD_ALLOW_EVICTION", false)
 	c.ReminderBefore = 72 * time.Hour

@@ -215,6 +215,7 @@ func TestLoadDefaults(t *testing.T) {
 		AlertTTL:          48 * time.Hour,
 		LetterTTL:         4800 * time.Hour,
 		ReadLetterTTL:     720 * time.Hour,
+		Rates:             map[string]int{},
 		DrainDelay:        2 * time.Second,
 		LogLevel:          "info",
 		LogFormat:         "json",

@@ -21,6 +21,12 @@ type Enqueuer interface {
 	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
 }
 
+// Limiter caps send rates. Reserve takes one send from the channel's rate
+// or says how long to wait (redisstore.Limiter).
+type Limiter interface {
+	Reserve(ctx context.Context, ch channels.Name) (time.Duration, error)
+}
+
 // Observer receives the dispatcher's measurements (metrics). All methods
 // must be safe for concurrent use; a nil Observer in Config records nothing.
 type Observer interface {
@@ -67,6 +73,9 @@ type Config struct {
 	// ReminderBefore is how long before a letter's reply_by a reminder
 	// goes out if it is still unread; 0 sends none.
 	ReminderBefore time.Duration
+	// Limiter caps each channel's send rate across all replicas; nil
+	// sends as fast as the channels go.
+	Limiter Limiter
 	// TrackReports lists the channels whose providers send delivery
 	// reports postbud receives (SMS): their sent deliveries are tracked so
 	// a report finds its letter.
@@ -435,6 +444,18 @@ func (d *Dispatcher) sendAll(ctx context.Context, c *Citizen, l *Letter, todo []
 
 // send makes one attempt at one delivery and classifies its outcome.
 func (d *Dispatcher) send(ctx context.Context, c *Citizen, l *Letter, dl delivery, attempt int) result {
+	if d.cfg.Limiter != nil {
+		wait, err := d.cfg.Limiter.Reserve(ctx, dl.to.Channel)
+		if err == nil && wait > 0 {
+			// Over the channel's rate: wait as a throttled send does,
+			// without spending a retry.
+			err = channels.Throttle(wait, "rate limit", errors.New("over the channel's configured send rate"))
+		}
+		if err != nil {
+			return result{dl: dl, err: err, out: Outcome{At: d.cfg.Now(), DeliveryID: dl.id, Channel: dl.to.Channel,
+				App: dl.to.App, Result: ResultRetrying, Kind: channels.KindOf(err).String(), Code: channels.CodeOf(err), Attempt: attempt}}
+		}
+	}
 	s := d.cfg.Senders[dl.to.Channel]
 	sctx, cancel := context.WithTimeout(ctx, d.cfg.SendTimeout)
 	start := time.Now()

@@ -3,6 +3,7 @@ package dispatcher_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/redisstore"
 )
 
 var allChannels = []channels.Name{channels.Email, channels.SMS, channels.APNs, channels.FCM}
@@ -274,5 +276,39 @@ func TestNoCPRInRedis(t *testing.T) {
 		if strings.Contains(dump, "0101901234") || strings.Contains(dump, "010190-1234") {
 			t.Errorf("value of %q holds the CPR", k)
 		}
+	}
+}
+
+func TestSendRateIsSharedAndWaitsWithoutSpendingRetries(t *testing.T) {
+	t.Parallel()
+	var limiter *redisstore.Limiter
+	h := newHarnessWith(t, func(c *dispatcher.Config, h *harness) {
+		limiter = redisstore.NewLimiter(h.env.Client, h.env.Prefix, map[channels.Name]int{channels.SMS: 5})
+		c.Limiter = limiter
+	}, channels.SMS, channels.Email)
+	h.start()
+	cprs := []string{"010190-1001", "010190-1002", "010190-1003", "010190-1004", "010190-1005", "010190-1006",
+		"010190-1007", "010190-1008", "010190-1009", "010190-1010", "010190-1011", "010190-1012"}
+	for _, c := range cprs {
+		h.accept(wire("c-"+c, "contact.updated", map[string]any{"cpr": c, "email": "x@example.dk", "mobile": "12345678"}))
+	}
+	h.idle()
+	start := time.Now()
+	for i, c := range cprs {
+		h.accept(letter(fmt.Sprintf("l%d", i), fmt.Sprintf("%08x-0000-4000-8000-000000000000", i), c))
+	}
+	h.waitFor("every SMS", func() bool { return len(h.channels[channels.SMS].accepted()) == len(cprs) })
+	took := time.Since(start)
+	h.idle()
+	// 12 SMS at 5/s with a burst of 5 need at least (12-5)/5 s.
+	if took < 1200*time.Millisecond {
+		t.Errorf("12 SMS at 5/s went out in %v: the limit did not hold", took)
+	}
+	if n := len(h.channels[channels.Email].accepted()); n != len(cprs) {
+		t.Errorf("%d emails, want %d: the SMS limit must not hold up email", n, len(cprs))
+	}
+	archived, _ := h.insp.ListArchivedTasks(h.queues.Normal)
+	if len(archived) != 0 {
+		t.Errorf("%d archived tasks: throttled sends must not spend retries", len(archived))
 	}
 }

@@ -138,9 +138,14 @@ func newHarnessSync(t *testing.T, syncer dispatcher.Syncer, names ...channels.Na
 // newHarnessQuiet is a harness whose channels have quiet hours (other
 // tests run at any hour, so they have none).
 func newHarnessQuiet(t *testing.T, syncer dispatcher.Syncer, quiet map[channels.Name]dispatcher.QuietHours, names ...channels.Name) *harness {
+	return newHarnessWith(t, func(c *dispatcher.Config, _ *harness) { c.Syncer, c.QuietHours = syncer, quiet }, names...)
+}
+
+// newHarnessWith lets a test adjust the dispatcher's configuration.
+func newHarnessWith(t *testing.T, adjust func(*dispatcher.Config, *harness), names ...channels.Name) *harness {
 	t.Helper()
 	env := redistest.New(t)
-	h := &harness{t: t, env: env, channels: map[channels.Name]*scripted{}, syncer: syncer}
+	h := &harness{t: t, env: env, channels: map[channels.Name]*scripted{}}
 	h.store = redisstore.New(env.Client, redisstore.Options{Prefix: env.Prefix})
 	t.Cleanup(func() { h.store.Close() })
 	var err error
@@ -156,12 +161,14 @@ func newHarnessQuiet(t *testing.T, syncer dispatcher.Syncer, quiet map[channels.
 		h.channels[n] = newScripted(n)
 		senders[n] = h.channels[n]
 	}
-	h.d, err = dispatcher.New(dispatcher.Config{Store: h.store, Keyer: h.keyer, Enqueuer: h.client,
+	cfg := dispatcher.Config{Store: h.store, Keyer: h.keyer, Enqueuer: h.client,
 		Queues: h.queues, Senders: senders, MailboxURL: "https://www.borger.dk/digitalpost",
 		Logger:          slog.New(slog.DiscardHandler),
-		FirstRetryDelay: func(error) time.Duration { return 0 }, Syncer: h.syncer, Now: h.now,
-		QuietHours:     quiet,
-		PaperForMinors: true, ReminderBefore: 72 * time.Hour})
+		FirstRetryDelay: func(error) time.Duration { return 0 }, Now: h.now,
+		PaperForMinors: true, ReminderBefore: 72 * time.Hour}
+	adjust(&cfg, h)
+	h.syncer = cfg.Syncer
+	h.d, err = dispatcher.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,6 +180,9 @@ func (h *harness) start() {
 	h.srv = asynq.NewServerFromRedisClient(h.env.Client, asynq.Config{
 		Concurrency: 8, Queues: h.queues.Weights(),
 		RetryDelayFunc: func(n int, err error, t *asynq.Task) time.Duration {
+			if d := channels.RetryAfterOf(err); d > 0 && d < time.Second {
+				return d // a throttle's wait (the rate limiter's) is honoured
+			}
 			return 20 * time.Millisecond // the policy is tested on its own
 		},
 		IsFailure:                dispatcher.IsFailure,

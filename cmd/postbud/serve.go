@@ -118,6 +118,15 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		}
 	}
 
+	var limiter dispatcher.Limiter
+	if len(cfg.Rates) > 0 {
+		rates := map[channels.Name]int{}
+		for ch, n := range cfg.Rates {
+			rates[channels.Name(ch)] = n
+		}
+		limiter = redisstore.NewLimiter(rdb, cfg.KeyPrefix, rates)
+	}
+
 	keyer, err := dispatcher.NewKeyer(cfg.PseudonymKey)
 	if err != nil {
 		return fmt.Errorf("POSTBUD_PSEUDONYM_KEY: %w", err)
@@ -128,7 +137,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Enqueuer: client, Queues: queues,
 		Senders: senders, Logger: log, MailboxURL: cfg.MailboxURL, AlertTTL: cfg.AlertTTL, RetryBase: cfg.RetryBase,
 		TrackReports: trackReports(cfg), Syncer: syncer, QuietHours: quiet, PaperForMinors: cfg.PaperForMinors,
-		ReminderBefore: cfg.ReminderBefore, Observer: m})
+		ReminderBefore: cfg.ReminderBefore, Observer: m, Limiter: limiter})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,50 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/digitalpost/postbud/channels"
+)
+
+// Limiter is a send-rate limit per channel shared by every replica (GCRA in
+// Redis, github.com/go-redis/redis_rate): an SMS gateway that takes only
+// so many messages a second takes that many from all of postbud.
+type Limiter struct {
+	l      *redis_rate.Limiter
+	prefix string
+	limits map[channels.Name]redis_rate.Limit
+}
+
+// NewLimiter limits the channels in perSecond (sends per second; a channel
+// not listed, or 0, is unlimited).
+func NewLimiter(rdb redis.UniversalClient, prefix string, perSecond map[channels.Name]int) *Limiter {
+	l := &Limiter{l: redis_rate.NewLimiter(rdb), prefix: prefix, limits: map[channels.Name]redis_rate.Limit{}}
+	for ch, n := range perSecond {
+		if n > 0 {
+			l.limits[ch] = redis_rate.PerSecond(n)
+		}
+	}
+	return l
+}
+
+// Reserve takes one send from the channel's rate; when none is left it
+// returns how long to wait before trying again.
+func (l *Limiter) Reserve(ctx context.Context, ch channels.Name) (time.Duration, error) {
+	limit, ok := l.limits[ch]
+	if !ok {
+		return 0, nil
+	}
+	res, err := l.l.Allow(ctx, l.prefix+":send:"+string(ch), limit)
+	if err != nil {
+		return 0, fmt.Errorf("rate limit %s: %w", ch, err)
+	}
+	if res.Allowed > 0 {
+		return 0, nil
+	}
+	return max(res.RetryAfter, time.Millisecond), nil
+}
