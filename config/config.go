@@ -112,6 +112,10 @@ type Config struct {
 	// ReminderBefore (POSTBUD_REMINDER_BEFORE, default 72h; 0 = off) is how
 	// long before a letter's reply_by a reminder goes out if it is unread.
 	ReminderBefore time.Duration
+	// Coalesce are the channels' coalescing windows: letters to one
+	// citizen within the window after an alert become one alert
+	// (POSTBUD_COALESCE_EMAIL, _SMS, _PUSH; default 60s; 0 = off).
+	Coalesce map[string]time.Duration
 	// Rates are the channels' send rates per second across all replicas
 	// (POSTBUD_RATE_EMAIL, _SMS, _APNS, _FCM, _PAPER; default 0 =
 	// unlimited): a send over the rate waits without spending a retry.
@@ -326,6 +330,14 @@ func Load(getenv func(string) string) (*Config, error) {
 		c.QuietHours[ch] = v
 	}
 	c.PaperForMinors = l.boolean("POSTBUD_PAPER_FOR_MINORS", true)
+	c.Coalesce = map[string]time.Duration{}
+	for _, ch := range []string{"email", "sms", "push"} {
+		name := "POSTBUD_COALESCE_" + strings.ToUpper(ch)
+		if v := l.getenv(name); v == "0" || v == "0s" {
+			continue
+		}
+		c.Coalesce[ch] = l.duration(name, time.Minute)
+	}
 	c.Rates = map[string]int{}
 	for _, ch := range []string{"email", "sms", "apns", "fcm", "paper"} {
 		if n := l.integer("POSTBUD_RATE_"+strings.ToUpper(ch), 0, 0, 1000000); n > 0 {

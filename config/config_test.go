@@ -216,6 +216,7 @@ func TestLoadDefaults(t *testing.T) {
 		LetterTTL:         4800 * time.Hour,
 		ReadLetterTTL:     720 * time.Hour,
 		Rates:             map[string]int{},
+		Coalesce:          map[string]time.Duration{"email": time.Minute, "sms": time.Minute, "push": time.Minute},
 		DrainDelay:        2 * time.Second,
 		LogLevel:          "info",
 		LogFormat:         "json",

@@ -73,6 +73,8 @@ type Config struct {
 	// ReminderBefore is how long before a letter's reply_by a reminder
 	// goes out if it is still unread; 0 sends none.
 	ReminderBefore time.Duration
+	// Coalesce is each channel's coalescing window (0 or absent: off).
+	Coalesce map[channels.Name]time.Duration
 	// Limiter caps each channel's send rate across all replicas; nil
 	// sends as fast as the channels go.
 	Limiter Limiter
@@ -159,6 +161,7 @@ func (d *Dispatcher) Register(mux *asynq.ServeMux) {
 	mux.HandleFunc(TypeBadge, d.HandleBadge)
 	mux.HandleFunc(TypeReminder, d.HandleReminder)
 	mux.HandleFunc(TypeRejected, d.HandleRejected)
+	mux.HandleFunc(TypeFlush, d.HandleFlush)
 }
 
 // HandleInbound handles an event a platform enqueued straight into asynq.
@@ -339,6 +342,12 @@ func (d *Dispatcher) receive(ctx context.Context, ev *Event) error {
 		if _, done := stored.Done[dl.id]; done {
 			continue
 		}
+		if o, held, err := d.holdForWindow(ctx, c, stored, dl, now); err != nil {
+			return err
+		} else if held {
+			outs = append(outs, o)
+			continue
+		}
 		if until, why := d.hold(stored, dl.to.Channel, now); !until.IsZero() {
 			o := Outcome{At: now, DeliveryID: dl.id, Channel: dl.to.Channel, App: dl.to.App, Result: ResultDeferred,
 				Reason: why + " until " + until.In(copenhagen).Format("2006-01-02 15:04 MST")}
@@ -351,6 +360,9 @@ func (d *Dispatcher) receive(ctx context.Context, ev *Event) error {
 	results := d.sendAll(ctx, c, stored, todo, 1)
 	pending := deferred
 	for _, r := range results {
+		if w := d.coalesceWindow(stored, r.dl.to.Channel); w > 0 && r.out.Result == ResultSent {
+			r.out.Window = now.Add(w)
+		}
 		outs = append(outs, r.out)
 		if !r.out.Final {
 			pending = append(pending, r)
@@ -443,7 +455,7 @@ func (d *Dispatcher) sendAll(ctx context.Context, c *Citizen, l *Letter, todo []
 }
 
 // send makes one attempt at one delivery and classifies its outcome.
-func (d *Dispatcher) send(ctx context.Context, c *Citizen, l *Letter, dl delivery, attempt int) result {
+func (d *Dispatcher) send(ctx context.Context, c *Citizen, l *Letter, dl delivery, attempt int, adjust ...func(*channels.Alert)) result {
 	if d.cfg.Limiter != nil {
 		wait, err := d.cfg.Limiter.Reserve(ctx, dl.to.Channel)
 		if err == nil && wait > 0 {
@@ -459,7 +471,11 @@ func (d *Dispatcher) send(ctx context.Context, c *Citizen, l *Letter, dl deliver
 	s := d.cfg.Senders[dl.to.Channel]
 	sctx, cancel := context.WithTimeout(ctx, d.cfg.SendTimeout)
 	start := time.Now()
-	rc, err := s.Send(sctx, dl.to, d.alert(c, l, dl))
+	a := d.alert(c, l, dl)
+	for _, f := range adjust {
+		f(&a)
+	}
+	rc, err := s.Send(sctx, dl.to, a)
 	cancel()
 	took := time.Since(start)
 	out := Outcome{At: d.cfg.Now(), DeliveryID: dl.id, Channel: dl.to.Channel, App: dl.to.App,

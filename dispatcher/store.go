@@ -24,6 +24,8 @@ type Citizen struct {
 	Forward string
 	// Unread is the number of the citizen's unread letters (the badge).
 	Unread int
+	// Windows are the ends of the channels' open coalescing windows.
+	Windows map[channels.Name]time.Time
 }
 
 // ReadState is a letter's read state as every platform should show it.
@@ -104,6 +106,9 @@ type Outcome struct {
 	// Track asks the store to remember which letter the delivery belongs
 	// to, for the provider's delivery reports (DeliveryRef).
 	Track bool `json:"-"`
+	// Window, when set on a sent outcome, opens the citizen's coalescing
+	// window on its channel until then.
+	Window time.Time `json:"-"`
 }
 
 // Trail results.
@@ -187,6 +192,13 @@ type Store interface {
 	UnreadSince(ctx context.Context, citizen string, from, to time.Time) ([]string, error)
 	// MarkRegistryEvent marks a citizen-level event processed.
 	MarkRegistryEvent(ctx context.Context, citizen, eventID string) error
+	// Hold adds a letter to the citizen's held letters on a channel (a
+	// coalescing window is open) and reports whether it is the first.
+	Hold(ctx context.Context, citizen string, ch channels.Name, messageID string) (first bool, err error)
+	// Held returns the held letters of a channel, oldest first;
+	// Release forgets the first n of them.
+	Held(ctx context.Context, citizen string, ch channels.Name) ([]string, error)
+	Release(ctx context.Context, citizen string, ch channels.Name, n int) error
 	// Remember records key for ttl and reports whether it was new.
 	Remember(ctx context.Context, key string, ttl time.Duration) (bool, error)
 	// Trail returns a letter's delivery trail, oldest first.

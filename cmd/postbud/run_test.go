@@ -74,6 +74,8 @@ func testEnv(rt *redistest.Env, smtp *emailtest.Server, extra map[string]string)
 		"POSTBUD_SMTP_TIMEOUT":        "5s",
 		// The tests run at any hour: no quiet hours unless a test asks.
 		"POSTBUD_QUIET_HOURS_SMS": "off",
+		// Letters follow each other fast here: one alert each.
+		"POSTBUD_COALESCE_EMAIL": "0", "POSTBUD_COALESCE_SMS": "0", "POSTBUD_COALESCE_PUSH": "0",
 	}
 	for k, v := range extra {
 		env[k] = v

@@ -118,6 +118,14 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		}
 	}
 
+	coalesce := map[channels.Name]time.Duration{}
+	for ch, w := range cfg.Coalesce {
+		if ch == "push" {
+			coalesce[channels.APNs], coalesce[channels.FCM] = w, w
+		} else {
+			coalesce[channels.Name(ch)] = w
+		}
+	}
 	var limiter dispatcher.Limiter
 	if len(cfg.Rates) > 0 {
 		rates := map[channels.Name]int{}
@@ -137,7 +145,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Enqueuer: client, Queues: queues,
 		Senders: senders, Logger: log, MailboxURL: cfg.MailboxURL, AlertTTL: cfg.AlertTTL, RetryBase: cfg.RetryBase,
 		TrackReports: trackReports(cfg), Syncer: syncer, QuietHours: quiet, PaperForMinors: cfg.PaperForMinors,
-		ReminderBefore: cfg.ReminderBefore, Observer: m, Limiter: limiter})
+		ReminderBefore: cfg.ReminderBefore, Observer: m, Limiter: limiter, Coalesce: coalesce})
 	if err != nil {
 		return err
 	}

@@ -192,6 +192,13 @@ func decodeCitizen(key string, m map[string]string) *dispatcher.Citizen {
 	c := &dispatcher.Citizen{Key: key, Email: m["email"], Mobile: m["mobile"], Language: m["lang"],
 		Address: m["addr"], Exempt: m["x"] == "1", Forward: m["fwd"]}
 	for f, v := range m {
+		if ch, ok := strings.CutPrefix(f, "co:"); ok {
+			if c.Windows == nil {
+				c.Windows = map[channels.Name]time.Time{}
+			}
+			c.Windows[channels.Name(ch)] = msTime(v)
+			continue
+		}
 		rest, ok := strings.CutPrefix(f, "dev:")
 		if !ok {
 			continue
@@ -266,7 +273,11 @@ func (s *Store) Record(ctx context.Context, citizen string, l *dispatcher.Letter
 	}
 	var entries []any
 	var tracked []string
+	var windows []any
 	for _, o := range outs {
+		if !o.Window.IsZero() {
+			windows = append(windows, "co:"+string(o.Channel), o.Window.UnixMilli())
+		}
 		if o.Track && o.DeliveryID != "" {
 			tracked = append(tracked, o.DeliveryID)
 		}
@@ -302,6 +313,9 @@ func (s *Store) Record(ctx context.Context, citizen string, l *dispatcher.Letter
 		}
 		if len(outs) > 0 || eventID != "" {
 			out = append(out, p.Set(ctx, s.indexKey(l.MessageID), citizen, s.o.LetterTTL))
+		}
+		if len(windows) > 0 {
+			out = append(out, p.HSet(ctx, s.citizenKey(citizen), windows...))
 		}
 		for _, did := range tracked {
 			out = append(out, p.Set(ctx, s.deliveryKey(did), citizen+"/"+l.MessageID, deliveryRefTTL))
@@ -570,4 +584,33 @@ func (s *Store) UnreadSince(ctx context.Context, citizen string, from, to time.T
 // MarkRegistryEvent marks a citizen-level event processed.
 func (s *Store) MarkRegistryEvent(ctx context.Context, citizen, eventID string) error {
 	return s.rdb.Set(ctx, s.eventKey(citizen, eventID), "1", s.o.EventTTL).Err()
+}
+
+func (s *Store) heldKey(c string, ch channels.Name) string {
+	return s.o.Prefix + ":{" + c + "}:held:" + string(ch)
+}
+
+// Hold adds a letter to a channel's held letters.
+func (s *Store) Hold(ctx context.Context, citizen string, ch channels.Name, messageID string) (bool, error) {
+	k := s.heldKey(citizen, ch)
+	var n *redis.IntCmd
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		n = p.RPush(ctx, k, messageID)
+		p.Expire(ctx, k, 7*24*time.Hour)
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("hold: %w", err)
+	}
+	return n.Val() == 1, nil
+}
+
+// Held returns a channel's held letters, oldest first.
+func (s *Store) Held(ctx context.Context, citizen string, ch channels.Name) ([]string, error) {
+	return s.rdb.LRange(ctx, s.heldKey(citizen, ch), 0, -1).Result()
+}
+
+// Release forgets the first n held letters.
+func (s *Store) Release(ctx context.Context, citizen string, ch channels.Name, n int) error {
+	return s.rdb.LTrim(ctx, s.heldKey(citizen, ch), int64(n), -1).Err()
 }

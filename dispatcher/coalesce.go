@@ -1,0 +1,184 @@
+package dispatcher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/digitalpost/postbud/channels"
+)
+
+// Coalescing. Several letters to one citizen within a short window become
+// one alert per channel. The first letter alerts at once and opens the
+// window (its end is kept in the citizen's hash, which every letter reads
+// anyway, so an idle window costs nothing); letters that arrive while it
+// is open are held, and one task at the window's end sends a single alert
+// naming their senders ("Du har 3 nye breve i Digital Post fra …"). Urgent
+// letters and legal notifications are never held. Two letters processed at
+// the same instant may both alert: the window is best effort, never a
+// reason to lose an alert.
+
+// TypeFlush sends the alert for a channel's held letters.
+const TypeFlush = "postbud:flush"
+
+type flushTask struct {
+	Citizen string `json:"c"`
+	Channel string `json:"ch"`
+	End     int64  `json:"e"` // window end, unix ms
+}
+
+// maxNamedSenders is how many senders a coalesced alert names; the rest
+// are counted.
+const maxNamedSenders = 3
+
+// coalesceWindow is the channel's window, or 0 when letters of l's kind
+// are never held.
+func (d *Dispatcher) coalesceWindow(l *Letter, ch channels.Name) time.Duration {
+	if l.Priority == Urgent || l.Legal || ch == channels.Paper {
+		return 0
+	}
+	return d.cfg.Coalesce[ch]
+}
+
+// holdForWindow holds a delivery when its channel's window is open: the
+// letter joins the held letters and the flush task is made sure of.
+func (d *Dispatcher) holdForWindow(ctx context.Context, c *Citizen, l *Letter, dl delivery, now time.Time) (Outcome, bool, error) {
+	if d.coalesceWindow(l, dl.to.Channel) == 0 {
+		return Outcome{}, false, nil
+	}
+	end, open := c.Windows[dl.to.Channel]
+	if !open || !end.After(now) {
+		return Outcome{}, false, nil
+	}
+	if _, err := d.cfg.Store.Hold(ctx, c.Key, dl.to.Channel, l.MessageID); err != nil {
+		return Outcome{}, false, err
+	}
+	b, _ := json.Marshal(flushTask{Citizen: c.Key, Channel: string(dl.to.Channel), End: end.UnixMilli()})
+	id := "flush:" + d.cfg.Keyer.EventID(c.Key+"|"+string(dl.to.Channel)+"|"+strconv.FormatInt(end.UnixMilli(), 10))
+	if err := d.enqueue(ctx, asynq.NewTask(TypeFlush, b, asynq.TaskID(id), asynq.ProcessAt(end),
+		asynq.Queue(d.cfg.Queues.Normal), asynq.MaxRetry(30))); err != nil {
+		return Outcome{}, false, err
+	}
+	return Outcome{At: now, DeliveryID: dl.id, Channel: dl.to.Channel, App: dl.to.App, Result: ResultDeferred,
+		Reason: "coalescing until " + end.In(copenhagen).Format("15:04:05")}, true, nil
+}
+
+// HandleFlush sends one alert per address of a channel for the letters
+// held in its window, skipping those read meanwhile.
+func (d *Dispatcher) HandleFlush(ctx context.Context, t *asynq.Task) error {
+	var p flushTask
+	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.Citizen == "" {
+		return fmt.Errorf("flush task payload: %w", errors.Join(err, asynq.SkipRetry))
+	}
+	ch := channels.Name(p.Channel)
+	ids, err := d.cfg.Store.Held(ctx, p.Citizen, ch)
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	now := d.cfg.Now()
+	type held struct {
+		l  *Letter
+		dl delivery
+	}
+	var c *Citizen
+	var letters []held
+	var names []string
+	for _, id := range ids {
+		cc, l, err := d.cfg.Store.Load(ctx, p.Citizen, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		c = cc
+		for _, dl := range d.addresses(cc, id) {
+			if dl.to.Channel != ch {
+				continue
+			}
+			if _, done := l.Done[dl.id]; done {
+				continue
+			}
+			if l.Read {
+				if err := d.cfg.Store.Record(ctx, p.Citizen, l, []Outcome{skipped(now, dl, "read")}, ""); err != nil {
+					return err
+				}
+				continue
+			}
+			letters = append(letters, held{l: l, dl: dl})
+			names = append(names, l.SenderName)
+		}
+	}
+	if len(letters) > 0 {
+		if err := d.sendCoalesced(ctx, c, ch, p, letters[0].l, len(uniqueLetters(letters, func(h held) string { return h.l.MessageID })), names, func(to channels.Address, out Outcome) error {
+			for _, h := range letters {
+				if h.dl.to.Value != to.Value {
+					continue
+				}
+				o := out
+				o.DeliveryID = h.dl.id
+				if err := d.cfg.Store.Record(ctx, p.Citizen, h.l, []Outcome{o}, ""); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	return d.cfg.Store.Release(ctx, p.Citizen, ch, len(ids))
+}
+
+func uniqueLetters[T any](xs []T, key func(T) string) map[string]bool {
+	m := map[string]bool{}
+	for _, x := range xs {
+		m[key(x)] = true
+	}
+	return m
+}
+
+// sendCoalesced sends the one alert for count letters to each address of
+// the channel and hands each outcome to record. A failed send fails the
+// task, which retries; addresses already served are marked done per
+// letter, so they are not sent again.
+func (d *Dispatcher) sendCoalesced(ctx context.Context, c *Citizen, ch channels.Name, p flushTask, first *Letter, count int,
+	names []string, record func(channels.Address, Outcome) error) error {
+	shown, more := CoalescedSenders(names, maxNamedSenders)
+	if more > 0 {
+		if c.Language == "en" {
+			shown = append(shown, fmt.Sprintf("%d other senders", more))
+		} else {
+			shown = append(shown, fmt.Sprintf("%d andre afsendere", more))
+		}
+	}
+	seen := map[string]bool{}
+	var errs []error
+	for _, dl := range d.addresses(c, first.MessageID) {
+		if dl.to.Channel != ch || seen[dl.to.Value] {
+			continue
+		}
+		seen[dl.to.Value] = true
+		id := d.cfg.Keyer.DeliveryID("coalesced:"+strconv.FormatInt(p.End, 10), ch, dl.to.Value)
+		cl := *first
+		cl.Notification = ""
+		r := d.send(ctx, c, &cl, delivery{id: id, to: dl.to}, retryCount(ctx)+1, func(a *channels.Alert) {
+			a.Count, a.Senders, a.Badge = count, shown, c.Unread
+		})
+		out := r.out
+		out.Reason = fmt.Sprintf("coalesced: one alert for %d letters (%s)", count, id)
+		if out.Final {
+			if err := record(dl.to, out); err != nil {
+				return err
+			}
+		}
+		if r.err != nil && !out.Final {
+			errs = append(errs, taskError(r.err))
+		}
+	}
+	return errors.Join(errs...)
+}
