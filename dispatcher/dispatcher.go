@@ -325,6 +325,7 @@ func (d *Dispatcher) receive(ctx context.Context, ev *Event) error {
 		stored.SenderID, stored.SenderName, stored.SenderKind = m.SenderID, m.SenderName, m.SenderKind
 		stored.Priority, stored.ReceivedAt, stored.Legal = m.Priority, ev.OccurredAt, m.LegalNotification
 		stored.NotBefore, stored.ReplyBy = m.DoNotDeliverUntil, m.ReplyBy
+		stored.Tidy = c.Unread%16 == 0
 		if m.Notification != "" {
 			if ok, why := CheckNotification(m.Notification); ok {
 				stored.Notification = NormalizeGSM(m.Notification)

@@ -82,6 +82,11 @@ type Letter struct {
 	ChangeAt time.Time
 	ChangeBy Platform
 
+	// Tidy asks Record to trim the citizen's unread index of letters past
+	// retention and refresh its expiry (set every 16th unread letter, to
+	// keep the common letter's writes few).
+	Tidy bool
+
 	// Done holds the ids of deliveries that reached a final outcome (sent,
 	// skipped, gone, archived): they are never attempted again.
 	Done map[string]string

@@ -87,24 +87,15 @@ redis.call('PEXPIRE', KEYS[2], ARGV[5])
 return 1
 `)
 
-// receiveScript records a letter's first processing: its metadata, the
-// final outcomes (done marks), the event's mark — one HSET — and, unless
-// a read arrived first, the letter in the citizen's unread index, trimmed
-// of letters past their retention.
+// fixUnreadScript takes a letter out of the unread index when it turns out
+// to be read (a read that arrived before the letter's first processing).
 //
-// KEYS[1] letter hash  KEYS[2] unread index (zset: message id by received ms)
-// ARGV[1] letter TTL (ms)  ARGV[2] received (unix ms)  ARGV[3] message id
-// ARGV[4] oldest received ms still kept  ARGV[5] read letter TTL (ms)
-// ARGV[6..] HSET field, value pairs
-var receiveScript = redis.NewScript(`
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+// KEYS[1] letter hash  KEYS[2] unread index
+// ARGV[1] message id  ARGV[2] read letter TTL (ms)
+var fixUnreadScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'r') == '1' then
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
-else
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[4])
-  redis.call('PEXPIRE', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 1
 `)
@@ -154,7 +145,6 @@ if nat > ca or (nat == ca and (nr > r or (nr == r and np > cb))) then
       redis.call('ZREM', KEYS[2], ARGV[6])
     else
       redis.call('ZADD', KEYS[2], cur[6], ARGV[6])
-      redis.call('PEXPIRE', KEYS[2], ARGV[5])
     end
   end
 elseif nr ~= r and np ~= cb then

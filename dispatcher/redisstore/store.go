@@ -11,6 +11,10 @@
 //	                        state, d:<delivery id> = final result,
 //	                        e:<event id> = processed mark of its events
 //	P:{C}:t:<msg>    list   the letter's delivery trail (JSON entries)
+//	P:{C}:u          zset   the citizen's unread letters by received time
+//	                        (no TTL: counted with ZCOUNT over the retention
+//	                        window, trimmed every 16th letter and on reads;
+//	                        an empty zset is gone)
 //	P:{C}:e:<event>  string the processed mark of a registry event
 //	P:msg:<msg>      string message id → citizen key, for ops look-ups
 //
@@ -66,7 +70,7 @@ type Store struct {
 	nBatches  atomic.Int64
 }
 
-var allScripts = []*redis.Script{contactScript, deviceScript, removeScript, reportScript, receiveScript, stateScript, exemptionScript}
+var allScripts = []*redis.Script{contactScript, deviceScript, removeScript, reportScript, fixUnreadScript, stateScript, exemptionScript}
 
 var _ dispatcher.Store = (*Store)(nil)
 
@@ -162,7 +166,7 @@ func (s *Store) runScript(ctx context.Context, sc *redis.Script, keys []string, 
 func (s *Store) Lookup(ctx context.Context, citizen, messageID, eventID string) (*dispatcher.Citizen, *dispatcher.Letter, bool, error) {
 	cmds, err := s.do(ctx, func(p redis.Pipeliner) []redis.Cmder {
 		return []redis.Cmder{p.HGetAll(ctx, s.citizenKey(citizen)), p.HGetAll(ctx, s.letterKey(citizen, messageID)),
-			p.ZCard(ctx, s.unreadKey(citizen))}
+			p.ZCount(ctx, s.unreadKey(citizen), strconv.FormatInt(s.oldestKept(), 10), "+inf")}
 	})
 	if err != nil {
 		return nil, nil, false, fmt.Errorf("look up letter: %w", err)
@@ -254,10 +258,10 @@ func b2s(b bool) string {
 
 // Record writes, in one batched round trip: the letter's state that must
 // change together — its metadata when eventID is set, the final outcomes as
-// done marks, the event's mark — in one HSET (inside receiveScript for a
-// letter's first processing, which also files it in the unread index),
-// then non-final trail entries, expiries and the message index. The trail
-// is the letter's done marks and its list, by time.
+// done marks, the event's mark — in one HSET, the letter's filing in the
+// unread index on its first processing, then non-final trail entries,
+// expiries and the message index: plain commands, no script. The trail is
+// the letter's done marks and its list, by time.
 func (s *Store) Record(ctx context.Context, citizen string, l *dispatcher.Letter, outs []dispatcher.Outcome, eventID string) error {
 	var fields []any
 	if eventID != "" {
@@ -293,19 +297,25 @@ func (s *Store) Record(ctx context.Context, citizen string, l *dispatcher.Letter
 			entries = append(entries, entry)
 		}
 	}
-	letter, trail := s.letterKey(citizen, l.MessageID), s.trailKey(citizen, l.MessageID)
-	var rargs []any
-	if eventID != "" {
-		rargs = append([]any{s.o.LetterTTL.Milliseconds(), l.ReceivedAt.UnixMilli(), l.MessageID, s.oldestKept(),
-			s.o.ReadTTL.Milliseconds()}, fields...)
-	}
+	letter, trail, unread := s.letterKey(citizen, l.MessageID), s.trailKey(citizen, l.MessageID), s.unreadKey(citizen)
+	var readFlag *redis.StringCmd
 	_, err := s.do(ctx, func(p redis.Pipeliner) []redis.Cmder {
 		var out []redis.Cmder
-		switch {
-		case eventID != "":
-			out = append(out, script(ctx, p, receiveScript, []string{letter, s.unreadKey(citizen)}, rargs...))
-		case len(fields) > 0:
+		if len(fields) > 0 {
 			out = append(out, p.HSet(ctx, letter, fields...), p.PExpire(ctx, letter, s.o.LetterTTL))
+		}
+		if eventID != "" {
+			// The letter's first processing files it in the unread index;
+			// if a read got in first (read flag set), fixUnread undoes it
+			// below. The flag is read after the ZADD, so a read that runs
+			// in between is seen by one side or the other (stateScript
+			// takes the letter out of the index once it has its 'sn').
+			readFlag = p.HGet(ctx, letter, "r")
+			out = append(out, p.ZAdd(ctx, unread, redis.Z{Score: float64(l.ReceivedAt.UnixMilli()), Member: l.MessageID}))
+			if l.Tidy {
+				out = append(out, p.ZRemRangeByScore(ctx, unread, "-inf", "("+strconv.FormatInt(s.oldestKept(), 10)))
+			}
+			out = append(out, readFlag)
 		}
 		if len(entries) > 0 {
 			out = append(out, p.RPush(ctx, trail, entries...), p.LTrim(ctx, trail, -int64(s.o.TrailCap), -1),
@@ -324,6 +334,14 @@ func (s *Store) Record(ctx context.Context, citizen string, l *dispatcher.Letter
 	})
 	if err != nil {
 		return fmt.Errorf("record outcomes: %w", err)
+	}
+	if readFlag != nil {
+		if readFlag.Val() == "1" {
+			_, err := s.runScript(ctx, fixUnreadScript, []string{letter, unread}, []any{l.MessageID, s.o.ReadTTL.Milliseconds()})
+			if err != nil {
+				return fmt.Errorf("record outcomes: %w", err)
+			}
+		}
 	}
 	return nil
 }
@@ -494,7 +512,8 @@ func (s *Store) MarkEvent(ctx context.Context, citizen, messageID, eventID strin
 // the citizen's unread count.
 func (s *Store) State(ctx context.Context, citizen, messageID string) (dispatcher.ReadState, error) {
 	cmds, err := s.do(ctx, func(p redis.Pipeliner) []redis.Cmder {
-		return []redis.Cmder{p.HGetAll(ctx, s.letterKey(citizen, messageID)), p.ZCard(ctx, s.unreadKey(citizen))}
+		return []redis.Cmder{p.HGetAll(ctx, s.letterKey(citizen, messageID)),
+			p.ZCount(ctx, s.unreadKey(citizen), strconv.FormatInt(s.oldestKept(), 10), "+inf")}
 	})
 	if err != nil {
 		return dispatcher.ReadState{}, fmt.Errorf("read state: %w", err)
