@@ -23,6 +23,9 @@ type op struct {
 	done  chan struct{}
 }
 
+// DefaultLinger is how long a batcher under load waits for more calls.
+const DefaultLinger = 300 * time.Microsecond
+
 const (
 	maxBatch    = 64
 	batchers    = 1
@@ -59,15 +62,33 @@ func (s *Store) batcher() {
 		case o := <-s.ops:
 			batch = append(batch[:0], o)
 		}
+		// Under load, linger a moment for more calls: a round trip saved
+		// is Redis time saved. When the previous batch was a single call
+		// (low load) there is no wait at all.
+		var linger <-chan time.Time
+		if s.busy {
+			linger = time.After(s.linger)
+		}
 	more:
 		for len(batch) < maxBatch {
 			select {
 			case o := <-s.ops:
 				batch = append(batch, o)
-			default:
+			case <-linger:
 				break more
+			default:
+				if linger == nil {
+					break more
+				}
+				select {
+				case o := <-s.ops:
+					batch = append(batch, o)
+				case <-linger:
+					break more
+				}
 			}
 		}
+		s.busy = len(batch) > 1
 		s.flush(batch)
 	}
 }

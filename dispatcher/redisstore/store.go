@@ -68,6 +68,8 @@ type Store struct {
 	closeOnce sync.Once
 	nOps      atomic.Int64
 	nBatches  atomic.Int64
+	busy      bool // the batcher's last batch had more than one call
+	linger    time.Duration
 }
 
 var allScripts = []*redis.Script{contactScript, deviceScript, removeScript, reportScript, fixUnreadScript, stateScript, exemptionScript}
@@ -91,7 +93,7 @@ func New(rdb redis.UniversalClient, o Options) *Store {
 	if o.ReadTTL == 0 || o.ReadTTL > o.LetterTTL {
 		o.ReadTTL = min(30*24*time.Hour, o.LetterTTL)
 	}
-	s := &Store{rdb: rdb, o: o}
+	s := &Store{rdb: rdb, o: o, linger: DefaultLinger}
 	s.startBatchers()
 	return s
 }
