@@ -325,6 +325,7 @@ func TestEndToEndWorkerStoppedMidwayStillOneEmail(t *testing.T) {
 	smtp.Stall(emailtest.StallNone)
 	d2 := start(t, getenv, logs)
 	waitMessages(t, smtp, 1)
+	waitIdle(t, rt)
 	code, body := post(t, d2.base+"/v1/events", testCoreKey, letterEvent("letter-1", msgID))
 	if code != http.StatusAccepted || body["status"] != "duplicate" {
 		t.Errorf("event resent after restart: %d %v, want duplicate", code, body)
