@@ -56,7 +56,9 @@ type Config struct {
 	OpsKeySHA256 [32]byte
 	// Platforms are the platforms allowed to send events, each with the
 	// SHA-256 of its key: POSTBUD_KEY_<PLATFORM>(_FILE) in clear, or
-	// key_sha256 in the YAML file. At least one is required.
+	// key_sha256 in the YAML file. At least one is required. During a key
+	// rotation POSTBUD_KEY_<PLATFORM>_PREVIOUS(_FILE) keeps the old key
+	// valid too (a second entry with the same name).
 	Platforms []Platform
 	// PlatformRate (POSTBUD_PLATFORM_RATE, default 2000) is the events per
 	// second one platform may send to one replica; YAML rate overrides it.
@@ -374,6 +376,7 @@ func oneOf(s string, set ...string) bool {
 func (l *loader) platforms(c *Config) (apps map[string]appsFile) {
 	byName := map[string]*Platform{}
 	var order []string
+	var previous []Platform
 	for name, suffix := range Platforms {
 		env := "POSTBUD_KEY_" + suffix
 		if k := l.secret(env); k != "" {
@@ -383,6 +386,16 @@ func (l *loader) platforms(c *Config) (apps map[string]appsFile) {
 			}
 			byName[name] = &Platform{Name: name, KeySHA256: sha256.Sum256([]byte(k)), Rate: c.PlatformRate}
 			order = append(order, name)
+			// During a rotation the old key stays valid until removed.
+			if prev := l.secret(env + "_PREVIOUS"); prev != "" {
+				if len(prev) < 16 {
+					l.fail(env+"_PREVIOUS", "must be at least 16 characters")
+				} else {
+					previous = append(previous, Platform{Name: name, KeySHA256: sha256.Sum256([]byte(prev)), Rate: c.PlatformRate})
+				}
+			}
+		} else if l.getenv(env+"_PREVIOUS") != "" || l.getenv(env+"_PREVIOUS_FILE") != "" {
+			l.fail(env+"_PREVIOUS", "set without %s: the previous key only stays valid beside a current one", env)
 		}
 	}
 	if path := l.getenv("POSTBUD_CONFIG"); path != "" {
@@ -431,6 +444,7 @@ func (l *loader) platforms(c *Config) (apps map[string]appsFile) {
 	for _, n := range order {
 		c.Platforms = append(c.Platforms, *byName[n])
 	}
+	c.Platforms = append(c.Platforms, previous...)
 	return apps
 }
 

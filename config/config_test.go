@@ -740,3 +740,32 @@ func TestLoadJoined(t *testing.T) {
 		t.Errorf("got %d errors, want 4:\n%v", got, err)
 	}
 }
+
+func TestPlatformKeyRotation(t *testing.T) {
+	env := map[string]string{
+		"POSTBUD_PSEUDONYM_KEY":       strings.Repeat("k", 32),
+		"POSTBUD_OPS_KEY":             "ops-key-0123456789",
+		"POSTBUD_KEY_E_BOKS":          "new-e-boks-key-0123",
+		"POSTBUD_KEY_E_BOKS_PREVIOUS": "old-e-boks-key-0123",
+	}
+	c, err := Load(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys [][32]byte
+	for _, p := range c.Platforms {
+		if p.Name != "e-boks" {
+			t.Errorf("unexpected platform %q", p.Name)
+		}
+		keys = append(keys, p.KeySHA256)
+	}
+	want := [][32]byte{sha256.Sum256([]byte("new-e-boks-key-0123")), sha256.Sum256([]byte("old-e-boks-key-0123"))}
+	if !cmp.Equal(keys, want) {
+		t.Errorf("e-boks keys %x, want the new and the previous", keys)
+	}
+	delete(env, "POSTBUD_KEY_E_BOKS")
+	env["POSTBUD_KEY_CORE"] = "core-key-0123456789"
+	if _, err := Load(func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "POSTBUD_KEY_E_BOKS_PREVIOUS") {
+		t.Errorf("a previous key without a current one: %v", err)
+	}
+}
