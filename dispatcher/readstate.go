@@ -11,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/channels/webhook"
 )
 
 // Read state across the four platforms (DESIGN.md §6).
@@ -262,4 +263,22 @@ func (d *Dispatcher) EnablePlatform(ctx context.Context, p Platform) error {
 // the platform, remembering it for ttl (replay protection).
 func (d *Dispatcher) FreshWebhookID(ctx context.Context, platform, id string, ttl time.Duration) (bool, error) {
 	return d.cfg.Store.Remember(ctx, "wh:"+platform+":"+d.cfg.Keyer.EventID(id), ttl)
+}
+
+// WebhookSyncer adapts the webhook channel to Syncer.
+func WebhookSyncer(s *webhook.Sender) Syncer { return webhookSyncer{s} }
+
+type webhookSyncer struct{ s *webhook.Sender }
+
+func (w webhookSyncer) Sync(ctx context.Context, p Platform, id string, st PlatformState) (channels.Receipt, error) {
+	return w.s.Deliver(ctx, string(p), id, webhook.StateChange{MessageID: st.MessageID, Read: st.Read,
+		Version: st.Version, ChangedAt: st.ChangedAt, Platform: string(st.ChangedBy)})
+}
+
+func (w webhookSyncer) Targets() []Platform {
+	var out []Platform
+	for _, p := range w.s.Platforms() {
+		out = append(out, Platform(p))
+	}
+	return out
 }

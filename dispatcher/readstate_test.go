@@ -13,22 +13,6 @@ import (
 	"github.com/digitalpost/postbud/dispatcher"
 )
 
-// webhookSyncer is the Syncer of cmd/postbud, over the real webhook sender.
-type webhookSyncer struct{ s *webhook.Sender }
-
-func (w webhookSyncer) Sync(ctx context.Context, p dispatcher.Platform, id string, st dispatcher.PlatformState) (channels.Receipt, error) {
-	return w.s.Deliver(ctx, string(p), id, webhook.StateChange{MessageID: st.MessageID, Read: st.Read,
-		Version: st.Version, ChangedAt: st.ChangedAt, Platform: string(st.ChangedBy)})
-}
-
-func (w webhookSyncer) Targets() []dispatcher.Platform {
-	var out []dispatcher.Platform
-	for _, p := range w.s.Platforms() {
-		out = append(out, dispatcher.Platform(p))
-	}
-	return out
-}
-
 func newPlatforms(t *testing.T) (map[dispatcher.Platform]*webhooktest.Receiver, dispatcher.Syncer) {
 	recv := map[dispatcher.Platform]*webhooktest.Receiver{}
 	cfg := webhook.Config{Endpoints: map[string]webhook.Endpoint{}, Timeout: 5 * time.Second}
@@ -42,7 +26,7 @@ func newPlatforms(t *testing.T) (map[dispatcher.Platform]*webhooktest.Receiver, 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return recv, webhookSyncer{s}
+	return recv, dispatcher.WebhookSyncer(s)
 }
 
 // change is one read or unread as a platform sent it.

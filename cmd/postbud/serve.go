@@ -99,7 +99,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 			return fmt.Errorf("POSTBUD_WEBHOOK_*: %w", err)
 		}
 		defer ws.Close()
-		syncer = webhookSyncer{ws}
+		syncer = dispatcher.WebhookSyncer(ws)
 	}
 
 	quiet := map[channels.Name]dispatcher.QuietHours{}
@@ -330,22 +330,6 @@ func buildSenders(cfg *config.Config, log *slog.Logger) (map[channels.Name]chann
 		log.Warn("no channel is configured: letters are recorded as skipped (no contact)")
 	}
 	return out, closeAll, nil
-}
-
-// webhookSyncer adapts the webhook channel to the dispatcher's Syncer.
-type webhookSyncer struct{ s *webhook.Sender }
-
-func (w webhookSyncer) Sync(ctx context.Context, p dispatcher.Platform, id string, st dispatcher.PlatformState) (channels.Receipt, error) {
-	return w.s.Deliver(ctx, string(p), id, webhook.StateChange{MessageID: st.MessageID, Read: st.Read,
-		Version: st.Version, ChangedAt: st.ChangedAt, Platform: string(st.ChangedBy)})
-}
-
-func (w webhookSyncer) Targets() []dispatcher.Platform {
-	var out []dispatcher.Platform
-	for _, p := range w.s.Platforms() {
-		out = append(out, dispatcher.Platform(p))
-	}
-	return out
 }
 
 // asynqLogger adapts slog to asynq's logger.

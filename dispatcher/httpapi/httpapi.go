@@ -161,9 +161,7 @@ func (a *API) platform(r *http.Request) (dispatcher.Platform, bool) {
 
 func (a *API) ops(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		key, ok := bearer(r)
-		sum := HashKey(key)
-		if !ok || a.cfg.OpsKeySHA256 == [32]byte{} || subtle.ConstantTimeCompare(sum[:], a.cfg.OpsKeySHA256[:]) != 1 {
+		if !a.isOps(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="postbud-ops"`)
 			problem(w, http.StatusUnauthorized, "unauthorized", "the ops API needs the ops key as a bearer token", nil)
 			return
@@ -323,14 +321,31 @@ func (a *API) postBatch(w http.ResponseWriter, r *http.Request) {
 func (a *API) getTrail(w http.ResponseWriter, r *http.Request) {
 	id := strings.ToLower(r.PathValue("id"))
 	trail, err := a.cfg.Dispatcher.Trail(r.Context(), id)
+	if letterError(w, err) {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"message_id": id, "trail": trail})
+}
+
+// letterError answers a failed look-up of a letter, and reports whether
+// there was one.
+func letterError(w http.ResponseWriter, err error) bool {
 	switch {
 	case errors.Is(err, dispatcher.ErrNotFound):
 		problem(w, http.StatusNotFound, "not found", "no letter with that message id is tracked", nil)
 	case err != nil:
 		problem(w, http.StatusServiceUnavailable, "unavailable", "the store cannot be reached", nil)
 	default:
-		writeJSON(w, http.StatusOK, map[string]any{"message_id": id, "trail": trail})
+		return false
 	}
+	return true
+}
+
+// isOps reports whether the request carries the ops key.
+func (a *API) isOps(r *http.Request) bool {
+	key, ok := bearer(r)
+	sum := HashKey(key)
+	return ok && a.cfg.OpsKeySHA256 != [32]byte{} && subtle.ConstantTimeCompare(sum[:], a.cfg.OpsKeySHA256[:]) == 1
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -414,21 +429,14 @@ func (a *API) verified(w http.ResponseWriter, r *http.Request, p dispatcher.Plat
 // getState answers a letter's read state and version to a platform (its
 // key) or ops, so platforms can reconcile.
 func (a *API) getState(w http.ResponseWriter, r *http.Request) {
-	if _, ok := a.platform(r); !ok {
-		key, _ := bearer(r)
-		sum := HashKey(key)
-		if a.cfg.OpsKeySHA256 == [32]byte{} || subtle.ConstantTimeCompare(sum[:], a.cfg.OpsKeySHA256[:]) != 1 {
-			problem(w, http.StatusUnauthorized, "unauthorized", "a platform or ops key is required as a bearer token", nil)
-			return
-		}
+	if _, ok := a.platform(r); !ok && !a.isOps(r) {
+		problem(w, http.StatusUnauthorized, "unauthorized", "a platform or ops key is required as a bearer token", nil)
+		return
 	}
 	id := strings.ToLower(r.PathValue("id"))
 	st, err := a.cfg.Dispatcher.State(r.Context(), id)
 	switch {
-	case errors.Is(err, dispatcher.ErrNotFound):
-		problem(w, http.StatusNotFound, "not found", "no letter with that message id is tracked", nil)
-	case err != nil:
-		problem(w, http.StatusServiceUnavailable, "unavailable", "the store cannot be reached", nil)
+	case letterError(w, err):
 	default:
 		state := "unread"
 		if st.Read {
