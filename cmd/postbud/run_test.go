@@ -158,20 +158,32 @@ func letterEvent(id, messageID string) string {
 func waitIdle(t *testing.T, rt *redistest.Env) {
 	t.Helper()
 	insp := asynq.NewInspectorFromRedisClient(rt.Client)
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	eventually(t, "the queues to drain", 20*time.Second, func() bool {
 		busy := 0
 		for _, q := range []string{"urgent", "normal", "bulk"} {
 			if info, err := insp.GetQueueInfo(rt.QueuePrefix + "." + q); err == nil {
 				busy += info.Pending + info.Active + info.Scheduled + info.Retry
 			}
 		}
-		if busy == 0 {
-			return
+		return busy == 0
+	})
+}
+
+// eventually checks cond on a ticker until it holds, failing the test
+// after timeout: for state kept in Redis or another process, which sends
+// no event to wait on.
+func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(timeout)
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s", what)
 		}
-		time.Sleep(10 * time.Millisecond) // polling Redis state; no event to wait on
 	}
-	t.Fatal("queues did not drain")
 }
 
 func waitMessages(t *testing.T, s *emailtest.Server, n int) []emailtest.Message {

@@ -39,12 +39,7 @@ func TestServeRefusesEvictingRedis(t *testing.T) {
 	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port)})
 	defer rdb.Close()
-	for deadline := time.Now().Add(10 * time.Second); rdb.Ping(ctx).Err() != nil; {
-		if time.Now().After(deadline) {
-			t.Fatal("redis-server did not start")
-		}
-		time.Sleep(20 * time.Millisecond) // waiting for a process we started; no event to wait on
-	}
+	eventually(t, "redis-server to answer", 10*time.Second, func() bool { return rdb.Ping(ctx).Err() == nil })
 	rt := &redistest.Env{URL: "redis://127.0.0.1:" + strconv.Itoa(port) + "/0", Prefix: "sc", QueuePrefix: "scq"}
 	smtp := emailtest.New(t)
 	err = run(context.Background(), []string{"serve"}, testEnv(rt, smtp, nil), nil, io.Discard, io.Discard)
