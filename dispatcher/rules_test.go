@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/hibiken/asynq"
 
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher"
@@ -240,4 +241,114 @@ func TestForwardUnopenedOnExemption(t *testing.T) {
 	if n := len(h.channels[channels.Email].alerts()) - emails; n != 1 {
 		t.Errorf("after revocation: %d emails, want 1", n)
 	}
+}
+
+// TestSchedulingRemindersAndSenderText: do_not_deliver_until holds alerts;
+// reply_by schedules one reminder, not sent once the letter is read; the
+// sender's own text is used only when it passes the privacy check.
+func TestSchedulingRemindersAndSenderText(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, channels.Email)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	h.clock.Store(&now)
+	ts := func(t time.Time) string { return t.Format(time.RFC3339Nano) }
+	const cpr = "070780-1234"
+	h.handle(wireAt("c", "contact.updated", ts(now), map[string]any{"cpr": cpr, "email": "x@example.dk"}))
+	letterData := func(msg string, extra map[string]any) map[string]any {
+		d := map[string]any{"message_id": msg, "recipient": map[string]any{"cpr": cpr},
+			"sender": map[string]any{"id": "s", "name": "Aarhus Kommune", "kind": "public"}}
+		for k, v := range extra {
+			d[k] = v
+		}
+		return d
+	}
+	trailOf := func(msg string) []string {
+		tr, err := h.store.Trail(ctx, msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, o := range tr {
+			out = append(out, strings.TrimSpace(string(o.Channel)+" "+o.Result+" "+o.Reason))
+		}
+		return out
+	}
+
+	// Held until tomorrow 09:00.
+	release := now.Add(24 * time.Hour)
+	h.handle(wireAt("l1", "message.received", ts(now), letterData("00000001-0000-4000-8000-0000000000a1",
+		map[string]any{"do_not_deliver_until": ts(release)})))
+	got := trailOf("00000001-0000-4000-8000-0000000000a1")
+	want := "email deferred scheduled until " + release.In(cph(t)).Format("2006-01-02 15:04 MST")
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("held letter trail %q, want [%q]", got, want)
+	}
+	scheduled, _ := h.insp.ListScheduledTasks(h.queues.Normal)
+	if len(scheduled) != 1 || scheduled[0].Type != dispatcher.TypeDelivery || !scheduled[0].NextProcessAt.Equal(release.Truncate(time.Second)) {
+		t.Errorf("scheduled %+v, want one delivery at %v", scheduled, release)
+	}
+
+	// A reply_by in 10 days: one reminder task 72 h before.
+	replyBy := now.Add(10 * 24 * time.Hour)
+	h.handle(wireAt("l2", "message.received", ts(now), letterData("00000002-0000-4000-8000-0000000000a2",
+		map[string]any{"reply_by": ts(replyBy), "notification": "Husk at svare på høringen senest fredag."})))
+	scheduled, _ = h.insp.ListScheduledTasks(h.queues.Normal)
+	var reminder *asynq.TaskInfo
+	for _, ti := range scheduled {
+		if ti.Type == dispatcher.TypeReminder {
+			reminder = ti
+		}
+	}
+	if reminder == nil || !reminder.NextProcessAt.Equal(replyBy.Add(-72*time.Hour).Truncate(time.Second)) {
+		t.Fatalf("reminder task %+v, want one at reply_by − 72h", reminder)
+	}
+	// The sender's text passed the check and is the alert's text.
+	sent := h.channels[channels.Email].alerts()
+	if a := sent[len(sent)-1].Alert; a.Notification != "Husk at svare på høringen senest fredag." {
+		t.Errorf("alert text %q, want the sender's own", a.Notification)
+	}
+	// Run the reminder now: it is sent while the letter is unread...
+	if err := h.d.HandleReminder(ctx, asynq.NewTask(dispatcher.TypeReminder, reminder.Payload)); err != nil {
+		t.Fatal(err)
+	}
+	sent = h.channels[channels.Email].alerts()
+	if a := sent[len(sent)-1].Alert; !strings.HasPrefix(a.Notification, "Påmindelse: Du har ulæst Digital Post fra Aarhus Kommune") {
+		t.Errorf("reminder text %q", a.Notification)
+	}
+	// ...and not once read.
+	n := len(sent)
+	h.handle(wireAt("r2", "message.read", ts(now.Add(time.Hour)), map[string]any{"message_id": "00000002-0000-4000-8000-0000000000a2",
+		"recipient": map[string]any{"cpr": cpr}, "platform": "mit.dk", "at": ts(now.Add(time.Hour))}))
+	if err := h.d.HandleReminder(ctx, asynq.NewTask(dispatcher.TypeReminder, reminder.Payload)); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.channels[channels.Email].alerts()) != n {
+		t.Error("a reminder went out for a read letter")
+	}
+
+	// A sender text with an account number is refused: the generic text.
+	h.handle(wireAt("l3", "message.received", ts(now), letterData("00000003-0000-4000-8000-0000000000a3",
+		map[string]any{"notification": "Beløbet er sat ind på konto 1234 5678901234."})))
+	sent = h.channels[channels.Email].alerts()
+	if a := sent[len(sent)-1].Alert; a.Notification != "" {
+		t.Errorf("alert text %q, want the generic text", a.Notification)
+	}
+	found := false
+	for _, e := range trailOf("00000003-0000-4000-8000-0000000000a3") {
+		if strings.HasPrefix(e, "note sender's alert text refused") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("the refusal is not in the trail: %q", trailOf("00000003-0000-4000-8000-0000000000a3"))
+	}
+}
+
+func cph(t *testing.T) *time.Location {
+	l, err := time.LoadLocation("Europe/Copenhagen")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
