@@ -246,9 +246,12 @@ var ErrUnavailable = errors.New("postbud is unavailable")
 // still queued). The same event accepted twice is processed once.
 func (d *Dispatcher) Accept(ctx context.Context, ev *Event) (duplicate bool, err error) {
 	d.cfg.Keyer.Pseudonymize(ev)
-	msgID := ""
-	if ev.Message != nil {
+	msgID := "" // a letter's events are marked in the letter's hash
+	switch {
+	case ev.Message != nil:
 		msgID = ev.Message.MessageID
+	case ev.Read != nil:
+		msgID = ev.Read.MessageID
 	}
 	seen, err := d.cfg.Store.EventSeen(ctx, ev.CitizenKey, msgID, ev.ID)
 	if err != nil {

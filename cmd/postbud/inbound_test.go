@@ -64,3 +64,19 @@ func TestSignedInboundEvents(t *testing.T) {
 		t.Errorf("unsigned core event: %d, want 202", code)
 	}
 }
+
+// TestReadEventResentIsDuplicate: a message.read resent after processing
+// answers duplicate (its mark is in the letter's record).
+func TestReadEventResentIsDuplicate(t *testing.T) {
+	rt := redistest.New(t)
+	d := start(t, testEnv(rt, emailtest.New(t), nil), &syncBuffer{})
+	ev := event("r1", "message.read", "core", map[string]any{"message_id": "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b",
+		"recipient": map[string]any{"cpr": "010190-1234"}, "platform": "e-boks", "at": time.Now().UTC().Format(time.RFC3339Nano)})
+	if _, body := post(t, d.base+"/v1/events", testCoreKey, ev); body["status"] != "accepted" {
+		t.Fatalf("first: %v", body)
+	}
+	waitIdle(t, rt)
+	if _, body := post(t, d.base+"/v1/events", testCoreKey, ev); body["status"] != "duplicate" {
+		t.Errorf("resent after processing: %v, want duplicate", body)
+	}
+}
