@@ -91,7 +91,9 @@ func (d *Dispatcher) HandleFlush(ctx context.Context, t *asynq.Task) error {
 	for _, id := range ids {
 		cc, l, err := d.cfg.Store.Load(ctx, p.Citizen, id)
 		if errors.Is(err, ErrNotFound) {
-			continue
+			// Held on its way through its first processing, not recorded
+			// yet: try the flush again shortly.
+			return fmt.Errorf("flush: held letter %s not recorded yet", id)
 		}
 		if err != nil {
 			return err
@@ -104,18 +106,32 @@ func (d *Dispatcher) HandleFlush(ctx context.Context, t *asynq.Task) error {
 			if _, done := l.Done[dl.id]; done {
 				continue
 			}
-			if l.Read {
-				if err := d.cfg.Store.Record(ctx, p.Citizen, l, []Outcome{skipped(now, dl, "read")}, ""); err != nil {
-					return err
+			switch until, why := d.hold(l, ch, now); {
+			case l.Read:
+				err = d.cfg.Store.Record(ctx, p.Citizen, l, []Outcome{skipped(now, dl, "read")}, "")
+			case now.After(d.expires(l)):
+				err = d.cfg.Store.Record(ctx, p.Citizen, l, []Outcome{skipped(now, dl, "expired")}, "")
+			case !until.IsZero():
+				// Quiet hours began meanwhile: it waits on its own.
+				o := deferredOutcome(now, dl, until, why)
+				if err = d.cfg.Store.Record(ctx, p.Citizen, l, []Outcome{o}, ""); err == nil {
+					err = d.enqueueDelivery(ctx, p.Citizen, l, result{dl: dl, out: o, until: until})
 				}
-				continue
+			default:
+				letters = append(letters, held{l: l, dl: dl})
+				names = append(names, l.SenderName)
 			}
-			letters = append(letters, held{l: l, dl: dl})
-			names = append(names, l.SenderName)
+			if err != nil {
+				return err
+			}
 		}
 	}
 	if len(letters) > 0 {
-		if err := d.sendCoalesced(ctx, c, ch, p, letters[0].l, len(uniqueLetters(letters, func(h held) string { return h.l.MessageID })), names, func(to channels.Address, out Outcome) error {
+		targets := map[string]bool{}
+		for _, h := range letters {
+			targets[h.dl.to.Value] = true
+		}
+		if err := d.sendCoalesced(ctx, c, ch, p, letters[0].l, len(uniqueLetters(letters, func(h held) string { return h.l.MessageID })), names, targets, func(to channels.Address, out Outcome) error {
 			for _, h := range letters {
 				if h.dl.to.Value != to.Value {
 					continue
@@ -131,7 +147,18 @@ func (d *Dispatcher) HandleFlush(ctx context.Context, t *asynq.Task) error {
 			return err
 		}
 	}
-	return d.cfg.Store.Release(ctx, p.Citizen, ch, len(ids))
+	if err := d.cfg.Store.Release(ctx, p.Citizen, ch, len(ids)); err != nil {
+		return err
+	}
+	// A letter held while this flush ran (its task id was taken by this
+	// one) gets a flush of its own.
+	if more, err := d.cfg.Store.Held(ctx, p.Citizen, ch); err != nil || len(more) == 0 {
+		return err
+	}
+	next := flushTask{Citizen: p.Citizen, Channel: p.Channel, End: now.UnixMilli()}
+	b, _ := json.Marshal(next)
+	return d.enqueue(ctx, asynq.NewTask(TypeFlush, b, asynq.TaskID("flush:"+d.cfg.Keyer.EventID(p.Citizen+"|"+p.Channel+"|"+
+		strconv.FormatInt(next.End, 10))), asynq.Queue(d.cfg.Queues.Normal), asynq.MaxRetry(30)))
 }
 
 func uniqueLetters[T any](xs []T, key func(T) string) map[string]bool {
@@ -147,7 +174,7 @@ func uniqueLetters[T any](xs []T, key func(T) string) map[string]bool {
 // task, which retries; addresses already served are marked done per
 // letter, so they are not sent again.
 func (d *Dispatcher) sendCoalesced(ctx context.Context, c *Citizen, ch channels.Name, p flushTask, first *Letter, count int,
-	names []string, record func(channels.Address, Outcome) error) error {
+	names []string, targets map[string]bool, record func(channels.Address, Outcome) error) error {
 	shown, more := CoalescedSenders(names, maxNamedSenders)
 	if more > 0 {
 		if c.Language == "en" {
@@ -159,7 +186,7 @@ func (d *Dispatcher) sendCoalesced(ctx context.Context, c *Citizen, ch channels.
 	seen := map[string]bool{}
 	var errs []error
 	for _, dl := range d.addresses(c, first.MessageID) {
-		if dl.to.Channel != ch || seen[dl.to.Value] {
+		if dl.to.Channel != ch || seen[dl.to.Value] || !targets[dl.to.Value] {
 			continue
 		}
 		seen[dl.to.Value] = true

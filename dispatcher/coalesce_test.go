@@ -96,3 +96,30 @@ func TestCoalescing(t *testing.T) {
 		t.Errorf("the letter read in the window: trail %+v, want email skipped: read", trail)
 	}
 }
+
+// TestHeldLetterIsNotCoalesced: a letter held by do_not_deliver_until
+// inside an open window waits on its own, not for the window's alert.
+func TestHeldLetterIsNotCoalesced(t *testing.T) {
+	t.Parallel()
+	h := newHarnessWith(t, func(c *dispatcher.Config, _ *harness) {
+		c.Coalesce = map[channels.Name]time.Duration{channels.Email: time.Second}
+	}, channels.Email)
+	h.start()
+	h.accept(wire("c", "contact.updated", map[string]any{"cpr": annaCPR, "email": "anna@example.dk"}))
+	h.idle()
+	h.accept(letter("l1", "00000001-0000-4000-8000-000000000001", annaCPR))
+	h.waitFor("the first email", func() bool { return len(h.channels[channels.Email].alerts()) == 1 })
+	tomorrow := time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339Nano)
+	h.accept(wire("l2", "message.received", map[string]any{"message_id": "00000002-0000-4000-8000-000000000002",
+		"recipient": map[string]any{"cpr": annaCPR}, "do_not_deliver_until": tomorrow,
+		"sender": map[string]any{"id": "s", "name": "Aarhus Kommune", "kind": "public"}}))
+	h.accept(letter("l3", "00000003-0000-4000-8000-000000000003", annaCPR))
+	h.waitFor("the coalesced email", func() bool { return len(h.channels[channels.Email].alerts()) == 2 })
+	if a := h.channels[channels.Email].alerts()[1].Alert; a.Count != 1 || a.MessageID != "00000003-0000-4000-8000-000000000003" {
+		t.Errorf("window's alert %+v, want only the third letter", a)
+	}
+	scheduled, _ := h.insp.ListScheduledTasks(h.queues.Normal)
+	if len(scheduled) != 1 || scheduled[0].Type != dispatcher.TypeDelivery {
+		t.Errorf("scheduled tasks %d, want the held letter's delivery", len(scheduled))
+	}
+}

@@ -175,7 +175,7 @@ func (d *Dispatcher) HandleInbound(ctx context.Context, t *asynq.Task) error {
 		d.log.WarnContext(ctx, "inbound event refused", "task_id", taskID(ctx), "error", err)
 		var ve *ValidationError
 		errors.As(err, &ve)
-		b, _ := json.Marshal(rejectedTask{Errors: ve.Errors, Event: MaskCPR(string(t.Payload()))})
+		b, _ := json.Marshal(rejectedTask{Errors: ve.Errors, Event: describeEvent(t.Payload())})
 		q, _ := asynq.GetQueueName(ctx)
 		rt := asynq.NewTask(TypeRejected, b, asynq.TaskID("rejected:"+taskID(ctx)), asynq.Queue(q), asynq.MaxRetry(0))
 		return d.enqueue(ctx, rt) // nil: the original is done
@@ -200,8 +200,24 @@ func (d *Dispatcher) HandleRejected(ctx context.Context, t *asynq.Task) error {
 	return fmt.Errorf("%w: %w", &ValidationError{Errors: p.Errors}, asynq.SkipRetry)
 }
 
-// MaskCPR replaces anything shaped like a CPR number with "[cpr]".
-func MaskCPR(s string) string { return cprShape.ReplaceAllString(s, "[cpr]") }
+// describeEvent keeps of a rejected event only what identifies it without
+// personal data: its id, type, source and time (CPR-shaped runs masked),
+// and the names of its data fields — no values.
+func describeEvent(raw []byte) string {
+	var w struct {
+		ID, Type, Source, OccurredAt any
+		Data                         map[string]json.RawMessage
+	}
+	_ = json.Unmarshal(raw, &w)
+	var fields []string
+	for k := range w.Data {
+		fields = append(fields, k)
+	}
+	slices.Sort(fields)
+	b, _ := json.Marshal(map[string]any{"id": w.ID, "type": w.Type, "source": w.Source, "occurred_at": w.OccurredAt,
+		"data_fields": fields})
+	return cprShape.ReplaceAllString(string(b), "[cpr]")
+}
 
 var cprShape = regexp.MustCompile(`\d{6}-?\d{4}`)
 
@@ -329,6 +345,9 @@ func (d *Dispatcher) receive(ctx context.Context, ev *Event) error {
 		stored.Priority, stored.ReceivedAt, stored.Legal = m.Priority, ev.OccurredAt, m.LegalNotification
 		stored.NotBefore, stored.ReplyBy = m.DoNotDeliverUntil, m.ReplyBy
 		stored.Tidy = c.Unread%16 == 0
+		if !stored.Read {
+			stored.notCounted = 1 // its first processing files it in the unread index
+		}
 		if m.Notification != "" {
 			if ok, why := CheckNotification(m.Notification); ok {
 				stored.Notification = NormalizeGSM(m.Notification)
@@ -346,17 +365,18 @@ func (d *Dispatcher) receive(ctx context.Context, ev *Event) error {
 		if _, done := stored.Done[dl.id]; done {
 			continue
 		}
+		// A held alert (scheduled, quiet hours) waits on its own: it is
+		// never folded into a coalesced alert that would go out earlier.
+		if until, why := d.hold(stored, dl.to.Channel, now); !until.IsZero() {
+			o := deferredOutcome(now, dl, until, why)
+			outs = append(outs, o)
+			deferred = append(deferred, result{dl: dl, out: o, until: until})
+			continue
+		}
 		if o, held, err := d.holdForWindow(ctx, c, stored, dl, now); err != nil {
 			return err
 		} else if held {
 			outs = append(outs, o)
-			continue
-		}
-		if until, why := d.hold(stored, dl.to.Channel, now); !until.IsZero() {
-			o := Outcome{At: now, DeliveryID: dl.id, Channel: dl.to.Channel, App: dl.to.App, Result: ResultDeferred,
-				Reason: why + " until " + until.In(copenhagen).Format("2006-01-02 15:04 MST")}
-			outs = append(outs, o)
-			deferred = append(deferred, result{dl: dl, out: o, until: until})
 			continue
 		}
 		todo = append(todo, dl)
@@ -426,20 +446,16 @@ func (d *Dispatcher) alert(c *Citizen, l *Letter, dl delivery) channels.Alert {
 		Count:        1,
 		Notification: l.Notification,
 		MailboxURL:   d.cfg.MailboxURL,
-		Badge:        c.Unread + unreadSelf(l),
+		Badge:        c.Unread + l.notCounted,
 		Urgent:       l.Priority == Urgent,
 		Expires:      d.expires(l),
 	}
 }
 
-// unreadSelf is 1 when the letter is unread and not yet in the citizen's
-// unread count (its first processing), so a new letter's alert carries the
-// badge it makes.
-func unreadSelf(l *Letter) int {
-	if l.Read || len(l.Done) > 0 || !l.ChangeAt.IsZero() {
-		return 0
-	}
-	return 1
+// deferredOutcome records a delivery held until a time.
+func deferredOutcome(now time.Time, dl delivery, until time.Time, why string) Outcome {
+	return Outcome{At: now, DeliveryID: dl.id, Channel: dl.to.Channel, App: dl.to.App, Result: ResultDeferred,
+		Reason: why + " until " + until.In(copenhagen).Format("2006-01-02 15:04 MST")}
 }
 
 // sendAll sends the deliveries concurrently and returns one result each, in
@@ -564,8 +580,13 @@ func (d *Dispatcher) HandleDelivery(ctx context.Context, t *asynq.Task) error {
 	now := d.cfg.Now()
 	c, l, err := d.cfg.Store.Load(ctx, p.Citizen, p.MessageID)
 	if errors.Is(err, ErrNotFound) {
-		d.log.WarnContext(ctx, "delivery for an unknown letter dropped", "message_id", p.MessageID, "delivery_id", p.DeliveryID)
-		return nil
+		// The letter's first processing may not have recorded it yet (this
+		// task was enqueued on its way): try again, until the alert expires.
+		if p.Expires > 0 && now.Unix() > p.Expires {
+			d.log.WarnContext(ctx, "delivery for an unknown letter dropped", "message_id", p.MessageID, "delivery_id", p.DeliveryID)
+			return nil
+		}
+		return fmt.Errorf("delivery %s: letter not recorded yet", p.DeliveryID)
 	}
 	if err != nil {
 		return err

@@ -64,8 +64,9 @@ type badgeTask struct {
 }
 
 // syncLockTTL bounds how long one platform's webhook for one letter may
-// hold the letter's lock (longer than a send's timeout).
-const syncLockTTL = time.Minute
+// hold the letter's lock: twice the sync task's timeout, so a twin cannot
+// take it while the holder still runs.
+const syncLockTTL = 2 * time.Minute
 
 // errLocked asks asynq to run the task again shortly without spending a
 // retry: another task is sending this letter's state to this platform.

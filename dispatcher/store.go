@@ -82,6 +82,10 @@ type Letter struct {
 	ChangeAt time.Time
 	ChangeBy Platform
 
+	// notCounted is 1 on a letter's first processing while it is unread:
+	// the citizen's unread count does not include it yet (alert badges).
+	notCounted int
+
 	// Tidy asks Record to trim the citizen's unread index of letters past
 	// retention and refresh its expiry (set every 16th unread letter, to
 	// keep the common letter's writes few).

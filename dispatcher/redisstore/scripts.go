@@ -177,3 +177,14 @@ end
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[4])
 return res
 `)
+
+// ackScript records the version a platform acknowledged: only upwards, and
+// only on a letter that still exists (no key without expiry).
+//
+// KEYS[1] letter hash  ARGV[1] field ('a:<platform>')  ARGV[2] version
+var ackScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+`)

@@ -72,7 +72,7 @@ type Store struct {
 	linger    time.Duration
 }
 
-var allScripts = []*redis.Script{contactScript, deviceScript, removeScript, reportScript, fixUnreadScript, stateScript, exemptionScript}
+var allScripts = []*redis.Script{ackScript, contactScript, deviceScript, removeScript, reportScript, fixUnreadScript, stateScript, exemptionScript}
 
 var _ dispatcher.Store = (*Store)(nil)
 
@@ -305,7 +305,14 @@ func (s *Store) Record(ctx context.Context, citizen string, l *dispatcher.Letter
 	_, err := s.do(ctx, func(p redis.Pipeliner) []redis.Cmder {
 		var out []redis.Cmder
 		if len(fields) > 0 {
-			out = append(out, p.HSet(ctx, letter, fields...), p.PExpire(ctx, letter, s.o.LetterTTL))
+			out = append(out, p.HSet(ctx, letter, fields...))
+			if eventID != "" {
+				out = append(out, p.PExpire(ctx, letter, s.o.LetterTTL))
+			} else {
+				// Later records keep the letter's expiry (a read letter's
+				// is shorter); NX only covers a letter that had none.
+				out = append(out, p.Do(ctx, "PEXPIRE", letter, s.o.LetterTTL.Milliseconds(), "NX"))
+			}
 		}
 		if eventID != "" {
 			// The letter's first processing files it in the unread index;
@@ -508,7 +515,9 @@ func (s *Store) ApplyState(ctx context.Context, citizen, messageID string, read 
 func (s *Store) MarkEvent(ctx context.Context, citizen, messageID, eventID string) error {
 	k := s.letterKey(citizen, messageID)
 	_, err := s.do(ctx, func(p redis.Pipeliner) []redis.Cmder {
-		return []redis.Cmder{p.HSet(ctx, k, "e:"+eventID, "1"), p.PExpire(ctx, k, s.o.LetterTTL)}
+		// stateScript created the letter with its expiry; NX only covers
+		// a letter that had none.
+		return []redis.Cmder{p.HSet(ctx, k, "e:"+eventID, "1"), p.Do(ctx, "PEXPIRE", k, s.o.LetterTTL.Milliseconds(), "NX")}
 	})
 	return err
 }
@@ -562,7 +571,7 @@ func (s *Store) UnlockSync(ctx context.Context, citizen, messageID string, platf
 
 // AckSync records the version a platform acknowledged.
 func (s *Store) AckSync(ctx context.Context, citizen, messageID string, platform dispatcher.Platform, version int64) error {
-	return s.rdb.HSet(ctx, s.letterKey(citizen, messageID), "a:"+string(platform), version).Err()
+	return ackScript.Run(ctx, s.rdb, []string{s.letterKey(citizen, messageID)}, "a:"+string(platform), version).Err()
 }
 
 // PlatformDisabled reports whether a platform's webhook endpoint was
