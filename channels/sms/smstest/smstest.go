@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v4"
+
+	"github.com/digitalpost/postbud/channels/channeltest"
 )
 
 // Defaults of Options.
@@ -245,27 +247,7 @@ func (g *Gateway) hold(r *http.Request) bool {
 	g.notify()
 	stall, delay := g.stall, g.delay
 	g.mu.Unlock()
-	if stall != nil {
-		select {
-		case <-stall:
-		case <-r.Context().Done():
-			return false
-		case <-g.done:
-			return false
-		}
-	}
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			return false
-		case <-g.done:
-			return false
-		}
-	}
-	return r.Context().Err() == nil
+	return channeltest.Hold(r.Context(), stall, delay, g.done)
 }
 
 // authorized checks HTTP Basic auth: the token as user, an empty password.

@@ -30,6 +30,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/digitalpost/postbud/channels/channeltest"
 	"github.com/digitalpost/postbud/channels/webhook"
 )
 
@@ -368,27 +369,7 @@ func (r *Receiver) hold(req *http.Request) bool {
 	r.notify()
 	stall, delay := r.stall, r.delay
 	r.mu.Unlock()
-	if stall != nil {
-		select {
-		case <-stall:
-		case <-req.Context().Done():
-			return false
-		case <-r.done:
-			return false
-		}
-	}
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-req.Context().Done():
-			return false
-		case <-r.done:
-			return false
-		}
-	}
-	return req.Context().Err() == nil
+	return channeltest.Hold(req.Context(), stall, delay, r.done)
 }
 
 // handle answers one request. In order: hold (delay, stall); 405 for
