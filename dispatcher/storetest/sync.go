@@ -82,7 +82,7 @@ var syncCases = []Case{
 		for _, a := range []struct {
 			p dispatcher.Platform
 			v int64
-		}{{dispatcher.EBoks, 2}, {dispatcher.EBoks, 1}, {dispatcher.MitDK, 1}, {dispatcher.EBoks, 3}, {dispatcher.MitDK, 1}} {
+		}{{dispatcher.EBoks, 2}, {dispatcher.MitDK, 1}, {dispatcher.EBoks, 3}, {dispatcher.EBoks, 1}, {dispatcher.MitDK, 1}} {
 			must(t, s.AckSync(ctx, alice, msg1, a.p, a.v))
 		}
 		st := state(t, s, alice, msg1)
