@@ -19,7 +19,7 @@ var registryCases = []Case{
 			Language: ptr("da"), Address: ptr("Vej 1")}, at, "ev-1"))
 		must(t, s.UpdateContact(ctx, alice, &dispatcher.ContactData{Email: ptr("new@example.dk"), Mobile: ptr("")},
 			at.Add(time.Second), "ev-2"))
-		c := citizenOf(t, s, alice)
+		c := registered(t, s, alice)
 		if c.Email != "new@example.dk" || c.Mobile != "" || c.Language != "da" || c.Address != "Vej 1" {
 			t.Errorf("citizen = %+v; want the new email, no mobile, language and address kept", c)
 		}
@@ -30,7 +30,7 @@ var registryCases = []Case{
 		must(t, s.UpdateContact(ctx, alice, &dispatcher.ContactData{Email: ptr("new@example.dk")}, at, "ev-new"))
 		must(t, s.UpdateContact(ctx, alice, &dispatcher.ContactData{Email: ptr("old@example.dk"), Mobile: ptr("+4511111111")},
 			at.Add(-time.Minute), "ev-old"))
-		if c := citizenOf(t, s, alice); c.Email != "new@example.dk" || c.Mobile != "" {
+		if c := registered(t, s, alice); c.Email != "new@example.dk" || c.Mobile != "" {
 			t.Errorf("citizen = %+v; an older event was applied", c)
 		}
 		if !seen(t, s, alice, "", "ev-old") {
@@ -43,7 +43,7 @@ var registryCases = []Case{
 		must(t, s.UpdateContact(ctx, alice, &dispatcher.ContactData{Email: ptr("first@example.dk")}, at, "ev-1"))
 		must(t, s.UpdateContact(ctx, alice, &dispatcher.ContactData{Email: ptr("second@example.dk")}, at.Add(time.Second), "ev-2"))
 		must(t, s.UpdateContact(ctx, alice, &dispatcher.ContactData{Email: ptr("rerun@example.dk")}, at.Add(time.Hour), "ev-1"))
-		if c := citizenOf(t, s, alice); c.Email != "second@example.dk" {
+		if c := registered(t, s, alice); c.Email != "second@example.dk" {
 			t.Errorf("email = %q after a re-run of ev-1, want second@example.dk", c.Email)
 		}
 	}},
@@ -56,7 +56,7 @@ var registryCases = []Case{
 		refreshed := dispatcher.Device{App: "mit.dk", Provider: "apns", Token: "tok", Environment: "production",
 			RegisteredAt: at.Add(time.Hour)}
 		must(t, s.RegisterDevice(ctx, alice, refreshed, "ev-2"))
-		c := citizenOf(t, s, alice)
+		c := registered(t, s, alice)
 		if diff := cmp.Diff([]dispatcher.Device{refreshed}, c.Devices, equalTime); diff != "" {
 			t.Errorf("devices (-want +got):\n%s", diff)
 		}
@@ -68,7 +68,7 @@ var registryCases = []Case{
 		must(t, s.RegisterDevice(ctx, alice, d, "ev-reg"))
 		must(t, s.UnregisterDevice(ctx, alice, d, "ev-unreg"))
 		must(t, s.RegisterDevice(ctx, alice, d, "ev-reg"))
-		if c := citizenOf(t, s, alice); len(c.Devices) != 0 {
+		if c := registered(t, s, alice); len(c.Devices) != 0 {
 			t.Errorf("devices = %+v; a re-run registered the token again", c.Devices)
 		}
 	}},
@@ -80,7 +80,7 @@ var registryCases = []Case{
 		must(t, s.RegisterDevice(ctx, alice, dispatcher.Device{App: "e-boks", Provider: "apns", Token: "drop", RegisteredAt: at}, "ev-2"))
 		must(t, s.UnregisterDevice(ctx, alice, dispatcher.Device{Provider: "apns", Token: "drop"}, "ev-3"))
 		must(t, s.UnregisterDevice(ctx, alice, dispatcher.Device{Provider: "fcm", Token: "never"}, "ev-4"))
-		if diff := cmp.Diff([]dispatcher.Device{keep}, citizenOf(t, s, alice).Devices, equalTime); diff != "" {
+		if diff := cmp.Diff([]dispatcher.Device{keep}, registered(t, s, alice).Devices, equalTime); diff != "" {
 			t.Errorf("devices (-want +got):\n%s", diff)
 		}
 		if !seen(t, s, alice, "", "ev-4") {
@@ -102,13 +102,13 @@ var registryCases = []Case{
 		if ok, err := s.SetExemption(ctx, alice, true, "Postboks 7", at, "ev-1"); err != nil || !ok {
 			t.Fatalf("grant: applied %v, %v", ok, err)
 		}
-		if c := citizenOf(t, s, alice); !c.Exempt || c.Forward != "Postboks 7" || c.Address != "Vej 1" {
+		if c := registered(t, s, alice); !c.Exempt || c.Forward != "Postboks 7" || c.Address != "Vej 1" {
 			t.Errorf("after the grant: %+v", c)
 		}
 		if ok, err := s.SetExemption(ctx, alice, false, "", at.Add(time.Second), "ev-2"); err != nil || !ok {
 			t.Fatalf("revoke: applied %v, %v", ok, err)
 		}
-		if c := citizenOf(t, s, alice); c.Exempt || c.Forward != "" || c.Address != "Vej 1" {
+		if c := registered(t, s, alice); c.Exempt || c.Forward != "" || c.Address != "Vej 1" {
 			t.Errorf("after the revoke: %+v", c)
 		}
 	}},
@@ -121,7 +121,7 @@ var registryCases = []Case{
 		if ok, err := s.SetExemption(ctx, alice, false, "", at.Add(-time.Second), "ev-old-revoke"); err != nil || ok {
 			t.Errorf("older revoke: applied %v, %v; want not applied", ok, err)
 		}
-		if c := citizenOf(t, s, alice); !c.Exempt || c.Forward != "Postboks 7" {
+		if c := registered(t, s, alice); !c.Exempt || c.Forward != "Postboks 7" {
 			t.Errorf("citizen = %+v; an older revoke was applied", c)
 		}
 		if !seen(t, s, alice, "", "ev-old-revoke") {
@@ -140,7 +140,7 @@ var registryCases = []Case{
 		if ok, err := s.SetExemption(ctx, alice, true, "", at.Add(time.Hour), "ev-1"); err != nil || ok {
 			t.Errorf("re-run: applied %v, %v; want not applied", ok, err)
 		}
-		if c := citizenOf(t, s, alice); c.Exempt {
+		if c := registered(t, s, alice); c.Exempt {
 			t.Error("a re-run of the grant made the citizen exempt again")
 		}
 	}},
@@ -180,7 +180,7 @@ func removeAddress(t *testing.T, s dispatcher.Store) {
 			if removed != tc.wantRemoved {
 				t.Errorf("removed = %v, want %v", removed, tc.wantRemoved)
 			}
-			c := citizenOf(t, s, citizen)
+			c := registered(t, s, citizen)
 			has := map[channels.Name]bool{channels.Email: c.Email == "a@example.dk", channels.SMS: c.Mobile == "+4512345678"}
 			for _, d := range c.Devices {
 				has[channels.Name(d.Provider)] = true

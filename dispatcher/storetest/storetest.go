@@ -180,7 +180,9 @@ func seen(t *testing.T, s dispatcher.Store, citizen, messageID, eventID string) 
 	return ok
 }
 
-func citizenOf(t *testing.T, s dispatcher.Store, citizen string) *dispatcher.Citizen {
+// registered returns the citizen as stored (through Load of a letter that
+// does not exist).
+func registered(t *testing.T, s dispatcher.Store, citizen string) *dispatcher.Citizen {
 	t.Helper()
 	c, _, _ := s.Load(t.Context(), citizen, "no-such-letter")
 	if c == nil {
