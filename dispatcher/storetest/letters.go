@@ -1,0 +1,362 @@
+package storetest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/dispatcher"
+)
+
+// Letters: Lookup, Load, Record and what Record leaves behind (Trail,
+// CitizenOf, DeliveryRef, UnreadSince).
+var letterCases = []Case{
+	{"Lookup", "an unknown citizen and letter come back empty and usable", func(t *testing.T, s dispatcher.Store) {
+		c, l, ok, err := s.Lookup(t.Context(), alice, msg1, "ev-1")
+		must(t, err)
+		if ok {
+			t.Fatal("seen, want not seen")
+		}
+		if c == nil || c.Key != alice || c.Email != "" || len(c.Devices) != 0 || c.Unread != 0 {
+			t.Errorf("citizen = %+v, want an empty citizen keyed %s", c, alice)
+		}
+		if l == nil || l.MessageID != msg1 || l.SenderName != "" || l.Read || l.Version != 0 || len(l.Done) != 0 {
+			t.Errorf("letter = %+v, want an empty letter with its id", l)
+		}
+	}},
+	{"Lookup", "a processed event is seen and nothing else returned", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		record(t, s, alice, newLetter(msg1, at), nil, "ev-1")
+		c, l, ok, err := s.Lookup(t.Context(), alice, msg1, "ev-1")
+		if err != nil || !ok || c != nil || l != nil {
+			t.Errorf("Lookup(ev-1) = %v, %v, seen %v, %v; want seen and nothing else", c, l, ok, err)
+		}
+		c, l, ok, err = s.Lookup(t.Context(), alice, msg1, "ev-2")
+		if err != nil || ok || l == nil || l.SenderName == "" || c.Unread != 1 {
+			t.Errorf("Lookup(ev-2) = %+v, %+v, seen %v, %v; want the stored letter", c, l, ok, err)
+		}
+		if _, _, ok, _ := s.Lookup(t.Context(), alice, msg1, ""); ok {
+			t.Error("Lookup with no event id: seen")
+		}
+	}},
+	{"Lookup", "a read state that came before the letter comes with it", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		apply(t, s, alice, msg1, true, at, dispatcher.MitDK, "ev-read")
+		_, l, ok, err := s.Lookup(t.Context(), alice, msg1, "ev-arrive")
+		if err != nil || ok {
+			t.Fatalf("Lookup: seen %v, %v", ok, err)
+		}
+		want := &dispatcher.Letter{MessageID: msg1, Read: true, Version: 1, ChangeAt: at, ChangeBy: dispatcher.MitDK}
+		if diff := cmp.Diff(want, l, letterOpts...); diff != "" {
+			t.Errorf("letter (-want +got):\n%s", diff)
+		}
+	}},
+	{"Lookup", "the citizen as registered, devices in a stable order", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		ctx := t.Context()
+		must(t, s.UpdateContact(ctx, alice, &dispatcher.ContactData{Email: ptr("a@example.dk"), Mobile: ptr("+4512345678"),
+			Language: ptr("en"), Address: ptr("Vej 1, 8000 Aarhus C")}, at, "ev-c"))
+		for i, d := range []dispatcher.Device{
+			{App: "mit.dk", Provider: "fcm", Token: "f-2", Environment: "production", RegisteredAt: at},
+			{App: "e-boks", Provider: "apns", Token: "a-2", Environment: "sandbox", RegisteredAt: at.Add(time.Second)},
+			{App: "e-boks", Provider: "fcm", Token: "f-1", Environment: "production", RegisteredAt: at},
+			{App: "e-boks", Provider: "apns", Token: "a-1", Environment: "production", RegisteredAt: at},
+		} {
+			must(t, s.RegisterDevice(ctx, alice, d, "ev-d"+string(rune('0'+i))))
+		}
+		c, _, _, err := s.Lookup(ctx, alice, msg1, "")
+		must(t, err)
+		want := &dispatcher.Citizen{Key: alice, Email: "a@example.dk", Mobile: "+4512345678", Language: "en",
+			Address: "Vej 1, 8000 Aarhus C", Devices: []dispatcher.Device{
+				{App: "e-boks", Provider: "apns", Token: "a-1", Environment: "production", RegisteredAt: at},
+				{App: "e-boks", Provider: "apns", Token: "a-2", Environment: "sandbox", RegisteredAt: at.Add(time.Second)},
+				{App: "e-boks", Provider: "fcm", Token: "f-1", Environment: "production", RegisteredAt: at},
+				{App: "mit.dk", Provider: "fcm", Token: "f-2", Environment: "production", RegisteredAt: at},
+			}}
+		if diff := cmp.Diff(want, c, equalTime); diff != "" {
+			t.Errorf("citizen (-want +got):\n%s", diff)
+		}
+	}},
+
+	// Load returns usable values together with ErrNotFound for a letter not
+	// stored: the badge update and delivery reports use the citizen even
+	// then.
+	{"Load", "an unknown letter: ErrNotFound with the citizen and an empty letter", func(t *testing.T, s dispatcher.Store) {
+		must(t, s.UpdateContact(t.Context(), alice, &dispatcher.ContactData{Email: ptr("a@example.dk")}, now(), "ev-c"))
+		c, l, err := s.Load(t.Context(), alice, msg1)
+		wantNotFound(t, "Load(unknown letter)", err)
+		if c == nil || c.Key != alice || c.Email != "a@example.dk" {
+			t.Errorf("citizen = %+v, want the registered citizen", c)
+		}
+		if l == nil || l.MessageID != msg1 || l.SenderName != "" {
+			t.Errorf("letter = %+v, want an empty letter with its id", l)
+		}
+	}},
+	{"Load", "a stored letter and its citizen", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		want := newLetter(msg1, at)
+		record(t, s, alice, want, nil, "ev-1")
+		c, l := load(t, s, alice, msg1)
+		if diff := cmp.Diff(want, l, letterOpts...); diff != "" {
+			t.Errorf("letter (-want +got):\n%s", diff)
+		}
+		if c.Key != alice || c.Unread != 1 {
+			t.Errorf("citizen = %+v, want %s with 1 unread", c, alice)
+		}
+	}},
+	{"Load", "a read state alone is not a stored letter", func(t *testing.T, s dispatcher.Store) {
+		apply(t, s, alice, msg1, true, now(), dispatcher.EBoks, "ev-read")
+		_, l, err := s.Load(t.Context(), alice, msg1)
+		wantNotFound(t, "Load(read state only)", err)
+		if l == nil || !l.Read || l.Version != 1 {
+			t.Errorf("letter = %+v, want its read state", l)
+		}
+	}},
+
+	{"Record", "a first processing stores the letter, files it unread and marks the event", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		ctx := t.Context()
+		want := newLetter(msg1, at)
+		record(t, s, alice, want, []dispatcher.Outcome{sent(at, "d-mail", channels.Email)}, "ev-1")
+		c, l := load(t, s, alice, msg1)
+		if diff := cmp.Diff(want, l, letterOpts...); diff != "" {
+			t.Errorf("letter (-want +got):\n%s", diff)
+		}
+		if c.Unread != 1 {
+			t.Errorf("unread = %d, want 1", c.Unread)
+		}
+		if ids, err := s.UnreadSince(ctx, alice, at, at); err != nil || !cmp.Equal(ids, []string{msg1}) {
+			t.Errorf("UnreadSince = %v, %v; want [%s]", ids, err, msg1)
+		}
+		if who, err := s.CitizenOf(ctx, msg1); err != nil || who != alice {
+			t.Errorf("CitizenOf = %q, %v; want %s", who, err, alice)
+		}
+		if !seen(t, s, alice, msg1, "ev-1") {
+			t.Error("the event is not marked")
+		}
+	}},
+	{"Record", "final outcomes are done, others are not", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		gone := dispatcher.Outcome{At: at, DeliveryID: "d-push", Channel: channels.APNs, App: "e-boks",
+			Result: dispatcher.ResultGone, Kind: "gone", Code: "410", Final: true}
+		record(t, s, alice, newLetter(msg1, at), []dispatcher.Outcome{sent(at, "d-mail", channels.Email),
+			retrying(at, "d-sms", channels.SMS), gone}, "ev-1")
+		_, l := load(t, s, alice, msg1)
+		if got := sortedKeys(l.Done); !cmp.Equal(got, []string{"d-mail", "d-push"}) {
+			t.Errorf("done = %v, want [d-mail d-push]", got)
+		}
+		record(t, s, alice, l, []dispatcher.Outcome{sent(at.Add(time.Second), "d-sms", channels.SMS)}, "")
+		_, l = load(t, s, alice, msg1)
+		if got := sortedKeys(l.Done); !cmp.Equal(got, []string{"d-mail", "d-push", "d-sms"}) {
+			t.Errorf("done after the retry = %v, want [d-mail d-push d-sms]", got)
+		}
+	}},
+	// The doc says Record "stores the letter's metadata if it is new"; it
+	// stores it with the record that carries the event id, and only then:
+	// outcomes recorded before (the dispatcher records what it sent, then
+	// enqueues the rest, then marks the event) leave the letter not found.
+	{"Record", "outcomes before the event mark: done, but the letter is stored with the mark", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		l := newLetter(msg1, at)
+		record(t, s, alice, l, []dispatcher.Outcome{sent(at, "d-mail", channels.Email), retrying(at, "d-sms", channels.SMS)}, "")
+		_, got, err := s.Load(t.Context(), alice, msg1)
+		wantNotFound(t, "Load before the event's record", err)
+		if _, ok := got.Done["d-mail"]; !ok {
+			t.Errorf("done = %v, want d-mail", got.Done)
+		}
+		if seen(t, s, alice, msg1, "ev-1") {
+			t.Error("event seen before it was marked")
+		}
+		record(t, s, alice, l, nil, "ev-1")
+		c, got := load(t, s, alice, msg1)
+		if _, ok := got.Done["d-mail"]; !ok || got.SenderName != l.SenderName || c.Unread != 1 {
+			t.Errorf("after the event's record: letter %+v, unread %d; want stored, d-mail done, 1 unread", got, c.Unread)
+		}
+	}},
+	{"Record", "a later record keeps the stored metadata", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		want := newLetter(msg1, at)
+		record(t, s, alice, want, nil, "ev-1")
+		changed := *want
+		changed.SenderName, changed.Priority = "Someone else", dispatcher.Urgent
+		record(t, s, alice, &changed, []dispatcher.Outcome{sent(at, "d-mail", channels.Email)}, "")
+		_, l := load(t, s, alice, msg1)
+		if diff := cmp.Diff(want, l, letterOpts...); diff != "" {
+			t.Errorf("letter (-want +got):\n%s", diff)
+		}
+	}},
+	{"Record", "a tracked delivery can be found, an untracked one cannot", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		tracked := sent(at, "d-sms", channels.SMS)
+		tracked.Track = true
+		record(t, s, alice, newLetter(msg1, at), []dispatcher.Outcome{tracked, sent(at, "d-mail", channels.Email)}, "ev-1")
+		if c, m, err := s.DeliveryRef(t.Context(), "d-sms"); err != nil || c != alice || m != msg1 {
+			t.Errorf("DeliveryRef(tracked) = %q, %q, %v; want %s, %s", c, m, err, alice, msg1)
+		}
+		_, _, err := s.DeliveryRef(t.Context(), "d-mail")
+		wantNotFound(t, "DeliveryRef(untracked)", err)
+	}},
+	{"Record", "a window on a sent outcome opens the channel's window", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		o := sent(at, "d-sms", channels.SMS)
+		o.Window = at.Add(10 * time.Minute)
+		record(t, s, alice, newLetter(msg1, at), []dispatcher.Outcome{o, sent(at, "d-mail", channels.Email)}, "ev-1")
+		c, _ := load(t, s, alice, msg1)
+		want := map[channels.Name]time.Time{channels.SMS: o.Window}
+		if diff := cmp.Diff(want, c.Windows, equalTime); diff != "" {
+			t.Errorf("windows (-want +got):\n%s", diff)
+		}
+	}},
+	{"Record", "a letter read before it arrived stays read and is not counted", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		apply(t, s, alice, msg1, true, at, dispatcher.BorgerDK, "ev-read")
+		record(t, s, alice, newLetter(msg1, at), nil, "ev-1")
+		c, l := load(t, s, alice, msg1)
+		if !l.Read || l.Version != 1 || l.ChangeBy != dispatcher.BorgerDK || c.Unread != 0 {
+			t.Errorf("letter %+v, unread %d; want read at version 1 by borger.dk, 0 unread", l, c.Unread)
+		}
+		if ids, err := s.UnreadSince(t.Context(), alice, at.Add(-time.Hour), at.Add(time.Hour)); err != nil || len(ids) != 0 {
+			t.Errorf("UnreadSince = %v, %v; want none", ids, err)
+		}
+		if st := state(t, s, alice, msg1); !st.Received || !st.Read {
+			t.Errorf("state = %+v, want received and read", st)
+		}
+	}},
+	{"Record", "Tidy drops letters past retention from the unread index", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		old := at.AddDate(-10, 0, 0)
+		record(t, s, alice, newLetter(msg1, old), nil, "ev-1")
+		c, _ := load(t, s, alice, msg1)
+		if c.Unread != 0 {
+			t.Errorf("unread = %d: a letter past retention counts", c.Unread)
+		}
+		l := newLetter(msg2, at)
+		l.Tidy = true
+		record(t, s, alice, l, nil, "ev-2")
+		if ids, err := s.UnreadSince(t.Context(), alice, old.Add(-time.Hour), at); err != nil || !cmp.Equal(ids, []string{msg2}) {
+			t.Errorf("UnreadSince after a tidy = %v, %v; want [%s]", ids, err, msg2)
+		}
+	}},
+	// The doc says Record is atomic. It is not one transaction (trail
+	// entries, the unread index and the look-up keys are separate
+	// commands); what must land together is what a re-run decides by: the
+	// metadata, the done marks and the event mark. A reader never sees
+	// one without the others.
+	{"Record", "metadata, done marks and the event mark land together", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		outs := []dispatcher.Outcome{sent(at, "d-mail", channels.Email), sent(at, "d-sms", channels.SMS)}
+		for round := range 20 {
+			id := "msg-atomic-" + string(rune('a'+round))
+			done := make(chan error, 1)
+			go func() { done <- s.Record(t.Context(), alice, newLetter(id, at), outs, "ev-"+id) }()
+			finished := false
+			for {
+				_, l, ok, err := s.Lookup(t.Context(), alice, id, "ev-"+id)
+				must(t, err)
+				if ok {
+					break
+				}
+				if l.SenderName != "" || len(l.Done) != 0 {
+					t.Fatalf("a reader saw part of Record: metadata %q, done %v, event not marked", l.SenderName, l.Done)
+				}
+				if finished {
+					t.Fatal("Record returned without marking the event")
+				}
+				select {
+				case err := <-done:
+					must(t, err)
+					finished = true
+				default:
+				}
+			}
+			if !finished {
+				must(t, <-done)
+			}
+			_, l := load(t, s, alice, id)
+			if len(l.Done) != 2 {
+				t.Fatalf("done = %v, want both deliveries", l.Done)
+			}
+		}
+	}},
+
+	{"Trail", "an unknown letter has no trail", func(t *testing.T, s dispatcher.Store) {
+		_, err := s.Trail(t.Context(), msg1)
+		wantNotFound(t, "Trail(unknown)", err)
+	}},
+	{"Trail", "every kind of entry, oldest first, as written", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		ctx := t.Context()
+		note := dispatcher.Outcome{At: at, Result: dispatcher.ResultNote, Reason: "sender's alert text used"}
+		retry := retrying(at.Add(1*time.Millisecond), "d-sms", channels.SMS)
+		mail := sent(at.Add(2*time.Millisecond), "d-mail", channels.Email)
+		mail.Track, mail.Window = true, at.Add(time.Hour)
+		push := dispatcher.Outcome{At: at.Add(3 * time.Millisecond), DeliveryID: "d-push", Channel: channels.APNs,
+			App: "e-boks", Result: dispatcher.ResultGone, Reason: "address removed", Kind: "gone", Code: "410 Unregistered",
+			Attempt: 1, DurationMS: 40, Final: true}
+		record(t, s, alice, newLetter(msg1, at), []dispatcher.Outcome{push, note, mail, retry}, "ev-1")
+		sms := sent(at.Add(5*time.Millisecond), "d-sms", channels.SMS)
+		_, l := load(t, s, alice, msg1)
+		record(t, s, alice, l, []dispatcher.Outcome{sms}, "")
+		report := dispatcher.Outcome{At: at.Add(4 * time.Millisecond), DeliveryID: "d-mail", Channel: channels.Email,
+			Result: dispatcher.ResultReport, Reason: "DELIVERED", ProviderID: "prov-d-mail"}
+		if ok, err := s.ApplyReport(ctx, alice, msg1, "d-mail", "DELIVERED", true, report); err != nil || !ok {
+			t.Fatalf("ApplyReport = %v, %v", ok, err)
+		}
+		got, err := s.Trail(ctx, msg1)
+		must(t, err)
+		want := []dispatcher.Outcome{inTrail(note), inTrail(retry), inTrail(mail), inTrail(push), report, inTrail(sms)}
+		if diff := cmp.Diff(want, got, equalTime); diff != "" {
+			t.Errorf("trail (-want +got):\n%s", diff)
+		}
+	}},
+
+	{"CitizenOf", "a recorded letter's citizen; ErrNotFound for an unknown letter", func(t *testing.T, s dispatcher.Store) {
+		record(t, s, bob, newLetter(msg1, now()), nil, "ev-1")
+		if c, err := s.CitizenOf(t.Context(), msg1); err != nil || c != bob {
+			t.Errorf("CitizenOf = %q, %v; want %s", c, err, bob)
+		}
+		_, err := s.CitizenOf(t.Context(), msg2)
+		wantNotFound(t, "CitizenOf(unknown)", err)
+	}},
+
+	{"DeliveryRef", "an unknown delivery is ErrNotFound", func(t *testing.T, s dispatcher.Store) {
+		_, _, err := s.DeliveryRef(t.Context(), "d-none")
+		wantNotFound(t, "DeliveryRef(unknown)", err)
+	}},
+	{"DeliveryRef", "a tracked delivery recorded later is found", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		record(t, s, bob, newLetter(msg1, at), []dispatcher.Outcome{retrying(at, "d-sms", channels.SMS)}, "ev-1")
+		_, l := load(t, s, bob, msg1)
+		o := sent(at.Add(time.Second), "d-sms", channels.SMS)
+		o.Track = true
+		record(t, s, bob, l, []dispatcher.Outcome{o}, "")
+		if c, m, err := s.DeliveryRef(t.Context(), "d-sms"); err != nil || c != bob || m != msg1 {
+			t.Errorf("DeliveryRef = %q, %q, %v; want %s, %s", c, m, err, bob, msg1)
+		}
+	}},
+
+	{"UnreadSince", "unread letters received in [from, to], oldest first", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		ctx := t.Context()
+		for i, id := range []string{"m-0", "m-1", "m-2", "m-3", "m-4"} {
+			record(t, s, alice, newLetter(id, at.Add(time.Duration(i)*time.Minute)), nil, "ev-"+id)
+		}
+		record(t, s, bob, newLetter("m-bob", at.Add(2*time.Minute)), nil, "ev-bob")
+		apply(t, s, alice, "m-2", true, at.Add(time.Hour), dispatcher.EBoks, "ev-read")
+		got, err := s.UnreadSince(ctx, alice, at.Add(time.Minute), at.Add(4*time.Minute-time.Millisecond))
+		must(t, err)
+		if want := []string{"m-1", "m-3"}; !cmp.Equal(got, want) {
+			t.Errorf("UnreadSince = %v, want %v (bounds inclusive, read and other citizens' letters out)", got, want)
+		}
+		got, err = s.UnreadSince(ctx, alice, at.Add(3*time.Minute), at.Add(4*time.Minute))
+		must(t, err)
+		if want := []string{"m-3", "m-4"}; !cmp.Equal(got, want) {
+			t.Errorf("UnreadSince (to inclusive) = %v, want %v", got, want)
+		}
+		if got, err := s.UnreadSince(ctx, "cit-nobody", at, at.Add(time.Hour)); err != nil || len(got) != 0 {
+			t.Errorf("UnreadSince(unknown citizen) = %v, %v; want none", got, err)
+		}
+	}},
+}
