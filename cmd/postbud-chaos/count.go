@@ -83,6 +83,9 @@ func Count(r Record, channels []string) Counts {
 		letter  int
 		channel string
 	}
+	for _, ch := range channels {
+		c.DupRaw[ch], c.DupVisible[ch] = 0, 0
+	}
 	copies := map[key]int{}
 	distinct := map[key]map[string]bool{}
 	any := map[int]bool{}

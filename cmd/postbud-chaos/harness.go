@@ -67,7 +67,7 @@ func (h *Harness) logf(format string, args ...any) {
 func cpr(i int) string {
 	return fmt.Sprintf("%02d%02d%02d-%04d", 1+i%28, 1+(i/28)%12, 50+(i/336)%50, 1000+i%9000)
 }
-func emailOf(i int) string { return fmt.Sprintf("c%d@example.dk", i) }
+func emailOf(i int) string  { return fmt.Sprintf("c%d@example.dk", i) }
 func mobileOf(i int) uint64 { return 20000000 + uint64(i) }
 func msgID(i int) string {
 	return fmt.Sprintf("c4a05000-0000-4000-8000-%012d", i)
@@ -179,34 +179,34 @@ func runScenario(ctx context.Context, sc Scenario, o options, stderr io.Writer) 
 
 func (h *Harness) env(port int) []string {
 	e := map[string]string{
-		"PATH":                        os.Getenv("PATH"),
-		"POSTBUD_REDIS_URL":           h.redis.URL(),
-		"POSTBUD_HTTP_ADDR":           "127.0.0.1:" + strconv.Itoa(port),
-		"POSTBUD_PSEUDONYM_KEY":       pseudonym,
-		"POSTBUD_OPS_KEY":             opsKey,
-		"POSTBUD_KEY_CORE":            coreKey,
-		"POSTBUD_PLATFORM_RATE":       "0",
-		"POSTBUD_KEY_PREFIX":          "chaos",
-		"POSTBUD_QUEUE_PREFIX":        queuePrefix,
-		"POSTBUD_CONCURRENCY":         "20",
-		"POSTBUD_RETRY_BASE":          "1s",
-		"POSTBUD_SHUTDOWN_TIMEOUT":    shutdown.String(),
-		"POSTBUD_DRAIN_DELAY":         "0",
-		"POSTBUD_LOG_LEVEL":           "warn",
-		"POSTBUD_SMTP_HOST":           "127.0.0.1",
-		"POSTBUD_SMTP_PORT":           strconv.Itoa(h.fakes.SMTPPort()),
-		"POSTBUD_SMTP_TLS":            "none",
-		"POSTBUD_SMTP_FROM":           "besked@digitalpost.dk",
-		"POSTBUD_SMTP_TIMEOUT":        "5s",
-		"POSTBUD_SMS_TOKEN":           h.fakes.SMS.Token(),
-		"POSTBUD_SMS_URL":             h.fakes.SMSURL(),
-		"POSTBUD_SMS_TIMEOUT":         "5s",
-		"POSTBUD_SMS_CALLBACK_URL":    h.fakes.ReportURL(),
-		"POSTBUD_SMS_REPORT_SECRET":   string(h.fakes.SMS.Secret()),
-		"POSTBUD_QUIET_HOURS_SMS":     "off",
-		"POSTBUD_COALESCE_EMAIL":      "0",
-		"POSTBUD_COALESCE_SMS":        "0",
-		"POSTBUD_COALESCE_PUSH":       "0",
+		"PATH":                      os.Getenv("PATH"),
+		"POSTBUD_REDIS_URL":         h.redis.URL(),
+		"POSTBUD_HTTP_ADDR":         "127.0.0.1:" + strconv.Itoa(port),
+		"POSTBUD_PSEUDONYM_KEY":     pseudonym,
+		"POSTBUD_OPS_KEY":           opsKey,
+		"POSTBUD_KEY_CORE":          coreKey,
+		"POSTBUD_PLATFORM_RATE":     "0",
+		"POSTBUD_KEY_PREFIX":        "chaos",
+		"POSTBUD_QUEUE_PREFIX":      queuePrefix,
+		"POSTBUD_CONCURRENCY":       "20",
+		"POSTBUD_RETRY_BASE":        "1s",
+		"POSTBUD_SHUTDOWN_TIMEOUT":  shutdown.String(),
+		"POSTBUD_DRAIN_DELAY":       "0",
+		"POSTBUD_LOG_LEVEL":         "warn",
+		"POSTBUD_SMTP_HOST":         "127.0.0.1",
+		"POSTBUD_SMTP_PORT":         strconv.Itoa(h.fakes.SMTPPort()),
+		"POSTBUD_SMTP_TLS":          "none",
+		"POSTBUD_SMTP_FROM":         "besked@digitalpost.dk",
+		"POSTBUD_SMTP_TIMEOUT":      "5s",
+		"POSTBUD_SMS_TOKEN":         h.fakes.SMS.Token(),
+		"POSTBUD_SMS_URL":           h.fakes.SMSURL(),
+		"POSTBUD_SMS_TIMEOUT":       "5s",
+		"POSTBUD_SMS_CALLBACK_URL":  h.fakes.ReportURL(),
+		"POSTBUD_SMS_REPORT_SECRET": string(h.fakes.SMS.Secret()),
+		"POSTBUD_QUIET_HOURS_SMS":   "off",
+		"POSTBUD_COALESCE_EMAIL":    "0",
+		"POSTBUD_COALESCE_SMS":      "0",
+		"POSTBUD_COALESCE_PUSH":     "0",
 	}
 	out := make([]string, 0, len(e))
 	for k, v := range e {
