@@ -62,7 +62,7 @@ var scenarios = map[string]Scenario{
 			if err := p.proc.Kill9(); err != nil {
 				return err
 			}
-			time.Sleep(500 * time.Millisecond)
+			pause(ctx, 500*time.Millisecond)
 			if err := p.proc.Start(); err != nil {
 				return err
 			}
