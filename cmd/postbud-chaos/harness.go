@@ -142,8 +142,10 @@ func runScenario(ctx context.Context, sc Scenario, o options, stderr io.Writer) 
 		faults, faultErr = sc.Faults(fctx, h, drive)
 	}()
 	h.drive(ctx, letters)
-	<-fdone
+	// The outage window ends with the drive, not with a fault still
+	// settling after it.
 	to := time.Now()
+	<-fdone
 	for _, l := range letters {
 		if l.Acked && l.AckedAt.After(to) {
 			to = l.AckedAt
