@@ -33,7 +33,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/digitalpost/postbud/channels/webhook"
 	"github.com/digitalpost/postbud/config"
