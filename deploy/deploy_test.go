@@ -281,7 +281,8 @@ type container struct {
 	Resources struct {
 		Limits map[string]string `yaml:"limits"`
 	} `yaml:"resources"`
-	VolumeMounts []struct {
+	SecurityContext *securityContext `yaml:"securityContext"`
+	VolumeMounts    []struct {
 		Name      string `yaml:"name"`
 		MountPath string `yaml:"mountPath"`
 		ReadOnly  bool   `yaml:"readOnly"`
@@ -309,10 +310,21 @@ type volume struct {
 	} `yaml:"projected"`
 }
 
+type securityContext struct {
+	RunAsNonRoot             *bool `yaml:"runAsNonRoot"`
+	ReadOnlyRootFilesystem   *bool `yaml:"readOnlyRootFilesystem"`
+	AllowPrivilegeEscalation *bool `yaml:"allowPrivilegeEscalation"`
+	Capabilities             *struct {
+		Drop []string `yaml:"drop"`
+	} `yaml:"capabilities"`
+}
+
 type podSpec struct {
-	TerminationGracePeriodSeconds *int        `yaml:"terminationGracePeriodSeconds"`
-	Containers                    []container `yaml:"containers"`
-	Volumes                       []volume    `yaml:"volumes"`
+	TerminationGracePeriodSeconds *int             `yaml:"terminationGracePeriodSeconds"`
+	SecurityContext               *securityContext `yaml:"securityContext"`
+	InitContainers                []container      `yaml:"initContainers"`
+	Containers                    []container      `yaml:"containers"`
+	Volumes                       []volume         `yaml:"volumes"`
 }
 
 type workload struct {
@@ -616,6 +628,33 @@ func TestKubernetesRedis(t *testing.T) {
 	if limit := size(t, r.Resources.Limits["memory"], kubeUnits); limit*2 < maxmemory*3 {
 		t.Errorf("StatefulSet redis: memory limit %s is less than 1.5 × maxmemory %d: an AOF rewrite's fork would be OOM-killed",
 			r.Resources.Limits["memory"], maxmemory)
+	}
+}
+
+// TestKubernetesHardening stands in for kube-linter, which cannot be
+// fetched here: every container of both workloads runs as non-root on a
+// read-only root filesystem, without privilege escalation or capabilities.
+func TestKubernetesHardening(t *testing.T) {
+	isTrue := func(b *bool) bool { return b != nil && *b }
+	for _, w := range []struct{ kind, name string }{{"Deployment", "postbud"}, {"StatefulSet", "redis"}} {
+		var d workload
+		kube(t, w.kind, w.name, &d)
+		spec := d.Spec.Template.Spec
+		for _, c := range append(spec.InitContainers, spec.Containers...) {
+			sc := c.SecurityContext
+			if sc == nil {
+				sc = &securityContext{}
+			}
+			nonRoot := sc.RunAsNonRoot
+			if nonRoot == nil && spec.SecurityContext != nil {
+				nonRoot = spec.SecurityContext.RunAsNonRoot
+			}
+			if !isTrue(nonRoot) || !isTrue(sc.ReadOnlyRootFilesystem) || sc.AllowPrivilegeEscalation == nil ||
+				*sc.AllowPrivilegeEscalation || sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
+				t.Errorf("%s %s, container %s: want runAsNonRoot, readOnlyRootFilesystem, allowPrivilegeEscalation false and capabilities drop ALL",
+					w.kind, w.name, c.Name)
+			}
+		}
 	}
 }
 
