@@ -355,7 +355,6 @@ type object struct {
 	Metadata struct {
 		Name string `yaml:"name"`
 	} `yaml:"metadata"`
-	node *yaml.Node
 }
 
 // yamlDocs decodes every document of a (multi-document) YAML file.
