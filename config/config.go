@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // Platforms that may hold an API key, with the environment variable suffix

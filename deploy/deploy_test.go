@@ -1,5 +1,15 @@
 package deploy
 
+// The deployment files checked against the code. Each deployment flavour
+// (compose, Kubernetes, systemd) has its POSTBUD_* environment loaded by
+// config.Load itself, its port and probes compared with the code's
+// defaults, its secret paths resolved to files the flavour really
+// provides, and its stop timeout compared with the shutdown the code
+// performs. redis.conf is checked for what the code requires of Redis.
+//
+// General linting of the files (YAML syntax, compose schema, systemd unit
+// syntax and hardening) is left to real tools in .ci/run.
+
 import (
 	"bufio"
 	"bytes"
@@ -12,23 +22,18 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/digitalpost/postbud/channels/webhook"
 	"github.com/digitalpost/postbud/config"
@@ -40,95 +45,18 @@ import (
 const httpDrain = 10 * time.Second
 
 // ---------------------------------------------------------------------------
-// The code's side: the variables config knows, its defaults, and loading a
-// manifest's environment with config.Load.
+// The code's side: its defaults, and a deployment's environment loaded by
+// config.Load.
 
-// knownVars returns every POSTBUD_* name the config package knows, found
-// the way a reader would grep for them: the "POSTBUD_..." string literals
-// of config/*.go (tests excluded). A literal ending in "_" is a prefix the
-// code completes with a platform or app suffix (config.Platforms,
-// config.Apps), e.g. "POSTBUD_KEY_" + "CORE". Every name may also come as
-// NAME_FILE here; whether Load reads that form is checked by load, which
-// records what Load asks for.
-func knownVars(t *testing.T) map[string]bool {
+// defaults returns config.Load's defaults (the least environment it
+// accepts, and defaults for everything else).
+func defaults(t *testing.T) *config.Config {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join("..", "config", "*.go"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no Go files in ../config: %v", err)
-	}
-	name := regexp.MustCompile(`^POSTBUD_[A-Z0-9_]+$`)
-	var suffixes []string
-	for _, s := range config.Platforms {
-		suffixes = append(suffixes, s)
-	}
-	for _, s := range config.Apps {
-		suffixes = append(suffixes, s)
-	}
-	known := map[string]bool{}
-	add := func(n string) { known[n], known[n+"_FILE"] = true, true }
-	fset := token.NewFileSet()
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		file, err := parser.ParseFile(fset, f, nil, parser.SkipObjectResolution)
-		if err != nil {
-			t.Fatalf("parse %s: %v", f, err)
-		}
-		ast.Inspect(file, func(n ast.Node) bool {
-			lit, ok := n.(*ast.BasicLit)
-			if !ok || lit.Kind != token.STRING {
-				return true
-			}
-			s, err := strconv.Unquote(lit.Value)
-			if err != nil || !name.MatchString(s) {
-				return true
-			}
-			if strings.HasSuffix(s, "_") {
-				for _, suf := range suffixes {
-					add(s + suf)
-				}
-			} else {
-				add(s)
-			}
-			return true
-		})
-	}
-	return known
-}
-
-// TestKnownVars guards the scan above: if it found nothing, or missed the
-// composed names, every other check of names would pass vacuously.
-func TestKnownVars(t *testing.T) {
-	known := knownVars(t)
-	for _, n := range []string{"POSTBUD_REDIS_URL", "POSTBUD_HTTP_ADDR", "POSTBUD_SHUTDOWN_TIMEOUT",
-		"POSTBUD_PSEUDONYM_KEY_FILE", "POSTBUD_KEY_CORE_FILE", "POSTBUD_KEY_MIT_DK", "POSTBUD_APNS_TOPIC_E_BOKS",
-		"POSTBUD_FCM_CREDENTIALS_E_BOKS_FILE", "POSTBUD_WEBHOOK_SECRET_BORGER_DK_FILE"} {
-		if !known[n] {
-			t.Errorf("the scan of config/*.go did not find %s", n)
-		}
-	}
-	for _, n := range []string{"POSTBUD_KEY_", "POSTBUD_NOPE", "POSTBUD_URL"} {
-		if known[n] {
-			t.Errorf("the scan of config/*.go takes %s for a variable", n)
-		}
-	}
-}
-
-// minimalEnv is the least environment config.Load accepts: the defaults
-// are what it returns for everything else.
-func minimalEnv() map[string]string {
-	return map[string]string{
+	env := map[string]string{
 		"POSTBUD_PSEUDONYM_KEY": strings.Repeat("p", 32),
 		"POSTBUD_OPS_KEY":       strings.Repeat("o", 16),
 		"POSTBUD_KEY_CORE":      strings.Repeat("c", 16),
 	}
-}
-
-// defaults returns config.Load's defaults.
-func defaults(t *testing.T) *config.Config {
-	t.Helper()
-	env := minimalEnv()
 	c, err := config.Load(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatalf("config.Load with the minimal environment: %v", err)
@@ -150,18 +78,23 @@ func portOf(t *testing.T, addr string) int {
 	return n
 }
 
-// testSecret returns a file's content the code accepts for the secret
+// shutdownNeed is the time `postbud serve` may take after SIGTERM: the
+// HTTP drain, then the tasks' shutdown timeout (the larger of the
+// configured one and the default, so a later change of the default is
+// caught too).
+func shutdownNeed(t *testing.T, cfg *config.Config) time.Duration {
+	return httpDrain + max(cfg.ShutdownTimeout, defaults(t).ShutdownTimeout)
+}
+
+// testSecret returns a file content the code accepts for the secret
 // variable name (NAME_FILE).
-func testSecret(t *testing.T, name string) []byte {
+func testSecret(t testing.TB, name string) []byte {
 	t.Helper()
-	random := func(n int) []byte {
-		b := make([]byte, n)
-		if _, err := rand.Read(b); err != nil {
-			t.Fatal(err)
-		}
-		return b
+	random := make([]byte, 32)
+	if _, err := rand.Read(random); err != nil {
+		t.Fatal(err)
 	}
-	pkcs8 := func() []byte {
+	pkcs8 := func() string {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			t.Fatal(err)
@@ -170,57 +103,42 @@ func testSecret(t *testing.T, name string) []byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+		return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
 	}
 	switch {
 	case strings.HasPrefix(name, "POSTBUD_WEBHOOK_SECRET_"), strings.HasPrefix(name, "POSTBUD_INBOUND_SECRET_"):
-		return []byte(webhook.FormatSecret(random(32)) + "\n")
+		return []byte(webhook.FormatSecret(random) + "\n")
 	case name == "POSTBUD_APNS_KEY_FILE":
-		return pkcs8()
+		return []byte(pkcs8())
 	case strings.HasPrefix(name, "POSTBUD_FCM_CREDENTIALS_"):
 		b, err := json.Marshal(map[string]string{"type": "service_account", "project_id": "test",
-			"private_key_id": "1", "private_key": string(pkcs8()), "client_email": "postbud@test.iam.gserviceaccount.com",
+			"private_key_id": "1", "private_key": pkcs8(), "client_email": "postbud@test.iam.gserviceaccount.com",
 			"token_uri": "https://oauth2.googleapis.com/token"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return b
 	}
-	return []byte(hex.EncodeToString(random(32)) + "\n")
+	return []byte(hex.EncodeToString(random) + "\n")
 }
 
-// loaded is the result of loading one deployment's environment.
-type loaded struct {
-	cfg *config.Config
-	// asked holds every variable config.Load looked up.
-	asked map[string]bool
-}
-
-// load checks a deployment's POSTBUD_* environment against the code and
-// loads it with config.Load. Each *_FILE value is a path in the
-// deployment; secretPath maps it to where the test writes a test secret of
-// the right shape (or fails the test when the deployment does not provide
-// that path). It checks that every name is one config knows and one Load
-// reads with this environment (so it has an effect), that no secret is set
-// in the environment itself, and that Load accepts it all.
-func load(t *testing.T, what string, env map[string]string, secretPath func(name, value string) (string, error)) loaded {
+// load loads a deployment's POSTBUD_* environment with config.Load and
+// returns the result. Each *_FILE value is a path in the deployment;
+// secretPath checks that the deployment provides that file and returns
+// where, relative to a temporary directory, the test writes a test secret
+// of the right shape. load fails the test when Load refuses the
+// environment, when a variable is set that Load does not read (a typo, a
+// removed variable, or one without effect in this environment), and when
+// a secret is set in the environment itself instead of as a file.
+func load(t testing.TB, what string, env map[string]string, secretPath func(name, value string) (string, error)) *config.Config {
 	t.Helper()
-	known := knownVars(t)
 	dir := t.TempDir()
 	getenv := map[string]string{}
-	for _, k := range sortedKeys(env) {
-		v := env[k]
+	for k, v := range env {
 		if !strings.HasPrefix(k, "POSTBUD_") {
 			continue
 		}
-		if !known[k] {
-			t.Errorf("%s: %s is not a variable of the config package", what, k)
-			continue
-		}
 		if strings.HasSuffix(k, "_FILE") {
-			if !filepath.IsAbs(v) && !strings.HasPrefix(v, "%d/") {
-				t.Errorf("%s: %s=%q is not an absolute path", what, k, v)
-			}
 			rel, err := secretPath(k, v)
 			if err != nil {
 				t.Errorf("%s: %s=%s: %v", what, k, v, err)
@@ -247,63 +165,75 @@ func load(t *testing.T, what string, env map[string]string, secretPath func(name
 	if err != nil {
 		t.Fatalf("%s: config.Load refuses the deployment's environment:\n%v", what, err)
 	}
-	for _, k := range sortedKeys(getenv) {
+	for k := range getenv {
 		if !asked[k] {
-			t.Errorf("%s: %s is set but config.Load does not read it with this environment (no effect)", what, k)
+			t.Errorf("%s: %s is set but config.Load does not read it (unknown, or no effect with this environment)", what, k)
 		}
 		if asked[k+"_FILE"] {
 			t.Errorf("%s: %s is a secret: set %s_FILE to a file instead", what, k, k)
 		}
 	}
-	return loaded{cfg: c, asked: asked}
+	return c
 }
 
-// TestDeployFilesNameOnlyKnownVars scans the text of every deployment file
-// (comments and the README too) for POSTBUD_* names, so a typo or a
-// removed variable in a comment is caught as well. A name ending in "_"
-// (POSTBUD_KEY_<PLATFORM>, POSTBUD_*_FILE) is a pattern, not a name.
-func TestDeployFilesNameOnlyKnownVars(t *testing.T) {
-	known := knownVars(t)
-	re := regexp.MustCompile(`POSTBUD_[A-Z0-9_]*`)
-	err := filepath.WalkDir(".", func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || strings.HasSuffix(path, ".go") {
-			return err
+// failures records a check's failures instead of failing the test.
+type failures struct {
+	testing.TB
+	msgs []string
+}
+
+func (f *failures) Errorf(format string, args ...any) {
+	f.msgs = append(f.msgs, fmt.Sprintf(format, args...))
+}
+func (f *failures) Fatalf(format string, args ...any) {
+	f.Errorf(format, args...)
+	panic(f)
+}
+
+// TestLoadCatchesMistakes guards load: a misspelt name, a secret in the
+// environment, a secret file the deployment does not provide and a value
+// the code refuses must each fail a deployment's check, or every check
+// below that relies on load would pass vacuously.
+func TestLoadCatchesMistakes(t *testing.T) {
+	for name, bad := range map[string]map[string]string{
+		"misspelt":    {"POSTBUD_HTTP_ADR": ":8080"},
+		"secret":      {"POSTBUD_OPS_KEY": strings.Repeat("o", 16)},
+		"unprovided":  {"POSTBUD_SMS_TOKEN_FILE": "/nowhere"},
+		"wrong value": {"POSTBUD_SHUTDOWN_TIMEOUT": "soon"},
+	} {
+		env := map[string]string{"POSTBUD_PSEUDONYM_KEY_FILE": "/p", "POSTBUD_OPS_KEY_FILE": "/o", "POSTBUD_KEY_CORE_FILE": "/c"}
+		for k, v := range bad {
+			delete(env, k+"_FILE")
+			env[k] = v
 		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		for i, line := range strings.Split(string(b), "\n") {
-			for _, n := range re.FindAllString(line, -1) {
-				if !strings.HasSuffix(n, "_") && !known[n] {
-					t.Errorf("%s:%d: %s is not a variable of the config package", path, i+1, n)
+		f := &failures{TB: t}
+		func() {
+			defer func() {
+				if r := recover(); r != nil && r != f {
+					panic(r)
 				}
-			}
+			}()
+			load(f, name, env, func(_, v string) (string, error) {
+				if v == "/nowhere" {
+					return "", errors.New("not provided")
+				}
+				return v, nil
+			})
+		}()
+		if len(f.msgs) == 0 {
+			t.Errorf("%s: load accepts %v", name, bad)
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+	f := &failures{TB: t}
+	load(f, "good", map[string]string{"POSTBUD_PSEUDONYM_KEY_FILE": "/p", "POSTBUD_OPS_KEY_FILE": "/o", "POSTBUD_KEY_CORE_FILE": "/c"},
+		func(_, v string) (string, error) { return v, nil })
+	if len(f.msgs) > 0 {
+		t.Errorf("load refuses the least environment: %q", f.msgs)
 	}
-	sort.Strings(keys)
-	return keys
 }
 
 // ---------------------------------------------------------------------------
-// Kubernetes.
-
-type meta struct {
-	Name      string            `yaml:"name"`
-	Namespace string            `yaml:"namespace"`
-	Labels    map[string]string `yaml:"labels"`
-}
+// Kubernetes: the Deployment postbud and the StatefulSet redis.
 
 // intOrString is a Kubernetes port: a number or a port name.
 type intOrString string
@@ -318,27 +248,11 @@ type probe struct {
 		Path string      `yaml:"path"`
 		Port intOrString `yaml:"port"`
 	} `yaml:"httpGet"`
-	Exec *struct {
-		Command []string `yaml:"command"`
-	} `yaml:"exec"`
-}
-
-type securityContext struct {
-	RunAsNonRoot             *bool `yaml:"runAsNonRoot"`
-	RunAsUser                *int  `yaml:"runAsUser"`
-	ReadOnlyRootFilesystem   *bool `yaml:"readOnlyRootFilesystem"`
-	AllowPrivilegeEscalation *bool `yaml:"allowPrivilegeEscalation"`
-	Capabilities             *struct {
-		Drop []string `yaml:"drop"`
-	} `yaml:"capabilities"`
 }
 
 type container struct {
-	Name    string   `yaml:"name"`
-	Image   string   `yaml:"image"`
-	Command []string `yaml:"command"`
-	Args    []string `yaml:"args"`
-	Ports   []struct {
+	Name  string `yaml:"name"`
+	Ports []struct {
 		Name          string `yaml:"name"`
 		ContainerPort int    `yaml:"containerPort"`
 	} `yaml:"ports"`
@@ -365,8 +279,7 @@ type container struct {
 		} `yaml:"preStop"`
 	} `yaml:"lifecycle"`
 	Resources struct {
-		Requests map[string]string `yaml:"requests"`
-		Limits   map[string]string `yaml:"limits"`
+		Limits map[string]string `yaml:"limits"`
 	} `yaml:"resources"`
 	SecurityContext *securityContext `yaml:"securityContext"`
 	VolumeMounts    []struct {
@@ -381,30 +294,33 @@ type keyPath struct {
 	Path string `yaml:"path"`
 }
 
+type secretSource struct {
+	Name       string    `yaml:"name"`
+	SecretName string    `yaml:"secretName"`
+	Items      []keyPath `yaml:"items"`
+}
+
 type volume struct {
-	Name   string `yaml:"name"`
-	Secret *struct {
-		SecretName string    `yaml:"secretName"`
-		Items      []keyPath `yaml:"items"`
-	} `yaml:"secret"`
+	Name      string        `yaml:"name"`
+	Secret    *secretSource `yaml:"secret"`
 	Projected *struct {
 		Sources []struct {
-			Secret *struct {
-				Name  string    `yaml:"name"`
-				Items []keyPath `yaml:"items"`
-			} `yaml:"secret"`
-			Other map[string]yaml.Node `yaml:",inline"`
+			Secret *secretSource `yaml:"secret"`
 		} `yaml:"sources"`
 	} `yaml:"projected"`
-	ConfigMap *struct {
-		Name string `yaml:"name"`
-	} `yaml:"configMap"`
+}
+
+type securityContext struct {
+	RunAsNonRoot             *bool `yaml:"runAsNonRoot"`
+	ReadOnlyRootFilesystem   *bool `yaml:"readOnlyRootFilesystem"`
+	AllowPrivilegeEscalation *bool `yaml:"allowPrivilegeEscalation"`
+	Capabilities             *struct {
+		Drop []string `yaml:"drop"`
+	} `yaml:"capabilities"`
 }
 
 type podSpec struct {
 	TerminationGracePeriodSeconds *int             `yaml:"terminationGracePeriodSeconds"`
-	EnableServiceLinks            *bool            `yaml:"enableServiceLinks"`
-	AutomountServiceAccountToken  *bool            `yaml:"automountServiceAccountToken"`
 	SecurityContext               *securityContext `yaml:"securityContext"`
 	InitContainers                []container      `yaml:"initContainers"`
 	Containers                    []container      `yaml:"containers"`
@@ -415,56 +331,30 @@ type workload struct {
 	Spec struct {
 		Replicas    *int   `yaml:"replicas"`
 		ServiceName string `yaml:"serviceName"`
-		Selector    struct {
-			MatchLabels map[string]string `yaml:"matchLabels"`
-		} `yaml:"selector"`
-		Template struct {
-			Metadata meta    `yaml:"metadata"`
-			Spec     podSpec `yaml:"spec"`
+		Template    struct {
+			Spec podSpec `yaml:"spec"`
 		} `yaml:"template"`
 	} `yaml:"spec"`
 }
 
 type service struct {
 	Spec struct {
-		ClusterIP                string            `yaml:"clusterIP"`
-		PublishNotReadyAddresses bool              `yaml:"publishNotReadyAddresses"`
-		Selector                 map[string]string `yaml:"selector"`
-		Ports                    []struct {
-			Name       string      `yaml:"name"`
-			Port       int         `yaml:"port"`
+		Ports []struct {
 			TargetPort intOrString `yaml:"targetPort"`
 		} `yaml:"ports"`
 	} `yaml:"spec"`
 }
 
-type pdb struct {
-	Spec struct {
-		MinAvailable   *intOrString `yaml:"minAvailable"`
-		MaxUnavailable *intOrString `yaml:"maxUnavailable"`
-		Selector       struct {
-			MatchLabels map[string]string `yaml:"matchLabels"`
-		} `yaml:"selector"`
-	} `yaml:"spec"`
+type configMap struct {
+	Data map[string]string `yaml:"data"`
 }
 
 // object is one Kubernetes manifest document.
 type object struct {
-	APIVersion string `yaml:"apiVersion"`
-	Kind       string `yaml:"kind"`
-	Metadata   meta   `yaml:"metadata"`
-	file       string
-	node       *yaml.Node
-}
-
-func (o object) String() string { return fmt.Sprintf("%s %s/%s", o.file, o.Kind, o.Metadata.Name) }
-
-// decode decodes the whole document into v.
-func (o object) decode(t *testing.T, v any) {
-	t.Helper()
-	if err := o.node.Decode(v); err != nil {
-		t.Fatalf("%s: %v", o, err)
-	}
+	Kind     string `yaml:"kind"`
+	Metadata struct {
+		Name string `yaml:"name"`
+	} `yaml:"metadata"`
 }
 
 // yamlDocs decodes every document of a (multi-document) YAML file.
@@ -485,134 +375,66 @@ func yamlDocs(t *testing.T, path string) []*yaml.Node {
 		if err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
-		if len(n.Content) > 0 && !(n.Content[0].Kind == yaml.ScalarNode && n.Content[0].Tag == "!!null") {
-			docs = append(docs, &n)
-		}
+		docs = append(docs, &n)
 	}
 }
 
-// kubeObjects returns every object of deploy/kubernetes/*.yaml but the
-// kustomization.
-func kubeObjects(t *testing.T) []object {
+// kube decodes the object kind/name of deploy/kubernetes/*.yaml into v.
+func kube(t *testing.T, kind, name string, v any) {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join("kubernetes", "*.yaml"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no manifests in kubernetes/: %v", err)
 	}
-	var out []object
 	for _, f := range files {
-		if filepath.Base(f) == "kustomization.yaml" {
-			continue
-		}
 		for _, n := range yamlDocs(t, f) {
-			o := object{file: f, node: n}
-			o.decode(t, &o)
-			out = append(out, o)
-		}
-	}
-	return out
-}
-
-func find(t *testing.T, objs []object, kind, name string) object {
-	t.Helper()
-	for _, o := range objs {
-		if o.Kind == kind && o.Metadata.Name == name {
-			return o
+			var o object
+			if err := n.Decode(&o); err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			if o.Kind == kind && o.Metadata.Name == name {
+				if err := n.Decode(v); err != nil {
+					t.Fatalf("%s %s/%s: %v", f, kind, name, err)
+				}
+				return
+			}
 		}
 	}
 	t.Fatalf("no %s %q in kubernetes/", kind, name)
-	return object{}
 }
 
-// TestYAMLParses decodes every YAML file of deploy/, every document.
-func TestYAMLParses(t *testing.T) {
-	n := 0
-	err := filepath.WalkDir(".", func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		if ext := filepath.Ext(path); ext == ".yaml" || ext == ".yml" {
-			for _, doc := range yamlDocs(t, path) {
-				var v any
-				if err := doc.Decode(&v); err != nil {
-					t.Errorf("%s: %v", path, err)
-				}
-				n++
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n == 0 {
-		t.Fatal("no YAML documents found")
-	}
-}
-
-// TestKubernetesObjects checks what every manifest must have: an API
-// version, a kind and a name, no namespace (the manifests are applied into
-// any), and a place in the kustomization.
-func TestKubernetesObjects(t *testing.T) {
-	objs := kubeObjects(t)
-	files := map[string]bool{}
-	for _, o := range objs {
-		files[filepath.Base(o.file)] = true
-		if o.APIVersion == "" || o.Kind == "" || o.Metadata.Name == "" {
-			t.Errorf("%s: needs apiVersion, kind and metadata.name", o)
-		}
-		if o.Metadata.Namespace != "" {
-			t.Errorf("%s: names the namespace %q; the manifests must be namespace-agnostic", o, o.Metadata.Namespace)
+func podContainer(t *testing.T, spec podSpec, name string) container {
+	t.Helper()
+	for _, c := range spec.Containers {
+		if c.Name == name {
+			return c
 		}
 	}
-	var k struct {
-		Resources []string `yaml:"resources"`
-	}
-	docs := yamlDocs(t, filepath.Join("kubernetes", "kustomization.yaml"))
-	if len(docs) != 1 {
-		t.Fatalf("kustomization.yaml: want one document, got %d", len(docs))
-	}
-	if err := docs[0].Decode(&k); err != nil {
-		t.Fatal(err)
-	}
-	listed := map[string]bool{}
-	for _, r := range k.Resources {
-		listed[r] = true
-		if !files[r] {
-			t.Errorf("kustomization.yaml lists %s, which is not a manifest in kubernetes/", r)
-		}
-	}
-	for f := range files {
-		if !listed[f] {
-			t.Errorf("kustomization.yaml does not list %s", f)
-		}
-	}
+	t.Fatalf("no container %q", name)
+	return container{}
 }
 
 // kubeEnv returns a container's environment: its envFrom ConfigMaps, then
-// its env (which wins, as in Kubernetes). POSTBUD_* values must be literal:
-// secrets come as files, not from secretKeyRef.
-func kubeEnv(t *testing.T, objs []object, c container) map[string]string {
+// its env (which wins, as in Kubernetes). Secrets must come as files, not
+// through secretRef or valueFrom.
+func kubeEnv(t *testing.T, c container) map[string]string {
 	t.Helper()
 	env := map[string]string{}
 	for _, ef := range c.EnvFrom {
 		if ef.SecretRef != nil {
 			t.Errorf("container %s: envFrom secretRef puts secrets into the environment; mount them as files", c.Name)
 		}
-		if ef.ConfigMapRef == nil {
-			continue
-		}
-		var cm struct {
-			Data map[string]string `yaml:"data"`
-		}
-		find(t, objs, "ConfigMap", ef.ConfigMapRef.Name).decode(t, &cm)
-		for k, v := range cm.Data {
-			env[k] = v
+		if ef.ConfigMapRef != nil {
+			var cm configMap
+			kube(t, "ConfigMap", ef.ConfigMapRef.Name, &cm)
+			for k, v := range cm.Data {
+				env[k] = v
+			}
 		}
 	}
 	for _, e := range c.Env {
 		if e.ValueFrom != nil && strings.HasPrefix(e.Name, "POSTBUD_") {
-			t.Errorf("container %s: %s uses valueFrom; POSTBUD_* values are literal and secrets are files (%s_FILE)", c.Name, e.Name, strings.TrimSuffix(e.Name, "_FILE"))
+			t.Errorf("container %s: %s uses valueFrom; POSTBUD_* values are literal and secrets are files", c.Name, e.Name)
 		}
 		env[e.Name] = e.Value
 	}
@@ -630,131 +452,83 @@ func containerPort(c container, p intOrString) (int, bool) {
 	return 0, false
 }
 
-func subset(sub, of map[string]string) bool {
-	if len(sub) == 0 {
-		return false
-	}
-	for k, v := range sub {
-		if of[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
 // secretFile resolves a path against a container's mounts: it must lie in
-// a volume of secrets (a secret, or a projection of secrets only), and
-// where that volume names its files (items), be one of them. It returns
-// the secret and key the file comes from ("" when the volume does not
-// name its files).
-func secretFile(spec podSpec, c container, path string) (secretName, key string, err error) {
+// a read-only volume of secrets (a secret, or a projection of secrets),
+// and where the volume names its files (items), be one of them. It returns
+// "secret/key" the file comes from ("" when the volume does not name its
+// files).
+func secretFile(spec podSpec, c container, path string) (string, error) {
 	for _, m := range c.VolumeMounts {
 		rel, ok := strings.CutPrefix(path, strings.TrimSuffix(m.MountPath, "/")+"/")
 		if !ok {
 			continue
 		}
 		if !m.ReadOnly {
-			return "", "", fmt.Errorf("the mount %s of secrets is not readOnly", m.MountPath)
+			return "", fmt.Errorf("the mount %s of secrets is not readOnly", m.MountPath)
 		}
 		i := slices.IndexFunc(spec.Volumes, func(v volume) bool { return v.Name == m.Name })
 		if i < 0 {
-			return "", "", fmt.Errorf("the mount %s names no volume of the pod", m.MountPath)
+			return "", fmt.Errorf("the mount %s names no volume of the pod", m.MountPath)
 		}
 		v := spec.Volumes[i]
-		type source struct {
-			name  string
-			items []keyPath
-		}
-		var sources []source
+		var sources []*secretSource
 		switch {
 		case v.Secret != nil:
-			sources = append(sources, source{v.Secret.SecretName, v.Secret.Items})
+			v.Secret.Name = v.Secret.SecretName
+			sources = append(sources, v.Secret)
 		case v.Projected != nil:
 			for _, s := range v.Projected.Sources {
-				if s.Secret == nil || len(s.Other) > 0 {
-					return "", "", fmt.Errorf("the volume %s projects more than secrets", v.Name)
+				if s.Secret == nil {
+					return "", fmt.Errorf("the volume %s projects more than secrets", v.Name)
 				}
-				sources = append(sources, source{s.Secret.Name, s.Secret.Items})
+				sources = append(sources, s.Secret)
 			}
 		default:
-			return "", "", fmt.Errorf("%s is not in a volume of secrets (volume %s)", path, v.Name)
+			return "", fmt.Errorf("not in a volume of secrets (volume %s)", v.Name)
 		}
 		open := false
 		for _, s := range sources {
-			if len(s.items) == 0 {
-				open = true
-			}
-			for _, it := range s.items {
+			open = open || len(s.Items) == 0
+			for _, it := range s.Items {
 				if it.Path == rel {
-					return s.name, it.Key, nil
+					return s.Name + "/" + it.Key, nil
 				}
 			}
 		}
 		if !open {
-			return "", "", fmt.Errorf("no secret of the volume %s has the file %s", v.Name, rel)
+			return "", fmt.Errorf("no secret of the volume %s has the file %s", v.Name, rel)
 		}
-		return "", "", nil
+		return "", nil
 	}
-	return "", "", errors.New("not under the mountPath of a secret volume of the container")
-}
-
-func podContainer(t *testing.T, o object, spec podSpec, name string) container {
-	t.Helper()
-	for _, c := range spec.Containers {
-		if c.Name == name {
-			return c
-		}
-	}
-	t.Fatalf("%s: no container %q", o, name)
-	return container{}
+	return "", errors.New("not under the mountPath of a secret volume of the container")
 }
 
 // TestKubernetesPostbud checks the Deployment against the code: its
-// environment loads, its port is the default listen port, the probes ask
-// /readyz and /healthz on it, the grace period covers the shutdown, the
-// secrets are read-only files, and the Service and PDB select its pods.
+// environment loads, its secrets are files of read-only secret volumes,
+// its port is the listen port, the probes ask /readyz and /healthz on it,
+// the Service targets it, the grace period covers the shutdown, and
+// POSTBUD_REDIS_URL names the sentinels of the StatefulSet redis.
 func TestKubernetesPostbud(t *testing.T) {
-	def := defaults(t)
-	objs := kubeObjects(t)
-	dep := find(t, objs, "Deployment", "postbud")
 	var d workload
-	dep.decode(t, &d)
+	kube(t, "Deployment", "postbud", &d)
 	spec := d.Spec.Template.Spec
-	c := podContainer(t, dep, spec, "postbud")
-	podLabels := d.Spec.Template.Metadata.Labels
+	c := podContainer(t, spec, "postbud")
 
-	if d.Spec.Replicas == nil || *d.Spec.Replicas < 3 {
-		t.Errorf("%s: want at least 3 replicas", dep)
-	}
-	if !subset(d.Spec.Selector.MatchLabels, podLabels) {
-		t.Errorf("%s: the selector does not match the pod labels", dep)
-	}
-	if len(c.Command) != 0 || !slices.Equal(c.Args, []string{"serve"}) {
-		t.Errorf("%s: want the image's entrypoint with args [serve], got command %q args %q", dep, c.Command, c.Args)
-	}
-
-	// The environment, loaded by the code.
-	env := kubeEnv(t, objs, c)
+	// The environment, loaded by the code; the secrets, files.
 	var redisSecret string
-	l := load(t, dep.String(), env, func(name, path string) (string, error) {
-		s, key, err := secretFile(spec, c, path)
+	cfg := load(t, "Deployment postbud", kubeEnv(t, c), func(name, path string) (string, error) {
+		s, err := secretFile(spec, c, path)
 		if name == "POSTBUD_REDIS_PASSWORD_FILE" {
-			redisSecret = s + "/" + key
+			redisSecret = s
 		}
 		return path, err
 	})
-	cfg := l.cfg
 
-	// The port.
-	port := portOf(t, def.HTTPAddr)
+	// The port, the probes and the Service.
+	port := portOf(t, cfg.HTTPAddr)
 	if len(c.Ports) != 1 || c.Ports[0].ContainerPort != port {
-		t.Errorf("%s: want one container port, %d (the default POSTBUD_HTTP_ADDR %s), got %+v", dep, port, def.HTTPAddr, c.Ports)
+		t.Errorf("Deployment postbud: want one container port, %d (POSTBUD_HTTP_ADDR %s), got %+v", port, cfg.HTTPAddr, c.Ports)
 	}
-	if p := portOf(t, cfg.HTTPAddr); p != port {
-		t.Errorf("%s: POSTBUD_HTTP_ADDR %s listens on %d, the container port is %d", dep, cfg.HTTPAddr, p, port)
-	}
-
-	// The probes.
 	for _, p := range []struct {
 		name  string
 		probe *probe
@@ -764,179 +538,81 @@ func TestKubernetesPostbud(t *testing.T) {
 		{"livenessProbe", c.LivenessProbe, []string{"/healthz"}},
 		{"startupProbe", c.StartupProbe, []string{"/healthz", "/readyz"}},
 	} {
-		if p.probe == nil {
-			if p.name != "startupProbe" {
-				t.Errorf("%s: no %s", dep, p.name)
+		switch {
+		case p.probe == nil && p.name == "startupProbe":
+		case p.probe == nil || p.probe.HTTPGet == nil:
+			t.Errorf("Deployment postbud: want an httpGet %s (the image has no shell)", p.name)
+		case !slices.Contains(p.paths, p.probe.HTTPGet.Path):
+			t.Errorf("Deployment postbud: %s asks %s, want %s", p.name, p.probe.HTTPGet.Path, strings.Join(p.paths, " or "))
+		default:
+			if got, ok := containerPort(c, p.probe.HTTPGet.Port); !ok || got != port {
+				t.Errorf("Deployment postbud: %s port %q is not the listen port %d", p.name, p.probe.HTTPGet.Port, port)
 			}
-			continue
 		}
-		if p.probe.HTTPGet == nil {
-			t.Errorf("%s: %s must be an httpGet (the image has no shell)", dep, p.name)
-			continue
-		}
-		if !slices.Contains(p.paths, p.probe.HTTPGet.Path) {
-			t.Errorf("%s: %s asks %s, want %s", dep, p.name, p.probe.HTTPGet.Path, strings.Join(p.paths, " or "))
-		}
-		if got, ok := containerPort(c, p.probe.HTTPGet.Port); !ok || got != port {
-			t.Errorf("%s: %s port %q is not the container port %d", dep, p.name, p.probe.HTTPGet.Port, port)
+	}
+	var svc service
+	kube(t, "Service", "postbud", &svc)
+	for _, p := range svc.Spec.Ports {
+		if got, ok := containerPort(c, p.TargetPort); !ok || got != port {
+			t.Errorf("Service postbud: targetPort %q is not the listen port %d", p.TargetPort, port)
 		}
 	}
 
-	// Shutdown: preStop, then HTTP drain and the tasks' shutdown timeout,
-	// all within the grace period.
+	// Shutdown: the preStop pause, then the HTTP drain and the tasks'
+	// shutdown timeout, all within the grace period.
 	var preStop time.Duration
 	if lc := c.Lifecycle; lc != nil && lc.PreStop != nil {
 		if lc.PreStop.Exec != nil {
-			t.Errorf("%s: a preStop exec needs a shell or a sleep binary, which the distroless image lacks; use the sleep action", dep)
+			t.Errorf("Deployment postbud: a preStop exec needs a shell or a sleep binary, which the distroless image lacks; use the sleep action")
 		}
 		if lc.PreStop.Sleep != nil {
 			preStop = time.Duration(lc.PreStop.Sleep.Seconds) * time.Second
 		}
 	}
-	need := preStop + httpDrain + max(cfg.ShutdownTimeout, def.ShutdownTimeout)
+	need := preStop + shutdownNeed(t, cfg)
 	if g := spec.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second <= need {
-		t.Errorf("%s: terminationGracePeriodSeconds must exceed preStop %v + HTTP drain %v + POSTBUD_SHUTDOWN_TIMEOUT %v = %v",
-			dep, preStop, httpDrain, cfg.ShutdownTimeout, need)
+		t.Errorf("Deployment postbud: terminationGracePeriodSeconds must exceed preStop %v + HTTP drain %v + POSTBUD_SHUTDOWN_TIMEOUT %v = %v",
+			preStop, httpDrain, cfg.ShutdownTimeout, need)
 	}
 
-	// Hardening.
-	if spec.EnableServiceLinks == nil || *spec.EnableServiceLinks {
-		t.Errorf("%s: enableServiceLinks must be false: the Service postbud would inject POSTBUD_SERVICE_HOST and the like", dep)
-	}
-	checkHardened(t, dep, spec, c)
-	if c.Resources.Requests["cpu"] == "" || c.Resources.Requests["memory"] == "" || c.Resources.Limits["memory"] == "" {
-		t.Errorf("%s: want cpu and memory requests and a memory limit", dep)
-	}
-
-	// Service and PDB.
-	var svc service
-	find(t, objs, "Service", "postbud").decode(t, &svc)
-	if !subset(svc.Spec.Selector, podLabels) {
-		t.Errorf("Service postbud: the selector %v does not select the pods %v", svc.Spec.Selector, podLabels)
-	}
-	for _, p := range svc.Spec.Ports {
-		if got, ok := containerPort(c, p.TargetPort); !ok || got != port {
-			t.Errorf("Service postbud: targetPort %q is not the container port %d", p.TargetPort, port)
-		}
-	}
-	checkPDB(t, find(t, objs, "PodDisruptionBudget", "postbud"), podLabels, *d.Spec.Replicas)
-
-	// Redis behind Sentinel, as the StatefulSet "redis" runs it.
-	checkSentinelURL(t, objs, cfg, redisSecret)
-}
-
-func checkHardened(t *testing.T, o object, spec podSpec, c container) {
-	t.Helper()
-	psc, sc := spec.SecurityContext, c.SecurityContext
-	if sc == nil {
-		t.Errorf("%s: container %s has no securityContext", o, c.Name)
-		return
-	}
-	nonRoot := sc.RunAsNonRoot
-	if nonRoot == nil && psc != nil {
-		nonRoot = psc.RunAsNonRoot
-	}
-	if nonRoot == nil || !*nonRoot {
-		t.Errorf("%s: container %s: want runAsNonRoot", o, c.Name)
-	}
-	if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
-		t.Errorf("%s: container %s: want readOnlyRootFilesystem", o, c.Name)
-	}
-	if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
-		t.Errorf("%s: container %s: want allowPrivilegeEscalation false", o, c.Name)
-	}
-	if sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
-		t.Errorf("%s: container %s: want capabilities drop ALL", o, c.Name)
-	}
-	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
-		t.Errorf("%s: want automountServiceAccountToken false: it does not talk to the API server", o)
-	}
-}
-
-func checkPDB(t *testing.T, o object, podLabels map[string]string, replicas int) {
-	t.Helper()
-	var p pdb
-	o.decode(t, &p)
-	if !subset(p.Spec.Selector.MatchLabels, podLabels) {
-		t.Errorf("%s: the selector does not select the pods", o)
-	}
-	switch {
-	case p.Spec.MaxUnavailable != nil:
-		if n, err := strconv.Atoi(string(*p.Spec.MaxUnavailable)); err != nil || n < 1 || n >= replicas {
-			t.Errorf("%s: maxUnavailable %q: want a number from 1 to %d", o, *p.Spec.MaxUnavailable, replicas-1)
-		}
-	case p.Spec.MinAvailable != nil:
-		if n, err := strconv.Atoi(string(*p.Spec.MinAvailable)); err != nil || n < 1 || n >= replicas {
-			t.Errorf("%s: minAvailable %q: want a number from 1 to %d, or no drain could proceed", o, *p.Spec.MinAvailable, replicas-1)
-		}
-	default:
-		t.Errorf("%s: needs maxUnavailable or minAvailable", o)
-	}
-}
-
-// checkSentinelURL checks postbud's POSTBUD_REDIS_URL against the Redis
-// StatefulSet: every sentinel of it, by its stable name, on the sentinel
-// port, the master set name the sentinels monitor, and the password from
-// the Secret the Redis pods use.
-func checkSentinelURL(t *testing.T, objs []object, cfg *config.Config, redisSecret string) {
-	t.Helper()
+	// Redis behind Sentinel: every sentinel of the StatefulSet redis by its
+	// stable name, the master the sentinels monitor, and the password the
+	// Redis pods use.
 	fo, ok := cfg.Redis.(asynq.RedisFailoverClientOpt)
 	if !ok {
-		t.Errorf("POSTBUD_REDIS_URL %s: want redis-sentinel://...?master=mymaster (Redis with Sentinel), got %T", cfg.RedisURL, cfg.Redis)
-		return
+		t.Fatalf("POSTBUD_REDIS_URL %s: want redis-sentinel://...?master=NAME, got %T", cfg.RedisURL, cfg.Redis)
 	}
-	sts := find(t, objs, "StatefulSet", "redis")
 	var s workload
-	sts.decode(t, &s)
-	spec := s.Spec.Template.Spec
-	sentinel := podContainer(t, sts, spec, "sentinel")
-	if len(sentinel.Ports) != 1 {
-		t.Fatalf("%s: the sentinel container needs one port", sts)
+	kube(t, "StatefulSet", "redis", &s)
+	sentinel := podContainer(t, s.Spec.Template.Spec, "sentinel")
+	if len(sentinel.Ports) != 1 || s.Spec.Replicas == nil {
+		t.Fatalf("StatefulSet redis: want replicas and one sentinel port")
 	}
 	var want []string
 	for i := range *s.Spec.Replicas {
-		want = append(want, fmt.Sprintf("%s-%d.%s:%d", sts.Metadata.Name, i, s.Spec.ServiceName, sentinel.Ports[0].ContainerPort))
+		want = append(want, fmt.Sprintf("redis-%d.%s:%d", i, s.Spec.ServiceName, sentinel.Ports[0].ContainerPort))
 	}
 	if !slices.Equal(fo.SentinelAddrs, want) {
 		t.Errorf("POSTBUD_REDIS_URL: sentinels %v, want the StatefulSet's %v", fo.SentinelAddrs, want)
 	}
-	var hs service
-	find(t, objs, "Service", s.Spec.ServiceName).decode(t, &hs)
-	if hs.Spec.ClusterIP != "None" || !hs.Spec.PublishNotReadyAddresses {
-		t.Errorf("Service %s: want a headless Service (clusterIP None) that publishes not-ready pods", s.Spec.ServiceName)
-	}
-	if !subset(hs.Spec.Selector, s.Spec.Template.Metadata.Labels) {
-		t.Errorf("Service %s does not select the Redis pods", s.Spec.ServiceName)
-	}
-	var cm struct {
-		Data map[string]string `yaml:"data"`
-	}
-	find(t, objs, "ConfigMap", "redis-config").decode(t, &cm)
+	var cm configMap
+	kube(t, "ConfigMap", "redis-config", &cm)
 	if !strings.Contains(cm.Data["init.sh"], "sentinel monitor "+fo.MasterName+" ") {
-		t.Errorf("ConfigMap redis-config: init.sh does not configure the sentinels to monitor %q, the master of POSTBUD_REDIS_URL", fo.MasterName)
+		t.Errorf("ConfigMap redis-config: init.sh does not make the sentinels monitor %q, the master of POSTBUD_REDIS_URL", fo.MasterName)
 	}
-	for _, v := range spec.Volumes {
+	for _, v := range s.Spec.Template.Spec.Volumes {
 		if v.Secret != nil && redisSecret != v.Secret.SecretName+"/password" {
 			t.Errorf("POSTBUD_REDIS_PASSWORD_FILE comes from %q, want the key password of the Secret %s the Redis pods use", redisSecret, v.Secret.SecretName)
 		}
 	}
 }
 
-// TestKubernetesRedis checks the Redis StatefulSet: the configuration is
-// deploy/redis.conf, memory has room for maxmemory and a fork, and the
-// containers are hardened.
+// TestKubernetesRedis checks the Redis StatefulSet: its configuration is
+// deploy/redis.conf, and its memory limit leaves room for maxmemory and
+// the copy-on-write of an AOF rewrite's fork.
 func TestKubernetesRedis(t *testing.T) {
-	objs := kubeObjects(t)
-	sts := find(t, objs, "StatefulSet", "redis")
-	var s workload
-	sts.decode(t, &s)
-	if s.Spec.Replicas == nil || *s.Spec.Replicas != 3 {
-		t.Errorf("%s: want 3 replicas (a Sentinel quorum of 2)", sts)
-	}
-	var cm struct {
-		Data map[string]string `yaml:"data"`
-	}
-	find(t, objs, "ConfigMap", "redis-config").decode(t, &cm)
+	var cm configMap
+	kube(t, "ConfigMap", "redis-config", &cm)
 	conf, err := os.ReadFile("redis.conf")
 	if err != nil {
 		t.Fatal(err)
@@ -944,39 +620,71 @@ func TestKubernetesRedis(t *testing.T) {
 	if cm.Data["redis.conf"] != string(conf) {
 		t.Errorf("ConfigMap redis-config: redis.conf differs from deploy/redis.conf; copy it over (indented four spaces)")
 	}
-	maxmemory := redisBytes(t, redisConf(t)["maxmemory"])
-	spec := s.Spec.Template.Spec
-	r := podContainer(t, sts, spec, "redis")
-	limit := quantity(t, r.Resources.Limits["memory"])
-	if limit*2 < maxmemory*3 {
-		t.Errorf("%s: memory limit %s is less than 1.5 x maxmemory %d: an AOF rewrite's fork would be OOM-killed", sts, r.Resources.Limits["memory"], maxmemory)
+	var s workload
+	kube(t, "StatefulSet", "redis", &s)
+	r := podContainer(t, s.Spec.Template.Spec, "redis")
+	maxmemory := size(t, redisConf(t)["maxmemory"], redisUnits)
+	if limit := size(t, r.Resources.Limits["memory"], kubeUnits); limit*2 < maxmemory*3 {
+		t.Errorf("StatefulSet redis: memory limit %s is less than 1.5 × maxmemory %d: an AOF rewrite's fork would be OOM-killed",
+			r.Resources.Limits["memory"], maxmemory)
 	}
-	for _, c := range append(spec.InitContainers, spec.Containers...) {
-		checkHardened(t, sts, spec, c)
-	}
-	checkPDB(t, find(t, objs, "PodDisruptionBudget", "redis"), s.Spec.Template.Metadata.Labels, *s.Spec.Replicas)
 }
 
-// quantity parses a Kubernetes memory quantity (binary or decimal suffix).
-func quantity(t *testing.T, q string) int64 {
-	t.Helper()
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"Ti", 1 << 40}, {"k", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12}, {"", 1}} {
-		if n, ok := strings.CutSuffix(q, u.suffix); ok {
-			v, err := strconv.ParseInt(n, 10, 64)
-			if err == nil {
-				return v * u.mult
+// TestKubernetesHardening stands in for kube-linter, which cannot be
+// fetched here: every container of both workloads runs as non-root on a
+// read-only root filesystem, without privilege escalation or capabilities.
+func TestKubernetesHardening(t *testing.T) {
+	isTrue := func(b *bool) bool { return b != nil && *b }
+	for _, w := range []struct{ kind, name string }{{"Deployment", "postbud"}, {"StatefulSet", "redis"}} {
+		var d workload
+		kube(t, w.kind, w.name, &d)
+		spec := d.Spec.Template.Spec
+		for _, c := range append(spec.InitContainers, spec.Containers...) {
+			sc := c.SecurityContext
+			if sc == nil {
+				sc = &securityContext{}
+			}
+			nonRoot := sc.RunAsNonRoot
+			if nonRoot == nil && spec.SecurityContext != nil {
+				nonRoot = spec.SecurityContext.RunAsNonRoot
+			}
+			if !isTrue(nonRoot) || !isTrue(sc.ReadOnlyRootFilesystem) || sc.AllowPrivilegeEscalation == nil ||
+				*sc.AllowPrivilegeEscalation || sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
+				t.Errorf("%s %s, container %s: want runAsNonRoot, readOnlyRootFilesystem, allowPrivilegeEscalation false and capabilities drop ALL",
+					w.kind, w.name, c.Name)
 			}
 		}
 	}
-	t.Fatalf("memory quantity %q: not understood", q)
-	return 0
 }
 
 // ---------------------------------------------------------------------------
 // redis.conf.
+
+type unit struct {
+	suffix string
+	mult   int64
+}
+
+var (
+	// kubeUnits are Kubernetes quantity suffixes, redisUnits Redis's (1k =
+	// 1000, 1kb = 1024): longest first.
+	kubeUnits  = []unit{{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"k", 1e3}, {"M", 1e6}, {"G", 1e9}, {"", 1}}
+	redisUnits = []unit{{"kb", 1 << 10}, {"mb", 1 << 20}, {"gb", 1 << 30}, {"k", 1e3}, {"m", 1e6}, {"g", 1e9}, {"", 1}}
+)
+
+// size parses a memory size with the given units.
+func size(t *testing.T, s string, units []unit) int64 {
+	t.Helper()
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			if v, err := strconv.ParseInt(n, 10, 64); err == nil {
+				return v * u.mult
+			}
+		}
+	}
+	t.Fatalf("memory size %q not understood", s)
+	return 0
+}
 
 // redisConf returns deploy/redis.conf's directives, the last value of each.
 func redisConf(t *testing.T) map[string]string {
@@ -998,27 +706,11 @@ func redisConf(t *testing.T) map[string]string {
 	return out
 }
 
-// redisBytes parses a Redis memory size: 1k = 1000, 1kb = 1024 and so on.
-func redisBytes(t *testing.T, s string) int64 {
-	t.Helper()
-	s = strings.ToLower(s)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"kb", 1 << 10}, {"mb", 1 << 20}, {"gb", 1 << 30}, {"k", 1e3}, {"m", 1e6}, {"g", 1e9}, {"", 1}} {
-		if n, ok := strings.CutSuffix(s, u.suffix); ok {
-			if v, err := strconv.ParseInt(n, 10, 64); err == nil {
-				return v * u.mult
-			}
-		}
-	}
-	t.Fatalf("redis.conf: memory size %q not understood", s)
-	return 0
-}
-
-// TestRedisConf checks the settings DESIGN.md §3 asks for: AOF, fsync
-// every second, never evict; a maxmemory to size, and compact asynq task
-// hashes.
+// TestRedisConf checks what the code requires of Redis (docs/design.md,
+// "Redis"): durability (AOF, fsync every second), never evicting a key
+// (a lost done mark or dedup key sends twice; a lost task never sends), a
+// maxmemory so Redis refuses writes instead of being OOM-killed, task
+// hashes compact enough to stay listpacks, and no password in the file.
 func TestRedisConf(t *testing.T) {
 	conf := redisConf(t)
 	for k, want := range map[string]string{
@@ -1031,7 +723,7 @@ func TestRedisConf(t *testing.T) {
 			t.Errorf("redis.conf: %s is %q, want %q", k, conf[k], want)
 		}
 	}
-	if redisBytes(t, conf["maxmemory"]) <= 0 {
+	if size(t, strings.ToLower(conf["maxmemory"]), redisUnits) <= 0 {
 		t.Errorf("redis.conf: maxmemory must be set: without it Redis grows until the OOM killer ends it")
 	}
 	if _, ok := conf["requirepass"]; ok {
@@ -1043,11 +735,6 @@ func TestRedisConf(t *testing.T) {
 // compose.yaml.
 
 type composeService struct {
-	Image string `yaml:"image"`
-	Build *struct {
-		Context    string `yaml:"context"`
-		Dockerfile string `yaml:"dockerfile"`
-	} `yaml:"build"`
 	Command     yaml.Node   `yaml:"command"`
 	Environment yaml.Node   `yaml:"environment"`
 	Secrets     []yaml.Node `yaml:"secrets"`
@@ -1056,477 +743,164 @@ type composeService struct {
 	DependsOn   map[string]struct {
 		Condition string `yaml:"condition"`
 	} `yaml:"depends_on"`
-	Healthcheck *struct {
-		Test    []string `yaml:"test"`
-		Disable bool     `yaml:"disable"`
-	} `yaml:"healthcheck"`
 	StopGracePeriod string `yaml:"stop_grace_period"`
 }
 
-type composeFile struct {
-	Services map[string]composeService `yaml:"services"`
-	Secrets  map[string]struct {
-		File string `yaml:"file"`
-	} `yaml:"secrets"`
-}
-
-// stringsOf reads a compose string-or-list (command).
-func stringsOf(t *testing.T, n yaml.Node) []string {
-	t.Helper()
-	switch n.Kind {
-	case 0:
-		return nil
-	case yaml.ScalarNode:
-		return strings.Fields(n.Value)
-	}
-	var out []string
-	if err := n.Decode(&out); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// composeEnv reads a compose environment, in map or list form.
-func composeEnv(t *testing.T, n yaml.Node) map[string]string {
-	t.Helper()
-	env := map[string]string{}
-	switch n.Kind {
-	case yaml.MappingNode:
-		if err := n.Decode(&env); err != nil {
-			t.Fatal(err)
-		}
-	case yaml.SequenceNode:
-		var list []string
-		if err := n.Decode(&list); err != nil {
-			t.Fatal(err)
-		}
-		for _, kv := range list {
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok {
-				t.Errorf("compose.yaml: environment %q has no value", kv)
-			}
-			env[k] = v
-		}
-	}
-	return env
-}
-
-// TestCompose checks compose.yaml: Redis with deploy/redis.conf and a
-// healthcheck postbud waits for; postbud from deploy/Dockerfile running
-// serve, its environment loaded by the code with every secret a compose
-// secret, its port the default one, and time to shut down.
+// TestCompose checks compose.yaml: postbud's environment loads, every
+// secret file is a compose secret of the service, Redis runs deploy/
+// redis.conf with postbud's password and answers at POSTBUD_REDIS_URL,
+// the published port is the listen port, and there is time to shut down.
 func TestCompose(t *testing.T) {
-	def := defaults(t)
 	docs := yamlDocs(t, "compose.yaml")
+	var f struct {
+		Services map[string]composeService `yaml:"services"`
+	}
 	if len(docs) != 1 {
 		t.Fatalf("compose.yaml: want one document, got %d", len(docs))
 	}
-	var f composeFile
 	if err := docs[0].Decode(&f); err != nil {
 		t.Fatal(err)
 	}
-	redis, ok := f.Services["redis"]
-	if !ok {
-		t.Fatal("compose.yaml: no service redis")
-	}
-	pb, ok := f.Services["postbud"]
-	if !ok {
-		t.Fatal("compose.yaml: no service postbud")
-	}
+	redis, pb := f.Services["redis"], f.Services["postbud"]
 
-	// Redis.
-	if !strings.HasPrefix(redis.Image, "redis:7") {
-		t.Errorf("compose.yaml: redis image %q, want redis:7", redis.Image)
-	}
-	redisCmd := strings.Join(stringsOf(t, redis.Command), " ")
-	confMounted := false
-	for _, v := range redis.Volumes {
-		parts := strings.Split(v, ":")
-		if parts[0] == "./redis.conf" && len(parts) >= 2 {
-			confMounted = strings.Contains(redisCmd, parts[1])
-		}
-	}
-	if !confMounted {
-		t.Errorf("compose.yaml: redis must mount ./redis.conf and start with it")
-	}
-	if redis.Healthcheck == nil || redis.Healthcheck.Disable || len(redis.Healthcheck.Test) == 0 {
-		t.Errorf("compose.yaml: redis needs a healthcheck for postbud's depends_on")
-	}
-	if dep, ok := pb.DependsOn["redis"]; !ok || dep.Condition != "service_healthy" {
-		t.Errorf("compose.yaml: postbud must depend on redis with condition service_healthy")
-	}
-
-	// The image and the command.
-	if pb.Build == nil {
-		t.Fatal("compose.yaml: postbud must be built from deploy/Dockerfile")
-	}
-	df := filepath.Join(pb.Build.Context, pb.Build.Dockerfile)
-	if filepath.Clean(df) != filepath.Join("..", "deploy", "Dockerfile") {
-		t.Errorf("compose.yaml: postbud builds %s (context %s), want ../deploy/Dockerfile with the repository as context", df, pb.Build.Context)
-	}
-	if cmd := stringsOf(t, pb.Command); !slices.Equal(cmd, []string{"serve"}) {
-		t.Errorf("compose.yaml: postbud command %q, want [serve]", cmd)
-	}
-
-	// Secrets: each *_FILE is /run/secrets/NAME of a secret the service has
-	// and the file defines.
-	has := map[string]bool{}
+	// The environment, loaded by the code; the secrets, /run/secrets/NAME.
+	secrets := map[string]bool{}
 	for _, n := range pb.Secrets {
-		name := n.Value
-		if n.Kind == yaml.MappingNode {
-			var long struct{ Source, Target string }
-			if err := n.Decode(&long); err != nil {
-				t.Fatal(err)
-			}
-			name = long.Source
-			if long.Target != "" && long.Target != long.Source {
-				t.Errorf("compose.yaml: secret %s has a target; mount it as /run/secrets/%s", long.Source, long.Source)
-			}
-		}
-		has[name] = true
-		s, ok := f.Secrets[name]
-		if !ok {
-			t.Errorf("compose.yaml: postbud uses the secret %s, which is not defined", name)
-		} else if !strings.HasPrefix(s.File, "./secrets/") {
-			t.Errorf("compose.yaml: secret %s is %q; keep secret files in the git-ignored ./secrets/", name, s.File)
-		}
+		secrets[n.Value] = true
 	}
-	env := composeEnv(t, pb.Environment)
-	l := load(t, "compose.yaml postbud", env, func(name, path string) (string, error) {
-		s, ok := strings.CutPrefix(path, "/run/secrets/")
-		if !ok || !has[s] {
+	env := map[string]string{}
+	if err := pb.Environment.Decode(&env); err != nil {
+		t.Fatalf("compose.yaml: postbud's environment must be a map: %v", err)
+	}
+	cfg := load(t, "compose.yaml postbud", env, func(_, path string) (string, error) {
+		if s, ok := strings.CutPrefix(path, "/run/secrets/"); !ok || !secrets[s] {
 			return "", errors.New("not /run/secrets/NAME of a secret of the service")
 		}
 		return path, nil
 	})
-	if !strings.Contains(redisCmd, env["POSTBUD_REDIS_PASSWORD_FILE"]) {
-		t.Errorf("compose.yaml: redis does not take its password from %s, postbud's POSTBUD_REDIS_PASSWORD_FILE", env["POSTBUD_REDIS_PASSWORD_FILE"])
+
+	// Redis: deploy/redis.conf, postbud's password, the address.
+	var cmd []string
+	if err := redis.Command.Decode(&cmd); err != nil {
+		t.Fatalf("compose.yaml: redis command: %v", err)
 	}
-	if o, ok := l.cfg.Redis.(asynq.RedisClientOpt); !ok || o.Addr != "redis:6379" {
-		t.Errorf("compose.yaml: POSTBUD_REDIS_URL %s does not name the service redis on 6379", l.cfg.RedisURL)
+	script := strings.Join(cmd, " ")
+	if !slices.ContainsFunc(redis.Volumes, func(v string) bool {
+		src, dst, _ := strings.Cut(v, ":")
+		dst, _, _ = strings.Cut(dst, ":")
+		return src == "./redis.conf" && strings.Contains(script, "include "+dst)
+	}) {
+		t.Errorf("compose.yaml: redis must mount ./redis.conf and include it")
+	}
+	if p := env["POSTBUD_REDIS_PASSWORD_FILE"]; p == "" || !strings.Contains(script, p) {
+		t.Errorf("compose.yaml: redis does not take its password from %q, postbud's POSTBUD_REDIS_PASSWORD_FILE", p)
+	}
+	if o, ok := cfg.Redis.(asynq.RedisClientOpt); !ok || o.Addr != "redis:6379" {
+		t.Errorf("compose.yaml: POSTBUD_REDIS_URL %s does not name the service redis on 6379", cfg.RedisURL)
+	}
+	if pb.DependsOn["redis"].Condition != "service_healthy" {
+		t.Errorf("compose.yaml: postbud must wait for redis with condition service_healthy")
 	}
 
 	// The port.
-	port := portOf(t, def.HTTPAddr)
-	if p := portOf(t, l.cfg.HTTPAddr); p != port {
-		t.Errorf("compose.yaml: POSTBUD_HTTP_ADDR %s is not the default port %d", l.cfg.HTTPAddr, port)
-	}
+	port := strconv.Itoa(portOf(t, cfg.HTTPAddr))
 	for _, n := range pb.Ports {
-		target := ""
-		if n.Kind == yaml.MappingNode {
-			var long struct {
-				Target string `yaml:"target"`
-			}
-			if err := n.Decode(&long); err != nil {
-				t.Fatal(err)
-			}
-			target = long.Target
-		} else {
-			parts := strings.Split(n.Value, ":")
-			target, _, _ = strings.Cut(parts[len(parts)-1], "/")
-		}
-		if target != strconv.Itoa(port) {
-			t.Errorf("compose.yaml: postbud publishes container port %s, want %d", target, port)
+		parts := strings.Split(n.Value, ":")
+		if target, _, _ := strings.Cut(parts[len(parts)-1], "/"); target != port {
+			t.Errorf("compose.yaml: postbud publishes container port %q, want the listen port %s", n.Value, port)
 		}
 	}
 
 	// Shutdown.
 	grace, err := time.ParseDuration(pb.StopGracePeriod)
-	if need := httpDrain + max(l.cfg.ShutdownTimeout, def.ShutdownTimeout); err != nil || grace <= need {
-		t.Errorf("compose.yaml: postbud stop_grace_period %q must exceed HTTP drain %v + POSTBUD_SHUTDOWN_TIMEOUT %v", pb.StopGracePeriod, httpDrain, l.cfg.ShutdownTimeout)
+	if need := shutdownNeed(t, cfg); err != nil || grace <= need {
+		t.Errorf("compose.yaml: postbud stop_grace_period %q must exceed HTTP drain %v + POSTBUD_SHUTDOWN_TIMEOUT %v", pb.StopGracePeriod, httpDrain, cfg.ShutdownTimeout)
 	}
 }
 
 // ---------------------------------------------------------------------------
 // Dockerfile.
 
-type instruction struct {
-	cmd  string // upper case
-	args string
-	line int
-}
-
-// dockerfile returns the Dockerfile's instructions, continuation lines
-// joined and comments dropped.
-func dockerfile(t *testing.T) []instruction {
-	t.Helper()
+// TestDockerfile checks the image against the code: the build stage's Go
+// is go.mod's, it builds ./cmd/postbud, EXPOSE is the default listen port,
+// and it runs `/postbud serve`.
+func TestDockerfile(t *testing.T) {
 	b, err := os.ReadFile("Dockerfile")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []instruction
-	var cur strings.Builder
-	start := 0
-	for i, raw := range strings.Split(string(b), "\n") {
-		line := strings.TrimSpace(raw)
-		if strings.HasPrefix(line, "#") || (line == "" && cur.Len() == 0) {
-			continue
+	df := strings.ReplaceAll(string(b), "\\\n", " ")
+	instr := map[string][]string{}
+	for _, line := range strings.Split(df, "\n") {
+		line = strings.TrimSpace(line)
+		if cmd, args, ok := strings.Cut(line, " "); ok && !strings.HasPrefix(line, "#") {
+			instr[strings.ToUpper(cmd)] = append(instr[strings.ToUpper(cmd)], strings.TrimSpace(args))
 		}
-		if cur.Len() == 0 {
-			start = i + 1
-		}
-		if s, ok := strings.CutSuffix(line, "\\"); ok {
-			cur.WriteString(s + " ")
-			continue
-		}
-		cur.WriteString(line)
-		cmd, args, _ := strings.Cut(cur.String(), " ")
-		out = append(out, instruction{strings.ToUpper(cmd), strings.TrimSpace(args), start})
-		cur.Reset()
 	}
-	return out
-}
 
-// goModVersion returns go.mod's go line, e.g. "1.26.8".
-func goModVersion(t *testing.T) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "go.mod"))
+	// Go: ARG GO_VERSION=1.26 must be go.mod's major.minor.
+	mod, err := os.ReadFile(filepath.Join("..", "go.mod"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "go "); ok {
-			return strings.TrimSpace(v)
+	var goLine string
+	for _, l := range strings.Split(string(mod), "\n") {
+		if v, ok := strings.CutPrefix(l, "go "); ok {
+			goLine = strings.TrimSpace(v)
 		}
 	}
-	t.Fatal("go.mod has no go line")
-	return ""
-}
-
-// versionParts splits "1.26.8" into numbers.
-func versionParts(v string) []int {
-	var out []int
-	for _, p := range strings.Split(v, ".") {
-		n, err := strconv.Atoi(p)
-		if err != nil {
-			return nil
-		}
-		out = append(out, n)
+	goMinor := strings.Join(strings.SplitN(goLine, ".", 3)[:2], ".")
+	if !slices.Contains(instr["ARG"], "GO_VERSION="+goMinor) || !slices.ContainsFunc(instr["FROM"], func(s string) bool {
+		return strings.HasPrefix(s, "golang:${GO_VERSION}")
+	}) {
+		t.Errorf("Dockerfile: want ARG GO_VERSION=%s and FROM golang:${GO_VERSION}: go.mod says go %s", goMinor, goLine)
 	}
-	return out
-}
-
-// TestDockerfile checks the image: built with the Go of go.mod as a static
-// binary of ./cmd/postbud, run as non-root from distroless or scratch,
-// exposing the default port, entrypoint /postbud serve.
-func TestDockerfile(t *testing.T) {
-	def := defaults(t)
-	ins := dockerfile(t)
-	args := map[string]string{}
-	var stages [][]instruction
-	for _, in := range ins {
-		switch in.cmd {
-		case "ARG":
-			if k, v, ok := strings.Cut(in.args, "="); ok && len(stages) == 0 {
-				args[k] = v
-			}
-		case "FROM":
-			stages = append(stages, nil)
-		}
-		if len(stages) > 0 {
-			stages[len(stages)-1] = append(stages[len(stages)-1], in)
-		}
-	}
-	if len(stages) < 2 {
-		t.Fatalf("Dockerfile: want a build stage and a final stage, got %d stage(s)", len(stages))
-	}
-	expand := func(s string) string {
-		return os.Expand(s, func(k string) string { return args[k] })
+	if !slices.ContainsFunc(instr["RUN"], func(s string) bool { return strings.Contains(s, "go build") && strings.Contains(s, "./cmd/postbud") }) {
+		t.Errorf("Dockerfile: no RUN go build ... ./cmd/postbud")
 	}
 
-	// The build stage.
-	build := stages[0]
-	image, alias, _ := strings.Cut(expand(build[0].args), " ")
-	tag, ok := strings.CutPrefix(image, "golang:")
-	if !ok {
-		t.Fatalf("Dockerfile: the build stage is %s, want golang:<go.mod's Go>", image)
-	}
-	gomod := versionParts(goModVersion(t))
-	v := versionParts(strings.SplitN(tag, "-", 2)[0])
-	switch {
-	case len(v) < 2 || len(gomod) < 2 || v[0] != gomod[0] || v[1] != gomod[1]:
-		t.Errorf("Dockerfile: golang:%s is not the Go of go.mod (go %s)", tag, goModVersion(t))
-	case len(v) == 3 && len(gomod) == 3 && v[2] < gomod[2]:
-		t.Errorf("Dockerfile: golang:%s is older than go.mod's go %s (the image has GOTOOLCHAIN=local)", tag, goModVersion(t))
-	}
-	stageName := strings.TrimSpace(strings.TrimPrefix(strings.ToUpper(alias), "AS "))
-	var out string
-	for _, in := range build {
-		if in.cmd == "RUN" && strings.Contains(in.args, "go build") {
-			for _, want := range []string{"CGO_ENABLED=0", "-trimpath", `-ldflags "-s -w"`, "./cmd/postbud"} {
-				if !strings.Contains(in.args, want) {
-					t.Errorf("Dockerfile:%d: go build without %s", in.line, want)
-				}
-			}
-			if f := strings.Fields(in.args[strings.Index(in.args, " -o ")+4:]); strings.Contains(in.args, " -o ") && len(f) > 0 {
-				out = f[0]
-			}
+	port := strconv.Itoa(portOf(t, defaults(t).HTTPAddr))
+	for k, want := range map[string]string{"EXPOSE": port, "ENTRYPOINT": `["/postbud"]`, "CMD": `["serve"]`} {
+		if got := instr[k]; len(got) != 1 || got[0] != want {
+			t.Errorf("Dockerfile: %s %q, want %s", k, got, want)
 		}
-	}
-	if out == "" {
-		t.Fatal("Dockerfile: no go build -o OUT in the build stage")
-	}
-
-	// The final stage.
-	final := stages[len(stages)-1]
-	base := expand(final[0].args)
-	if base != "gcr.io/distroless/static-debian12:nonroot" && base != "scratch" {
-		t.Errorf("Dockerfile: the final stage is %s, want gcr.io/distroless/static-debian12:nonroot or scratch", base)
-	}
-	var user, expose, entrypoint, cmd, copied string
-	for _, in := range final {
-		switch in.cmd {
-		case "USER":
-			user = in.args
-		case "EXPOSE":
-			expose = in.args
-		case "ENTRYPOINT":
-			entrypoint = in.args
-		case "CMD":
-			cmd = in.args
-		case "COPY":
-			f := strings.Fields(in.args)
-			if len(f) == 3 && strings.EqualFold(f[0], "--from="+stageName) && f[1] == out {
-				copied = f[2]
-			}
-		}
-	}
-	if u, _, _ := strings.Cut(user, ":"); u == "" || u == "root" || u == "0" {
-		t.Errorf("Dockerfile: the final stage must set a non-root USER, got %q", user)
-	}
-	if port := portOf(t, def.HTTPAddr); expose != strconv.Itoa(port) && expose != strconv.Itoa(port)+"/tcp" {
-		t.Errorf("Dockerfile: EXPOSE %q, want %d (the default POSTBUD_HTTP_ADDR %s)", expose, port, def.HTTPAddr)
-	}
-	var ep, c []string
-	if err := json.Unmarshal([]byte(entrypoint), &ep); err != nil || !slices.Equal(ep, []string{"/postbud"}) {
-		t.Errorf(`Dockerfile: ENTRYPOINT %s, want ["/postbud"]`, entrypoint)
-	}
-	if err := json.Unmarshal([]byte(cmd), &c); err != nil || !slices.Equal(c, []string{"serve"}) {
-		t.Errorf(`Dockerfile: CMD %s, want ["serve"]`, cmd)
-	}
-	if copied != "/postbud" {
-		t.Errorf("Dockerfile: the final stage must COPY --from=%s %s /postbud", strings.ToLower(stageName), out)
 	}
 }
 
 // ---------------------------------------------------------------------------
 // systemd.
 
-// unitFile returns a systemd unit's settings: section → key → values, in
-// order.
-func unitFile(t *testing.T, path string) map[string]map[string][]string {
-	t.Helper()
-	b, err := os.ReadFile(path)
+// TestSystemd checks the unit: its environment file (systemd/postbud.env,
+// installed as EnvironmentFile) and Environment= lines load, every secret
+// is a credential (%d/NAME with LoadCredential=NAME:...), and
+// TimeoutStopSec covers the shutdown. `systemd-analyze verify` and
+// `systemd-analyze security` in .ci/run check the rest of the unit.
+func TestSystemd(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("systemd", "postbud.service"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]map[string][]string{}
-	section := ""
-	for i, line := range strings.Split(string(b), "\n") {
-		line = strings.TrimSpace(line)
-		switch {
-		case line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";"):
-		case strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]"):
-			section = line[1 : len(line)-1]
-			out[section] = map[string][]string{}
-		case strings.HasSuffix(line, "\\"):
-			t.Fatalf("%s:%d: continuation lines are not supported by this test", path, i+1)
-		default:
-			k, v, ok := strings.Cut(line, "=")
-			if !ok || section == "" {
-				t.Fatalf("%s:%d: not KEY=VALUE in a section", path, i+1)
-			}
-			k = strings.TrimSpace(k)
-			out[section][k] = append(out[section][k], strings.TrimSpace(v))
+	svc := map[string][]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok && !strings.HasPrefix(strings.TrimSpace(line), "#") {
+			svc[k] = append(svc[k], v)
 		}
 	}
-	return out
-}
-
-// envAssignments splits an Environment= value into its assignments,
-// honouring double quotes.
-func envAssignments(s string) []string {
-	var out []string
-	var cur strings.Builder
-	quoted := false
-	for _, r := range s {
-		switch {
-		case r == '"':
-			quoted = !quoted
-		case r == ' ' && !quoted:
-			if cur.Len() > 0 {
-				out = append(out, cur.String())
-				cur.Reset()
-			}
-		default:
-			cur.WriteRune(r)
-		}
+	if !slices.Equal(svc["EnvironmentFile"], []string{"/etc/postbud/postbud.env"}) {
+		t.Errorf("postbud.service: EnvironmentFile=%q, want /etc/postbud/postbud.env (systemd/postbud.env installed)", svc["EnvironmentFile"])
 	}
-	if cur.Len() > 0 {
-		out = append(out, cur.String())
-	}
-	return out
-}
-
-// systemdSeconds parses a systemd time span such as 45, 45s or 1min 30s.
-func systemdSeconds(s string) (time.Duration, error) {
-	if n, err := strconv.Atoi(s); err == nil {
-		return time.Duration(n) * time.Second, nil
-	}
-	r := strings.NewReplacer("min", "m", "sec", "s", "hr", "h", " ", "")
-	return time.ParseDuration(r.Replace(s))
-}
-
-// TestSystemd checks the unit: postbud serve as the user postbud, its
-// environment file (systemd/postbud.env, installed as EnvironmentFile)
-// and Environment= loaded by the code, every secret a credential, time to
-// shut down, and the hardening.
-func TestSystemd(t *testing.T) {
-	def := defaults(t)
-	u := unitFile(t, filepath.Join("systemd", "postbud.service"))
-	svc := u["Service"]
-	if svc == nil {
-		t.Fatal("postbud.service: no [Service]")
-	}
-	one := func(k string) string {
-		if len(svc[k]) != 1 {
-			t.Errorf("postbud.service: want one %s=, got %q", k, svc[k])
-			return ""
-		}
-		return svc[k][0]
-	}
-	for k, want := range map[string]string{
-		"User":            "postbud",
-		"EnvironmentFile": "/etc/postbud/postbud.env",
-		"Restart":         "on-failure",
-		"NoNewPrivileges": "yes",
-		"ProtectSystem":   "strict",
-		"ProtectHome":     "yes",
-		"PrivateTmp":      "yes",
-	} {
-		if got := one(k); got != want {
-			t.Errorf("postbud.service: %s=%s, want %s", k, got, want)
-		}
-	}
-	if f := strings.Fields(one("ExecStart")); len(f) != 2 || f[1] != "serve" {
-		t.Errorf("postbud.service: ExecStart=%s, want /path/to/postbud serve", one("ExecStart"))
-	}
-
 	creds := map[string]bool{}
 	for _, lc := range svc["LoadCredential"] {
-		name, path, ok := strings.Cut(lc, ":")
-		if !ok || !filepath.IsAbs(path) {
-			t.Errorf("postbud.service: LoadCredential=%s, want NAME:/absolute/path", lc)
-		}
+		name, _, _ := strings.Cut(lc, ":")
 		creds[name] = true
 	}
 
 	env := map[string]string{}
-	b, err := os.ReadFile(filepath.Join("systemd", "postbud.env"))
+	envFile, err := os.ReadFile(filepath.Join("systemd", "postbud.env"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, line := range strings.Split(string(b), "\n") {
+	for i, line := range strings.Split(string(envFile), "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
@@ -1536,28 +910,27 @@ func TestSystemd(t *testing.T) {
 			t.Fatalf("postbud.env:%d: not KEY=VALUE", i+1)
 		}
 		if strings.HasSuffix(k, "_FILE") {
-			t.Errorf("postbud.env:%d: %s: secrets are credentials, set in the unit (LoadCredential= and %s=%%d/NAME)", i+1, k, k)
+			t.Errorf("postbud.env:%d: %s: secrets are credentials of the unit (LoadCredential= and %s=%%d/NAME)", i+1, k, k)
 		}
 		env[k] = strings.Trim(v, `"'`)
 	}
 	for _, e := range svc["Environment"] {
-		for _, kv := range envAssignments(e) {
-			k, v, _ := strings.Cut(kv, "=")
+		for _, kv := range strings.Fields(e) {
+			k, v, _ := strings.Cut(strings.Trim(kv, `"`), "=")
 			env[k] = v
 		}
 	}
-	l := load(t, "systemd/postbud.service", env, func(name, path string) (string, error) {
+	cfg := load(t, "systemd/postbud.service", env, func(_, path string) (string, error) {
 		c, ok := strings.CutPrefix(path, "%d/")
-		if !ok {
-			return "", errors.New("want %d/NAME, a credential of the unit")
-		}
-		if !creds[c] {
-			return "", fmt.Errorf("no LoadCredential=%s:...", c)
+		if !ok || !creds[c] {
+			return "", errors.New("want %d/NAME with a LoadCredential=NAME:... of the unit")
 		}
 		return filepath.Join("credentials", c), nil
 	})
-	stop, err := systemdSeconds(one("TimeoutStopSec"))
-	if need := httpDrain + max(l.cfg.ShutdownTimeout, def.ShutdownTimeout); err != nil || stop <= need {
-		t.Errorf("postbud.service: TimeoutStopSec=%s must exceed HTTP drain %v + POSTBUD_SHUTDOWN_TIMEOUT %v", one("TimeoutStopSec"), httpDrain, l.cfg.ShutdownTimeout)
+
+	stop := strings.Join(svc["TimeoutStopSec"], "")
+	d, err := time.ParseDuration(stop)
+	if need := shutdownNeed(t, cfg); err != nil || d <= need {
+		t.Errorf("postbud.service: TimeoutStopSec=%s must exceed HTTP drain %v + POSTBUD_SHUTDOWN_TIMEOUT %v", stop, httpDrain, cfg.ShutdownTimeout)
 	}
 }

@@ -3,10 +3,11 @@
 // (redis.conf), Kubernetes manifests (kubernetes/) and a systemd unit
 // (systemd/). README.md in this directory says how to use each.
 //
-// Its only Go is the test that keeps those files true to the code: every
-// POSTBUD_* variable they set is one config.Load knows and accepts with
-// their values, and the ports, probe paths, shutdown grace periods, secret
-// file paths and Redis settings agree with the code's defaults and
-// DESIGN.md. Change a default or a variable in config and this test says
-// which deployment file to change with it.
+// Its only Go is the test that keeps those files true to the code: the
+// POSTBUD_* environment of each deployment is loaded with config.Load
+// itself, and the ports, probe paths, shutdown grace periods, secret file
+// paths and Redis settings are checked against what the code does and
+// requires (docs/design.md, "Redis"). Change a default or a variable in
+// config and this test says which deployment file to change with it.
+// Linting the files in general is left to real tools in .ci/run.
 package deploy

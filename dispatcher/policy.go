@@ -1,7 +1,7 @@
 package dispatcher
 
-// This file holds the pure decisions of the Digital Post rules (DESIGN.md
-// §2 and §5): quiet hours, the privacy check of a sender's notification
+// This file holds the pure decisions of the Digital Post rules:
+// quiet hours, the privacy check of a sender's notification
 // text, the age rule, the six-month forwarding window, the sender list of a
 // coalesced alert and the routing of a letter to digital or paper. Each is a
 // function of its inputs and an explicit time; none does I/O or reads the

@@ -8,7 +8,7 @@
 // single HTTP/2 connection; the provider token (JWT) is shared and renewed by
 // apns2 before it expires.
 //
-// Failures are classified as channels.Kind (see DESIGN.md §5):
+// Failures are classified as channels.Kind (see docs/design.md, "Error kinds"):
 //
 //	200                                               success, Receipt.ProviderID = apns-id
 //	410 Unregistered / ExpiredToken                   Gone (GoneSince gives APNs' timestamp)
