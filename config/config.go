@@ -15,23 +15,22 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"gopkg.in/yaml.v3"
+
+	"github.com/digitalpost/postbud/dispatcher/event"
+	"github.com/digitalpost/postbud/dispatcher/rules"
 )
 
-// Platforms that may hold an API key, with the environment variable suffix
-// of each: POSTBUD_KEY_BORGER_DK and so on.
-var Platforms = map[string]string{
-	"core":             "CORE",
-	"borger.dk":        "BORGER_DK",
-	"digital-post-app": "DIGITAL_POST_APP",
-	"e-boks":           "E_BOKS",
-	"mit.dk":           "MIT_DK",
+// EnvSuffix returns the environment variable suffix of a platform or app
+// (event.Platforms, event.Apps): upper case, with "." and "-" as "_", so
+// borger.dk is POSTBUD_KEY_BORGER_DK and e-boks POSTBUD_APNS_TOPIC_E_BOKS.
+func EnvSuffix(name string) string {
+	return strings.NewReplacer(".", "_", "-", "_").Replace(strings.ToUpper(name))
 }
 
 // Config is postbud's configuration. Defaults are given beside each field.
@@ -106,8 +105,9 @@ type Config struct {
 	// QuietHours are the hours, Europe/Copenhagen, in which a channel's
 	// alerts that are not urgent wait for the window's end:
 	// POSTBUD_QUIET_HOURS_SMS (default 22:00-07:00), POSTBUD_QUIET_HOURS_EMAIL
-	// and POSTBUD_QUIET_HOURS_PUSH (default none); "off" for none.
-	QuietHours map[string]string
+	// and POSTBUD_QUIET_HOURS_PUSH (default none); "off" for none (the zero
+	// QuietHours). Parsed by rules.ParseQuietHours.
+	QuietHours map[string]rules.QuietHours
 	// PaperForMinors (POSTBUD_PAPER_FOR_MINORS, default true) sends public
 	// letters to citizens under 15 on paper; false sends nothing.
 	PaperForMinors bool
@@ -319,17 +319,18 @@ func Load(getenv func(string) string) (*Config, error) {
 	if !oneOf(c.LogFormat, "json", "text") {
 		l.fail("POSTBUD_LOG_FORMAT", "must be json or text, got %q", c.LogFormat)
 	}
-	c.QuietHours = map[string]string{}
+	c.QuietHours = map[string]rules.QuietHours{}
 	for ch, def := range map[string]string{"sms": "22:00-07:00", "email": "", "push": ""} {
 		name := "POSTBUD_QUIET_HOURS_" + strings.ToUpper(ch)
 		v := l.str(name, def)
 		if v == "off" {
 			v = ""
 		}
-		if v != "" && !quietRE.MatchString(v) {
-			l.fail(name, "must be HH:MM-HH:MM (Europe/Copenhagen) or off, got %q", v)
+		q, err := rules.ParseQuietHours(v)
+		if err != nil {
+			l.fail(name, "must be HH:MM-HH:MM (Europe/Copenhagen) or off, got %q: %v", v, err)
 		}
-		c.QuietHours[ch] = v
+		c.QuietHours[ch] = q
 	}
 	c.PaperForMinors = l.boolean("POSTBUD_PAPER_FOR_MINORS", true)
 	c.Coalesce = map[string]time.Duration{}
@@ -362,8 +363,6 @@ func Load(getenv func(string) string) (*Config, error) {
 	return c, nil
 }
 
-var quietRE = regexp.MustCompile(`^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$`)
-
 func oneOf(s string, set ...string) bool {
 	for _, x := range set {
 		if s == x {
@@ -377,8 +376,9 @@ func (l *loader) platforms(c *Config) (apps map[string]appsFile) {
 	byName := map[string]*Platform{}
 	var order []string
 	var previous []Platform
-	for name, suffix := range Platforms {
-		env := "POSTBUD_KEY_" + suffix
+	for _, p := range event.Platforms() {
+		name := string(p)
+		env := "POSTBUD_KEY_" + EnvSuffix(name)
 		if k := l.secret(env); k != "" {
 			if len(k) < 16 {
 				l.fail(env, "must be at least 16 characters")
@@ -412,12 +412,12 @@ func (l *loader) platforms(c *Config) (apps map[string]appsFile) {
 			}
 			for name, p := range f.Platforms {
 				key := "POSTBUD_CONFIG platforms." + name
-				if _, ok := Platforms[name]; !ok {
+				if !event.IsPlatform(event.Platform(name)) {
 					l.fail(key, "unknown platform (want core, borger.dk, digital-post-app, e-boks or mit.dk)")
 					continue
 				}
 				if byName[name] != nil {
-					l.fail(key, "key given both here and in POSTBUD_KEY_%s", Platforms[name])
+					l.fail(key, "key given both here and in POSTBUD_KEY_%s", EnvSuffix(name))
 					continue
 				}
 				raw, err := hex.DecodeString(p.KeySHA256)

@@ -16,6 +16,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/hibiken/asynq"
+
+	"github.com/digitalpost/postbud/dispatcher/event"
+	"github.com/digitalpost/postbud/dispatcher/rules"
 )
 
 // Secrets of the base environment. Every secret used in the tests is long
@@ -220,7 +223,7 @@ func TestLoadDefaults(t *testing.T) {
 		DrainDelay:        2 * time.Second,
 		LogLevel:          "info",
 		LogFormat:         "json",
-		QuietHours:        map[string]string{"email": "", "push": "", "sms": "22:00-07:00"},
+		QuietHours:        map[string]rules.QuietHours{"email": {}, "push": {}, "sms": {Start: rules.Clock{Hour: 22}, End: rules.Clock{Hour: 7}}},
 		PaperForMinors:    true,
 		ReminderBefore:    72 * time.Hour,
 		SMTP:              SMTP{Port: 587, TLS: "mandatory", Timeout: 30 * time.Second},
@@ -392,6 +395,19 @@ func TestLoad(t *testing.T) {
 			errs: []wantErr{{"POSTBUD_CONCURRENCY", fmt.Sprintf("must be a whole number from 1 to 10000, got %q", bad)}}})
 	}
 
+	// Quiet hours: parsed by rules.ParseQuietHours, "off" for none.
+	quietSMS := func(c *Config) any { return c.QuietHours["sms"] }
+	rows = append(rows,
+		row{name: "POSTBUD_QUIET_HOURS_SMS off", env: map[string]string{"POSTBUD_QUIET_HOURS_SMS": "off"},
+			got: quietSMS, want: rules.QuietHours{}},
+		row{name: "POSTBUD_QUIET_HOURS_SMS 21:30-08:00", env: map[string]string{"POSTBUD_QUIET_HOURS_SMS": "21:30-08:00"},
+			got: quietSMS, want: rules.QuietHours{Start: rules.Clock{Hour: 21, Minute: 30}, End: rules.Clock{Hour: 8}}},
+	)
+	for _, bad := range []string{"22:00", "24:00-07:00", "22:00-07:60", "22:00-22:00", "late"} {
+		rows = append(rows, row{name: fmt.Sprintf("POSTBUD_QUIET_HOURS_SMS %q", bad), env: map[string]string{"POSTBUD_QUIET_HOURS_SMS": bad},
+			errs: []wantErr{{"POSTBUD_QUIET_HOURS_SMS", fmt.Sprintf("must be HH:MM-HH:MM (Europe/Copenhagen) or off, got %q", bad)}}})
+	}
+
 	// Durations.
 	for _, d := range []struct {
 		env       string
@@ -490,7 +506,8 @@ func TestLoad(t *testing.T) {
 	)
 
 	// POSTBUD_KEY_<PLATFORM>(_FILE), one per platform, stored only as SHA-256.
-	for name, suffix := range Platforms {
+	for _, p := range event.Platforms() {
+		name, suffix := string(p), EnvSuffix(string(p))
 		env := "POSTBUD_KEY_" + suffix
 		key := strings.ToLower(suffix) + "-platform-secret"
 		want := []Platform{{Name: name, KeySHA256: sum(key), Rate: 2000}}
@@ -767,5 +784,27 @@ func TestPlatformKeyRotation(t *testing.T) {
 	env["POSTBUD_KEY_CORE"] = "core-key-0123456789"
 	if _, err := Load(func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "POSTBUD_KEY_E_BOKS_PREVIOUS") {
 		t.Errorf("a previous key without a current one: %v", err)
+	}
+}
+
+// TestEnvSuffix pins the variable suffixes of the platforms and apps: they
+// are derived from the names in package event, and deployments set them.
+func TestEnvSuffix(t *testing.T) {
+	want := map[string]string{
+		"core":             "CORE",
+		"borger.dk":        "BORGER_DK",
+		"digital-post-app": "DIGITAL_POST_APP",
+		"e-boks":           "E_BOKS",
+		"mit.dk":           "MIT_DK",
+	}
+	var names []string
+	for _, p := range event.Platforms() {
+		names = append(names, string(p))
+	}
+	names = append(names, event.Apps()...)
+	for _, n := range names {
+		if got := EnvSuffix(n); got != want[n] {
+			t.Errorf("EnvSuffix(%q) = %q, want %q", n, got, want[n])
+		}
 	}
 }

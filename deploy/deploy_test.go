@@ -32,6 +32,7 @@ import (
 
 	"github.com/digitalpost/postbud/channels/webhook"
 	"github.com/digitalpost/postbud/config"
+	"github.com/digitalpost/postbud/dispatcher/event"
 )
 
 // httpDrain is how long `postbud serve` gives HTTP requests in flight after
@@ -46,8 +47,8 @@ const httpDrain = 10 * time.Second
 // knownVars returns every POSTBUD_* name the config package knows, found
 // the way a reader would grep for them: the "POSTBUD_..." string literals
 // of config/*.go (tests excluded). A literal ending in "_" is a prefix the
-// code completes with a platform or app suffix (config.Platforms,
-// config.Apps), e.g. "POSTBUD_KEY_" + "CORE". Every name may also come as
+// code completes with a platform or app suffix (config.EnvSuffix of
+// event.Platforms and event.Apps), e.g. "POSTBUD_KEY_" + "CORE". Every name may also come as
 // NAME_FILE here; whether Load reads that form is checked by load, which
 // records what Load asks for.
 func knownVars(t *testing.T) map[string]bool {
@@ -58,11 +59,11 @@ func knownVars(t *testing.T) map[string]bool {
 	}
 	name := regexp.MustCompile(`^POSTBUD_[A-Z0-9_]+$`)
 	var suffixes []string
-	for _, s := range config.Platforms {
-		suffixes = append(suffixes, s)
+	for _, p := range event.Platforms() {
+		suffixes = append(suffixes, config.EnvSuffix(string(p)))
 	}
-	for _, s := range config.Apps {
-		suffixes = append(suffixes, s)
+	for _, a := range event.Apps() {
+		suffixes = append(suffixes, config.EnvSuffix(a))
 	}
 	known := map[string]bool{}
 	add := func(n string) { known[n], known[n+"_FILE"] = true, true }

@@ -11,6 +11,8 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/dispatcher/event"
+	"github.com/digitalpost/postbud/dispatcher/rules"
 )
 
 // Coalescing. Several letters to one citizen within a short window become
@@ -32,14 +34,10 @@ type flushTask struct {
 	End     int64  `json:"e"` // window end, unix ms
 }
 
-// maxNamedSenders is how many senders a coalesced alert names; the rest
-// are counted.
-const maxNamedSenders = 3
-
 // coalesceWindow is the channel's window, or 0 when letters of l's kind
 // are never held.
 func (d *Dispatcher) coalesceWindow(l *Letter, ch channels.Name) time.Duration {
-	if l.Priority == Urgent || l.Legal || ch == channels.Paper {
+	if l.Priority == event.Urgent || l.Legal || ch == channels.Paper {
 		return 0
 	}
 	return d.cfg.Coalesce[ch]
@@ -65,7 +63,7 @@ func (d *Dispatcher) holdForWindow(ctx context.Context, c *Citizen, l *Letter, d
 		return Outcome{}, false, err
 	}
 	return Outcome{At: now, DeliveryID: dl.id, Channel: dl.to.Channel, App: dl.to.App, Result: ResultDeferred,
-		Reason: "coalescing until " + end.In(copenhagen).Format("15:04:05")}, true, nil
+		Reason: "coalescing until " + rules.LocalTime(end, "15:04:05")}, true, nil
 }
 
 // HandleFlush sends one alert per address of a channel for the letters
@@ -175,14 +173,7 @@ func uniqueLetters[T any](xs []T, key func(T) string) map[string]bool {
 // letter, so they are not sent again.
 func (d *Dispatcher) sendCoalesced(ctx context.Context, c *Citizen, ch channels.Name, p flushTask, first *Letter, count int,
 	names []string, targets map[string]bool, record func(channels.Address, Outcome) error) error {
-	shown, more := CoalescedSenders(names, maxNamedSenders)
-	if more > 0 {
-		if c.Language == "en" {
-			shown = append(shown, fmt.Sprintf("%d other senders", more))
-		} else {
-			shown = append(shown, fmt.Sprintf("%d andre afsendere", more))
-		}
-	}
+	shown := rules.CoalescedSenderList(names, c.Language)
 	seen := map[string]bool{}
 	var errs []error
 	for _, dl := range d.addresses(c, first.MessageID) {

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/dispatcher/event"
 )
 
 // Keyer derives postbud's pseudonymous identifiers under one secret key:
@@ -47,7 +48,7 @@ func (k *Keyer) sum(parts ...string) []byte {
 
 // CitizenKey returns the citizen's pseudonymous key: 128 bits of
 // HMAC-SHA256(key, "cpr", cpr) in unpadded base64url (22 characters).
-func (k *Keyer) CitizenKey(c CPR) string {
+func (k *Keyer) CitizenKey(c event.CPR) string {
 	return base64.RawURLEncoding.EncodeToString(k.sum("cpr", c.Digits())[:16])
 }
 
@@ -70,7 +71,7 @@ func (k *Keyer) EventID(id string) string {
 // letters) and clears it, and replaces the event id with its pseudonymous
 // form (EventID), so the event can be stored as a task payload. It is
 // idempotent.
-func (k *Keyer) Pseudonymize(e *Event) {
+func (k *Keyer) Pseudonymize(e *event.Event) {
 	c := e.Citizen()
 	if c == "" {
 		return

@@ -12,6 +12,7 @@ import (
 
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/channels/webhook"
+	"github.com/digitalpost/postbud/dispatcher/event"
 )
 
 // Read state across the four platforms (DESIGN.md §6).
@@ -40,16 +41,16 @@ type PlatformState struct {
 	Read      bool
 	Version   int64
 	ChangedAt time.Time
-	ChangedBy Platform
+	ChangedBy event.Platform
 }
 
 // Syncer delivers read-state changes to a platform (package
 // channels/webhook, through an adapter in cmd). id is stable for one
 // letter version, so a receiver can drop a repeat.
 type Syncer interface {
-	Sync(ctx context.Context, platform Platform, id string, st PlatformState) (channels.Receipt, error)
+	Sync(ctx context.Context, platform event.Platform, id string, st PlatformState) (channels.Receipt, error)
 	// Targets lists the platforms with an endpoint.
-	Targets() []Platform
+	Targets() []event.Platform
 }
 
 type syncTask struct {
@@ -72,9 +73,9 @@ const syncLockTTL = 2 * time.Minute
 // retry: another task is sending this letter's state to this platform.
 var errLocked = channels.Throttle(time.Second, "locked", errors.New("another sync of this letter to this platform is running"))
 
-func (d *Dispatcher) readState(ctx context.Context, ev *Event) error {
+func (d *Dispatcher) readState(ctx context.Context, ev *event.Event) error {
 	r := ev.Read
-	st, seen, err := d.cfg.Store.ApplyState(ctx, ev.CitizenKey, r.MessageID, ev.Type == MessageRead, r.At, r.Platform, ev.ID)
+	st, seen, err := d.cfg.Store.ApplyState(ctx, ev.CitizenKey, r.MessageID, ev.Type == event.MessageRead, r.At, r.Platform, ev.ID)
 	if err != nil || seen {
 		return err
 	}
@@ -98,7 +99,7 @@ func (d *Dispatcher) readState(ctx context.Context, ev *Event) error {
 // fanOut enqueues the sync of a changed state to every platform but the
 // one it came from (or, to correct a platform that sent a losing change,
 // to that platform only) and the badge update of the citizen's devices.
-func (d *Dispatcher) fanOut(ctx context.Context, citizen string, st ReadState, only Platform) error {
+func (d *Dispatcher) fanOut(ctx context.Context, citizen string, st ReadState, only event.Platform) error {
 	v := strconv.FormatInt(st.Version, 10)
 	if d.cfg.Syncer != nil {
 		for _, p := range d.cfg.Syncer.Targets() {
@@ -144,7 +145,7 @@ func (d *Dispatcher) HandleSync(ctx context.Context, t *asynq.Task) error {
 	if d.cfg.Syncer == nil {
 		return nil
 	}
-	platform := Platform(p.Platform)
+	platform := event.Platform(p.Platform)
 	off, err := d.cfg.Store.PlatformDisabled(ctx, platform)
 	if err != nil {
 		return err
@@ -256,7 +257,7 @@ func (d *Dispatcher) State(ctx context.Context, messageID string) (ReadState, er
 }
 
 // EnablePlatform re-enables a platform's webhook endpoint after a 410.
-func (d *Dispatcher) EnablePlatform(ctx context.Context, p Platform) error {
+func (d *Dispatcher) EnablePlatform(ctx context.Context, p event.Platform) error {
 	return d.cfg.Store.SetPlatformDisabled(ctx, p, false)
 }
 
@@ -271,15 +272,15 @@ func WebhookSyncer(s *webhook.Sender) Syncer { return webhookSyncer{s} }
 
 type webhookSyncer struct{ s *webhook.Sender }
 
-func (w webhookSyncer) Sync(ctx context.Context, p Platform, id string, st PlatformState) (channels.Receipt, error) {
+func (w webhookSyncer) Sync(ctx context.Context, p event.Platform, id string, st PlatformState) (channels.Receipt, error) {
 	return w.s.Deliver(ctx, string(p), id, webhook.StateChange{MessageID: st.MessageID, Read: st.Read,
 		Version: st.Version, ChangedAt: st.ChangedAt, Platform: string(st.ChangedBy)})
 }
 
-func (w webhookSyncer) Targets() []Platform {
-	var out []Platform
+func (w webhookSyncer) Targets() []event.Platform {
+	var out []event.Platform
 	for _, p := range w.s.Platforms() {
-		out = append(out, Platform(p))
+		out = append(out, event.Platform(p))
 	}
 	return out
 }

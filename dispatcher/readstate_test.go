@@ -11,12 +11,13 @@ import (
 	"github.com/digitalpost/postbud/channels/webhook"
 	"github.com/digitalpost/postbud/channels/webhook/webhooktest"
 	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/event"
 )
 
-func newPlatforms(t *testing.T) (map[dispatcher.Platform]*webhooktest.Receiver, dispatcher.Syncer) {
-	recv := map[dispatcher.Platform]*webhooktest.Receiver{}
+func newPlatforms(t *testing.T) (map[event.Platform]*webhooktest.Receiver, dispatcher.Syncer) {
+	recv := map[event.Platform]*webhooktest.Receiver{}
 	cfg := webhook.Config{Endpoints: map[string]webhook.Endpoint{}, Timeout: 5 * time.Second}
-	for _, p := range dispatcher.ReadingPlatforms {
+	for _, p := range event.ReadingPlatforms() {
 		r := webhooktest.New(t, webhooktest.Options{})
 		recv[p] = r
 		cfg.Endpoints[string(p)] = r.Endpoint()
@@ -33,7 +34,7 @@ func newPlatforms(t *testing.T) (map[dispatcher.Platform]*webhooktest.Receiver, 
 type change struct {
 	read     bool
 	at       time.Time
-	platform dispatcher.Platform
+	platform event.Platform
 }
 
 // wins reports whether a beats b under the documented rule: later time;
@@ -70,7 +71,7 @@ func TestReadStateConvergesOnEveryPlatform(t *testing.T) {
 		li := letterInfo{id: fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i), cpr: cprs[i%len(cprs)]}
 		events = append(events, letter(fmt.Sprintf("l%d", i), li.id, li.cpr))
 		for j := range 2 + rng.IntN(6) {
-			c := change{read: rng.IntN(3) > 0, platform: dispatcher.ReadingPlatforms[rng.IntN(4)],
+			c := change{read: rng.IntN(3) > 0, platform: event.ReadingPlatforms()[rng.IntN(4)],
 				// Few distinct times, so ties happen.
 				at: base.Add(time.Duration(rng.IntN(8)) * time.Second)}
 			li.changes = append(li.changes, c)
@@ -90,12 +91,12 @@ func TestReadStateConvergesOnEveryPlatform(t *testing.T) {
 	rng.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
 
 	// e-boks is down for the first part of the run; mit.dk answers slowly.
-	recv[dispatcher.EBoks].SetDown(true)
-	recv[dispatcher.MitDK].SetDelay(20 * time.Millisecond)
+	recv[event.EBoks].SetDown(true)
+	recv[event.MitDK].SetDelay(20 * time.Millisecond)
 	for i, ev := range events {
 		h.accept(ev)
 		if i == len(events)/2 {
-			recv[dispatcher.EBoks].SetDown(false)
+			recv[event.EBoks].SetDown(false)
 		}
 	}
 	h.idle()
@@ -122,7 +123,7 @@ func TestReadStateConvergesOnEveryPlatform(t *testing.T) {
 			unread[li.cpr]++
 		}
 		// Each platform's view: its own changes and what it was told.
-		for _, p := range dispatcher.ReadingPlatforms {
+		for _, p := range event.ReadingPlatforms() {
 			var view *change
 			for _, c := range li.changes {
 				if c.platform == p && (view == nil || c.wins(*view)) {
@@ -134,7 +135,7 @@ func TestReadStateConvergesOnEveryPlatform(t *testing.T) {
 				if sc.MessageID != li.id {
 					continue
 				}
-				c := change{read: sc.Read, at: sc.ChangedAt, platform: dispatcher.Platform(sc.Platform)}
+				c := change{read: sc.Read, at: sc.ChangedAt, platform: event.Platform(sc.Platform)}
 				if view == nil || c.wins(*view) {
 					view = &c
 				}
@@ -161,7 +162,7 @@ func TestReadStateConvergesOnEveryPlatform(t *testing.T) {
 		}
 	}
 	for _, cpr := range cprs {
-		ev, _ := dispatcher.ParseEvent([]byte(letter("probe", "ffffffff-0000-4000-8000-000000000000", cpr)))
+		ev, _ := event.Parse([]byte(letter("probe", "ffffffff-0000-4000-8000-000000000000", cpr)))
 		key := h.keyer.CitizenKey(ev.Message.CPR)
 		c, _, _, err := h.store.Lookup(ctx, key, "ffffffff-0000-4000-8000-000000000000", "")
 		if err != nil {
@@ -197,10 +198,10 @@ func TestReadBeforeLetterSkipsItsAlerts(t *testing.T) {
 			t.Errorf("trail entry %+v, want skipped: read", o)
 		}
 	}
-	if n := len(recv[dispatcher.EBoks].Changes()); n != 0 {
+	if n := len(recv[event.EBoks].Changes()); n != 0 {
 		t.Errorf("e-boks got %d webhooks for its own change, want 0", n)
 	}
-	for _, p := range []dispatcher.Platform{dispatcher.BorgerDK, dispatcher.DigitalPostApp, dispatcher.MitDK} {
+	for _, p := range []event.Platform{event.BorgerDK, event.DigitalPostApp, event.MitDK} {
 		if n := len(recv[p].Changes()); n != 1 {
 			t.Errorf("%s got %d webhooks, want 1", p, n)
 		}
@@ -212,23 +213,23 @@ func TestWebhookGoneDisablesPlatform(t *testing.T) {
 	recv, syncer := newPlatforms(t)
 	h := newHarnessSync(t, syncer)
 	h.start()
-	recv[dispatcher.MitDK].SetGone(true)
+	recv[event.MitDK].SetGone(true)
 	h.accept(letter("l-1", msg1, annaCPR))
 	h.accept(wire("read-1", "message.read", map[string]any{"message_id": msg1, "recipient": map[string]any{"cpr": annaCPR},
 		"platform": "e-boks", "at": time.Now().UTC().Format(time.RFC3339Nano)}))
 	h.idle()
-	off, err := h.store.PlatformDisabled(context.Background(), dispatcher.MitDK)
+	off, err := h.store.PlatformDisabled(context.Background(), event.MitDK)
 	if err != nil || !off {
 		t.Fatalf("mit.dk disabled = %v, %v; want true after a 410", off, err)
 	}
-	reqs := recv[dispatcher.MitDK].Snapshot().Requests
+	reqs := recv[event.MitDK].Snapshot().Requests
 	h.accept(wire("unread-1", "message.unread", map[string]any{"message_id": msg1, "recipient": map[string]any{"cpr": annaCPR},
 		"platform": "e-boks", "at": time.Now().Add(time.Second).UTC().Format(time.RFC3339Nano)}))
 	h.idle()
-	if n := recv[dispatcher.MitDK].Snapshot().Requests; n != reqs {
+	if n := recv[event.MitDK].Snapshot().Requests; n != reqs {
 		t.Errorf("a disabled endpoint got %d more requests", n-reqs)
 	}
-	if n := len(recv[dispatcher.BorgerDK].Changes()); n != 2 {
+	if n := len(recv[event.BorgerDK].Changes()); n != 2 {
 		t.Errorf("borger.dk got %d changes, want 2", n)
 	}
 }

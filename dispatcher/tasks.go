@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/digitalpost/postbud/dispatcher/event"
 )
 
 // Task types.
@@ -43,11 +45,11 @@ func (q Queues) Weights() map[string]int {
 }
 
 // For returns the lane of a priority.
-func (q Queues) For(p Priority) string {
+func (q Queues) For(p event.Priority) string {
 	switch p {
-	case Urgent:
+	case event.Urgent:
 		return q.Urgent
-	case Bulk:
+	case event.Bulk:
 		return q.Bulk
 	}
 	return q.Normal
@@ -55,7 +57,7 @@ func (q Queues) For(p Priority) string {
 
 // EventQueue returns the lane an event goes to: letters by priority, read
 // state changes urgent (they stop pending alerts), the rest normal.
-func (q Queues) EventQueue(e *Event) string {
+func (q Queues) EventQueue(e *event.Event) string {
 	switch {
 	case e.Message != nil:
 		return q.For(e.Message.Priority)
@@ -79,7 +81,7 @@ func EventTaskID(parts ...string) string {
 }
 
 // NewEventTask returns the task for an accepted, pseudonymised event.
-func NewEventTask(e *Event, q Queues) (*asynq.Task, error) {
+func NewEventTask(e *event.Event, q Queues) (*asynq.Task, error) {
 	if e.CitizenKey == "" {
 		return nil, fmt.Errorf("event %s is not pseudonymised", e.ID)
 	}
