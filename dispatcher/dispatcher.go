@@ -182,8 +182,7 @@ func (d *Dispatcher) HandleInbound(ctx context.Context, t *asynq.Task) error {
 		rt := asynq.NewTask(TypeRejected, b, asynq.TaskID("rejected:"+taskID(ctx)), asynq.Queue(q), asynq.MaxRetry(0))
 		return d.enqueue(ctx, rt) // nil: the original is done
 	}
-	d.cfg.Keyer.Pseudonymize(ev)
-	return d.handle(ctx, ev)
+	return d.handle(ctx, d.cfg.Keyer.Pseudonymize(ev))
 }
 
 // TypeRejected holds an invalid inbound event for ops: its handler always
@@ -259,11 +258,12 @@ func (d *Dispatcher) handle(ctx context.Context, ev *event.Event) error {
 // an event: the caller should answer 503 so the platform retries.
 var ErrUnavailable = errors.New("postbud is unavailable")
 
-// Accept pseudonymises a validated event and enqueues it for processing.
-// It reports duplicate when the event id was seen before (processed, or
-// still queued). The same event accepted twice is processed once.
-func (d *Dispatcher) Accept(ctx context.Context, ev *event.Event) (duplicate bool, err error) {
-	d.cfg.Keyer.Pseudonymize(ev)
+// Accept pseudonymises a validated event and enqueues it for processing;
+// ev itself is not changed. It reports duplicate when the event id was
+// seen before (processed, or still queued). The same event accepted twice
+// is processed once.
+func (d *Dispatcher) Accept(ctx context.Context, platformEvent *event.Event) (duplicate bool, err error) {
+	ev := d.cfg.Keyer.Pseudonymize(platformEvent)
 	msgID := "" // a letter's events are marked in the letter's hash
 	switch {
 	case ev.Message != nil:

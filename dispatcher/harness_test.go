@@ -117,8 +117,7 @@ func (h *harness) handle(raw string) {
 	if err != nil {
 		h.t.Fatalf("ParseEvent: %v", err)
 	}
-	h.keyer.Pseudonymize(ev)
-	task, err := dispatcher.NewEventTask(ev, h.queues)
+	task, err := dispatcher.NewEventTask(h.keyer.Pseudonymize(ev), h.queues)
 	if err != nil {
 		h.t.Fatal(err)
 	}

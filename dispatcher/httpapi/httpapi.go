@@ -260,16 +260,16 @@ func (a *API) accept1(ctx context.Context, p event.Platform, body []byte) (strin
 		return string(ev.Type), Result{ID: ev.ID, Status: "forbidden", Errors: []event.FieldError{{Field: "source",
 			Reason: fmt.Sprintf("the key of platform %s may only send events with source %s", p, p)}}}
 	}
-	id := ev.ID // the platform's id; Accept pseudonymises ev
 	dup, err := a.cfg.Dispatcher.Accept(ctx, ev)
 	if err != nil {
-		a.log.ErrorContext(ctx, "accepting an event failed", "event_id", ev.ID, "error", err)
-		return string(ev.Type), Result{ID: id, Status: "unavailable"}
+		// Not the event id: a platform's id could hold anything.
+		a.log.ErrorContext(ctx, "accepting an event failed", "type", ev.Type, "source", ev.Source, "error", err)
+		return string(ev.Type), Result{ID: ev.ID, Status: "unavailable"}
 	}
 	if dup {
-		return string(ev.Type), Result{ID: id, Status: "duplicate"}
+		return string(ev.Type), Result{ID: ev.ID, Status: "duplicate"}
 	}
-	return string(ev.Type), Result{ID: id, Status: "accepted"}
+	return string(ev.Type), Result{ID: ev.ID, Status: "accepted"}
 }
 
 // postBatch takes {"events": [...]} and answers 202 with one result per
