@@ -25,9 +25,6 @@ import (
 // the same instant may both alert: the window is best effort, never a
 // reason to lose an alert.
 
-// TypeFlush sends the alert for a channel's held letters.
-const TypeFlush = "postbud:flush"
-
 type flushTask struct {
 	Citizen string `json:"c"`
 	Channel string `json:"ch"`
@@ -58,8 +55,7 @@ func (d *Dispatcher) holdForWindow(ctx context.Context, c *Citizen, l *Letter, d
 	}
 	b, _ := json.Marshal(flushTask{Citizen: c.Key, Channel: string(dl.to.Channel), End: end.UnixMilli()})
 	id := "flush:" + d.cfg.Keyer.EventID(c.Key+"|"+string(dl.to.Channel)+"|"+strconv.FormatInt(end.UnixMilli(), 10))
-	if err := d.enqueue(ctx, asynq.NewTask(TypeFlush, b, asynq.TaskID(id), asynq.ProcessAt(end),
-		asynq.Queue(d.cfg.Queues.Normal), asynq.MaxRetry(30))); err != nil {
+	if err := d.enqueue(ctx, newTask(TypeFlush, b, d.cfg.Queues, taskArgs{id: id, at: []asynq.Option{asynq.ProcessAt(end)}})); err != nil {
 		return Outcome{}, false, err
 	}
 	return Outcome{At: now, DeliveryID: dl.id, Channel: dl.to.Channel, App: dl.to.App, Result: ResultDeferred,
@@ -155,8 +151,8 @@ func (d *Dispatcher) HandleFlush(ctx context.Context, t *asynq.Task) error {
 	}
 	next := flushTask{Citizen: p.Citizen, Channel: p.Channel, End: now.UnixMilli()}
 	b, _ := json.Marshal(next)
-	return d.enqueue(ctx, asynq.NewTask(TypeFlush, b, asynq.TaskID("flush:"+d.cfg.Keyer.EventID(p.Citizen+"|"+p.Channel+"|"+
-		strconv.FormatInt(next.End, 10))), asynq.Queue(d.cfg.Queues.Normal), asynq.MaxRetry(30)))
+	id := "flush:" + d.cfg.Keyer.EventID(p.Citizen+"|"+p.Channel+"|"+strconv.FormatInt(next.End, 10))
+	return d.enqueue(ctx, newTask(TypeFlush, b, d.cfg.Queues, taskArgs{id: id}))
 }
 
 func uniqueLetters[T any](xs []T, key func(T) string) map[string]bool {

@@ -179,15 +179,11 @@ func (d *Dispatcher) HandleInbound(ctx context.Context, t *asynq.Task) error {
 		errors.As(err, &ve)
 		b, _ := json.Marshal(rejectedTask{Errors: ve.Errors, Event: describeEvent(t.Payload())})
 		q, _ := asynq.GetQueueName(ctx)
-		rt := asynq.NewTask(TypeRejected, b, asynq.TaskID("rejected:"+taskID(ctx)), asynq.Queue(q), asynq.MaxRetry(0))
+		rt := newTask(TypeRejected, b, d.cfg.Queues, taskArgs{id: "rejected:" + taskID(ctx), parent: q})
 		return d.enqueue(ctx, rt) // nil: the original is done
 	}
 	return d.handle(ctx, d.cfg.Keyer.Pseudonymize(ev))
 }
-
-// TypeRejected holds an invalid inbound event for ops: its handler always
-// refuses it, so it lands in the archive with its reasons.
-const TypeRejected = "postbud:rejected"
 
 type rejectedTask struct {
 	Errors []event.FieldError `json:"errors"`
@@ -560,17 +556,16 @@ func (d *Dispatcher) enqueueDelivery(ctx context.Context, citizen string, l *Let
 	if err != nil {
 		return err
 	}
-	opts := []asynq.Option{asynq.TaskID("dl:" + r.dl.id), asynq.Queue(d.cfg.Queues.For(l.Priority)),
-		asynq.MaxRetry(30), asynq.Timeout(d.cfg.SendTimeout + 30*time.Second)}
+	a := taskArgs{id: "dl:" + r.dl.id, priority: l.Priority, sendTimeout: d.cfg.SendTimeout}
 	switch {
 	case !r.until.IsZero():
-		opts = append(opts, asynq.ProcessAt(r.until))
+		a.at = []asynq.Option{asynq.ProcessAt(r.until)}
 	case channels.KindOf(r.err) == channels.Permanent:
 		// Runs once more at once and, refused again, is archived for ops.
 	default:
-		opts = append(opts, asynq.ProcessIn(d.cfg.FirstRetryDelay(r.err)))
+		a.at = []asynq.Option{asynq.ProcessIn(d.cfg.FirstRetryDelay(r.err))}
 	}
-	return d.enqueue(ctx, asynq.NewTask(TypeDelivery, b, opts...))
+	return d.enqueue(ctx, newTask(TypeDelivery, b, d.cfg.Queues, a))
 }
 
 // HandleDelivery retries one delivery.

@@ -29,12 +29,6 @@ import (
 // one after a newer, and a platform that was down gets the newest state
 // once it is back (its tasks retry with backoff for about a day).
 
-// Task types of the read-state sync.
-const (
-	TypeSync  = "postbud:sync"
-	TypeBadge = "postbud:badge"
-)
-
 // PlatformState is what a platform is told of a letter.
 type PlatformState struct {
 	MessageID string
@@ -107,8 +101,7 @@ func (d *Dispatcher) fanOut(ctx context.Context, citizen string, st ReadState, o
 				continue
 			}
 			b, _ := json.Marshal(syncTask{Citizen: citizen, MessageID: st.MessageID, Platform: string(p)})
-			t := asynq.NewTask(TypeSync, b, asynq.TaskID("sync:"+string(p)+":"+st.MessageID+":"+v),
-				asynq.Queue(d.cfg.Queues.Urgent), asynq.MaxRetry(30), asynq.Timeout(time.Minute))
+			t := newTask(TypeSync, b, d.cfg.Queues, taskArgs{id: "sync:" + string(p) + ":" + st.MessageID + ":" + v})
 			if err := d.enqueue(ctx, t); err != nil {
 				return err
 			}
@@ -122,8 +115,7 @@ func (d *Dispatcher) fanOut(ctx context.Context, citizen string, st ReadState, o
 	b, _ := json.Marshal(badgeTask{Citizen: citizen, MessageID: st.MessageID})
 	// The task id is a hash: the dashboard shows task ids, and the
 	// citizen key is nobody's business there.
-	t := asynq.NewTask(TypeBadge, b, asynq.TaskID("badge:"+d.cfg.Keyer.EventID(citizen+"|"+st.MessageID+"|"+v)),
-		asynq.Queue(d.cfg.Queues.Urgent), asynq.MaxRetry(10), asynq.Timeout(time.Minute))
+	t := newTask(TypeBadge, b, d.cfg.Queues, taskArgs{id: "badge:" + d.cfg.Keyer.EventID(citizen+"|"+st.MessageID+"|"+v)})
 	return d.enqueue(ctx, t)
 }
 

@@ -17,9 +17,6 @@ import (
 // This file applies the Digital Post rules (package rules) to a letter: who
 // gets what — digital alerts, paper, or nothing — and when.
 
-// TypeReminder is a reply_by reminder for a still unread letter.
-const TypeReminder = "postbud:reminder"
-
 // plan is what the rules decided for a letter.
 type plan struct {
 	todo    []delivery // to attempt now (or hold)
@@ -138,8 +135,8 @@ func (d *Dispatcher) remind(ctx context.Context, citizen string, l *Letter, digi
 		return nil
 	}
 	b, _ := json.Marshal(badgeTask{Citizen: citizen, MessageID: l.MessageID})
-	return d.enqueue(ctx, asynq.NewTask(TypeReminder, b, asynq.TaskID("rem:"+d.cfg.Keyer.EventID(citizen+"|"+l.MessageID)),
-		asynq.Queue(d.cfg.Queues.Normal), asynq.ProcessAt(at), asynq.MaxRetry(10)))
+	return d.enqueue(ctx, newTask(TypeReminder, b, d.cfg.Queues, taskArgs{id: "rem:" + d.cfg.Keyer.EventID(citizen+"|"+l.MessageID),
+		at: []asynq.Option{asynq.ProcessAt(at)}}))
 }
 
 // HandleReminder sends the reply_by reminder unless the letter was read.

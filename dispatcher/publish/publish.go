@@ -48,8 +48,7 @@ func (p *Publisher) Publish(ctx context.Context, raw []byte) (duplicate bool, er
 	if err != nil {
 		return false, err
 	}
-	t := asynq.NewTask(dispatcher.TypeInbound, raw, asynq.TaskID(dispatcher.EventTaskID(string(ev.Source), ev.Citizen().Digits(), ev.ID)),
-		asynq.Queue(p.queues.EventQueue(ev)), asynq.MaxRetry(25))
+	t := dispatcher.NewInboundTask(raw, ev, p.queues)
 	_, err = p.client.EnqueueContext(ctx, t)
 	if errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask) {
 		return true, nil
