@@ -504,7 +504,7 @@ func (d *Dispatcher) send(ctx context.Context, c *Citizen, l *Letter, dl deliver
 		out.Result, out.ProviderID, out.Final = ResultSent, rc.ProviderID, true
 		out.Track = slices.Contains(d.cfg.TrackReports, dl.to.Channel)
 		d.obs.Delivered(dl.to.Channel, ResultSent, "", took)
-		if !l.ReceivedAt.IsZero() {
+		if !l.ReceivedAt.IsZero() && !a.Silent { // a silent badge update is no alert
 			d.obs.EventToAlert(dl.to.Channel, d.cfg.Now().Sub(l.ReceivedAt))
 		}
 		log.InfoContext(ctx, "alert sent", "provider_id", rc.ProviderID)

@@ -11,7 +11,6 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/digitalpost/postbud/channels"
-	"github.com/digitalpost/postbud/channels/webhook"
 	"github.com/digitalpost/postbud/dispatcher/event"
 )
 
@@ -38,9 +37,10 @@ type PlatformState struct {
 	ChangedBy event.Platform
 }
 
-// Syncer delivers read-state changes to a platform (package
-// channels/webhook, through an adapter in cmd). id is stable for one
-// letter version, so a receiver can drop a repeat.
+// Syncer delivers read-state changes to a platform. The dispatcher defines
+// it and does not know who implements it (the webhook channel, adapted in
+// cmd/postbud). id is stable for one letter version, so a receiver can
+// drop a repeat.
 type Syncer interface {
 	Sync(ctx context.Context, platform event.Platform, id string, st PlatformState) (channels.Receipt, error)
 	// Targets lists the platforms with an endpoint.
@@ -211,18 +211,17 @@ func (d *Dispatcher) HandleBadge(ctx context.Context, t *asynq.Task) error {
 		if dl.to.Channel != channels.APNs && dl.to.Channel != channels.FCM {
 			continue
 		}
-		a := channels.Alert{DeliveryID: d.cfg.Keyer.DeliveryID("badge:"+p.MessageID, dl.to.Channel, dl.to.Value),
-			MessageID: l.MessageID, Language: "da", Badge: c.Unread, Silent: true, MailboxURL: d.cfg.MailboxURL,
-			Count: 1, Senders: []string{l.SenderName}}
-		sctx, cancel := context.WithTimeout(ctx, d.cfg.SendTimeout)
-		_, err := d.cfg.Senders[dl.to.Channel].Send(sctx, dl.to, a)
-		cancel()
+		badge := delivery{id: d.cfg.Keyer.DeliveryID("badge:"+p.MessageID, dl.to.Channel, dl.to.Value), to: dl.to}
+		// The same path as every delivery (rate limit, timeout, metrics, a
+		// gone token removed); the alert is the silent count only.
+		r := d.send(ctx, c, l, badge, retryCount(ctx)+1, func(a *channels.Alert) {
+			*a = channels.Alert{DeliveryID: badge.id, MessageID: l.MessageID, Language: "da", Badge: c.Unread, Silent: true,
+				MailboxURL: d.cfg.MailboxURL, Count: 1, Senders: []string{l.SenderName}}
+		})
+		err := r.err
 		switch channels.KindOf(err) {
 		case channels.Gone:
-			if removed, _ := d.cfg.Store.RemoveAddress(ctx, p.Citizen, dl.to, time.Now()); removed {
-				d.obs.AddressRemoved(dl.to.Channel)
-			}
-			err = nil
+			err = nil // send removed the token
 		case channels.Permanent:
 			d.log.WarnContext(ctx, "badge update refused", "channel", dl.to.Channel, "code", channels.CodeOf(err))
 			err = nil
@@ -257,22 +256,4 @@ func (d *Dispatcher) EnablePlatform(ctx context.Context, p event.Platform) error
 // the platform, remembering it for ttl (replay protection).
 func (d *Dispatcher) FreshWebhookID(ctx context.Context, platform, id string, ttl time.Duration) (bool, error) {
 	return d.cfg.Store.Remember(ctx, "wh:"+platform+":"+d.cfg.Keyer.EventID(id), ttl)
-}
-
-// WebhookSyncer adapts the webhook channel to Syncer.
-func WebhookSyncer(s *webhook.Sender) Syncer { return webhookSyncer{s} }
-
-type webhookSyncer struct{ s *webhook.Sender }
-
-func (w webhookSyncer) Sync(ctx context.Context, p event.Platform, id string, st PlatformState) (channels.Receipt, error) {
-	return w.s.Deliver(ctx, string(p), id, webhook.StateChange{MessageID: st.MessageID, Read: st.Read,
-		Version: st.Version, ChangedAt: st.ChangedAt, Platform: string(st.ChangedBy)})
-}
-
-func (w webhookSyncer) Targets() []event.Platform {
-	var out []event.Platform
-	for _, p := range w.s.Platforms() {
-		out = append(out, event.Platform(p))
-	}
-	return out
 }

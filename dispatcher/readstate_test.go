@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hibiken/asynq"
 
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/channels/webhook"
@@ -27,7 +31,24 @@ func newPlatforms(t *testing.T) (map[event.Platform]*webhooktest.Receiver, dispa
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return recv, dispatcher.WebhookSyncer(s)
+	return recv, webhookSyncer{s}
+}
+
+// webhookSyncer is the tests' Syncer on the real webhook channel, as
+// cmd/postbud wires it: the dispatcher does not import the channel.
+type webhookSyncer struct{ s *webhook.Sender }
+
+func (w webhookSyncer) Sync(ctx context.Context, p event.Platform, id string, st dispatcher.PlatformState) (channels.Receipt, error) {
+	return w.s.Deliver(ctx, string(p), id, webhook.StateChange{MessageID: st.MessageID, Read: st.Read,
+		Version: st.Version, ChangedAt: st.ChangedAt, Platform: string(st.ChangedBy)})
+}
+
+func (w webhookSyncer) Targets() []event.Platform {
+	var out []event.Platform
+	for _, p := range w.s.Platforms() {
+		out = append(out, event.Platform(p))
+	}
+	return out
 }
 
 // change is one read or unread as a platform sent it.
@@ -231,5 +252,98 @@ func TestWebhookGoneDisablesPlatform(t *testing.T) {
 	}
 	if n := len(recv[event.BorgerDK].Changes()); n != 2 {
 		t.Errorf("borger.dk got %d changes, want 2", n)
+	}
+}
+
+// badgeLimiter holds back APNs once armed; it counts reservations.
+type badgeLimiter struct {
+	armed    atomic.Bool
+	mu       sync.Mutex
+	reserved map[channels.Name]int
+}
+
+func (l *badgeLimiter) Reserve(_ context.Context, ch channels.Name) (time.Duration, error) {
+	if !l.armed.Load() {
+		return 0, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.reserved[ch]++
+	if ch == channels.APNs {
+		return time.Minute, nil
+	}
+	return 0, nil
+}
+
+// badgeObserver counts the deliveries and alert latencies it is told of.
+type badgeObserver struct {
+	mu        sync.Mutex
+	delivered map[channels.Name][]string
+	alerts    int
+}
+
+func (o *badgeObserver) Delivered(ch channels.Name, result, _ string, _ time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.delivered[ch] = append(o.delivered[ch], result)
+}
+func (o *badgeObserver) EventToAlert(channels.Name, time.Duration) {
+	o.mu.Lock()
+	o.alerts++
+	o.mu.Unlock()
+}
+func (o *badgeObserver) AddressRemoved(channels.Name) {}
+func (o *badgeObserver) Webhook(event.Platform, string, time.Duration, time.Duration) {
+}
+
+// TestBadgeGoesThroughSend checks that a badge update takes the path of
+// every delivery: the rate limiter (APNs over its rate waits, as a
+// throttled send, without spending a retry) and the metrics; a silent
+// update is not counted as an alert.
+func TestBadgeGoesThroughSend(t *testing.T) {
+	t.Parallel()
+	lim := &badgeLimiter{reserved: map[channels.Name]int{}}
+	obs := &badgeObserver{delivered: map[channels.Name][]string{}}
+	h := newHarnessWith(t, func(c *dispatcher.Config, _ *harness) { c.Limiter, c.Observer = lim, obs }, channels.APNs, channels.FCM)
+	h.start()
+	register(h, annaCPR)
+	h.idle()
+	msgID := "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5c"
+	h.handle(letter("l1", msgID, annaCPR))
+	h.idle()
+	apns, fcm := len(h.channels[channels.APNs].accepted()), len(h.channels[channels.FCM].accepted())
+	obs.mu.Lock()
+	obs.delivered, obs.alerts = map[channels.Name][]string{}, 0
+	obs.mu.Unlock()
+
+	lim.armed.Store(true)
+	c, err := event.ParseCPR(annaCPR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := fmt.Sprintf(`{"c":%q,"m":%q}`, h.keyer.CitizenKey(c), msgID)
+	err = h.d.HandleBadge(context.Background(), asynq.NewTask(dispatcher.TypeBadge, []byte(payload)))
+	if channels.KindOf(err) != channels.Throttled || dispatcher.IsFailure(err) {
+		t.Errorf("HandleBadge with APNs over its rate = %v, want a throttled error that spends no retry", err)
+	}
+	if n := len(h.channels[channels.APNs].accepted()); n != apns {
+		t.Errorf("APNs got %d sends over its rate, want none", n-apns)
+	}
+	got := h.channels[channels.FCM].accepted()
+	if len(got) != fcm+1 || !got[len(got)-1].Alert.Silent {
+		t.Fatalf("FCM got %d sends, want one silent badge update", len(got)-fcm)
+	}
+	lim.mu.Lock()
+	if lim.reserved[channels.APNs] != 1 || lim.reserved[channels.FCM] != 1 {
+		t.Errorf("limiter reservations %v, want one per device channel", lim.reserved)
+	}
+	lim.mu.Unlock()
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if d := obs.delivered[channels.FCM]; len(d) != 1 || d[0] != dispatcher.ResultSent {
+		t.Errorf("observer saw FCM deliveries %v, want [sent]", d)
+	}
+	if obs.alerts != 0 {
+		t.Errorf("observer counted %d alerts for a silent badge update, want 0", obs.alerts)
 	}
 }

@@ -100,7 +100,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 			return fmt.Errorf("POSTBUD_WEBHOOK_*: %w", err)
 		}
 		defer ws.Close()
-		syncer = dispatcher.WebhookSyncer(ws)
+		syncer = webhookSyncer{ws}
 	}
 
 	quiet := map[channels.Name]rules.QuietHours{}
