@@ -19,7 +19,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"gopkg.in/yaml.v3"
 
 	"github.com/digitalpost/postbud/dispatcher/event"
@@ -41,8 +40,8 @@ type Config struct {
 	// for a primary behind Sentinel. POSTBUD_REDIS_PASSWORD(_FILE) overrides
 	// the URL's password.
 	RedisURL string
-	// Redis is RedisURL parsed for asynq.
-	Redis asynq.RedisConnOpt
+	// Redis is RedisURL parsed (with POSTBUD_REDIS_PASSWORD applied).
+	Redis Redis
 	// HTTPAddr (POSTBUD_HTTP_ADDR, default :8080) is where the HTTP server
 	// listens.
 	HTTPAddr string
@@ -134,6 +133,48 @@ type Config struct {
 	SMTP SMTP
 	// Channels are the SMS, push and paper channels.
 	Channels Channels
+}
+
+// Redis describes postbud's Redis as POSTBUD_REDIS_URL gives it: one
+// server (Addr), or a primary behind Sentinel (SentinelMaster and
+// SentinelAddrs). It names no client library: cmd/postbud builds the asynq
+// and go-redis options from it.
+type Redis struct {
+	// Addr is host:port of a single server; empty with Sentinel.
+	Addr string
+	// SentinelMaster is the master set name the sentinels monitor, and
+	// SentinelAddrs their host:port; SentinelPassword authenticates to
+	// them (?sentinel_password=).
+	SentinelMaster   string
+	SentinelAddrs    []string
+	SentinelPassword string
+	// Username and Password authenticate to Redis (ACL user, or password
+	// only).
+	Username, Password string
+	// DB is the database number, 0–15.
+	DB int
+	// TLS is set for rediss://, and for redis-sentinel:// with ?tls=true.
+	TLS bool
+}
+
+// Sentinel reports whether the primary is found through Sentinel.
+func (r Redis) Sentinel() bool { return r.SentinelMaster != "" || len(r.SentinelAddrs) > 0 }
+
+// TLSConfig returns the TLS configuration of the connections, or nil
+// without TLS: TLS 1.2 or later, and for a single server the name of its
+// host to verify.
+func (r Redis) TLSConfig() *tls.Config {
+	if !r.TLS {
+		return nil
+	}
+	if r.Sentinel() {
+		return &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	host, _, err := net.SplitHostPort(r.Addr)
+	if err != nil {
+		host = r.Addr
+	}
+	return &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
 }
 
 // Platform is one platform's credentials.
@@ -475,13 +516,13 @@ func (l *loader) smtp(s *SMTP) {
 	}
 }
 
-// redis parses the Redis URL into asynq's connection options.
-func (l *loader) redis(raw, password string) asynq.RedisConnOpt {
+// redis parses the Redis URL.
+func (l *loader) redis(raw, password string) Redis {
 	const name = "POSTBUD_REDIS_URL"
 	u, err := url.Parse(raw)
 	if err != nil {
 		l.fail(name, "not a URL")
-		return nil
+		return Redis{}
 	}
 	user := u.User.Username()
 	if p, ok := u.User.Password(); ok && password == "" {
@@ -497,13 +538,9 @@ func (l *loader) redis(raw, password string) asynq.RedisConnOpt {
 	case "redis", "rediss":
 		if u.Host == "" || strings.Contains(u.Host, ",") {
 			l.fail(name, "needs one host:port")
-			return nil
+			return Redis{}
 		}
-		o := asynq.RedisClientOpt{Addr: hostPort(u.Host, "6379"), Username: user, Password: password, DB: db}
-		if u.Scheme == "rediss" {
-			o.TLSConfig = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
-		}
-		return o
+		return Redis{Addr: hostPort(u.Host, "6379"), Username: user, Password: password, DB: db, TLS: u.Scheme == "rediss"}
 	case "redis-sentinel":
 		master := u.Query().Get("master")
 		if master == "" {
@@ -518,15 +555,11 @@ func (l *loader) redis(raw, password string) asynq.RedisConnOpt {
 		if len(addrs) == 0 {
 			l.fail(name, "redis-sentinel:// needs at least one sentinel host:port")
 		}
-		o := asynq.RedisFailoverClientOpt{MasterName: master, SentinelAddrs: addrs, Username: user,
-			Password: password, DB: db, SentinelPassword: u.Query().Get("sentinel_password")}
-		if u.Query().Get("tls") == "true" {
-			o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-		}
-		return o
+		return Redis{SentinelMaster: master, SentinelAddrs: addrs, Username: user, Password: password, DB: db,
+			SentinelPassword: u.Query().Get("sentinel_password"), TLS: u.Query().Get("tls") == "true"}
 	}
 	l.fail(name, "scheme must be redis, rediss or redis-sentinel, got %q", u.Scheme)
-	return nil
+	return Redis{}
 }
 
 // hostPort adds the default port to h if it has none: 6379 for Redis,

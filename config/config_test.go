@@ -15,7 +15,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/hibiken/asynq"
 
 	"github.com/digitalpost/postbud/dispatcher/event"
 	"github.com/digitalpost/postbud/dispatcher/rules"
@@ -202,7 +201,7 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	want := &Config{
 		RedisURL:          "redis://127.0.0.1:6379/0",
-		Redis:             asynq.RedisClientOpt{Addr: "127.0.0.1:6379"},
+		Redis:             Redis{Addr: "127.0.0.1:6379"},
 		HTTPAddr:          ":8080",
 		PseudonymKey:      []byte(pseudonymKey),
 		OpsKeySHA256:      sum(opsKey),
@@ -240,29 +239,29 @@ func TestLoad(t *testing.T) {
 	// Each variable: its default when unset, valid values, invalid values.
 	rows = append(rows,
 		// POSTBUD_REDIS_URL
-		row{name: "REDIS_URL unset", got: redisOpt, want: asynq.RedisClientOpt{Addr: "127.0.0.1:6379"}},
+		row{name: "REDIS_URL unset", got: redisOpt, want: Redis{Addr: "127.0.0.1:6379"}},
 		row{name: "REDIS_URL redis", env: map[string]string{"POSTBUD_REDIS_URL": "redis://redis.internal:6380"},
-			got: redisOpt, want: asynq.RedisClientOpt{Addr: "redis.internal:6380"}},
+			got: redisOpt, want: Redis{Addr: "redis.internal:6380"}},
 		row{name: "REDIS_URL redis default port", env: map[string]string{"POSTBUD_REDIS_URL": "redis://redis.internal"},
-			got: redisOpt, want: asynq.RedisClientOpt{Addr: "redis.internal:6379"}},
+			got: redisOpt, want: Redis{Addr: "redis.internal:6379"}},
 		row{name: "REDIS_URL db path", env: map[string]string{"POSTBUD_REDIS_URL": "redis://redis.internal:6379/15"},
-			got: redisOpt, want: asynq.RedisClientOpt{Addr: "redis.internal:6379", DB: 15}},
+			got: redisOpt, want: Redis{Addr: "redis.internal:6379", DB: 15}},
 		row{name: "REDIS_URL user and password", env: map[string]string{"POSTBUD_REDIS_URL": "redis://postbud:url-secret-pw@redis.internal:6379/2"},
-			got: redisOpt, want: asynq.RedisClientOpt{Addr: "redis.internal:6379", Username: "postbud", Password: "url-secret-pw", DB: 2}},
+			got: redisOpt, want: Redis{Addr: "redis.internal:6379", Username: "postbud", Password: "url-secret-pw", DB: 2}},
 		row{name: "REDIS_URL password only", env: map[string]string{"POSTBUD_REDIS_URL": "redis://:url-secret-pw@redis.internal:6379"},
-			got: redisOpt, want: asynq.RedisClientOpt{Addr: "redis.internal:6379", Password: "url-secret-pw"}},
+			got: redisOpt, want: Redis{Addr: "redis.internal:6379", Password: "url-secret-pw"}},
 		row{name: "REDIS_URL rediss", env: map[string]string{"POSTBUD_REDIS_URL": "rediss://postbud:url-secret-pw@redis.example.com:6380/1"},
-			got: redisOpt, want: asynq.RedisClientOpt{Addr: "redis.example.com:6380", Username: "postbud", Password: "url-secret-pw", DB: 1,
-				TLSConfig: &tls.Config{ServerName: "redis.example.com", MinVersion: tls.VersionTLS12}}},
+			got: redisOpt, want: Redis{Addr: "redis.example.com:6380", Username: "postbud", Password: "url-secret-pw", DB: 1,
+				TLS: true}},
 		row{name: "REDIS_URL sentinel", env: map[string]string{"POSTBUD_REDIS_URL": "redis-sentinel://h1:26379,h2:26379?master=mymaster"},
-			got: redisOpt, want: asynq.RedisFailoverClientOpt{MasterName: "mymaster", SentinelAddrs: []string{"h1:26379", "h2:26379"}}},
+			got: redisOpt, want: Redis{SentinelMaster: "mymaster", SentinelAddrs: []string{"h1:26379", "h2:26379"}}},
 		row{name: "REDIS_URL sentinel default port", env: map[string]string{"POSTBUD_REDIS_URL": "redis-sentinel://h1,h2?master=mymaster"},
-			got: redisOpt, want: asynq.RedisFailoverClientOpt{MasterName: "mymaster", SentinelAddrs: []string{"h1:26379", "h2:26379"}}},
+			got: redisOpt, want: Redis{SentinelMaster: "mymaster", SentinelAddrs: []string{"h1:26379", "h2:26379"}}},
 		row{name: "REDIS_URL sentinel full", env: map[string]string{
 			"POSTBUD_REDIS_URL": "redis-sentinel://postbud:url-secret-pw@h1:26379,h2:26380,h3:26381/4?master=mymaster&sentinel_password=sentinel-secret-pw&tls=true"},
-			got: redisOpt, want: asynq.RedisFailoverClientOpt{MasterName: "mymaster", SentinelAddrs: []string{"h1:26379", "h2:26380", "h3:26381"},
+			got: redisOpt, want: Redis{SentinelMaster: "mymaster", SentinelAddrs: []string{"h1:26379", "h2:26380", "h3:26381"},
 				Username: "postbud", Password: "url-secret-pw", DB: 4, SentinelPassword: "sentinel-secret-pw",
-				TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}}},
+				TLS: true}},
 		row{name: "REDIS_URL db 16", env: map[string]string{"POSTBUD_REDIS_URL": "redis://redis.internal:6379/16"},
 			errs: []wantErr{{"POSTBUD_REDIS_URL", "database number 0–15"}}},
 		row{name: "REDIS_URL db negative", env: map[string]string{"POSTBUD_REDIS_URL": "redis://redis.internal:6379/-1"},
@@ -286,17 +285,25 @@ func TestLoad(t *testing.T) {
 		row{name: "REDIS_URL not a URL", env: map[string]string{"POSTBUD_REDIS_URL": "redis://:url-secret-pw@host:port"},
 			errs: []wantErr{{"POSTBUD_REDIS_URL", "not a URL"}}},
 
+		// The TLS configuration cmd/postbud hands to the clients.
+		row{name: "REDIS_URL rediss TLS config", env: map[string]string{"POSTBUD_REDIS_URL": "rediss://redis.example.com:6380"},
+			got:  func(c *Config) any { return c.Redis.TLSConfig() },
+			want: &tls.Config{ServerName: "redis.example.com", MinVersion: tls.VersionTLS12}},
+		row{name: "REDIS_URL sentinel TLS config", env: map[string]string{"POSTBUD_REDIS_URL": "redis-sentinel://h1?master=mymaster&tls=true"},
+			got: func(c *Config) any { return c.Redis.TLSConfig() }, want: &tls.Config{MinVersion: tls.VersionTLS12}},
+		row{name: "REDIS_URL redis no TLS config", got: func(c *Config) any { return c.Redis.TLSConfig() }, want: (*tls.Config)(nil)},
+
 		// POSTBUD_REDIS_PASSWORD(_FILE)
 		row{name: "REDIS_PASSWORD overrides the URL's", env: map[string]string{
 			"POSTBUD_REDIS_URL": "redis://postbud:url-secret-pw@redis.internal:6379", "POSTBUD_REDIS_PASSWORD": "env-secret-pw"},
-			got: redisOpt, want: asynq.RedisClientOpt{Addr: "redis.internal:6379", Username: "postbud", Password: "env-secret-pw"}},
+			got: redisOpt, want: Redis{Addr: "redis.internal:6379", Username: "postbud", Password: "env-secret-pw"}},
 		row{name: "REDIS_PASSWORD_FILE overrides the URL's", env: map[string]string{"POSTBUD_REDIS_URL": "rediss://:url-secret-pw@redis.example.com:6380"},
 			files: map[string]string{"POSTBUD_REDIS_PASSWORD_FILE": "file-secret-pw\n"},
-			got:   redisOpt, want: asynq.RedisClientOpt{Addr: "redis.example.com:6380", Password: "file-secret-pw",
-				TLSConfig: &tls.Config{ServerName: "redis.example.com", MinVersion: tls.VersionTLS12}}},
+			got:   redisOpt, want: Redis{Addr: "redis.example.com:6380", Password: "file-secret-pw",
+				TLS: true}},
 		row{name: "REDIS_PASSWORD overrides the sentinel URL's", env: map[string]string{
 			"POSTBUD_REDIS_URL": "redis-sentinel://:url-secret-pw@h1:26379?master=mymaster", "POSTBUD_REDIS_PASSWORD": "env-secret-pw"},
-			got: redisOpt, want: asynq.RedisFailoverClientOpt{MasterName: "mymaster", SentinelAddrs: []string{"h1:26379"}, Password: "env-secret-pw"}},
+			got: redisOpt, want: Redis{SentinelMaster: "mymaster", SentinelAddrs: []string{"h1:26379"}, Password: "env-secret-pw"}},
 
 		// POSTBUD_HTTP_ADDR
 		row{name: "HTTP_ADDR unset", got: func(c *Config) any { return c.HTTPAddr }, want: ":8080"},
@@ -541,7 +548,7 @@ func TestLoad(t *testing.T) {
 		missing []wantErr
 	}{
 		{env: "POSTBUD_REDIS_PASSWORD", value: "redis-file-secret",
-			got: redisOpt, want: asynq.RedisClientOpt{Addr: "127.0.0.1:6379", Password: "redis-file-secret"}},
+			got: redisOpt, want: Redis{Addr: "127.0.0.1:6379", Password: "redis-file-secret"}},
 		{env: "POSTBUD_PSEUDONYM_KEY", value: "pseudonym-file-secret-0123456789abc",
 			got: func(c *Config) any { return string(c.PseudonymKey) }, want: "pseudonym-file-secret-0123456789abc",
 			missing: []wantErr{{"POSTBUD_PSEUDONYM_KEY", "required"}}},

@@ -27,7 +27,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"gopkg.in/yaml.v3"
 
 	"github.com/digitalpost/postbud/channels/webhook"
@@ -881,9 +880,9 @@ func checkPDB(t *testing.T, o object, podLabels map[string]string, replicas int)
 // the Secret the Redis pods use.
 func checkSentinelURL(t *testing.T, objs []object, cfg *config.Config, redisSecret string) {
 	t.Helper()
-	fo, ok := cfg.Redis.(asynq.RedisFailoverClientOpt)
-	if !ok {
-		t.Errorf("POSTBUD_REDIS_URL %s: want redis-sentinel://...?master=mymaster (Redis with Sentinel), got %T", cfg.RedisURL, cfg.Redis)
+	fo := cfg.Redis
+	if !fo.Sentinel() {
+		t.Errorf("POSTBUD_REDIS_URL %s: want redis-sentinel://...?master=mymaster (Redis with Sentinel), got a single server", cfg.RedisURL)
 		return
 	}
 	sts := find(t, objs, "StatefulSet", "redis")
@@ -913,8 +912,8 @@ func checkSentinelURL(t *testing.T, objs []object, cfg *config.Config, redisSecr
 		Data map[string]string `yaml:"data"`
 	}
 	find(t, objs, "ConfigMap", "redis-config").decode(t, &cm)
-	if !strings.Contains(cm.Data["init.sh"], "sentinel monitor "+fo.MasterName+" ") {
-		t.Errorf("ConfigMap redis-config: init.sh does not configure the sentinels to monitor %q, the master of POSTBUD_REDIS_URL", fo.MasterName)
+	if !strings.Contains(cm.Data["init.sh"], "sentinel monitor "+fo.SentinelMaster+" ") {
+		t.Errorf("ConfigMap redis-config: init.sh does not configure the sentinels to monitor %q, the master of POSTBUD_REDIS_URL", fo.SentinelMaster)
 	}
 	for _, v := range spec.Volumes {
 		if v.Secret != nil && redisSecret != v.Secret.SecretName+"/password" {
@@ -1203,7 +1202,7 @@ func TestCompose(t *testing.T) {
 	if !strings.Contains(redisCmd, env["POSTBUD_REDIS_PASSWORD_FILE"]) {
 		t.Errorf("compose.yaml: redis does not take its password from %s, postbud's POSTBUD_REDIS_PASSWORD_FILE", env["POSTBUD_REDIS_PASSWORD_FILE"])
 	}
-	if o, ok := l.cfg.Redis.(asynq.RedisClientOpt); !ok || o.Addr != "redis:6379" {
+	if o := l.cfg.Redis; o.Sentinel() || o.Addr != "redis:6379" {
 		t.Errorf("compose.yaml: POSTBUD_REDIS_URL %s does not name the service redis on 6379", l.cfg.RedisURL)
 	}
 

@@ -58,7 +58,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 
 	rdb := ov.rdb
 	if rdb == nil {
-		rdb = cfg.Redis.MakeRedisClient().(redis.UniversalClient)
+		rdb = newRedisClient(cfg.Redis)
 		defer rdb.Close()
 	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
