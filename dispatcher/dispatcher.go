@@ -488,14 +488,14 @@ func (d *Dispatcher) send(ctx context.Context, c *Citizen, l *Letter, dl deliver
 	}
 	s := d.cfg.Senders[dl.to.Channel]
 	sctx, cancel := context.WithTimeout(ctx, d.cfg.SendTimeout)
-	start := time.Now()
+	start := d.cfg.Now()
 	a := d.alert(c, l, dl)
 	for _, f := range adjust {
 		f(&a)
 	}
 	rc, err := s.Send(sctx, dl.to, a)
 	cancel()
-	took := time.Since(start)
+	took := d.cfg.Now().Sub(start)
 	out := Outcome{At: d.cfg.Now(), DeliveryID: dl.id, Channel: dl.to.Channel, App: dl.to.App,
 		Attempt: attempt, DurationMS: took.Milliseconds()}
 	log := d.log.With("message_id", l.MessageID, "channel", dl.to.Channel, "delivery_id", dl.id,

@@ -167,11 +167,11 @@ func (d *Dispatcher) HandleSync(ctx context.Context, t *asynq.Task) error {
 		return nil // acknowledged already (by this task's twin), or its own change
 	}
 	id := "msg_" + p.MessageID + "_v" + strconv.FormatInt(st.Version, 10)
-	start := time.Now()
+	start := d.cfg.Now()
 	_, err = d.cfg.Syncer.Sync(ctx, platform, id, PlatformState{MessageID: p.MessageID, Read: st.Read,
 		Version: st.Version, ChangedAt: st.ChangedAt, ChangedBy: st.ChangedBy})
-	lag := time.Since(st.ChangedAt)
-	d.obs.Webhook(platform, resultOf(err), lag, time.Since(start))
+	lag := d.cfg.Now().Sub(st.ChangedAt)
+	d.obs.Webhook(platform, resultOf(err), lag, d.cfg.Now().Sub(start))
 	switch kind := channels.KindOf(err); {
 	case err == nil:
 		return d.cfg.Store.AckSync(ctx, p.Citizen, p.MessageID, platform, st.Version)

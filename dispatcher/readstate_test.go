@@ -347,3 +347,46 @@ func TestBadgeGoesThroughSend(t *testing.T) {
 		t.Errorf("observer counted %d alerts for a silent badge update, want 0", obs.alerts)
 	}
 }
+
+// TestSendReadsTheConfiguredClock checks that a send's duration comes from
+// the configured clock, not the wall clock: a clock that steps 250 ms on
+// each read makes every measured duration a positive multiple of 250 ms.
+func TestSendReadsTheConfiguredClock(t *testing.T) {
+	t.Parallel()
+	const step = 250 * time.Millisecond
+	var ticks atomic.Int64
+	base := time.Now()
+	obs := &clockObserver{}
+	h := newHarnessWith(t, func(c *dispatcher.Config, _ *harness) {
+		c.Now = func() time.Time { return base.Add(time.Duration(ticks.Add(1)) * step) }
+		c.Observer = obs
+	}, channels.Email)
+	h.start()
+	register(h, annaCPR)
+	h.idle()
+	h.handle(letter("l1", "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5d", annaCPR))
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if len(obs.took) == 0 {
+		t.Fatal("no delivery observed")
+	}
+	for _, d := range obs.took {
+		if d <= 0 || d%step != 0 {
+			t.Errorf("send took %s by the configured clock, want a positive multiple of %s", d, step)
+		}
+	}
+}
+
+type clockObserver struct {
+	mu   sync.Mutex
+	took []time.Duration
+}
+
+func (o *clockObserver) Delivered(_ channels.Name, _, _ string, took time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.took = append(o.took, took)
+}
+func (o *clockObserver) EventToAlert(channels.Name, time.Duration)                    {}
+func (o *clockObserver) AddressRemoved(channels.Name)                                 {}
+func (o *clockObserver) Webhook(event.Platform, string, time.Duration, time.Duration) {}

@@ -70,6 +70,9 @@ type Config struct {
 	// SMSReportSecret verifies the SMS gateway's signed delivery reports
 	// at POST /v1/sms/reports; nil turns the endpoint off.
 	SMSReportSecret []byte
+	// Now is the clock (default time.Now): rate limits, signature
+	// tolerance, report times.
+	Now func() time.Time
 }
 
 // API is the HTTP handler.
@@ -85,6 +88,9 @@ type API struct {
 func New(cfg Config) *API {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	a := &API{cfg: cfg, log: cfg.Logger, limiters: map[event.Platform]*rate.Limiter{}, mux: http.NewServeMux()}
 	for _, p := range cfg.Platforms {
@@ -183,7 +189,7 @@ func (a *API) authorize(w http.ResponseWriter, r *http.Request) (event.Platform,
 
 func (a *API) allow(w http.ResponseWriter, p event.Platform, n int) bool {
 	l := a.limiters[p]
-	if l == nil || l.AllowN(time.Now(), n) {
+	if l == nil || l.AllowN(a.cfg.Now(), n) {
 		return true
 	}
 	w.Header().Set("Retry-After", "1")
@@ -383,7 +389,7 @@ func (a *API) smsReport(w http.ResponseWriter, r *http.Request) {
 	}
 	at := rep.Time
 	if at.IsZero() {
-		at = time.Now()
+		at = a.cfg.Now()
 	}
 	err = a.cfg.Dispatcher.Report(r.Context(), dispatcher.DeliveryReport{Channel: channels.SMS,
 		DeliveryID: rep.UserRef, ProviderID: rep.ID, Status: rep.Status, Code: rep.ErrorCode, Final: rep.Final,
@@ -411,7 +417,7 @@ func (a *API) verified(w http.ResponseWriter, r *http.Request, p event.Platform,
 	if len(secrets) == 0 {
 		return true
 	}
-	if err := webhook.Verify(secrets, r.Header, body, time.Now(), webhook.DefaultTolerance); err != nil {
+	if err := webhook.Verify(secrets, r.Header, body, a.cfg.Now(), webhook.DefaultTolerance); err != nil {
 		problem(w, http.StatusUnauthorized, "bad signature", "the request's Standard Webhooks signature does not verify: "+err.Error(), nil)
 		return false
 	}

@@ -55,6 +55,8 @@ type Options struct {
 	// ReadTTL is how long a read letter is kept (default 30 days); only
 	// unread letters need LetterTTL.
 	ReadTTL time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
 }
 
 // Store is the Redis implementation of dispatcher.Store. Close it to stop
@@ -81,6 +83,9 @@ var _ dispatcher.Store = (*Store)(nil)
 func New(rdb redis.UniversalClient, o Options) *Store {
 	if o.Prefix == "" {
 		o.Prefix = "pb"
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	if o.LetterTTL == 0 {
 		o.LetterTTL = 200 * 24 * time.Hour
@@ -116,7 +121,7 @@ func (s *Store) disabledKey(p string) string { return s.o.Prefix + ":whoff:" + p
 
 // oldestKept is the received time (unix ms) before which letters have left
 // retention and drop out of the unread index.
-func (s *Store) oldestKept() int64 { return time.Now().Add(-s.o.LetterTTL).UnixMilli() }
+func (s *Store) oldestKept() int64 { return s.o.Now().Add(-s.o.LetterTTL).UnixMilli() }
 
 // deliveryRefTTL bounds how long a tracked delivery can be matched to its
 // provider's reports.
@@ -585,7 +590,7 @@ func (s *Store) PlatformDisabled(ctx context.Context, platform event.Platform) (
 // SetPlatformDisabled disables or re-enables a platform's webhook endpoint.
 func (s *Store) SetPlatformDisabled(ctx context.Context, platform event.Platform, disabled bool) error {
 	if disabled {
-		return s.rdb.Set(ctx, s.disabledKey(string(platform)), time.Now().UTC().Format(time.RFC3339), 0).Err()
+		return s.rdb.Set(ctx, s.disabledKey(string(platform)), s.o.Now().UTC().Format(time.RFC3339), 0).Err()
 	}
 	return s.rdb.Del(ctx, s.disabledKey(string(platform))).Err()
 }
