@@ -115,7 +115,7 @@ func (h *harness) handle(raw string) {
 	h.t.Helper()
 	ev, err := event.Parse([]byte(raw))
 	if err != nil {
-		h.t.Fatalf("ParseEvent: %v", err)
+		h.t.Fatalf("event.Parse: %v", err)
 	}
 	task, err := dispatcher.NewEventTask(h.keyer.Pseudonymize(ev), h.queues)
 	if err != nil {
@@ -205,7 +205,7 @@ func (h *harness) accept(raw string) (dup bool) {
 	h.t.Helper()
 	ev, err := event.Parse([]byte(raw))
 	if err != nil {
-		h.t.Fatalf("ParseEvent: %v", err)
+		h.t.Fatalf("event.Parse: %v", err)
 	}
 	dup, err = h.d.Accept(context.Background(), ev)
 	if err != nil {

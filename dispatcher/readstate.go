@@ -14,7 +14,7 @@ import (
 	"github.com/digitalpost/postbud/dispatcher/event"
 )
 
-// Read state across the four platforms (DESIGN.md §6).
+// Read state across the four platforms.
 //
 // A message.read or message.unread is applied to its letter in one Redis
 // script (last writer wins by the event's time; ties deterministic) that

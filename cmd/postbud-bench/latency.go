@@ -1,6 +1,6 @@
 package main
 
-// The priority-lane latency benchmark (DESIGN.md §8, "an urgent letter
+// The priority-lane latency benchmark ("an urgent letter
 // while a bulk release of 1 million letters is draining"):
 //
 //	go run ./cmd/postbud-bench -latency [-bulk 1000000] [-urgent 2000] [-rate 50]
