@@ -14,15 +14,8 @@ import (
 	"github.com/digitalpost/postbud/channels/paper"
 	"github.com/digitalpost/postbud/channels/sms"
 	"github.com/digitalpost/postbud/channels/webhook"
+	"github.com/digitalpost/postbud/dispatcher/event"
 )
-
-// Apps are the citizen apps that register push tokens, with the variable
-// suffix of each: POSTBUD_APNS_TOPIC_E_BOKS and so on.
-var Apps = map[string]string{
-	"digital-post-app": "DIGITAL_POST_APP",
-	"e-boks":           "E_BOKS",
-	"mit.dk":           "MIT_DK",
-}
 
 // Channels holds the optional channels; a nil one is not configured. Each
 // channel owns its configuration and its Validate; Load reports their
@@ -59,7 +52,7 @@ type appsFile struct {
 
 func (l *loader) channels(c *Channels, apps map[string]appsFile) {
 	for name := range apps {
-		if _, ok := Apps[name]; !ok {
+		if !event.IsApp(name) {
 			l.fail("POSTBUD_CONFIG apps."+name, "unknown app (want digital-post-app, e-boks or mit.dk)")
 		}
 	}
@@ -72,8 +65,9 @@ func (l *loader) channels(c *Channels, apps map[string]appsFile) {
 
 func (l *loader) webhooks(c *Channels) {
 	w := &webhook.Config{Endpoints: map[string]webhook.Endpoint{}, Timeout: l.duration("POSTBUD_WEBHOOK_TIMEOUT", 0)}
-	for _, p := range []string{"borger.dk", "digital-post-app", "e-boks", "mit.dk"} {
-		suf := Platforms[p]
+	for _, rp := range event.ReadingPlatforms() {
+		p := string(rp)
+		suf := EnvSuffix(p)
 		if raw := l.secret("POSTBUD_INBOUND_SECRET_" + suf); raw != "" {
 			key, err := webhook.ParseSecret(raw)
 			if err != nil {
@@ -155,10 +149,7 @@ func (l *loader) sms(c *Channels) {
 }
 
 func sortedApps() []string {
-	names := make([]string, 0, len(Apps))
-	for n := range Apps {
-		names = append(names, n)
-	}
+	names := event.Apps()
 	sort.Strings(names)
 	return names
 }
@@ -184,10 +175,10 @@ func (l *loader) apns(c *Channels, apps map[string]appsFile) {
 		l.fail("POSTBUD_APNS_KEY_FILE", "must be an absolute path")
 	}
 	for _, app := range sortedApps() {
-		topic := l.getenv("POSTBUD_APNS_TOPIC_" + Apps[app])
+		topic := l.getenv("POSTBUD_APNS_TOPIC_" + EnvSuffix(app))
 		if y := apps[app].APNsTopic; y != "" {
 			if topic != "" {
-				l.fail("POSTBUD_APNS_TOPIC_"+Apps[app], "topic given both here and in POSTBUD_CONFIG apps.%s.apns_topic", app)
+				l.fail("POSTBUD_APNS_TOPIC_"+EnvSuffix(app), "topic given both here and in POSTBUD_CONFIG apps.%s.apns_topic", app)
 			}
 			topic = y
 		}
@@ -222,7 +213,7 @@ func (l *loader) fcm(c *Channels, apps map[string]appsFile) {
 	f := &fcm.Config{Apps: map[string]fcm.App{}, Endpoint: l.getenv("POSTBUD_FCM_ENDPOINT"),
 		Timeout: l.duration("POSTBUD_FCM_TIMEOUT", 0)}
 	for _, app := range sortedApps() {
-		suf := Apps[app]
+		suf := EnvSuffix(app)
 		project := l.getenv("POSTBUD_FCM_PROJECT_" + suf)
 		creds := l.getenv("POSTBUD_FCM_CREDENTIALS_" + suf + "_FILE")
 		if y := apps[app]; y.FCMProject != "" || y.FCMCredentialsFile != "" {

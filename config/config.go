@@ -15,23 +15,21 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/digitalpost/postbud/dispatcher/event"
+	"github.com/digitalpost/postbud/dispatcher/rules"
 )
 
-// Platforms that may hold an API key, with the environment variable suffix
-// of each: POSTBUD_KEY_BORGER_DK and so on.
-var Platforms = map[string]string{
-	"core":             "CORE",
-	"borger.dk":        "BORGER_DK",
-	"digital-post-app": "DIGITAL_POST_APP",
-	"e-boks":           "E_BOKS",
-	"mit.dk":           "MIT_DK",
+// EnvSuffix returns the environment variable suffix of a platform or app
+// (event.Platforms, event.Apps): upper case, with "." and "-" as "_", so
+// borger.dk is POSTBUD_KEY_BORGER_DK and e-boks POSTBUD_APNS_TOPIC_E_BOKS.
+func EnvSuffix(name string) string {
+	return strings.NewReplacer(".", "_", "-", "_").Replace(strings.ToUpper(name))
 }
 
 // Config is postbud's configuration. Defaults are given beside each field.
@@ -42,8 +40,8 @@ type Config struct {
 	// for a primary behind Sentinel. POSTBUD_REDIS_PASSWORD(_FILE) overrides
 	// the URL's password.
 	RedisURL string
-	// Redis is RedisURL parsed for asynq.
-	Redis asynq.RedisConnOpt
+	// Redis is RedisURL parsed (with POSTBUD_REDIS_PASSWORD applied).
+	Redis Redis
 	// HTTPAddr (POSTBUD_HTTP_ADDR, default :8080) is where the HTTP server
 	// listens.
 	HTTPAddr string
@@ -106,8 +104,9 @@ type Config struct {
 	// QuietHours are the hours, Europe/Copenhagen, in which a channel's
 	// alerts that are not urgent wait for the window's end:
 	// POSTBUD_QUIET_HOURS_SMS (default 22:00-07:00), POSTBUD_QUIET_HOURS_EMAIL
-	// and POSTBUD_QUIET_HOURS_PUSH (default none); "off" for none.
-	QuietHours map[string]string
+	// and POSTBUD_QUIET_HOURS_PUSH (default none); "off" for none (the zero
+	// QuietHours). Parsed by rules.ParseQuietHours.
+	QuietHours map[string]rules.QuietHours
 	// PaperForMinors (POSTBUD_PAPER_FOR_MINORS, default true) sends public
 	// letters to citizens under 15 on paper; false sends nothing.
 	PaperForMinors bool
@@ -134,6 +133,48 @@ type Config struct {
 	SMTP SMTP
 	// Channels are the SMS, push and paper channels.
 	Channels Channels
+}
+
+// Redis describes postbud's Redis as POSTBUD_REDIS_URL gives it: one
+// server (Addr), or a primary behind Sentinel (SentinelMaster and
+// SentinelAddrs). It names no client library: cmd/postbud builds the asynq
+// and go-redis options from it.
+type Redis struct {
+	// Addr is host:port of a single server; empty with Sentinel.
+	Addr string
+	// SentinelMaster is the master set name the sentinels monitor, and
+	// SentinelAddrs their host:port; SentinelPassword authenticates to
+	// them (?sentinel_password=).
+	SentinelMaster   string
+	SentinelAddrs    []string
+	SentinelPassword string
+	// Username and Password authenticate to Redis (ACL user, or password
+	// only).
+	Username, Password string
+	// DB is the database number, 0–15.
+	DB int
+	// TLS is set for rediss://, and for redis-sentinel:// with ?tls=true.
+	TLS bool
+}
+
+// Sentinel reports whether the primary is found through Sentinel.
+func (r Redis) Sentinel() bool { return r.SentinelMaster != "" || len(r.SentinelAddrs) > 0 }
+
+// TLSConfig returns the TLS configuration of the connections, or nil
+// without TLS: TLS 1.2 or later, and for a single server the name of its
+// host to verify.
+func (r Redis) TLSConfig() *tls.Config {
+	if !r.TLS {
+		return nil
+	}
+	if r.Sentinel() {
+		return &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	host, _, err := net.SplitHostPort(r.Addr)
+	if err != nil {
+		host = r.Addr
+	}
+	return &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
 }
 
 // Platform is one platform's credentials.
@@ -319,17 +360,18 @@ func Load(getenv func(string) string) (*Config, error) {
 	if !oneOf(c.LogFormat, "json", "text") {
 		l.fail("POSTBUD_LOG_FORMAT", "must be json or text, got %q", c.LogFormat)
 	}
-	c.QuietHours = map[string]string{}
+	c.QuietHours = map[string]rules.QuietHours{}
 	for ch, def := range map[string]string{"sms": "22:00-07:00", "email": "", "push": ""} {
 		name := "POSTBUD_QUIET_HOURS_" + strings.ToUpper(ch)
 		v := l.str(name, def)
 		if v == "off" {
 			v = ""
 		}
-		if v != "" && !quietRE.MatchString(v) {
-			l.fail(name, "must be HH:MM-HH:MM (Europe/Copenhagen) or off, got %q", v)
+		q, err := rules.ParseQuietHours(v)
+		if err != nil {
+			l.fail(name, "must be HH:MM-HH:MM (Europe/Copenhagen) or off, got %q: %v", v, err)
 		}
-		c.QuietHours[ch] = v
+		c.QuietHours[ch] = q
 	}
 	c.PaperForMinors = l.boolean("POSTBUD_PAPER_FOR_MINORS", true)
 	c.Coalesce = map[string]time.Duration{}
@@ -362,8 +404,6 @@ func Load(getenv func(string) string) (*Config, error) {
 	return c, nil
 }
 
-var quietRE = regexp.MustCompile(`^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$`)
-
 func oneOf(s string, set ...string) bool {
 	for _, x := range set {
 		if s == x {
@@ -377,8 +417,9 @@ func (l *loader) platforms(c *Config) (apps map[string]appsFile) {
 	byName := map[string]*Platform{}
 	var order []string
 	var previous []Platform
-	for name, suffix := range Platforms {
-		env := "POSTBUD_KEY_" + suffix
+	for _, p := range event.Platforms() {
+		name := string(p)
+		env := "POSTBUD_KEY_" + EnvSuffix(name)
 		if k := l.secret(env); k != "" {
 			if len(k) < 16 {
 				l.fail(env, "must be at least 16 characters")
@@ -412,12 +453,12 @@ func (l *loader) platforms(c *Config) (apps map[string]appsFile) {
 			}
 			for name, p := range f.Platforms {
 				key := "POSTBUD_CONFIG platforms." + name
-				if _, ok := Platforms[name]; !ok {
+				if !event.IsPlatform(event.Platform(name)) {
 					l.fail(key, "unknown platform (want core, borger.dk, digital-post-app, e-boks or mit.dk)")
 					continue
 				}
 				if byName[name] != nil {
-					l.fail(key, "key given both here and in POSTBUD_KEY_%s", Platforms[name])
+					l.fail(key, "key given both here and in POSTBUD_KEY_%s", EnvSuffix(name))
 					continue
 				}
 				raw, err := hex.DecodeString(p.KeySHA256)
@@ -475,13 +516,13 @@ func (l *loader) smtp(s *SMTP) {
 	}
 }
 
-// redis parses the Redis URL into asynq's connection options.
-func (l *loader) redis(raw, password string) asynq.RedisConnOpt {
+// redis parses the Redis URL.
+func (l *loader) redis(raw, password string) Redis {
 	const name = "POSTBUD_REDIS_URL"
 	u, err := url.Parse(raw)
 	if err != nil {
 		l.fail(name, "not a URL")
-		return nil
+		return Redis{}
 	}
 	user := u.User.Username()
 	if p, ok := u.User.Password(); ok && password == "" {
@@ -497,13 +538,9 @@ func (l *loader) redis(raw, password string) asynq.RedisConnOpt {
 	case "redis", "rediss":
 		if u.Host == "" || strings.Contains(u.Host, ",") {
 			l.fail(name, "needs one host:port")
-			return nil
+			return Redis{}
 		}
-		o := asynq.RedisClientOpt{Addr: hostPort(u.Host, "6379"), Username: user, Password: password, DB: db}
-		if u.Scheme == "rediss" {
-			o.TLSConfig = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
-		}
-		return o
+		return Redis{Addr: hostPort(u.Host, "6379"), Username: user, Password: password, DB: db, TLS: u.Scheme == "rediss"}
 	case "redis-sentinel":
 		master := u.Query().Get("master")
 		if master == "" {
@@ -518,15 +555,11 @@ func (l *loader) redis(raw, password string) asynq.RedisConnOpt {
 		if len(addrs) == 0 {
 			l.fail(name, "redis-sentinel:// needs at least one sentinel host:port")
 		}
-		o := asynq.RedisFailoverClientOpt{MasterName: master, SentinelAddrs: addrs, Username: user,
-			Password: password, DB: db, SentinelPassword: u.Query().Get("sentinel_password")}
-		if u.Query().Get("tls") == "true" {
-			o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-		}
-		return o
+		return Redis{SentinelMaster: master, SentinelAddrs: addrs, Username: user, Password: password, DB: db,
+			SentinelPassword: u.Query().Get("sentinel_password"), TLS: u.Query().Get("tls") == "true"}
 	}
 	l.fail(name, "scheme must be redis, rediss or redis-sentinel, got %q", u.Scheme)
-	return nil
+	return Redis{}
 }
 
 // hostPort adds the default port to h if it has none: 6379 for Redis,

@@ -15,7 +15,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/hibiken/asynq"
+
+	"github.com/digitalpost/postbud/dispatcher/event"
+	"github.com/digitalpost/postbud/dispatcher/rules"
 )
 
 // Secrets of the base environment. Every secret used in the tests is long
@@ -199,7 +201,7 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	want := &Config{
 		RedisURL:          "redis://127.0.0.1:6379/0",
-		Redis:             asynq.RedisClientOpt{Addr: "127.0.0.1:6379"},
+		Redis:             Redis{Addr: "127.0.0.1:6379"},
 		HTTPAddr:          ":8080",
 		PseudonymKey:      []byte(pseudonymKey),
 		OpsKeySHA256:      sum(opsKey),
@@ -220,7 +222,7 @@ func TestLoadDefaults(t *testing.T) {
 		DrainDelay:        2 * time.Second,
 		LogLevel:          "info",
 		LogFormat:         "json",
-		QuietHours:        map[string]string{"email": "", "push": "", "sms": "22:00-07:00"},
+		QuietHours:        map[string]rules.QuietHours{"email": {}, "push": {}, "sms": {Start: rules.Clock{Hour: 22}, End: rules.Clock{Hour: 7}}},
 		PaperForMinors:    true,
 		ReminderBefore:    72 * time.Hour,
 		SMTP:              SMTP{Port: 587, TLS: "mandatory", Timeout: 30 * time.Second},
@@ -237,29 +239,29 @@ func TestLoad(t *testing.T) {
 	// Each variable: its default when unset, valid values, invalid values.
 	rows = append(rows,
 		// POSTBUD_REDIS_URL
-		row{name: "REDIS_URL unset", got: redisOpt, want: asynq.RedisClientOpt{Addr: "127.0.0.1:6379"}},
+		row{name: "REDIS_URL unset", got: redisOpt, want: Redis{Addr: "127.0.0.1:6379"}},
 		row{name: "REDIS_URL redis", env: map[string]string{"POSTBUD_REDIS_URL": "redis://redis.internal:6380"},
-			got: redisOpt, want: asynq.RedisClientOpt{Addr: "redis.internal:6380"}},
+			got: redisOpt, want: Redis{Addr: "redis.internal:6380"}},
 		row{name: "REDIS_URL redis default port", env: map[string]string{"POSTBUD_REDIS_URL": "redis://redis.internal"},
-			got: redisOpt, want: asynq.RedisClientOpt{Addr: "redis.internal:6379"}},
+			got: redisOpt, want: Redis{Addr: "redis.internal:6379"}},
 		row{name: "REDIS_URL db path", env: map[string]string{"POSTBUD_REDIS_URL": "redis://redis.internal:6379/15"},
-			got: redisOpt, want: asynq.RedisClientOpt{Addr: "redis.internal:6379", DB: 15}},
+			got: redisOpt, want: Redis{Addr: "redis.internal:6379", DB: 15}},
 		row{name: "REDIS_URL user and password", env: map[string]string{"POSTBUD_REDIS_URL": "redis://postbud:url-secret-pw@redis.internal:6379/2"},
-			got: redisOpt, want: asynq.RedisClientOpt{Addr: "redis.internal:6379", Username: "postbud", Password: "url-secret-pw", DB: 2}},
+			got: redisOpt, want: Redis{Addr: "redis.internal:6379", Username: "postbud", Password: "url-secret-pw", DB: 2}},
 		row{name: "REDIS_URL password only", env: map[string]string{"POSTBUD_REDIS_URL": "redis://:url-secret-pw@redis.internal:6379"},
-			got: redisOpt, want: asynq.RedisClientOpt{Addr: "redis.internal:6379", Password: "url-secret-pw"}},
+			got: redisOpt, want: Redis{Addr: "redis.internal:6379", Password: "url-secret-pw"}},
 		row{name: "REDIS_URL rediss", env: map[string]string{"POSTBUD_REDIS_URL": "rediss://postbud:url-secret-pw@redis.example.com:6380/1"},
-			got: redisOpt, want: asynq.RedisClientOpt{Addr: "redis.example.com:6380", Username: "postbud", Password: "url-secret-pw", DB: 1,
-				TLSConfig: &tls.Config{ServerName: "redis.example.com", MinVersion: tls.VersionTLS12}}},
+			got: redisOpt, want: Redis{Addr: "redis.example.com:6380", Username: "postbud", Password: "url-secret-pw", DB: 1,
+				TLS: true}},
 		row{name: "REDIS_URL sentinel", env: map[string]string{"POSTBUD_REDIS_URL": "redis-sentinel://h1:26379,h2:26379?master=mymaster"},
-			got: redisOpt, want: asynq.RedisFailoverClientOpt{MasterName: "mymaster", SentinelAddrs: []string{"h1:26379", "h2:26379"}}},
+			got: redisOpt, want: Redis{SentinelMaster: "mymaster", SentinelAddrs: []string{"h1:26379", "h2:26379"}}},
 		row{name: "REDIS_URL sentinel default port", env: map[string]string{"POSTBUD_REDIS_URL": "redis-sentinel://h1,h2?master=mymaster"},
-			got: redisOpt, want: asynq.RedisFailoverClientOpt{MasterName: "mymaster", SentinelAddrs: []string{"h1:26379", "h2:26379"}}},
+			got: redisOpt, want: Redis{SentinelMaster: "mymaster", SentinelAddrs: []string{"h1:26379", "h2:26379"}}},
 		row{name: "REDIS_URL sentinel full", env: map[string]string{
 			"POSTBUD_REDIS_URL": "redis-sentinel://postbud:url-secret-pw@h1:26379,h2:26380,h3:26381/4?master=mymaster&sentinel_password=sentinel-secret-pw&tls=true"},
-			got: redisOpt, want: asynq.RedisFailoverClientOpt{MasterName: "mymaster", SentinelAddrs: []string{"h1:26379", "h2:26380", "h3:26381"},
+			got: redisOpt, want: Redis{SentinelMaster: "mymaster", SentinelAddrs: []string{"h1:26379", "h2:26380", "h3:26381"},
 				Username: "postbud", Password: "url-secret-pw", DB: 4, SentinelPassword: "sentinel-secret-pw",
-				TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}}},
+				TLS: true}},
 		row{name: "REDIS_URL db 16", env: map[string]string{"POSTBUD_REDIS_URL": "redis://redis.internal:6379/16"},
 			errs: []wantErr{{"POSTBUD_REDIS_URL", "database number 0–15"}}},
 		row{name: "REDIS_URL db negative", env: map[string]string{"POSTBUD_REDIS_URL": "redis://redis.internal:6379/-1"},
@@ -283,17 +285,25 @@ func TestLoad(t *testing.T) {
 		row{name: "REDIS_URL not a URL", env: map[string]string{"POSTBUD_REDIS_URL": "redis://:url-secret-pw@host:port"},
 			errs: []wantErr{{"POSTBUD_REDIS_URL", "not a URL"}}},
 
+		// The TLS configuration cmd/postbud hands to the clients.
+		row{name: "REDIS_URL rediss TLS config", env: map[string]string{"POSTBUD_REDIS_URL": "rediss://redis.example.com:6380"},
+			got:  func(c *Config) any { return c.Redis.TLSConfig() },
+			want: &tls.Config{ServerName: "redis.example.com", MinVersion: tls.VersionTLS12}},
+		row{name: "REDIS_URL sentinel TLS config", env: map[string]string{"POSTBUD_REDIS_URL": "redis-sentinel://h1?master=mymaster&tls=true"},
+			got: func(c *Config) any { return c.Redis.TLSConfig() }, want: &tls.Config{MinVersion: tls.VersionTLS12}},
+		row{name: "REDIS_URL redis no TLS config", got: func(c *Config) any { return c.Redis.TLSConfig() }, want: (*tls.Config)(nil)},
+
 		// POSTBUD_REDIS_PASSWORD(_FILE)
 		row{name: "REDIS_PASSWORD overrides the URL's", env: map[string]string{
 			"POSTBUD_REDIS_URL": "redis://postbud:url-secret-pw@redis.internal:6379", "POSTBUD_REDIS_PASSWORD": "env-secret-pw"},
-			got: redisOpt, want: asynq.RedisClientOpt{Addr: "redis.internal:6379", Username: "postbud", Password: "env-secret-pw"}},
+			got: redisOpt, want: Redis{Addr: "redis.internal:6379", Username: "postbud", Password: "env-secret-pw"}},
 		row{name: "REDIS_PASSWORD_FILE overrides the URL's", env: map[string]string{"POSTBUD_REDIS_URL": "rediss://:url-secret-pw@redis.example.com:6380"},
 			files: map[string]string{"POSTBUD_REDIS_PASSWORD_FILE": "file-secret-pw\n"},
-			got:   redisOpt, want: asynq.RedisClientOpt{Addr: "redis.example.com:6380", Password: "file-secret-pw",
-				TLSConfig: &tls.Config{ServerName: "redis.example.com", MinVersion: tls.VersionTLS12}}},
+			got:   redisOpt, want: Redis{Addr: "redis.example.com:6380", Password: "file-secret-pw",
+				TLS: true}},
 		row{name: "REDIS_PASSWORD overrides the sentinel URL's", env: map[string]string{
 			"POSTBUD_REDIS_URL": "redis-sentinel://:url-secret-pw@h1:26379?master=mymaster", "POSTBUD_REDIS_PASSWORD": "env-secret-pw"},
-			got: redisOpt, want: asynq.RedisFailoverClientOpt{MasterName: "mymaster", SentinelAddrs: []string{"h1:26379"}, Password: "env-secret-pw"}},
+			got: redisOpt, want: Redis{SentinelMaster: "mymaster", SentinelAddrs: []string{"h1:26379"}, Password: "env-secret-pw"}},
 
 		// POSTBUD_HTTP_ADDR
 		row{name: "HTTP_ADDR unset", got: func(c *Config) any { return c.HTTPAddr }, want: ":8080"},
@@ -390,6 +400,19 @@ func TestLoad(t *testing.T) {
 	for _, bad := range []string{"0", "-5", "10001", "ten", "2.5"} {
 		rows = append(rows, row{name: "CONCURRENCY " + bad, env: map[string]string{"POSTBUD_CONCURRENCY": bad},
 			errs: []wantErr{{"POSTBUD_CONCURRENCY", fmt.Sprintf("must be a whole number from 1 to 10000, got %q", bad)}}})
+	}
+
+	// Quiet hours: parsed by rules.ParseQuietHours, "off" for none.
+	quietSMS := func(c *Config) any { return c.QuietHours["sms"] }
+	rows = append(rows,
+		row{name: "POSTBUD_QUIET_HOURS_SMS off", env: map[string]string{"POSTBUD_QUIET_HOURS_SMS": "off"},
+			got: quietSMS, want: rules.QuietHours{}},
+		row{name: "POSTBUD_QUIET_HOURS_SMS 21:30-08:00", env: map[string]string{"POSTBUD_QUIET_HOURS_SMS": "21:30-08:00"},
+			got: quietSMS, want: rules.QuietHours{Start: rules.Clock{Hour: 21, Minute: 30}, End: rules.Clock{Hour: 8}}},
+	)
+	for _, bad := range []string{"22:00", "24:00-07:00", "22:00-07:60", "22:00-22:00", "late"} {
+		rows = append(rows, row{name: fmt.Sprintf("POSTBUD_QUIET_HOURS_SMS %q", bad), env: map[string]string{"POSTBUD_QUIET_HOURS_SMS": bad},
+			errs: []wantErr{{"POSTBUD_QUIET_HOURS_SMS", fmt.Sprintf("must be HH:MM-HH:MM (Europe/Copenhagen) or off, got %q", bad)}}})
 	}
 
 	// Durations.
@@ -490,7 +513,8 @@ func TestLoad(t *testing.T) {
 	)
 
 	// POSTBUD_KEY_<PLATFORM>(_FILE), one per platform, stored only as SHA-256.
-	for name, suffix := range Platforms {
+	for _, p := range event.Platforms() {
+		name, suffix := string(p), EnvSuffix(string(p))
 		env := "POSTBUD_KEY_" + suffix
 		key := strings.ToLower(suffix) + "-platform-secret"
 		want := []Platform{{Name: name, KeySHA256: sum(key), Rate: 2000}}
@@ -524,7 +548,7 @@ func TestLoad(t *testing.T) {
 		missing []wantErr
 	}{
 		{env: "POSTBUD_REDIS_PASSWORD", value: "redis-file-secret",
-			got: redisOpt, want: asynq.RedisClientOpt{Addr: "127.0.0.1:6379", Password: "redis-file-secret"}},
+			got: redisOpt, want: Redis{Addr: "127.0.0.1:6379", Password: "redis-file-secret"}},
 		{env: "POSTBUD_PSEUDONYM_KEY", value: "pseudonym-file-secret-0123456789abc",
 			got: func(c *Config) any { return string(c.PseudonymKey) }, want: "pseudonym-file-secret-0123456789abc",
 			missing: []wantErr{{"POSTBUD_PSEUDONYM_KEY", "required"}}},
@@ -767,5 +791,27 @@ func TestPlatformKeyRotation(t *testing.T) {
 	env["POSTBUD_KEY_CORE"] = "core-key-0123456789"
 	if _, err := Load(func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "POSTBUD_KEY_E_BOKS_PREVIOUS") {
 		t.Errorf("a previous key without a current one: %v", err)
+	}
+}
+
+// TestEnvSuffix pins the variable suffixes of the platforms and apps: they
+// are derived from the names in package event, and deployments set them.
+func TestEnvSuffix(t *testing.T) {
+	want := map[string]string{
+		"core":             "CORE",
+		"borger.dk":        "BORGER_DK",
+		"digital-post-app": "DIGITAL_POST_APP",
+		"e-boks":           "E_BOKS",
+		"mit.dk":           "MIT_DK",
+	}
+	var names []string
+	for _, p := range event.Platforms() {
+		names = append(names, string(p))
+	}
+	names = append(names, event.Apps()...)
+	for _, n := range names {
+		if got := EnvSuffix(n); got != want[n] {
+			t.Errorf("EnvSuffix(%q) = %q, want %q", n, got, want[n])
+		}
 	}
 }

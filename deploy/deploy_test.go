@@ -32,7 +32,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/digitalpost/postbud/channels/webhook"
@@ -578,9 +577,9 @@ func TestKubernetesPostbud(t *testing.T) {
 	// Redis behind Sentinel: every sentinel of the StatefulSet redis by its
 	// stable name, the master the sentinels monitor, and the password the
 	// Redis pods use.
-	fo, ok := cfg.Redis.(asynq.RedisFailoverClientOpt)
-	if !ok {
-		t.Fatalf("POSTBUD_REDIS_URL %s: want redis-sentinel://...?master=NAME, got %T", cfg.RedisURL, cfg.Redis)
+	fo := cfg.Redis
+	if !fo.Sentinel() {
+		t.Fatalf("POSTBUD_REDIS_URL %s: want redis-sentinel://...?master=NAME", cfg.RedisURL)
 	}
 	var s workload
 	kube(t, "StatefulSet", "redis", &s)
@@ -597,8 +596,8 @@ func TestKubernetesPostbud(t *testing.T) {
 	}
 	var cm configMap
 	kube(t, "ConfigMap", "redis-config", &cm)
-	if !strings.Contains(cm.Data["init.sh"], "sentinel monitor "+fo.MasterName+" ") {
-		t.Errorf("ConfigMap redis-config: init.sh does not make the sentinels monitor %q, the master of POSTBUD_REDIS_URL", fo.MasterName)
+	if !strings.Contains(cm.Data["init.sh"], "sentinel monitor "+fo.SentinelMaster+" ") {
+		t.Errorf("ConfigMap redis-config: init.sh does not make the sentinels monitor %q, the master of POSTBUD_REDIS_URL", fo.SentinelMaster)
 	}
 	for _, v := range s.Spec.Template.Spec.Volumes {
 		if v.Secret != nil && redisSecret != v.Secret.SecretName+"/password" {
@@ -795,7 +794,7 @@ func TestCompose(t *testing.T) {
 	if p := env["POSTBUD_REDIS_PASSWORD_FILE"]; p == "" || !strings.Contains(script, p) {
 		t.Errorf("compose.yaml: redis does not take its password from %q, postbud's POSTBUD_REDIS_PASSWORD_FILE", p)
 	}
-	if o, ok := cfg.Redis.(asynq.RedisClientOpt); !ok || o.Addr != "redis:6379" {
+	if o := cfg.Redis; o.Sentinel() || o.Addr != "redis:6379" {
 		t.Errorf("compose.yaml: POSTBUD_REDIS_URL %s does not name the service redis on 6379", cfg.RedisURL)
 	}
 	if pb.DependsOn["redis"].Condition != "service_healthy" {

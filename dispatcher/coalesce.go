@@ -11,6 +11,8 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/dispatcher/event"
+	"github.com/digitalpost/postbud/dispatcher/rules"
 )
 
 // Coalescing. Several letters to one citizen within a short window become
@@ -23,23 +25,16 @@ import (
 // the same instant may both alert: the window is best effort, never a
 // reason to lose an alert.
 
-// TypeFlush sends the alert for a channel's held letters.
-const TypeFlush = "postbud:flush"
-
 type flushTask struct {
 	Citizen string `json:"c"`
 	Channel string `json:"ch"`
 	End     int64  `json:"e"` // window end, unix ms
 }
 
-// maxNamedSenders is how many senders a coalesced alert names; the rest
-// are counted.
-const maxNamedSenders = 3
-
 // coalesceWindow is the channel's window, or 0 when letters of l's kind
 // are never held.
 func (d *Dispatcher) coalesceWindow(l *Letter, ch channels.Name) time.Duration {
-	if l.Priority == Urgent || l.Legal || ch == channels.Paper {
+	if l.Priority == event.Urgent || l.Legal || ch == channels.Paper {
 		return 0
 	}
 	return d.cfg.Coalesce[ch]
@@ -60,12 +55,11 @@ func (d *Dispatcher) holdForWindow(ctx context.Context, c *Citizen, l *Letter, d
 	}
 	b, _ := json.Marshal(flushTask{Citizen: c.Key, Channel: string(dl.to.Channel), End: end.UnixMilli()})
 	id := "flush:" + d.cfg.Keyer.EventID(c.Key+"|"+string(dl.to.Channel)+"|"+strconv.FormatInt(end.UnixMilli(), 10))
-	if err := d.enqueue(ctx, asynq.NewTask(TypeFlush, b, asynq.TaskID(id), asynq.ProcessAt(end),
-		asynq.Queue(d.cfg.Queues.Normal), asynq.MaxRetry(30))); err != nil {
+	if err := d.enqueue(ctx, newTask(TypeFlush, b, d.cfg.Queues, taskArgs{id: id, at: []asynq.Option{asynq.ProcessAt(end)}})); err != nil {
 		return Outcome{}, false, err
 	}
 	return Outcome{At: now, DeliveryID: dl.id, Channel: dl.to.Channel, App: dl.to.App, Result: ResultDeferred,
-		Reason: "coalescing until " + end.In(copenhagen).Format("15:04:05")}, true, nil
+		Reason: "coalescing until " + rules.LocalTime(end, "15:04:05")}, true, nil
 }
 
 // HandleFlush sends one alert per address of a channel for the letters
@@ -157,8 +151,8 @@ func (d *Dispatcher) HandleFlush(ctx context.Context, t *asynq.Task) error {
 	}
 	next := flushTask{Citizen: p.Citizen, Channel: p.Channel, End: now.UnixMilli()}
 	b, _ := json.Marshal(next)
-	return d.enqueue(ctx, asynq.NewTask(TypeFlush, b, asynq.TaskID("flush:"+d.cfg.Keyer.EventID(p.Citizen+"|"+p.Channel+"|"+
-		strconv.FormatInt(next.End, 10))), asynq.Queue(d.cfg.Queues.Normal), asynq.MaxRetry(30)))
+	id := "flush:" + d.cfg.Keyer.EventID(p.Citizen+"|"+p.Channel+"|"+strconv.FormatInt(next.End, 10))
+	return d.enqueue(ctx, newTask(TypeFlush, b, d.cfg.Queues, taskArgs{id: id}))
 }
 
 func uniqueLetters[T any](xs []T, key func(T) string) map[string]bool {
@@ -175,14 +169,7 @@ func uniqueLetters[T any](xs []T, key func(T) string) map[string]bool {
 // letter, so they are not sent again.
 func (d *Dispatcher) sendCoalesced(ctx context.Context, c *Citizen, ch channels.Name, p flushTask, first *Letter, count int,
 	names []string, targets map[string]bool, record func(channels.Address, Outcome) error) error {
-	shown, more := CoalescedSenders(names, maxNamedSenders)
-	if more > 0 {
-		if c.Language == "en" {
-			shown = append(shown, fmt.Sprintf("%d other senders", more))
-		} else {
-			shown = append(shown, fmt.Sprintf("%d andre afsendere", more))
-		}
-	}
+	shown := rules.CoalescedSenderList(names, c.Language)
 	seen := map[string]bool{}
 	var errs []error
 	for _, dl := range d.addresses(c, first.MessageID) {

@@ -17,7 +17,7 @@ func TestCoalescing(t *testing.T) {
 		c.Coalesce = map[channels.Name]time.Duration{channels.Email: 2 * time.Second}
 	}, channels.Email, channels.SMS)
 	h.start()
-	h.accept(wire("c", "contact.updated", map[string]any{"cpr": annaCPR, "email": "anna@example.dk", "mobile": "12345678"}))
+	h.accept(wire("c", "contact.updated", map[string]any{"cpr": annaCPR, "email": "anna@example.dk", "mobile": "20123456"}))
 	h.idle()
 	sendLetter := func(id, msg, sender, priority string) {
 		data := map[string]any{"message_id": msg, "recipient": map[string]any{"cpr": annaCPR},

@@ -14,6 +14,8 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/dispatcher/event"
+	"github.com/digitalpost/postbud/dispatcher/rules"
 )
 
 // Enqueuer puts tasks on asynq queues; *asynq.Client implements it.
@@ -38,7 +40,7 @@ type Observer interface {
 	AddressRemoved(ch channels.Name)
 	// Webhook is called per webhook attempt: its result, the lag since
 	// the change, and how long the send took.
-	Webhook(p Platform, result string, lag, took time.Duration)
+	Webhook(p event.Platform, result string, lag, took time.Duration)
 }
 
 // Config wires a Dispatcher.
@@ -66,7 +68,7 @@ type Config struct {
 	Now func() time.Time
 	// QuietHours are the channels' quiet hours (POSTBUD_QUIET_HOURS_*):
 	// alerts that are not urgent wait for the window's end.
-	QuietHours map[channels.Name]QuietHours
+	QuietHours map[channels.Name]rules.QuietHours
 	// PaperForMinors sends public letters to citizens under 15 on paper
 	// (they get no digital alert either way).
 	PaperForMinors bool
@@ -147,10 +149,10 @@ func New(cfg Config) (*Dispatcher, error) {
 
 type nopObserver struct{}
 
-func (nopObserver) Delivered(channels.Name, string, string, time.Duration) {}
-func (nopObserver) EventToAlert(channels.Name, time.Duration)              {}
-func (nopObserver) AddressRemoved(channels.Name)                           {}
-func (nopObserver) Webhook(Platform, string, time.Duration, time.Duration) {}
+func (nopObserver) Delivered(channels.Name, string, string, time.Duration)       {}
+func (nopObserver) EventToAlert(channels.Name, time.Duration)                    {}
+func (nopObserver) AddressRemoved(channels.Name)                                 {}
+func (nopObserver) Webhook(event.Platform, string, time.Duration, time.Duration) {}
 
 // Register adds the dispatcher's handlers to mux.
 func (d *Dispatcher) Register(mux *asynq.ServeMux) {
@@ -170,34 +172,29 @@ func (d *Dispatcher) Register(mux *asynq.ServeMux) {
 // like a CPR number masked, and that task is archived for ops to see. The
 // original, CPR and all, is not kept.
 func (d *Dispatcher) HandleInbound(ctx context.Context, t *asynq.Task) error {
-	ev, err := ParseEvent(t.Payload())
+	ev, err := event.Parse(t.Payload())
 	if err != nil {
 		d.log.WarnContext(ctx, "inbound event refused", "task_id", taskID(ctx), "error", err)
-		var ve *ValidationError
+		var ve *event.ValidationError
 		errors.As(err, &ve)
 		b, _ := json.Marshal(rejectedTask{Errors: ve.Errors, Event: describeEvent(t.Payload())})
 		q, _ := asynq.GetQueueName(ctx)
-		rt := asynq.NewTask(TypeRejected, b, asynq.TaskID("rejected:"+taskID(ctx)), asynq.Queue(q), asynq.MaxRetry(0))
+		rt := newTask(TypeRejected, b, d.cfg.Queues, taskArgs{id: "rejected:" + taskID(ctx), parent: q})
 		return d.enqueue(ctx, rt) // nil: the original is done
 	}
-	d.cfg.Keyer.Pseudonymize(ev)
-	return d.handle(ctx, ev)
+	return d.handle(ctx, d.cfg.Keyer.Pseudonymize(ev))
 }
 
-// TypeRejected holds an invalid inbound event for ops: its handler always
-// refuses it, so it lands in the archive with its reasons.
-const TypeRejected = "postbud:rejected"
-
 type rejectedTask struct {
-	Errors []FieldError `json:"errors"`
-	Event  string       `json:"event"`
+	Errors []event.FieldError `json:"errors"`
+	Event  string             `json:"event"`
 }
 
 // HandleRejected archives a rejected event with its reasons as the error.
 func (d *Dispatcher) HandleRejected(ctx context.Context, t *asynq.Task) error {
 	var p rejectedTask
 	_ = json.Unmarshal(t.Payload(), &p)
-	return fmt.Errorf("%w: %w", &ValidationError{Errors: p.Errors}, asynq.SkipRetry)
+	return fmt.Errorf("%w: %w", &event.ValidationError{Errors: p.Errors}, asynq.SkipRetry)
 }
 
 // describeEvent keeps of a rejected event only what identifies it without
@@ -223,14 +220,14 @@ var cprShape = regexp.MustCompile(`\d{6}-?\d{4}`)
 
 // HandleEvent handles an event accepted over HTTP.
 func (d *Dispatcher) HandleEvent(ctx context.Context, t *asynq.Task) error {
-	var ev Event
+	var ev event.Event
 	if err := json.Unmarshal(t.Payload(), &ev); err != nil || ev.CitizenKey == "" {
 		return fmt.Errorf("event task payload: %w", errors.Join(err, asynq.SkipRetry))
 	}
 	return d.handle(ctx, &ev)
 }
 
-func (d *Dispatcher) handle(ctx context.Context, ev *Event) error {
+func (d *Dispatcher) handle(ctx context.Context, ev *event.Event) error {
 	st := d.cfg.Store
 	switch {
 	case ev.Message != nil:
@@ -244,7 +241,7 @@ func (d *Dispatcher) handle(ctx context.Context, ev *Event) error {
 	case ev.Device != nil:
 		dev := Device{App: ev.Device.App, Provider: ev.Device.Provider, Token: ev.Device.Token,
 			Environment: ev.Device.Environment, RegisteredAt: ev.OccurredAt}
-		if ev.Type == DeviceUnregistered {
+		if ev.Type == event.DeviceUnregistered {
 			return st.UnregisterDevice(ctx, ev.CitizenKey, dev, ev.ID)
 		}
 		return st.RegisterDevice(ctx, ev.CitizenKey, dev, ev.ID)
@@ -257,11 +254,12 @@ func (d *Dispatcher) handle(ctx context.Context, ev *Event) error {
 // an event: the caller should answer 503 so the platform retries.
 var ErrUnavailable = errors.New("postbud is unavailable")
 
-// Accept pseudonymises a validated event and enqueues it for processing.
-// It reports duplicate when the event id was seen before (processed, or
-// still queued). The same event accepted twice is processed once.
-func (d *Dispatcher) Accept(ctx context.Context, ev *Event) (duplicate bool, err error) {
-	d.cfg.Keyer.Pseudonymize(ev)
+// Accept pseudonymises a validated event and enqueues it for processing;
+// ev itself is not changed. It reports duplicate when the event id was
+// seen before (processed, or still queued). The same event accepted twice
+// is processed once.
+func (d *Dispatcher) Accept(ctx context.Context, platformEvent *event.Event) (duplicate bool, err error) {
+	ev := d.cfg.Keyer.Pseudonymize(platformEvent)
 	msgID := "" // a letter's events are marked in the letter's hash
 	switch {
 	case ev.Message != nil:
@@ -329,7 +327,7 @@ func (d *Dispatcher) addresses(c *Citizen, messageID string) []delivery {
 // receive handles message.received: store the letter, then attempt every
 // delivery inside this task. Only deliveries that fail get tasks of their
 // own, so a retry never re-sends a channel that succeeded.
-func (d *Dispatcher) receive(ctx context.Context, ev *Event) error {
+func (d *Dispatcher) receive(ctx context.Context, ev *event.Event) error {
 	m := ev.Message
 	c, stored, seen, err := d.cfg.Store.Lookup(ctx, ev.CitizenKey, m.MessageID, ev.ID)
 	if err != nil {
@@ -349,8 +347,8 @@ func (d *Dispatcher) receive(ctx context.Context, ev *Event) error {
 			stored.notCounted = 1 // its first processing files it in the unread index
 		}
 		if m.Notification != "" {
-			if ok, why := CheckNotification(m.Notification); ok {
-				stored.Notification = NormalizeGSM(m.Notification)
+			if ok, why := rules.CheckNotification(m.Notification); ok {
+				stored.Notification = rules.NormalizeGSM(m.Notification)
 				outs = append(outs, Outcome{At: now, Result: ResultNote, Reason: "sender's alert text used"})
 			} else {
 				outs = append(outs, Outcome{At: now, Result: ResultNote, Reason: "sender's alert text refused (" + why + "): generic text used"})
@@ -447,7 +445,7 @@ func (d *Dispatcher) alert(c *Citizen, l *Letter, dl delivery) channels.Alert {
 		Notification: l.Notification,
 		MailboxURL:   d.cfg.MailboxURL,
 		Badge:        c.Unread + l.notCounted,
-		Urgent:       l.Priority == Urgent,
+		Urgent:       l.Priority == event.Urgent,
 		Expires:      d.expires(l),
 	}
 }
@@ -455,7 +453,7 @@ func (d *Dispatcher) alert(c *Citizen, l *Letter, dl delivery) channels.Alert {
 // deferredOutcome records a delivery held until a time.
 func deferredOutcome(now time.Time, dl delivery, until time.Time, why string) Outcome {
 	return Outcome{At: now, DeliveryID: dl.id, Channel: dl.to.Channel, App: dl.to.App, Result: ResultDeferred,
-		Reason: why + " until " + until.In(copenhagen).Format("2006-01-02 15:04 MST")}
+		Reason: why + " until " + rules.LocalTime(until, "2006-01-02 15:04 MST")}
 }
 
 // sendAll sends the deliveries concurrently and returns one result each, in
@@ -490,14 +488,14 @@ func (d *Dispatcher) send(ctx context.Context, c *Citizen, l *Letter, dl deliver
 	}
 	s := d.cfg.Senders[dl.to.Channel]
 	sctx, cancel := context.WithTimeout(ctx, d.cfg.SendTimeout)
-	start := time.Now()
+	start := d.cfg.Now()
 	a := d.alert(c, l, dl)
 	for _, f := range adjust {
 		f(&a)
 	}
 	rc, err := s.Send(sctx, dl.to, a)
 	cancel()
-	took := time.Since(start)
+	took := d.cfg.Now().Sub(start)
 	out := Outcome{At: d.cfg.Now(), DeliveryID: dl.id, Channel: dl.to.Channel, App: dl.to.App,
 		Attempt: attempt, DurationMS: took.Milliseconds()}
 	log := d.log.With("message_id", l.MessageID, "channel", dl.to.Channel, "delivery_id", dl.id,
@@ -506,7 +504,7 @@ func (d *Dispatcher) send(ctx context.Context, c *Citizen, l *Letter, dl deliver
 		out.Result, out.ProviderID, out.Final = ResultSent, rc.ProviderID, true
 		out.Track = slices.Contains(d.cfg.TrackReports, dl.to.Channel)
 		d.obs.Delivered(dl.to.Channel, ResultSent, "", took)
-		if !l.ReceivedAt.IsZero() {
+		if !l.ReceivedAt.IsZero() && !a.Silent { // a silent badge update is no alert
 			d.obs.EventToAlert(dl.to.Channel, d.cfg.Now().Sub(l.ReceivedAt))
 		}
 		log.InfoContext(ctx, "alert sent", "provider_id", rc.ProviderID)
@@ -558,17 +556,16 @@ func (d *Dispatcher) enqueueDelivery(ctx context.Context, citizen string, l *Let
 	if err != nil {
 		return err
 	}
-	opts := []asynq.Option{asynq.TaskID("dl:" + r.dl.id), asynq.Queue(d.cfg.Queues.For(l.Priority)),
-		asynq.MaxRetry(30), asynq.Timeout(d.cfg.SendTimeout + 30*time.Second)}
+	a := taskArgs{id: "dl:" + r.dl.id, priority: l.Priority, sendTimeout: d.cfg.SendTimeout}
 	switch {
 	case !r.until.IsZero():
-		opts = append(opts, asynq.ProcessAt(r.until))
+		a.at = []asynq.Option{asynq.ProcessAt(r.until)}
 	case channels.KindOf(r.err) == channels.Permanent:
 		// Runs once more at once and, refused again, is archived for ops.
 	default:
-		opts = append(opts, asynq.ProcessIn(d.cfg.FirstRetryDelay(r.err)))
+		a.at = []asynq.Option{asynq.ProcessIn(d.cfg.FirstRetryDelay(r.err))}
 	}
-	return d.enqueue(ctx, asynq.NewTask(TypeDelivery, b, opts...))
+	return d.enqueue(ctx, newTask(TypeDelivery, b, d.cfg.Queues, a))
 }
 
 // HandleDelivery retries one delivery.

@@ -46,8 +46,8 @@ func TestLetterFansOutOnceToEveryChannel(t *testing.T) {
 			t.Errorf("%s: alert %+v", n, a)
 		}
 	}
-	if to := h.channels[channels.SMS].accepted()[0].To.Value; to != "+4512345678" {
-		t.Errorf("SMS went to %q, want the normalised +4512345678", to)
+	if to := h.channels[channels.SMS].accepted()[0].To.Value; to != "+4520123456" {
+		t.Errorf("SMS went to %q, want the normalised +4520123456", to)
 	}
 	trail, err := h.store.Trail(context.Background(), msg1)
 	if err != nil {
@@ -290,7 +290,7 @@ func TestSendRateIsSharedAndWaitsWithoutSpendingRetries(t *testing.T) {
 	cprs := []string{"010190-1001", "010190-1002", "010190-1003", "010190-1004", "010190-1005", "010190-1006",
 		"010190-1007", "010190-1008", "010190-1009", "010190-1010", "010190-1011", "010190-1012"}
 	for _, c := range cprs {
-		h.accept(wire("c-"+c, "contact.updated", map[string]any{"cpr": c, "email": "x@example.dk", "mobile": "12345678"}))
+		h.accept(wire("c-"+c, "contact.updated", map[string]any{"cpr": c, "email": "x@example.dk", "mobile": "20123456"}))
 	}
 	h.idle()
 	start := time.Now()

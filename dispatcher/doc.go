@@ -1,10 +1,15 @@
-// Package dispatcher is postbud's domain: the events of contract v1 and
-// their validation (event.go, cpr.go, contact.go), the citizens and letters
-// postbud keeps (store.go), the Digital Post rules (policy.go, rules.go),
-// the read state across the four platforms (readstate.go), coalescing
-// (coalesce.go), and the asynq task handlers that tie them together
-// (dispatcher.go). It consumes a small Store interface (implemented in
-// dispatcher/redisstore) and the channels' Sender contract.
+// Package dispatcher is postbud's core: the asynq task handlers that turn
+// events (package event) into deliveries on the channels and keep read
+// state in sync, applying the Digital Post rules (package rules). It holds
+// the handlers (dispatcher.go: letters and deliveries; rules.go: routing,
+// holds, reminders and exemption forwarding; coalesce.go: coalescing;
+// readstate.go: read state, platform sync and badges), the table of task
+// types and their options (tasks.go), the one mapping of channel errors to
+// what asynq does (retry.go), the pseudonymisation key (keyer.go) and the
+// Store interface it consumes (store.go, implemented in
+// dispatcher/redisstore). It depends on the channels' neutral contract
+// (package channels) and on interfaces it defines for the rest (Store,
+// Syncer, Limiter, Observer, Enqueuer), never on a concrete channel.
 //
 // # Delivery guarantee
 //

@@ -14,8 +14,10 @@ import (
 
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/event"
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
 	"github.com/digitalpost/postbud/dispatcher/redistest"
+	"github.com/digitalpost/postbud/dispatcher/rules"
 )
 
 // scripted is a channel whose answers a test sets: each Send pops the next
@@ -111,12 +113,11 @@ func (h *harness) now() time.Time {
 // and now, without workers.
 func (h *harness) handle(raw string) {
 	h.t.Helper()
-	ev, err := dispatcher.ParseEvent([]byte(raw))
+	ev, err := event.Parse([]byte(raw))
 	if err != nil {
-		h.t.Fatalf("ParseEvent: %v", err)
+		h.t.Fatalf("event.Parse: %v", err)
 	}
-	h.keyer.Pseudonymize(ev)
-	task, err := dispatcher.NewEventTask(ev, h.queues)
+	task, err := dispatcher.NewEventTask(h.keyer.Pseudonymize(ev), h.queues)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -137,7 +138,7 @@ func newHarnessSync(t *testing.T, syncer dispatcher.Syncer, names ...channels.Na
 
 // newHarnessQuiet is a harness whose channels have quiet hours (other
 // tests run at any hour, so they have none).
-func newHarnessQuiet(t *testing.T, syncer dispatcher.Syncer, quiet map[channels.Name]dispatcher.QuietHours, names ...channels.Name) *harness {
+func newHarnessQuiet(t *testing.T, syncer dispatcher.Syncer, quiet map[channels.Name]rules.QuietHours, names ...channels.Name) *harness {
 	return newHarnessWith(t, func(c *dispatcher.Config, _ *harness) { c.Syncer, c.QuietHours = syncer, quiet }, names...)
 }
 
@@ -202,9 +203,9 @@ func (h *harness) start() {
 // accept parses and accepts one wire event.
 func (h *harness) accept(raw string) (dup bool) {
 	h.t.Helper()
-	ev, err := dispatcher.ParseEvent([]byte(raw))
+	ev, err := event.Parse([]byte(raw))
 	if err != nil {
-		h.t.Fatalf("ParseEvent: %v", err)
+		h.t.Fatalf("event.Parse: %v", err)
 	}
 	dup, err = h.d.Accept(context.Background(), ev)
 	if err != nil {
@@ -255,7 +256,7 @@ func wire(id, typ string, data map[string]any) string {
 const annaCPR = "010190-1234"
 
 func register(h *harness, cpr string) {
-	h.accept(wire("c-"+cpr, "contact.updated", map[string]any{"cpr": cpr, "email": "anna@example.dk", "mobile": "12345678"}))
+	h.accept(wire("c-"+cpr, "contact.updated", map[string]any{"cpr": cpr, "email": "anna@example.dk", "mobile": "20123456"}))
 	h.accept(wire("d1-"+cpr, "device.registered", map[string]any{"cpr": cpr, "app": "digital-post-app", "provider": "apns", "token": "a1b2c3d4e5f6a7b8"}))
 	h.accept(wire("d2-"+cpr, "device.registered", map[string]any{"cpr": cpr, "app": "e-boks", "provider": "fcm", "token": "fcm-token-0001"}))
 }

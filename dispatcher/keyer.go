@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/dispatcher/event"
 )
 
 // Keyer derives postbud's pseudonymous identifiers under one secret key:
@@ -47,7 +48,7 @@ func (k *Keyer) sum(parts ...string) []byte {
 
 // CitizenKey returns the citizen's pseudonymous key: 128 bits of
 // HMAC-SHA256(key, "cpr", cpr) in unpadded base64url (22 characters).
-func (k *Keyer) CitizenKey(c CPR) string {
+func (k *Keyer) CitizenKey(c event.CPR) string {
 	return base64.RawURLEncoding.EncodeToString(k.sum("cpr", c.Digits())[:16])
 }
 
@@ -66,30 +67,43 @@ func (k *Keyer) EventID(id string) string {
 	return "h" + base64.RawURLEncoding.EncodeToString(k.sum("event", id)[:15])
 }
 
-// Pseudonymize moves the event's CPR into CitizenKey (and Birth for
-// letters) and clears it, and replaces the event id with its pseudonymous
-// form (EventID), so the event can be stored as a task payload. It is
-// idempotent.
-func (k *Keyer) Pseudonymize(e *Event) {
+// Pseudonymize returns the task payload form of e: a copy with the CPR
+// moved into CitizenKey (and Birth for letters) and cleared, and the event
+// id replaced by its pseudonymous form (EventID). e itself is not changed,
+// so a caller keeps the platform's id and the CPR for its own answer. An
+// event without a CPR (already pseudonymised) comes back as an equal copy,
+// so Pseudonymize is idempotent.
+func (k *Keyer) Pseudonymize(e *event.Event) *event.Event {
+	p := *e
 	c := e.Citizen()
 	if c == "" {
-		return
+		return &p
 	}
 	// An event id is unique per platform: the same id from two platforms
 	// is two events.
-	e.ID = k.EventID(string(e.Source) + "|" + e.ID)
-	e.CitizenKey = k.CitizenKey(c)
+	p.ID = k.EventID(string(e.Source) + "|" + e.ID)
+	p.CitizenKey = k.CitizenKey(c)
 	switch {
 	case e.Message != nil:
-		e.Birth = c.BirthDate().Format("2006-01-02")
-		e.Message.CPR = ""
+		m := *e.Message
+		m.CPR = ""
+		p.Message, p.Birth = &m, c.BirthDate().Format("2006-01-02")
 	case e.Read != nil:
-		e.Read.CPR = ""
+		r := *e.Read
+		r.CPR = ""
+		p.Read = &r
 	case e.Contact != nil:
-		e.Contact.CPR = ""
+		x := *e.Contact
+		x.CPR = ""
+		p.Contact = &x
 	case e.Device != nil:
-		e.Device.CPR = ""
+		d := *e.Device
+		d.CPR = ""
+		p.Device = &d
 	case e.Exemption != nil:
-		e.Exemption.CPR = ""
+		x := *e.Exemption
+		x.CPR = ""
+		p.Exemption = &x
 	}
+	return &p
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/dispatcher/event"
 )
 
 var (
@@ -27,9 +28,9 @@ func fxKeyer(t *testing.T, key []byte) *Keyer {
 	return k
 }
 
-func fxMustCPR(t *testing.T, s string) CPR {
+func fxMustCPR(t *testing.T, s string) event.CPR {
 	t.Helper()
-	c, err := ParseCPR(s)
+	c, err := event.ParseCPR(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +38,7 @@ func fxMustCPR(t *testing.T, s string) CPR {
 }
 
 // fxCPRForms are the ways a CPR could show up in text.
-func fxCPRForms(c CPR) []string {
+func fxCPRForms(c event.CPR) []string {
 	d := c.Digits()
 	return []string{d, d[:6] + "-" + d[6:]}
 }
@@ -74,8 +75,8 @@ var fxCitizenKeyPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{22}$`)
 func TestKeyerCitizenKey(t *testing.T) {
 	t.Parallel()
 	a1, a2, b := fxKeyer(t, fxKeyA), fxKeyer(t, fxKeyA), fxKeyer(t, fxKeyB)
-	cprs := []CPR{fxMustCPR(t, "010190-1234"), fxMustCPR(t, "010190-1235"), fxMustCPR(t, "020190-1234"), fxMustCPR(t, "010190-4234"), fxMustCPR(t, "311299-9999")}
-	seen := map[string]CPR{}
+	cprs := []event.CPR{fxMustCPR(t, "010190-1234"), fxMustCPR(t, "010190-1235"), fxMustCPR(t, "020190-1234"), fxMustCPR(t, "010190-4234"), fxMustCPR(t, "311299-9999")}
+	seen := map[string]event.CPR{}
 	for _, c := range cprs {
 		ka := a1.CitizenKey(c)
 		if !fxCitizenKeyPattern.MatchString(ka) {
@@ -215,10 +216,10 @@ func TestPseudonymize(t *testing.T) {
 	t.Parallel()
 	k := fxKeyer(t, fxKeyA)
 	c := fxMustCPR(t, fxCPR)
-	for _, typ := range EventTypes {
+	for _, typ := range event.Types() {
 		t.Run(string(typ), func(t *testing.T) {
 			t.Parallel()
-			ev, err := ParseEvent(fxEdited(typ, fxAll(fxSet("id", "ev-"+fxCPRDigits))))
+			ev, err := event.Parse(fxEdited(typ, fxAll(fxSet("id", "ev-"+fxCPRDigits))))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -226,43 +227,47 @@ func TestPseudonymize(t *testing.T) {
 			want.ID = k.EventID(string(ev.Source) + "|ev-" + fxCPRDigits)
 			want.CitizenKey = k.CitizenKey(c)
 			switch typ {
-			case MessageReceived:
+			case event.MessageReceived:
 				want.Birth = "1990-01-01"
 				m := *ev.Message
 				m.CPR = ""
 				want.Message = &m
-			case MessageRead, MessageUnread:
+			case event.MessageRead, event.MessageUnread:
 				r := *ev.Read
 				r.CPR = ""
 				want.Read = &r
-			case ContactUpdated:
+			case event.ContactUpdated:
 				x := *ev.Contact
 				x.CPR = ""
 				want.Contact = &x
-			case DeviceRegistered, DeviceUnregistered:
+			case event.DeviceRegistered, event.DeviceUnregistered:
 				d := *ev.Device
 				d.CPR = ""
 				want.Device = &d
-			case ExemptionGranted, ExemptionRevoked:
+			case event.ExemptionGranted, event.ExemptionRevoked:
 				x := *ev.Exemption
 				x.CPR = ""
 				want.Exemption = &x
 			}
 
-			k.Pseudonymize(ev)
-			if diff := cmp.Diff(&want, ev); diff != "" {
+			orig := fxDeepCopy(t, ev)
+			p := k.Pseudonymize(ev)
+			if diff := cmp.Diff(&want, p); diff != "" {
 				t.Errorf("pseudonymised event (-want +got):\n%s", diff)
 			}
-			if got := ev.Citizen(); got != "" {
+			if got := p.Citizen(); got != "" {
 				t.Errorf("Citizen() after Pseudonymize = %q, want empty", got.Digits())
 			}
+			// The platform's event is left as it was: its id and CPR.
+			if diff := cmp.Diff(orig, ev); diff != "" {
+				t.Errorf("Pseudonymize changed its argument (-before +after):\n%s", diff)
+			}
 
-			// Idempotent: a second call changes nothing.
-			once := fxDeepCopy(t, ev)
-			k.Pseudonymize(ev)
-			if diff := cmp.Diff(once, ev); diff != "" {
+			// Idempotent: pseudonymising the payload again changes nothing.
+			if diff := cmp.Diff(p, k.Pseudonymize(p)); diff != "" {
 				t.Errorf("second Pseudonymize changed the event (-once +twice):\n%s", diff)
 			}
+			ev = p
 
 			b, err := json.Marshal(ev)
 			if err != nil {
@@ -277,7 +282,7 @@ func TestPseudonymize(t *testing.T) {
 				t.Errorf("JSON of the pseudonymised event lacks the citizen key: %s", b)
 			}
 			// The internal form round-trips (the task payload).
-			var back Event
+			var back event.Event
 			if err := json.Unmarshal(b, &back); err != nil {
 				t.Fatal(err)
 			}
@@ -289,7 +294,7 @@ func TestPseudonymize(t *testing.T) {
 }
 
 // fxDeepCopy copies an event through its Go values.
-func fxDeepCopy(t *testing.T, e *Event) *Event {
+func fxDeepCopy(t *testing.T, e *event.Event) *event.Event {
 	t.Helper()
 	c := *e
 	if e.Message != nil {
@@ -320,10 +325,9 @@ func fxDeepCopy(t *testing.T, e *Event) *Event {
 func TestPseudonymizeWithoutCitizen(t *testing.T) {
 	t.Parallel()
 	k := fxKeyer(t, fxKeyA)
-	ev := &Event{ID: "ev-1", Type: ExemptionRevoked, Exemption: &ExemptionData{}}
-	k.Pseudonymize(ev)
-	want := &Event{ID: "ev-1", Type: ExemptionRevoked, Exemption: &ExemptionData{}}
-	if diff := cmp.Diff(want, ev); diff != "" {
+	ev := &event.Event{ID: "ev-1", Type: event.ExemptionRevoked, Exemption: &event.ExemptionData{}}
+	want := &event.Event{ID: "ev-1", Type: event.ExemptionRevoked, Exemption: &event.ExemptionData{}}
+	if diff := cmp.Diff(want, k.Pseudonymize(ev)); diff != "" {
 		t.Errorf("event without CPR changed (-want +got):\n%s", diff)
 	}
 }
@@ -333,8 +337,8 @@ func TestPseudonymizeWithoutCitizen(t *testing.T) {
 func TestEventJSONNeverHoldsCPR(t *testing.T) {
 	t.Parallel()
 	c := fxMustCPR(t, fxCPR)
-	for _, typ := range EventTypes {
-		ev, err := ParseEvent(fxEdited(typ, nil))
+	for _, typ := range event.Types() {
+		ev, err := event.Parse(fxEdited(typ, nil))
 		if err != nil {
 			t.Fatalf("%s: %v", typ, err)
 		}
@@ -351,4 +355,52 @@ func TestEventJSONNeverHoldsCPR(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzPseudonymize checks that any event Parse accepts, pseudonymised and
+// marshalled to the internal form (the task payload), holds no CPR, and
+// that Pseudonymize leaves the parsed event alone.
+func FuzzPseudonymize(f *testing.F) {
+	for _, typ := range event.Types() {
+		f.Add(fxEdited(typ, nil))
+	}
+	f.Add(fxEdited(event.MessageReceived, fxSet("id", fxCPRDigits)))
+	f.Add(fxEdited(event.MessageReceived, fxSet("data.notification", "CPR "+fxCPR)))
+	k, err := NewKeyer([]byte("fuzz-pseudonymisation-key-0123456789"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		ev, err := event.Parse(in)
+		if err != nil {
+			return
+		}
+		cpr := ev.Citizen()
+		// The platform's own text (a notification, an address, a token) may
+		// hold the same digits; that is not a leak of the CPR field, so it is
+		// allowed. The id is not: Pseudonymize replaces it.
+		plain := *ev
+		plain.ID = ""
+		allowed, err := json.Marshal(&plain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := k.Pseudonymize(ev)
+		if p.Citizen() != "" {
+			t.Fatal("Pseudonymize left a CPR in the payload")
+		}
+		if ev.Citizen() != cpr {
+			t.Fatal("Pseudonymize cleared the CPR of its argument")
+		}
+		out, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := cpr.Digits()
+		for _, form := range []string{d, d[:6] + "-" + d[6:]} {
+			if bytes.Contains(out, []byte(form)) && !bytes.Contains(allowed, []byte(form)) {
+				t.Fatalf("pseudonymised event holds the CPR: %s", out)
+			}
+		}
+	})
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/digitalpost/postbud/channels"
-	"github.com/digitalpost/postbud/channels/webhook"
+	"github.com/digitalpost/postbud/dispatcher/event"
 )
 
 // Read state across the four platforms (docs/design.md, "Read state").
@@ -28,28 +28,23 @@ import (
 // one after a newer, and a platform that was down gets the newest state
 // once it is back (its tasks retry with backoff for about a day).
 
-// Task types of the read-state sync.
-const (
-	TypeSync  = "postbud:sync"
-	TypeBadge = "postbud:badge"
-)
-
 // PlatformState is what a platform is told of a letter.
 type PlatformState struct {
 	MessageID string
 	Read      bool
 	Version   int64
 	ChangedAt time.Time
-	ChangedBy Platform
+	ChangedBy event.Platform
 }
 
-// Syncer delivers read-state changes to a platform (package
-// channels/webhook, through an adapter in cmd). id is stable for one
-// letter version, so a receiver can drop a repeat.
+// Syncer delivers read-state changes to a platform. The dispatcher defines
+// it and does not know who implements it (the webhook channel, adapted in
+// cmd/postbud). id is stable for one letter version, so a receiver can
+// drop a repeat.
 type Syncer interface {
-	Sync(ctx context.Context, platform Platform, id string, st PlatformState) (channels.Receipt, error)
+	Sync(ctx context.Context, platform event.Platform, id string, st PlatformState) (channels.Receipt, error)
 	// Targets lists the platforms with an endpoint.
-	Targets() []Platform
+	Targets() []event.Platform
 }
 
 type syncTask struct {
@@ -72,9 +67,9 @@ const syncLockTTL = 2 * time.Minute
 // retry: another task is sending this letter's state to this platform.
 var errLocked = channels.Throttle(time.Second, "locked", errors.New("another sync of this letter to this platform is running"))
 
-func (d *Dispatcher) readState(ctx context.Context, ev *Event) error {
+func (d *Dispatcher) readState(ctx context.Context, ev *event.Event) error {
 	r := ev.Read
-	st, seen, err := d.cfg.Store.ApplyState(ctx, ev.CitizenKey, r.MessageID, ev.Type == MessageRead, r.At, r.Platform, ev.ID)
+	st, seen, err := d.cfg.Store.ApplyState(ctx, ev.CitizenKey, r.MessageID, ev.Type == event.MessageRead, r.At, r.Platform, ev.ID)
 	if err != nil || seen {
 		return err
 	}
@@ -98,7 +93,7 @@ func (d *Dispatcher) readState(ctx context.Context, ev *Event) error {
 // fanOut enqueues the sync of a changed state to every platform but the
 // one it came from (or, to correct a platform that sent a losing change,
 // to that platform only) and the badge update of the citizen's devices.
-func (d *Dispatcher) fanOut(ctx context.Context, citizen string, st ReadState, only Platform) error {
+func (d *Dispatcher) fanOut(ctx context.Context, citizen string, st ReadState, only event.Platform) error {
 	v := strconv.FormatInt(st.Version, 10)
 	if d.cfg.Syncer != nil {
 		for _, p := range d.cfg.Syncer.Targets() {
@@ -106,8 +101,7 @@ func (d *Dispatcher) fanOut(ctx context.Context, citizen string, st ReadState, o
 				continue
 			}
 			b, _ := json.Marshal(syncTask{Citizen: citizen, MessageID: st.MessageID, Platform: string(p)})
-			t := asynq.NewTask(TypeSync, b, asynq.TaskID("sync:"+string(p)+":"+st.MessageID+":"+v),
-				asynq.Queue(d.cfg.Queues.Urgent), asynq.MaxRetry(30), asynq.Timeout(time.Minute))
+			t := newTask(TypeSync, b, d.cfg.Queues, taskArgs{id: "sync:" + string(p) + ":" + st.MessageID + ":" + v})
 			if err := d.enqueue(ctx, t); err != nil {
 				return err
 			}
@@ -121,8 +115,7 @@ func (d *Dispatcher) fanOut(ctx context.Context, citizen string, st ReadState, o
 	b, _ := json.Marshal(badgeTask{Citizen: citizen, MessageID: st.MessageID})
 	// The task id is a hash: the dashboard shows task ids, and the
 	// citizen key is nobody's business there.
-	t := asynq.NewTask(TypeBadge, b, asynq.TaskID("badge:"+d.cfg.Keyer.EventID(citizen+"|"+st.MessageID+"|"+v)),
-		asynq.Queue(d.cfg.Queues.Urgent), asynq.MaxRetry(10), asynq.Timeout(time.Minute))
+	t := newTask(TypeBadge, b, d.cfg.Queues, taskArgs{id: "badge:" + d.cfg.Keyer.EventID(citizen+"|"+st.MessageID+"|"+v)})
 	return d.enqueue(ctx, t)
 }
 
@@ -144,7 +137,7 @@ func (d *Dispatcher) HandleSync(ctx context.Context, t *asynq.Task) error {
 	if d.cfg.Syncer == nil {
 		return nil
 	}
-	platform := Platform(p.Platform)
+	platform := event.Platform(p.Platform)
 	off, err := d.cfg.Store.PlatformDisabled(ctx, platform)
 	if err != nil {
 		return err
@@ -174,11 +167,11 @@ func (d *Dispatcher) HandleSync(ctx context.Context, t *asynq.Task) error {
 		return nil // acknowledged already (by this task's twin), or its own change
 	}
 	id := "msg_" + p.MessageID + "_v" + strconv.FormatInt(st.Version, 10)
-	start := time.Now()
+	start := d.cfg.Now()
 	_, err = d.cfg.Syncer.Sync(ctx, platform, id, PlatformState{MessageID: p.MessageID, Read: st.Read,
 		Version: st.Version, ChangedAt: st.ChangedAt, ChangedBy: st.ChangedBy})
-	lag := time.Since(st.ChangedAt)
-	d.obs.Webhook(platform, resultOf(err), lag, time.Since(start))
+	lag := d.cfg.Now().Sub(st.ChangedAt)
+	d.obs.Webhook(platform, resultOf(err), lag, d.cfg.Now().Sub(start))
 	switch kind := channels.KindOf(err); {
 	case err == nil:
 		return d.cfg.Store.AckSync(ctx, p.Citizen, p.MessageID, platform, st.Version)
@@ -218,18 +211,17 @@ func (d *Dispatcher) HandleBadge(ctx context.Context, t *asynq.Task) error {
 		if dl.to.Channel != channels.APNs && dl.to.Channel != channels.FCM {
 			continue
 		}
-		a := channels.Alert{DeliveryID: d.cfg.Keyer.DeliveryID("badge:"+p.MessageID, dl.to.Channel, dl.to.Value),
-			MessageID: l.MessageID, Language: "da", Badge: c.Unread, Silent: true, MailboxURL: d.cfg.MailboxURL,
-			Count: 1, Senders: []string{l.SenderName}}
-		sctx, cancel := context.WithTimeout(ctx, d.cfg.SendTimeout)
-		_, err := d.cfg.Senders[dl.to.Channel].Send(sctx, dl.to, a)
-		cancel()
+		badge := delivery{id: d.cfg.Keyer.DeliveryID("badge:"+p.MessageID, dl.to.Channel, dl.to.Value), to: dl.to}
+		// The same path as every delivery (rate limit, timeout, metrics, a
+		// gone token removed); the alert is the silent count only.
+		r := d.send(ctx, c, l, badge, retryCount(ctx)+1, func(a *channels.Alert) {
+			*a = channels.Alert{DeliveryID: badge.id, MessageID: l.MessageID, Language: "da", Badge: c.Unread, Silent: true,
+				MailboxURL: d.cfg.MailboxURL, Count: 1, Senders: []string{l.SenderName}}
+		})
+		err := r.err
 		switch channels.KindOf(err) {
 		case channels.Gone:
-			if removed, _ := d.cfg.Store.RemoveAddress(ctx, p.Citizen, dl.to, time.Now()); removed {
-				d.obs.AddressRemoved(dl.to.Channel)
-			}
-			err = nil
+			err = nil // send removed the token
 		case channels.Permanent:
 			d.log.WarnContext(ctx, "badge update refused", "channel", dl.to.Channel, "code", channels.CodeOf(err))
 			err = nil
@@ -256,7 +248,7 @@ func (d *Dispatcher) State(ctx context.Context, messageID string) (ReadState, er
 }
 
 // EnablePlatform re-enables a platform's webhook endpoint after a 410.
-func (d *Dispatcher) EnablePlatform(ctx context.Context, p Platform) error {
+func (d *Dispatcher) EnablePlatform(ctx context.Context, p event.Platform) error {
 	return d.cfg.Store.SetPlatformDisabled(ctx, p, false)
 }
 
@@ -264,22 +256,4 @@ func (d *Dispatcher) EnablePlatform(ctx context.Context, p Platform) error {
 // the platform, remembering it for ttl (replay protection).
 func (d *Dispatcher) FreshWebhookID(ctx context.Context, platform, id string, ttl time.Duration) (bool, error) {
 	return d.cfg.Store.Remember(ctx, "wh:"+platform+":"+d.cfg.Keyer.EventID(id), ttl)
-}
-
-// WebhookSyncer adapts the webhook channel to Syncer.
-func WebhookSyncer(s *webhook.Sender) Syncer { return webhookSyncer{s} }
-
-type webhookSyncer struct{ s *webhook.Sender }
-
-func (w webhookSyncer) Sync(ctx context.Context, p Platform, id string, st PlatformState) (channels.Receipt, error) {
-	return w.s.Deliver(ctx, string(p), id, webhook.StateChange{MessageID: st.MessageID, Read: st.Read,
-		Version: st.Version, ChangedAt: st.ChangedAt, Platform: string(st.ChangedBy)})
-}
-
-func (w webhookSyncer) Targets() []Platform {
-	var out []Platform
-	for _, p := range w.s.Platforms() {
-		out = append(out, Platform(p))
-	}
-	return out
 }

@@ -10,13 +10,12 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/dispatcher/event"
+	"github.com/digitalpost/postbud/dispatcher/rules"
 )
 
-// This file applies the Digital Post rules (policy.go) to a letter: who
+// This file applies the Digital Post rules (package rules) to a letter: who
 // gets what — digital alerts, paper, or nothing — and when.
-
-// TypeReminder is a reply_by reminder for a still unread letter.
-const TypeReminder = "postbud:reminder"
 
 // plan is what the rules decided for a letter.
 type plan struct {
@@ -31,9 +30,9 @@ func (d *Dispatcher) plan(c *Citizen, l *Letter, birth string, now time.Time) pl
 	var p plan
 	under15 := false
 	if b, err := time.Parse("2006-01-02", birth); err == nil {
-		under15 = ageOn(b, l.ReceivedAt) < 15
+		under15 = rules.UnderAgeBorn(b, l.ReceivedAt)
 	}
-	dec := Route(l.SenderKind, c.Exempt, under15, d.cfg.PaperForMinors)
+	dec := rules.Route(l.SenderKind, c.Exempt, under15, d.cfg.PaperForMinors)
 	digital := d.addresses(c, l.MessageID)
 	if dec.Digital {
 		p.digital = true
@@ -115,7 +114,7 @@ func (d *Dispatcher) hold(l *Letter, ch channels.Name, now time.Time) (time.Time
 	if l.NotBefore.After(at) {
 		at, why = l.NotBefore, "scheduled"
 	}
-	if q, ok := d.cfg.QuietHours[ch]; ok && l.Priority != Urgent && !l.Legal {
+	if q, ok := d.cfg.QuietHours[ch]; ok && l.Priority != event.Urgent && !l.Legal {
 		if until, in := q.Until(at); in {
 			at, why = until, "quiet hours"
 		}
@@ -136,8 +135,8 @@ func (d *Dispatcher) remind(ctx context.Context, citizen string, l *Letter, digi
 		return nil
 	}
 	b, _ := json.Marshal(badgeTask{Citizen: citizen, MessageID: l.MessageID})
-	return d.enqueue(ctx, asynq.NewTask(TypeReminder, b, asynq.TaskID("rem:"+d.cfg.Keyer.EventID(citizen+"|"+l.MessageID)),
-		asynq.Queue(d.cfg.Queues.Normal), asynq.ProcessAt(at), asynq.MaxRetry(10)))
+	return d.enqueue(ctx, newTask(TypeReminder, b, d.cfg.Queues, taskArgs{id: "rem:" + d.cfg.Keyer.EventID(citizen+"|"+l.MessageID),
+		at: []asynq.Option{asynq.ProcessAt(at)}}))
 }
 
 // HandleReminder sends the reply_by reminder unless the letter was read.
@@ -166,7 +165,7 @@ func (d *Dispatcher) HandleReminder(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 	rl := *l
-	rl.Notification = reminderText(c.Language, l.SenderName)
+	rl.Notification = rules.ReminderText(c.Language, l.SenderName)
 	results := d.sendAll(ctx, c, &rl, todo, retryCount(ctx)+1)
 	var outs []Outcome
 	var errs []error
@@ -183,20 +182,13 @@ func (d *Dispatcher) HandleReminder(ctx context.Context, t *asynq.Task) error {
 	return errors.Join(errs...) // a retry skips the reminders already sent
 }
 
-func reminderText(lang, sender string) string {
-	if lang == "en" {
-		return "Reminder: you have unread Digital Post from " + sender + " with a deadline."
-	}
-	return "Påmindelse: Du har ulæst Digital Post fra " + sender + " med svarfrist."
-}
-
 // exemption applies exemption.granted and exemption.revoked. On a grant
 // with forward_unopened, every unread letter from a public sender received
 // in the six months before gets a paper job, to the forwarding address if
 // one was given, else the registered address.
-func (d *Dispatcher) exemption(ctx context.Context, ev *Event) error {
+func (d *Dispatcher) exemption(ctx context.Context, ev *event.Event) error {
 	x := ev.Exemption
-	granted := ev.Type == ExemptionGranted
+	granted := ev.Type == event.ExemptionGranted
 	applied, err := d.cfg.Store.SetExemption(ctx, ev.CitizenKey, granted, x.ForwardAddress, ev.OccurredAt, ev.ID+":x")
 	if err != nil {
 		return err
@@ -211,7 +203,7 @@ func (d *Dispatcher) exemption(ctx context.Context, ev *Event) error {
 	if err != nil || seen {
 		return err
 	}
-	ids, err := d.cfg.Store.UnreadSince(ctx, ev.CitizenKey, ForwardWindowStart(ev.OccurredAt), ev.OccurredAt)
+	ids, err := d.cfg.Store.UnreadSince(ctx, ev.CitizenKey, rules.ForwardWindowStart(ev.OccurredAt), ev.OccurredAt)
 	if err != nil {
 		return err
 	}
@@ -233,7 +225,7 @@ func (d *Dispatcher) exemption(ctx context.Context, ev *Event) error {
 // forward sends one unread letter on paper (exemption forwarding).
 func (d *Dispatcher) forward(ctx context.Context, c *Citizen, l *Letter) error {
 	now := d.cfg.Now()
-	if l.SenderKind != SenderPublic || l.Read {
+	if l.SenderKind != event.SenderPublic || l.Read {
 		return nil
 	}
 	addr := c.Forward

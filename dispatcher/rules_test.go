@@ -14,6 +14,7 @@ import (
 
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/rules"
 )
 
 // TestRules is the table of the Digital Post rules: citizens (exempt or
@@ -22,7 +23,7 @@ import (
 // nights) → exactly the expected deliveries and the reason of each.
 func TestRules(t *testing.T) {
 	t.Parallel()
-	h := newHarnessQuiet(t, nil, map[channels.Name]dispatcher.QuietHours{channels.SMS: {Start: dispatcher.Clock{Hour: 22}, End: dispatcher.Clock{Hour: 7}}},
+	h := newHarnessQuiet(t, nil, map[channels.Name]rules.QuietHours{channels.SMS: {Start: rules.Clock{Hour: 22}, End: rules.Clock{Hour: 7}}},
 		channels.Email, channels.SMS, channels.APNs, channels.Paper)
 	cph, _ := time.LoadLocation("Europe/Copenhagen")
 	at := func(s string) time.Time {
@@ -100,7 +101,7 @@ func TestRules(t *testing.T) {
 			h.clock.Store(&setup)
 			data := map[string]any{"cpr": r.cpr}
 			if r.contacts {
-				data["email"], data["mobile"] = "c@example.dk", "12345678"
+				data["email"], data["mobile"] = "c@example.dk", "20123456"
 			}
 			if r.address {
 				data["address"] = "Vestergade 1\n8000 Aarhus C"
@@ -179,7 +180,7 @@ func TestForwardUnopenedOnExemption(t *testing.T) {
 	h := newHarness(t, channels.Email, channels.Paper)
 	const cpr = "050585-1234"
 	granted := time.Now().Truncate(time.Minute)
-	start := dispatcher.ForwardWindowStart(granted)
+	start := rules.ForwardWindowStart(granted)
 	ts := func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 	h.handle(wireAt("c", "contact.updated", ts(start.Add(-time.Hour)), map[string]any{"cpr": cpr,
 		"email": "x@example.dk", "address": "Vestergade 1\n8000 Aarhus C"}))

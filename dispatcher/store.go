@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/dispatcher/event"
 )
 
 // Citizen is what postbud knows of one citizen, under the pseudonymous key.
@@ -36,7 +37,7 @@ type ReadState struct {
 	// whose version is not above the last they applied.
 	Version   int64
 	ChangedAt time.Time
-	ChangedBy Platform
+	ChangedBy event.Platform
 	// Changed says the event that returned this state changed Read: the
 	// other platforms must be told.
 	Changed bool
@@ -48,7 +49,7 @@ type ReadState struct {
 	// Received says the letter itself has arrived.
 	Received bool
 	// Acked is the last version each platform acknowledged (State only).
-	Acked map[Platform]int64
+	Acked map[event.Platform]int64
 }
 
 // Device is one registered push token.
@@ -66,8 +67,8 @@ type Letter struct {
 	MessageID    string
 	SenderID     string
 	SenderName   string
-	SenderKind   SenderKind
-	Priority     Priority
+	SenderKind   event.SenderKind
+	Priority     event.Priority
 	Notification string // the sender's own alert text, if any
 	ReceivedAt   time.Time
 	Legal        bool
@@ -80,7 +81,7 @@ type Letter struct {
 	Read     bool
 	Version  int64
 	ChangeAt time.Time
-	ChangeBy Platform
+	ChangeBy event.Platform
 
 	// notCounted is 1 on a letter's first processing while it is unread:
 	// the citizen's unread count does not include it yet (alert badges).
@@ -156,7 +157,7 @@ type Store interface {
 	Record(ctx context.Context, citizen string, l *Letter, outcomes []Outcome, eventID string) error
 	// UpdateContact applies a contact.updated event unless a newer one was
 	// applied, and marks the event processed.
-	UpdateContact(ctx context.Context, citizen string, c *ContactData, at time.Time, eventID string) error
+	UpdateContact(ctx context.Context, citizen string, c *event.ContactData, at time.Time, eventID string) error
 	// RegisterDevice adds or refreshes a push token; UnregisterDevice
 	// removes it. Both mark the event processed.
 	RegisterDevice(ctx context.Context, citizen string, d Device, eventID string) error
@@ -175,7 +176,7 @@ type Store interface {
 	// ApplyState applies a platform's read or unread, last writer wins by
 	// at, and keeps the citizen's unread index in the same atomic step.
 	// seen is true when eventID was processed (nothing else is returned).
-	ApplyState(ctx context.Context, citizen, messageID string, read bool, at time.Time, platform Platform, eventID string) (st ReadState, seen bool, err error)
+	ApplyState(ctx context.Context, citizen, messageID string, read bool, at time.Time, platform event.Platform, eventID string) (st ReadState, seen bool, err error)
 	// MarkEvent marks a letter's event processed.
 	MarkEvent(ctx context.Context, citizen, messageID, eventID string) error
 	// State returns a letter's read state; ErrNotFound if unknown.
@@ -184,13 +185,13 @@ type Store interface {
 	CitizenOf(ctx context.Context, messageID string) (string, error)
 	// LockSync, UnlockSync and AckSync serialise and acknowledge the
 	// webhooks of one letter to one platform.
-	LockSync(ctx context.Context, citizen, messageID string, platform Platform, ttl time.Duration) (bool, error)
-	UnlockSync(ctx context.Context, citizen, messageID string, platform Platform) error
-	AckSync(ctx context.Context, citizen, messageID string, platform Platform, version int64) error
+	LockSync(ctx context.Context, citizen, messageID string, platform event.Platform, ttl time.Duration) (bool, error)
+	UnlockSync(ctx context.Context, citizen, messageID string, platform event.Platform) error
+	AckSync(ctx context.Context, citizen, messageID string, platform event.Platform, version int64) error
 	// PlatformDisabled and SetPlatformDisabled keep the platforms whose
 	// webhook endpoint answered 410.
-	PlatformDisabled(ctx context.Context, platform Platform) (bool, error)
-	SetPlatformDisabled(ctx context.Context, platform Platform, disabled bool) error
+	PlatformDisabled(ctx context.Context, platform event.Platform) (bool, error)
+	SetPlatformDisabled(ctx context.Context, platform event.Platform, disabled bool) error
 	// SetExemption records exemption.granted (exempt, with forward as the
 	// forwarding address) or exemption.revoked, unless a newer one was
 	// applied, and marks the event processed. It reports whether it

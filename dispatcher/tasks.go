@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/digitalpost/postbud/dispatcher/event"
 )
 
-// Task types.
+// Task types. Their options are in one place, the table tasks below.
 const (
 	// TypeInbound is an event a platform enqueued straight into asynq
 	// (package publish): its payload is the wire event, CPR included, until
@@ -19,9 +21,113 @@ const (
 	// TypeEvent is an event postbud accepted over HTTP: its payload is the
 	// pseudonymised Event (no CPR).
 	TypeEvent = "postbud:event"
-	// TypeDelivery is one delivery's retry after its first attempt failed.
+	// TypeDelivery is one delivery's retry after its first attempt failed,
+	// or a delivery held until a time.
 	TypeDelivery = "postbud:delivery"
+	// TypeRejected holds an invalid inbound event for ops: its handler
+	// always refuses it, so it lands in the archive with its reasons.
+	TypeRejected = "postbud:rejected"
+	// TypeFlush sends the alert for a channel's held letters.
+	TypeFlush = "postbud:flush"
+	// TypeReminder is a reply_by reminder for a still unread letter.
+	TypeReminder = "postbud:reminder"
+	// TypeSync sends a letter's read state to one platform.
+	TypeSync = "postbud:sync"
+	// TypeBadge sends a citizen's unread count to their devices.
+	TypeBadge = "postbud:badge"
 )
+
+// Lane says which queue a task type goes to.
+type Lane int
+
+// The lanes.
+const (
+	// LaneOfEvent: by the event (Queues.EventQueue).
+	LaneOfEvent Lane = iota + 1
+	// LaneOfLetter: by the letter's priority (Queues.For).
+	LaneOfLetter
+	// LaneUrgent and LaneNormal: always that lane.
+	LaneUrgent
+	LaneNormal
+	// LaneOfParent: the queue of the task that enqueues it.
+	LaneOfParent
+)
+
+// TaskKind is one task type and the asynq options every task of it gets.
+type TaskKind struct {
+	Type     string
+	Lane     Lane
+	MaxRetry int
+	// Timeout bounds one run; 0 leaves asynq's default (30 minutes).
+	Timeout time.Duration
+	// PlusSendTimeout adds the dispatcher's SendTimeout to Timeout (a
+	// task that makes one send).
+	PlusSendTimeout bool
+}
+
+// tasks is the one table of postbud's task types. Task ids are given at
+// each enqueue site (they are what makes a task exist once) and keep their
+// prefixes: ev: (inbound, event), dl:, rejected:, flush:, rem:, sync:,
+// badge:.
+var tasks = [...]TaskKind{
+	{Type: TypeInbound, Lane: LaneOfEvent, MaxRetry: 25},
+	{Type: TypeEvent, Lane: LaneOfEvent, MaxRetry: 25, Timeout: 2 * time.Minute},
+	{Type: TypeDelivery, Lane: LaneOfLetter, MaxRetry: 30, Timeout: 30 * time.Second, PlusSendTimeout: true},
+	{Type: TypeRejected, Lane: LaneOfParent, MaxRetry: 0},
+	{Type: TypeFlush, Lane: LaneNormal, MaxRetry: 30},
+	{Type: TypeReminder, Lane: LaneNormal, MaxRetry: 10},
+	{Type: TypeSync, Lane: LaneUrgent, MaxRetry: 30, Timeout: time.Minute},
+	{Type: TypeBadge, Lane: LaneUrgent, MaxRetry: 10, Timeout: time.Minute},
+}
+
+// TaskKinds returns the table of task types, in a fresh slice.
+func TaskKinds() []TaskKind { return append([]TaskKind(nil), tasks[:]...) }
+
+func kindOf(typ string) TaskKind {
+	for _, k := range tasks {
+		if k.Type == typ {
+			return k
+		}
+	}
+	panic("dispatcher: task type " + typ + " is not in the table") // a programming error
+}
+
+// taskArgs are what an enqueue site knows of one task: its id, what its
+// lane depends on, and when it runs.
+type taskArgs struct {
+	id          string
+	ev          *event.Event   // LaneOfEvent
+	priority    event.Priority // LaneOfLetter
+	parent      string         // LaneOfParent: the enqueuing task's queue
+	sendTimeout time.Duration  // PlusSendTimeout
+	at          []asynq.Option // ProcessAt, ProcessIn
+}
+
+// newTask returns a task of type typ with the table's options.
+func newTask(typ string, payload []byte, q Queues, a taskArgs) *asynq.Task {
+	k := kindOf(typ)
+	var queue string
+	switch k.Lane {
+	case LaneOfEvent:
+		queue = q.EventQueue(a.ev)
+	case LaneOfLetter:
+		queue = q.For(a.priority)
+	case LaneUrgent:
+		queue = q.Urgent
+	case LaneNormal:
+		queue = q.Normal
+	case LaneOfParent:
+		queue = a.parent
+	}
+	opts := []asynq.Option{asynq.TaskID(a.id), asynq.Queue(queue), asynq.MaxRetry(k.MaxRetry)}
+	if t := k.Timeout; t > 0 || k.PlusSendTimeout {
+		if k.PlusSendTimeout {
+			t += a.sendTimeout
+		}
+		opts = append(opts, asynq.Timeout(t))
+	}
+	return asynq.NewTask(typ, payload, append(opts, a.at...)...)
+}
 
 // Queues names the asynq queues of the three priority lanes.
 type Queues struct {
@@ -43,11 +149,11 @@ func (q Queues) Weights() map[string]int {
 }
 
 // For returns the lane of a priority.
-func (q Queues) For(p Priority) string {
+func (q Queues) For(p event.Priority) string {
 	switch p {
-	case Urgent:
+	case event.Urgent:
 		return q.Urgent
-	case Bulk:
+	case event.Bulk:
 		return q.Bulk
 	}
 	return q.Normal
@@ -55,7 +161,7 @@ func (q Queues) For(p Priority) string {
 
 // EventQueue returns the lane an event goes to: letters by priority, read
 // state changes urgent (they stop pending alerts), the rest normal.
-func (q Queues) EventQueue(e *Event) string {
+func (q Queues) EventQueue(e *event.Event) string {
 	switch {
 	case e.Message != nil:
 		return q.For(e.Message.Priority)
@@ -79,7 +185,7 @@ func EventTaskID(parts ...string) string {
 }
 
 // NewEventTask returns the task for an accepted, pseudonymised event.
-func NewEventTask(e *Event, q Queues) (*asynq.Task, error) {
+func NewEventTask(e *event.Event, q Queues) (*asynq.Task, error) {
 	if e.CitizenKey == "" {
 		return nil, fmt.Errorf("event %s is not pseudonymised", e.ID)
 	}
@@ -87,8 +193,14 @@ func NewEventTask(e *Event, q Queues) (*asynq.Task, error) {
 	if err != nil {
 		return nil, err
 	}
-	return asynq.NewTask(TypeEvent, b, asynq.TaskID(EventTaskID(e.CitizenKey, e.ID)), asynq.Queue(q.EventQueue(e)),
-		asynq.MaxRetry(25), asynq.Timeout(2*time.Minute)), nil
+	return newTask(TypeEvent, b, q, taskArgs{id: EventTaskID(e.CitizenKey, e.ID), ev: e}), nil
+}
+
+// NewInboundTask returns the task of a wire event a platform publishes
+// straight into asynq (package publish): raw is the payload as it is, ev
+// the parsed event. Its id hashes the CPR, which stays out of the id.
+func NewInboundTask(raw []byte, ev *event.Event, q Queues) *asynq.Task {
+	return newTask(TypeInbound, raw, q, taskArgs{id: EventTaskID(string(ev.Source), ev.Citizen().Digits(), ev.ID), ev: ev})
 }
 
 // deliveryTask is the payload of a TypeDelivery task. It names the delivery

@@ -54,6 +54,7 @@ import (
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/channels/sink"
 	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/event"
 	"github.com/digitalpost/postbud/dispatcher/publish"
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
 )
@@ -366,7 +367,7 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 	t := time.Now()
 	enqueue(citizens, func(i int) error {
 		email := fmt.Sprintf("citizen%d@example.dk", i)
-		return store.UpdateContact(ctx, keyer.CitizenKey(dispatcher.CPR(latCPR(i))), &dispatcher.ContactData{Email: &email},
+		return store.UpdateContact(ctx, keyer.CitizenKey(event.CPR(latCPR(i))), &event.ContactData{Email: &email},
 			now, fmt.Sprintf("lc%d", i))
 	})
 	logf("preloaded %d citizens with an email only in %.1fs", citizens, time.Since(t).Seconds())

@@ -39,6 +39,7 @@ import (
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/channels/sink"
 	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/event"
 	"github.com/digitalpost/postbud/dispatcher/publish"
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
 )
@@ -283,9 +284,9 @@ func runPostbud(ctx context.Context, rdb *redis.Client, phase, prefix string, n,
 	now := time.Now().UTC()
 	mem0 := redisMem(ctx, rdb)
 	for i := range citizens {
-		key := keyer.CitizenKey(dispatcher.CPR(cprOf(i)))
+		key := keyer.CitizenKey(event.CPR(cprOf(i)))
 		email, mobile := fmt.Sprintf("citizen%d@example.dk", i), fmt.Sprintf("+4520%06d", i)
-		if err := store.UpdateContact(ctx, key, &dispatcher.ContactData{Email: &email, Mobile: &mobile}, now, fmt.Sprintf("c%d", i)); err != nil {
+		if err := store.UpdateContact(ctx, key, &event.ContactData{Email: &email, Mobile: &mobile}, now, fmt.Sprintf("c%d", i)); err != nil {
 			fail(err)
 		}
 		for j, p := range []string{"apns", "fcm"} {
@@ -312,7 +313,7 @@ func runPostbud(ctx context.Context, rdb *redis.Client, phase, prefix string, n,
 	if err := srv.Start(mux); err != nil {
 		fail(err)
 	}
-	events := make([]*dispatcher.Event, n)
+	events := make([]*event.Event, n)
 	raws := make([][]byte, n)
 	for i := range n {
 		b, _ := json.Marshal(map[string]any{"id": fmt.Sprintf("bench-%d", i), "type": "message.received",
@@ -320,7 +321,7 @@ func runPostbud(ctx context.Context, rdb *redis.Client, phase, prefix string, n,
 			"data": map[string]any{"message_id": fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i),
 				"recipient": map[string]any{"cpr": cprOf(i % citizens)},
 				"sender":    map[string]any{"id": "skat", "name": "Skattestyrelsen", "kind": "public"}}})
-		ev, err := dispatcher.ParseEvent(b)
+		ev, err := event.Parse(b)
 		if err != nil {
 			fail(err)
 		}

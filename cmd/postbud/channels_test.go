@@ -72,9 +72,9 @@ func TestEndToEndEveryChannel(t *testing.T) {
 	d := start(t, getenv, logs)
 
 	for _, ev := range []string{
-		event("c1", "contact.updated", "core", map[string]any{"cpr": "010190-1234", "email": "anna@example.dk", "mobile": "12345678"}),
-		event("d1", "device.registered", "core", map[string]any{"cpr": "010190-1234", "app": "digital-post-app", "provider": "apns", "token": iosToken}),
-		event("d2", "device.registered", "core", map[string]any{"cpr": "010190-1234", "app": "e-boks", "provider": "fcm", "token": "fcm-token-anna-0001"}),
+		wireEvent("c1", "contact.updated", "core", map[string]any{"cpr": "010190-1234", "email": "anna@example.dk", "mobile": "20123456"}),
+		wireEvent("d1", "device.registered", "core", map[string]any{"cpr": "010190-1234", "app": "digital-post-app", "provider": "apns", "token": iosToken}),
+		wireEvent("d2", "device.registered", "core", map[string]any{"cpr": "010190-1234", "app": "e-boks", "provider": "fcm", "token": "fcm-token-anna-0001"}),
 	} {
 		if code, body := post(t, d.base+"/v1/events", testCoreKey, ev); code != http.StatusAccepted {
 			t.Fatalf("%d %v", code, body)
@@ -108,7 +108,7 @@ func TestEndToEndEveryChannel(t *testing.T) {
 	if n.CollapseID != "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b" || n.Topic != apnstest.DefaultTopics[0] {
 		t.Errorf("apns notification %+v", n)
 	}
-	if m := f.sms.Messages()[0]; len(m.MSISDNs) != 1 || m.MSISDNs[0] != 4512345678 {
+	if m := f.sms.Messages()[0]; len(m.MSISDNs) != 1 || m.MSISDNs[0] != 4520123456 {
 		t.Errorf("sms recipients %v", m.MSISDNs)
 	}
 
@@ -200,8 +200,8 @@ func TestEndToEndSMSDeliveryReports(t *testing.T) {
 		return getenv(k)
 	}
 	d := start(t, getenvAddr, logs)
-	post(t, d.base+"/v1/events", testCoreKey, event("c1", "contact.updated", "core",
-		map[string]any{"cpr": "010190-1234", "mobile": "12345678"}))
+	post(t, d.base+"/v1/events", testCoreKey, wireEvent("c1", "contact.updated", "core",
+		map[string]any{"cpr": "010190-1234", "mobile": "20123456"}))
 	waitIdle(t, rt)
 
 	const msg1 = "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
@@ -272,8 +272,8 @@ func TestEndToEndSMSDeliveryReports(t *testing.T) {
 		t.Errorf("%d SMS, want 2: the dead number must not get the third letter", n)
 	}
 	// Registered again: SMS again.
-	post(t, d.base+"/v1/events", testCoreKey, event("c2", "contact.updated", "core",
-		map[string]any{"cpr": "010190-1234", "mobile": "12345678"}))
+	post(t, d.base+"/v1/events", testCoreKey, wireEvent("c2", "contact.updated", "core",
+		map[string]any{"cpr": "010190-1234", "mobile": "20123456"}))
 	waitIdle(t, rt)
 	post(t, d.base+"/v1/events", testCoreKey, letterEvent("l4", "9f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"))
 	if _, err := f.sms.WaitMessages(ctx, 3); err != nil {

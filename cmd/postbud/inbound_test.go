@@ -23,7 +23,7 @@ func TestSignedInboundEvents(t *testing.T) {
 	_, _ = rand.Read(key)
 	d := start(t, testEnv(rt, emailtest.New(t), map[string]string{
 		"POSTBUD_INBOUND_SECRET_E_BOKS": webhook.FormatSecret(key)}), &syncBuffer{})
-	body := []byte(event("r1", "message.read", "e-boks", map[string]any{"message_id": "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b",
+	body := []byte(wireEvent("r1", "message.read", "e-boks", map[string]any{"message_id": "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b",
 		"recipient": map[string]any{"cpr": "010190-1234"}, "platform": "e-boks", "at": time.Now().UTC().Format(time.RFC3339Nano)}))
 	send := func(id string, ts time.Time, secret []byte) int {
 		req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, d.base+"/v1/events", bytes.NewReader(body))
@@ -59,7 +59,7 @@ func TestSignedInboundEvents(t *testing.T) {
 		}
 	}
 	// The core platform signs nothing and needs nothing.
-	if code, _ := post(t, d.base+"/v1/events", testCoreKey, event("c1", "contact.updated", "core",
+	if code, _ := post(t, d.base+"/v1/events", testCoreKey, wireEvent("c1", "contact.updated", "core",
 		map[string]any{"cpr": "010190-1234", "email": "a@b.dk"})); code != http.StatusAccepted {
 		t.Errorf("unsigned core event: %d, want 202", code)
 	}
@@ -70,7 +70,7 @@ func TestSignedInboundEvents(t *testing.T) {
 func TestReadEventResentIsDuplicate(t *testing.T) {
 	rt := redistest.New(t)
 	d := start(t, testEnv(rt, emailtest.New(t), nil), &syncBuffer{})
-	ev := event("r1", "message.read", "core", map[string]any{"message_id": "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b",
+	ev := wireEvent("r1", "message.read", "core", map[string]any{"message_id": "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b",
 		"recipient": map[string]any{"cpr": "010190-1234"}, "platform": "e-boks", "at": time.Now().UTC().Format(time.RFC3339Nano)})
 	if _, body := post(t, d.base+"/v1/events", testCoreKey, ev); body["status"] != "accepted" {
 		t.Fatalf("first: %v", body)

@@ -35,8 +35,8 @@ func TestEndToEndReadOnOnePlatform(t *testing.T) {
 	getenv := testEnv(rt, f.smtp, f.env)
 	d := start(t, getenv, logs)
 	for _, ev := range []string{
-		event("c1", "contact.updated", "core", map[string]any{"cpr": "010190-1234", "mobile": "12345678"}),
-		event("d1", "device.registered", "core", map[string]any{"cpr": "010190-1234", "app": "digital-post-app", "provider": "apns", "token": iosToken}),
+		wireEvent("c1", "contact.updated", "core", map[string]any{"cpr": "010190-1234", "mobile": "20123456"}),
+		wireEvent("d1", "device.registered", "core", map[string]any{"cpr": "010190-1234", "app": "digital-post-app", "provider": "apns", "token": iosToken}),
 	} {
 		post(t, d.base+"/v1/events", testCoreKey, ev)
 	}
@@ -50,7 +50,7 @@ func TestEndToEndReadOnOnePlatform(t *testing.T) {
 	if _, err := f.apns.WaitNotifications(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
-	code, body := post(t, d.base+"/v1/events", testEBoks, event("r1", "message.read", "e-boks", map[string]any{
+	code, body := post(t, d.base+"/v1/events", testEBoks, wireEvent("r1", "message.read", "e-boks", map[string]any{
 		"message_id": msgID, "recipient": map[string]any{"cpr": "010190-1234"}, "platform": "e-boks",
 		"at": time.Now().UTC().Format(time.RFC3339Nano)}))
 	if code != http.StatusAccepted {

@@ -5,7 +5,7 @@ import (
 	"regexp"
 )
 
-// Personal data has types that redact themselves (dispatcher.CPR,
+// Personal data has types that redact themselves (event.CPR,
 // channels.Address). This is the second line: any string or error attribute
 // that still holds something shaped like a CPR number, an email address or a
 // phone number is masked before it is written.

@@ -141,14 +141,14 @@ func post(t *testing.T, url, key, body string) (int, map[string]any) {
 	return resp.StatusCode, out
 }
 
-func event(id, typ, source string, data map[string]any) string {
+func wireEvent(id, typ, source string, data map[string]any) string {
 	b, _ := json.Marshal(map[string]any{"id": id, "type": typ, "occurred_at": time.Now().UTC().Format(time.RFC3339Nano),
 		"source": source, "data": data})
 	return string(b)
 }
 
 func letterEvent(id, messageID string) string {
-	return event(id, "message.received", "core", map[string]any{"message_id": messageID,
+	return wireEvent(id, "message.received", "core", map[string]any{"message_id": messageID,
 		"recipient": map[string]any{"cpr": "010190-1234"},
 		"sender":    map[string]any{"id": "skat", "name": "Skattestyrelsen", "kind": "public"}})
 }
@@ -205,8 +205,8 @@ func TestEndToEndLetterToEmail(t *testing.T) {
 	d := start(t, getenv, logs)
 
 	// Register Anna's email and mobile.
-	code, body := post(t, d.base+"/v1/events", testCoreKey, event("contact-1", "contact.updated", "core",
-		map[string]any{"cpr": "010190-1234", "email": "anna@example.dk", "mobile": "12 34 56 78"}))
+	code, body := post(t, d.base+"/v1/events", testCoreKey, wireEvent("contact-1", "contact.updated", "core",
+		map[string]any{"cpr": "010190-1234", "email": "anna@example.dk", "mobile": "20 12 34 56"}))
 	if code != http.StatusAccepted || body["status"] != "accepted" {
 		t.Fatalf("contact.updated: %d %v", code, body)
 	}
@@ -316,7 +316,7 @@ func TestEndToEndWorkerStoppedMidwayStillOneEmail(t *testing.T) {
 	logs := &syncBuffer{}
 	getenv := testEnv(rt, smtp, nil)
 	d := start(t, getenv, logs)
-	post(t, d.base+"/v1/events", testCoreKey, event("contact-1", "contact.updated", "core",
+	post(t, d.base+"/v1/events", testCoreKey, wireEvent("contact-1", "contact.updated", "core",
 		map[string]any{"cpr": "010190-1234", "email": "anna@example.dk"}))
 	waitIdle(t, rt)
 
@@ -358,7 +358,7 @@ func TestEndToEndRefusals(t *testing.T) {
 	smtp := emailtest.New(t)
 	d := start(t, testEnv(rt, smtp, nil), &syncBuffer{})
 	url := d.base + "/v1/events"
-	ok := event("e1", "contact.updated", "core", map[string]any{"cpr": "010190-1234", "email": "a@b.dk"})
+	ok := wireEvent("e1", "contact.updated", "core", map[string]any{"cpr": "010190-1234", "email": "a@b.dk"})
 
 	tests := []struct {
 		name, key, body string
@@ -368,8 +368,8 @@ func TestEndToEndRefusals(t *testing.T) {
 		{"no key", "", ok, http.StatusUnauthorized, ""},
 		{"unknown key", "not-a-key-at-all", ok, http.StatusUnauthorized, ""},
 		{"other platform's source", testEBoks, ok, http.StatusForbidden, "source"},
-		{"bad cpr", testCoreKey, event("e2", "contact.updated", "core", map[string]any{"cpr": "320190-1234", "email": "a@b.dk"}), http.StatusBadRequest, "data.cpr"},
-		{"unknown field", testCoreKey, event("e3", "contact.updated", "core", map[string]any{"cpr": "010190-1234", "fax": "1"}), http.StatusBadRequest, "data.fax"},
+		{"bad cpr", testCoreKey, wireEvent("e2", "contact.updated", "core", map[string]any{"cpr": "320190-1234", "email": "a@b.dk"}), http.StatusBadRequest, "data.cpr"},
+		{"unknown field", testCoreKey, wireEvent("e3", "contact.updated", "core", map[string]any{"cpr": "010190-1234", "fax": "1"}), http.StatusBadRequest, "data.fax"},
 		{"too large", testCoreKey, strings.Repeat(" ", 70<<10) + ok, http.StatusRequestEntityTooLarge, ""},
 	}
 	for _, tc := range tests {
@@ -393,7 +393,7 @@ func TestEndToEndRefusals(t *testing.T) {
 		})
 	}
 	// A batch: each event stands alone.
-	batch := fmt.Sprintf(`{"events":[%s,%s]}`, ok, event("e4", "contact.updated", "core", map[string]any{"cpr": "x"}))
+	batch := fmt.Sprintf(`{"events":[%s,%s]}`, ok, wireEvent("e4", "contact.updated", "core", map[string]any{"cpr": "x"}))
 	code, body := post(t, d.base+"/v1/events/batch", testCoreKey, batch)
 	res, _ := body["results"].([]any)
 	if code != http.StatusAccepted || len(res) != 2 {
@@ -414,7 +414,7 @@ func assertNoPersonalData(t *testing.T, logs string) {
 	if !strings.Contains(logs, "alert sent") {
 		t.Fatalf("the logs do not look captured:\n%s", logs)
 	}
-	for _, pd := range []string{"0101901234", "010190-1234", "anna@example.dk", "12345678", "12 34 56 78"} {
+	for _, pd := range []string{"0101901234", "010190-1234", "anna@example.dk", "20123456", "20 12 34 56"} {
 		if strings.Contains(logs, pd) {
 			t.Errorf("logs contain %q", pd)
 		}

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -24,9 +23,11 @@ import (
 	"github.com/digitalpost/postbud/config"
 	"github.com/digitalpost/postbud/dispatcher"
 	"github.com/digitalpost/postbud/dispatcher/dashboard"
+	"github.com/digitalpost/postbud/dispatcher/event"
 	"github.com/digitalpost/postbud/dispatcher/httpapi"
 	"github.com/digitalpost/postbud/dispatcher/metrics"
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
+	"github.com/digitalpost/postbud/dispatcher/rules"
 )
 
 // overrides let `postbud dev` (and tests) run the same daemon on other
@@ -57,7 +58,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 
 	rdb := ov.rdb
 	if rdb == nil {
-		rdb = cfg.Redis.MakeRedisClient().(redis.UniversalClient)
+		rdb = newRedisClient(cfg.Redis)
 		defer rdb.Close()
 	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -99,15 +100,11 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 			return fmt.Errorf("POSTBUD_WEBHOOK_*: %w", err)
 		}
 		defer ws.Close()
-		syncer = dispatcher.WebhookSyncer(ws)
+		syncer = webhookSyncer{ws}
 	}
 
-	quiet := map[channels.Name]dispatcher.QuietHours{}
-	for ch, spec := range cfg.QuietHours {
-		q, err := dispatcher.ParseQuietHours(spec)
-		if err != nil {
-			return fmt.Errorf("POSTBUD_QUIET_HOURS_%s: %w", strings.ToUpper(ch), err)
-		}
+	quiet := map[channels.Name]rules.QuietHours{}
+	for ch, q := range cfg.QuietHours {
 		if q.IsZero() {
 			continue
 		}
@@ -176,7 +173,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 
 	var platforms []httpapi.Platform
 	for _, p := range cfg.Platforms {
-		hp := httpapi.Platform{Name: dispatcher.Platform(p.Name), KeySHA256: p.KeySHA256, Rate: p.Rate}
+		hp := httpapi.Platform{Name: event.Platform(p.Name), KeySHA256: p.KeySHA256, Rate: p.Rate}
 		if k := cfg.Channels.InboundSecrets[p.Name]; k != nil {
 			hp.SigningSecrets = [][]byte{k}
 		}

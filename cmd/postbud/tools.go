@@ -98,7 +98,7 @@ func emit(ctx context.Context, args []string, getenv func(string) string, stdin 
 		if err != nil {
 			return err
 		}
-		p := publish.New(cfg.Redis, *queuePrefix)
+		p := publish.New(redisConnOpt(cfg.Redis), *queuePrefix)
 		defer p.Close()
 		dup, err := p.Publish(ctx, body)
 		if err != nil {

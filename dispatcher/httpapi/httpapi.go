@@ -30,6 +30,7 @@ import (
 	"github.com/digitalpost/postbud/channels/sms"
 	"github.com/digitalpost/postbud/channels/webhook"
 	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/event"
 )
 
 // Limits.
@@ -43,7 +44,7 @@ const (
 // Platform is one platform allowed to send events: the SHA-256 of its API
 // key (keys are never kept in clear) and its rate limit.
 type Platform struct {
-	Name      dispatcher.Platform
+	Name      event.Platform
 	KeySHA256 [32]byte
 	// Rate is the events per second it may send (burst: twice that, and
 	// at least one full batch); 0 means no limit.
@@ -69,13 +70,16 @@ type Config struct {
 	// SMSReportSecret verifies the SMS gateway's signed delivery reports
 	// at POST /v1/sms/reports; nil turns the endpoint off.
 	SMSReportSecret []byte
+	// Now is the clock (default time.Now): rate limits, signature
+	// tolerance, report times.
+	Now func() time.Time
 }
 
 // API is the HTTP handler.
 type API struct {
 	cfg      Config
 	log      *slog.Logger
-	limiters map[dispatcher.Platform]*rate.Limiter
+	limiters map[event.Platform]*rate.Limiter
 	mux      *http.ServeMux
 	draining atomic.Bool
 }
@@ -85,7 +89,10 @@ func New(cfg Config) *API {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &API{cfg: cfg, log: cfg.Logger, limiters: map[dispatcher.Platform]*rate.Limiter{}, mux: http.NewServeMux()}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	a := &API{cfg: cfg, log: cfg.Logger, limiters: map[event.Platform]*rate.Limiter{}, mux: http.NewServeMux()}
 	for _, p := range cfg.Platforms {
 		if p.Rate > 0 {
 			a.limiters[p.Name] = rate.NewLimiter(rate.Limit(p.Rate), max(int(2*p.Rate)+1, MaxBatchEvents))
@@ -144,13 +151,13 @@ func bearer(r *http.Request) (string, bool) {
 }
 
 // platform authenticates the request's key in constant time per platform.
-func (a *API) platform(r *http.Request) (dispatcher.Platform, bool) {
+func (a *API) platform(r *http.Request) (event.Platform, bool) {
 	key, ok := bearer(r)
 	if !ok {
 		return "", false
 	}
 	sum := HashKey(key)
-	var found dispatcher.Platform
+	var found event.Platform
 	for _, p := range a.cfg.Platforms {
 		if subtle.ConstantTimeCompare(sum[:], p.KeySHA256[:]) == 1 {
 			found = p.Name
@@ -170,7 +177,7 @@ func (a *API) ops(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-func (a *API) authorize(w http.ResponseWriter, r *http.Request) (dispatcher.Platform, bool) {
+func (a *API) authorize(w http.ResponseWriter, r *http.Request) (event.Platform, bool) {
 	p, ok := a.platform(r)
 	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="postbud"`)
@@ -180,9 +187,9 @@ func (a *API) authorize(w http.ResponseWriter, r *http.Request) (dispatcher.Plat
 	return p, true
 }
 
-func (a *API) allow(w http.ResponseWriter, p dispatcher.Platform, n int) bool {
+func (a *API) allow(w http.ResponseWriter, p event.Platform, n int) bool {
 	l := a.limiters[p]
-	if l == nil || l.AllowN(time.Now(), n) {
+	if l == nil || l.AllowN(a.cfg.Now(), n) {
 		return true
 	}
 	w.Header().Set("Retry-After", "1")
@@ -206,9 +213,9 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool
 
 // Result is the answer for one accepted event.
 type Result struct {
-	ID     string                  `json:"id,omitempty"`
-	Status string                  `json:"status"` // accepted | duplicate | invalid | forbidden | unavailable
-	Errors []dispatcher.FieldError `json:"errors,omitempty"`
+	ID     string             `json:"id,omitempty"`
+	Status string             `json:"status"` // accepted | duplicate | invalid | forbidden | unavailable
+	Errors []event.FieldError `json:"errors,omitempty"`
 }
 
 func (a *API) postEvent(w http.ResponseWriter, r *http.Request) {
@@ -216,7 +223,7 @@ func (a *API) postEvent(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	body, ok := readBody(w, r, dispatcher.MaxEventBytes)
+	body, ok := readBody(w, r, event.MaxEventBytes)
 	if !ok || !a.verified(w, r, p, body) {
 		return
 	}
@@ -238,7 +245,7 @@ func (a *API) postEvent(w http.ResponseWriter, r *http.Request) {
 }
 
 // accept validates and enqueues one event sent by platform p.
-func (a *API) accept(ctx context.Context, p dispatcher.Platform, body []byte) Result {
+func (a *API) accept(ctx context.Context, p event.Platform, body []byte) Result {
 	typ, res := a.accept1(ctx, p, body)
 	if a.cfg.CountEvent != nil {
 		a.cfg.CountEvent(typ, res.Status)
@@ -246,29 +253,29 @@ func (a *API) accept(ctx context.Context, p dispatcher.Platform, body []byte) Re
 	return res
 }
 
-func (a *API) accept1(ctx context.Context, p dispatcher.Platform, body []byte) (string, Result) {
-	ev, err := dispatcher.ParseEvent(body)
+func (a *API) accept1(ctx context.Context, p event.Platform, body []byte) (string, Result) {
+	ev, err := event.Parse(body)
 	if err != nil {
-		var ve *dispatcher.ValidationError
+		var ve *event.ValidationError
 		if errors.As(err, &ve) {
 			return "", Result{Status: "invalid", Errors: ve.Errors}
 		}
-		return "", Result{Status: "invalid", Errors: []dispatcher.FieldError{{Reason: "invalid event"}}}
+		return "", Result{Status: "invalid", Errors: []event.FieldError{{Reason: "invalid event"}}}
 	}
 	if ev.Source != p {
-		return string(ev.Type), Result{ID: ev.ID, Status: "forbidden", Errors: []dispatcher.FieldError{{Field: "source",
+		return string(ev.Type), Result{ID: ev.ID, Status: "forbidden", Errors: []event.FieldError{{Field: "source",
 			Reason: fmt.Sprintf("the key of platform %s may only send events with source %s", p, p)}}}
 	}
-	id := ev.ID // the platform's id; Accept pseudonymises ev
 	dup, err := a.cfg.Dispatcher.Accept(ctx, ev)
 	if err != nil {
-		a.log.ErrorContext(ctx, "accepting an event failed", "event_id", ev.ID, "error", err)
-		return string(ev.Type), Result{ID: id, Status: "unavailable"}
+		// Not the event id: a platform's id could hold anything.
+		a.log.ErrorContext(ctx, "accepting an event failed", "type", ev.Type, "source", ev.Source, "error", err)
+		return string(ev.Type), Result{ID: ev.ID, Status: "unavailable"}
 	}
 	if dup {
-		return string(ev.Type), Result{ID: id, Status: "duplicate"}
+		return string(ev.Type), Result{ID: ev.ID, Status: "duplicate"}
 	}
-	return string(ev.Type), Result{ID: id, Status: "accepted"}
+	return string(ev.Type), Result{ID: ev.ID, Status: "accepted"}
 }
 
 // postBatch takes {"events": [...]} and answers 202 with one result per
@@ -290,13 +297,13 @@ func (a *API) postBatch(w http.ResponseWriter, r *http.Request) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&batch); err != nil {
 		problem(w, http.StatusBadRequest, "invalid batch", "the body must be {\"events\": [ ... ]}",
-			[]dispatcher.FieldError{{Field: "events", Reason: "must be an array of events"}})
+			[]event.FieldError{{Field: "events", Reason: "must be an array of events"}})
 		return
 	}
 	switch n := len(batch.Events); {
 	case n == 0:
 		problem(w, http.StatusBadRequest, "invalid batch", "the batch is empty",
-			[]dispatcher.FieldError{{Field: "events", Reason: "must hold at least one event"}})
+			[]event.FieldError{{Field: "events", Reason: "must hold at least one event"}})
 		return
 	case n > MaxBatchEvents:
 		problem(w, http.StatusRequestEntityTooLarge, "too large", fmt.Sprintf("a batch holds at most %d events", MaxBatchEvents), nil)
@@ -355,7 +362,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // problem writes an RFC 9457 problem document; errors names bad fields.
-func problem(w http.ResponseWriter, status int, title, detail string, errs []dispatcher.FieldError) {
+func problem(w http.ResponseWriter, status int, title, detail string, errs []event.FieldError) {
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{
@@ -382,7 +389,7 @@ func (a *API) smsReport(w http.ResponseWriter, r *http.Request) {
 	}
 	at := rep.Time
 	if at.IsZero() {
-		at = time.Now()
+		at = a.cfg.Now()
 	}
 	err = a.cfg.Dispatcher.Report(r.Context(), dispatcher.DeliveryReport{Channel: channels.SMS,
 		DeliveryID: rep.UserRef, ProviderID: rep.ID, Status: rep.Status, Code: rep.ErrorCode, Final: rep.Final,
@@ -400,7 +407,7 @@ func (a *API) smsReport(w http.ResponseWriter, r *http.Request) {
 
 // verified checks the Standard Webhooks signature of a platform that signs
 // its events, and refuses a replayed webhook-id.
-func (a *API) verified(w http.ResponseWriter, r *http.Request, p dispatcher.Platform, body []byte) bool {
+func (a *API) verified(w http.ResponseWriter, r *http.Request, p event.Platform, body []byte) bool {
 	var secrets [][]byte
 	for _, pl := range a.cfg.Platforms {
 		if pl.Name == p {
@@ -410,7 +417,7 @@ func (a *API) verified(w http.ResponseWriter, r *http.Request, p dispatcher.Plat
 	if len(secrets) == 0 {
 		return true
 	}
-	if err := webhook.Verify(secrets, r.Header, body, time.Now(), webhook.DefaultTolerance); err != nil {
+	if err := webhook.Verify(secrets, r.Header, body, a.cfg.Now(), webhook.DefaultTolerance); err != nil {
 		problem(w, http.StatusUnauthorized, "bad signature", "the request's Standard Webhooks signature does not verify: "+err.Error(), nil)
 		return false
 	}
@@ -452,8 +459,8 @@ func (a *API) getState(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) enablePlatform(w http.ResponseWriter, r *http.Request) {
-	p := dispatcher.Platform(r.PathValue("platform"))
-	if !slices.Contains(dispatcher.ReadingPlatforms, p) {
+	p := event.Platform(r.PathValue("platform"))
+	if !slices.Contains(event.ReadingPlatforms(), p) {
 		problem(w, http.StatusNotFound, "not found", "unknown platform", nil)
 		return
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/event"
 	"github.com/digitalpost/postbud/dispatcher/httpapi"
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
 	"github.com/digitalpost/postbud/dispatcher/redistest"
@@ -30,7 +31,7 @@ func newAPI(t *testing.T, rdb redis.UniversalClient, prefix string) *httpapi.API
 		t.Fatal(err)
 	}
 	return httpapi.New(httpapi.Config{Dispatcher: d, Platforms: []httpapi.Platform{
-		{Name: dispatcher.Core, KeySHA256: httpapi.HashKey("core-key-0123456789")}}})
+		{Name: event.Core, KeySHA256: httpapi.HashKey("core-key-0123456789")}}})
 }
 
 func get(t *testing.T, h http.Handler, path string) int {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/event"
 )
 
 // Other is the label value recorded for anything outside a label's fixed
@@ -143,7 +144,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, c := range channelNames {
 		m.removed.WithLabelValues(c)
 	}
-	for _, t := range dispatcher.EventTypes {
+	for _, t := range event.Types() {
 		for _, s := range statusNames {
 			m.events.WithLabelValues(string(t), s)
 		}
@@ -182,7 +183,7 @@ func (m *Metrics) AddressRemoved(ch channels.Name) {
 }
 
 // Webhook records one webhook attempt to a platform.
-func (m *Metrics) Webhook(p dispatcher.Platform, result string, lag, took time.Duration) {
+func (m *Metrics) Webhook(p event.Platform, result string, lag, took time.Duration) {
 	pl := platform(p)
 	m.webhooks.WithLabelValues(pl, oneOf(result, resultNames)).Inc()
 	m.webhookLag.WithLabelValues(pl).Observe(lag.Seconds())
@@ -202,7 +203,7 @@ func (m *Metrics) EventN(typ, status string, n int) {
 		return
 	}
 	t := Other
-	if slices.Contains(dispatcher.EventTypes, dispatcher.EventType(typ)) {
+	if slices.Contains(event.Types(), event.Type(typ)) {
 		t = typ
 	}
 	m.events.WithLabelValues(t, oneOf(status, statusNames)).Add(float64(n))
@@ -214,8 +215,8 @@ func (m *Metrics) PaperJob(reason string) {
 	m.paper.WithLabelValues(oneOf(reason, paperNames)).Inc()
 }
 
-func platform(p dispatcher.Platform) string {
-	if slices.Contains(dispatcher.Platforms, p) {
+func platform(p event.Platform) string {
+	if slices.Contains(event.Platforms(), p) {
 		return string(p)
 	}
 	return Other

@@ -19,6 +19,7 @@ import (
 
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/event"
 	"github.com/digitalpost/postbud/dispatcher/metrics"
 	"github.com/digitalpost/postbud/dispatcher/redistest"
 )
@@ -73,11 +74,11 @@ func TestObserver(t *testing.T) {
 	obs.EventToAlert(channels.Email, 1500*time.Millisecond)
 	obs.EventToAlert(channels.Email, 2*time.Hour) // beyond the last bucket
 	obs.AddressRemoved(channels.APNs)
-	obs.Webhook(dispatcher.EBoks, "sent", 40*time.Millisecond, 20*time.Millisecond)
-	obs.Webhook(dispatcher.MitDK, channels.Transient.String(), 3*time.Hour, 10*time.Second)
-	m.Event(string(dispatcher.MessageReceived), metrics.StatusAccepted)
-	m.EventN(string(dispatcher.MessageRead), metrics.StatusDuplicate, 3)
-	m.EventN(string(dispatcher.MessageRead), metrics.StatusDuplicate, 0)
+	obs.Webhook(event.EBoks, "sent", 40*time.Millisecond, 20*time.Millisecond)
+	obs.Webhook(event.MitDK, channels.Transient.String(), 3*time.Hour, 10*time.Second)
+	m.Event(string(event.MessageReceived), metrics.StatusAccepted)
+	m.EventN(string(event.MessageRead), metrics.StatusDuplicate, 3)
+	m.EventN(string(event.MessageRead), metrics.StatusDuplicate, 0)
 	m.PaperJob(metrics.PaperExempt)
 	m.PaperJob(metrics.PaperUnder15)
 
@@ -87,7 +88,7 @@ func TestObserver(t *testing.T) {
 	obs.Delivered(channels.Email, dispatcher.ResultFailed, token, time.Millisecond)
 	obs.EventToAlert(channels.Name("+4512345678"), time.Second)
 	obs.AddressRemoved(channels.Name(token))
-	obs.Webhook(dispatcher.Platform(addr), cpr, time.Second, time.Second)
+	obs.Webhook(event.Platform(addr), cpr, time.Second, time.Second)
 	m.Event(cpr, addr)
 	m.Event("", metrics.StatusInvalid)
 	m.PaperJob(addr)
@@ -201,7 +202,7 @@ func TestConcurrentUse(t *testing.T) {
 			for range each {
 				m.Delivered(channels.FCM, dispatcher.ResultSent, "", time.Millisecond)
 				m.EventToAlert(channels.FCM, time.Second)
-				m.Webhook(dispatcher.BorgerDK, "sent", time.Second, time.Millisecond)
+				m.Webhook(event.BorgerDK, "sent", time.Second, time.Millisecond)
 				m.Event("message.read", metrics.StatusAccepted)
 			}
 		})

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/event"
 )
 
 // Publisher enqueues events. It is safe for concurrent use.
@@ -40,15 +41,14 @@ func NewFromRedisClient(c redis.UniversalClient, queuePrefix string) *Publisher 
 }
 
 // Publish validates one event in the wire form of contract v1 and enqueues
-// it. A *dispatcher.ValidationError names every bad field. duplicate is true
+// it. A *event.ValidationError names every bad field. duplicate is true
 // when an event with the same id is still queued.
-func (p *Publisher) Publish(ctx context.Context, event []byte) (duplicate bool, err error) {
-	ev, err := dispatcher.ParseEvent(event)
+func (p *Publisher) Publish(ctx context.Context, raw []byte) (duplicate bool, err error) {
+	ev, err := event.Parse(raw)
 	if err != nil {
 		return false, err
 	}
-	t := asynq.NewTask(dispatcher.TypeInbound, event, asynq.TaskID(dispatcher.EventTaskID(string(ev.Source), ev.Citizen().Digits(), ev.ID)),
-		asynq.Queue(p.queues.EventQueue(ev)), asynq.MaxRetry(25))
+	t := dispatcher.NewInboundTask(raw, ev, p.queues)
 	_, err = p.client.EnqueueContext(ctx, t)
 	if errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask) {
 		return true, nil

@@ -38,6 +38,7 @@ import (
 
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/event"
 )
 
 // Options tune a Store. Zero values take the defaults.
@@ -54,6 +55,8 @@ type Options struct {
 	// ReadTTL is how long a read letter is kept (default 30 days); only
 	// unread letters need LetterTTL.
 	ReadTTL time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
 }
 
 // Store is the Redis implementation of dispatcher.Store. Close it to stop
@@ -80,6 +83,9 @@ var _ dispatcher.Store = (*Store)(nil)
 func New(rdb redis.UniversalClient, o Options) *Store {
 	if o.Prefix == "" {
 		o.Prefix = "pb"
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	if o.LetterTTL == 0 {
 		o.LetterTTL = 200 * 24 * time.Hour
@@ -115,7 +121,7 @@ func (s *Store) disabledKey(p string) string { return s.o.Prefix + ":whoff:" + p
 
 // oldestKept is the received time (unix ms) before which letters have left
 // retention and drop out of the unread index.
-func (s *Store) oldestKept() int64 { return time.Now().Add(-s.o.LetterTTL).UnixMilli() }
+func (s *Store) oldestKept() int64 { return s.o.Now().Add(-s.o.LetterTTL).UnixMilli() }
 
 // deliveryRefTTL bounds how long a tracked delivery can be matched to its
 // provider's reports.
@@ -225,8 +231,8 @@ func decodeCitizen(key string, m map[string]string) *dispatcher.Citizen {
 
 func decodeLetter(id string, m map[string]string) *dispatcher.Letter {
 	l := &dispatcher.Letter{MessageID: id, SenderID: m["sid"], SenderName: m["sn"],
-		SenderKind: dispatcher.SenderKind(m["sk"]), Priority: dispatcher.Priority(m["pr"]),
-		Notification: m["nt"], Legal: m["lg"] == "1", Read: m["r"] == "1", ChangeBy: dispatcher.Platform(m["cb"])}
+		SenderKind: event.SenderKind(m["sk"]), Priority: event.Priority(m["pr"]),
+		Notification: m["nt"], Legal: m["lg"] == "1", Read: m["r"] == "1", ChangeBy: event.Platform(m["cb"])}
 	l.ReceivedAt = msTime(m["at"])
 	l.NotBefore = msTime(m["nb"])
 	l.ReplyBy = msTime(m["rb"])
@@ -357,7 +363,7 @@ func (s *Store) Record(ctx context.Context, citizen string, l *dispatcher.Letter
 }
 
 // UpdateContact applies a contact.updated event.
-func (s *Store) UpdateContact(ctx context.Context, citizen string, c *dispatcher.ContactData, at time.Time, eventID string) error {
+func (s *Store) UpdateContact(ctx context.Context, citizen string, c *event.ContactData, at time.Time, eventID string) error {
 	args := []any{at.UnixMilli(), s.o.EventTTL.Milliseconds()}
 	add := func(field string, v *string) {
 		if v != nil {
@@ -487,7 +493,7 @@ func (s *Store) Trail(ctx context.Context, messageID string) ([]dispatcher.Outco
 }
 
 // ApplyState applies a read or unread (stateScript).
-func (s *Store) ApplyState(ctx context.Context, citizen, messageID string, read bool, at time.Time, platform dispatcher.Platform, eventID string) (dispatcher.ReadState, bool, error) {
+func (s *Store) ApplyState(ctx context.Context, citizen, messageID string, read bool, at time.Time, platform event.Platform, eventID string) (dispatcher.ReadState, bool, error) {
 	r := "0"
 	if read {
 		r = "1"
@@ -508,7 +514,7 @@ func (s *Store) ApplyState(ctx context.Context, citizen, messageID string, read 
 	i := func(k int) int64 { n, _ := v[k].(int64); return n }
 	cb, _ := v[4].(string)
 	return dispatcher.ReadState{MessageID: messageID, Changed: i(0) == 1, Correct: i(0) == 2, Read: i(1) == 1, Version: i(2),
-		ChangedAt: time.UnixMilli(i(3)), ChangedBy: dispatcher.Platform(cb), Unread: int(i(5)), Received: i(6) == 1}, false, nil
+		ChangedAt: time.UnixMilli(i(3)), ChangedBy: event.Platform(cb), Unread: int(i(5)), Received: i(6) == 1}, false, nil
 }
 
 // MarkEvent marks a letter's event processed.
@@ -539,11 +545,11 @@ func (s *Store) State(ctx context.Context, citizen, messageID string) (dispatche
 	l := decodeLetter(messageID, m)
 	st := dispatcher.ReadState{MessageID: messageID, Read: l.Read, Version: l.Version, ChangedAt: l.ChangeAt,
 		ChangedBy: l.ChangeBy, Unread: int(cmds[1].(*redis.IntCmd).Val()), Received: l.SenderName != "",
-		Acked: map[dispatcher.Platform]int64{}}
+		Acked: map[event.Platform]int64{}}
 	for f, v := range m {
 		if p, ok := strings.CutPrefix(f, "a:"); ok {
 			n, _ := strconv.ParseInt(v, 10, 64)
-			st.Acked[dispatcher.Platform(p)] = n
+			st.Acked[event.Platform(p)] = n
 		}
 	}
 	return st, nil
@@ -560,31 +566,31 @@ func (s *Store) CitizenOf(ctx context.Context, messageID string) (string, error)
 
 // LockSync takes the lock that serialises one platform's webhooks for one
 // letter, so versions go out in order.
-func (s *Store) LockSync(ctx context.Context, citizen, messageID string, platform dispatcher.Platform, ttl time.Duration) (bool, error) {
+func (s *Store) LockSync(ctx context.Context, citizen, messageID string, platform event.Platform, ttl time.Duration) (bool, error) {
 	return s.rdb.SetNX(ctx, s.syncLockKey(citizen, messageID, string(platform)), "1", ttl).Result()
 }
 
 // UnlockSync releases LockSync's lock.
-func (s *Store) UnlockSync(ctx context.Context, citizen, messageID string, platform dispatcher.Platform) error {
+func (s *Store) UnlockSync(ctx context.Context, citizen, messageID string, platform event.Platform) error {
 	return s.rdb.Del(ctx, s.syncLockKey(citizen, messageID, string(platform))).Err()
 }
 
 // AckSync records the version a platform acknowledged.
-func (s *Store) AckSync(ctx context.Context, citizen, messageID string, platform dispatcher.Platform, version int64) error {
+func (s *Store) AckSync(ctx context.Context, citizen, messageID string, platform event.Platform, version int64) error {
 	return ackScript.Run(ctx, s.rdb, []string{s.letterKey(citizen, messageID)}, "a:"+string(platform), version).Err()
 }
 
 // PlatformDisabled reports whether a platform's webhook endpoint was
 // disabled (it answered 410).
-func (s *Store) PlatformDisabled(ctx context.Context, platform dispatcher.Platform) (bool, error) {
+func (s *Store) PlatformDisabled(ctx context.Context, platform event.Platform) (bool, error) {
 	n, err := s.rdb.Exists(ctx, s.disabledKey(string(platform))).Result()
 	return n == 1, err
 }
 
 // SetPlatformDisabled disables or re-enables a platform's webhook endpoint.
-func (s *Store) SetPlatformDisabled(ctx context.Context, platform dispatcher.Platform, disabled bool) error {
+func (s *Store) SetPlatformDisabled(ctx context.Context, platform event.Platform, disabled bool) error {
 	if disabled {
-		return s.rdb.Set(ctx, s.disabledKey(string(platform)), time.Now().UTC().Format(time.RFC3339), 0).Err()
+		return s.rdb.Set(ctx, s.disabledKey(string(platform)), s.o.Now().UTC().Format(time.RFC3339), 0).Err()
 	}
 	return s.rdb.Del(ctx, s.disabledKey(string(platform))).Err()
 }

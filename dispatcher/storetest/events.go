@@ -7,6 +7,7 @@ import (
 
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/event"
 )
 
 // Processed marks. An event is marked processed in one of four ways: by
@@ -34,7 +35,7 @@ var eventCases = []Case{
 	{"MarkEvent", "a marked letter event is seen by EventSeen, Lookup and ApplyState", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		record(t, s, alice, newLetter(msg1, at), nil, "ev-arrive")
-		st := apply(t, s, alice, msg1, true, at.Add(time.Second), dispatcher.EBoks, "ev-read")
+		st := apply(t, s, alice, msg1, true, at.Add(time.Second), event.EBoks, "ev-read")
 		must(t, s.MarkEvent(t.Context(), alice, msg1, "ev-read"))
 		if !seen(t, s, alice, msg1, "ev-read") {
 			t.Error("EventSeen: a marked event is not seen")
@@ -42,7 +43,7 @@ var eventCases = []Case{
 		if _, _, ok, err := s.Lookup(t.Context(), alice, msg1, "ev-read"); err != nil || !ok {
 			t.Errorf("Lookup of a marked event: seen %v, %v; want seen", ok, err)
 		}
-		got, ok, err := s.ApplyState(t.Context(), alice, msg1, true, at.Add(time.Second), dispatcher.EBoks, "ev-read")
+		got, ok, err := s.ApplyState(t.Context(), alice, msg1, true, at.Add(time.Second), event.EBoks, "ev-read")
 		if err != nil || !ok {
 			t.Fatalf("ApplyState of a marked event: seen %v, %v; want seen", ok, err)
 		}
@@ -105,7 +106,7 @@ func eventMarkedEachWay(t *testing.T, s dispatcher.Store) {
 		if c, l, ok, err := s.Lookup(ctx, alice, id, ev); err != nil || !ok || c != nil || l != nil {
 			t.Errorf("%s: Lookup = %v, %v, seen %v, %v; want seen and nothing else", m.name, c, l, ok, err)
 		}
-		if _, ok, err := s.ApplyState(ctx, alice, id, true, at, dispatcher.EBoks, ev); err != nil || !ok {
+		if _, ok, err := s.ApplyState(ctx, alice, id, true, at, event.EBoks, ev); err != nil || !ok {
 			t.Errorf("%s: ApplyState seen %v, %v; want seen", m.name, ok, err)
 		}
 	}
@@ -115,10 +116,10 @@ func eventMarkedEachWay(t *testing.T, s dispatcher.Store) {
 	}{
 		{"MarkRegistryEvent", func(ev string) error { return s.MarkRegistryEvent(ctx, alice, ev) }},
 		{"UpdateContact", func(ev string) error {
-			return s.UpdateContact(ctx, alice, &dispatcher.ContactData{Email: ptr("a@example.dk")}, at, ev)
+			return s.UpdateContact(ctx, alice, &event.ContactData{Email: ptr("a@example.dk")}, at, ev)
 		}},
 		{"UpdateContact, stale", func(ev string) error {
-			return s.UpdateContact(ctx, alice, &dispatcher.ContactData{Email: ptr("old@example.dk")}, at.Add(-time.Hour), ev)
+			return s.UpdateContact(ctx, alice, &event.ContactData{Email: ptr("old@example.dk")}, at.Add(-time.Hour), ev)
 		}},
 		{"RegisterDevice", func(ev string) error {
 			return s.RegisterDevice(ctx, alice, dispatcher.Device{App: "e-boks", Provider: "apns", Token: "tok", RegisteredAt: at}, ev)

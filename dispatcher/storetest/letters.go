@@ -8,6 +8,7 @@ import (
 
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/event"
 )
 
 // Letters: Lookup, Load, Record and what Record leaves behind (Trail,
@@ -43,12 +44,12 @@ var letterCases = []Case{
 	}},
 	{"Lookup", "a read state that came before the letter comes with it", func(t *testing.T, s dispatcher.Store) {
 		at := now()
-		apply(t, s, alice, msg1, true, at, dispatcher.MitDK, "ev-read")
+		apply(t, s, alice, msg1, true, at, event.MitDK, "ev-read")
 		_, l, ok, err := s.Lookup(t.Context(), alice, msg1, "ev-arrive")
 		if err != nil || ok {
 			t.Fatalf("Lookup: seen %v, %v", ok, err)
 		}
-		want := &dispatcher.Letter{MessageID: msg1, Read: true, Version: 1, ChangeAt: at, ChangeBy: dispatcher.MitDK}
+		want := &dispatcher.Letter{MessageID: msg1, Read: true, Version: 1, ChangeAt: at, ChangeBy: event.MitDK}
 		if diff := cmp.Diff(want, l, letterOpts...); diff != "" {
 			t.Errorf("letter (-want +got):\n%s", diff)
 		}
@@ -56,7 +57,7 @@ var letterCases = []Case{
 	{"Lookup", "the citizen as registered, devices in a stable order", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		ctx := t.Context()
-		must(t, s.UpdateContact(ctx, alice, &dispatcher.ContactData{Email: ptr("a@example.dk"), Mobile: ptr("+4512345678"),
+		must(t, s.UpdateContact(ctx, alice, &event.ContactData{Email: ptr("a@example.dk"), Mobile: ptr("+4512345678"),
 			Language: ptr("en"), Address: ptr("Vej 1, 8000 Aarhus C")}, at, "ev-c"))
 		for i, d := range []dispatcher.Device{
 			{App: "mit.dk", Provider: "fcm", Token: "f-2", Environment: "production", RegisteredAt: at},
@@ -84,7 +85,7 @@ var letterCases = []Case{
 	// stored: the badge update and delivery reports use the citizen even
 	// then.
 	{"Load", "an unknown letter: ErrNotFound with the citizen and an empty letter", func(t *testing.T, s dispatcher.Store) {
-		must(t, s.UpdateContact(t.Context(), alice, &dispatcher.ContactData{Email: ptr("a@example.dk")}, now(), "ev-c"))
+		must(t, s.UpdateContact(t.Context(), alice, &event.ContactData{Email: ptr("a@example.dk")}, now(), "ev-c"))
 		c, l, err := s.Load(t.Context(), alice, msg1)
 		wantNotFound(t, "Load(unknown letter)", err)
 		if c == nil || c.Key != alice || c.Email != "a@example.dk" {
@@ -107,7 +108,7 @@ var letterCases = []Case{
 		}
 	}},
 	{"Load", "a read state alone is not a stored letter", func(t *testing.T, s dispatcher.Store) {
-		apply(t, s, alice, msg1, true, now(), dispatcher.EBoks, "ev-read")
+		apply(t, s, alice, msg1, true, now(), event.EBoks, "ev-read")
 		_, l, err := s.Load(t.Context(), alice, msg1)
 		wantNotFound(t, "Load(read state only)", err)
 		if l == nil || !l.Read || l.Version != 1 {
@@ -180,7 +181,7 @@ var letterCases = []Case{
 		want := newLetter(msg1, at)
 		record(t, s, alice, want, nil, "ev-1")
 		changed := *want
-		changed.SenderName, changed.Priority = "Someone else", dispatcher.Urgent
+		changed.SenderName, changed.Priority = "Someone else", event.Urgent
 		record(t, s, alice, &changed, []dispatcher.Outcome{sent(at, "d-mail", channels.Email)}, "")
 		_, l := load(t, s, alice, msg1)
 		if diff := cmp.Diff(want, l, letterOpts...); diff != "" {
@@ -211,10 +212,10 @@ var letterCases = []Case{
 	}},
 	{"Record", "a letter read before it arrived stays read and is not counted", func(t *testing.T, s dispatcher.Store) {
 		at := now()
-		apply(t, s, alice, msg1, true, at, dispatcher.BorgerDK, "ev-read")
+		apply(t, s, alice, msg1, true, at, event.BorgerDK, "ev-read")
 		record(t, s, alice, newLetter(msg1, at), nil, "ev-1")
 		c, l := load(t, s, alice, msg1)
-		if !l.Read || l.Version != 1 || l.ChangeBy != dispatcher.BorgerDK || c.Unread != 0 {
+		if !l.Read || l.Version != 1 || l.ChangeBy != event.BorgerDK || c.Unread != 0 {
 			t.Errorf("letter %+v, unread %d; want read at version 1 by borger.dk, 0 unread", l, c.Unread)
 		}
 		if ids, err := s.UnreadSince(t.Context(), alice, at.Add(-time.Hour), at.Add(time.Hour)); err != nil || len(ids) != 0 {
@@ -344,7 +345,7 @@ var letterCases = []Case{
 			record(t, s, alice, newLetter(id, at.Add(time.Duration(i)*time.Minute)), nil, "ev-"+id)
 		}
 		record(t, s, bob, newLetter("m-bob", at.Add(2*time.Minute)), nil, "ev-bob")
-		apply(t, s, alice, "m-2", true, at.Add(time.Hour), dispatcher.EBoks, "ev-read")
+		apply(t, s, alice, "m-2", true, at.Add(time.Hour), event.EBoks, "ev-read")
 		got, err := s.UnreadSince(ctx, alice, at.Add(time.Minute), at.Add(4*time.Minute-time.Millisecond))
 		must(t, err)
 		if want := []string{"m-1", "m-3"}; !cmp.Equal(got, want) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/event"
 )
 
 // Delivery reports.
@@ -97,9 +98,9 @@ var stateCases = []Case{
 	{"ApplyState", "a read on a stored letter: changed, one version, the count follows", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		record(t, s, alice, newLetter(msg1, at), nil, "ev-1")
-		st := apply(t, s, alice, msg1, true, at.Add(time.Second), dispatcher.EBoks, "ev-read")
+		st := apply(t, s, alice, msg1, true, at.Add(time.Second), event.EBoks, "ev-read")
 		want := dispatcher.ReadState{MessageID: msg1, Read: true, Version: 1, ChangedAt: at.Add(time.Second),
-			ChangedBy: dispatcher.EBoks, Changed: true, Unread: 0, Received: true}
+			ChangedBy: event.EBoks, Changed: true, Unread: 0, Received: true}
 		if diff := cmp.Diff(want, st, equalTime); diff != "" {
 			t.Errorf("state (-want +got):\n%s", diff)
 		}
@@ -110,16 +111,16 @@ var stateCases = []Case{
 		record(t, s, alice, newLetter(msg2, at), nil, "ev-2")
 		for i, step := range []struct {
 			read       bool
-			platform   dispatcher.Platform
+			platform   event.Platform
 			wantV      int64
 			wantChange bool
 			wantUnread int
 		}{
-			{true, dispatcher.EBoks, 1, true, 1},
-			{false, dispatcher.MitDK, 2, true, 2},
-			{false, dispatcher.BorgerDK, 2, false, 2},
-			{true, dispatcher.DigitalPostApp, 3, true, 1},
-			{true, dispatcher.DigitalPostApp, 3, false, 1},
+			{true, event.EBoks, 1, true, 1},
+			{false, event.MitDK, 2, true, 2},
+			{false, event.BorgerDK, 2, false, 2},
+			{true, event.DigitalPostApp, 3, true, 1},
+			{true, event.DigitalPostApp, 3, false, 1},
 		} {
 			st := apply(t, s, alice, msg1, step.read, at.Add(time.Duration(i+1)*time.Second), step.platform, fmt.Sprintf("ev-s%d", i))
 			if st.Version != step.wantV || st.Changed != step.wantChange || st.Read != step.read || st.Unread != step.wantUnread || st.Correct {
@@ -136,8 +137,8 @@ var stateCases = []Case{
 	{"ApplyState", "a re-run before MarkEvent changes nothing", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		record(t, s, alice, newLetter(msg1, at), nil, "ev-1")
-		first := apply(t, s, alice, msg1, true, at, dispatcher.EBoks, "ev-read")
-		again := apply(t, s, alice, msg1, true, at, dispatcher.EBoks, "ev-read")
+		first := apply(t, s, alice, msg1, true, at, event.EBoks, "ev-read")
+		again := apply(t, s, alice, msg1, true, at, event.EBoks, "ev-read")
 		first.Changed = false
 		if diff := cmp.Diff(first, again, equalTime); diff != "" {
 			t.Errorf("re-run (-first +again):\n%s", diff)
@@ -145,8 +146,8 @@ var stateCases = []Case{
 	}},
 	{"ApplyState", "a read before the letter arrives is kept and shows on the letter", func(t *testing.T, s dispatcher.Store) {
 		at := now()
-		st := apply(t, s, alice, msg1, true, at, dispatcher.MitDK, "ev-read")
-		want := dispatcher.ReadState{MessageID: msg1, Read: true, Version: 1, ChangedAt: at, ChangedBy: dispatcher.MitDK,
+		st := apply(t, s, alice, msg1, true, at, event.MitDK, "ev-read")
+		want := dispatcher.ReadState{MessageID: msg1, Read: true, Version: 1, ChangedAt: at, ChangedBy: event.MitDK,
 			Changed: true, Received: false}
 		if diff := cmp.Diff(want, st, equalTime); diff != "" {
 			t.Errorf("state (-want +got):\n%s", diff)
@@ -166,8 +167,8 @@ var stateCases = []Case{
 	}},
 	{"ApplyState", "read then unread before the letter arrives: it arrives unread and counted", func(t *testing.T, s dispatcher.Store) {
 		at := now()
-		apply(t, s, alice, msg1, true, at, dispatcher.MitDK, "ev-read")
-		if st := apply(t, s, alice, msg1, false, at.Add(time.Second), dispatcher.EBoks, "ev-unread"); st.Version != 2 || st.Read {
+		apply(t, s, alice, msg1, true, at, event.MitDK, "ev-read")
+		if st := apply(t, s, alice, msg1, false, at.Add(time.Second), event.EBoks, "ev-unread"); st.Version != 2 || st.Read {
 			t.Errorf("unread before arrival: %+v; want unread at version 2", st)
 		}
 		record(t, s, alice, newLetter(msg1, at), nil, "ev-arrive")
@@ -181,11 +182,11 @@ var stateCases = []Case{
 			record(t, s, alice, newLetter(id, at), nil, "ev-"+id)
 		}
 		record(t, s, bob, newLetter(msg1, at), nil, "ev-bob")
-		apply(t, s, alice, msg1, true, at.Add(time.Second), dispatcher.EBoks, "ev-r1")
-		if st := apply(t, s, alice, msg2, true, at.Add(time.Second), dispatcher.EBoks, "ev-r2"); st.Unread != 1 {
+		apply(t, s, alice, msg1, true, at.Add(time.Second), event.EBoks, "ev-r1")
+		if st := apply(t, s, alice, msg2, true, at.Add(time.Second), event.EBoks, "ev-r2"); st.Unread != 1 {
 			t.Errorf("after two reads: unread %d, want 1", st.Unread)
 		}
-		if st := apply(t, s, alice, msg1, false, at.Add(2*time.Second), dispatcher.EBoks, "ev-u1"); st.Unread != 2 {
+		if st := apply(t, s, alice, msg1, false, at.Add(2*time.Second), event.EBoks, "ev-u1"); st.Unread != 2 {
 			t.Errorf("after an unread: unread %d, want 2", st.Unread)
 		}
 		if c, _ := load(t, s, bob, msg1); c.Unread != 1 {
@@ -195,7 +196,7 @@ var stateCases = []Case{
 	{"ApplyState", "concurrent writers converge to the last writer", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		record(t, s, alice, newLetter(msg1, at), nil, "ev-1")
-		platforms := []dispatcher.Platform{dispatcher.BorgerDK, dispatcher.DigitalPostApp, dispatcher.EBoks, dispatcher.MitDK}
+		platforms := []event.Platform{event.BorgerDK, event.DigitalPostApp, event.EBoks, event.MitDK}
 		const n = 16
 		together(n, func(i int) {
 			// Event i happened at i ms; the last one (n-1) is an unread.
@@ -239,36 +240,36 @@ func applyStateLWW(t *testing.T, s dispatcher.Store) {
 	type ev struct {
 		read     bool
 		at       time.Time
-		platform dispatcher.Platform
+		platform event.Platform
 	}
 	for i, tc := range []struct {
 		name                  string
 		prior, event          ev
 		wantRead              bool
-		wantBy                dispatcher.Platform
+		wantBy                event.Platform
 		wantAt                time.Time
 		wantV                 int64
 		wantChanged, wantCorr bool
 	}{
-		{"later and different: wins", ev{true, at, dispatcher.EBoks}, ev{false, at.Add(time.Second), dispatcher.MitDK},
-			false, dispatcher.MitDK, at.Add(time.Second), 2, true, false},
+		{"later and different: wins", ev{true, at, event.EBoks}, ev{false, at.Add(time.Second), event.MitDK},
+			false, event.MitDK, at.Add(time.Second), 2, true, false},
 		{"older and different, another platform: loses, that platform is corrected",
-			ev{true, at, dispatcher.EBoks}, ev{false, at.Add(-time.Second), dispatcher.MitDK},
-			true, dispatcher.EBoks, at, 2, false, true},
-		{"older and different, same platform: loses quietly", ev{true, at, dispatcher.EBoks}, ev{false, at.Add(-time.Second), dispatcher.EBoks},
-			true, dispatcher.EBoks, at, 1, false, false},
-		{"older and the same: nothing", ev{true, at, dispatcher.EBoks}, ev{true, at.Add(-time.Second), dispatcher.MitDK},
-			true, dispatcher.EBoks, at, 1, false, false},
-		{"later and the same: takes over, no new version", ev{true, at, dispatcher.EBoks}, ev{true, at.Add(time.Second), dispatcher.BorgerDK},
-			true, dispatcher.BorgerDK, at.Add(time.Second), 1, false, false},
-		{"tie: read beats unread", ev{true, at, dispatcher.BorgerDK}, ev{false, at, dispatcher.MitDK},
-			true, dispatcher.BorgerDK, at, 2, false, true},
-		{"tie: a read wins over an unread", ev{false, at, dispatcher.MitDK}, ev{true, at, dispatcher.BorgerDK},
-			true, dispatcher.BorgerDK, at, 1, true, false},
-		{"tie, same state: the greater platform name wins", ev{true, at, dispatcher.BorgerDK}, ev{true, at, dispatcher.MitDK},
-			true, dispatcher.MitDK, at, 1, false, false},
-		{"tie, same state: the lesser platform name loses", ev{true, at, dispatcher.MitDK}, ev{true, at, dispatcher.BorgerDK},
-			true, dispatcher.MitDK, at, 1, false, false},
+			ev{true, at, event.EBoks}, ev{false, at.Add(-time.Second), event.MitDK},
+			true, event.EBoks, at, 2, false, true},
+		{"older and different, same platform: loses quietly", ev{true, at, event.EBoks}, ev{false, at.Add(-time.Second), event.EBoks},
+			true, event.EBoks, at, 1, false, false},
+		{"older and the same: nothing", ev{true, at, event.EBoks}, ev{true, at.Add(-time.Second), event.MitDK},
+			true, event.EBoks, at, 1, false, false},
+		{"later and the same: takes over, no new version", ev{true, at, event.EBoks}, ev{true, at.Add(time.Second), event.BorgerDK},
+			true, event.BorgerDK, at.Add(time.Second), 1, false, false},
+		{"tie: read beats unread", ev{true, at, event.BorgerDK}, ev{false, at, event.MitDK},
+			true, event.BorgerDK, at, 2, false, true},
+		{"tie: a read wins over an unread", ev{false, at, event.MitDK}, ev{true, at, event.BorgerDK},
+			true, event.BorgerDK, at, 1, true, false},
+		{"tie, same state: the greater platform name wins", ev{true, at, event.BorgerDK}, ev{true, at, event.MitDK},
+			true, event.MitDK, at, 1, false, false},
+		{"tie, same state: the lesser platform name loses", ev{true, at, event.MitDK}, ev{true, at, event.BorgerDK},
+			true, event.MitDK, at, 1, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// A citizen of its own, for the unread count.
@@ -299,15 +300,15 @@ func applyStateOrders(t *testing.T, s dispatcher.Store) {
 	type ev struct {
 		read     bool
 		at       time.Time
-		platform dispatcher.Platform
+		platform event.Platform
 	}
 	events := []ev{
-		{true, at, dispatcher.BorgerDK},
-		{false, at.Add(time.Second), dispatcher.EBoks},
-		{true, at.Add(time.Second), dispatcher.DigitalPostApp},
-		{false, at.Add(time.Second), dispatcher.MitDK},
+		{true, at, event.BorgerDK},
+		{false, at.Add(time.Second), event.EBoks},
+		{true, at.Add(time.Second), event.DigitalPostApp},
+		{false, at.Add(time.Second), event.MitDK},
 	}
-	want := dispatcher.ReadState{Read: true, ChangedAt: at.Add(time.Second), ChangedBy: dispatcher.DigitalPostApp}
+	want := dispatcher.ReadState{Read: true, ChangedAt: at.Add(time.Second), ChangedBy: event.DigitalPostApp}
 	n := 0
 	for order := range permutations(len(events)) {
 		id := fmt.Sprintf("msg-order-%d", n)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/event"
 )
 
 // The citizen registry: contact data, devices, gone addresses, exemption.
@@ -15,9 +16,9 @@ var registryCases = []Case{
 	{"UpdateContact", "sets the given fields, keeps absent ones, deletes empty ones", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		ctx := t.Context()
-		must(t, s.UpdateContact(ctx, alice, &dispatcher.ContactData{Email: ptr("a@example.dk"), Mobile: ptr("+4512345678"),
+		must(t, s.UpdateContact(ctx, alice, &event.ContactData{Email: ptr("a@example.dk"), Mobile: ptr("+4512345678"),
 			Language: ptr("da"), Address: ptr("Vej 1")}, at, "ev-1"))
-		must(t, s.UpdateContact(ctx, alice, &dispatcher.ContactData{Email: ptr("new@example.dk"), Mobile: ptr("")},
+		must(t, s.UpdateContact(ctx, alice, &event.ContactData{Email: ptr("new@example.dk"), Mobile: ptr("")},
 			at.Add(time.Second), "ev-2"))
 		c := registered(t, s, alice)
 		if c.Email != "new@example.dk" || c.Mobile != "" || c.Language != "da" || c.Address != "Vej 1" {
@@ -27,8 +28,8 @@ var registryCases = []Case{
 	{"UpdateContact", "an older event changes nothing, and is marked", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		ctx := t.Context()
-		must(t, s.UpdateContact(ctx, alice, &dispatcher.ContactData{Email: ptr("new@example.dk")}, at, "ev-new"))
-		must(t, s.UpdateContact(ctx, alice, &dispatcher.ContactData{Email: ptr("old@example.dk"), Mobile: ptr("+4511111111")},
+		must(t, s.UpdateContact(ctx, alice, &event.ContactData{Email: ptr("new@example.dk")}, at, "ev-new"))
+		must(t, s.UpdateContact(ctx, alice, &event.ContactData{Email: ptr("old@example.dk"), Mobile: ptr("+4511111111")},
 			at.Add(-time.Minute), "ev-old"))
 		if c := registered(t, s, alice); c.Email != "new@example.dk" || c.Mobile != "" {
 			t.Errorf("citizen = %+v; an older event was applied", c)
@@ -40,9 +41,9 @@ var registryCases = []Case{
 	{"UpdateContact", "a re-run of a processed event changes nothing", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		ctx := t.Context()
-		must(t, s.UpdateContact(ctx, alice, &dispatcher.ContactData{Email: ptr("first@example.dk")}, at, "ev-1"))
-		must(t, s.UpdateContact(ctx, alice, &dispatcher.ContactData{Email: ptr("second@example.dk")}, at.Add(time.Second), "ev-2"))
-		must(t, s.UpdateContact(ctx, alice, &dispatcher.ContactData{Email: ptr("rerun@example.dk")}, at.Add(time.Hour), "ev-1"))
+		must(t, s.UpdateContact(ctx, alice, &event.ContactData{Email: ptr("first@example.dk")}, at, "ev-1"))
+		must(t, s.UpdateContact(ctx, alice, &event.ContactData{Email: ptr("second@example.dk")}, at.Add(time.Second), "ev-2"))
+		must(t, s.UpdateContact(ctx, alice, &event.ContactData{Email: ptr("rerun@example.dk")}, at.Add(time.Hour), "ev-1"))
 		if c := registered(t, s, alice); c.Email != "second@example.dk" {
 			t.Errorf("email = %q after a re-run of ev-1, want second@example.dk", c.Email)
 		}
@@ -98,7 +99,7 @@ var registryCases = []Case{
 	{"SetExemption", "grant with a forwarding address, then revoke", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		ctx := t.Context()
-		must(t, s.UpdateContact(ctx, alice, &dispatcher.ContactData{Address: ptr("Vej 1")}, at, "ev-c"))
+		must(t, s.UpdateContact(ctx, alice, &event.ContactData{Address: ptr("Vej 1")}, at, "ev-c"))
 		if ok, err := s.SetExemption(ctx, alice, true, "Postboks 7", at, "ev-1"); err != nil || !ok {
 			t.Fatalf("grant: applied %v, %v", ok, err)
 		}
@@ -168,7 +169,7 @@ func removeAddress(t *testing.T, s dispatcher.Store) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			citizen := "cit-" + tc.name
-			must(t, s.UpdateContact(ctx, citizen, &dispatcher.ContactData{Email: ptr("a@example.dk"), Mobile: ptr("+4512345678")}, at, "ev-c"))
+			must(t, s.UpdateContact(ctx, citizen, &event.ContactData{Email: ptr("a@example.dk"), Mobile: ptr("+4512345678")}, at, "ev-c"))
 			for _, d := range []dispatcher.Device{
 				{App: "e-boks", Provider: "apns", Token: "a-tok", Environment: "production", RegisteredAt: at},
 				{App: "mit.dk", Provider: "fcm", Token: "f-tok", Environment: "production", RegisteredAt: at},

@@ -27,6 +27,7 @@ import (
 
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/event"
 )
 
 // Case is one named conformance case about one Store method.
@@ -95,7 +96,7 @@ func now() time.Time { return time.Now().Truncate(time.Millisecond) }
 // metadata field set.
 func newLetter(id string, at time.Time) *dispatcher.Letter {
 	return &dispatcher.Letter{MessageID: id, SenderID: "sender-" + id, SenderName: "Skattestyrelsen",
-		SenderKind: dispatcher.SenderPublic, Priority: dispatcher.Normal, Notification: "Ny post fra Skat",
+		SenderKind: event.SenderPublic, Priority: event.Normal, Notification: "Ny post fra Skat",
 		ReceivedAt: at, Legal: true, NotBefore: at.Add(time.Hour), ReplyBy: at.Add(48 * time.Hour)}
 }
 
@@ -150,7 +151,7 @@ func load(t *testing.T, s dispatcher.Store, citizen, messageID string) (*dispatc
 	return c, l
 }
 
-func apply(t *testing.T, s dispatcher.Store, citizen, messageID string, read bool, at time.Time, p dispatcher.Platform, eventID string) dispatcher.ReadState {
+func apply(t *testing.T, s dispatcher.Store, citizen, messageID string, read bool, at time.Time, p event.Platform, eventID string) dispatcher.ReadState {
 	t.Helper()
 	st, seen, err := s.ApplyState(t.Context(), citizen, messageID, read, at, p, eventID)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/event"
 )
 
 // Webhook sync: the per-letter, per-platform lock, acknowledgements, and
@@ -14,26 +15,26 @@ import (
 var syncCases = []Case{
 	{"LockSync", "one holder per citizen, letter and platform", func(t *testing.T, s dispatcher.Store) {
 		ctx := t.Context()
-		lock := func(citizen, id string, p dispatcher.Platform) bool {
+		lock := func(citizen, id string, p event.Platform) bool {
 			t.Helper()
 			ok, err := s.LockSync(ctx, citizen, id, p, time.Minute)
 			must(t, err)
 			return ok
 		}
-		if !lock(alice, msg1, dispatcher.EBoks) {
+		if !lock(alice, msg1, event.EBoks) {
 			t.Fatal("a free lock was not taken")
 		}
-		if lock(alice, msg1, dispatcher.EBoks) {
+		if lock(alice, msg1, event.EBoks) {
 			t.Error("a held lock was taken again")
 		}
-		if !lock(alice, msg1, dispatcher.MitDK) || !lock(alice, msg2, dispatcher.EBoks) || !lock(bob, msg1, dispatcher.EBoks) {
+		if !lock(alice, msg1, event.MitDK) || !lock(alice, msg2, event.EBoks) || !lock(bob, msg1, event.EBoks) {
 			t.Error("the lock of another platform, letter or citizen was held")
 		}
 	}},
 	{"LockSync", "concurrent takers: exactly one wins", func(t *testing.T, s dispatcher.Store) {
 		var won atomic.Int32
 		together(8, func(int) {
-			ok, err := s.LockSync(t.Context(), alice, msg1, dispatcher.BorgerDK, time.Minute)
+			ok, err := s.LockSync(t.Context(), alice, msg1, event.BorgerDK, time.Minute)
 			if err != nil {
 				t.Error(err)
 			}
@@ -47,56 +48,56 @@ var syncCases = []Case{
 	}},
 	{"LockSync", "a lock lapses after its ttl", func(t *testing.T, s dispatcher.Store) {
 		ctx := t.Context()
-		if ok, err := s.LockSync(ctx, alice, msg1, dispatcher.EBoks, 100*time.Millisecond); err != nil || !ok {
+		if ok, err := s.LockSync(ctx, alice, msg1, event.EBoks, 100*time.Millisecond); err != nil || !ok {
 			t.Fatalf("LockSync = %v, %v", ok, err)
 		}
-		if ok, _ := s.LockSync(ctx, alice, msg1, dispatcher.EBoks, time.Minute); ok {
+		if ok, _ := s.LockSync(ctx, alice, msg1, event.EBoks, time.Minute); ok {
 			t.Fatal("taken again at once")
 		}
 		eventually(t, 5*time.Second, "the lock did not lapse", func() bool {
-			ok, err := s.LockSync(ctx, alice, msg1, dispatcher.EBoks, time.Minute)
+			ok, err := s.LockSync(ctx, alice, msg1, event.EBoks, time.Minute)
 			must(t, err)
 			return ok
 		})
 	}},
 	{"UnlockSync", "frees the lock of that platform only; a free lock is no error", func(t *testing.T, s dispatcher.Store) {
 		ctx := t.Context()
-		for _, p := range []dispatcher.Platform{dispatcher.EBoks, dispatcher.MitDK} {
+		for _, p := range []event.Platform{event.EBoks, event.MitDK} {
 			if ok, err := s.LockSync(ctx, alice, msg1, p, time.Minute); err != nil || !ok {
 				t.Fatalf("LockSync(%s) = %v, %v", p, ok, err)
 			}
 		}
-		must(t, s.UnlockSync(ctx, alice, msg1, dispatcher.EBoks))
-		if ok, err := s.LockSync(ctx, alice, msg1, dispatcher.EBoks, time.Minute); err != nil || !ok {
+		must(t, s.UnlockSync(ctx, alice, msg1, event.EBoks))
+		if ok, err := s.LockSync(ctx, alice, msg1, event.EBoks, time.Minute); err != nil || !ok {
 			t.Errorf("after UnlockSync: LockSync = %v, %v; want taken", ok, err)
 		}
-		if ok, _ := s.LockSync(ctx, alice, msg1, dispatcher.MitDK, time.Minute); ok {
+		if ok, _ := s.LockSync(ctx, alice, msg1, event.MitDK, time.Minute); ok {
 			t.Error("UnlockSync freed another platform's lock")
 		}
-		must(t, s.UnlockSync(ctx, bob, msg2, dispatcher.BorgerDK))
+		must(t, s.UnlockSync(ctx, bob, msg2, event.BorgerDK))
 	}},
 	{"AckSync", "acknowledgements only go up, per platform", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		ctx := t.Context()
 		record(t, s, alice, newLetter(msg1, at), nil, "ev-1")
 		for _, a := range []struct {
-			p dispatcher.Platform
+			p event.Platform
 			v int64
-		}{{dispatcher.EBoks, 2}, {dispatcher.MitDK, 1}, {dispatcher.EBoks, 3}, {dispatcher.EBoks, 1}, {dispatcher.MitDK, 1}} {
+		}{{event.EBoks, 2}, {event.MitDK, 1}, {event.EBoks, 3}, {event.EBoks, 1}, {event.MitDK, 1}} {
 			must(t, s.AckSync(ctx, alice, msg1, a.p, a.v))
 		}
 		st := state(t, s, alice, msg1)
-		if st.Acked[dispatcher.EBoks] != 3 || st.Acked[dispatcher.MitDK] != 1 || len(st.Acked) != 2 {
+		if st.Acked[event.EBoks] != 3 || st.Acked[event.MitDK] != 1 || len(st.Acked) != 2 {
 			t.Errorf("acked = %v, want e-boks 3, mit.dk 1", st.Acked)
 		}
 	}},
 	{"AckSync", "an acknowledgement for an unknown letter makes no letter", func(t *testing.T, s dispatcher.Store) {
-		must(t, s.AckSync(t.Context(), alice, msg1, dispatcher.EBoks, 4))
+		must(t, s.AckSync(t.Context(), alice, msg1, event.EBoks, 4))
 		_, err := s.State(t.Context(), alice, msg1)
 		wantNotFound(t, "State after AckSync of an unknown letter", err)
 	}},
 	{"PlatformDisabled", "no platform is disabled at first", func(t *testing.T, s dispatcher.Store) {
-		for _, p := range []dispatcher.Platform{dispatcher.BorgerDK, dispatcher.DigitalPostApp, dispatcher.EBoks, dispatcher.MitDK} {
+		for _, p := range []event.Platform{event.BorgerDK, event.DigitalPostApp, event.EBoks, event.MitDK} {
 			if off, err := s.PlatformDisabled(t.Context(), p); err != nil || off {
 				t.Errorf("PlatformDisabled(%s) = %v, %v; want enabled", p, off, err)
 			}
@@ -104,20 +105,20 @@ var syncCases = []Case{
 	}},
 	{"SetPlatformDisabled", "disables and re-enables one platform", func(t *testing.T, s dispatcher.Store) {
 		ctx := t.Context()
-		off := func(p dispatcher.Platform) bool {
+		off := func(p event.Platform) bool {
 			t.Helper()
 			v, err := s.PlatformDisabled(ctx, p)
 			must(t, err)
 			return v
 		}
-		must(t, s.SetPlatformDisabled(ctx, dispatcher.MitDK, true))
-		must(t, s.SetPlatformDisabled(ctx, dispatcher.MitDK, true))
-		if !off(dispatcher.MitDK) || off(dispatcher.EBoks) {
+		must(t, s.SetPlatformDisabled(ctx, event.MitDK, true))
+		must(t, s.SetPlatformDisabled(ctx, event.MitDK, true))
+		if !off(event.MitDK) || off(event.EBoks) {
 			t.Error("after disabling mit.dk: wrong platforms disabled")
 		}
-		must(t, s.SetPlatformDisabled(ctx, dispatcher.MitDK, false))
-		must(t, s.SetPlatformDisabled(ctx, dispatcher.EBoks, false))
-		if off(dispatcher.MitDK) || off(dispatcher.EBoks) {
+		must(t, s.SetPlatformDisabled(ctx, event.MitDK, false))
+		must(t, s.SetPlatformDisabled(ctx, event.EBoks, false))
+		if off(event.MitDK) || off(event.EBoks) {
 			t.Error("after re-enabling: a platform still disabled")
 		}
 	}},

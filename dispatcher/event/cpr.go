@@ -1,9 +1,11 @@
-package dispatcher
+package event
 
 import (
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
+	_ "time/tzdata" // Europe/Copenhagen where the system has no zone database
 )
 
 // CPR is a Danish civil registration number, normalised to ten digits
@@ -87,12 +89,12 @@ func (c CPR) BirthDate() time.Time {
 // AgeOn returns the citizen's age in whole years on the calendar day of t
 // (Europe/Copenhagen). Someone born on 29 February turns a year older on
 // 1 March in common years.
-func (c CPR) AgeOn(t time.Time) int { return ageOn(c.BirthDate(), t) }
+func (c CPR) AgeOn(t time.Time) int { return Age(c.BirthDate(), t) }
 
-// ageOn is the age in whole years on t's Copenhagen calendar day of someone
+// Age is the age in whole years on t's Copenhagen calendar day of someone
 // born on b's date.
-func ageOn(b, t time.Time) int {
-	lt := t.In(copenhagen)
+func Age(b, t time.Time) int {
+	lt := t.In(copenhagen())
 	age := lt.Year() - b.Year()
 	if lt.Month() < b.Month() || (lt.Month() == b.Month() && lt.Day() < b.Day()) {
 		age--
@@ -100,12 +102,17 @@ func ageOn(b, t time.Time) int {
 	return age
 }
 
-var copenhagen = mustLoadLocation("Europe/Copenhagen")
+// Copenhagen returns the Europe/Copenhagen location, the time zone of the
+// Digital Post rules. It is loaded once; time/tzdata embeds the zone
+// database, so it loads on a system without one too.
+func Copenhagen() *time.Location { return copenhagen() }
 
-func mustLoadLocation(name string) *time.Location {
-	loc, err := time.LoadLocation(name)
+var copenhagen = sync.OnceValue(func() *time.Location {
+	loc, err := time.LoadLocation("Europe/Copenhagen")
 	if err != nil {
-		panic(err)
+		// Unreachable: LoadLocation falls back to the embedded database,
+		// which holds the zone. TestCopenhagen checks it.
+		return time.FixedZone("CET", 3600)
 	}
 	return loc
-}
+})

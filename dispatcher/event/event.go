@@ -1,4 +1,4 @@
-package dispatcher
+package event
 
 import (
 	"bytes"
@@ -12,24 +12,27 @@ import (
 	"unicode/utf8"
 )
 
-// EventType names an event of the contract (docs/events.md).
-type EventType string
+// Type names an event of the contract (docs/events.md).
+type Type string
 
 // The event types of contract v1.
 const (
-	MessageReceived    EventType = "message.received"
-	MessageRead        EventType = "message.read"
-	MessageUnread      EventType = "message.unread"
-	ContactUpdated     EventType = "contact.updated"
-	DeviceRegistered   EventType = "device.registered"
-	DeviceUnregistered EventType = "device.unregistered"
-	ExemptionGranted   EventType = "exemption.granted"
-	ExemptionRevoked   EventType = "exemption.revoked"
+	MessageReceived    Type = "message.received"
+	MessageRead        Type = "message.read"
+	MessageUnread      Type = "message.unread"
+	ContactUpdated     Type = "contact.updated"
+	DeviceRegistered   Type = "device.registered"
+	DeviceUnregistered Type = "device.unregistered"
+	ExemptionGranted   Type = "exemption.granted"
+	ExemptionRevoked   Type = "exemption.revoked"
 )
 
-// EventTypes lists every event type, in contract order.
-var EventTypes = []EventType{MessageReceived, MessageRead, MessageUnread, ContactUpdated,
+// types are the event types, in contract order.
+var types = [...]Type{MessageReceived, MessageRead, MessageUnread, ContactUpdated,
 	DeviceRegistered, DeviceUnregistered, ExemptionGranted, ExemptionRevoked}
+
+// Types returns every event type, in contract order, in a fresh slice.
+func Types() []Type { return append([]Type(nil), types[:]...) }
 
 // Platform is a source of events: the core that stores letters, or one of
 // the four platforms citizens read them on.
@@ -44,14 +47,34 @@ const (
 	MitDK          Platform = "mit.dk"
 )
 
-// Platforms lists every platform.
-var Platforms = []Platform{Core, BorgerDK, DigitalPostApp, EBoks, MitDK}
+// The one list of the platforms, the reading platforms and the apps. They
+// are arrays, so no caller can change them; the functions below hand out
+// copies.
+var (
+	platforms        = [...]Platform{Core, BorgerDK, DigitalPostApp, EBoks, MitDK}
+	readingPlatforms = [...]Platform{BorgerDK, DigitalPostApp, EBoks, MitDK}
+	apps             = [...]string{string(DigitalPostApp), string(EBoks), string(MitDK)}
+)
 
-// ReadingPlatforms are the four places a citizen reads letters.
-var ReadingPlatforms = []Platform{BorgerDK, DigitalPostApp, EBoks, MitDK}
+// Platforms returns every platform, core first, in a fresh slice.
+func Platforms() []Platform { return append([]Platform(nil), platforms[:]...) }
 
-// Apps are the citizen apps that register push tokens.
-var Apps = []string{"digital-post-app", "e-boks", "mit.dk"}
+// ReadingPlatforms returns the four places a citizen reads letters, in a
+// fresh slice.
+func ReadingPlatforms() []Platform { return append([]Platform(nil), readingPlatforms[:]...) }
+
+// Apps returns the citizen apps that register push tokens, in a fresh
+// slice.
+func Apps() []string { return append([]string(nil), apps[:]...) }
+
+// IsPlatform reports whether p is a platform of the contract.
+func IsPlatform(p Platform) bool { return oneOf(p, platforms[:]) }
+
+// IsReadingPlatform reports whether p is one of the four reading platforms.
+func IsReadingPlatform(p Platform) bool { return oneOf(p, readingPlatforms[:]) }
+
+// IsApp reports whether name is a citizen app.
+func IsApp(name string) bool { return oneOf(name, apps[:]) }
 
 // SenderKind says which exemption rules apply to a letter's sender.
 type SenderKind string
@@ -87,7 +110,7 @@ const (
 // and Birth first.
 type Event struct {
 	ID         string    `json:"id"`
-	Type       EventType `json:"type"`
+	Type       Type      `json:"type"`
 	OccurredAt time.Time `json:"occurred_at"`
 	Source     Platform  `json:"source"`
 	// CitizenKey is the pseudonymous key of the citizen (Keyer.CitizenKey).
@@ -266,10 +289,10 @@ var (
 	tokenChars  = regexp.MustCompile(`^[A-Za-z0-9_:.\-]+$`)
 )
 
-// ParseEvent decodes and validates one event in the wire form of contract
+// Parse decodes and validates one event in the wire form of contract
 // v1. Unknown fields are refused. The returned error is a *ValidationError
 // naming every bad field.
-func ParseEvent(b []byte) (*Event, error) {
+func Parse(b []byte) (*Event, error) {
 	v := &validator{}
 	if len(b) > MaxEventBytes {
 		v.add("", fmt.Sprintf("event is larger than %d bytes", MaxEventBytes))
@@ -296,8 +319,8 @@ func ParseEvent(b []byte) (*Event, error) {
 	}
 	if w.Source == nil {
 		v.add("source", "required")
-	} else if !oneOf(Platform(*w.Source), Platforms) {
-		v.add("source", "must be one of "+list(Platforms))
+	} else if !IsPlatform(Platform(*w.Source)) {
+		v.add("source", "must be one of "+list(platforms[:]))
 	} else {
 		ev.Source = Platform(*w.Source)
 	}
@@ -305,9 +328,9 @@ func ParseEvent(b []byte) (*Event, error) {
 		v.add("type", "required")
 		return nil, v.err()
 	}
-	ev.Type = EventType(*w.Type)
-	if !oneOf(ev.Type, EventTypes) {
-		v.add("type", "must be one of "+list(EventTypes))
+	ev.Type = Type(*w.Type)
+	if !oneOf(ev.Type, types[:]) {
+		v.add("type", "must be one of "+list(types[:]))
 		return nil, v.err()
 	}
 	if len(w.Data) == 0 || string(w.Data) == "null" {
@@ -531,8 +554,8 @@ func parseRead(b []byte, v *validator) *ReadData {
 	}
 	if w.Platform == nil {
 		v.add("data.platform", "required")
-	} else if !oneOf(Platform(*w.Platform), ReadingPlatforms) {
-		v.add("data.platform", "must be one of "+list(ReadingPlatforms))
+	} else if !IsReadingPlatform(Platform(*w.Platform)) {
+		v.add("data.platform", "must be one of "+list(readingPlatforms[:]))
 	} else {
 		r.Platform = Platform(*w.Platform)
 	}
@@ -590,8 +613,8 @@ func parseDevice(b []byte, v *validator, register bool) *DeviceData {
 	d := &DeviceData{CPR: v.cpr("data.cpr", w.CPR)}
 	if w.App == nil {
 		v.add("data.app", "required")
-	} else if !oneOf(*w.App, Apps) {
-		v.add("data.app", "must be one of "+strings.Join(Apps, ", "))
+	} else if !IsApp(*w.App) {
+		v.add("data.app", "must be one of "+list(apps[:]))
 	} else {
 		d.App = *w.App
 	}

@@ -1,4 +1,4 @@
-package dispatcher
+package event
 
 import (
 	"bytes"
@@ -244,5 +244,24 @@ func TestCPRRedacts(t *testing.T) {
 	}
 	if got := strings.Count(out, `"[cpr]"`); got != 3 {
 		t.Errorf("log line has %d redacted values, want 3: %s", got, out)
+	}
+}
+
+func TestCopenhagen(t *testing.T) {
+	loc := Copenhagen()
+	if loc.String() != "Europe/Copenhagen" {
+		t.Fatalf("Copenhagen() = %s, want Europe/Copenhagen", loc)
+	}
+	for _, tc := range []struct {
+		at   time.Time
+		name string
+		off  int
+	}{
+		{time.Date(2024, 1, 15, 12, 0, 0, 0, time.UTC), "CET", 3600},
+		{time.Date(2024, 7, 15, 12, 0, 0, 0, time.UTC), "CEST", 7200},
+	} {
+		if name, off := tc.at.In(loc).Zone(); name != tc.name || off != tc.off {
+			t.Errorf("%s in Copenhagen: zone %s %d, want %s %d", tc.at, name, off, tc.name, tc.off)
+		}
 	}
 }

@@ -1,4 +1,4 @@
-package dispatcher
+package rules
 
 import (
 	"strings"
@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/digitalpost/postbud/dispatcher/event"
 )
 
 // polUTC is an instant written in UTC, so that expected values in the
@@ -16,9 +18,9 @@ func polUTC(y int, m time.Month, d, hh, mm, ss, ns int) time.Time {
 	return time.Date(y, m, d, hh, mm, ss, ns, time.UTC)
 }
 
-func polCPR(t *testing.T, s string) CPR {
+func polCPR(t *testing.T, s string) event.CPR {
 	t.Helper()
-	c, err := ParseCPR(s)
+	c, err := event.ParseCPR(s)
 	if err != nil {
 		t.Fatalf("ParseCPR: %v", err)
 	}
@@ -473,10 +475,10 @@ func FuzzCheckNotification(f *testing.F) {
 			t.Fatalf("CheckNotification accepted invalid UTF-8 %q", s)
 		}
 		n := NormalizeGSM(s)
-		if c := utf8.RuneCountInString(s); c > MaxNotificationRunes {
+		if c := utf8.RuneCountInString(s); c > event.MaxNotificationRunes {
 			t.Fatalf("CheckNotification accepted %d characters: %q", c, s)
 		}
-		if c := utf8.RuneCountInString(n); c > MaxNotificationRunes {
+		if c := utf8.RuneCountInString(n); c > event.MaxNotificationRunes {
 			t.Fatalf("CheckNotification accepted %q, %d characters once normalised", s, c)
 		}
 		if r := polMaxDigitRun(n); r >= 8 {
@@ -617,39 +619,39 @@ func TestRoute(t *testing.T) {
 	minorNoPaper := Decision{Reason: "under 15"}
 	minorPaper := Decision{Paper: true, Reason: "under 15"}
 	type in struct {
-		kind                           SenderKind
+		kind                           event.SenderKind
 		exempt, under15, paperForMinor bool
 	}
 	tests := []struct {
 		in   in
 		want Decision
 	}{
-		{in{SenderPublic, false, false, false}, digital},
-		{in{SenderPublic, false, false, true}, digital},
-		{in{SenderPublic, false, true, false}, minorNoPaper},
-		{in{SenderPublic, false, true, true}, minorPaper},
-		{in{SenderPublic, true, false, false}, exempt},
-		{in{SenderPublic, true, false, true}, exempt},
-		{in{SenderPublic, true, true, false}, exempt},
-		{in{SenderPublic, true, true, true}, exempt},
+		{in{event.SenderPublic, false, false, false}, digital},
+		{in{event.SenderPublic, false, false, true}, digital},
+		{in{event.SenderPublic, false, true, false}, minorNoPaper},
+		{in{event.SenderPublic, false, true, true}, minorPaper},
+		{in{event.SenderPublic, true, false, false}, exempt},
+		{in{event.SenderPublic, true, false, true}, exempt},
+		{in{event.SenderPublic, true, true, false}, exempt},
+		{in{event.SenderPublic, true, true, true}, exempt},
 
-		{in{SenderPublicSpecial, false, false, false}, digital},
-		{in{SenderPublicSpecial, false, false, true}, digital},
-		{in{SenderPublicSpecial, false, true, false}, digital},
-		{in{SenderPublicSpecial, false, true, true}, digital},
-		{in{SenderPublicSpecial, true, false, false}, digital},
-		{in{SenderPublicSpecial, true, false, true}, digital},
-		{in{SenderPublicSpecial, true, true, false}, digital},
-		{in{SenderPublicSpecial, true, true, true}, digital},
+		{in{event.SenderPublicSpecial, false, false, false}, digital},
+		{in{event.SenderPublicSpecial, false, false, true}, digital},
+		{in{event.SenderPublicSpecial, false, true, false}, digital},
+		{in{event.SenderPublicSpecial, false, true, true}, digital},
+		{in{event.SenderPublicSpecial, true, false, false}, digital},
+		{in{event.SenderPublicSpecial, true, false, true}, digital},
+		{in{event.SenderPublicSpecial, true, true, false}, digital},
+		{in{event.SenderPublicSpecial, true, true, true}, digital},
 
-		{in{SenderPrivate, false, false, false}, digital},
-		{in{SenderPrivate, false, false, true}, digital},
-		{in{SenderPrivate, false, true, false}, digital},
-		{in{SenderPrivate, false, true, true}, digital},
-		{in{SenderPrivate, true, false, false}, digital},
-		{in{SenderPrivate, true, false, true}, digital},
-		{in{SenderPrivate, true, true, false}, digital},
-		{in{SenderPrivate, true, true, true}, digital},
+		{in{event.SenderPrivate, false, false, false}, digital},
+		{in{event.SenderPrivate, false, false, true}, digital},
+		{in{event.SenderPrivate, false, true, false}, digital},
+		{in{event.SenderPrivate, false, true, true}, digital},
+		{in{event.SenderPrivate, true, false, false}, digital},
+		{in{event.SenderPrivate, true, false, true}, digital},
+		{in{event.SenderPrivate, true, true, false}, digital},
+		{in{event.SenderPrivate, true, true, true}, digital},
 
 		// An unknown kind is treated as public.
 		{in{"", false, false, false}, digital},
@@ -672,7 +674,7 @@ func TestRoute(t *testing.T) {
 			t.Errorf("Route(%+v) mismatch (-want +got):\n%s", tc.in, diff)
 		}
 	}
-	for _, k := range []SenderKind{SenderPublic, SenderPublicSpecial, SenderPrivate, ""} {
+	for _, k := range []event.SenderKind{event.SenderPublic, event.SenderPublicSpecial, event.SenderPrivate, ""} {
 		for i := range 8 {
 			key := in{k, i&4 != 0, i&2 != 0, i&1 != 0}
 			if !seen[key] {

@@ -1,11 +1,10 @@
-package dispatcher
-
-// This file holds the pure decisions of the Digital Post rules:
-// quiet hours, the privacy check of a sender's notification
-// text, the age rule, the six-month forwarding window, the sender list of a
-// coalesced alert and the routing of a letter to digital or paper. Each is a
+// Package rules holds the pure decisions of the Digital Post rules: quiet
+// hours, the privacy check of a sender's notification text, the age rule,
+// the six-month forwarding window, the texts of coalesced and reminder
+// alerts and the routing of a letter to digital or paper. Each is a
 // function of its inputs and an explicit time; none does I/O or reads the
 // clock. Local times are those of Europe/Copenhagen.
+package rules
 
 import (
 	"fmt"
@@ -14,6 +13,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/digitalpost/postbud/dispatcher/event"
 )
 
 // Clock is a wall-clock time of day, minute precision: {22, 0} is 22:00.
@@ -175,6 +176,14 @@ func wall(t time.Time) time.Time {
 	return time.Date(l.Year(), l.Month(), l.Day(), l.Hour(), l.Minute(), l.Second(), l.Nanosecond(), time.UTC)
 }
 
+// copenhagen is Europe/Copenhagen, the zone of every local time here.
+var copenhagen = event.Copenhagen()
+
+// LocalTime formats t on the Copenhagen wall clock with layout, for the
+// reasons recorded in a letter's trail ("quiet hours until 2024-03-02
+// 07:00 CET").
+func LocalTime(t time.Time, layout string) string { return t.In(copenhagen).Format(layout) }
+
 // Reasons CheckNotification gives for refusing a text. They never quote it.
 const (
 	reasonEmpty   = "empty"
@@ -232,7 +241,7 @@ func CheckNotification(text string) (ok bool, reason string) {
 	switch {
 	case strings.TrimSpace(s) == "":
 		return false, reasonEmpty
-	case utf8.RuneCountInString(s) > MaxNotificationRunes:
+	case utf8.RuneCountInString(s) > event.MaxNotificationRunes:
 		return false, reasonTooLong
 	case strings.ContainsFunc(s, func(r rune) bool { return (r < 0x20 && r != '\n') || r == 0x7F }):
 		return false, reasonControl
@@ -343,7 +352,11 @@ func NormalizeGSM(s string) string { return gsmReplacer.Replace(s) }
 // Digital Post from public senders is mandatory, on the Copenhagen calendar
 // day of on (the letter's date). A citizen born on 29 February turns 15 on
 // 1 March in a common year (CPR.AgeOn).
-func UnderAge(c CPR, on time.Time) bool { return c.AgeOn(on) < 15 }
+func UnderAge(c event.CPR, on time.Time) bool { return c.AgeOn(on) < 15 }
+
+// UnderAgeBorn is UnderAge for a citizen known by birth date only (the
+// pseudonymised event's Birth): the Copenhagen calendar day of on decides.
+func UnderAgeBorn(birth, on time.Time) bool { return event.Age(birth, on) < 15 }
 
 // ForwardWindowStart returns the start of the six months of unopened Digital
 // Post a citizen may have sent on paper when exempted at grantedAt: the same
@@ -376,6 +389,35 @@ func InForwardWindow(received, grantedAt time.Time) bool {
 
 func daysIn(y int, m time.Month) int {
 	return time.Date(y, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
+}
+
+// MaxNamedSenders is how many senders a coalesced alert names; the rest
+// are counted.
+const MaxNamedSenders = 3
+
+// CoalescedSenderList returns the sender list of a coalesced alert in the
+// citizen's language ("da" unless "en"): CoalescedSenders(names,
+// MaxNamedSenders), then "2 andre afsendere" ("2 other senders") for the
+// senders not named.
+func CoalescedSenderList(names []string, lang string) []string {
+	shown, more := CoalescedSenders(names, MaxNamedSenders)
+	if more > 0 {
+		if lang == "en" {
+			shown = append(shown, fmt.Sprintf("%d other senders", more))
+		} else {
+			shown = append(shown, fmt.Sprintf("%d andre afsendere", more))
+		}
+	}
+	return shown
+}
+
+// ReminderText is the alert text of the reply_by reminder of an unread
+// letter from sender, in the citizen's language ("da" unless "en").
+func ReminderText(lang, sender string) string {
+	if lang == "en" {
+		return "Reminder: you have unread Digital Post from " + sender + " with a deadline."
+	}
+	return "Påmindelse: Du har ulæst Digital Post fra " + sender + " med svarfrist."
 }
 
 // CoalescedSenders returns the sender names to show in one alert for
@@ -419,8 +461,8 @@ type Decision struct {
 // legislation (public-special) and private senders are not covered by the
 // exemption or the age rule: their letters are always digital. An unknown
 // sender kind is treated as public, the strictest.
-func Route(kind SenderKind, exempt bool, under15 bool, paperForMinors bool) Decision {
-	if kind == SenderPublicSpecial || kind == SenderPrivate {
+func Route(kind event.SenderKind, exempt bool, under15 bool, paperForMinors bool) Decision {
+	if kind == event.SenderPublicSpecial || kind == event.SenderPrivate {
 		return Decision{Digital: true}
 	}
 	switch {

@@ -1,4 +1,4 @@
-package dispatcher
+package event
 
 import (
 	"strings"
@@ -23,31 +23,43 @@ func TestNormalizeMobile(t *testing.T) {
 		cc    = "must be in E.164 form with country code (+4512345678)"
 		span  = "must be in E.164 form: + then 8 to 15 digits"
 		dk    = "a Danish number has 8 digits after +45"
+
+		unassigned = "is not a number in an assigned range of its country"
+		notMobile  = "must be a mobile number, not a landline or service number"
 	)
 	tests := []struct {
 		in, want, wantErr string
 	}{
 		// Danish numbers without a country code get +45.
-		{in: "12345678", want: "+4512345678"},
-		{in: "12 34 56 78", want: "+4512345678"},
-		{in: "1234 5678", want: "+4512345678"},
-		{in: "12-34-56-78", want: "+4512345678"},
-		{in: "12.34.56.78", want: "+4512345678"},
-		{in: "(12) 34 56 78", want: "+4512345678"},
-		{in: " 12345678 ", want: "+4512345678"},
+		{in: "20123456", want: "+4520123456"},
+		{in: "20 12 34 56", want: "+4520123456"},
+		{in: "2012 3456", want: "+4520123456"},
+		{in: "20-12-34-56", want: "+4520123456"},
+		{in: "20.12.34.56", want: "+4520123456"},
+		{in: "(20) 12 34 56", want: "+4520123456"},
+		{in: " 20123456 ", want: "+4520123456"},
 		// 00 is the international prefix.
-		{in: "004512345678", want: "+4512345678"},
-		{in: "0045 12 34 56 78", want: "+4512345678"},
+		{in: "004520123456", want: "+4520123456"},
+		{in: "0045 20 12 34 56", want: "+4520123456"},
 		{in: "0046701234567", want: "+46701234567"},
 		// E.164, spaced or not.
-		{in: "+4512345678", want: "+4512345678"},
-		{in: "+45 12 34 56 78", want: "+4512345678"},
-		{in: "+45-1234-5678", want: "+4512345678"},
+		{in: "+4520123456", want: "+4520123456"},
+		{in: "+45 20 12 34 56", want: "+4520123456"},
+		{in: "+45-2012-3456", want: "+4520123456"},
 		{in: "+46 70 123 45 67", want: "+46701234567"},
-		{in: "+298 123456", want: "+298123456"},            // Faroe Islands: 6 digits
-		{in: "+12345678", want: "+12345678"},               // 8 digits: the shortest
-		{in: "+123456789012345", want: "+123456789012345"}, // 15 digits: the longest
+		{in: "+298 211234", want: "+298211234"}, // Faroe Islands: 6 digits
+		{in: "+47 912 34 567", want: "+4791234567"},
 
+		// Valid in form, but not an SMS-capable number in an assigned range.
+		{in: "12345678", wantErr: unassigned},         // Danish 1x: unassigned
+		{in: "+45 12 34 56 78", wantErr: unassigned},  // the same, E.164
+		{in: "+12345678", wantErr: unassigned},        // 8 digits: too short for +1
+		{in: "+123456789012345", wantErr: unassigned}, // 15 digits: too long for +1
+		{in: "+298 123456", wantErr: unassigned},      // Faroe Islands 1x: unassigned
+		{in: "+45 80 12 34 56", wantErr: notMobile},   // Danish toll-free (80)
+		{in: "+45 90 12 34 56", wantErr: notMobile},   // Danish premium rate (90)
+		{in: "+47 23 45 67 89", wantErr: notMobile},   // Norwegian landline (Oslo)
+		{in: "+46 8 123 456 78", wantErr: notMobile},  // Swedish landline (Stockholm)
 		{in: "", wantErr: cc},
 		{in: "8765432", wantErr: cc},           // 7 digits
 		{in: "987654321", wantErr: cc},         // 9 digits, no prefix

@@ -1,14 +1,21 @@
-package dispatcher
+package event
 
 import (
 	"errors"
 	"net/mail"
 	"strings"
+
+	"github.com/nyaruka/phonenumbers"
 )
 
 // NormalizeMobile returns the E.164 form of a mobile number. Danish numbers
 // given without a country code (8 digits, optionally spaced or with a 0045
-// prefix) get +45. The error never contains the input.
+// prefix) get +45. The number must be valid in its country's numbering plan
+// (libphonenumber's metadata) and of a type that can take an SMS: mobile,
+// or fixed-line-or-mobile where the plan does not tell them apart (as in
+// Denmark, where numbers move between the two). A landline, a toll-free
+// or premium service number, or a number in an unassigned range is
+// refused. The error never contains the input.
 func NormalizeMobile(s string) (string, error) {
 	var b strings.Builder
 	for i, r := range s {
@@ -39,7 +46,16 @@ func NormalizeMobile(s string) (string, error) {
 	if strings.HasPrefix(digits, "45") && len(digits) != 10 {
 		return "", errors.New("a Danish number has 8 digits after +45")
 	}
-	return n, nil
+	num, err := phonenumbers.Parse(n, "")
+	if err != nil || !phonenumbers.IsValidNumber(num) {
+		return "", errors.New("is not a number in an assigned range of its country")
+	}
+	switch phonenumbers.GetNumberType(num) {
+	case phonenumbers.MOBILE, phonenumbers.FIXED_LINE_OR_MOBILE:
+	default:
+		return "", errors.New("must be a mobile number, not a landline or service number")
+	}
+	return phonenumbers.Format(num, phonenumbers.E164), nil
 }
 
 // NormalizeEmail checks an email address (a bare addr-spec, no display name)
