@@ -4,7 +4,7 @@
 //
 // The text is the shared headline and mailbox sentence of package channels,
 // normalised to the GSM 03.38 alphabet where possible so that an ordinary
-// alert is one 160-character SMS (see Normalize, Encoding and Text). Each
+// alert is one 160-character SMS (see Text and package gsm7). Each
 // message carries the delivery id as its userref, so the gateway's delivery
 // reports (ParseReport) can be matched to the delivery that caused them.
 //
@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/channels/gsm7"
 )
 
 // Defaults applied by New to zero Config fields.
@@ -270,7 +271,7 @@ func (s *Sender) Send(ctx context.Context, to channels.Address, a channels.Alert
 	if err != nil {
 		return channels.Receipt{}, fmt.Errorf("send sms: %w", err)
 	}
-	enc, segments := Encoding(text)
+	enc, segments := gsm7.Encoding(text), gsm7.Segments(text)
 	req := mtRequest{
 		Sender:      s.cfg.Sender,
 		Message:     text,
@@ -279,8 +280,8 @@ func (s *Sender) Send(ctx context.Context, to channels.Address, a channels.Alert
 		CallbackURL: s.cfg.CallbackURL,
 		MaxParts:    s.cfg.MaxParts,
 	}
-	if enc == UCS2 {
-		req.Encoding = UCS2
+	if enc == gsm7.UCS2 {
+		req.Encoding = gsm7.UCS2
 	}
 	var body bytes.Buffer
 	e := json.NewEncoder(&body)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/channels/channeltest"
+	"github.com/digitalpost/postbud/channels/gsm7"
 	"github.com/digitalpost/postbud/channels/sms"
 	"github.com/digitalpost/postbud/channels/sms/smstest"
 )
@@ -260,7 +261,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if enc, n := sms.Encoding(m.Message); enc != sms.GSM7 || n != 1 || m.Encoding != "" {
+			if enc, n := gsm7.Encoding(m.Message), gsm7.Segments(m.Message); enc != gsm7.GSM7 || n != 1 || m.Encoding != "" {
 				t.Errorf("text %q is %s in %d segments (encoding field %q), want one GSM7 segment", m.Message, enc, n, m.Encoding)
 			}
 			if !strings.Contains(m.Message, tt.wantText) {
@@ -371,7 +372,7 @@ func TestMaxPartsShortening(t *testing.T) {
 				}
 			} else if err != nil || got != tt.want {
 				t.Fatalf("Text = %q, %v\nwant %q", got, err, tt.want)
-			} else if _, n := sms.Encoding(got); n > tt.maxParts {
+			} else if n := gsm7.Segments(got); n > tt.maxParts {
 				t.Errorf("text takes %d segments, MaxParts is %d", n, tt.maxParts)
 			}
 
