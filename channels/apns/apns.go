@@ -330,7 +330,7 @@ func (r *rejection) Error() string {
 // classify turns a non-200 APNs response into a channels error.
 func classify(res *apns2.Response, retryAfter string) error {
 	rej := &rejection{status: res.StatusCode, reason: res.Reason, timestamp: res.Timestamp.Time}
-	code := strconv.Itoa(res.StatusCode)
+	code := channels.HTTPCode(res.StatusCode)
 	if res.Reason != "" {
 		code += " " + res.Reason
 	}
@@ -353,17 +353,11 @@ func classify(res *apns2.Response, retryAfter string) error {
 	}
 }
 
-// parseRetryAfter reads a Retry-After header (seconds or an HTTP date), or
+// parseRetryAfter reads a Retry-After header with channels.RetryAfter, or
 // returns DefaultRetryAfter.
 func parseRetryAfter(h string, now time.Time) time.Duration {
-	if h == "" {
-		return DefaultRetryAfter
-	}
-	if n, err := strconv.Atoi(h); err == nil && n > 0 {
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(h); err == nil && t.After(now) {
-		return t.Sub(now).Round(time.Second)
+	if d := channels.RetryAfter(h, now); d > 0 {
+		return d
 	}
 	return DefaultRetryAfter
 }

@@ -167,7 +167,7 @@ func New(cfg Config, logger *slog.Logger) (*Sender, error) {
 // ("projects/p/messages/123").
 func (s *Sender) Send(ctx context.Context, to channels.Address, a channels.Alert) (channels.Receipt, error) {
 	if err := ctx.Err(); err != nil {
-		return channels.Receipt{}, channels.Fail(channels.Transient, codeOfContext(err), fmt.Errorf("send fcm: %w", err))
+		return channels.Receipt{}, channels.Interrupted(fmt.Errorf("send fcm: %w", err))
 	}
 	if to.Channel != "" && to.Channel != channels.FCM {
 		return channels.Receipt{}, channels.Fail(channels.Permanent, "wrong_channel", fmt.Errorf("send fcm: address is for channel %q", to.Channel))

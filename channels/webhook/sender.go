@@ -216,7 +216,7 @@ func (s *Sender) Deliver(ctx context.Context, platform, id string, sc StateChang
 			fmt.Errorf("deliver webhook to %s: the change was made there", platform))
 	}
 	if err := ctx.Err(); err != nil {
-		return channels.Receipt{}, channels.Fail(channels.Transient, ctxCode(err), fmt.Errorf("deliver webhook to %s: %w", platform, err))
+		return channels.Receipt{}, channels.Interrupted(fmt.Errorf("deliver webhook to %s: %w", platform, err))
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -240,7 +240,7 @@ func (s *Sender) Deliver(ctx context.Context, platform, id string, sc StateChang
 	resp, err := s.client.Do(req)
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
-			return channels.Receipt{}, channels.Fail(channels.Transient, ctxCode(cerr), fmt.Errorf("deliver webhook to %s: %w", platform, cerr))
+			return channels.Receipt{}, channels.Interrupted(fmt.Errorf("deliver webhook to %s: %w", platform, cerr))
 		}
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
@@ -262,20 +262,20 @@ func (s *Sender) Deliver(ctx context.Context, platform, id string, sc StateChang
 }
 
 // classify turns a non-2xx answer into a classified error whose code is
-// the status ("410").
+// the status ("http_410").
 func (s *Sender) classify(platform string, resp *http.Response) error {
 	st := resp.StatusCode
-	code := strconv.Itoa(st)
+	code := channels.HTTPCode(st)
 	text := http.StatusText(st)
 	if text == "" {
-		text = "status " + code
+		text = "status " + strconv.Itoa(st)
 	}
 	err := fmt.Errorf("deliver webhook to %s: %s", platform, text)
 	switch {
 	case st == http.StatusGone:
 		return channels.Fail(channels.Gone, code, err)
 	case st == http.StatusTooManyRequests:
-		return channels.Throttle(RetryAfter(resp.Header.Get("Retry-After"), s.now()), code, err)
+		return channels.Throttle(retryAfter(resp.Header.Get("Retry-After"), s.now()), code, err)
 	case st == http.StatusUnauthorized || st == http.StatusForbidden:
 		return channels.Fail(channels.Misconfigured, code, err)
 	case st >= 300 && st <= 399:
@@ -288,27 +288,14 @@ func (s *Sender) classify(platform string, resp *http.Response) error {
 	return channels.Fail(channels.Transient, code, err) // 1xx
 }
 
-// RetryAfter reads a Retry-After header: delay seconds or an HTTP date,
-// relative to now. A missing, unreadable or non-positive value gives
-// DefaultRetryAfter; a larger one than MaxRetryAfter is capped.
-func RetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	var d time.Duration
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n > int64(MaxRetryAfter/time.Second) {
-			return MaxRetryAfter
-		}
-		d = time.Duration(n) * time.Second
-	} else if t, err := http.ParseTime(v); err == nil {
-		d = t.Sub(now).Round(time.Second)
+// retryAfter reads a Retry-After header with channels.RetryAfter: a
+// missing, unreadable or non-positive value gives DefaultRetryAfter; a
+// larger one than MaxRetryAfter is capped.
+func retryAfter(v string, now time.Time) time.Duration {
+	if d := channels.RetryAfter(v, now); d > 0 {
+		return min(d, MaxRetryAfter)
 	}
-	switch {
-	case d <= 0:
-		return DefaultRetryAfter
-	case d > MaxRetryAfter:
-		return MaxRetryAfter
-	}
-	return d
+	return DefaultRetryAfter
 }
 
 // Close releases idle connections of the Sender's own HTTP client.
@@ -331,11 +318,4 @@ func checkID(id string) error {
 		return errors.New("webhook id must not contain '.'")
 	}
 	return nil
-}
-
-func ctxCode(err error) string {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return "timeout"
-	}
-	return "canceled"
 }

@@ -178,30 +178,30 @@ func TestDeliverClassification(t *testing.T) {
 		want    *want // nil: delivered
 	}{
 		{name: "2xx", setup: func(*webhooktest.Receiver) {}},
-		{name: "410 gone", setup: func(r *webhooktest.Receiver) { r.SetGone(true) }, want: &want{channels.Gone, "410", 0}},
-		{name: "410 once", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 410}) }, want: &want{channels.Gone, "410", 0}},
+		{name: "410 gone", setup: func(r *webhooktest.Receiver) { r.SetGone(true) }, want: &want{channels.Gone, "http_410", 0}},
+		{name: "410 once", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 410}) }, want: &want{channels.Gone, "http_410", 0}},
 		{name: "429 with seconds", setup: func(r *webhooktest.Receiver) {
 			r.FailNext(1, webhooktest.Failure{Status: 429, RetryAfter: "7"})
-		}, want: &want{channels.Throttled, "429", 7 * time.Second}},
+		}, want: &want{channels.Throttled, "http_429", 7 * time.Second}},
 		{name: "429 without Retry-After", setup: func(r *webhooktest.Receiver) {
 			r.FailNext(1, webhooktest.Failure{Status: 429})
-		}, want: &want{channels.Throttled, "429", webhook.DefaultRetryAfter}},
+		}, want: &want{channels.Throttled, "http_429", webhook.DefaultRetryAfter}},
 		{name: "429 with garbage", setup: func(r *webhooktest.Receiver) {
 			r.FailNext(1, webhooktest.Failure{Status: 429, RetryAfter: "soon"})
-		}, want: &want{channels.Throttled, "429", webhook.DefaultRetryAfter}},
+		}, want: &want{channels.Throttled, "http_429", webhook.DefaultRetryAfter}},
 		{name: "429 with a day", setup: func(r *webhooktest.Receiver) {
 			r.FailNext(1, webhooktest.Failure{Status: 429, RetryAfter: "86400"})
-		}, want: &want{channels.Throttled, "429", webhook.MaxRetryAfter}},
-		{name: "401", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 401}) }, want: &want{channels.Misconfigured, "401", 0}},
-		{name: "403", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 403}) }, want: &want{channels.Misconfigured, "403", 0}},
-		{name: "3xx not followed", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 308}) }, want: &want{channels.Misconfigured, "308", 0}},
-		{name: "500", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 500}) }, want: &want{channels.Transient, "500", 0}},
-		{name: "502", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 502}) }, want: &want{channels.Transient, "502", 0}},
-		{name: "503 down", setup: func(r *webhooktest.Receiver) { r.SetDown(true) }, want: &want{channels.Transient, "503", 0}},
-		{name: "408", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 408}) }, want: &want{channels.Transient, "408", 0}},
-		{name: "400", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 400}) }, want: &want{channels.Permanent, "400", 0}},
-		{name: "404", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 404}) }, want: &want{channels.Permanent, "404", 0}},
-		{name: "422", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 422}) }, want: &want{channels.Permanent, "422", 0}},
+		}, want: &want{channels.Throttled, "http_429", webhook.MaxRetryAfter}},
+		{name: "401", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 401}) }, want: &want{channels.Misconfigured, "http_401", 0}},
+		{name: "403", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 403}) }, want: &want{channels.Misconfigured, "http_403", 0}},
+		{name: "3xx not followed", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 308}) }, want: &want{channels.Misconfigured, "http_308", 0}},
+		{name: "500", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 500}) }, want: &want{channels.Transient, "http_500", 0}},
+		{name: "502", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 502}) }, want: &want{channels.Transient, "http_502", 0}},
+		{name: "503 down", setup: func(r *webhooktest.Receiver) { r.SetDown(true) }, want: &want{channels.Transient, "http_503", 0}},
+		{name: "408", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 408}) }, want: &want{channels.Transient, "http_408", 0}},
+		{name: "400", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 400}) }, want: &want{channels.Permanent, "http_400", 0}},
+		{name: "404", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 404}) }, want: &want{channels.Permanent, "http_404", 0}},
+		{name: "422", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 422}) }, want: &want{channels.Permanent, "http_422", 0}},
 		{name: "dropped connection", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Drop: true}) }, want: &want{channels.Transient, "network", 0}},
 		{name: "timeout", setup: func(r *webhooktest.Receiver) { r.Stall() }, timeout: 50 * time.Millisecond, want: &want{channels.Transient, "timeout", 0}},
 	}
@@ -278,7 +278,7 @@ func TestDeliverWrongSecret(t *testing.T) {
 	sc := change()
 	sc.Platform = webhook.PlatformMitDK
 	_, err = s.Deliver(t.Context(), webhook.PlatformEBoks, "msg_w", sc)
-	if k := channels.KindOf(err); k != channels.Misconfigured || channels.CodeOf(err) != "401" {
+	if k := channels.KindOf(err); k != channels.Misconfigured || channels.CodeOf(err) != "http_401" {
 		t.Fatalf("Deliver = %v (%v), want misconfigured 401", err, k)
 	}
 	snap := r.Snapshot()
