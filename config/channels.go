@@ -12,6 +12,7 @@ import (
 	"github.com/digitalpost/postbud/channels/apns"
 	"github.com/digitalpost/postbud/channels/fcm"
 	"github.com/digitalpost/postbud/channels/paper"
+	"github.com/digitalpost/postbud/channels/signature"
 	"github.com/digitalpost/postbud/channels/sms"
 	"github.com/digitalpost/postbud/channels/webhook"
 )
@@ -75,7 +76,7 @@ func (l *loader) webhooks(c *Channels) {
 	for _, p := range []string{"borger.dk", "digital-post-app", "e-boks", "mit.dk"} {
 		suf := Platforms[p]
 		if raw := l.secret("POSTBUD_INBOUND_SECRET_" + suf); raw != "" {
-			key, err := webhook.ParseSecret(raw)
+			key, err := signature.ParseSecret(raw)
 			if err != nil {
 				l.fail("POSTBUD_INBOUND_SECRET_"+suf, "%v", err)
 			} else {
@@ -97,7 +98,7 @@ func (l *loader) webhooks(c *Channels) {
 			l.fail("POSTBUD_WEBHOOK_SECRET_"+suf, "required with POSTBUD_WEBHOOK_URL_%s: webhooks are always signed", suf)
 			continue
 		}
-		key, err := webhook.ParseSecret(raw)
+		key, err := signature.ParseSecret(raw)
 		if err != nil {
 			l.fail("POSTBUD_WEBHOOK_SECRET_"+suf, "%v", err)
 			continue

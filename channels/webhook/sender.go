@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/channels/signature"
 )
 
 // Defaults applied by New and the classification of answers.
@@ -39,7 +40,7 @@ type Endpoint struct {
 	// logs.
 	URL string
 	// Secret is the HMAC-SHA256 key shared with the platform, 24 to 64
-	// bytes (see ParseSecret for the "whsec_…" form). Required. It is a
+	// bytes (see signature.ParseSecret for the "whsec_…" form). Required. It is a
 	// secret.
 	Secret []byte
 }
@@ -101,8 +102,8 @@ func (c Config) Validate() error {
 		switch n := len(ep.Secret); {
 		case n == 0:
 			errs = append(errs, fmt.Errorf("%s.secret: is required", field))
-		case n < MinSecretLen || n > MaxSecretLen:
-			errs = append(errs, fmt.Errorf("%s.secret: must be %d to %d bytes, got %d", field, MinSecretLen, MaxSecretLen, n))
+		case n < signature.MinSecretLen || n > signature.MaxSecretLen:
+			errs = append(errs, fmt.Errorf("%s.secret: must be %d to %d bytes, got %d", field, signature.MinSecretLen, signature.MaxSecretLen, n))
 		}
 	}
 	if c.Timeout < 0 {
@@ -231,9 +232,9 @@ func (s *Sender) Deliver(ctx context.Context, platform, id string, sc StateChang
 	ts := s.now()
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "postbud")
-	req.Header.Set(HeaderID, id)
-	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
-	req.Header.Set(HeaderSignature, Sign(ep.Secret, id, ts, body))
+	req.Header.Set(signature.HeaderID, id)
+	req.Header.Set(signature.HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
+	req.Header.Set(signature.HeaderSignature, signature.Sign(ep.Secret, id, ts, body))
 
 	log := s.logger.With(slog.String("platform", platform), slog.String("message_id", sc.MessageID),
 		slog.String("webhook_id", id), slog.Int64("version", sc.Version))

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/channels/signature"
 	"github.com/digitalpost/postbud/channels/webhook"
 	"github.com/digitalpost/postbud/channels/webhook/webhooktest"
 	"github.com/google/go-cmp/cmp"
@@ -156,7 +157,7 @@ func TestDeliver(t *testing.T) {
 	if err != nil || ts < before.Unix() || ts > time.Now().Unix() {
 		t.Errorf("webhook-timestamp = %q, want the send time (%d..)", d.Timestamp, before.Unix())
 	}
-	if wantSig := webhook.Sign(r.Secret(), "msg_1", time.Unix(ts, 0), d.Raw); d.Signature != wantSig {
+	if wantSig := signature.Sign(r.Secret(), "msg_1", time.Unix(ts, 0), d.Raw); d.Signature != wantSig {
 		t.Errorf("webhook-signature = %q, want %q", d.Signature, wantSig)
 	}
 	if got, _ := r.Version(sc.MessageID); got != sc.Version {
@@ -285,7 +286,7 @@ func TestDeliverWrongSecret(t *testing.T) {
 	if snap.Rejected != 1 || len(snap.Deliveries) != 0 {
 		t.Errorf("receiver rejected %d and accepted %d, want 1 and 0", snap.Rejected, len(snap.Deliveries))
 	}
-	if len(snap.Attempts) != 1 || !errors.Is(snap.Attempts[0].Err, webhook.ErrBadSignature) {
+	if len(snap.Attempts) != 1 || !errors.Is(snap.Attempts[0].Err, signature.ErrBadSignature) {
 		t.Errorf("attempts = %+v, want one refused with ErrBadSignature", snap.Attempts)
 	}
 }

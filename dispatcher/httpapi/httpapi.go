@@ -27,8 +27,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/channels/signature"
 	"github.com/digitalpost/postbud/channels/sms"
-	"github.com/digitalpost/postbud/channels/webhook"
 	"github.com/digitalpost/postbud/dispatcher"
 )
 
@@ -410,11 +410,11 @@ func (a *API) verified(w http.ResponseWriter, r *http.Request, p dispatcher.Plat
 	if len(secrets) == 0 {
 		return true
 	}
-	if err := webhook.Verify(secrets, r.Header, body, time.Now(), webhook.DefaultTolerance); err != nil {
+	if err := signature.Verify(secrets, r.Header, body, time.Now(), signature.DefaultTolerance); err != nil {
 		problem(w, http.StatusUnauthorized, "bad signature", "the request's Standard Webhooks signature does not verify: "+err.Error(), nil)
 		return false
 	}
-	fresh, err := a.cfg.Dispatcher.FreshWebhookID(r.Context(), string(p), r.Header.Get(webhook.HeaderID), 2*webhook.DefaultTolerance)
+	fresh, err := a.cfg.Dispatcher.FreshWebhookID(r.Context(), string(p), r.Header.Get(signature.HeaderID), 2*signature.DefaultTolerance)
 	if err != nil {
 		problem(w, http.StatusServiceUnavailable, "unavailable", "the store cannot be reached; retry", nil)
 		return false
