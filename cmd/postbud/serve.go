@@ -183,7 +183,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		platforms = append(platforms, hp)
 	}
 	api := httpapi.New(httpapi.Config{Dispatcher: d, Platforms: platforms, OpsKeySHA256: cfg.OpsKeySHA256, Logger: log,
-		SMSReportSecret: cfg.Channels.SMSReportSecret, CountEvent: m.Event})
+		SMSReportFunc: smsReports(cfg.Channels.SMSReportSecret), CountEvent: m.Event})
 	api.Handle("GET /metrics", metrics.Handler(reg))
 	api.Handle(dashboard.DefaultRootPath, dash)
 	if ov.mount != nil {
@@ -252,6 +252,25 @@ func selfCheck(ctx context.Context, rdb redis.UniversalClient, cfg *config.Confi
 			"POSTBUD_ALLOW_EVICTION=true to serve anyway", policy)
 	}
 	return nil
+}
+
+// smsReports reads the SMS gateway's delivery reports for the HTTP API,
+// verified with secret; nil (no secret) turns the endpoint off.
+func smsReports(secret []byte) func(*http.Request) (httpapi.SMSReport, error) {
+	if secret == nil {
+		return nil
+	}
+	return func(r *http.Request) (httpapi.SMSReport, error) {
+		rep, err := sms.ParseReport(r, secret, 0)
+		if errors.Is(err, sms.ErrBadSignature) {
+			return httpapi.SMSReport{}, fmt.Errorf("%w: %w", httpapi.ErrBadSignature, err)
+		}
+		if err != nil {
+			return httpapi.SMSReport{}, err
+		}
+		return httpapi.SMSReport{ID: rep.ID, UserRef: rep.UserRef, Status: rep.Status, Code: rep.ErrorCode,
+			Final: rep.Final, Dead: rep.Status == sms.StatusUndeliverable, At: rep.Time}, nil
+	}
 }
 
 // trackReports lists the channels whose delivery reports postbud takes.
