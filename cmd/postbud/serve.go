@@ -301,10 +301,8 @@ func buildSenders(cfg *config.Config, log *slog.Logger) (map[channels.Name]chann
 			_ = c.Close()
 		}
 	}
-	if cfg.SMTP.Host != "" {
-		s, err := email.New(email.Config{Host: cfg.SMTP.Host, Port: cfg.SMTP.Port, Username: cfg.SMTP.Username,
-			Password: cfg.SMTP.Password, TLSPolicy: email.TLSPolicy(cfg.SMTP.TLS), From: cfg.SMTP.From,
-			Timeout: cfg.SMTP.Timeout}, log.With("channel", "email"))
+	if cfg.Channels.Email != nil {
+		s, err := email.New(*cfg.Channels.Email, log.With("channel", "email"))
 		if err != nil {
 			return nil, closeAll, fmt.Errorf("POSTBUD_SMTP_*: %w", err)
 		}
