@@ -32,6 +32,9 @@ func TestNormalize(t *testing.T) {
 		{"€ [x] {y} ^~\\|", "€ [x] {y} ^~\\|"},
 		{"Ny post 📬", "Ny post 📬"},
 		{"Ελλάδα", "Ελλάδα"},
+		// Dropping the zero-width space brings two Hangul jamo together,
+		// which compose: the result must already be composed.
+		{"\u1100\u200b\u1161", "\uac00"},
 		{"", ""},
 	}
 	for _, tt := range tests {
