@@ -8,10 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"github.com/digitalpost/postbud/channels/apns"
+	"github.com/digitalpost/postbud/channels/email"
 	"github.com/digitalpost/postbud/channels/fcm"
 	"github.com/digitalpost/postbud/channels/paper"
+	"github.com/digitalpost/postbud/channels/signature"
 	"github.com/digitalpost/postbud/channels/sms"
 	"github.com/digitalpost/postbud/channels/webhook"
 	"github.com/digitalpost/postbud/dispatcher/event"
@@ -21,6 +24,12 @@ import (
 // channel owns its configuration and its Validate; Load reports their
 // problems under the variables that set them.
 type Channels struct {
+	// Email is set when POSTBUD_SMTP_HOST is: POSTBUD_SMTP_PORT (default
+	// 587), POSTBUD_SMTP_USERNAME and POSTBUD_SMTP_PASSWORD(_FILE) (SMTP
+	// AUTH, optional), POSTBUD_SMTP_TLS (mandatory, opportunistic,
+	// implicit or none; default mandatory), POSTBUD_SMTP_FROM (required)
+	// and POSTBUD_SMTP_TIMEOUT (default 30s, one whole send).
+	Email *email.Config
 	// SMS is set when POSTBUD_SMS_TOKEN(_FILE) is.
 	SMS *sms.Config
 	// SMSReportSecret (POSTBUD_SMS_REPORT_SECRET(_FILE)) verifies the
@@ -56,6 +65,7 @@ func (l *loader) channels(c *Channels, apps map[string]appsFile) {
 			l.fail("POSTBUD_CONFIG apps."+name, "unknown app (want digital-post-app, e-boks or mit.dk)")
 		}
 	}
+	l.email(c)
 	l.sms(c)
 	l.apns(c, apps)
 	l.fcm(c, apps)
@@ -69,7 +79,7 @@ func (l *loader) webhooks(c *Channels) {
 		p := string(rp)
 		suf := EnvSuffix(p)
 		if raw := l.secret("POSTBUD_INBOUND_SECRET_" + suf); raw != "" {
-			key, err := webhook.ParseSecret(raw)
+			key, err := signature.ParseSecret(raw)
 			if err != nil {
 				l.fail("POSTBUD_INBOUND_SECRET_"+suf, "%v", err)
 			} else {
@@ -91,7 +101,7 @@ func (l *loader) webhooks(c *Channels) {
 			l.fail("POSTBUD_WEBHOOK_SECRET_"+suf, "required with POSTBUD_WEBHOOK_URL_%s: webhooks are always signed", suf)
 			continue
 		}
-		key, err := webhook.ParseSecret(raw)
+		key, err := signature.ParseSecret(raw)
 		if err != nil {
 			l.fail("POSTBUD_WEBHOOK_SECRET_"+suf, "%v", err)
 			continue
@@ -118,6 +128,29 @@ func (l *loader) wrap(vars string, err error) {
 		return
 	}
 	l.errs = append(l.errs, fmt.Errorf("%s: %w", vars, err))
+}
+
+// email reads POSTBUD_SMTP_*. The port, timeout and TLS policy are checked
+// even when email is off; the rest is the channel's own Validate.
+func (l *loader) email(c *Channels) {
+	e := &email.Config{
+		Host:      l.getenv("POSTBUD_SMTP_HOST"),
+		Port:      l.integer("POSTBUD_SMTP_PORT", email.DefaultPort, 1, 65535),
+		Username:  l.getenv("POSTBUD_SMTP_USERNAME"),
+		Password:  l.secret("POSTBUD_SMTP_PASSWORD"),
+		TLSPolicy: email.TLSPolicy(l.str("POSTBUD_SMTP_TLS", string(email.TLSMandatory))),
+		From:      l.getenv("POSTBUD_SMTP_FROM"),
+		Timeout:   l.duration("POSTBUD_SMTP_TIMEOUT", 30*time.Second),
+	}
+	if !oneOf(string(e.TLSPolicy), "mandatory", "opportunistic", "implicit", "none") {
+		l.fail("POSTBUD_SMTP_TLS", "must be one of mandatory, opportunistic, implicit, none, got %q", e.TLSPolicy)
+		e.TLSPolicy = email.TLSMandatory // reported once, here
+	}
+	if e.Host == "" {
+		return
+	}
+	l.wrap("POSTBUD_SMTP_*", e.Validate())
+	c.Email = e
 }
 
 func (l *loader) sms(c *Channels) {

@@ -129,9 +129,7 @@ type Config struct {
 	// serve on a Redis whose maxmemory-policy may evict keys. Eviction
 	// loses queued alerts and read state: only for tests and dev.
 	AllowEviction bool
-	// SMTP is the email channel; unset POSTBUD_SMTP_HOST disables it.
-	SMTP SMTP
-	// Channels are the SMS, push and paper channels.
+	// Channels are the email, SMS, push and paper channels.
 	Channels Channels
 }
 
@@ -182,24 +180,6 @@ type Platform struct {
 	Name      string
 	KeySHA256 [32]byte
 	Rate      float64
-}
-
-// SMTP configures the email channel.
-type SMTP struct {
-	// Host (POSTBUD_SMTP_HOST); empty disables email.
-	Host string
-	// Port (POSTBUD_SMTP_PORT, default 587).
-	Port int
-	// Username and Password (POSTBUD_SMTP_USERNAME,
-	// POSTBUD_SMTP_PASSWORD(_FILE)): SMTP AUTH, optional.
-	Username, Password string
-	// TLS (POSTBUD_SMTP_TLS, default mandatory): mandatory (STARTTLS
-	// required), opportunistic, implicit (SMTPS), none.
-	TLS string
-	// From (POSTBUD_SMTP_FROM, required with Host) is the sender address.
-	From string
-	// Timeout (POSTBUD_SMTP_TIMEOUT, default 30s) bounds one whole send.
-	Timeout time.Duration
 }
 
 // file is the YAML file's shape.
@@ -396,7 +376,6 @@ func Load(getenv func(string) string) (*Config, error) {
 	} else {
 		c.ReminderBefore = l.duration("POSTBUD_REMINDER_BEFORE", 72*time.Hour)
 	}
-	l.smtp(&c.SMTP)
 	l.channels(&c.Channels, apps)
 	if err := errors.Join(l.errs...); err != nil {
 		return nil, err
@@ -487,33 +466,6 @@ func (l *loader) platforms(c *Config) (apps map[string]appsFile) {
 	}
 	c.Platforms = append(c.Platforms, previous...)
 	return apps
-}
-
-func (l *loader) smtp(s *SMTP) {
-	s.Host = l.getenv("POSTBUD_SMTP_HOST")
-	s.Port = l.integer("POSTBUD_SMTP_PORT", 587, 1, 65535)
-	s.Username = l.getenv("POSTBUD_SMTP_USERNAME")
-	s.Password = l.secret("POSTBUD_SMTP_PASSWORD")
-	s.TLS = l.str("POSTBUD_SMTP_TLS", "mandatory")
-	s.From = l.getenv("POSTBUD_SMTP_FROM")
-	s.Timeout = l.duration("POSTBUD_SMTP_TIMEOUT", 30*time.Second)
-	if !oneOf(s.TLS, "mandatory", "opportunistic", "implicit", "none") {
-		l.fail("POSTBUD_SMTP_TLS", "must be one of mandatory, opportunistic, implicit, none, got %q", s.TLS)
-	}
-	if s.Host == "" {
-		return
-	}
-	if s.From == "" {
-		l.fail("POSTBUD_SMTP_FROM", "required when POSTBUD_SMTP_HOST is set")
-	} else if !strings.Contains(s.From, "@") {
-		l.fail("POSTBUD_SMTP_FROM", "must be an email address")
-	}
-	if (s.Username == "") != (s.Password == "") {
-		l.fail("POSTBUD_SMTP_USERNAME", "POSTBUD_SMTP_USERNAME and POSTBUD_SMTP_PASSWORD go together")
-	}
-	if s.Password != "" && s.TLS == "none" {
-		l.fail("POSTBUD_SMTP_TLS", "none would send the SMTP password in clear; use mandatory or implicit")
-	}
 }
 
 // redis parses the Redis URL.

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/digitalpost/postbud/channels/email"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/digitalpost/postbud/dispatcher/event"
@@ -225,7 +227,6 @@ func TestLoadDefaults(t *testing.T) {
 		QuietHours:        map[string]rules.QuietHours{"email": {}, "push": {}, "sms": {Start: rules.Clock{Hour: 22}, End: rules.Clock{Hour: 7}}},
 		PaperForMinors:    true,
 		ReminderBefore:    72 * time.Hour,
-		SMTP:              SMTP{Port: 587, TLS: "mandatory", Timeout: 30 * time.Second},
 	}
 	if diff := cmp.Diff(want, c, cmpOpts); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -426,7 +427,6 @@ func TestLoad(t *testing.T) {
 		{"POSTBUD_RETRY_BASE", 5 * time.Second, 1500 * time.Millisecond, func(c *Config) any { return c.RetryBase }},
 		{"POSTBUD_ALERT_TTL", 48 * time.Hour, 72 * time.Hour, func(c *Config) any { return c.AlertTTL }},
 		{"POSTBUD_LETTER_TTL", 4800 * time.Hour, 5000 * time.Hour, func(c *Config) any { return c.LetterTTL }},
-		{"POSTBUD_SMTP_TIMEOUT", 30 * time.Second, time.Minute, func(c *Config) any { return c.SMTP.Timeout }},
 	} {
 		rows = append(rows,
 			row{name: d.env + " unset", got: d.got, want: d.def},
@@ -464,7 +464,7 @@ func TestLoad(t *testing.T) {
 	)
 
 	// POSTBUD_SMTP_*
-	smtp := func(c *Config) any { return c.SMTP }
+	smtp := func(c *Config) any { return c.Channels.Email }
 	withSMTP := func(kv ...string) map[string]string {
 		m := map[string]string{"POSTBUD_SMTP_HOST": "smtp.example.dk", "POSTBUD_SMTP_FROM": "noreply@example.dk"}
 		for i := 0; i < len(kv); i += 2 {
@@ -473,19 +473,21 @@ func TestLoad(t *testing.T) {
 		return m
 	}
 	rows = append(rows,
-		row{name: "SMTP unset", got: smtp, want: SMTP{Port: 587, TLS: "mandatory", Timeout: 30 * time.Second}},
+		row{name: "SMTP unset", got: smtp, want: (*email.Config)(nil)},
 		row{name: "SMTP host and from", env: withSMTP(), got: smtp,
-			want: SMTP{Host: "smtp.example.dk", Port: 587, TLS: "mandatory", From: "noreply@example.dk", Timeout: 30 * time.Second}},
+			want: &email.Config{Host: "smtp.example.dk", Port: 587, TLSPolicy: email.TLSMandatory, From: "noreply@example.dk", Timeout: 30 * time.Second}},
 		row{name: "SMTP everything", env: withSMTP("POSTBUD_SMTP_PORT", "465", "POSTBUD_SMTP_USERNAME", "postbud",
 			"POSTBUD_SMTP_PASSWORD", "smtp-secret-pw", "POSTBUD_SMTP_TLS", "implicit", "POSTBUD_SMTP_TIMEOUT", "10s"), got: smtp,
-			want: SMTP{Host: "smtp.example.dk", Port: 465, Username: "postbud", Password: "smtp-secret-pw", TLS: "implicit",
+			want: &email.Config{Host: "smtp.example.dk", Port: 465, Username: "postbud", Password: "smtp-secret-pw", TLSPolicy: email.TLSImplicit,
 				From: "noreply@example.dk", Timeout: 10 * time.Second}},
+		row{name: "SMTP_TIMEOUT", env: withSMTP("POSTBUD_SMTP_TIMEOUT", "1m"),
+			got: func(c *Config) any { return c.Channels.Email.Timeout }, want: time.Minute},
 		row{name: "SMTP_TLS opportunistic", env: withSMTP("POSTBUD_SMTP_TLS", "opportunistic"),
-			got: func(c *Config) any { return c.SMTP.TLS }, want: "opportunistic"},
+			got: func(c *Config) any { return c.Channels.Email.TLSPolicy }, want: email.TLSOpportunistic},
 		row{name: "SMTP_TLS none without password", env: withSMTP("POSTBUD_SMTP_TLS", "none"),
-			got: func(c *Config) any { return c.SMTP.TLS }, want: "none"},
+			got: func(c *Config) any { return c.Channels.Email.TLSPolicy }, want: email.TLSNone},
 		row{name: "SMTP_PORT 25", env: withSMTP("POSTBUD_SMTP_PORT", "25"),
-			got: func(c *Config) any { return c.SMTP.Port }, want: 25},
+			got: func(c *Config) any { return c.Channels.Email.Port }, want: 25},
 		row{name: "SMTP_PORT 0", env: withSMTP("POSTBUD_SMTP_PORT", "0"),
 			errs: []wantErr{{"POSTBUD_SMTP_PORT", `must be a whole number from 1 to 65535, got "0"`}}},
 		row{name: "SMTP_PORT 65536", env: withSMTP("POSTBUD_SMTP_PORT", "65536"),
@@ -497,19 +499,19 @@ func TestLoad(t *testing.T) {
 		row{name: "SMTP_TLS starttls", env: withSMTP("POSTBUD_SMTP_TLS", "starttls"),
 			errs: []wantErr{{"POSTBUD_SMTP_TLS", `must be one of mandatory, opportunistic, implicit, none, got "starttls"`}}},
 		row{name: "SMTP_FROM missing", env: withSMTP("POSTBUD_SMTP_FROM", ""),
-			errs: []wantErr{{"POSTBUD_SMTP_FROM", "required when POSTBUD_SMTP_HOST is set"}}},
+			errs: []wantErr{{"POSTBUD_SMTP_*", "email: From: required"}}},
 		row{name: "SMTP_FROM not an address", env: withSMTP("POSTBUD_SMTP_FROM", "postbud"),
-			errs: []wantErr{{"POSTBUD_SMTP_FROM", "must be an email address"}}},
+			errs: []wantErr{{"POSTBUD_SMTP_*", `email: From: "postbud" is not a bare email address`}}},
 		row{name: "SMTP username without password", env: withSMTP("POSTBUD_SMTP_USERNAME", "postbud"),
-			errs: []wantErr{{"POSTBUD_SMTP_USERNAME", "POSTBUD_SMTP_USERNAME and POSTBUD_SMTP_PASSWORD go together"}}},
+			errs: []wantErr{{"POSTBUD_SMTP_*", "email: Username: set without Password"}}},
 		row{name: "SMTP password without username", env: withSMTP("POSTBUD_SMTP_PASSWORD", "smtp-secret-pw"),
-			errs: []wantErr{{"POSTBUD_SMTP_USERNAME", "POSTBUD_SMTP_USERNAME and POSTBUD_SMTP_PASSWORD go together"}}},
+			errs: []wantErr{{"POSTBUD_SMTP_*", "email: Password: set without Username"}}},
 		row{name: "SMTP password with TLS none", env: withSMTP("POSTBUD_SMTP_USERNAME", "postbud",
 			"POSTBUD_SMTP_PASSWORD", "smtp-secret-pw", "POSTBUD_SMTP_TLS", "none"),
-			errs: []wantErr{{"POSTBUD_SMTP_TLS", "would send the SMTP password in clear"}}},
+			errs: []wantErr{{"POSTBUD_SMTP_*", `email: TLSPolicy: "none" would send Username and Password in clear text`}}},
 		row{name: "SMTP password from file with TLS none", env: withSMTP("POSTBUD_SMTP_USERNAME", "postbud", "POSTBUD_SMTP_TLS", "none"),
 			files: map[string]string{"POSTBUD_SMTP_PASSWORD_FILE": "smtp-file-secret-pw\n"},
-			errs:  []wantErr{{"POSTBUD_SMTP_TLS", "would send the SMTP password in clear"}}},
+			errs:  []wantErr{{"POSTBUD_SMTP_*", `email: TLSPolicy: "none" would send Username and Password in clear text`}}},
 	)
 
 	// POSTBUD_KEY_<PLATFORM>(_FILE), one per platform, stored only as SHA-256.
@@ -576,8 +578,8 @@ func TestLoad(t *testing.T) {
 				{Name: "mit.dk", KeySHA256: sum("mitdk-file-secret-0123"), Rate: 2000}}},
 		{env: "POSTBUD_SMTP_PASSWORD", value: "smtp-file-secret",
 			extra: withSMTP("POSTBUD_SMTP_USERNAME", "postbud"),
-			got:   func(c *Config) any { return c.SMTP.Password }, want: "smtp-file-secret",
-			missing: []wantErr{{"POSTBUD_SMTP_USERNAME", "go together"}}},
+			got:   func(c *Config) any { return c.Channels.Email.Password }, want: "smtp-file-secret",
+			missing: []wantErr{{"POSTBUD_SMTP_*", "Username: set without Password"}}},
 	} {
 		envWith := func(kv ...string) map[string]string {
 			m := map[string]string{}
@@ -741,9 +743,8 @@ func TestLoadEveryProblem(t *testing.T) {
 			{"POSTBUD_LOG_FORMAT", "json or text"},
 			{"POSTBUD_SMTP_PORT", "whole number"},
 			{"POSTBUD_SMTP_TIMEOUT", "positive duration"},
-			{"POSTBUD_SMTP_FROM", "required"},
-			{"POSTBUD_SMTP_USERNAME", "go together"},
-			{"POSTBUD_SMTP_TLS", "in clear"},
+			{"POSTBUD_SMTP_*", "email: From: required"},
+			{"POSTBUD_SMTP_*", "email: Password: set without Username"},
 		},
 	}
 	r.check(t)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/digitalpost/postbud/channels/gsm7"
 	"log/slog"
 	"regexp"
 	"slices"
@@ -348,7 +349,7 @@ func (d *Dispatcher) receive(ctx context.Context, ev *event.Event) error {
 		}
 		if m.Notification != "" {
 			if ok, why := rules.CheckNotification(m.Notification); ok {
-				stored.Notification = rules.NormalizeGSM(m.Notification)
+				stored.Notification = gsm7.Normalize(m.Notification)
 				outs = append(outs, Outcome{At: now, Result: ResultNote, Reason: "sender's alert text used"})
 			} else {
 				outs = append(outs, Outcome{At: now, Result: ResultNote, Reason: "sender's alert text refused (" + why + "): generic text used"})

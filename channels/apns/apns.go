@@ -27,6 +27,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -43,7 +44,6 @@ import (
 	"github.com/digitalpost/postbud/channels"
 	"github.com/sideshow/apns2"
 	"github.com/sideshow/apns2/token"
-	"golang.org/x/net/http2"
 )
 
 const (
@@ -112,24 +112,45 @@ func New(cfg Config, logger *slog.Logger) (*Sender, error) {
 	return s, nil
 }
 
-// newClient builds one long-lived apns2 client for host. The apns2 token
-// client carries an *http2.Transport; its TLS configuration is replaced when
-// cfg.TLSConfig is set, and it is wrapped to see each response's status and
-// Retry-After header, which apns2.Response does not expose.
+// newClient builds one long-lived apns2 client for host. Its transport is
+// the standard library's, speaking HTTP/2 only (as APNs requires), with
+// apns2's dial settings and HTTP/2 health pings on an idle connection; it
+// uses cfg.TLSConfig when set, and it is wrapped to see each response's
+// status and Retry-After header, which apns2.Response does not expose.
 func newClient(tok *token.Token, host string, cfg Config) (*apns2.Client, error) {
 	c := apns2.NewTokenClient(tok)
 	c.Host = host
-	tr, ok := c.HTTPClient.Transport.(*http2.Transport)
-	if !ok {
-		return nil, fmt.Errorf("apns: unexpected apns2 transport %T", c.HTTPClient.Transport)
-	}
-	if cfg.TLSConfig != nil {
-		tr.TLSClientConfig = cfg.TLSConfig.Clone()
-	}
-	c.HTTPClient.Transport = &peekTransport{next: tr}
+	c.HTTPClient.Transport = &peekTransport{next: newTransport(cfg.TLSConfig)}
 	c.HTTPClient.Timeout = 0 // each send's context carries cfg.Timeout
 	return c, nil
 }
+
+// newTransport returns an HTTP/2-only transport that pings a connection
+// that has been silent for apns2.ReadIdleTimeout and closes it when the
+// ping is not answered within pingTimeout.
+func newTransport(tlsConfig *tls.Config) *http.Transport {
+	var protocols http.Protocols
+	protocols.SetHTTP2(true)
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: apns2.TLSDialTimeout, KeepAlive: apns2.TCPKeepAlive}).DialContext,
+		TLSHandshakeTimeout: apns2.TLSDialTimeout,
+		ForceAttemptHTTP2:   true,
+		Protocols:           &protocols,
+		// For HTTP/2 this bounds the connections being dialled at once,
+		// not the total: concurrent first sends share one connection
+		// rather than each dialling their own, as APNs asks.
+		MaxConnsPerHost: 1,
+		HTTP2:           &http.HTTP2Config{SendPingTimeout: apns2.ReadIdleTimeout, PingTimeout: pingTimeout},
+	}
+	if tlsConfig != nil {
+		tr.TLSClientConfig = tlsConfig.Clone()
+	}
+	return tr
+}
+
+// pingTimeout is how long a health ping may go unanswered before the
+// connection is closed.
+const pingTimeout = 15 * time.Second
 
 // Send pushes one alert to the device token to.Value of the app to.App.
 func (s *Sender) Send(ctx context.Context, to channels.Address, a channels.Alert) (channels.Receipt, error) {
@@ -330,7 +351,7 @@ func (r *rejection) Error() string {
 // classify turns a non-200 APNs response into a channels error.
 func classify(res *apns2.Response, retryAfter string) error {
 	rej := &rejection{status: res.StatusCode, reason: res.Reason, timestamp: res.Timestamp.Time}
-	code := strconv.Itoa(res.StatusCode)
+	code := channels.HTTPCode(res.StatusCode)
 	if res.Reason != "" {
 		code += " " + res.Reason
 	}
@@ -353,17 +374,11 @@ func classify(res *apns2.Response, retryAfter string) error {
 	}
 }
 
-// parseRetryAfter reads a Retry-After header (seconds or an HTTP date), or
+// parseRetryAfter reads a Retry-After header with channels.RetryAfter, or
 // returns DefaultRetryAfter.
 func parseRetryAfter(h string, now time.Time) time.Duration {
-	if h == "" {
-		return DefaultRetryAfter
-	}
-	if n, err := strconv.Atoi(h); err == nil && n > 0 {
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(h); err == nil && t.After(now) {
-		return t.Sub(now).Round(time.Second)
+	if d := channels.RetryAfter(h, now); d > 0 {
+		return d
 	}
 	return DefaultRetryAfter
 }
@@ -409,7 +424,7 @@ type peekKey struct{}
 // *peek in the request's context. http.Client calls RoundTrip on the
 // caller's goroutine, so the caller may read the peek after Do returns.
 type peekTransport struct {
-	next *http2.Transport
+	next *http.Transport
 }
 
 func (t *peekTransport) RoundTrip(r *http.Request) (*http.Response, error) {

@@ -107,23 +107,23 @@ func failures(f *apnstest.Server) []struct {
 	}
 	return []failure{
 		{channeltest.Failure{Name: "410 Unregistered", Want: channels.Gone,
-			Arm: func() { f.Unregister(deviceToken, time.Now().Add(-time.Hour)) }}, "410 Unregistered"},
-		{channeltest.Failure{Name: "410 ExpiredToken", Want: channels.Gone, Arm: next(410, "ExpiredToken", 0)}, "410 ExpiredToken"},
-		{channeltest.Failure{Name: "400 BadDeviceToken", Want: channels.Gone, Arm: next(400, "BadDeviceToken", 0)}, "400 BadDeviceToken"},
-		{channeltest.Failure{Name: "400 DeviceTokenNotForTopic", Want: channels.Gone, Arm: next(400, "DeviceTokenNotForTopic", 0)}, "400 DeviceTokenNotForTopic"},
-		{channeltest.Failure{Name: "403 InvalidProviderToken", Want: channels.Misconfigured, Arm: next(403, "InvalidProviderToken", 0)}, "403 InvalidProviderToken"},
-		{channeltest.Failure{Name: "403 ExpiredProviderToken", Want: channels.Misconfigured, Arm: next(403, "ExpiredProviderToken", 0)}, "403 ExpiredProviderToken"},
-		{channeltest.Failure{Name: "403 MissingProviderToken", Want: channels.Misconfigured, Arm: next(403, "MissingProviderToken", 0)}, "403 MissingProviderToken"},
+			Arm: func() { f.Unregister(deviceToken, time.Now().Add(-time.Hour)) }}, "http_410 Unregistered"},
+		{channeltest.Failure{Name: "410 ExpiredToken", Want: channels.Gone, Arm: next(410, "ExpiredToken", 0)}, "http_410 ExpiredToken"},
+		{channeltest.Failure{Name: "400 BadDeviceToken", Want: channels.Gone, Arm: next(400, "BadDeviceToken", 0)}, "http_400 BadDeviceToken"},
+		{channeltest.Failure{Name: "400 DeviceTokenNotForTopic", Want: channels.Gone, Arm: next(400, "DeviceTokenNotForTopic", 0)}, "http_400 DeviceTokenNotForTopic"},
+		{channeltest.Failure{Name: "403 InvalidProviderToken", Want: channels.Misconfigured, Arm: next(403, "InvalidProviderToken", 0)}, "http_403 InvalidProviderToken"},
+		{channeltest.Failure{Name: "403 ExpiredProviderToken", Want: channels.Misconfigured, Arm: next(403, "ExpiredProviderToken", 0)}, "http_403 ExpiredProviderToken"},
+		{channeltest.Failure{Name: "403 MissingProviderToken", Want: channels.Misconfigured, Arm: next(403, "MissingProviderToken", 0)}, "http_403 MissingProviderToken"},
 		{channeltest.Failure{Name: "429 TooManyRequests with Retry-After", Want: channels.Throttled, RetryAfter: 30 * time.Second,
-			Arm: next(429, "TooManyRequests", 30*time.Second)}, "429 TooManyRequests"},
+			Arm: next(429, "TooManyRequests", 30*time.Second)}, "http_429 TooManyRequests"},
 		{channeltest.Failure{Name: "429 TooManyProviderTokenUpdates without Retry-After", Want: channels.Throttled, RetryAfter: apns.DefaultRetryAfter,
-			Arm: next(429, "TooManyProviderTokenUpdates", 0)}, "429 TooManyProviderTokenUpdates"},
-		{channeltest.Failure{Name: "413 PayloadTooLarge", Want: channels.Permanent, Arm: next(413, "PayloadTooLarge", 0)}, "413 PayloadTooLarge"},
-		{channeltest.Failure{Name: "400 BadCollapseId", Want: channels.Permanent, Arm: next(400, "BadCollapseId", 0)}, "400 BadCollapseId"},
-		{channeltest.Failure{Name: "400 BadExpirationDate", Want: channels.Permanent, Arm: next(400, "BadExpirationDate", 0)}, "400 BadExpirationDate"},
-		{channeltest.Failure{Name: "500 InternalServerError", Want: channels.Transient, Arm: next(500, "InternalServerError", 0)}, "500 InternalServerError"},
-		{channeltest.Failure{Name: "503 ServiceUnavailable", Want: channels.Transient, Arm: next(503, "ServiceUnavailable", 0)}, "503 ServiceUnavailable"},
-		{channeltest.Failure{Name: "503 Shutdown", Want: channels.Transient, Arm: next(503, "Shutdown", 0)}, "503 Shutdown"},
+			Arm: next(429, "TooManyProviderTokenUpdates", 0)}, "http_429 TooManyProviderTokenUpdates"},
+		{channeltest.Failure{Name: "413 PayloadTooLarge", Want: channels.Permanent, Arm: next(413, "PayloadTooLarge", 0)}, "http_413 PayloadTooLarge"},
+		{channeltest.Failure{Name: "400 BadCollapseId", Want: channels.Permanent, Arm: next(400, "BadCollapseId", 0)}, "http_400 BadCollapseId"},
+		{channeltest.Failure{Name: "400 BadExpirationDate", Want: channels.Permanent, Arm: next(400, "BadExpirationDate", 0)}, "http_400 BadExpirationDate"},
+		{channeltest.Failure{Name: "500 InternalServerError", Want: channels.Transient, Arm: next(500, "InternalServerError", 0)}, "http_500 InternalServerError"},
+		{channeltest.Failure{Name: "503 ServiceUnavailable", Want: channels.Transient, Arm: next(503, "ServiceUnavailable", 0)}, "http_503 ServiceUnavailable"},
+		{channeltest.Failure{Name: "503 Shutdown", Want: channels.Transient, Arm: next(503, "Shutdown", 0)}, "http_503 Shutdown"},
 		{channeltest.Failure{Name: "502 non-JSON body", Want: channels.Transient,
 			Arm: func() {
 				f.FailNext(1, apnstest.Failure{Status: 502, Body: "<html><body>502 Bad Gateway</body></html>"})
@@ -498,7 +498,7 @@ func TestWrongCredentials(t *testing.T) {
 			tt.alter(&cfg)
 			s := newSender(t, cfg, nil)
 			_, err := s.Send(testContext(t), address("e-boks", "production"), channeltest.Alert())
-			if k, code := channels.KindOf(err), channels.CodeOf(err); k != channels.Misconfigured || code != "403 InvalidProviderToken" {
+			if k, code := channels.KindOf(err), channels.CodeOf(err); k != channels.Misconfigured || code != "http_403 InvalidProviderToken" {
 				t.Errorf("Send = %v (kind %s, code %q), want misconfigured, 403 InvalidProviderToken", err, k, code)
 			}
 		})

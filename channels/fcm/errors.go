@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -86,12 +85,10 @@ func classify(ctx context.Context, err error, st *sendState, token string) error
 	if cerr := ctx.Err(); cerr != nil {
 		// The deadline or the caller's cancellation ended the send,
 		// possibly while the SDK waited to retry a 503.
-		code := codeOfContext(cerr)
 		if last != 0 {
-			code = statusName(last)
-			return channels.Fail(channels.Transient, code, fmt.Errorf("fcm: last answer HTTP %d: %w", last, cerr))
+			return channels.Fail(channels.Transient, statusName(last), fmt.Errorf("fcm: last answer HTTP %d: %w", last, cerr))
 		}
-		return channels.Fail(channels.Transient, code, fmt.Errorf("fcm: %w", cerr))
+		return channels.Interrupted(fmt.Errorf("fcm: %w", cerr))
 	}
 	resp := errorutils.HTTPResponse(err)
 	if resp == nil {
@@ -121,7 +118,7 @@ func classify(ctx context.Context, err error, st *sendState, token string) error
 	case messaging.IsUnregistered(err), messaging.IsSenderIDMismatch(err):
 		return channels.Fail(channels.Gone, code, e)
 	case messaging.IsQuotaExceeded(err), errorutils.IsResourceExhausted(err), resp.StatusCode == http.StatusTooManyRequests:
-		return channels.Throttle(max(retryAfter(resp.Header.Get("Retry-After"), time.Now()), MinQuotaRetryAfter), code, e)
+		return channels.Throttle(max(channels.RetryAfter(resp.Header.Get("Retry-After"), time.Now()), MinQuotaRetryAfter), code, e)
 	case messaging.IsThirdPartyAuthError(err):
 		return channels.Fail(channels.Misconfigured, code, e)
 	case messaging.IsInvalidArgument(err), errorutils.IsInvalidArgument(err):
@@ -139,28 +136,6 @@ func classify(ctx context.Context, err error, st *sendState, token string) error
 		return channels.Fail(channels.Permanent, code, e)
 	}
 	return channels.Fail(channels.Transient, code, e)
-}
-
-// retryAfter parses a Retry-After header: delay-seconds or an HTTP date.
-func retryAfter(h string, now time.Time) time.Duration {
-	h = strings.TrimSpace(h)
-	if h == "" {
-		return 0
-	}
-	if n, err := strconv.ParseInt(h, 10, 64); err == nil && n >= 0 {
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(h); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
-}
-
-func codeOfContext(err error) string {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return "timeout"
-	}
-	return "canceled"
 }
 
 // statusName names an HTTP status as the Google RPC status FCM would give.
@@ -181,7 +156,7 @@ func statusName(status int) string {
 	case http.StatusServiceUnavailable:
 		return "UNAVAILABLE"
 	}
-	return "HTTP " + strconv.Itoa(status)
+	return channels.HTTPCode(status)
 }
 
 // tokenLike matches runs that could be (part of) a registration token.

@@ -61,9 +61,9 @@ import (
 	"strconv"
 	"time"
 
+	"cloud.google.com/go/auth/credentials"
 	firebase "firebase.google.com/go/v4"
 	"firebase.google.com/go/v4/messaging"
-	"golang.org/x/oauth2"
 	"google.golang.org/api/option"
 	htransport "google.golang.org/api/transport/http"
 
@@ -122,9 +122,8 @@ func New(cfg Config, logger *slog.Logger) (*Sender, error) {
 		s.base, s.owned = t, true
 	}
 	// The token exchange goes through the same base transport, bounded by
-	// the send timeout. The context holds the client the oauth2 package
-	// uses for it; it must outlive New, as the token source keeps it.
-	authCtx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Transport: s.base, Timeout: s.timeout})
+	// the send timeout.
+	authClient := &http.Client{Transport: s.base, Timeout: s.timeout}
 	names := make([]string, 0, len(cfg.Apps))
 	for name := range cfg.Apps {
 		names = append(names, name)
@@ -137,9 +136,14 @@ func New(cfg Config, logger *slog.Logger) (*Sender, error) {
 		if err != nil {
 			return nil, err
 		}
-		rt, err := htransport.NewTransport(authCtx, s.base,
-			option.WithCredentialsJSON(creds),
-			option.WithScopes(messagingScope),
+		// creds is checked to be a service-account key (App.credentials).
+		ac, err := credentials.NewCredentialsFromJSON(credentials.ServiceAccount, creds, &credentials.DetectOptions{
+			Scopes: []string{messagingScope}, Client: authClient})
+		if err != nil {
+			return nil, fmt.Errorf("fcm: %s: credentials: %w", field, err)
+		}
+		rt, err := htransport.NewTransport(context.Background(), s.base,
+			option.WithAuthCredentials(ac),
 			option.WithTelemetryDisabled(),
 		)
 		if err != nil {
@@ -149,11 +153,11 @@ func New(cfg Config, logger *slog.Logger) (*Sender, error) {
 		if cfg.Endpoint != "" {
 			opts = append(opts, option.WithEndpoint(cfg.Endpoint))
 		}
-		fa, err := firebase.NewApp(authCtx, &firebase.Config{ProjectID: a.ProjectID}, opts...)
+		fa, err := firebase.NewApp(context.Background(), &firebase.Config{ProjectID: a.ProjectID}, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("fcm: %s: firebase app: %w", field, err)
 		}
-		mc, err := fa.Messaging(authCtx)
+		mc, err := fa.Messaging(context.Background())
 		if err != nil {
 			return nil, fmt.Errorf("fcm: %s: messaging client: %w", field, err)
 		}
@@ -167,7 +171,7 @@ func New(cfg Config, logger *slog.Logger) (*Sender, error) {
 // ("projects/p/messages/123").
 func (s *Sender) Send(ctx context.Context, to channels.Address, a channels.Alert) (channels.Receipt, error) {
 	if err := ctx.Err(); err != nil {
-		return channels.Receipt{}, channels.Fail(channels.Transient, codeOfContext(err), fmt.Errorf("send fcm: %w", err))
+		return channels.Receipt{}, channels.Interrupted(fmt.Errorf("send fcm: %w", err))
 	}
 	if to.Channel != "" && to.Channel != channels.FCM {
 		return channels.Receipt{}, channels.Fail(channels.Permanent, "wrong_channel", fmt.Errorf("send fcm: address is for channel %q", to.Channel))

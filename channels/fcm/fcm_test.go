@@ -121,7 +121,7 @@ func TestClassification(t *testing.T) {
 		{"not found without fcm code", fcmtest.Failure{HTTPStatus: 404, Status: "NOT_FOUND", Message: "Requested entity was not found."}, 1, channels.Misconfigured, "NOT_FOUND", 0},
 		{"internal", fcmtest.Internal, 1, channels.Transient, "INTERNAL", 0},
 		{"unavailable until the deadline", fcmtest.Unavailable, 100, channels.Transient, "UNAVAILABLE", 0},
-		{"413 without a google body", fcmtest.Failure{HTTPStatus: 413}, 1, channels.Permanent, "HTTP 413", 0},
+		{"413 without a google body", fcmtest.Failure{HTTPStatus: 413}, 1, channels.Permanent, "http_413", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

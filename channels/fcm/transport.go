@@ -100,9 +100,9 @@ func (st *sendState) observe(resp *http.Response, err error) {
 }
 
 // tokenEndpointAnswer finds the token endpoint's answer in a transport
-// error: an *oauth2.RetrieveError from golang.org/x/oauth2 (the default), or
-// an *auth.Error from cloud.google.com/go/auth (when the environment turns
-// on google.golang.org/api's new auth library).
+// error: an *auth.Error from cloud.google.com/go/auth (the credentials New
+// builds), or an *oauth2.RetrieveError from golang.org/x/oauth2 (older
+// token sources).
 func tokenEndpointAnswer(err error) (status int, body []byte, ok bool) {
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) && re.Response != nil {

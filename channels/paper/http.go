@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -53,13 +52,13 @@ func (s *Sender) post(ctx context.Context, job Job, body []byte) (channels.Recei
 		return rc, nil
 	case code == http.StatusTooManyRequests:
 		return channels.Receipt{}, channels.Throttle(retryAfter(resp.Header.Get("Retry-After"), s.now()),
-			statusCode(code), statusErr(code))
+			channels.HTTPCode(code), statusErr(code))
 	case code == http.StatusUnauthorized, code == http.StatusForbidden, code/100 == 3:
-		return channels.Receipt{}, channels.Fail(channels.Misconfigured, statusCode(code), statusErr(code))
+		return channels.Receipt{}, channels.Fail(channels.Misconfigured, channels.HTTPCode(code), statusErr(code))
 	case code/100 == 4:
-		return channels.Receipt{}, channels.Fail(channels.Permanent, statusCode(code), statusErr(code))
+		return channels.Receipt{}, channels.Fail(channels.Permanent, channels.HTTPCode(code), statusErr(code))
 	}
-	return channels.Receipt{}, channels.Fail(channels.Transient, statusCode(code), statusErr(code))
+	return channels.Receipt{}, channels.Fail(channels.Transient, channels.HTTPCode(code), statusErr(code))
 }
 
 // pingURL GETs the URL: see Sender.Ping.
@@ -78,9 +77,9 @@ func (s *Sender) pingURL(ctx context.Context) error {
 	closeBody(resp.Body)
 	switch code := resp.StatusCode; {
 	case code == http.StatusUnauthorized, code == http.StatusForbidden:
-		return channels.Fail(channels.Misconfigured, statusCode(code), statusErr(code))
+		return channels.Fail(channels.Misconfigured, channels.HTTPCode(code), statusErr(code))
 	case code/100 == 5:
-		return channels.Fail(channels.Transient, statusCode(code), statusErr(code))
+		return channels.Fail(channels.Transient, channels.HTTPCode(code), statusErr(code))
 	}
 	return nil
 }
@@ -105,10 +104,7 @@ func classifyNet(ctx context.Context, err error) error {
 	case errors.As(err, &unknownCA), errors.As(err, &invalid), errors.As(err, &host), errors.As(err, &verify):
 		return channels.Fail(channels.Misconfigured, "tls", err)
 	case ctx.Err() != nil:
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return channels.Fail(channels.Transient, "timeout", err)
-		}
-		return channels.Fail(channels.Transient, "canceled", err)
+		return channels.Interrupted(err)
 	}
 	return channels.Fail(channels.Transient, "network", err)
 }
@@ -124,26 +120,15 @@ func readID(body io.Reader) string {
 	return strings.TrimSpace(v.ID)
 }
 
-// retryAfter parses a Retry-After header, delay-seconds or an HTTP date,
-// falling back to DefaultRetryAfter when it is absent, unparsable or not in
-// the future.
+// retryAfter reads a Retry-After header with channels.RetryAfter, falling
+// back to DefaultRetryAfter when it is absent, unparsable or not in the
+// future.
 func retryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if n, err := strconv.Atoi(v); err == nil {
-		if n > 0 {
-			return time.Duration(n) * time.Second
-		}
-		return DefaultRetryAfter
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(now); d > 0 {
-			return d
-		}
+	if d := channels.RetryAfter(v, now); d > 0 {
+		return d
 	}
 	return DefaultRetryAfter
 }
-
-func statusCode(code int) string { return "http_" + strconv.Itoa(code) }
 
 func statusErr(code int) error {
 	return fmt.Errorf("print provider answered %d %s", code, http.StatusText(code))

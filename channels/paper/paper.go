@@ -139,7 +139,7 @@ func New(cfg Config, logger *slog.Logger) (*Sender, error) {
 // alert) is refused as Permanent.
 func (s *Sender) Send(ctx context.Context, to channels.Address, a channels.Alert) (channels.Receipt, error) {
 	if err := ctx.Err(); err != nil {
-		return channels.Receipt{}, fmt.Errorf("send paper: %w", ctxFail(err))
+		return channels.Receipt{}, fmt.Errorf("send paper: %w", channels.Interrupted(err))
 	}
 	job, err := newJob(to, a, s.now())
 	if err != nil {
@@ -169,7 +169,7 @@ func (s *Sender) Send(ctx context.Context, to channels.Address, a channels.Alert
 // any other answer (405 included) means the provider is there.
 func (s *Sender) Ping(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("ping paper: %w", ctxFail(err))
+		return fmt.Errorf("ping paper: %w", channels.Interrupted(err))
 	}
 	var err error
 	if s.dir != "" {
@@ -189,12 +189,4 @@ func (s *Sender) Close() error {
 		s.client.CloseIdleConnections()
 	}
 	return nil
-}
-
-// ctxFail classifies a context error: Transient, keeping it in the chain.
-func ctxFail(err error) error {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return channels.Fail(channels.Transient, "timeout", err)
-	}
-	return channels.Fail(channels.Transient, "canceled", err)
 }

@@ -43,7 +43,7 @@ func (s *Sender) spool(ctx context.Context, job Job, body []byte) (channels.Rece
 		return channels.Receipt{}, classifyFS(err)
 	}
 	if err := ctx.Err(); err != nil {
-		return channels.Receipt{}, ctxFail(err)
+		return channels.Receipt{}, channels.Interrupted(err)
 	}
 	switch err := os.Link(tmp, final); {
 	case errors.Is(err, fs.ErrExist):

@@ -4,7 +4,7 @@
 //
 // The text is the shared headline and mailbox sentence of package channels,
 // normalised to the GSM 03.38 alphabet where possible so that an ordinary
-// alert is one 160-character SMS (see Normalize, Encoding and Text). Each
+// alert is one 160-character SMS (see Text and package gsm7). Each
 // message carries the delivery id as its userref, so the gateway's delivery
 // reports (ParseReport) can be matched to the delivery that caused them.
 //
@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/channels/gsm7"
 )
 
 // Defaults applied by New to zero Config fields.
@@ -270,7 +271,7 @@ func (s *Sender) Send(ctx context.Context, to channels.Address, a channels.Alert
 	if err != nil {
 		return channels.Receipt{}, fmt.Errorf("send sms: %w", err)
 	}
-	enc, segments := Encoding(text)
+	enc, segments := gsm7.Encoding(text), gsm7.Segments(text)
 	req := mtRequest{
 		Sender:      s.cfg.Sender,
 		Message:     text,
@@ -279,8 +280,8 @@ func (s *Sender) Send(ctx context.Context, to channels.Address, a channels.Alert
 		CallbackURL: s.cfg.CallbackURL,
 		MaxParts:    s.cfg.MaxParts,
 	}
-	if enc == UCS2 {
-		req.Encoding = UCS2
+	if enc == gsm7.UCS2 {
+		req.Encoding = gsm7.UCS2
 	}
 	var body bytes.Buffer
 	e := json.NewEncoder(&body)
@@ -289,7 +290,7 @@ func (s *Sender) Send(ctx context.Context, to channels.Address, a channels.Alert
 		return channels.Receipt{}, channels.Fail(channels.Permanent, "encode", fmt.Errorf("send sms: %w", err))
 	}
 	if err := ctx.Err(); err != nil {
-		return channels.Receipt{}, channels.Fail(channels.Transient, ctxCode(err), fmt.Errorf("send sms: %w", err))
+		return channels.Receipt{}, channels.Interrupted(fmt.Errorf("send sms: %w", err))
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
@@ -362,7 +363,7 @@ func (s *Sender) do(ctx context.Context, method, u string, body io.Reader) (*htt
 	resp, err := s.client.Do(req)
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
-			return nil, channels.Fail(channels.Transient, ctxCode(cerr), fmt.Errorf("sms gateway: %w", cerr))
+			return nil, channels.Interrupted(fmt.Errorf("sms gateway: %w", cerr))
 		}
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
@@ -373,19 +374,12 @@ func (s *Sender) do(ctx context.Context, method, u string, body io.Reader) (*htt
 	return resp, nil
 }
 
-func ctxCode(err error) string {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return "timeout"
-	}
-	return "canceled"
-}
-
 // classify turns an error answer into a classified error. Its code is
-// "http <status>" followed by the gateway's error code when there is one.
+// channels.HTTPCode ("http_400") followed by the gateway's error code when there is one.
 func (s *Sender) classify(resp *http.Response, raw []byte) error {
 	var ae apiError
 	_ = json.Unmarshal(raw, &ae) // an unreadable body leaves the code empty
-	code := "http " + strconv.Itoa(resp.StatusCode)
+	code := channels.HTTPCode(resp.StatusCode)
 	if ae.Code != "" && len(ae.Code) <= 16 && printable(ae.Code) {
 		code += " " + ae.Code
 	}
@@ -400,7 +394,7 @@ func (s *Sender) classify(resp *http.Response, raw []byte) error {
 	st := resp.StatusCode
 	switch {
 	case st == http.StatusTooManyRequests:
-		return channels.Throttle(RetryAfter(resp.Header.Get("Retry-After"), s.now()), code, err)
+		return channels.Throttle(retryAfter(resp.Header.Get("Retry-After"), s.now()), code, err)
 	case st == http.StatusUnauthorized || st == http.StatusForbidden || misconfiguredCodes[strings.ToLower(ae.Code)]:
 		return channels.Fail(channels.Misconfigured, code, err)
 	case st >= 500 || st == http.StatusRequestTimeout || transientCodes[strings.ToLower(ae.Code)]:
@@ -465,20 +459,9 @@ func Gone(code string) bool {
 	return goneCodes[strings.ToLower(code)]
 }
 
-// RetryAfter parses a Retry-After header, in seconds or as an HTTP date
-// relative to now. An absent, unreadable or past value means 1 s; a value
-// above 24 h is capped at 24 h.
-func RetryAfter(h string, now time.Time) time.Duration {
-	const floor, ceiling = time.Second, 24 * time.Hour
-	h = strings.TrimSpace(h)
-	var d time.Duration
-	if n, err := strconv.ParseInt(h, 10, 64); err == nil {
-		if n > int64(ceiling/time.Second) {
-			return ceiling
-		}
-		d = time.Duration(n) * time.Second
-	} else if t, err := http.ParseTime(h); err == nil {
-		d = t.Sub(now)
-	}
-	return min(max(d, floor), ceiling)
+// retryAfter reads a Retry-After header with channels.RetryAfter (capped
+// at channels.MaxRetryAfter, a day); an absent, unreadable or past value
+// means 1 s.
+func retryAfter(h string, now time.Time) time.Duration {
+	return max(channels.RetryAfter(h, now), time.Second)
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/channels/channeltest"
+	"github.com/digitalpost/postbud/channels/gsm7"
 	"github.com/digitalpost/postbud/channels/sms"
 	"github.com/digitalpost/postbud/channels/sms/smstest"
 )
@@ -112,21 +113,21 @@ func TestConformance(t *testing.T) {
 // number, and that a failed send was not accepted.
 func TestErrors(t *testing.T) {
 	wantCodes := map[string]string{
-		"http 401 invalid consumer key":               "http 401 0x0223",
-		"http 403 unauthorized ip":                    "http 403 0x0213",
-		"http 400 insufficient credit":                "http 400 0x0216",
-		"http 429 retry-after 7":                      "http 429",
-		"http 429 retry-after http date":              "http 429",
-		"http 429 without retry-after":                "http 429",
-		"http 500":                                    "http 500",
-		"http 503":                                    "http 503",
+		"http 401 invalid consumer key":               "http_401 0x0223",
+		"http 403 unauthorized ip":                    "http_403 0x0213",
+		"http 400 insufficient credit":                "http_400 0x0216",
+		"http 429 retry-after 7":                      "http_429",
+		"http 429 retry-after http date":              "http_429",
+		"http 429 without retry-after":                "http_429",
+		"http 500":                                    "http_500",
+		"http 503":                                    "http_503",
 		"connection dropped":                          "network",
-		"http 400 0x0214 temporary blacklist":         "http 400 0x0214",
-		"http 400 0x0215 msisdn blacklisted":          "http 400 0x0215",
-		"http 422 0x1060 invalid destination address": "http 422 0x1060",
-		"http 400 0x0220 unsupported parameter":       "http 400 0x0220",
-		"http 422 invalid json":                       "http 422",
-		"http 413":                                    "http 413",
+		"http 400 0x0214 temporary blacklist":         "http_400 0x0214",
+		"http 400 0x0215 msisdn blacklisted":          "http_400 0x0215",
+		"http 422 0x1060 invalid destination address": "http_422 0x1060",
+		"http 400 0x0220 unsupported parameter":       "http_400 0x0220",
+		"http 422 invalid json":                       "http_422",
+		"http 413":                                    "http_413",
 	}
 	probe := smstest.New(t, smstest.Options{})
 	for _, f := range failures(probe) {
@@ -260,7 +261,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if enc, n := sms.Encoding(m.Message); enc != sms.GSM7 || n != 1 || m.Encoding != "" {
+			if enc, n := gsm7.Encoding(m.Message), gsm7.Segments(m.Message); enc != gsm7.GSM7 || n != 1 || m.Encoding != "" {
 				t.Errorf("text %q is %s in %d segments (encoding field %q), want one GSM7 segment", m.Message, enc, n, m.Encoding)
 			}
 			if !strings.Contains(m.Message, tt.wantText) {
@@ -371,7 +372,7 @@ func TestMaxPartsShortening(t *testing.T) {
 				}
 			} else if err != nil || got != tt.want {
 				t.Fatalf("Text = %q, %v\nwant %q", got, err, tt.want)
-			} else if _, n := sms.Encoding(got); n > tt.maxParts {
+			} else if n := gsm7.Segments(got); n > tt.maxParts {
 				t.Errorf("text takes %d segments, MaxParts is %d", n, tt.maxParts)
 			}
 
@@ -588,29 +589,6 @@ func TestConfigValidate(t *testing.T) {
 				t.Error("New accepted the config")
 			}
 		})
-	}
-}
-
-func TestRetryAfter(t *testing.T) {
-	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	tests := []struct {
-		h    string
-		want time.Duration
-	}{
-		{"", time.Second},
-		{"7", 7 * time.Second},
-		{" 120 ", 2 * time.Minute},
-		{"0", time.Second},
-		{"-5", time.Second},
-		{"soon", time.Second},
-		{now.Add(30 * time.Second).Format(http.TimeFormat), 30 * time.Second},
-		{now.Add(-time.Hour).Format(http.TimeFormat), time.Second},
-		{"99999999999999", 24 * time.Hour},
-	}
-	for _, tt := range tests {
-		if got := sms.RetryAfter(tt.h, now); got != tt.want {
-			t.Errorf("RetryAfter(%q) = %v, want %v", tt.h, got, tt.want)
-		}
 	}
 }
 

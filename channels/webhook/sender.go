@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/channels/signature"
 )
 
 // Defaults applied by New and the classification of answers.
@@ -39,7 +40,7 @@ type Endpoint struct {
 	// logs.
 	URL string
 	// Secret is the HMAC-SHA256 key shared with the platform, 24 to 64
-	// bytes (see ParseSecret for the "whsec_…" form). Required. It is a
+	// bytes (see signature.ParseSecret for the "whsec_…" form). Required. It is a
 	// secret.
 	Secret []byte
 }
@@ -101,8 +102,8 @@ func (c Config) Validate() error {
 		switch n := len(ep.Secret); {
 		case n == 0:
 			errs = append(errs, fmt.Errorf("%s.secret: is required", field))
-		case n < MinSecretLen || n > MaxSecretLen:
-			errs = append(errs, fmt.Errorf("%s.secret: must be %d to %d bytes, got %d", field, MinSecretLen, MaxSecretLen, n))
+		case n < signature.MinSecretLen || n > signature.MaxSecretLen:
+			errs = append(errs, fmt.Errorf("%s.secret: must be %d to %d bytes, got %d", field, signature.MinSecretLen, signature.MaxSecretLen, n))
 		}
 	}
 	if c.Timeout < 0 {
@@ -216,7 +217,7 @@ func (s *Sender) Deliver(ctx context.Context, platform, id string, sc StateChang
 			fmt.Errorf("deliver webhook to %s: the change was made there", platform))
 	}
 	if err := ctx.Err(); err != nil {
-		return channels.Receipt{}, channels.Fail(channels.Transient, ctxCode(err), fmt.Errorf("deliver webhook to %s: %w", platform, err))
+		return channels.Receipt{}, channels.Interrupted(fmt.Errorf("deliver webhook to %s: %w", platform, err))
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -231,16 +232,16 @@ func (s *Sender) Deliver(ctx context.Context, platform, id string, sc StateChang
 	ts := s.now()
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "postbud")
-	req.Header.Set(HeaderID, id)
-	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
-	req.Header.Set(HeaderSignature, Sign(ep.Secret, id, ts, body))
+	req.Header.Set(signature.HeaderID, id)
+	req.Header.Set(signature.HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
+	req.Header.Set(signature.HeaderSignature, signature.Sign(ep.Secret, id, ts, body))
 
 	log := s.logger.With(slog.String("platform", platform), slog.String("message_id", sc.MessageID),
 		slog.String("webhook_id", id), slog.Int64("version", sc.Version))
 	resp, err := s.client.Do(req)
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
-			return channels.Receipt{}, channels.Fail(channels.Transient, ctxCode(cerr), fmt.Errorf("deliver webhook to %s: %w", platform, cerr))
+			return channels.Receipt{}, channels.Interrupted(fmt.Errorf("deliver webhook to %s: %w", platform, cerr))
 		}
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
@@ -262,20 +263,20 @@ func (s *Sender) Deliver(ctx context.Context, platform, id string, sc StateChang
 }
 
 // classify turns a non-2xx answer into a classified error whose code is
-// the status ("410").
+// the status ("http_410").
 func (s *Sender) classify(platform string, resp *http.Response) error {
 	st := resp.StatusCode
-	code := strconv.Itoa(st)
+	code := channels.HTTPCode(st)
 	text := http.StatusText(st)
 	if text == "" {
-		text = "status " + code
+		text = "status " + strconv.Itoa(st)
 	}
 	err := fmt.Errorf("deliver webhook to %s: %s", platform, text)
 	switch {
 	case st == http.StatusGone:
 		return channels.Fail(channels.Gone, code, err)
 	case st == http.StatusTooManyRequests:
-		return channels.Throttle(RetryAfter(resp.Header.Get("Retry-After"), s.now()), code, err)
+		return channels.Throttle(retryAfter(resp.Header.Get("Retry-After"), s.now()), code, err)
 	case st == http.StatusUnauthorized || st == http.StatusForbidden:
 		return channels.Fail(channels.Misconfigured, code, err)
 	case st >= 300 && st <= 399:
@@ -288,27 +289,14 @@ func (s *Sender) classify(platform string, resp *http.Response) error {
 	return channels.Fail(channels.Transient, code, err) // 1xx
 }
 
-// RetryAfter reads a Retry-After header: delay seconds or an HTTP date,
-// relative to now. A missing, unreadable or non-positive value gives
-// DefaultRetryAfter; a larger one than MaxRetryAfter is capped.
-func RetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	var d time.Duration
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n > int64(MaxRetryAfter/time.Second) {
-			return MaxRetryAfter
-		}
-		d = time.Duration(n) * time.Second
-	} else if t, err := http.ParseTime(v); err == nil {
-		d = t.Sub(now).Round(time.Second)
+// retryAfter reads a Retry-After header with channels.RetryAfter: a
+// missing, unreadable or non-positive value gives DefaultRetryAfter; a
+// larger one than MaxRetryAfter is capped.
+func retryAfter(v string, now time.Time) time.Duration {
+	if d := channels.RetryAfter(v, now); d > 0 {
+		return min(d, MaxRetryAfter)
 	}
-	switch {
-	case d <= 0:
-		return DefaultRetryAfter
-	case d > MaxRetryAfter:
-		return MaxRetryAfter
-	}
-	return d
+	return DefaultRetryAfter
 }
 
 // Close releases idle connections of the Sender's own HTTP client.
@@ -331,11 +319,4 @@ func checkID(id string) error {
 		return errors.New("webhook id must not contain '.'")
 	}
 	return nil
-}
-
-func ctxCode(err error) string {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return "timeout"
-	}
-	return "canceled"
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/channels/signature"
 	"github.com/digitalpost/postbud/channels/webhook"
 	"github.com/digitalpost/postbud/channels/webhook/webhooktest"
 	"github.com/google/go-cmp/cmp"
@@ -156,7 +157,7 @@ func TestDeliver(t *testing.T) {
 	if err != nil || ts < before.Unix() || ts > time.Now().Unix() {
 		t.Errorf("webhook-timestamp = %q, want the send time (%d..)", d.Timestamp, before.Unix())
 	}
-	if wantSig := webhook.Sign(r.Secret(), "msg_1", time.Unix(ts, 0), d.Raw); d.Signature != wantSig {
+	if wantSig := signature.Sign(r.Secret(), "msg_1", time.Unix(ts, 0), d.Raw); d.Signature != wantSig {
 		t.Errorf("webhook-signature = %q, want %q", d.Signature, wantSig)
 	}
 	if got, _ := r.Version(sc.MessageID); got != sc.Version {
@@ -178,30 +179,30 @@ func TestDeliverClassification(t *testing.T) {
 		want    *want // nil: delivered
 	}{
 		{name: "2xx", setup: func(*webhooktest.Receiver) {}},
-		{name: "410 gone", setup: func(r *webhooktest.Receiver) { r.SetGone(true) }, want: &want{channels.Gone, "410", 0}},
-		{name: "410 once", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 410}) }, want: &want{channels.Gone, "410", 0}},
+		{name: "410 gone", setup: func(r *webhooktest.Receiver) { r.SetGone(true) }, want: &want{channels.Gone, "http_410", 0}},
+		{name: "410 once", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 410}) }, want: &want{channels.Gone, "http_410", 0}},
 		{name: "429 with seconds", setup: func(r *webhooktest.Receiver) {
 			r.FailNext(1, webhooktest.Failure{Status: 429, RetryAfter: "7"})
-		}, want: &want{channels.Throttled, "429", 7 * time.Second}},
+		}, want: &want{channels.Throttled, "http_429", 7 * time.Second}},
 		{name: "429 without Retry-After", setup: func(r *webhooktest.Receiver) {
 			r.FailNext(1, webhooktest.Failure{Status: 429})
-		}, want: &want{channels.Throttled, "429", webhook.DefaultRetryAfter}},
+		}, want: &want{channels.Throttled, "http_429", webhook.DefaultRetryAfter}},
 		{name: "429 with garbage", setup: func(r *webhooktest.Receiver) {
 			r.FailNext(1, webhooktest.Failure{Status: 429, RetryAfter: "soon"})
-		}, want: &want{channels.Throttled, "429", webhook.DefaultRetryAfter}},
+		}, want: &want{channels.Throttled, "http_429", webhook.DefaultRetryAfter}},
 		{name: "429 with a day", setup: func(r *webhooktest.Receiver) {
 			r.FailNext(1, webhooktest.Failure{Status: 429, RetryAfter: "86400"})
-		}, want: &want{channels.Throttled, "429", webhook.MaxRetryAfter}},
-		{name: "401", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 401}) }, want: &want{channels.Misconfigured, "401", 0}},
-		{name: "403", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 403}) }, want: &want{channels.Misconfigured, "403", 0}},
-		{name: "3xx not followed", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 308}) }, want: &want{channels.Misconfigured, "308", 0}},
-		{name: "500", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 500}) }, want: &want{channels.Transient, "500", 0}},
-		{name: "502", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 502}) }, want: &want{channels.Transient, "502", 0}},
-		{name: "503 down", setup: func(r *webhooktest.Receiver) { r.SetDown(true) }, want: &want{channels.Transient, "503", 0}},
-		{name: "408", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 408}) }, want: &want{channels.Transient, "408", 0}},
-		{name: "400", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 400}) }, want: &want{channels.Permanent, "400", 0}},
-		{name: "404", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 404}) }, want: &want{channels.Permanent, "404", 0}},
-		{name: "422", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 422}) }, want: &want{channels.Permanent, "422", 0}},
+		}, want: &want{channels.Throttled, "http_429", webhook.MaxRetryAfter}},
+		{name: "401", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 401}) }, want: &want{channels.Misconfigured, "http_401", 0}},
+		{name: "403", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 403}) }, want: &want{channels.Misconfigured, "http_403", 0}},
+		{name: "3xx not followed", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 308}) }, want: &want{channels.Misconfigured, "http_308", 0}},
+		{name: "500", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 500}) }, want: &want{channels.Transient, "http_500", 0}},
+		{name: "502", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 502}) }, want: &want{channels.Transient, "http_502", 0}},
+		{name: "503 down", setup: func(r *webhooktest.Receiver) { r.SetDown(true) }, want: &want{channels.Transient, "http_503", 0}},
+		{name: "408", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 408}) }, want: &want{channels.Transient, "http_408", 0}},
+		{name: "400", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 400}) }, want: &want{channels.Permanent, "http_400", 0}},
+		{name: "404", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 404}) }, want: &want{channels.Permanent, "http_404", 0}},
+		{name: "422", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Status: 422}) }, want: &want{channels.Permanent, "http_422", 0}},
 		{name: "dropped connection", setup: func(r *webhooktest.Receiver) { r.FailNext(1, webhooktest.Failure{Drop: true}) }, want: &want{channels.Transient, "network", 0}},
 		{name: "timeout", setup: func(r *webhooktest.Receiver) { r.Stall() }, timeout: 50 * time.Millisecond, want: &want{channels.Transient, "timeout", 0}},
 	}
@@ -278,14 +279,14 @@ func TestDeliverWrongSecret(t *testing.T) {
 	sc := change()
 	sc.Platform = webhook.PlatformMitDK
 	_, err = s.Deliver(t.Context(), webhook.PlatformEBoks, "msg_w", sc)
-	if k := channels.KindOf(err); k != channels.Misconfigured || channels.CodeOf(err) != "401" {
+	if k := channels.KindOf(err); k != channels.Misconfigured || channels.CodeOf(err) != "http_401" {
 		t.Fatalf("Deliver = %v (%v), want misconfigured 401", err, k)
 	}
 	snap := r.Snapshot()
 	if snap.Rejected != 1 || len(snap.Deliveries) != 0 {
 		t.Errorf("receiver rejected %d and accepted %d, want 1 and 0", snap.Rejected, len(snap.Deliveries))
 	}
-	if len(snap.Attempts) != 1 || !errors.Is(snap.Attempts[0].Err, webhook.ErrBadSignature) {
+	if len(snap.Attempts) != 1 || !errors.Is(snap.Attempts[0].Err, signature.ErrBadSignature) {
 		t.Errorf("attempts = %+v, want one refused with ErrBadSignature", snap.Attempts)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/digitalpost/postbud/channels/email/emailtest"
+	"github.com/digitalpost/postbud/channels/signature"
 	"github.com/digitalpost/postbud/channels/webhook"
 	"github.com/digitalpost/postbud/dispatcher/redistest"
 )
@@ -29,9 +30,9 @@ func TestSignedInboundEvents(t *testing.T) {
 		req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, d.base+"/v1/events", bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+testEBoks)
 		if secret != nil {
-			req.Header.Set(webhook.HeaderID, id)
-			req.Header.Set(webhook.HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
-			req.Header.Set(webhook.HeaderSignature, webhook.Sign(secret, id, ts, body))
+			req.Header.Set(signature.HeaderID, id)
+			req.Header.Set(signature.HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
+			req.Header.Set(signature.HeaderSignature, signature.Sign(secret, id, ts, body))
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {

@@ -180,7 +180,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		platforms = append(platforms, hp)
 	}
 	api := httpapi.New(httpapi.Config{Dispatcher: d, Platforms: platforms, OpsKeySHA256: cfg.OpsKeySHA256, Logger: log,
-		SMSReportSecret: cfg.Channels.SMSReportSecret, CountEvent: m.Event})
+		SMSReportFunc: smsReports(cfg.Channels.SMSReportSecret), CountEvent: m.Event})
 	api.Handle("GET /metrics", metrics.Handler(reg))
 	api.Handle(dashboard.DefaultRootPath, dash)
 	if ov.mount != nil {
@@ -251,6 +251,25 @@ func selfCheck(ctx context.Context, rdb redis.UniversalClient, cfg *config.Confi
 	return nil
 }
 
+// smsReports reads the SMS gateway's delivery reports for the HTTP API,
+// verified with secret; nil (no secret) turns the endpoint off.
+func smsReports(secret []byte) func(*http.Request) (httpapi.SMSReport, error) {
+	if secret == nil {
+		return nil
+	}
+	return func(r *http.Request) (httpapi.SMSReport, error) {
+		rep, err := sms.ParseReport(r, secret, 0)
+		if errors.Is(err, sms.ErrBadSignature) {
+			return httpapi.SMSReport{}, fmt.Errorf("%w: %w", httpapi.ErrBadSignature, err)
+		}
+		if err != nil {
+			return httpapi.SMSReport{}, err
+		}
+		return httpapi.SMSReport{ID: rep.ID, UserRef: rep.UserRef, Status: rep.Status, Code: rep.ErrorCode,
+			Final: rep.Final, Dead: rep.Status == sms.StatusUndeliverable, At: rep.Time}, nil
+	}
+}
+
 // trackReports lists the channels whose delivery reports postbud takes.
 func trackReports(cfg *config.Config) []channels.Name {
 	if cfg.Channels.SMS != nil && cfg.Channels.SMSReportSecret != nil {
@@ -279,10 +298,8 @@ func buildSenders(cfg *config.Config, log *slog.Logger) (map[channels.Name]chann
 			_ = c.Close()
 		}
 	}
-	if cfg.SMTP.Host != "" {
-		s, err := email.New(email.Config{Host: cfg.SMTP.Host, Port: cfg.SMTP.Port, Username: cfg.SMTP.Username,
-			Password: cfg.SMTP.Password, TLSPolicy: email.TLSPolicy(cfg.SMTP.TLS), From: cfg.SMTP.From,
-			Timeout: cfg.SMTP.Timeout}, log.With("channel", "email"))
+	if cfg.Channels.Email != nil {
+		s, err := email.New(*cfg.Channels.Email, log.With("channel", "email"))
 		if err != nil {
 			return nil, closeAll, fmt.Errorf("POSTBUD_SMTP_*: %w", err)
 		}

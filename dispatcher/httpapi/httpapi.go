@@ -27,8 +27,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/digitalpost/postbud/channels"
-	"github.com/digitalpost/postbud/channels/sms"
-	"github.com/digitalpost/postbud/channels/webhook"
+	"github.com/digitalpost/postbud/channels/signature"
 	"github.com/digitalpost/postbud/dispatcher"
 	"github.com/digitalpost/postbud/dispatcher/event"
 )
@@ -67,13 +66,29 @@ type Config struct {
 	// CountEvent, if set, is told each event's type ("" when unparsable)
 	// and answer status (metrics).
 	CountEvent func(typ, status string)
-	// SMSReportSecret verifies the SMS gateway's signed delivery reports
-	// at POST /v1/sms/reports; nil turns the endpoint off.
-	SMSReportSecret []byte
+	// SMSReportFunc reads and verifies one signed delivery report of the
+	// SMS gateway at POST /v1/sms/reports; nil turns the endpoint off. An
+	// error wrapping ErrBadSignature is answered 401, any other 400.
+	SMSReportFunc func(*http.Request) (SMSReport, error)
 	// Now is the clock (default time.Now): rate limits, signature
 	// tolerance, report times.
 	Now func() time.Time
 }
+
+// SMSReport is an SMS delivery report as SMSReportFunc reads it.
+type SMSReport struct {
+	ID      string // the gateway's message id
+	UserRef string // the delivery id the message was sent with
+	Status  string
+	Code    string // the gateway's error code, if any
+	Final   bool   // no later report follows
+	Dead    bool   // the message can no longer be delivered
+	At      time.Time
+}
+
+// ErrBadSignature is what SMSReportFunc wraps for a report that is not
+// signed, or not signed with the configured secret.
+var ErrBadSignature = errors.New("report: missing or bad signature")
 
 // API is the HTTP handler.
 type API struct {
@@ -107,7 +122,7 @@ func New(cfg Config) *API {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	a.mux.HandleFunc("GET /readyz", a.readyz)
-	if cfg.SMSReportSecret != nil {
+	if cfg.SMSReportFunc != nil {
 		a.mux.HandleFunc("POST /v1/sms/reports", a.smsReport)
 	}
 	return a
@@ -378,22 +393,22 @@ func problem(w http.ResponseWriter, status int, title, detail string, errs []eve
 // a JWT (HS256) in X-Gwapi-Signature; unsigned or badly signed ones are
 // refused with 401.
 func (a *API) smsReport(w http.ResponseWriter, r *http.Request) {
-	rep, err := sms.ParseReport(r, a.cfg.SMSReportSecret, 0)
+	rep, err := a.cfg.SMSReportFunc(r)
 	switch {
-	case errors.Is(err, sms.ErrBadSignature):
+	case errors.Is(err, ErrBadSignature):
 		problem(w, http.StatusUnauthorized, "bad signature", "the report's X-Gwapi-Signature does not verify", nil)
 		return
 	case err != nil:
 		problem(w, http.StatusBadRequest, "invalid report", err.Error(), nil)
 		return
 	}
-	at := rep.Time
+	at := rep.At
 	if at.IsZero() {
 		at = a.cfg.Now()
 	}
 	err = a.cfg.Dispatcher.Report(r.Context(), dispatcher.DeliveryReport{Channel: channels.SMS,
-		DeliveryID: rep.UserRef, ProviderID: rep.ID, Status: rep.Status, Code: rep.ErrorCode, Final: rep.Final,
-		Dead: rep.Status == sms.StatusUndeliverable, At: at})
+		DeliveryID: rep.UserRef, ProviderID: rep.ID, Status: rep.Status, Code: rep.Code, Final: rep.Final,
+		Dead: rep.Dead, At: at})
 	switch {
 	case errors.Is(err, dispatcher.ErrNotFound):
 		// Unknown or expired: acknowledge, or the gateway retries forever.
@@ -417,11 +432,11 @@ func (a *API) verified(w http.ResponseWriter, r *http.Request, p event.Platform,
 	if len(secrets) == 0 {
 		return true
 	}
-	if err := webhook.Verify(secrets, r.Header, body, a.cfg.Now(), webhook.DefaultTolerance); err != nil {
+	if err := signature.Verify(secrets, r.Header, body, a.cfg.Now(), signature.DefaultTolerance); err != nil {
 		problem(w, http.StatusUnauthorized, "bad signature", "the request's Standard Webhooks signature does not verify: "+err.Error(), nil)
 		return false
 	}
-	fresh, err := a.cfg.Dispatcher.FreshWebhookID(r.Context(), string(p), r.Header.Get(webhook.HeaderID), 2*webhook.DefaultTolerance)
+	fresh, err := a.cfg.Dispatcher.FreshWebhookID(r.Context(), string(p), r.Header.Get(signature.HeaderID), 2*signature.DefaultTolerance)
 	if err != nil {
 		problem(w, http.StatusServiceUnavailable, "unavailable", "the store cannot be reached; retry", nil)
 		return false

@@ -8,6 +8,7 @@ package rules
 
 import (
 	"fmt"
+	"github.com/digitalpost/postbud/channels/gsm7"
 	"regexp"
 	"strings"
 	"time"
@@ -230,20 +231,20 @@ var notDomains = map[string]bool{"f.eks": true, "m.fl": true, "o.lign": true, "b
 // optional separator, 4 digits), a run of 8 or more digits, a number grouped
 // like a bank account ("1234 5678901234") or phone ("12 34 56 78"), an email
 // address, or a link ("http", "www.", or a domain-like token such as
-// "x.dk"), or a character that is not in GSM-7 after NormalizeGSM. The
-// checks apply to NormalizeGSM(text), which is the form to send; a text
+// "x.dk"), or a character that is not in GSM-7 after gsm7.Normalize. The
+// checks apply to gsm7.Normalize(text), which is the form to send; a text
 // that passes is at most 150 characters before and after normalising.
 func CheckNotification(text string) (ok bool, reason string) {
 	if !utf8.ValidString(text) {
 		return false, reasonUTF8
 	}
-	s := NormalizeGSM(text)
+	s := gsm7.Normalize(text)
 	switch {
 	case strings.TrimSpace(s) == "":
 		return false, reasonEmpty
 	case utf8.RuneCountInString(s) > event.MaxNotificationRunes:
 		return false, reasonTooLong
-	case strings.ContainsFunc(s, func(r rune) bool { return (r < 0x20 && r != '\n') || r == 0x7F }):
+	case strings.ContainsFunc(text, func(r rune) bool { return (r < 0x20 && r != '\n' && r != '\t') || r == 0x7F }):
 		return false, reasonControl
 	case accountLike.MatchString(s):
 		return false, reasonAccount
@@ -257,7 +258,7 @@ func CheckNotification(text string) (ok bool, reason string) {
 		return false, reasonEmail
 	case hasLink(s):
 		return false, reasonLink
-	case !IsGSM7(s):
+	case !gsm7.IsGSM7(s):
 		return false, reasonNotGSM
 	}
 	return true, ""
@@ -288,65 +289,6 @@ func hasLink(s string) bool {
 	}
 	return false
 }
-
-// gsmBasicSet is the GSM 03.38 default alphabet (3GPP TS 23.038), one septet
-// each, in table order; the escape code 0x1B is left out, so it holds 127
-// characters. Danish æøåÆØÅ are in it.
-const gsmBasicSet = "@£$¥èéùìòÇ\nØø\rÅå" +
-	"Δ_ΦΓΛΩΠΨΣΘΞÆæßÉ" +
-	" !\"#¤%&'()*+,-./" +
-	"0123456789:;<=>?" +
-	"¡ABCDEFGHIJKLMNO" +
-	"PQRSTUVWXYZÄÖÑÜ§" +
-	"¿abcdefghijklmno" +
-	"pqrstuvwxyzäöñüà"
-
-// gsmExtensionSet is the GSM 03.38 extension table (escape + code, two
-// septets each).
-const gsmExtensionSet = "\f^{}\\[]~|€"
-
-var gsm7 = func() map[rune]bool {
-	m := make(map[rune]bool, 137)
-	for _, r := range gsmBasicSet + gsmExtensionSet {
-		m[r] = true
-	}
-	return m
-}()
-
-// IsGSM7 reports whether every character of s is in the GSM 03.38 basic set
-// or its extension table, so that an SMS of s is sent in GSM-7 (160
-// characters a part) rather than UCS-2 (70).
-func IsGSM7(s string) bool {
-	for _, r := range s {
-		if !gsm7[r] {
-			return false
-		}
-	}
-	return true
-}
-
-// gsmReplacer maps typographic characters outside GSM-7 to GSM-7 ones.
-var gsmReplacer = strings.NewReplacer(
-	// Dashes and minus.
-	"\u2010", "-", "\u2011", "-", "\u2012", "-", "\u2013", "-", "\u2014", "-", "\u2015", "-", "\u2212", "-",
-	// Single quotes, prime, acute accent and grave accent used as apostrophes.
-	"\u2018", "'", "\u2019", "'", "\u201A", "'", "\u201B", "'", "\u2032", "'", "\u00B4", "'", "`", "'",
-	// Double quotes, double prime and guillemets (Danish »citat«).
-	"\u201C", `"`, "\u201D", `"`, "\u201E", `"`, "\u201F", `"`, "\u2033", `"`, "\u00AB", `"`, "\u00BB", `"`,
-	// Ellipsis.
-	"\u2026", "...",
-	// No-break, narrow no-break and the fixed-width spaces.
-	"\u00A0", " ", "\u202F", " ", "\u2002", " ", "\u2003", " ", "\u2004", " ", "\u2005", " ",
-	"\u2006", " ", "\u2007", " ", "\u2008", " ", "\u2009", " ", "\u200A", " ",
-)
-
-// NormalizeGSM rewrites the typographic characters that would force an SMS
-// out of GSM-7 into UCS-2: en and em dashes (and the other dashes and minus)
-// become "-", curly quotes, primes and guillemets straight quotes, "…"
-// becomes "...", and the no-break and fixed-width spaces a space. Every
-// other character, Danish letters included, is kept. NormalizeGSM is
-// idempotent.
-func NormalizeGSM(s string) string { return gsmReplacer.Replace(s) }
 
 // UnderAge reports whether the citizen is under 15, the age from which
 // Digital Post from public senders is mandatory, on the Copenhagen calendar

@@ -2,7 +2,7 @@
 // httptest.Server on loopback that receives postbud's state-change
 // webhooks the way a platform would.
 //
-// Every POST is checked with webhook.Verify under the receiver's secrets
+// Every POST is checked with signature.Verify under the receiver's secrets
 // (401 otherwise) and its body decoded strictly with webhook.ParseBody (400
 // otherwise). Accepted changes are recorded in order; per message the
 // receiver keeps the highest version seen, and counts as stale a delivery
@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/digitalpost/postbud/channels/channeltest"
+	"github.com/digitalpost/postbud/channels/signature"
 	"github.com/digitalpost/postbud/channels/webhook"
 )
 
@@ -49,7 +50,7 @@ type Options struct {
 	// DefaultSecret.
 	Secrets [][]byte
 	// Tolerance is how far webhook-timestamp may be from Now. Default
-	// webhook.DefaultTolerance.
+	// signature.DefaultTolerance.
 	Tolerance time.Duration
 	// Now is the receiver's clock. Default time.Now.
 	Now func() time.Time
@@ -156,7 +157,7 @@ func New(t testing.TB, o Options) *Receiver {
 		r.secrets = [][]byte{[]byte(DefaultSecret)}
 	}
 	if r.tolerance <= 0 {
-		r.tolerance = webhook.DefaultTolerance
+		r.tolerance = signature.DefaultTolerance
 	}
 	if r.now == nil {
 		r.now = time.Now
@@ -377,7 +378,7 @@ func (r *Receiver) hold(req *http.Request) bool {
 // unless the signature verifies; 415 unless JSON; 400 unless the body
 // decodes strictly; else record and 204.
 func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) {
-	id := req.Header.Get(webhook.HeaderID)
+	id := req.Header.Get(signature.HeaderID)
 	if !r.hold(req) {
 		// The client gave up or the test ended: answer nothing, so no
 		// late client takes an empty 200 for an acceptance.
@@ -426,7 +427,7 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) {
 		r.answer(w, Attempt{ID: id, Status: http.StatusRequestEntityTooLarge, Err: err})
 		return
 	}
-	if err := webhook.Verify(r.secrets, req.Header, raw, r.now(), r.tolerance); err != nil {
+	if err := signature.Verify(r.secrets, req.Header, raw, r.now(), r.tolerance); err != nil {
 		r.answer(w, Attempt{ID: id, Status: http.StatusUnauthorized, Err: err})
 		return
 	}
@@ -442,8 +443,8 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) {
 
 	d := Delivery{
 		ID:        id,
-		Timestamp: req.Header.Get(webhook.HeaderTimestamp),
-		Signature: req.Header.Get(webhook.HeaderSignature),
+		Timestamp: req.Header.Get(signature.HeaderTimestamp),
+		Signature: req.Header.Get(signature.HeaderSignature),
 		Raw:       raw,
 		Change:    sc,
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/digitalpost/postbud/channels/signature"
 	"github.com/digitalpost/postbud/channels/webhook"
 	"github.com/digitalpost/postbud/channels/webhook/webhooktest"
 	"github.com/google/go-cmp/cmp"
@@ -31,9 +32,9 @@ func post(t *testing.T, r *webhooktest.Receiver, method, contentType string, key
 	}
 	req.Header.Set("Content-Type", contentType)
 	if key != nil {
-		req.Header.Set(webhook.HeaderID, "msg_raw")
-		req.Header.Set(webhook.HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
-		req.Header.Set(webhook.HeaderSignature, webhook.Sign(key, "msg_raw", ts, b))
+		req.Header.Set(signature.HeaderID, "msg_raw")
+		req.Header.Set(signature.HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
+		req.Header.Set(signature.HeaderSignature, signature.Sign(key, "msg_raw", ts, b))
 	}
 	resp, err := r.Client().Do(req)
 	if err != nil {
@@ -60,10 +61,10 @@ func TestReceiverChecksRequests(t *testing.T) {
 		{name: "accepted", key: newKey, status: 204},
 		{name: "accepted under the old key of a rotation", key: oldKey, status: 204},
 		{name: "content type with charset", contentType: "application/json; charset=utf-8", key: newKey, status: 204},
-		{name: "unsigned", status: 401, wantErr: webhook.ErrMissingHeaders},
-		{name: "wrong key", key: []byte("other-key-other-key-other-key-!!"), status: 401, wantErr: webhook.ErrBadSignature},
-		{name: "old timestamp", key: newKey, ts: now.Add(-time.Hour), status: 401, wantErr: webhook.ErrTimestamp},
-		{name: "future timestamp", key: newKey, ts: now.Add(time.Hour), status: 401, wantErr: webhook.ErrTimestamp},
+		{name: "unsigned", status: 401, wantErr: signature.ErrMissingHeaders},
+		{name: "wrong key", key: []byte("other-key-other-key-other-key-!!"), status: 401, wantErr: signature.ErrBadSignature},
+		{name: "old timestamp", key: newKey, ts: now.Add(-time.Hour), status: 401, wantErr: signature.ErrTimestamp},
+		{name: "future timestamp", key: newKey, ts: now.Add(time.Hour), status: 401, wantErr: signature.ErrTimestamp},
 		{name: "not JSON", key: newKey, contentType: "text/plain", status: 415},
 		{name: "unknown field", key: newKey, body: bytes.Replace(body(), []byte(`"platform"`), []byte(`"cpr":"0101901234","platform"`), 1), status: 400},
 		{name: "not an object", key: newKey, body: []byte(`"read"`), status: 400},
@@ -192,9 +193,9 @@ func TestReceiverStall(t *testing.T) {
 		req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, r.URL(), bytes.NewReader(body()))
 		req.Header.Set("Content-Type", "application/json")
 		ts := time.Now()
-		req.Header.Set(webhook.HeaderID, "msg_stall")
-		req.Header.Set(webhook.HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
-		req.Header.Set(webhook.HeaderSignature, webhook.Sign(r.Secret(), "msg_stall", ts, body()))
+		req.Header.Set(signature.HeaderID, "msg_stall")
+		req.Header.Set(signature.HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
+		req.Header.Set(signature.HeaderSignature, signature.Sign(r.Secret(), "msg_stall", ts, body()))
 		resp, err := r.Client().Do(req)
 		if err != nil {
 			status <- -1

@@ -1,4 +1,4 @@
-package webhook_test
+package signature_test
 
 import (
 	"errors"
@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/digitalpost/postbud/channels/webhook"
+	"github.com/digitalpost/postbud/channels/signature"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -27,7 +27,7 @@ const (
 
 func vectorKey(t *testing.T) []byte {
 	t.Helper()
-	key, err := webhook.ParseSecret(vectorSecret)
+	key, err := signature.ParseSecret(vectorSecret)
 	if err != nil {
 		t.Fatalf("ParseSecret(vector): %v", err)
 	}
@@ -35,13 +35,13 @@ func vectorKey(t *testing.T) []byte {
 }
 
 func TestSignVector(t *testing.T) {
-	got := webhook.Sign(vectorKey(t), vectorID, time.Unix(vectorTimestamp, 0), []byte(vectorBody))
+	got := signature.Sign(vectorKey(t), vectorID, time.Unix(vectorTimestamp, 0), []byte(vectorBody))
 	if got != vectorSignature {
 		t.Errorf("Sign(vector) = %q, want %q", got, vectorSignature)
 	}
 	// Sub-second parts of the time are not signed: the header carries
 	// whole seconds.
-	got = webhook.Sign(vectorKey(t), vectorID, time.Unix(vectorTimestamp, 999_999_999), []byte(vectorBody))
+	got = signature.Sign(vectorKey(t), vectorID, time.Unix(vectorTimestamp, 999_999_999), []byte(vectorBody))
 	if got != vectorSignature {
 		t.Errorf("Sign(vector + 0.999s) = %q, want %q", got, vectorSignature)
 	}
@@ -63,10 +63,10 @@ func TestVerifyVector(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := http.Header{}
-			h.Set(webhook.HeaderID, vectorID)
-			h.Set(webhook.HeaderTimestamp, strconv.Itoa(vectorTimestamp))
-			h.Set(webhook.HeaderSignature, tt.sig)
-			if err := webhook.Verify([][]byte{key}, h, []byte(vectorBody), now, 0); err != nil {
+			h.Set(signature.HeaderID, vectorID)
+			h.Set(signature.HeaderTimestamp, strconv.Itoa(vectorTimestamp))
+			h.Set(signature.HeaderSignature, tt.sig)
+			if err := signature.Verify([][]byte{key}, h, []byte(vectorBody), now, 0); err != nil {
 				t.Errorf("Verify(vector): %v", err)
 			}
 		})
@@ -94,7 +94,7 @@ func TestParseSecret(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := webhook.ParseSecret(tt.in)
+			got, err := signature.ParseSecret(tt.in)
 			if tt.wantErr {
 				if err == nil {
 					t.Fatalf("ParseSecret(%q) = %x, want an error", tt.in, got)
@@ -110,10 +110,10 @@ func TestParseSecret(t *testing.T) {
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("ParseSecret (-want +got):\n%s", diff)
 			}
-			if len(got) != webhook.MinSecretLen {
-				t.Errorf("vector key is %d bytes, want %d", len(got), webhook.MinSecretLen)
+			if len(got) != signature.MinSecretLen {
+				t.Errorf("vector key is %d bytes, want %d", len(got), signature.MinSecretLen)
 			}
-			if f := webhook.FormatSecret(got); f != vectorSecret {
+			if f := signature.FormatSecret(got); f != vectorSecret {
 				t.Errorf("FormatSecret = %q, want %q", f, vectorSecret)
 			}
 		})
@@ -130,13 +130,13 @@ func TestVerify(t *testing.T) {
 	// signed returns the headers of body signed at ts under keys.
 	signed := func(ts time.Time, keys ...[]byte) http.Header {
 		h := http.Header{}
-		h.Set(webhook.HeaderID, id)
-		h.Set(webhook.HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
+		h.Set(signature.HeaderID, id)
+		h.Set(signature.HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
 		var sigs []string
 		for _, k := range keys {
-			sigs = append(sigs, webhook.Sign(k, id, ts, body))
+			sigs = append(sigs, signature.Sign(k, id, ts, body))
 		}
-		h.Set(webhook.HeaderSignature, strings.Join(sigs, " "))
+		h.Set(signature.HeaderSignature, strings.Join(sigs, " "))
 		return h
 	}
 	without := func(name string) http.Header {
@@ -161,39 +161,39 @@ func TestVerify(t *testing.T) {
 		want      error
 	}{
 		{name: "valid", header: signed(now, newKey)},
-		{name: "missing id", header: without(webhook.HeaderID), want: webhook.ErrMissingHeaders},
-		{name: "missing timestamp", header: without(webhook.HeaderTimestamp), want: webhook.ErrMissingHeaders},
-		{name: "missing signature", header: without(webhook.HeaderSignature), want: webhook.ErrMissingHeaders},
-		{name: "blank signature", header: with(webhook.HeaderSignature, "   "), want: webhook.ErrMissingHeaders},
-		{name: "no headers", header: http.Header{}, want: webhook.ErrMissingHeaders},
-		{name: "tampered body", header: signed(now, newKey), body: tampered, want: webhook.ErrBadSignature},
-		{name: "empty body", header: signed(now, newKey), body: []byte{}, want: webhook.ErrBadSignature},
-		{name: "tampered id", header: with(webhook.HeaderID, "msg_02"), want: webhook.ErrBadSignature},
-		{name: "wrong secret", header: signed(now, []byte("someone-else's-key-32-bytes-long")), want: webhook.ErrBadSignature},
-		{name: "bad base64", header: with(webhook.HeaderSignature, "v1,not*base64!"), want: webhook.ErrBadSignature},
-		{name: "bad base64 then valid", header: with(webhook.HeaderSignature, "v1,not*base64! "+webhook.Sign(newKey, id, now, body))},
-		{name: "no v1 signature", header: with(webhook.HeaderSignature, "v1a,AAAA v2,"+strings.TrimPrefix(webhook.Sign(newKey, id, now, body), "v1,")), want: webhook.ErrBadSignature},
-		{name: "no comma", header: with(webhook.HeaderSignature, strings.TrimPrefix(webhook.Sign(newKey, id, now, body), "v1,")), want: webhook.ErrBadSignature},
-		{name: "multiple signatures one valid", header: with(webhook.HeaderSignature, vectorOther+" "+webhook.Sign(newKey, id, now, body)+" "+vectorOther)},
+		{name: "missing id", header: without(signature.HeaderID), want: signature.ErrMissingHeaders},
+		{name: "missing timestamp", header: without(signature.HeaderTimestamp), want: signature.ErrMissingHeaders},
+		{name: "missing signature", header: without(signature.HeaderSignature), want: signature.ErrMissingHeaders},
+		{name: "blank signature", header: with(signature.HeaderSignature, "   "), want: signature.ErrMissingHeaders},
+		{name: "no headers", header: http.Header{}, want: signature.ErrMissingHeaders},
+		{name: "tampered body", header: signed(now, newKey), body: tampered, want: signature.ErrBadSignature},
+		{name: "empty body", header: signed(now, newKey), body: []byte{}, want: signature.ErrBadSignature},
+		{name: "tampered id", header: with(signature.HeaderID, "msg_02"), want: signature.ErrBadSignature},
+		{name: "wrong secret", header: signed(now, []byte("someone-else's-key-32-bytes-long")), want: signature.ErrBadSignature},
+		{name: "bad base64", header: with(signature.HeaderSignature, "v1,not*base64!"), want: signature.ErrBadSignature},
+		{name: "bad base64 then valid", header: with(signature.HeaderSignature, "v1,not*base64! "+signature.Sign(newKey, id, now, body))},
+		{name: "no v1 signature", header: with(signature.HeaderSignature, "v1a,AAAA v2,"+strings.TrimPrefix(signature.Sign(newKey, id, now, body), "v1,")), want: signature.ErrBadSignature},
+		{name: "no comma", header: with(signature.HeaderSignature, strings.TrimPrefix(signature.Sign(newKey, id, now, body), "v1,")), want: signature.ErrBadSignature},
+		{name: "multiple signatures one valid", header: with(signature.HeaderSignature, vectorOther+" "+signature.Sign(newKey, id, now, body)+" "+vectorOther)},
 		{name: "signatures over several header lines", header: func() http.Header {
-			h := with(webhook.HeaderSignature, vectorOther)
-			h.Add(webhook.HeaderSignature, webhook.Sign(newKey, id, now, body))
+			h := with(signature.HeaderSignature, vectorOther)
+			h.Add(signature.HeaderSignature, signature.Sign(newKey, id, now, body))
 			return h
 		}()},
-		{name: "no secrets", secrets: [][]byte{}, header: signed(now, newKey), want: webhook.ErrBadSignature},
+		{name: "no secrets", secrets: [][]byte{}, header: signed(now, newKey), want: signature.ErrBadSignature},
 		{name: "rotation: old and new key accepted, signed with new", secrets: [][]byte{oldKey, newKey}, header: signed(now, newKey)},
 		{name: "rotation: old and new key accepted, signed with old", secrets: [][]byte{oldKey, newKey}, header: signed(now, oldKey)},
 		{name: "rotation: sender signs with both", header: signed(now, oldKey, newKey)},
-		{name: "rotation over: only old signature", header: signed(now, oldKey), want: webhook.ErrBadSignature},
-		{name: "old timestamp", header: signed(now.Add(-webhook.DefaultTolerance-time.Second), newKey), want: webhook.ErrTimestamp},
-		{name: "future timestamp", header: signed(now.Add(webhook.DefaultTolerance+time.Second), newKey), want: webhook.ErrTimestamp},
-		{name: "old timestamp at the edge", header: signed(now.Add(-webhook.DefaultTolerance), newKey)},
-		{name: "future timestamp at the edge", header: signed(now.Add(webhook.DefaultTolerance), newKey)},
+		{name: "rotation over: only old signature", header: signed(now, oldKey), want: signature.ErrBadSignature},
+		{name: "old timestamp", header: signed(now.Add(-signature.DefaultTolerance-time.Second), newKey), want: signature.ErrTimestamp},
+		{name: "future timestamp", header: signed(now.Add(signature.DefaultTolerance+time.Second), newKey), want: signature.ErrTimestamp},
+		{name: "old timestamp at the edge", header: signed(now.Add(-signature.DefaultTolerance), newKey)},
+		{name: "future timestamp at the edge", header: signed(now.Add(signature.DefaultTolerance), newKey)},
 		{name: "old timestamp within a longer tolerance", header: signed(now.Add(-time.Hour), newKey), tolerance: 2 * time.Hour},
-		{name: "within a shorter tolerance", header: signed(now.Add(-30*time.Second), newKey), tolerance: 10 * time.Second, want: webhook.ErrTimestamp},
-		{name: "timestamp in milliseconds", header: with(webhook.HeaderTimestamp, strconv.FormatInt(now.UnixMilli(), 10)), want: webhook.ErrTimestamp},
-		{name: "timestamp not an integer", header: with(webhook.HeaderTimestamp, "1614265330.5"), want: webhook.ErrTimestamp},
-		{name: "timestamp as a date", header: with(webhook.HeaderTimestamp, now.Format(http.TimeFormat)), want: webhook.ErrTimestamp},
+		{name: "within a shorter tolerance", header: signed(now.Add(-30*time.Second), newKey), tolerance: 10 * time.Second, want: signature.ErrTimestamp},
+		{name: "timestamp in milliseconds", header: with(signature.HeaderTimestamp, strconv.FormatInt(now.UnixMilli(), 10)), want: signature.ErrTimestamp},
+		{name: "timestamp not an integer", header: with(signature.HeaderTimestamp, "1614265330.5"), want: signature.ErrTimestamp},
+		{name: "timestamp as a date", header: with(signature.HeaderTimestamp, now.Format(http.TimeFormat)), want: signature.ErrTimestamp},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -205,7 +205,7 @@ func TestVerify(t *testing.T) {
 			if b == nil {
 				b = body
 			}
-			err := webhook.Verify(secrets, tt.header, b, now, tt.tolerance)
+			err := signature.Verify(secrets, tt.header, b, now, tt.tolerance)
 			if !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
 				t.Fatalf("Verify = %v, want %v", err, tt.want)
 			}
@@ -222,7 +222,7 @@ func TestVerify(t *testing.T) {
 
 // The sentinels are distinct, so a receiver can answer each differently.
 func TestVerifySentinelsDistinct(t *testing.T) {
-	errs := []error{webhook.ErrMissingHeaders, webhook.ErrBadSignature, webhook.ErrTimestamp}
+	errs := []error{signature.ErrMissingHeaders, signature.ErrBadSignature, signature.ErrTimestamp}
 	for i, a := range errs {
 		for j, b := range errs {
 			if (i == j) != errors.Is(a, b) {
@@ -240,19 +240,19 @@ func FuzzVerify(f *testing.F) {
 	now := time.Unix(vectorTimestamp, 0)
 	f.Fuzz(func(t *testing.T, id, ts, sig string, body []byte) {
 		h := http.Header{}
-		h.Set(webhook.HeaderID, id)
-		h.Set(webhook.HeaderTimestamp, ts)
-		h.Set(webhook.HeaderSignature, sig)
-		err := webhook.Verify([][]byte{key}, h, body, now, 0)
+		h.Set(signature.HeaderID, id)
+		h.Set(signature.HeaderTimestamp, ts)
+		h.Set(signature.HeaderSignature, sig)
+		err := signature.Verify([][]byte{key}, h, body, now, 0)
 		if err == nil {
 			// Accepted only when it carries the real signature.
 			sec, perr := strconv.ParseInt(ts, 10, 64)
-			if perr != nil || !strings.Contains(sig, webhook.Sign(key, id, time.Unix(sec, 0), body)) {
+			if perr != nil || !strings.Contains(sig, signature.Sign(key, id, time.Unix(sec, 0), body)) {
 				t.Fatalf("Verify accepted a forged webhook: id %q ts %q sig %q", id, ts, sig)
 			}
 			return
 		}
-		if !errors.Is(err, webhook.ErrMissingHeaders) && !errors.Is(err, webhook.ErrBadSignature) && !errors.Is(err, webhook.ErrTimestamp) {
+		if !errors.Is(err, signature.ErrMissingHeaders) && !errors.Is(err, signature.ErrBadSignature) && !errors.Is(err, signature.ErrTimestamp) {
 			t.Fatalf("Verify error %v wraps no sentinel", err)
 		}
 	})

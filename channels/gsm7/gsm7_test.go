@@ -1,10 +1,10 @@
-package sms_test
+package gsm7_test
 
 import (
 	"strings"
 	"testing"
 
-	"github.com/digitalpost/postbud/channels/sms"
+	"github.com/digitalpost/postbud/channels/gsm7"
 )
 
 // gsmAlphabet is the GSM 03.38 basic set and extension table, written out
@@ -32,13 +32,16 @@ func TestNormalize(t *testing.T) {
 		{"€ [x] {y} ^~\\|", "€ [x] {y} ^~\\|"},
 		{"Ny post 📬", "Ny post 📬"},
 		{"Ελλάδα", "Ελλάδα"},
+		// Dropping the zero-width space brings two Hangul jamo together,
+		// which compose: the result must already be composed.
+		{"\u1100\u200b\u1161", "\uac00"},
 		{"", ""},
 	}
 	for _, tt := range tests {
-		if got := sms.Normalize(tt.in); got != tt.want {
+		if got := gsm7.Normalize(tt.in); got != tt.want {
 			t.Errorf("Normalize(%q) = %q, want %q", tt.in, got, tt.want)
 		}
-		if got := sms.Normalize(sms.Normalize(tt.in)); got != sms.Normalize(tt.in) {
+		if got := gsm7.Normalize(gsm7.Normalize(tt.in)); got != gsm7.Normalize(tt.in) {
 			t.Errorf("Normalize is not idempotent on %q", tt.in)
 		}
 	}
@@ -52,36 +55,36 @@ func TestEncoding(t *testing.T) {
 		enc      string
 		segments int
 	}{
-		{"empty", "", sms.GSM7, 1},
-		{"danish letters", "æøåÆØÅ", sms.GSM7, 1},
-		{"whole basic set", gsmBasicChars, sms.GSM7, 1},
-		{"160 septets", r("a", 160), sms.GSM7, 1},
-		{"161 septets", r("a", 161), sms.GSM7, 2},
-		{"306 septets", r("a", 306), sms.GSM7, 2},
-		{"307 septets", r("a", 307), sms.GSM7, 3},
-		{"80 euro signs are 160 septets", r("€", 80), sms.GSM7, 1},
-		{"81 euro signs", r("€", 81), sms.GSM7, 2},
-		{"extension pair never split", r("a", 152) + "€" + r("a", 152), sms.GSM7, 3},
-		{"en dash forces UCS2", "Skat – post", sms.UCS2, 1},
-		{"curly quote forces UCS2", "“Hej”", sms.UCS2, 1},
-		{"emoji forces UCS2", "Ny post 📬", sms.UCS2, 1},
-		{"70 units", "–" + r("a", 69), sms.UCS2, 1},
-		{"71 units", "–" + r("a", 70), sms.UCS2, 2},
-		{"emoji counts two units", r("a", 69) + "📬", sms.UCS2, 2},
-		{"134 units", "–" + r("a", 133), sms.UCS2, 2},
-		{"135 units", "–" + r("a", 134), sms.UCS2, 3},
-		{"surrogate pair never split", "–" + r("a", 65) + "📬" + r("a", 66), sms.UCS2, 3},
+		{"empty", "", gsm7.GSM7, 1},
+		{"danish letters", "æøåÆØÅ", gsm7.GSM7, 1},
+		{"whole basic set", gsmBasicChars, gsm7.GSM7, 1},
+		{"160 septets", r("a", 160), gsm7.GSM7, 1},
+		{"161 septets", r("a", 161), gsm7.GSM7, 2},
+		{"306 septets", r("a", 306), gsm7.GSM7, 2},
+		{"307 septets", r("a", 307), gsm7.GSM7, 3},
+		{"80 euro signs are 160 septets", r("€", 80), gsm7.GSM7, 1},
+		{"81 euro signs", r("€", 81), gsm7.GSM7, 2},
+		{"extension pair never split", r("a", 152) + "€" + r("a", 152), gsm7.GSM7, 3},
+		{"en dash forces UCS2", "Skat – post", gsm7.UCS2, 1},
+		{"curly quote forces UCS2", "“Hej”", gsm7.UCS2, 1},
+		{"emoji forces UCS2", "Ny post 📬", gsm7.UCS2, 1},
+		{"70 units", "–" + r("a", 69), gsm7.UCS2, 1},
+		{"71 units", "–" + r("a", 70), gsm7.UCS2, 2},
+		{"emoji counts two units", r("a", 69) + "📬", gsm7.UCS2, 2},
+		{"134 units", "–" + r("a", 133), gsm7.UCS2, 2},
+		{"135 units", "–" + r("a", 134), gsm7.UCS2, 3},
+		{"surrogate pair never split", "–" + r("a", 65) + "📬" + r("a", 66), gsm7.UCS2, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			enc, n := sms.Encoding(tt.in)
+			enc, n := encoding(tt.in)
 			if enc != tt.enc || n != tt.segments {
 				t.Errorf("Encoding = %s, %d; want %s, %d", enc, n, tt.enc, tt.segments)
 			}
 		})
 	}
 	for _, c := range gsmExtChars {
-		if enc, _ := sms.Encoding(string(c)); enc != sms.GSM7 {
+		if enc, _ := encoding(string(c)); enc != gsm7.GSM7 {
 			t.Errorf("Encoding(%q) = %s, want GSM7", c, enc)
 		}
 	}
@@ -107,26 +110,29 @@ func FuzzNormalizeEncoding(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		n := sms.Normalize(s)
-		if again := sms.Normalize(n); again != n {
+		n := gsm7.Normalize(s)
+		if again := gsm7.Normalize(n); again != n {
 			t.Fatalf("Normalize not idempotent: %q → %q → %q", s, n, again)
 		}
-		enc, segments := sms.Encoding(n)
-		if enc != sms.GSM7 && enc != sms.UCS2 {
+		enc, segments := encoding(n)
+		if enc != gsm7.GSM7 && enc != gsm7.UCS2 {
 			t.Fatalf("Encoding(%q) = %q", n, enc)
 		}
 		if segments < 1 {
 			t.Fatalf("Encoding(%q) gives %d segments", n, segments)
 		}
-		if _, more := sms.Encoding(n + "a"); more < segments {
+		if _, more := encoding(n + "a"); more < segments {
 			t.Fatalf("appending a letter lowered the segments: %q", n)
 		}
 		g := gsmOnly(s)
-		if enc, _ := sms.Encoding(g); enc != sms.GSM7 {
+		if enc, _ := encoding(g); enc != gsm7.GSM7 {
 			t.Fatalf("GSM-only text %q reports %s", g, enc)
 		}
-		if got, want := sms.Normalize(g), strings.ReplaceAll(g, "\f", ""); got != want {
+		if got, want := gsm7.Normalize(g), strings.ReplaceAll(g, "\f", ""); got != want {
 			t.Fatalf("Normalize changed GSM text %q to %q", g, got)
 		}
 	})
 }
+
+// encoding is the encoding and segment count of s.
+func encoding(s string) (string, int) { return gsm7.Encoding(s), gsm7.Segments(s) }
