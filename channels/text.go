@@ -22,7 +22,7 @@ func Title(a Alert) string {
 // sender(s).
 func Headline(a Alert) string {
 	if a.Notification != "" {
-		return a.Notification
+		return sentence(a.Notification)
 	}
 	en := a.Language == "en"
 	names := joinNames(a.Senders, en)
@@ -36,6 +36,17 @@ func Headline(a Alert) string {
 		return fmt.Sprintf("You have %d new letters in Digital Post from %s.", a.Count, names)
 	}
 	return fmt.Sprintf("Du har %d nye breve i Digital Post fra %s.", a.Count, names)
+}
+
+// sentence ends a sender's own text with a full stop unless it already
+// ends with sentence punctuation, so the fixed ending that follows it
+// (ReadAt) starts a sentence of its own.
+func sentence(s string) string {
+	s = strings.TrimSpace(s)
+	if s == "" || strings.ContainsAny(s[len(s)-1:], ".!?:;") || strings.HasSuffix(s, "…") {
+		return s
+	}
+	return s + "."
 }
 
 // ReadAt is the sentence that points to the mailbox.

@@ -267,9 +267,20 @@ func (l *loader) integer(name string, def, lo, hi int) int {
 
 // Load reads the configuration. getenv is os.Getenv in production; tests
 // pass their own. Every problem is reported, joined, each naming its
-// variable.
+// variable. Load cannot see variables it does not ask for: LoadEnviron
+// also refuses unknown ones.
 func Load(getenv func(string) string) (*Config, error) {
+	return LoadEnviron(getenv, nil)
+}
+
+// LoadEnviron is Load that also reports every POSTBUD_* variable in
+// environ (os.Environ in production) that postbud does not read, with the
+// closest known name as a hint. A nil environ checks nothing.
+func LoadEnviron(getenv func(string) string, environ func() []string) (*Config, error) {
 	l := &loader{getenv: getenv, readFile: os.ReadFile}
+	if environ != nil {
+		l.errs = append(l.errs, Unknown(environ())...)
+	}
 	c := &Config{}
 	c.RedisURL = l.str("POSTBUD_REDIS_URL", "redis://127.0.0.1:6379/0")
 	c.Redis = l.redis(c.RedisURL, l.secret("POSTBUD_REDIS_PASSWORD"))

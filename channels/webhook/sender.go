@@ -320,3 +320,32 @@ func checkID(id string) error {
 	}
 	return nil
 }
+
+// PingResult is one endpoint's reachability.
+type PingResult struct {
+	Platform string
+	Err      error
+}
+
+// Ping checks that every endpoint answers (any HTTP status: a HEAD
+// request, unsigned, carries no state change and changes nothing), per
+// platform in order.
+func (s *Sender) Ping(ctx context.Context) []PingResult {
+	var out []PingResult
+	for _, p := range s.Platforms() {
+		ctx, cancel := context.WithTimeout(ctx, s.timeout)
+		req, err := http.NewRequestWithContext(ctx, http.MethodHead, s.endpoints[p].URL, nil)
+		if err == nil {
+			var resp *http.Response
+			if resp, err = s.client.Do(req); err == nil {
+				_ = resp.Body.Close()
+			}
+		}
+		cancel()
+		if err != nil {
+			err = fmt.Errorf("webhook %s unreachable: %w", p, err)
+		}
+		out = append(out, PingResult{Platform: p, Err: err})
+	}
+	return out
+}

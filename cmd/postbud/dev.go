@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"html/template"
 	"io"
@@ -41,12 +40,13 @@ var devCitizens = []struct {
 
 // dev runs the daemon on an embedded Redis (miniredis) with demo citizens
 // and local sinks that record alerts instead of sending them.
-func dev(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
+func dev(ctx context.Context, args []string, e env, stdout, stderr io.Writer) error {
+	fs := newFlagSet("dev", "", "Runs postbud on an embedded Redis with demo citizens; alerts go to local sinks\n"+
+		"(nothing is sent) and are shown at http://127.0.0.1:8080/. POSTBUD_* variables override its defaults.")
+	if err := parse(fs, args, 0, stdout, stderr); err != nil {
 		return err
 	}
+	getenv := e.get
 	mr := miniredis.NewMiniRedis()
 	mr.ClockTTL(true)
 	if err := mr.StartAddr("127.0.0.1:0"); err != nil {
@@ -56,7 +56,7 @@ func dev(ctx context.Context, args []string, getenv func(string) string, stdout,
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
 
-	env := map[string]string{
+	defaults := map[string]string{
 		"POSTBUD_HTTP_ADDR":     "127.0.0.1:8080",
 		"POSTBUD_REDIS_URL":     "redis://" + mr.Addr(),
 		"POSTBUD_PSEUDONYM_KEY": devPseudonym,
@@ -70,7 +70,7 @@ func dev(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if v := getenv(k); v != "" && k != "POSTBUD_REDIS_URL" {
 			return v
 		}
-		return env[k]
+		return defaults[k]
 	}
 	sinks := map[channels.Name]*sink.Sink{}
 	senders := map[channels.Name]channels.Sender{}
@@ -113,7 +113,7 @@ Stop with Ctrl-C.
 `, base, devPlatformKey, devOpsKey)
 		},
 	}
-	return serve(ctx, devEnv, stdout, stderr, ov)
+	return serve(ctx, env{get: devEnv, names: e.names}, stdout, stderr, ov)
 }
 
 func allAlerts(sinks map[channels.Name]*sink.Sink) []sink.Alert {
@@ -157,7 +157,7 @@ func registerDemoCitizens(ctx context.Context, base string) error {
 	return nil
 }
 
-var devPage = template.Must(template.New("dev").Parse(`<!doctype html>
+var devPage = template.Must(template.New("dev").Funcs(template.FuncMap{"time": humanTime}).Parse(`<!doctype html>
 <html lang="da"><head><meta charset="utf-8"><title>postbud dev — alerts</title>
 <meta http-equiv="refresh" content="3">
 <style>body{font-family:system-ui,sans-serif;margin:2rem;color:#222}table{border-collapse:collapse;width:100%}
@@ -169,7 +169,7 @@ code{font-size:.85em}.ch{font-weight:600}</style></head><body>
 <ul>{{range .Citizens}}<li><code>{{.CPR}}</code> — {{.Name}}</li>{{end}}</ul>
 <h2>Alerts ({{len .Alerts}})</h2>
 <table><tr><th>time</th><th>channel</th><th>to</th><th>title</th><th>text</th><th>message id</th></tr>
-{{range .Alerts}}<tr><td>{{.At.Format "15:04:05"}}</td><td class="ch">{{.Channel}}{{if .App}} ({{.App}}){{end}}</td>
+{{range .Alerts}}<tr><td>{{time .At}}</td><td class="ch">{{.Channel}}{{if .App}} ({{.App}}){{end}}</td>
 <td>{{.To}}</td><td>{{.Title}}</td><td>{{.Text}}{{if .Silent}}(silent badge update: {{.Badge}}){{end}}</td><td><code>{{.MessageID}}</code></td></tr>
 {{else}}<tr><td colspan="6">No alerts yet. Send a letter (see the terminal).</td></tr>{{end}}
 </table></body></html>

@@ -6,10 +6,16 @@
 //	postbud dev              the same on an embedded Redis with demo data
 //	postbud emit [flags]     send an event from the shell
 //	postbud trace <msg-id>   print a letter's delivery trail
+//	postbud config check     check the configuration and every provider
+//	postbud version          print the build's version
+//
+// Exit codes: 0 success (and -h), 1 failure, 2 a command line postbud does
+// not understand.
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -18,10 +24,13 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	err := runEnv(ctx, os.Args[1:], os.Getenv, os.Environ, os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "postbud:", err)
+		if errors.As(err, new(usageError)) {
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 }

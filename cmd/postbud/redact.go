@@ -21,7 +21,15 @@ func redactString(s string) string {
 	return phoneLike.ReplaceAllString(s, "[phone]")
 }
 
+// keptKeys are attributes that hold provider or message ids, never
+// personal data: an SMTP Message-ID looks like an address but must stay
+// matchable with the MTA's logs.
+var keptKeys = map[string]bool{"message_id": true, "provider_id": true, "delivery_id": true, "task_id": true}
+
 func redactAttr(_ []string, a slog.Attr) slog.Attr {
+	if keptKeys[a.Key] {
+		return a
+	}
 	switch a.Value.Kind() {
 	case slog.KindString:
 		if s := a.Value.String(); len(s) >= 8 {

@@ -46,8 +46,8 @@ type overrides struct {
 // serve runs the daemon until ctx ends, then shuts down in order: stop
 // taking HTTP, stop pulling tasks, let in-flight tasks finish (bounded),
 // close channels, close Redis.
-func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer, ov *overrides) error {
-	cfg, err := config.Load(getenv)
+func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) error {
+	cfg, err := config.LoadEnviron(e.get, e.names)
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
@@ -55,6 +55,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		ov = &overrides{}
 	}
 	log := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)
+	useRedisLogger(log)
 
 	rdb := ov.rdb
 	if rdb == nil {
@@ -76,6 +77,8 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 
 	reg := metrics.NewRegistry()
 	m := metrics.New(reg)
+	b := readBuild()
+	metrics.BuildInfo(reg, b.Version, b.Revision, b.GoVersion)
 	reg.MustRegister(metrics.NewQueueCollector(rdb))
 	dash, err := dashboard.New(dashboard.Config{RedisClient: rdb, RootPath: dashboard.DefaultRootPath,
 		Writable: cfg.DashboardWritable, OpsKeySHA256: cfg.OpsKeySHA256})
@@ -94,8 +97,9 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	}
 
 	var syncer dispatcher.Syncer
+	var ws *webhook.Sender
 	if cfg.Channels.Webhooks != nil {
-		ws, err := webhook.New(*cfg.Channels.Webhooks, log.With("channel", "webhook"))
+		ws, err = webhook.New(*cfg.Channels.Webhooks, log)
 		if err != nil {
 			return fmt.Errorf("POSTBUD_WEBHOOK_*: %w", err)
 		}
@@ -162,7 +166,9 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
 			n, _ := asynq.GetRetryCount(ctx)
 			id, _ := asynq.GetTaskID(ctx)
-			log.WarnContext(ctx, "task failed", "task_type", t.Type(), "task_id", id, "attempt", n+1, "error", err)
+			// The dispatcher logged the failure with its channel and kind:
+			// one line per failed send; this one only for debugging.
+			log.DebugContext(ctx, "task failed", "task_type", t.Type(), "task_id", id, "attempt", n+1, "error", err)
 		}),
 	})
 	mux := asynq.NewServeMux()
@@ -180,11 +186,25 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		platforms = append(platforms, hp)
 	}
 	api := httpapi.New(httpapi.Config{Dispatcher: d, Platforms: platforms, OpsKeySHA256: cfg.OpsKeySHA256, Logger: log,
-		SMSReportFunc: smsReports(cfg.Channels.SMSReportSecret), CountEvent: m.Event})
+		SMSReportFunc: smsReports(cfg.Channels.SMSReportSecret), CountEvent: m.Event,
+		Channels: func() any { return m.Channels() }})
 	api.Handle("GET /metrics", metrics.Handler(reg))
 	api.Handle(dashboard.DefaultRootPath, dash)
 	if ov.mount != nil {
 		ov.mount(api)
+	}
+	// The provider checks of `postbud config check`, logged before
+	// serving: a broken provider shows at start and in postbud_channel_up,
+	// but does not stop the ingest.
+	for _, c := range checkProviders(ctx, senders, ws) {
+		if ch := channels.Name(c.name); senders[ch] != nil {
+			m.ChannelConfigured(ch, c.err)
+		}
+		if c.err != nil {
+			log.Error("provider check failed", "check", c.name, "error", c.err)
+		} else {
+			log.Info("provider check ok", "check", c.name)
+		}
 	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -299,7 +319,7 @@ func buildSenders(cfg *config.Config, log *slog.Logger) (map[channels.Name]chann
 		}
 	}
 	if cfg.Channels.Email != nil {
-		s, err := email.New(*cfg.Channels.Email, log.With("channel", "email"))
+		s, err := email.New(*cfg.Channels.Email, log)
 		if err != nil {
 			return nil, closeAll, fmt.Errorf("POSTBUD_SMTP_*: %w", err)
 		}
@@ -321,19 +341,19 @@ func buildSenders(cfg *config.Config, log *slog.Logger) (map[channels.Name]chann
 	}
 	var errs []error
 	if ch.SMS != nil {
-		s, err := sms.New(*ch.SMS, log.With("channel", "sms"))
+		s, err := sms.New(*ch.SMS, log)
 		errs = append(errs, add(channels.SMS, s, err))
 	}
 	if ch.APNs != nil {
-		s, err := apns.New(*ch.APNs, log.With("channel", "apns"))
+		s, err := apns.New(*ch.APNs, log)
 		errs = append(errs, add(channels.APNs, s, err))
 	}
 	if ch.FCM != nil {
-		s, err := fcm.New(*ch.FCM, log.With("channel", "fcm"))
+		s, err := fcm.New(*ch.FCM, log)
 		errs = append(errs, add(channels.FCM, s, err))
 	}
 	if ch.Paper != nil {
-		s, err := paper.New(*ch.Paper, log.With("channel", "paper"))
+		s, err := paper.New(*ch.Paper, log)
 		errs = append(errs, add(channels.Paper, s, err))
 	}
 	if err := errors.Join(errs...); err != nil {

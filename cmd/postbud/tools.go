@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 	"github.com/digitalpost/postbud/config"
 	"github.com/digitalpost/postbud/dispatcher"
 	"github.com/digitalpost/postbud/dispatcher/publish"
+	"github.com/digitalpost/postbud/dispatcher/rules"
 )
 
 func envOr(getenv func(string) string, k, def string) string {
@@ -25,6 +25,14 @@ func envOr(getenv func(string) string, k, def string) string {
 	}
 	return def
 }
+
+// humanTimeLayout is how postbud shows a time to people (trace, the dev
+// page, the trail's reasons): Copenhagen local time with its zone
+// abbreviation.
+const humanTimeLayout = "2006-01-02 15:04:05 MST"
+
+// humanTime formats t for people: Copenhagen local time with its zone.
+func humanTime(t time.Time) string { return rules.LocalTime(t, humanTimeLayout) }
 
 func newUUID() string {
 	var b [16]byte
@@ -36,8 +44,8 @@ func newUUID() string {
 
 // emit sends one event (or a batch) from a file, stdin or flags.
 func emit(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("emit", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("emit", "[FILE|-]", "Sends one event (a JSON object) or a batch ({\"events\": [...]}) from FILE or stdin,\n"+
+		"or a letter built with -letter. Prints the letter's message id only once the event was accepted.")
 	url := fs.String("url", envOr(getenv, "POSTBUD_URL", "http://127.0.0.1:8080"), "postbud's HTTP base URL (env POSTBUD_URL)")
 	key := fs.String("key", getenv("POSTBUD_EMIT_KEY"), "the platform API key (env POSTBUD_EMIT_KEY)")
 	redisURL := fs.String("redis", "", "enqueue straight into this Redis (redis://…) with the Go client instead of HTTP")
@@ -47,23 +55,29 @@ func emit(ctx context.Context, args []string, getenv func(string) string, stdin 
 	kind := fs.String("kind", "public", "with -letter: public, public-special or private")
 	priority := fs.String("priority", "normal", "with -letter: urgent, normal or bulk")
 	source := fs.String("source", "core", "with -letter: the event's source platform")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: postbud emit [flags] [FILE|-]\n\nSends one event (a JSON object) or a batch ({\"events\": [...]}) from FILE or stdin, or a letter built with -letter.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := parse(fs, args, 1, stdout, stderr); err != nil {
 		return err
 	}
+	if *letter != "" && fs.NArg() > 0 {
+		return usageError{errors.New("emit: -letter builds the event; give no FILE with it")}
+	}
 	var body []byte
+	// msgID is the letter -letter built; it is printed once the event
+	// is accepted, not before: a failed emit sent nothing to trace.
+	var msgID string
+	accepted := func() {
+		if msgID != "" {
+			fmt.Fprintf(stderr, "message_id %s (postbud trace %s)\n", msgID, msgID)
+		}
+	}
 	switch {
 	case *letter != "":
-		msgID := newUUID()
+		msgID = newUUID()
 		ev := map[string]any{"id": "emit-" + newUUID(), "type": "message.received",
 			"occurred_at": time.Now().UTC().Format(time.RFC3339Nano), "source": *source,
 			"data": map[string]any{"message_id": msgID, "recipient": map[string]any{"cpr": *letter},
 				"sender": map[string]any{"id": "emit", "name": *sender, "kind": *kind}, "priority": *priority}}
 		body, _ = json.Marshal(ev)
-		fmt.Fprintf(stderr, "message_id %s (postbud trace %s)\n", msgID, msgID)
 	case fs.NArg() == 0 || fs.Arg(0) == "-":
 		b, err := io.ReadAll(io.LimitReader(stdin, 8<<20))
 		if err != nil {
@@ -109,6 +123,7 @@ func emit(ctx context.Context, args []string, getenv func(string) string, stdin 
 			status = "duplicate"
 		}
 		fmt.Fprintf(stdout, "{\"status\":%q}\n", status)
+		accepted()
 		return nil
 	}
 	if *key == "" {
@@ -134,21 +149,23 @@ func emit(ctx context.Context, args []string, getenv func(string) string, stdin 
 	if resp.StatusCode != http.StatusAccepted {
 		return fmt.Errorf("emit: %s", resp.Status)
 	}
+	accepted()
 	return nil
 }
 
 // trace prints a letter's delivery trail from the ops API.
 func trace(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("trace", "<message-id>", "Prints a letter's delivery trail from the ops API (times in Copenhagen local time).")
 	url := fs.String("url", envOr(getenv, "POSTBUD_URL", "http://127.0.0.1:8080"), "postbud's HTTP base URL (env POSTBUD_URL)")
 	key := fs.String("key", getenv("POSTBUD_OPS_KEY"), "the ops key (env POSTBUD_OPS_KEY)")
 	asJSON := fs.Bool("json", false, "print the trail as JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := parse(fs, args, 1, stdout, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return errors.New("usage: postbud trace [-url U] [-key K] [-json] <message-id>")
+		fs.SetOutput(stderr)
+		fs.Usage()
+		return usageError{errors.New("trace: a message id is required")}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(*url, "/")+"/v1/messages/"+fs.Arg(0)+"/trail", nil)
 	if err != nil {
@@ -177,7 +194,7 @@ func trace(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	fmt.Fprintf(stdout, "letter %s: %d entries\n", t.MessageID, len(t.Trail))
 	for _, o := range t.Trail {
-		line := fmt.Sprintf("%s  %-6s %-9s", o.At.Local().Format("2006-01-02 15:04:05.000"), o.Channel, o.Result)
+		line := fmt.Sprintf("%s  %-6s %-9s", humanTime(o.At), o.Channel, o.Result)
 		for _, kv := range [][2]string{{"reason", o.Reason}, {"kind", o.Kind}, {"code", o.Code}, {"provider_id", o.ProviderID}, {"app", o.App}, {"delivery", o.DeliveryID}} {
 			if kv[1] != "" {
 				line += " " + kv[0] + "=" + kv[1]

@@ -63,6 +63,9 @@ type Config struct {
 	Logger       *slog.Logger
 	// Ready reports readiness beyond the store (channels, draining).
 	Ready func(context.Context) error
+	// Channels, if set, lists the channels' health for /readyz?verbose
+	// (readiness itself stays about the process).
+	Channels func() any
 	// CountEvent, if set, is told each event's type ("" when unparsable)
 	// and answer status (metrics).
 	CountEvent func(typ, status string)
@@ -151,6 +154,10 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		a.log.WarnContext(r.Context(), "not ready", "error", err)
 		problem(w, http.StatusServiceUnavailable, "not ready", "Redis or a channel is not reachable (see the logs)", nil)
+		return
+	}
+	if r.URL.Query().Has("verbose") && a.cfg.Channels != nil {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "channels": a.cfg.Channels()})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

@@ -89,6 +89,7 @@ type Metrics struct {
 	webhookSend  *prometheus.HistogramVec
 	events       *prometheus.CounterVec
 	paper        *prometheus.CounterVec
+	health       *health
 }
 
 var _ dispatcher.Observer = (*Metrics)(nil)
@@ -138,6 +139,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "postbud_paper_jobs_total",
 			Help: "Letters sent on paper, by reason (exempt, under 15, forward).",
 		}, []string{"reason"}),
+		health: newHealth(),
 	}
 	// Series that exist from the start, so rate() and absent() work
 	// before the first occurrence.
@@ -154,7 +156,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.alerts, m.sendDuration, m.eventToAlert, m.removed, m.webhooks, m.webhookLag,
-			m.webhookSend, m.events, m.paper)
+			m.webhookSend, m.events, m.paper, m.health.up)
 	}
 	return m
 }
@@ -169,6 +171,7 @@ func (m *Metrics) Delivered(ch channels.Name, result, kind string, took time.Dur
 		kind = oneOf(kind, kindNames)
 	}
 	m.alerts.WithLabelValues(c, oneOf(result, resultNames), kind).Inc()
+	m.health.delivered(c, result, kind)
 	m.sendDuration.WithLabelValues(c).Observe(took.Seconds())
 }
 
@@ -239,6 +242,17 @@ func oneOf(v string, set []string) string {
 // It reads Redis on every scrape. rdb is not closed by the collector.
 func NewQueueCollector(rdb redis.UniversalClient) prometheus.Collector {
 	return xmetrics.NewQueueMetricsCollector(asynq.NewInspectorFromRedisClient(rdb))
+}
+
+// BuildInfo registers postbud_build_info{version,revision,goversion} 1
+// with reg: the running build, for dashboards and alerts across a rollout.
+func BuildInfo(reg prometheus.Registerer, version, revision, goVersion string) {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "postbud_build_info",
+		Help: "The running build: 1, labelled with postbud's version, VCS revision and Go version.",
+	}, []string{"version", "revision", "goversion"})
+	g.WithLabelValues(version, revision, goVersion).Set(1)
+	reg.MustRegister(g)
 }
 
 // NewRegistry returns a registry holding the Go runtime and process

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/channels/webhook"
+	"github.com/digitalpost/postbud/config"
+)
+
+// checkTimeout bounds one provider check.
+const checkTimeout = 15 * time.Second
+
+// check is one provider check's result.
+type check struct {
+	name string
+	err  error
+}
+
+// checkProviders contacts every configured provider through its channel's
+// optional channels.Pinger: SMTP (dial, EHLO, STARTTLS and AUTH as
+// configured, no mail), APNs (connection), FCM (OAuth token and a dry
+// run), the SMS gateway and the print API (a request that sends nothing),
+// the webhook endpoints (reachability).
+//
+// The checks run at once, together bounded by checkTimeout; results come
+// in a fixed order.
+func checkProviders(ctx context.Context, senders map[channels.Name]channels.Sender, ws *webhook.Sender) []check {
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	var names []channels.Name
+	var pingers []channels.Pinger
+	for _, n := range []channels.Name{channels.Email, channels.SMS, channels.APNs, channels.FCM, channels.Paper} {
+		if p, ok := senders[n].(channels.Pinger); ok { // a sink has nothing to contact
+			names, pingers = append(names, n), append(pingers, p)
+		}
+	}
+	out := make([]check, len(names))
+	var wg sync.WaitGroup
+	for i, p := range pingers {
+		out[i].name = string(names[i])
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i].err = p.Ping(ctx)
+		}()
+	}
+	var webhooks []webhook.PingResult
+	if ws != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			webhooks = ws.Ping(ctx)
+		}()
+	}
+	wg.Wait()
+	for _, r := range webhooks {
+		out = append(out, check{name: "webhook " + r.Platform, err: r.Err})
+	}
+	return out
+}
+
+// configCmd is `postbud config check`.
+func configCmd(ctx context.Context, args []string, e env, stdout, stderr io.Writer) error {
+	fs := newFlagSet("config", "check", "check loads and validates the configuration (POSTBUD_* variables), contacts Redis and\n"+
+		"every configured provider, and reports each as ok or with the reason. Nothing is sent.\n"+
+		"Exit status 0 when all are ok, 1 otherwise.")
+	if err := parse(fs, args, 1, stdout, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 || fs.Arg(0) != "check" {
+		fs.SetOutput(stderr)
+		fs.Usage()
+		return usageError{fmt.Errorf("config: want the subcommand check")}
+	}
+	cfg, err := config.LoadEnviron(e.get, e.names)
+	if err != nil {
+		fmt.Fprintf(stdout, "configuration  FAILED\n%v\n", err)
+		return fmt.Errorf("configuration is invalid")
+	}
+	fmt.Fprintln(stdout, "configuration  ok")
+	log := slog.New(slog.DiscardHandler)
+	failed := 0
+	report := func(c check) {
+		if c.err != nil {
+			failed++
+			fmt.Fprintf(stdout, "%-14s FAILED: %s\n", c.name, redactString(c.err.Error()))
+			return
+		}
+		fmt.Fprintf(stdout, "%-14s ok\n", c.name)
+	}
+	rdb := newRedisClient(cfg.Redis)
+	defer rdb.Close()
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	report(check{name: "redis", err: pingRedis(pctx, rdb)})
+	cancel()
+	senders, closeAll, err := buildSenders(cfg, log)
+	if err != nil {
+		report(check{name: "channels", err: err})
+		return fmt.Errorf("%d check(s) failed", failed)
+	}
+	defer closeAll()
+	var ws *webhook.Sender
+	if cfg.Channels.Webhooks != nil {
+		if ws, err = webhook.New(*cfg.Channels.Webhooks, log); err != nil {
+			report(check{name: "webhook", err: err})
+		} else {
+			defer ws.Close()
+		}
+	}
+	for _, c := range checkProviders(ctx, senders, ws) {
+		report(c)
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d check(s) failed", failed)
+	}
+	return nil
+}
+
+func pingRedis(ctx context.Context, rdb redis.UniversalClient) error {
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("Redis does not answer: %w", err)
+	}
+	return nil
+}
