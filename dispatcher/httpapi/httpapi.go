@@ -1,6 +1,8 @@
 // Package httpapi is postbud's HTTP face: the authenticated event ingest of
 // contract v1 (POST /v1/events, POST /v1/events/batch), the ops API (a
-// letter's delivery trail) and the health endpoints.
+// letter's delivery trail) behind the ops gate (dispatcher/opsauth), the
+// health endpoints and the API's OpenAPI document (GET /openapi.yaml,
+// docs/openapi.yaml).
 //
 // Answers follow docs/events.md: 202 with accepted or duplicate; 400 as
 // application/problem+json naming each bad field; 401 without a known key;
@@ -31,6 +33,7 @@ import (
 	"github.com/digitalpost/postbud/dispatcher"
 	"github.com/digitalpost/postbud/dispatcher/event"
 	"github.com/digitalpost/postbud/dispatcher/opsauth"
+	"github.com/digitalpost/postbud/docs"
 )
 
 // Limits.
@@ -144,6 +147,10 @@ func New(cfg Config) *API {
 			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 		})
 		m.HandleFunc("GET /readyz", a.readyz)
+		m.HandleFunc("GET /openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/yaml")
+			_, _ = w.Write(docs.OpenAPI)
+		})
 	}
 	if cfg.SMSReportFunc != nil {
 		a.mux.HandleFunc("POST /v1/sms/reports", a.smsReport)
