@@ -75,9 +75,9 @@ func (l *loader) opsKeys(c *Config) {
 	}
 	c.AuditFile = l.getenv("POSTBUD_AUDIT_FILE")
 	if c.OpsAddr = l.getenv("POSTBUD_OPS_ADDR"); c.OpsAddr != "" {
-		if _, _, err := net.SplitHostPort(c.OpsAddr); err != nil {
+		if _, port, err := net.SplitHostPort(c.OpsAddr); err != nil {
 			l.fail("POSTBUD_OPS_ADDR", "must be host:port or :port, got %q", c.OpsAddr)
-		} else if c.OpsAddr == c.HTTPAddr {
+		} else if c.OpsAddr == c.HTTPAddr && port != "0" {
 			l.fail("POSTBUD_OPS_ADDR", "must differ from POSTBUD_HTTP_ADDR (%s)", c.HTTPAddr)
 		}
 	}
