@@ -49,9 +49,22 @@ type Config struct {
 	// the HMAC key citizens' CPR numbers are pseudonymised under. Changing
 	// it orphans every stored citizen.
 	PseudonymKey []byte
-	// OpsKeySHA256 is the SHA-256 of POSTBUD_OPS_KEY(_FILE) (required), the
-	// bearer token of the ops API and the dashboard.
+	// OpsKeySHA256 is the SHA-256 of POSTBUD_OPS_KEY(_FILE), the admin ops
+	// key named "ops"; zero when only POSTBUD_OPS_KEYS is set.
 	OpsKeySHA256 [32]byte
+	// OpsKeys are every ops key, each named and with a role:
+	// POSTBUD_OPS_KEY as admin "ops", and the "name:role:key" lines of
+	// POSTBUD_OPS_KEYS(_FILE) (role support or admin; blank lines and
+	// # comments skipped). At least one ops key is required.
+	OpsKeys []OpsKey
+	// AuditFile (POSTBUD_AUDIT_FILE, default: stderr) is where the audit
+	// log of ops requests and refused authentications is appended, as
+	// JSON lines each with "audit":true.
+	AuditFile string
+	// OpsAddr (POSTBUD_OPS_ADDR, default: none) is a listener of its own
+	// for /metrics, /monitoring/ and the ops API; when set, the
+	// POSTBUD_HTTP_ADDR listener serves none of them.
+	OpsAddr string
 	// Platforms are the platforms allowed to send events, each with the
 	// SHA-256 of its key: POSTBUD_KEY_<PLATFORM>(_FILE) in clear, or
 	// key_sha256 in the YAML file. At least one is required. During a key
@@ -296,13 +309,7 @@ func LoadEnviron(getenv func(string) string, environ func() []string) (*Config, 
 	default:
 		c.PseudonymKey = []byte(k)
 	}
-	if k := l.secret("POSTBUD_OPS_KEY"); k == "" {
-		l.fail("POSTBUD_OPS_KEY", "required: the bearer token of the ops API and dashboard")
-	} else if len(k) < 16 {
-		l.fail("POSTBUD_OPS_KEY", "must be at least 16 characters")
-	} else {
-		c.OpsKeySHA256 = sha256.Sum256([]byte(k))
-	}
+	l.opsKeys(c)
 	c.PlatformRate = 2000
 	if v := getenv("POSTBUD_PLATFORM_RATE"); v != "" {
 		r, err := strconv.ParseFloat(v, 64)

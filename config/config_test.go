@@ -207,6 +207,7 @@ func TestLoadDefaults(t *testing.T) {
 		HTTPAddr:          ":8080",
 		PseudonymKey:      []byte(pseudonymKey),
 		OpsKeySHA256:      sum(opsKey),
+		OpsKeys:           []OpsKey{{Name: "ops", Role: "admin", KeySHA256: sum(opsKey)}},
 		Platforms:         []Platform{{Name: "core", KeySHA256: sum(coreKey), Rate: 2000}},
 		PlatformRate:      2000,
 		MailboxURL:        "https://www.borger.dk/digitalpost",
@@ -335,6 +336,29 @@ func TestLoad(t *testing.T) {
 			errs: []wantErr{{"POSTBUD_OPS_KEY", "required"}}},
 		row{name: "OPS_KEY short", env: map[string]string{"POSTBUD_OPS_KEY": "ops-secret-15ch"},
 			errs: []wantErr{{"POSTBUD_OPS_KEY", "at least 16 characters"}}},
+
+		// POSTBUD_OPS_KEYS(_FILE), POSTBUD_AUDIT_FILE, POSTBUD_OPS_ADDR
+		row{name: "OPS_KEYS_FILE with OPS_KEY", files: map[string]string{"POSTBUD_OPS_KEYS_FILE": "# ops team\n" +
+			"anna:support:anna-key-0123456789\n\nbo:admin:bo-key-0123456789:with-colon\n"},
+			got: func(c *Config) any { return c.OpsKeys }, want: []OpsKey{{Name: "ops", Role: "admin", KeySHA256: sum(opsKey)},
+				{Name: "anna", Role: "support", KeySHA256: sum("anna-key-0123456789")},
+				{Name: "bo", Role: "admin", KeySHA256: sum("bo-key-0123456789:with-colon")}}},
+		row{name: "OPS_KEYS without OPS_KEY", env: map[string]string{"POSTBUD_OPS_KEY": "",
+			"POSTBUD_OPS_KEYS": "anna:support:anna-key-0123456789"},
+			got: func(c *Config) any { return c.OpsKeys }, want: []OpsKey{{Name: "anna", Role: "support", KeySHA256: sum("anna-key-0123456789")}}},
+		row{name: "OPS_KEYS bad lines", env: map[string]string{"POSTBUD_OPS_KEYS": "anna:reader:anna-key-0123456789\n" +
+			"Bo Ek:admin:bo-key-0123456789\nc:admin:short\nops:admin:another-key-0123456789\nd:admin:" + opsKey + "\nnocolons"},
+			errs: []wantErr{{"POSTBUD_OPS_KEYS", `role must be support or admin, got "reader"`},
+				{"POSTBUD_OPS_KEYS", `name "Bo Ek"`}, {"POSTBUD_OPS_KEYS", `"c" must be at least 16`},
+				{"POSTBUD_OPS_KEYS", `two ops keys are named "ops"`}, {"POSTBUD_OPS_KEYS", `"ops" and "d" are the same key`},
+				{"POSTBUD_OPS_KEYS", "line 6: want name:role:key"}}},
+		row{name: "AUDIT_FILE and OPS_ADDR", env: map[string]string{"POSTBUD_AUDIT_FILE": "/var/log/postbud/audit.jsonl",
+			"POSTBUD_OPS_ADDR": ":9090"},
+			got: func(c *Config) any { return c.AuditFile + " " + c.OpsAddr }, want: "/var/log/postbud/audit.jsonl :9090"},
+		row{name: "OPS_ADDR bad", env: map[string]string{"POSTBUD_OPS_ADDR": "9090"},
+			errs: []wantErr{{"POSTBUD_OPS_ADDR", "host:port"}}},
+		row{name: "OPS_ADDR same as HTTP_ADDR", env: map[string]string{"POSTBUD_OPS_ADDR": ":8080"},
+			errs: []wantErr{{"POSTBUD_OPS_ADDR", "must differ"}}},
 
 		// POSTBUD_KEY_<PLATFORM>: none at all
 		row{name: "no platform key", env: map[string]string{"POSTBUD_KEY_CORE": ""},

@@ -523,10 +523,15 @@ func TestKubernetesPostbud(t *testing.T) {
 		return path, err
 	})
 
-	// The port, the probes and the Service.
+	// The ports, the probes and the Services.
 	port := portOf(t, cfg.HTTPAddr)
-	if len(c.Ports) != 1 || c.Ports[0].ContainerPort != port {
-		t.Errorf("Deployment postbud: want one container port, %d (POSTBUD_HTTP_ADDR %s), got %+v", port, cfg.HTTPAddr, c.Ports)
+	if cfg.OpsAddr == "" {
+		t.Fatal("Deployment postbud: POSTBUD_OPS_ADDR is not set; the manifests keep /metrics and the ops API off the ingest port")
+	}
+	opsPort := portOf(t, cfg.OpsAddr)
+	if len(c.Ports) != 2 || c.Ports[0].ContainerPort != port || c.Ports[1].ContainerPort != opsPort {
+		t.Errorf("Deployment postbud: want the container ports %d (POSTBUD_HTTP_ADDR %s) and %d (POSTBUD_OPS_ADDR %s), got %+v",
+			port, cfg.HTTPAddr, opsPort, cfg.OpsAddr, c.Ports)
 	}
 	for _, p := range []struct {
 		name  string
@@ -549,12 +554,50 @@ func TestKubernetesPostbud(t *testing.T) {
 			}
 		}
 	}
-	var svc service
-	kube(t, "Service", "postbud", &svc)
-	for _, p := range svc.Spec.Ports {
-		if got, ok := containerPort(c, p.TargetPort); !ok || got != port {
-			t.Errorf("Service postbud: targetPort %q is not the listen port %d", p.TargetPort, port)
+	for name, want := range map[string]int{"postbud": port, "postbud-ops": opsPort} {
+		var svc service
+		kube(t, "Service", name, &svc)
+		if len(svc.Spec.Ports) == 0 {
+			t.Errorf("Service %s: no ports", name)
 		}
+		for _, p := range svc.Spec.Ports {
+			if got, ok := containerPort(c, p.TargetPort); !ok || got != want {
+				t.Errorf("Service %s: targetPort %q is not the port %d", name, p.TargetPort, want)
+			}
+		}
+	}
+	// The NetworkPolicy opens the ingest port and keeps the ops port to
+	// some peers: no rule lets everyone reach it.
+	var np struct {
+		Spec struct {
+			Ingress []struct {
+				From  []yaml.Node `yaml:"from"`
+				Ports []struct {
+					Port intOrString `yaml:"port"`
+				} `yaml:"ports"`
+			} `yaml:"ingress"`
+		} `yaml:"spec"`
+	}
+	kube(t, "NetworkPolicy", "postbud", &np)
+	ingestOpen := false
+	for _, rule := range np.Spec.Ingress {
+		if len(rule.Ports) == 0 && len(rule.From) == 0 {
+			t.Error("NetworkPolicy postbud: a rule without ports and peers lets everyone reach the ops port")
+		}
+		for _, p := range rule.Ports {
+			got, ok := containerPort(c, p.Port)
+			switch {
+			case !ok:
+				t.Errorf("NetworkPolicy postbud: port %q is no container port", p.Port)
+			case got == opsPort && len(rule.From) == 0:
+				t.Errorf("NetworkPolicy postbud: the ops port %d is open to everyone", opsPort)
+			case got == port:
+				ingestOpen = true
+			}
+		}
+	}
+	if !ingestOpen {
+		t.Errorf("NetworkPolicy postbud: no rule opens the ingest port %d", port)
 	}
 
 	// Shutdown: the preStop pause, then the HTTP drain and the tasks'

@@ -62,7 +62,15 @@ func dev(ctx context.Context, args []string, e env, stdout, stderr io.Writer) er
 		"POSTBUD_PSEUDONYM_KEY": devPseudonym,
 		"POSTBUD_OPS_KEY":       devOpsKey,
 		"POSTBUD_KEY_CORE":      devPlatformKey,
-		"POSTBUD_LOG_FORMAT":    "text",
+		// Every platform has a demo key (docs/events.md §12), so each
+		// example of the contract can be sent as its source.
+		"POSTBUD_KEY_BORGER_DK":        "dev-borger-dk-platform-key",
+		"POSTBUD_KEY_DIGITAL_POST_APP": "dev-digital-post-app-platform-key",
+		"POSTBUD_KEY_E_BOKS":           "dev-e-boks-platform-key",
+		"POSTBUD_KEY_MIT_DK":           "dev-mit-dk-platform-key",
+		// A support key beside the admin ops key, to try the roles.
+		"POSTBUD_OPS_KEYS":   "support:support:dev-support-key-0123456789",
+		"POSTBUD_LOG_FORMAT": "text",
 		// miniredis is slow at polling; a calmer interval keeps dev idle.
 		"POSTBUD_TASK_CHECK_INTERVAL": "100ms",
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -26,6 +27,7 @@ import (
 	"github.com/digitalpost/postbud/dispatcher/event"
 	"github.com/digitalpost/postbud/dispatcher/httpapi"
 	"github.com/digitalpost/postbud/dispatcher/metrics"
+	"github.com/digitalpost/postbud/dispatcher/opsauth"
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
 	"github.com/digitalpost/postbud/dispatcher/rules"
 )
@@ -80,8 +82,13 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 	b := readBuild()
 	metrics.BuildInfo(reg, b.Version, b.Revision, b.GoVersion)
 	reg.MustRegister(metrics.NewQueueCollector(rdb))
+	guard, closeAudit, err := opsGuard(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
 	dash, err := dashboard.New(dashboard.Config{RedisClient: rdb, RootPath: dashboard.DefaultRootPath,
-		Writable: cfg.DashboardWritable, OpsKeySHA256: cfg.OpsKeySHA256})
+		Writable: cfg.DashboardWritable, Guard: guard})
 	if err != nil {
 		return fmt.Errorf("dashboard: %w", err)
 	}
@@ -185,11 +192,11 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 		}
 		platforms = append(platforms, hp)
 	}
-	api := httpapi.New(httpapi.Config{Dispatcher: d, Platforms: platforms, OpsKeySHA256: cfg.OpsKeySHA256, Logger: log,
-		SMSReportFunc: smsReports(cfg.Channels.SMSReportSecret), CountEvent: m.Event,
+	api := httpapi.New(httpapi.Config{Dispatcher: d, Platforms: platforms, Guard: guard, SeparateOps: cfg.OpsAddr != "",
+		Logger: log, SMSReportFunc: smsReports(cfg.Channels.SMSReportSecret), CountEvent: m.Event,
 		Channels: func() any { return m.Channels() }})
-	api.Handle("GET /metrics", metrics.Handler(reg))
-	api.Handle(dashboard.DefaultRootPath, dash)
+	api.HandleOps("GET /metrics", metrics.Handler(reg))
+	api.HandleOps(dashboard.DefaultRootPath, dash)
 	if ov.mount != nil {
 		ov.mount(api)
 	}
@@ -206,19 +213,39 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 			log.Info("provider check ok", "check", c.name)
 		}
 	}
+	newServer := func(h http.Handler) *http.Server {
+		return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		srv.Shutdown()
 		return fmt.Errorf("POSTBUD_HTTP_ADDR: %w", err)
 	}
-	hs := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	httpErr := make(chan error, 1)
-	go func() { httpErr <- hs.Serve(ln) }()
+	servers := []*http.Server{newServer(api)}
+	listeners := []net.Listener{ln}
+	if cfg.OpsAddr != "" {
+		oln, err := net.Listen("tcp", cfg.OpsAddr)
+		if err != nil {
+			ln.Close()
+			srv.Shutdown()
+			return fmt.Errorf("POSTBUD_OPS_ADDR: %w", err)
+		}
+		servers = append(servers, newServer(api.OpsHandler()))
+		listeners = append(listeners, oln)
+	}
+	httpErr := make(chan error, len(servers))
+	for i, hs := range servers {
+		go func() { httpErr <- hs.Serve(listeners[i]) }()
+	}
 	base := "http://" + ln.Addr().String()
-	log.Info("postbud serving", "http", base, "queues", []string{queues.Urgent, queues.Normal, queues.Bulk},
-		"channels", channelNames(senders))
+	serving := []any{"http", base, "queues", []string{queues.Urgent, queues.Normal, queues.Bulk},
+		"channels", channelNames(senders)}
+	if len(listeners) > 1 {
+		serving = append(serving, "ops_http", "http://"+listeners[1].Addr().String())
+	}
+	log.Info("postbud serving", serving...)
 	if ov.started != nil {
 		ov.started(base)
 	}
@@ -236,7 +263,9 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 		time.Sleep(cfg.DrainDelay)
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	_ = hs.Shutdown(sctx)
+	for _, hs := range servers {
+		_ = hs.Shutdown(sctx)
+	}
 	cancel()
 	srv.Stop()     // stop pulling new tasks
 	srv.Shutdown() // wait for in-flight tasks, up to ShutdownTimeout
@@ -269,6 +298,34 @@ func selfCheck(ctx context.Context, rdb redis.UniversalClient, cfg *config.Confi
 			"POSTBUD_ALLOW_EVICTION=true to serve anyway", policy)
 	}
 	return nil
+}
+
+// opsGuard builds the ops gate from the configured ops keys, auditing to
+// POSTBUD_AUDIT_FILE (appended, 0600) or, without one, to stderr beside the
+// logs; the returned func closes the file.
+func opsGuard(cfg *config.Config, stderr io.Writer) (*opsauth.Guard, func(), error) {
+	var keys []opsauth.Key
+	for _, k := range cfg.OpsKeys {
+		role, err := opsauth.ParseRole(k.Role)
+		if err != nil {
+			return nil, nil, fmt.Errorf("ops key %s: %w", k.Name, err)
+		}
+		keys = append(keys, opsauth.Key{Name: k.Name, Role: role, SHA256: k.KeySHA256})
+	}
+	w, closeFn := stderr, func() {}
+	if cfg.AuditFile != "" {
+		f, err := os.OpenFile(cfg.AuditFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, nil, fmt.Errorf("POSTBUD_AUDIT_FILE: %w", err)
+		}
+		w, closeFn = f, func() { _ = f.Close() }
+	}
+	g, err := opsauth.New(keys, w)
+	if err != nil {
+		closeFn()
+		return nil, nil, err
+	}
+	return g, closeFn, nil
 }
 
 // smsReports reads the SMS gateway's delivery reports for the HTTP API,

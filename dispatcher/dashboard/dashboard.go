@@ -1,18 +1,18 @@
 // Package dashboard serves the asynq dashboard (github.com/hibiken/asynqmon)
 // for ops, under a path prefix, behind the ops key and read-only by default.
 //
-// asynqmon has no authentication of its own. Browsers cannot send a bearer
-// token when navigating, so the dashboard takes the ops key either as the
-// password of HTTP Basic authentication (any user name) or as
+// asynqmon has no authentication of its own: the dashboard sits behind the
+// ops gate (dispatcher/opsauth), which audits every request. Browsers cannot
+// send a bearer token when navigating, so the dashboard takes an ops key
+// either as the password of HTTP Basic authentication (any user name) or as
 // "Authorization: Bearer <ops key>"; everything under the prefix (the UI,
-// its static files and its /api) needs it. Task payloads are shown through
+// its static files and its /api) needs it. A support key may read; writes
+// need an admin key and a writable dashboard. Task payloads are shown through
 // PayloadFormatter, which reveals the task type and a postbud letter's
 // message id and nothing else: no CPR, no citizen key, no address.
 package dashboard
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/opsauth"
 )
 
 // DefaultRootPath is where the dashboard is mounted unless told otherwise.
@@ -46,8 +47,9 @@ type Config struct {
 	// asynqmon hides its buttons and refuses writes to its API, and the
 	// dashboard answers any request other than GET or HEAD with 403 too.
 	Writable bool
-	// OpsKeySHA256 is the SHA-256 of the ops key; it is required.
-	OpsKeySHA256 [32]byte
+	// Guard authenticates ops keys and audits each request; it is
+	// required. Reading needs a support key, writing an admin key.
+	Guard *opsauth.Guard
 	// Realm is the HTTP authentication realm (default "postbud").
 	Realm string
 	// PrometheusAddress, when set, lets the dashboard chart queue metrics
@@ -62,8 +64,8 @@ func New(cfg Config) (http.Handler, error) {
 	if cfg.RedisClient == nil {
 		errs = append(errs, errors.New("dashboard: RedisClient is required"))
 	}
-	if cfg.OpsKeySHA256 == [32]byte{} {
-		errs = append(errs, errors.New("dashboard: OpsKeySHA256 is required: no dashboard without authentication"))
+	if cfg.Guard == nil {
+		errs = append(errs, errors.New("dashboard: Guard is required: no dashboard without authentication"))
 	}
 	if cfg.RootPath == "" {
 		cfg.RootPath = DefaultRootPath
@@ -94,13 +96,26 @@ func New(cfg Config) (http.Handler, error) {
 	// them along with a forged cross-site form too: refuse cross-origin
 	// writes.
 	csrf := http.NewCrossOriginProtection()
-	return &handler{
-		root:     root,
-		keySum:   cfg.OpsKeySHA256,
-		writable: cfg.Writable,
-		realm:    cfg.Realm,
-		next:     csrf.Handler(mon),
-	}, nil
+	h := &handler{root: root, writable: cfg.Writable, next: csrf.Handler(mon)}
+	guarded := cfg.Guard.Handler(h, opsauth.Options{Basic: true, Realm: cfg.Realm, NeedFunc: func(r *http.Request) opsauth.Role {
+		if readOnly(r.Method) {
+			return opsauth.Support
+		}
+		return opsauth.Admin
+	}})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != root && !strings.HasPrefix(r.URL.Path, root+"/") {
+			http.NotFound(w, r)
+			return
+		}
+		hdr := w.Header()
+		hdr.Set("Cache-Control", "no-store")
+		hdr.Set("X-Content-Type-Options", "nosniff")
+		hdr.Set("X-Frame-Options", "DENY")
+		hdr.Set("Content-Security-Policy", "frame-ancestors 'none'")
+		hdr.Set("Referrer-Policy", "no-referrer")
+		guarded.ServeHTTP(w, r)
+	}), nil
 }
 
 // sharedClient hands asynqmon the existing client (asynqmon.Options wants
@@ -109,52 +124,21 @@ type sharedClient struct{ c redis.UniversalClient }
 
 func (s sharedClient) MakeRedisClient() any { return s.c }
 
+func readOnly(method string) bool { return method == http.MethodGet || method == http.MethodHead }
+
+// handler runs behind the guard.
 type handler struct {
 	root     string // without the trailing slash
-	keySum   [32]byte
 	writable bool
-	realm    string
 	next     http.Handler
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != h.root && !strings.HasPrefix(r.URL.Path, h.root+"/") {
-		http.NotFound(w, r)
-		return
-	}
-	hdr := w.Header()
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("X-Content-Type-Options", "nosniff")
-	hdr.Set("X-Frame-Options", "DENY")
-	hdr.Set("Content-Security-Policy", "frame-ancestors 'none'")
-	hdr.Set("Referrer-Policy", "no-referrer")
-	if !h.authorized(r) {
-		hdr.Set("WWW-Authenticate", `Basic realm="`+h.realm+`"`)
-		http.Error(w, "the dashboard needs the ops key: as the Basic auth password (any user name) or as a bearer token",
-			http.StatusUnauthorized)
-		return
-	}
-	if !h.writable && r.Method != http.MethodGet && r.Method != http.MethodHead {
+	if !h.writable && !readOnly(r.Method) {
 		http.Error(w, "the dashboard is read-only", http.StatusForbidden)
 		return
 	}
 	h.next.ServeHTTP(w, r)
-}
-
-// authorized checks the ops key, sent as a bearer token or as the Basic
-// auth password, by its SHA-256 in constant time.
-func (h *handler) authorized(r *http.Request) bool {
-	var key string
-	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-		key = strings.TrimSpace(tok)
-	} else if _, pw, ok := r.BasicAuth(); ok {
-		key = pw
-	}
-	if key == "" {
-		return false
-	}
-	sum := sha256.Sum256([]byte(key))
-	return subtle.ConstantTimeCompare(sum[:], h.keySum[:]) == 1
 }
 
 // Hidden is what the dashboard shows instead of a payload or result it

@@ -2,7 +2,6 @@ package dashboard_test
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -10,19 +9,22 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/digitalpost/postbud/dispatcher"
 	"github.com/digitalpost/postbud/dispatcher/dashboard"
+	"github.com/digitalpost/postbud/dispatcher/opsauth"
 	"github.com/digitalpost/postbud/dispatcher/redistest"
 )
 
 const (
-	opsKey    = "ops-key-for-tests-0123456789"
-	cpr       = "010101-1234"
-	messageID = "6f1c2b9e-8d4a-4c3b-9f1e-2a7d5c0b8e41"
-	citizen   = "k:3d9a7f0c1e2b4a6d8f0e1c3b5a7d9f1e"
+	opsKey     = "ops-key-for-tests-0123456789"
+	supportKey = "support-key-for-tests-0123"
+	cpr        = "010101-1234"
+	messageID  = "6f1c2b9e-8d4a-4c3b-9f1e-2a7d5c0b8e41"
+	citizen    = "k:3d9a7f0c1e2b4a6d8f0e1c3b5a7d9f1e"
 )
 
 // inboundPayload is a postbud:inbound payload as a platform enqueues it:
@@ -38,6 +40,91 @@ type env struct {
 	queue  string
 	taskID string
 	log    *requestLog
+	audit  *auditBuffer
+}
+
+// auditBuffer collects the guard's audit log.
+type auditBuffer struct {
+	mu      sync.Mutex
+	b       strings.Builder
+	changed chan struct{} // closed and replaced on each write
+}
+
+func (a *auditBuffer) Write(p []byte) (int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.changed != nil {
+		close(a.changed)
+		a.changed = nil
+	}
+	return a.b.Write(p)
+}
+
+// String returns the log so far.
+func (a *auditBuffer) String() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.b.String()
+}
+
+// waitLines waits until the log holds n lines (the guard writes a line
+// once the handler returns, which may be after the client has its answer)
+// and returns them, decoded.
+func (a *auditBuffer) waitLines(t *testing.T, n int) []map[string]any {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		a.mu.Lock()
+		text := a.b.String()
+		if strings.Count(text, "\n") >= n {
+			a.mu.Unlock()
+			return decodeLines(t, text)
+		}
+		if a.changed == nil {
+			a.changed = make(chan struct{})
+		}
+		ch := a.changed
+		a.mu.Unlock()
+		select {
+		case <-ch:
+		case <-timeout:
+			t.Fatalf("the audit log has not %d lines: %s", n, text)
+		}
+	}
+}
+
+func decodeLines(t *testing.T, text string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(text), "\n") {
+		if l == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("audit line is not JSON: %q", l)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// testGuard knows opsKey as admin "ops" and supportKey as support
+// "helpdesk", and audits to w.
+func testGuard(t *testing.T, w *auditBuffer) *opsauth.Guard {
+	t.Helper()
+	var aw io.Writer
+	if w != nil {
+		aw = w
+	}
+	g, err := opsauth.New([]opsauth.Key{
+		{Name: "ops", Role: opsauth.Admin, SHA256: opsauth.HashKey(opsKey)},
+		{Name: "helpdesk", Role: opsauth.Support, SHA256: opsauth.HashKey(supportKey)},
+	}, aw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
 }
 
 // requestLog records the path and status of every request the test
@@ -94,8 +181,8 @@ func newEnv(t *testing.T, writable bool) *env {
 	if err := asynq.NewInspectorFromRedisClient(r.Client).ArchiveTask(queue, info.ID); err != nil {
 		t.Fatal(err)
 	}
-	h, err := dashboard.New(dashboard.Config{RedisClient: r.Client, OpsKeySHA256: sha256.Sum256([]byte(opsKey)),
-		Writable: writable})
+	audit := &auditBuffer{}
+	h, err := dashboard.New(dashboard.Config{RedisClient: r.Client, Guard: testGuard(t, audit), Writable: writable})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +191,7 @@ func newEnv(t *testing.T, writable bool) *env {
 	log := &requestLog{}
 	srv := httptest.NewServer(log.wrap(mux))
 	t.Cleanup(srv.Close)
-	return &env{srv: srv, queue: queue, taskID: info.ID, log: log}
+	return &env{srv: srv, queue: queue, taskID: info.ID, log: log, audit: audit}
 }
 
 type auth int
@@ -116,6 +203,7 @@ const (
 	wrongBasic
 	wrongBearer
 	emptyBasic
+	supportBasic
 )
 
 func (e *env) do(t *testing.T, method, path string, a auth, hdr map[string]string) (int, http.Header, string) {
@@ -135,6 +223,8 @@ func (e *env) do(t *testing.T, method, path string, a auth, hdr map[string]strin
 		req.Header.Set("Authorization", "Bearer "+opsKey+"x")
 	case emptyBasic:
 		req.SetBasicAuth("ops", "")
+	case supportBasic:
+		req.SetBasicAuth("anyone", supportKey)
 	}
 	for k, v := range hdr {
 		req.Header.Set(k, v)
@@ -280,19 +370,19 @@ func TestWritable(t *testing.T) {
 
 func TestNew(t *testing.T) {
 	r := redistest.New(t)
-	key := sha256.Sum256([]byte(opsKey))
+	key := testGuard(t, nil)
 	for _, tc := range []struct {
 		name string
 		cfg  dashboard.Config
 		want string // in the error; "" for none
 	}{
-		{"ok", dashboard.Config{RedisClient: r.Client, OpsKeySHA256: key}, ""},
-		{"other root", dashboard.Config{RedisClient: r.Client, OpsKeySHA256: key, RootPath: "/ops/asynq"}, ""},
-		{"no key", dashboard.Config{RedisClient: r.Client}, "OpsKeySHA256 is required"},
-		{"no redis", dashboard.Config{OpsKeySHA256: key}, "RedisClient is required"},
-		{"relative root", dashboard.Config{RedisClient: r.Client, OpsKeySHA256: key, RootPath: "monitoring/"}, "RootPath"},
-		{"pattern root", dashboard.Config{RedisClient: r.Client, OpsKeySHA256: key, RootPath: "/{x}/"}, "RootPath"},
-		{"bad realm", dashboard.Config{RedisClient: r.Client, OpsKeySHA256: key, Realm: `a"b`}, "Realm"},
+		{"ok", dashboard.Config{RedisClient: r.Client, Guard: key}, ""},
+		{"other root", dashboard.Config{RedisClient: r.Client, Guard: key, RootPath: "/ops/asynq"}, ""},
+		{"no key", dashboard.Config{RedisClient: r.Client}, "Guard is required"},
+		{"no redis", dashboard.Config{Guard: key}, "RedisClient is required"},
+		{"relative root", dashboard.Config{RedisClient: r.Client, Guard: key, RootPath: "monitoring/"}, "RootPath"},
+		{"pattern root", dashboard.Config{RedisClient: r.Client, Guard: key, RootPath: "/{x}/"}, "RootPath"},
+		{"bad realm", dashboard.Config{RedisClient: r.Client, Guard: key, Realm: `a"b`}, "Realm"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h, err := dashboard.New(tc.cfg)
@@ -308,14 +398,14 @@ func TestNew(t *testing.T) {
 	}
 	// Both errors at once.
 	_, err := dashboard.New(dashboard.Config{})
-	if err == nil || !strings.Contains(err.Error(), "OpsKeySHA256") || !strings.Contains(err.Error(), "RedisClient") {
+	if err == nil || !strings.Contains(err.Error(), "Guard") || !strings.Contains(err.Error(), "RedisClient") {
 		t.Errorf("New(zero): %v", err)
 	}
 }
 
 func TestOtherRootPath(t *testing.T) {
 	r := redistest.New(t)
-	h, err := dashboard.New(dashboard.Config{RedisClient: r.Client, OpsKeySHA256: sha256.Sum256([]byte(opsKey)),
+	h, err := dashboard.New(dashboard.Config{RedisClient: r.Client, Guard: testGuard(t, nil),
 		RootPath: "/ops/asynq", Realm: "postbud-ops"})
 	if err != nil {
 		t.Fatal(err)
@@ -408,5 +498,43 @@ func TestFormatResult(t *testing.T) {
 	}
 	if got := dashboard.FormatResult(dispatcher.TypeDelivery, []byte(`{"to":"jane@example.dk"}`)); got != dashboard.Hidden {
 		t.Errorf("result: %q, want %q", got, dashboard.Hidden)
+	}
+}
+
+// TestRolesAndAudit: a support key reads the dashboard but cannot write,
+// even to a writable one; an admin key can. Every request, refused or
+// not, is in the audit log with the key's name and the status answered.
+func TestRolesAndAudit(t *testing.T) {
+	e := newEnv(t, true)
+	run := "/monitoring/api/queues/" + e.queue + "/archived_tasks/" + e.taskID + ":run"
+	steps := []struct {
+		method, path string
+		a            auth
+		code         int
+		key          string
+	}{
+		{http.MethodGet, "/monitoring/api/queues", supportBasic, http.StatusOK, "helpdesk"},
+		{http.MethodPost, run, supportBasic, http.StatusForbidden, "helpdesk"},
+		{http.MethodGet, "/monitoring/api/queues", wrongBasic, http.StatusUnauthorized, ""},
+		{http.MethodPost, run, basicAuth, http.StatusNoContent, "ops"},
+	}
+	for i, s := range steps {
+		code, _, body := e.do(t, s.method, s.path, s.a, nil)
+		if code != s.code {
+			t.Fatalf("%s %s: %d, want %d: %.200s", s.method, s.path, code, s.code, body)
+		}
+		lines := e.audit.waitLines(t, i+1)
+		if len(lines) != i+1 {
+			t.Fatalf("after %d requests, %d audit lines", i+1, len(lines))
+		}
+		got := lines[i]
+		if got["audit"] != true || got["key"] != s.key || got["status"] != float64(s.code) ||
+			got["method"] != s.method || got["route"] != dashboard.DefaultRootPath {
+			t.Errorf("%s %s: audit line %v, want key %q status %d", s.method, s.path, got, s.key, s.code)
+		}
+	}
+	all := e.audit.String()
+	if strings.Contains(all, cpr) || strings.Contains(all, strings.ReplaceAll(cpr, "-", "")) || strings.Contains(all, e.taskID) {
+		t.Errorf("the audit log holds more than the route: %s", all)
 	}
 }

@@ -1,6 +1,8 @@
 // Package httpapi is postbud's HTTP face: the authenticated event ingest of
 // contract v1 (POST /v1/events, POST /v1/events/batch), the ops API (a
-// letter's delivery trail) and the health endpoints.
+// letter's delivery trail) behind the ops gate (dispatcher/opsauth), the
+// health endpoints and the API's OpenAPI document (GET /openapi.yaml,
+// docs/openapi.yaml).
 //
 // Answers follow docs/events.md: 202 with accepted or duplicate; 400 as
 // application/problem+json naming each bad field; 401 without a known key;
@@ -30,6 +32,8 @@ import (
 	"github.com/digitalpost/postbud/channels/signature"
 	"github.com/digitalpost/postbud/dispatcher"
 	"github.com/digitalpost/postbud/dispatcher/event"
+	"github.com/digitalpost/postbud/dispatcher/opsauth"
+	"github.com/digitalpost/postbud/docs"
 )
 
 // Limits.
@@ -58,9 +62,14 @@ type Platform struct {
 type Config struct {
 	Dispatcher *dispatcher.Dispatcher
 	Platforms  []Platform
-	// OpsKeySHA256 guards the ops API; zero disables it.
-	OpsKeySHA256 [32]byte
-	Logger       *slog.Logger
+	// Guard authenticates ops keys and audits every ops request and every
+	// refused authentication; nil: no ops key is accepted.
+	Guard *opsauth.Guard
+	// SeparateOps serves the ops routes (trail, ops, the state API for
+	// ops keys, and whatever HandleOps adds) only on OpsHandler, for a
+	// listener of their own; the public handler then has none of them.
+	SeparateOps bool
+	Logger      *slog.Logger
 	// Ready reports readiness beyond the store (channels, draining).
 	Ready func(context.Context) error
 	// Channels, if set, lists the channels' health for /readyz?verbose
@@ -99,6 +108,8 @@ type API struct {
 	log      *slog.Logger
 	limiters map[event.Platform]*rate.Limiter
 	mux      *http.ServeMux
+	opsMux   *http.ServeMux // == mux unless SeparateOps
+	guard    *opsauth.Guard
 	draining atomic.Bool
 }
 
@@ -110,7 +121,15 @@ func New(cfg Config) *API {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	a := &API{cfg: cfg, log: cfg.Logger, limiters: map[event.Platform]*rate.Limiter{}, mux: http.NewServeMux()}
+	if cfg.Guard == nil {
+		cfg.Guard, _ = opsauth.New(nil, nil)
+	}
+	a := &API{cfg: cfg, log: cfg.Logger, limiters: map[event.Platform]*rate.Limiter{}, mux: http.NewServeMux(),
+		guard: cfg.Guard}
+	a.opsMux = a.mux
+	if cfg.SeparateOps {
+		a.opsMux = http.NewServeMux()
+	}
 	for _, p := range cfg.Platforms {
 		if p.Rate > 0 {
 			a.limiters[p.Name] = rate.NewLimiter(rate.Limit(p.Rate), max(int(2*p.Rate)+1, MaxBatchEvents))
@@ -118,21 +137,53 @@ func New(cfg Config) *API {
 	}
 	a.mux.HandleFunc("POST /v1/events", a.postEvent)
 	a.mux.HandleFunc("POST /v1/events/batch", a.postBatch)
-	a.mux.HandleFunc("GET /v1/messages/{id}/trail", a.ops(a.getTrail))
-	a.mux.HandleFunc("GET /v1/messages/{id}/state", a.getState)
-	a.mux.HandleFunc("POST /v1/ops/platforms/{platform}/enable", a.ops(a.enablePlatform))
-	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	a.mux.HandleFunc("GET /readyz", a.readyz)
+	// Every ops route goes through a.ops (admin unless a.support says
+	// support may): one gate, one audit log.
+	a.opsMux.Handle("GET /v1/messages/{id}/trail", a.support(a.getTrail))
+	a.opsMux.Handle("POST /v1/ops/platforms/{platform}/enable", a.ops(a.enablePlatform))
+	a.mux.HandleFunc("GET /v1/messages/{id}/state", a.platformOrOps(a.getState))
+	if cfg.SeparateOps {
+		a.opsMux.Handle("GET /v1/messages/{id}/state", a.support(a.getState))
+	}
+	for _, m := range a.muxes() {
+		m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		})
+		m.HandleFunc("GET /readyz", a.readyz)
+		m.HandleFunc("GET /openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/yaml")
+			_, _ = w.Write(docs.OpenAPI)
+		})
+	}
 	if cfg.SMSReportFunc != nil {
 		a.mux.HandleFunc("POST /v1/sms/reports", a.smsReport)
 	}
 	return a
 }
 
-// Handle adds another handler to the API's mux (dashboards, dev pages).
+// Handle adds another handler to the API's public mux (dev pages).
 func (a *API) Handle(pattern string, h http.Handler) { a.mux.Handle(pattern, h) }
+
+// HandleOps adds a handler for ops (/metrics, the dashboard): to OpsHandler
+// when the ops routes are separate, else to the public mux. h does its own
+// authentication (or, like /metrics, needs none).
+func (a *API) HandleOps(pattern string, h http.Handler) { a.opsMux.Handle(pattern, h) }
+
+// OpsHandler serves the ops routes; without SeparateOps it is the API
+// itself.
+func (a *API) OpsHandler() http.Handler {
+	if a.opsMux == a.mux {
+		return a
+	}
+	return a.opsMux
+}
+
+func (a *API) muxes() []*http.ServeMux {
+	if a.opsMux == a.mux {
+		return []*http.ServeMux{a.mux}
+	}
+	return []*http.ServeMux{a.mux, a.opsMux}
+}
 
 // Drain makes /readyz answer 503 from now on, so load balancers stop
 // sending work before the server stops.
@@ -188,14 +239,34 @@ func (a *API) platform(r *http.Request) (event.Platform, bool) {
 	return found, found != ""
 }
 
-func (a *API) ops(h http.HandlerFunc) http.HandlerFunc {
+// ops guards an ops route that needs an admin key: the default, so a
+// route nobody thought about is not open to support.
+func (a *API) ops(h http.HandlerFunc) http.Handler {
+	return a.guard.Handler(h, opsauth.Options{Need: opsauth.Admin})
+}
+
+// support guards an ops route that reads: support and admin keys.
+func (a *API) support(h http.HandlerFunc) http.Handler {
+	return a.guard.Handler(h, opsauth.Options{Need: opsauth.Support})
+}
+
+// platformOrOps lets a platform's key through unaudited and sends
+// anything else through the ops gate (support), unless the ops routes are
+// on a listener of their own.
+func (a *API) platformOrOps(h http.HandlerFunc) http.HandlerFunc {
+	guarded := a.support(h)
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !a.isOps(r) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="postbud-ops"`)
-			problem(w, http.StatusUnauthorized, "unauthorized", "the ops API needs the ops key as a bearer token", nil)
+		if _, ok := a.platform(r); ok {
+			h(w, r)
 			return
 		}
-		h(w, r)
+		if !a.cfg.SeparateOps {
+			guarded.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="postbud"`)
+		problem(w, http.StatusUnauthorized, "unauthorized", "a platform API key is required as a bearer token", nil)
+		a.guard.Refused(r, "", http.StatusUnauthorized)
 	}
 }
 
@@ -204,6 +275,7 @@ func (a *API) authorize(w http.ResponseWriter, r *http.Request) (event.Platform,
 	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="postbud"`)
 		problem(w, http.StatusUnauthorized, "unauthorized", "a platform API key is required as a bearer token", nil)
+		a.guard.Refused(r, "", http.StatusUnauthorized)
 		return "", false
 	}
 	return p, true
@@ -370,13 +442,6 @@ func letterError(w http.ResponseWriter, err error) bool {
 	return true
 }
 
-// isOps reports whether the request carries the ops key.
-func (a *API) isOps(r *http.Request) bool {
-	key, ok := bearer(r)
-	sum := HashKey(key)
-	return ok && a.cfg.OpsKeySHA256 != [32]byte{} && subtle.ConstantTimeCompare(sum[:], a.cfg.OpsKeySHA256[:]) == 1
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -404,6 +469,7 @@ func (a *API) smsReport(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, ErrBadSignature):
 		problem(w, http.StatusUnauthorized, "bad signature", "the report's X-Gwapi-Signature does not verify", nil)
+		a.guard.Refused(r, "sms-gateway", http.StatusUnauthorized)
 		return
 	case err != nil:
 		problem(w, http.StatusBadRequest, "invalid report", err.Error(), nil)
@@ -441,6 +507,7 @@ func (a *API) verified(w http.ResponseWriter, r *http.Request, p event.Platform,
 	}
 	if err := signature.Verify(secrets, r.Header, body, a.cfg.Now(), signature.DefaultTolerance); err != nil {
 		problem(w, http.StatusUnauthorized, "bad signature", "the request's Standard Webhooks signature does not verify: "+err.Error(), nil)
+		a.guard.Refused(r, string(p), http.StatusUnauthorized)
 		return false
 	}
 	fresh, err := a.cfg.Dispatcher.FreshWebhookID(r.Context(), string(p), r.Header.Get(signature.HeaderID), 2*signature.DefaultTolerance)
@@ -450,6 +517,7 @@ func (a *API) verified(w http.ResponseWriter, r *http.Request, p event.Platform,
 	}
 	if !fresh {
 		problem(w, http.StatusUnauthorized, "replayed", "this webhook-id was already received", nil)
+		a.guard.Refused(r, string(p), http.StatusUnauthorized)
 		return false
 	}
 	return true
@@ -458,10 +526,6 @@ func (a *API) verified(w http.ResponseWriter, r *http.Request, p event.Platform,
 // getState answers a letter's read state and version to a platform (its
 // key) or ops, so platforms can reconcile.
 func (a *API) getState(w http.ResponseWriter, r *http.Request) {
-	if _, ok := a.platform(r); !ok && !a.isOps(r) {
-		problem(w, http.StatusUnauthorized, "unauthorized", "a platform or ops key is required as a bearer token", nil)
-		return
-	}
 	id := strings.ToLower(r.PathValue("id"))
 	st, err := a.cfg.Dispatcher.State(r.Context(), id)
 	switch {

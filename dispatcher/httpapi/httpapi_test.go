@@ -18,6 +18,12 @@ import (
 
 func newAPI(t *testing.T, rdb redis.UniversalClient, prefix string) *httpapi.API {
 	t.Helper()
+	return newAPIConfig(t, rdb, prefix, nil)
+}
+
+// newAPIConfig is newAPI with the configuration changed by edit.
+func newAPIConfig(t *testing.T, rdb redis.UniversalClient, prefix string, edit func(*httpapi.Config)) *httpapi.API {
+	t.Helper()
 	store := redisstore.New(rdb, redisstore.Options{Prefix: prefix})
 	t.Cleanup(func() { store.Close() })
 	keyer, err := dispatcher.NewKeyer([]byte("test-pseudonymisation-key-0123456789"))
@@ -30,8 +36,12 @@ func newAPI(t *testing.T, rdb redis.UniversalClient, prefix string) *httpapi.API
 	if err != nil {
 		t.Fatal(err)
 	}
-	return httpapi.New(httpapi.Config{Dispatcher: d, Platforms: []httpapi.Platform{
-		{Name: event.Core, KeySHA256: httpapi.HashKey("core-key-0123456789")}}})
+	cfg := httpapi.Config{Dispatcher: d, Platforms: []httpapi.Platform{
+		{Name: event.Core, KeySHA256: httpapi.HashKey("core-key-0123456789")}}}
+	if edit != nil {
+		edit(&cfg)
+	}
+	return httpapi.New(cfg)
 }
 
 func get(t *testing.T, h http.Handler, path string) int {
