@@ -238,14 +238,15 @@ func (d *Dispatcher) handle(ctx context.Context, ev *event.Event) error {
 	case ev.Exemption != nil:
 		return d.exemption(ctx, ev)
 	case ev.Contact != nil:
-		return st.UpdateContact(ctx, ev.CitizenKey, ev.Contact, ev.OccurredAt, ev.ID)
+		_, err := st.UpdateContact(ctx, ContactWrite{Citizen: ev.CitizenKey, Contact: ev.Contact, At: ev.OccurredAt,
+			Mark: EventRef{Citizen: ev.CitizenKey, ID: ev.ID}})
+		return err
 	case ev.Device != nil:
 		dev := Device{App: ev.Device.App, Provider: ev.Device.Provider, Token: ev.Device.Token,
 			Environment: ev.Device.Environment, RegisteredAt: ev.OccurredAt}
-		if ev.Type == event.DeviceUnregistered {
-			return st.UnregisterDevice(ctx, ev.CitizenKey, dev, ev.ID)
-		}
-		return st.RegisterDevice(ctx, ev.CitizenKey, dev, ev.ID)
+		_, err := st.SetDevice(ctx, DeviceWrite{Citizen: ev.CitizenKey, Device: dev, Remove: ev.Type == event.DeviceUnregistered,
+			Mark: EventRef{Citizen: ev.CitizenKey, ID: ev.ID}})
+		return err
 	}
 	d.log.WarnContext(ctx, "event type not handled yet", "event_id", ev.ID, "type", ev.Type)
 	return nil
@@ -268,7 +269,7 @@ func (d *Dispatcher) Accept(ctx context.Context, platformEvent *event.Event) (du
 	case ev.Read != nil:
 		msgID = ev.Read.MessageID
 	}
-	seen, err := d.cfg.Store.EventSeen(ctx, ev.CitizenKey, msgID, ev.ID)
+	seen, err := d.cfg.Store.Seen(ctx, EventRef{Citizen: ev.CitizenKey, MessageID: msgID, ID: ev.ID})
 	if err != nil {
 		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
@@ -330,52 +331,52 @@ func (d *Dispatcher) addresses(c *Citizen, messageID string) []delivery {
 // own, so a retry never re-sends a channel that succeeded.
 func (d *Dispatcher) receive(ctx context.Context, ev *event.Event) error {
 	m := ev.Message
-	c, stored, seen, err := d.cfg.Store.Lookup(ctx, ev.CitizenKey, m.MessageID, ev.ID)
-	if err != nil {
+	mark := EventRef{Citizen: ev.CitizenKey, MessageID: m.MessageID, ID: ev.ID}
+	v, err := d.cfg.Store.Lookup(ctx, mark)
+	if err != nil || v.Seen {
 		return err
 	}
-	if seen {
-		return nil
-	}
+	c, stored := v.Citizen, v.Letter
 	now := d.cfg.Now()
-	var outs []Outcome
-	if stored.SenderName == "" { // new: read state may have arrived first
+	w := LetterWrite{Citizen: ev.CitizenKey, MessageID: m.MessageID}
+	if !v.Stored { // new: read state may have arrived first
 		stored.SenderID, stored.SenderName, stored.SenderKind = m.SenderID, m.SenderName, m.SenderKind
 		stored.Priority, stored.ReceivedAt, stored.Legal = m.Priority, ev.OccurredAt, m.LegalNotification
 		stored.NotBefore, stored.ReplyBy = m.DoNotDeliverUntil, m.ReplyBy
-		stored.Tidy = c.Unread%16 == 0
+		w.Arrive = &Arrival{Meta: stored, TrimUnread: c.Unread%16 == 0}
 		if !stored.Read {
-			stored.notCounted = 1 // its first processing files it in the unread index
+			c.Unread++ // its first processing files it in the unread index: the badge counts it
 		}
 		if m.Notification != "" {
 			if ok, why := rules.CheckNotification(m.Notification); ok {
 				stored.Notification = gsm7.Normalize(m.Notification)
-				outs = append(outs, Outcome{At: now, Result: ResultNote, Reason: "sender's alert text used"})
+				w.Trail = append(w.Trail, Outcome{At: now, Result: ResultNote, Reason: "sender's alert text used"})
 			} else {
-				outs = append(outs, Outcome{At: now, Result: ResultNote, Reason: "sender's alert text refused (" + why + "): generic text used"})
+				w.Trail = append(w.Trail, Outcome{At: now, Result: ResultNote, Reason: "sender's alert text refused (" + why + "): generic text used"})
 			}
 		}
 	}
 	plan := d.plan(c, stored, ev.Birth, now)
-	outs = append(outs, plan.outs...)
+	w.Done = append(w.Done, plan.done...)
+	w.Trail = append(w.Trail, plan.outs...)
 	var todo []delivery
 	var deferred []result
 	for _, dl := range plan.todo {
-		if _, done := stored.Done[dl.id]; done {
+		if stored.Done[dl.id] {
 			continue
 		}
 		// A held alert (scheduled, quiet hours) waits on its own: it is
 		// never folded into a coalesced alert that would go out earlier.
 		if until, why := d.hold(stored, dl.to.Channel, now); !until.IsZero() {
 			o := deferredOutcome(now, dl, until, why)
-			outs = append(outs, o)
+			w.Trail = append(w.Trail, o)
 			deferred = append(deferred, result{dl: dl, out: o, until: until})
 			continue
 		}
 		if o, held, err := d.holdForWindow(ctx, c, stored, dl, now); err != nil {
 			return err
 		} else if held {
-			outs = append(outs, o)
+			w.Trail = append(w.Trail, o)
 			continue
 		}
 		todo = append(todo, dl)
@@ -383,11 +384,14 @@ func (d *Dispatcher) receive(ctx context.Context, ev *event.Event) error {
 	results := d.sendAll(ctx, c, stored, todo, 1)
 	pending := deferred
 	for _, r := range results {
-		if w := d.coalesceWindow(stored, r.dl.to.Channel); w > 0 && r.out.Result == ResultSent {
-			r.out.Window = now.Add(w)
+		if win := d.coalesceWindow(stored, r.dl.to.Channel); win > 0 && r.out.Result == ResultSent {
+			if w.Windows == nil {
+				w.Windows = map[channels.Name]time.Time{}
+			}
+			w.Windows[r.dl.to.Channel] = now.Add(win)
 		}
-		outs = append(outs, r.out)
-		if !r.out.Final {
+		w.add(r)
+		if !r.final {
 			pending = append(pending, r)
 		}
 	}
@@ -395,12 +399,13 @@ func (d *Dispatcher) receive(ctx context.Context, ev *event.Event) error {
 		if err := d.remind(ctx, ev.CitizenKey, stored, plan.digital, now); err != nil {
 			return err
 		}
-		return d.cfg.Store.Record(ctx, ev.CitizenKey, stored, outs, ev.ID)
+		w.Mark = mark
+		return d.write(ctx, w)
 	}
 	// Record what was sent before enqueuing the rest, and mark the event
 	// processed only after: a crash in between re-runs the event, which
 	// skips the deliveries already done.
-	if err := d.cfg.Store.Record(ctx, ev.CitizenKey, stored, outs, ""); err != nil {
+	if err := d.write(ctx, w); err != nil {
 		return err
 	}
 	for _, r := range pending {
@@ -411,7 +416,35 @@ func (d *Dispatcher) receive(ctx context.Context, ev *event.Event) error {
 	if err := d.remind(ctx, ev.CitizenKey, stored, plan.digital, now); err != nil {
 		return err
 	}
-	return d.cfg.Store.Record(ctx, ev.CitizenKey, stored, nil, ev.ID)
+	return d.write(ctx, LetterWrite{Citizen: ev.CitizenKey, MessageID: m.MessageID, Mark: mark})
+}
+
+// add puts a send's outcome in the write: a final one as a done mark, any
+// other as a trail entry, and a tracked one's delivery reference.
+func (w *LetterWrite) add(r result) {
+	if r.final {
+		w.Done = append(w.Done, r.out)
+	} else {
+		w.Trail = append(w.Trail, r.out)
+	}
+	if r.track {
+		w.Track = append(w.Track, r.dl.id)
+	}
+}
+
+// write applies one letter write.
+func (d *Dispatcher) write(ctx context.Context, w LetterWrite) error {
+	_, err := d.cfg.Store.Write(ctx, w)
+	return err
+}
+
+// outcomes is a write of send results to one letter.
+func outcomes(citizen, messageID string, rs ...result) LetterWrite {
+	w := LetterWrite{Citizen: citizen, MessageID: messageID}
+	for _, r := range rs {
+		w.add(r)
+	}
+	return w
 }
 
 // expires is when a letter's alerts are no longer worth sending: AlertTTL
@@ -429,6 +462,10 @@ type result struct {
 	out   Outcome
 	err   error
 	until time.Time // deferred until
+	// final marks the delivery done: it is not attempted again.
+	final bool
+	// track remembers the delivery for its provider's reports.
+	track bool
 }
 
 // alert builds the content of a letter's alert for one citizen.
@@ -445,7 +482,7 @@ func (d *Dispatcher) alert(c *Citizen, l *Letter, dl delivery) channels.Alert {
 		Count:        1,
 		Notification: l.Notification,
 		MailboxURL:   d.cfg.MailboxURL,
-		Badge:        c.Unread + l.notCounted,
+		Badge:        c.Unread,
 		Urgent:       l.Priority == event.Urgent,
 		Expires:      d.expires(l),
 	}
@@ -502,21 +539,22 @@ func (d *Dispatcher) send(ctx context.Context, c *Citizen, l *Letter, dl deliver
 	log := d.log.With("message_id", l.MessageID, "channel", dl.to.Channel, "delivery_id", dl.id,
 		"attempt", attempt, "duration_ms", out.DurationMS)
 	if err == nil {
-		out.Result, out.ProviderID, out.Final = ResultSent, rc.ProviderID, true
-		out.Track = slices.Contains(d.cfg.TrackReports, dl.to.Channel)
+		out.Result, out.ProviderID = ResultSent, rc.ProviderID
+		track := slices.Contains(d.cfg.TrackReports, dl.to.Channel)
 		d.obs.Delivered(dl.to.Channel, ResultSent, "", took)
 		if !l.ReceivedAt.IsZero() && !a.Silent { // a silent badge update is no alert
 			d.obs.EventToAlert(dl.to.Channel, d.cfg.Now().Sub(l.ReceivedAt))
 		}
 		log.InfoContext(ctx, "alert sent", "provider_id", rc.ProviderID)
-		return result{dl: dl, out: out}
+		return result{dl: dl, out: out, final: true, track: track}
 	}
 	kind := channels.KindOf(err)
 	out.Kind, out.Code = kind.String(), channels.CodeOf(err)
 	out.Result = ResultFailed
+	final := false
 	switch kind {
 	case channels.Gone:
-		out.Result, out.Final = ResultGone, true
+		out.Result, final = ResultGone, true
 		goneAt := d.cfg.Now()
 		if t, ok := channels.GoneAt(err); ok {
 			goneAt = wholeSecond(t)
@@ -542,7 +580,7 @@ func (d *Dispatcher) send(ctx context.Context, c *Citizen, l *Letter, dl deliver
 		log.WarnContext(ctx, "alert failed: will be retried", "kind", kind.String(), "code", out.Code, "error", err)
 	}
 	d.obs.Delivered(dl.to.Channel, out.Result, out.Kind, took)
-	return result{dl: dl, out: out, err: err}
+	return result{dl: dl, out: out, err: err, final: final}
 }
 
 // enqueueDelivery gives a delivery that failed, or is held, a task of its
@@ -576,8 +614,12 @@ func (d *Dispatcher) HandleDelivery(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("delivery task payload: %w", errors.Join(err, asynq.SkipRetry))
 	}
 	now := d.cfg.Now()
-	c, l, err := d.cfg.Store.Load(ctx, p.Citizen, p.MessageID)
-	if errors.Is(err, ErrNotFound) {
+	v, err := d.cfg.Store.Load(ctx, p.Citizen, p.MessageID)
+	if err != nil {
+		return err
+	}
+	c, l := v.Citizen, v.Letter
+	if !v.Stored {
 		// The letter's first processing may not have recorded it yet (this
 		// task was enqueued on its way): try again, until the alert expires.
 		if p.Expires > 0 && now.Unix() > p.Expires {
@@ -586,16 +628,13 @@ func (d *Dispatcher) HandleDelivery(ctx context.Context, t *asynq.Task) error {
 		}
 		return fmt.Errorf("delivery %s: letter not recorded yet", p.DeliveryID)
 	}
-	if err != nil {
-		return err
-	}
-	if _, done := l.Done[p.DeliveryID]; done {
+	if l.Done[p.DeliveryID] {
 		return nil
 	}
 	attempt := retryCount(ctx) + 2
 	skip := func(reason string) error {
-		return d.cfg.Store.Record(ctx, p.Citizen, l, []Outcome{{At: now, DeliveryID: p.DeliveryID,
-			Channel: channels.Name(p.Channel), Result: ResultSkipped, Reason: reason, Attempt: attempt, Final: true}}, "")
+		return d.write(ctx, LetterWrite{Citizen: p.Citizen, MessageID: p.MessageID, Done: []Outcome{{At: now,
+			DeliveryID: p.DeliveryID, Channel: channels.Name(p.Channel), Result: ResultSkipped, Reason: reason, Attempt: attempt}}})
 	}
 	if p.Expires > 0 && now.Unix() > p.Expires {
 		return skip("expired")
@@ -619,7 +658,7 @@ func (d *Dispatcher) HandleDelivery(ctx context.Context, t *asynq.Task) error {
 		return channels.Throttle(until.Sub(now), why, errors.New("delivery held: "+why))
 	}
 	r := d.send(ctx, c, l, *dl, attempt)
-	if err := d.cfg.Store.Record(ctx, p.Citizen, l, []Outcome{r.out}, ""); err != nil {
+	if err := d.write(ctx, outcomes(p.Citizen, p.MessageID, r)); err != nil {
 		return err
 	}
 	return taskError(r.err)
@@ -660,7 +699,8 @@ func (d *Dispatcher) Report(ctx context.Context, r DeliveryReport) error {
 	}
 	entry := Outcome{At: r.At, DeliveryID: r.DeliveryID, Channel: r.Channel, Result: ResultReport,
 		Reason: r.Status, Code: r.Code, ProviderID: r.ProviderID}
-	applied, err := d.cfg.Store.ApplyReport(ctx, citizen, msgID, r.DeliveryID, r.Status, r.Final, entry)
+	applied, err := d.cfg.Store.ApplyReport(ctx, ReportWrite{Citizen: citizen, MessageID: msgID, DeliveryID: r.DeliveryID,
+		Status: r.Status, Final: r.Final, Entry: entry})
 	if err != nil || !applied {
 		return err
 	}
@@ -669,11 +709,11 @@ func (d *Dispatcher) Report(ctx context.Context, r DeliveryReport) error {
 	if !r.Dead {
 		return nil
 	}
-	c, _, err := d.cfg.Store.Load(ctx, citizen, msgID)
-	if err != nil && !errors.Is(err, ErrNotFound) {
+	v, err := d.cfg.Store.Load(ctx, citizen, msgID)
+	if err != nil {
 		return err
 	}
-	for _, dl := range d.addresses(c, msgID) {
+	for _, dl := range d.addresses(v.Citizen, msgID) {
 		if dl.id == r.DeliveryID {
 			removed, err := d.cfg.Store.RemoveAddress(ctx, citizen, dl.to, wholeSecond(r.At))
 			if removed {
