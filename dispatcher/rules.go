@@ -166,16 +166,16 @@ func (d *Dispatcher) HandleReminder(ctx context.Context, t *asynq.Task) error {
 	}
 	rl := *l
 	rl.Notification = rules.ReminderText(c.Language, l.SenderName)
-	results := d.sendAll(ctx, c, &rl, todo, retryCount(ctx)+1)
+	results, err := d.sendRecorded(ctx, c, &rl, LetterWrite{Citizen: p.Citizen, MessageID: p.MessageID}, todo, retryCount(ctx)+1, nil,
+		func(r *result, _ *LetterWrite) { r.out.Reason = "reminder" })
+	if err != nil {
+		return err
+	}
 	var errs []error
-	for i, r := range results {
-		results[i].out.Reason = "reminder"
+	for _, r := range results {
 		if !r.final && r.err != nil {
 			errs = append(errs, taskError(r.err))
 		}
-	}
-	if err := d.write(ctx, outcomes(p.Citizen, p.MessageID, results...)); err != nil {
-		return err
 	}
 	return errors.Join(errs...) // a retry skips the reminders already sent
 }
@@ -253,11 +253,12 @@ func (d *Dispatcher) forward(ctx context.Context, c *Citizen, l *Letter) error {
 	if l.Done[dl.id] {
 		return nil
 	}
-	r := d.send(ctx, c, l, *dl, 1)
-	r.out.Reason = "forwarded on exemption"
-	if err := d.write(ctx, outcomes(c.Key, l.MessageID, r)); err != nil {
+	results, err := d.sendRecorded(ctx, c, l, LetterWrite{Citizen: c.Key, MessageID: l.MessageID}, []delivery{*dl}, 1, nil,
+		func(r *result, _ *LetterWrite) { r.out.Reason = "forwarded on exemption" })
+	if err != nil {
 		return err
 	}
+	r := results[0]
 	if r.final {
 		return nil
 	}

@@ -118,6 +118,13 @@ const (
 // ErrNotFound is returned for an unknown letter.
 var ErrNotFound = errors.New("not found")
 
+// ErrTransient wraps a store error that may pass when the call is made
+// again: Redis loading after a restart, a replica read-only during a
+// failover, a connection refused or reset, a timeout. A Store wraps such
+// errors with it (errors.Is); the dispatcher retries the write of a
+// provider's answer on it rather than re-running the task.
+var ErrTransient = errors.New("store temporarily unavailable")
+
 // The store, split by role. Each role says what it writes atomically and
 // what a re-run sees; Store embeds them all, so wiring takes one value.
 // The Redis implementation is in dispatcher/redisstore, and
