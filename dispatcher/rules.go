@@ -167,7 +167,7 @@ func (d *Dispatcher) HandleReminder(ctx context.Context, t *asynq.Task) error {
 	rl := *l
 	rl.Notification = rules.ReminderText(c.Language, l.SenderName)
 	results, err := d.sendRecorded(ctx, c, &rl, LetterWrite{Citizen: p.Citizen, MessageID: p.MessageID}, todo, retryCount(ctx)+1, nil,
-		func(r *result, _ *LetterWrite) { r.out.Reason = "reminder" })
+		func(r *result, _ *LetterWrite) { r.out.Reason = resentReason(l, r.dl.id, "reminder") })
 	if err != nil {
 		return err
 	}
@@ -178,6 +178,15 @@ func (d *Dispatcher) HandleReminder(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 	return errors.Join(errs...) // a retry skips the reminders already sent
+}
+
+// resentReason is reason, marked as a possible repeat when an earlier
+// attempt at the delivery was in flight when its worker died.
+func resentReason(l *Letter, deliveryID, reason string) string {
+	if _, ok := l.InFlight[deliveryID]; ok {
+		return joinReason(ReasonResent, reason)
+	}
+	return reason
 }
 
 // exemption applies exemption.granted and exemption.revoked. On a grant
@@ -254,7 +263,7 @@ func (d *Dispatcher) forward(ctx context.Context, c *Citizen, l *Letter) error {
 		return nil
 	}
 	results, err := d.sendRecorded(ctx, c, l, LetterWrite{Citizen: c.Key, MessageID: l.MessageID}, []delivery{*dl}, 1, nil,
-		func(r *result, _ *LetterWrite) { r.out.Reason = "forwarded on exemption" })
+		func(r *result, _ *LetterWrite) { r.out.Reason = resentReason(l, r.dl.id, "forwarded on exemption") })
 	if err != nil {
 		return err
 	}
