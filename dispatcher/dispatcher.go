@@ -467,6 +467,7 @@ func (d *Dispatcher) write(ctx context.Context, w LetterWrite) error {
 // context (the answer is in hand; losing it costs a duplicate).
 func (d *Dispatcher) record(ctx context.Context, w LetterWrite) error {
 	ctx = context.WithoutCancel(ctx)
+	// Wall time, not the configured clock: this bounds real waiting.
 	deadline := time.Now().Add(d.cfg.RecordRetry)
 	wait := 50 * time.Millisecond
 	for {

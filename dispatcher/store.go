@@ -266,11 +266,12 @@ type Letters interface {
 	Load(ctx context.Context, citizen, messageID string) (LetterView, error)
 	// Write applies w. Atomic together, in one step: Arrive (metadata,
 	// unread filing honouring a read that came first, TrimUnread), the
-	// done marks of Done, the in-flight marks, and Mark — a reader sees
-	// all of them or none, and a re-run that finds Mark seen finds the
-	// rest. Trail, Track and Windows land before Write returns, possibly
-	// after the atomic step. Two Writes to one letter may run
-	// concurrently; each lands whole.
+	// done marks of Done, the in-flight marks set, and Mark — a reader
+	// sees all of them or none, and a re-run that finds Mark seen finds
+	// the rest. The clearing of answered in-flight marks (part of the
+	// step with Arrive, else just after it; a done mark outranks an
+	// in-flight mark), Trail, Track and Windows land before Write
+	// returns. Concurrent Writes to one letter each land whole.
 	Write(ctx context.Context, w LetterWrite) (WriteResult, error)
 	// Trail returns a letter's trail, oldest first; ErrNotFound if unknown.
 	Trail(ctx context.Context, messageID string) ([]Outcome, error)
