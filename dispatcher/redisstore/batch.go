@@ -140,6 +140,10 @@ func (s *Store) do(ctx context.Context, build func(p redis.Pipeliner) []redis.Cm
 	}
 	select {
 	case <-o.done:
+	case <-s.stop:
+		// Closed with the call queued: nobody will run it (a caller
+		// without a deadline would wait forever).
+		return nil, errClosed
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
