@@ -83,32 +83,36 @@ func (d *Dispatcher) HandleFlush(ctx context.Context, t *asynq.Task) error {
 	var letters []held
 	var names []string
 	for _, id := range ids {
-		cc, l, err := d.cfg.Store.Load(ctx, p.Citizen, id)
-		if errors.Is(err, ErrNotFound) {
+		v, err := d.cfg.Store.Load(ctx, p.Citizen, id)
+		if err != nil {
+			return err
+		}
+		if !v.Stored {
 			// Held on its way through its first processing, not recorded
 			// yet: try the flush again shortly.
 			return fmt.Errorf("flush: held letter %s not recorded yet", id)
 		}
-		if err != nil {
-			return err
-		}
+		cc, l := v.Citizen, v.Letter
 		c = cc
 		for _, dl := range d.addresses(cc, id) {
 			if dl.to.Channel != ch {
 				continue
 			}
-			if _, done := l.Done[dl.id]; done {
+			if l.Done[dl.id] {
 				continue
+			}
+			done := func(o Outcome) error {
+				return d.write(ctx, LetterWrite{Citizen: p.Citizen, MessageID: id, Done: []Outcome{o}})
 			}
 			switch until, why := d.hold(l, ch, now); {
 			case l.Read:
-				err = d.cfg.Store.Record(ctx, p.Citizen, l, []Outcome{skipped(now, dl, "read")}, "")
+				err = done(skipped(now, dl, "read"))
 			case now.After(d.expires(l)):
-				err = d.cfg.Store.Record(ctx, p.Citizen, l, []Outcome{skipped(now, dl, "expired")}, "")
+				err = done(skipped(now, dl, "expired"))
 			case !until.IsZero():
 				// Quiet hours began meanwhile: it waits on its own.
 				o := deferredOutcome(now, dl, until, why)
-				if err = d.cfg.Store.Record(ctx, p.Citizen, l, []Outcome{o}, ""); err == nil {
+				if err = d.write(ctx, LetterWrite{Citizen: p.Citizen, MessageID: id, Trail: []Outcome{o}}); err == nil {
 					err = d.enqueueDelivery(ctx, p.Citizen, l, result{dl: dl, out: o, until: until})
 				}
 			default:
@@ -132,7 +136,7 @@ func (d *Dispatcher) HandleFlush(ctx context.Context, t *asynq.Task) error {
 				}
 				o := out
 				o.DeliveryID = h.dl.id
-				if err := d.cfg.Store.Record(ctx, p.Citizen, h.l, []Outcome{o}, ""); err != nil {
+				if err := d.write(ctx, LetterWrite{Citizen: p.Citizen, MessageID: h.l.MessageID, Done: []Outcome{o}}); err != nil {
 					return err
 				}
 			}
@@ -185,12 +189,12 @@ func (d *Dispatcher) sendCoalesced(ctx context.Context, c *Citizen, ch channels.
 		})
 		out := r.out
 		out.Reason = fmt.Sprintf("coalesced: one alert for %d letters (%s)", count, id)
-		if out.Final {
+		if r.final {
 			if err := record(dl.to, out); err != nil {
 				return err
 			}
 		}
-		if r.err != nil && !out.Final {
+		if r.err != nil && !r.final {
 			errs = append(errs, taskError(r.err))
 		}
 	}

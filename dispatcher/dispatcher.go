@@ -88,6 +88,17 @@ type Config struct {
 	// RetryBase is the first step of the exponential backoff (default
 	// 5s); steps double up to an hour, with jitter.
 	RetryBase time.Duration
+	// RecordRetry bounds how long the write of a provider's answer is
+	// retried on a transient store error (Redis loading, a failover, a
+	// refused or reset connection, a timeout) before the task fails
+	// (default 60s): a store hiccup never turns an accepted send into a
+	// re-send of the whole letter.
+	RecordRetry time.Duration
+	// ReportWait is how long a delivery whose provider sends delivery
+	// reports (TrackReports) and whose send was interrupted (in flight
+	// when its worker died) waits for the report before it is sent again,
+	// counted from the interrupted attempt (default 3 minutes).
+	ReportWait time.Duration
 	// FirstRetryDelay is how long a delivery that failed inside its event
 	// waits before its own task runs (default: RetryDelay's first step, or
 	// the provider's Retry-After). Tests shorten it.
@@ -130,6 +141,12 @@ func New(cfg Config) (*Dispatcher, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.RecordRetry == 0 {
+		cfg.RecordRetry = 60 * time.Second
+	}
+	if cfg.ReportWait == 0 {
+		cfg.ReportWait = 3 * time.Minute
 	}
 	if cfg.RetryBase == 0 {
 		cfg.RetryBase = DefaultRetryBase
@@ -238,14 +255,15 @@ func (d *Dispatcher) handle(ctx context.Context, ev *event.Event) error {
 	case ev.Exemption != nil:
 		return d.exemption(ctx, ev)
 	case ev.Contact != nil:
-		return st.UpdateContact(ctx, ev.CitizenKey, ev.Contact, ev.OccurredAt, ev.ID)
+		_, err := st.UpdateContact(ctx, ContactWrite{Citizen: ev.CitizenKey, Contact: ev.Contact, At: ev.OccurredAt,
+			Mark: EventRef{Citizen: ev.CitizenKey, ID: ev.ID}})
+		return err
 	case ev.Device != nil:
 		dev := Device{App: ev.Device.App, Provider: ev.Device.Provider, Token: ev.Device.Token,
 			Environment: ev.Device.Environment, RegisteredAt: ev.OccurredAt}
-		if ev.Type == event.DeviceUnregistered {
-			return st.UnregisterDevice(ctx, ev.CitizenKey, dev, ev.ID)
-		}
-		return st.RegisterDevice(ctx, ev.CitizenKey, dev, ev.ID)
+		_, err := st.SetDevice(ctx, DeviceWrite{Citizen: ev.CitizenKey, Device: dev, Remove: ev.Type == event.DeviceUnregistered,
+			Mark: EventRef{Citizen: ev.CitizenKey, ID: ev.ID}})
+		return err
 	}
 	d.log.WarnContext(ctx, "event type not handled yet", "event_id", ev.ID, "type", ev.Type)
 	return nil
@@ -268,7 +286,7 @@ func (d *Dispatcher) Accept(ctx context.Context, platformEvent *event.Event) (du
 	case ev.Read != nil:
 		msgID = ev.Read.MessageID
 	}
-	seen, err := d.cfg.Store.EventSeen(ctx, ev.CitizenKey, msgID, ev.ID)
+	seen, err := d.cfg.Store.Seen(ctx, EventRef{Citizen: ev.CitizenKey, MessageID: msgID, ID: ev.ID})
 	if err != nil {
 		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
@@ -328,81 +346,88 @@ func (d *Dispatcher) addresses(c *Citizen, messageID string) []delivery {
 // receive handles message.received: store the letter, then attempt every
 // delivery inside this task. Only deliveries that fail get tasks of their
 // own, so a retry never re-sends a channel that succeeded.
+//
+// The letter is written before any send: its metadata and unread filing
+// (so an alert's badge counts every letter filed so far, this one too),
+// and each delivery about to be sent marked in flight. Each outcome is
+// written the moment its provider answers; the event's mark comes last.
 func (d *Dispatcher) receive(ctx context.Context, ev *event.Event) error {
 	m := ev.Message
-	c, stored, seen, err := d.cfg.Store.Lookup(ctx, ev.CitizenKey, m.MessageID, ev.ID)
-	if err != nil {
+	mark := EventRef{Citizen: ev.CitizenKey, MessageID: m.MessageID, ID: ev.ID}
+	v, err := d.cfg.Store.Lookup(ctx, mark)
+	if err != nil || v.Seen {
 		return err
 	}
-	if seen {
-		return nil
-	}
+	c, stored := v.Citizen, v.Letter
 	now := d.cfg.Now()
-	var outs []Outcome
-	if stored.SenderName == "" { // new: read state may have arrived first
+	w := LetterWrite{Citizen: ev.CitizenKey, MessageID: m.MessageID}
+	if !v.Stored { // new: read state may have arrived first
 		stored.SenderID, stored.SenderName, stored.SenderKind = m.SenderID, m.SenderName, m.SenderKind
 		stored.Priority, stored.ReceivedAt, stored.Legal = m.Priority, ev.OccurredAt, m.LegalNotification
 		stored.NotBefore, stored.ReplyBy = m.DoNotDeliverUntil, m.ReplyBy
-		stored.Tidy = c.Unread%16 == 0
-		if !stored.Read {
-			stored.notCounted = 1 // its first processing files it in the unread index
-		}
+		w.Arrive = &Arrival{Meta: stored, TrimUnread: c.Unread%16 == 0}
 		if m.Notification != "" {
 			if ok, why := rules.CheckNotification(m.Notification); ok {
 				stored.Notification = gsm7.Normalize(m.Notification)
-				outs = append(outs, Outcome{At: now, Result: ResultNote, Reason: "sender's alert text used"})
+				w.Trail = append(w.Trail, Outcome{At: now, Result: ResultNote, Reason: "sender's alert text used"})
 			} else {
-				outs = append(outs, Outcome{At: now, Result: ResultNote, Reason: "sender's alert text refused (" + why + "): generic text used"})
+				w.Trail = append(w.Trail, Outcome{At: now, Result: ResultNote, Reason: "sender's alert text refused (" + why + "): generic text used"})
 			}
 		}
 	}
 	plan := d.plan(c, stored, ev.Birth, now)
-	outs = append(outs, plan.outs...)
+	w.Done = append(w.Done, plan.done...)
+	w.Trail = append(w.Trail, plan.outs...)
 	var todo []delivery
-	var deferred []result
+	var pending []result
 	for _, dl := range plan.todo {
-		if _, done := stored.Done[dl.id]; done {
+		if stored.Done[dl.id] {
+			continue
+		}
+		if _, ok := stored.InFlight[dl.id]; ok {
+			// An earlier run died while this delivery's provider call was
+			// in flight: the provider may have taken it. Its own task
+			// decides (waits for a delivery report, or re-sends marked).
+			pending = append(pending, result{dl: dl})
 			continue
 		}
 		// A held alert (scheduled, quiet hours) waits on its own: it is
 		// never folded into a coalesced alert that would go out earlier.
 		if until, why := d.hold(stored, dl.to.Channel, now); !until.IsZero() {
 			o := deferredOutcome(now, dl, until, why)
-			outs = append(outs, o)
-			deferred = append(deferred, result{dl: dl, out: o, until: until})
+			w.Trail = append(w.Trail, o)
+			pending = append(pending, result{dl: dl, out: o, until: until})
 			continue
 		}
 		if o, held, err := d.holdForWindow(ctx, c, stored, dl, now); err != nil {
 			return err
 		} else if held {
-			outs = append(outs, o)
+			w.Trail = append(w.Trail, o)
 			continue
 		}
 		todo = append(todo, dl)
 	}
-	results := d.sendAll(ctx, c, stored, todo, 1)
-	pending := deferred
-	for _, r := range results {
-		if w := d.coalesceWindow(stored, r.dl.to.Channel); w > 0 && r.out.Result == ResultSent {
-			r.out.Window = now.Add(w)
+	filed := func(res WriteResult) {
+		if w.Arrive != nil {
+			c.Unread = res.Unread // includes this letter unless it was read
 		}
-		outs = append(outs, r.out)
-		if !r.out.Final {
+	}
+	results, err := d.sendRecorded(ctx, c, stored, w, todo, 1, filed, func(r *result, out *LetterWrite) {
+		if win := d.coalesceWindow(stored, r.dl.to.Channel); win > 0 && r.out.Result == ResultSent {
+			out.Windows = map[channels.Name]time.Time{r.dl.to.Channel: now.Add(win)}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range results {
+		if !r.final {
 			pending = append(pending, r)
 		}
 	}
-	if len(pending) == 0 {
-		if err := d.remind(ctx, ev.CitizenKey, stored, plan.digital, now); err != nil {
-			return err
-		}
-		return d.cfg.Store.Record(ctx, ev.CitizenKey, stored, outs, ev.ID)
-	}
-	// Record what was sent before enqueuing the rest, and mark the event
+	// Every outcome is written; enqueue the rest, and mark the event
 	// processed only after: a crash in between re-runs the event, which
 	// skips the deliveries already done.
-	if err := d.cfg.Store.Record(ctx, ev.CitizenKey, stored, outs, ""); err != nil {
-		return err
-	}
 	for _, r := range pending {
 		if err := d.enqueueDelivery(ctx, ev.CitizenKey, stored, r); err != nil {
 			return err
@@ -411,7 +436,103 @@ func (d *Dispatcher) receive(ctx context.Context, ev *event.Event) error {
 	if err := d.remind(ctx, ev.CitizenKey, stored, plan.digital, now); err != nil {
 		return err
 	}
-	return d.cfg.Store.Record(ctx, ev.CitizenKey, stored, nil, ev.ID)
+	return d.write(ctx, LetterWrite{Citizen: ev.CitizenKey, MessageID: m.MessageID, Mark: mark})
+}
+
+// add puts a send's outcome in the write: a final one as a done mark, any
+// other as a trail entry.
+func (w *LetterWrite) add(r result) {
+	if r.final {
+		w.Done = append(w.Done, r.out)
+	} else {
+		w.Trail = append(w.Trail, r.out)
+	}
+}
+
+// empty reports whether w writes nothing.
+func (w *LetterWrite) empty() bool {
+	return w.Arrive == nil && len(w.Done) == 0 && len(w.Trail) == 0 && len(w.InFlight) == 0 &&
+		len(w.Track) == 0 && len(w.Windows) == 0 && w.Mark.IsZero()
+}
+
+// write applies one letter write.
+func (d *Dispatcher) write(ctx context.Context, w LetterWrite) error {
+	_, err := d.cfg.Store.Write(ctx, w)
+	return err
+}
+
+// record writes a provider's answer. A send the provider took must not
+// become a re-send because the store hiccuped: a transient store error is
+// retried with backoff for up to RecordRetry, even past the task's
+// context (the answer is in hand; losing it costs a duplicate).
+func (d *Dispatcher) record(ctx context.Context, w LetterWrite) error {
+	ctx = context.WithoutCancel(ctx)
+	// Wall time, not the configured clock: this bounds real waiting.
+	deadline := time.Now().Add(d.cfg.RecordRetry)
+	wait := 50 * time.Millisecond
+	for {
+		_, err := d.cfg.Store.Write(ctx, w)
+		if err == nil || !errors.Is(err, ErrTransient) || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		d.log.WarnContext(ctx, "recording a provider's answer failed: retrying", "message_id", w.MessageID, "error", err)
+		t := time.NewTimer(wait)
+		<-t.C
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// tracked reports whether a channel's provider sends delivery reports.
+func (d *Dispatcher) tracked(ch channels.Name) bool { return slices.Contains(d.cfg.TrackReports, ch) }
+
+// sendRecorded makes one attempt at each delivery of todo, concurrently,
+// and records around every provider call: first one write, pre, with each
+// delivery marked in flight (and tracked where its provider reports, so
+// a report can find the letter) — ready gets its result before any send;
+// then each outcome the moment its provider answered, a write of its own
+// (the batcher groups concurrent ones into one round trip). decorate may
+// adjust a result and its write before it is written.
+func (d *Dispatcher) sendRecorded(ctx context.Context, c *Citizen, l *Letter, pre LetterWrite, todo []delivery, attempt int,
+	ready func(WriteResult), decorate func(*result, *LetterWrite), adjust ...func(*channels.Alert)) ([]result, error) {
+	for _, dl := range todo {
+		pre.InFlight = append(pre.InFlight, dl.id)
+		if d.tracked(dl.to.Channel) {
+			pre.Track = append(pre.Track, dl.id)
+		}
+	}
+	if !pre.empty() {
+		res, err := d.cfg.Store.Write(ctx, pre)
+		if err != nil {
+			return nil, err
+		}
+		if ready != nil {
+			ready(res)
+		}
+	}
+	res := make([]result, len(todo))
+	errs := make([]error, len(todo))
+	one := func(i int, dl delivery) {
+		r := d.send(ctx, c, l, dl, attempt, adjust...)
+		w := LetterWrite{Citizen: pre.Citizen, MessageID: pre.MessageID}
+		if decorate != nil {
+			decorate(&r, &w)
+		}
+		w.add(r)
+		res[i], errs[i] = r, d.record(ctx, w)
+	}
+	if len(todo) == 1 {
+		one(0, todo[0])
+	} else {
+		var wg sync.WaitGroup
+		for i, dl := range todo {
+			wg.Go(func() { one(i, dl) })
+		}
+		wg.Wait()
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("record outcomes: %w", err)
+	}
+	return res, nil
 }
 
 // expires is when a letter's alerts are no longer worth sending: AlertTTL
@@ -429,6 +550,10 @@ type result struct {
 	out   Outcome
 	err   error
 	until time.Time // deferred until
+	// final marks the delivery done: it is not attempted again.
+	final bool
+	// track remembers the delivery for its provider's reports.
+	track bool
 }
 
 // alert builds the content of a letter's alert for one citizen.
@@ -445,7 +570,7 @@ func (d *Dispatcher) alert(c *Citizen, l *Letter, dl delivery) channels.Alert {
 		Count:        1,
 		Notification: l.Notification,
 		MailboxURL:   d.cfg.MailboxURL,
-		Badge:        c.Unread + l.notCounted,
+		Badge:        c.Unread,
 		Urgent:       l.Priority == event.Urgent,
 		Expires:      d.expires(l),
 	}
@@ -455,22 +580,6 @@ func (d *Dispatcher) alert(c *Citizen, l *Letter, dl delivery) channels.Alert {
 func deferredOutcome(now time.Time, dl delivery, until time.Time, why string) Outcome {
 	return Outcome{At: now, DeliveryID: dl.id, Channel: dl.to.Channel, App: dl.to.App, Result: ResultDeferred,
 		Reason: why + " until " + rules.LocalTime(until, "2006-01-02 15:04 MST")}
-}
-
-// sendAll sends the deliveries concurrently and returns one result each, in
-// order.
-func (d *Dispatcher) sendAll(ctx context.Context, c *Citizen, l *Letter, todo []delivery, attempt int) []result {
-	res := make([]result, len(todo))
-	if len(todo) == 1 {
-		res[0] = d.send(ctx, c, l, todo[0], attempt)
-		return res
-	}
-	var wg sync.WaitGroup
-	for i, dl := range todo {
-		wg.Go(func() { res[i] = d.send(ctx, c, l, dl, attempt) })
-	}
-	wg.Wait()
-	return res
 }
 
 // send makes one attempt at one delivery and classifies its outcome.
@@ -502,21 +611,22 @@ func (d *Dispatcher) send(ctx context.Context, c *Citizen, l *Letter, dl deliver
 	log := d.log.With("message_id", l.MessageID, "channel", dl.to.Channel, "delivery_id", dl.id,
 		"attempt", attempt, "duration_ms", out.DurationMS)
 	if err == nil {
-		out.Result, out.ProviderID, out.Final = ResultSent, rc.ProviderID, true
-		out.Track = slices.Contains(d.cfg.TrackReports, dl.to.Channel)
+		out.Result, out.ProviderID = ResultSent, rc.ProviderID
+		track := slices.Contains(d.cfg.TrackReports, dl.to.Channel)
 		d.obs.Delivered(dl.to.Channel, ResultSent, "", took)
 		if !l.ReceivedAt.IsZero() && !a.Silent { // a silent badge update is no alert
 			d.obs.EventToAlert(dl.to.Channel, d.cfg.Now().Sub(l.ReceivedAt))
 		}
 		log.InfoContext(ctx, "alert sent", "provider_id", rc.ProviderID)
-		return result{dl: dl, out: out}
+		return result{dl: dl, out: out, final: true, track: track}
 	}
 	kind := channels.KindOf(err)
 	out.Kind, out.Code = kind.String(), channels.CodeOf(err)
 	out.Result = ResultFailed
+	final := false
 	switch kind {
 	case channels.Gone:
-		out.Result, out.Final = ResultGone, true
+		out.Result, final = ResultGone, true
 		goneAt := d.cfg.Now()
 		if t, ok := channels.GoneAt(err); ok {
 			goneAt = wholeSecond(t)
@@ -542,7 +652,7 @@ func (d *Dispatcher) send(ctx context.Context, c *Citizen, l *Letter, dl deliver
 		log.WarnContext(ctx, "alert failed: will be retried", "kind", kind.String(), "code", out.Code, "error", err)
 	}
 	d.obs.Delivered(dl.to.Channel, out.Result, out.Kind, took)
-	return result{dl: dl, out: out, err: err}
+	return result{dl: dl, out: out, err: err, final: final}
 }
 
 // enqueueDelivery gives a delivery that failed, or is held, a task of its
@@ -576,8 +686,12 @@ func (d *Dispatcher) HandleDelivery(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("delivery task payload: %w", errors.Join(err, asynq.SkipRetry))
 	}
 	now := d.cfg.Now()
-	c, l, err := d.cfg.Store.Load(ctx, p.Citizen, p.MessageID)
-	if errors.Is(err, ErrNotFound) {
+	v, err := d.cfg.Store.Load(ctx, p.Citizen, p.MessageID)
+	if err != nil {
+		return err
+	}
+	c, l := v.Citizen, v.Letter
+	if !v.Stored {
 		// The letter's first processing may not have recorded it yet (this
 		// task was enqueued on its way): try again, until the alert expires.
 		if p.Expires > 0 && now.Unix() > p.Expires {
@@ -586,16 +700,13 @@ func (d *Dispatcher) HandleDelivery(ctx context.Context, t *asynq.Task) error {
 		}
 		return fmt.Errorf("delivery %s: letter not recorded yet", p.DeliveryID)
 	}
-	if err != nil {
-		return err
-	}
-	if _, done := l.Done[p.DeliveryID]; done {
+	if l.Done[p.DeliveryID] {
 		return nil
 	}
 	attempt := retryCount(ctx) + 2
 	skip := func(reason string) error {
-		return d.cfg.Store.Record(ctx, p.Citizen, l, []Outcome{{At: now, DeliveryID: p.DeliveryID,
-			Channel: channels.Name(p.Channel), Result: ResultSkipped, Reason: reason, Attempt: attempt, Final: true}}, "")
+		return d.write(ctx, LetterWrite{Citizen: p.Citizen, MessageID: p.MessageID, Done: []Outcome{{At: now,
+			DeliveryID: p.DeliveryID, Channel: channels.Name(p.Channel), Result: ResultSkipped, Reason: reason, Attempt: attempt}}})
 	}
 	if p.Expires > 0 && now.Unix() > p.Expires {
 		return skip("expired")
@@ -618,11 +729,45 @@ func (d *Dispatcher) HandleDelivery(ctx context.Context, t *asynq.Task) error {
 		// spending a retry.
 		return channels.Throttle(until.Sub(now), why, errors.New("delivery held: "+why))
 	}
-	r := d.send(ctx, c, l, *dl, attempt)
-	if err := d.cfg.Store.Record(ctx, p.Citizen, l, []Outcome{r.out}, ""); err != nil {
+	reason := ""
+	if since, ok := l.InFlight[p.DeliveryID]; ok {
+		// An attempt died while its provider call was in flight. A provider
+		// that reports gets the time to say it took the send (Report then
+		// records it); the wait spends no retry.
+		if wait := since.Add(d.cfg.ReportWait).Sub(now); d.tracked(dl.to.Channel) && wait > 0 {
+			return channels.Throttle(min(wait, reportPoll), "awaiting delivery report",
+				errors.New("an interrupted attempt may have been sent: waiting for its delivery report"))
+		}
+		reason = ReasonResent
+	}
+	results, err := d.sendRecorded(ctx, c, l, LetterWrite{Citizen: p.Citizen, MessageID: p.MessageID}, []delivery{*dl}, attempt, nil,
+		func(r *result, _ *LetterWrite) {
+			if reason != "" {
+				r.out.Reason = joinReason(reason, r.out.Reason)
+			}
+		})
+	if err != nil {
 		return err
 	}
-	return taskError(r.err)
+	return taskError(results[0].err)
+}
+
+// ReasonResent marks in the trail every send that may repeat one a
+// provider already took; ReasonConfirmed a send an interrupted attempt
+// made, confirmed by its provider's delivery report.
+const (
+	ReasonResent    = "re-sent after an interrupted attempt"
+	ReasonConfirmed = "confirmed by the delivery report after an interrupted attempt"
+)
+
+// reportPoll is how often a delivery awaiting its report looks again.
+const reportPoll = 15 * time.Second
+
+func joinReason(a, b string) string {
+	if b == "" {
+		return a
+	}
+	return a + "; " + b
 }
 
 func retryCount(ctx context.Context) int {
@@ -658,9 +803,25 @@ func (d *Dispatcher) Report(ctx context.Context, r DeliveryReport) error {
 	if err != nil {
 		return err
 	}
+	v, err := d.cfg.Store.Load(ctx, citizen, msgID)
+	if err != nil {
+		return err
+	}
+	if _, inFlight := v.Letter.InFlight[r.DeliveryID]; inFlight && !v.Letter.Done[r.DeliveryID] {
+		// A report proves the provider took a send whose attempt died
+		// before its outcome was written: it is sent, and not sent again.
+		sent := Outcome{At: d.cfg.Now(), DeliveryID: r.DeliveryID, Channel: r.Channel, Result: ResultSent,
+			Reason: ReasonConfirmed, ProviderID: r.ProviderID}
+		if err := d.record(ctx, LetterWrite{Citizen: citizen, MessageID: msgID, Done: []Outcome{sent}}); err != nil {
+			return err
+		}
+		d.log.InfoContext(ctx, "interrupted send confirmed by its delivery report", "message_id", msgID,
+			"channel", r.Channel, "delivery_id", r.DeliveryID)
+	}
 	entry := Outcome{At: r.At, DeliveryID: r.DeliveryID, Channel: r.Channel, Result: ResultReport,
 		Reason: r.Status, Code: r.Code, ProviderID: r.ProviderID}
-	applied, err := d.cfg.Store.ApplyReport(ctx, citizen, msgID, r.DeliveryID, r.Status, r.Final, entry)
+	applied, err := d.cfg.Store.ApplyReport(ctx, ReportWrite{Citizen: citizen, MessageID: msgID, DeliveryID: r.DeliveryID,
+		Status: r.Status, Final: r.Final, Entry: entry})
 	if err != nil || !applied {
 		return err
 	}
@@ -669,11 +830,7 @@ func (d *Dispatcher) Report(ctx context.Context, r DeliveryReport) error {
 	if !r.Dead {
 		return nil
 	}
-	c, _, err := d.cfg.Store.Load(ctx, citizen, msgID)
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return err
-	}
-	for _, dl := range d.addresses(c, msgID) {
+	for _, dl := range d.addresses(v.Citizen, msgID) {
 		if dl.id == r.DeliveryID {
 			removed, err := d.cfg.Store.RemoveAddress(ctx, citizen, dl.to, wholeSecond(r.At))
 			if removed {

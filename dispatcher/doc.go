@@ -16,13 +16,34 @@
 // asynq delivers tasks at least once; postbud makes alerts effectively
 // once:
 //
-//   - A letter is one task. It looks up the citizen and the letter, sends
-//     every delivery concurrently, and records the outcomes. Each delivery
-//     has a deterministic id (an HMAC of message × channel × address); a
-//     final outcome is written into the letter's hash as that delivery's
-//     done mark in the same command as the letter's other state, and the
-//     event is marked processed only after every failed delivery has its
-//     own task. A re-run of the event skips what is done.
+//   - A letter is one task. It looks up the citizen and the letter, writes
+//     the letter (metadata, unread filing) with every delivery it is about
+//     to send marked in flight, sends every delivery concurrently, and
+//     writes each outcome the moment its provider answers (a final one is
+//     the delivery's done mark). Each delivery has a deterministic id (an
+//     HMAC of message × channel × address). The event is marked processed
+//     only after every failed delivery has its own task. A re-run of the
+//     event skips what is done.
+//   - A transient store error while writing a provider's answer (Redis
+//     loading, a failover, a refused or reset connection, a timeout) is
+//     retried there for up to Config.RecordRetry (60 s); it never turns
+//     into a re-run that re-sends.
+//   - A re-run that finds a delivery in flight without an outcome (its
+//     worker died mid-send) hands it to its own task, which does not
+//     re-send blindly: a channel with delivery reports (SMS) waits up to
+//     Config.ReportWait (3 min after the interrupted attempt began, no
+//     retry spent); a report in that time records it "sent: confirmed by
+//     the delivery report after an interrupted attempt" and nothing is
+//     re-sent. Without a report, and on every other channel, it is sent
+//     again with the same delivery id, and the trail says "re-sent after
+//     an interrupted attempt".
+//
+// What can still repeat: only a send whose provider call was in flight at
+// the instant its worker died (or whose outcome could not be written
+// within RecordRetry). Email then repeats with the same Message-ID (mail
+// clients thread or drop it), push with the same collapse id (it replaces
+// the first), paper with the same Idempotency-Key (the print API drops
+// it), SMS only if the gateway's report did not come within ReportWait.
 //   - A delivery that failed gets a task of its own (postbud:delivery, task
 //     id = delivery id), so a retry never re-sends the channels that
 //     succeeded, and exists once however often it is enqueued.

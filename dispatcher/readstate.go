@@ -69,25 +69,28 @@ var errLocked = channels.Throttle(time.Second, "locked", errors.New("another syn
 
 func (d *Dispatcher) readState(ctx context.Context, ev *event.Event) error {
 	r := ev.Read
-	st, seen, err := d.cfg.Store.ApplyState(ctx, ev.CitizenKey, r.MessageID, ev.Type == event.MessageRead, r.At, r.Platform, ev.ID)
-	if err != nil || seen {
+	mark := EventRef{Citizen: ev.CitizenKey, MessageID: r.MessageID, ID: ev.ID}
+	res, err := d.cfg.Store.ApplyState(ctx, StateWrite{Citizen: ev.CitizenKey, MessageID: r.MessageID,
+		Read: ev.Type == event.MessageRead, At: r.At, Platform: r.Platform, Guard: mark})
+	if err != nil || res.Seen {
 		return err
 	}
+	st := res.State
 	d.log.InfoContext(ctx, "read state", "message_id", r.MessageID, "platform", r.Platform, "read", st.Read,
-		"version", st.Version, "changed", st.Changed)
+		"version", st.Version, "changed", res.Changed)
 	// On a retry the state may have changed in the attempt that failed:
 	// enqueue again (task ids make that idempotent).
 	switch {
-	case st.Correct:
+	case res.Correct:
 		if err := d.fanOut(ctx, ev.CitizenKey, st, r.Platform); err != nil {
 			return err
 		}
-	case st.Changed || retryCount(ctx) > 0:
+	case res.Changed || retryCount(ctx) > 0:
 		if err := d.fanOut(ctx, ev.CitizenKey, st, ""); err != nil {
 			return err
 		}
 	}
-	return d.cfg.Store.MarkEvent(ctx, ev.CitizenKey, r.MessageID, ev.ID)
+	return d.cfg.Store.Mark(ctx, mark)
 }
 
 // fanOut enqueues the sync of a changed state to every platform but the
@@ -146,16 +149,15 @@ func (d *Dispatcher) HandleSync(ctx context.Context, t *asynq.Task) error {
 		d.log.WarnContext(ctx, "webhook endpoint disabled: change not sent", "platform", platform, "message_id", p.MessageID)
 		return nil
 	}
-	ok, err := d.cfg.Store.LockSync(ctx, p.Citizen, p.MessageID, platform, syncLockTTL)
+	key := SyncKey{Citizen: p.Citizen, MessageID: p.MessageID, Platform: platform}
+	lock, err := d.cfg.Store.LockSync(ctx, key, syncLockTTL)
 	if err != nil {
 		return err
 	}
-	if !ok {
+	if lock == nil {
 		return errLocked
 	}
-	defer func() {
-		_ = d.cfg.Store.UnlockSync(context.WithoutCancel(ctx), p.Citizen, p.MessageID, platform)
-	}()
+	defer func() { _ = lock.Unlock(context.WithoutCancel(ctx)) }()
 	st, err := d.cfg.Store.State(ctx, p.Citizen, p.MessageID)
 	if errors.Is(err, ErrNotFound) {
 		return nil
@@ -174,7 +176,7 @@ func (d *Dispatcher) HandleSync(ctx context.Context, t *asynq.Task) error {
 	d.obs.Webhook(platform, resultOf(err), lag, d.cfg.Now().Sub(start))
 	switch kind := channels.KindOf(err); {
 	case err == nil:
-		return d.cfg.Store.AckSync(ctx, p.Citizen, p.MessageID, platform, st.Version)
+		return d.cfg.Store.AckSync(ctx, key, st.Version)
 	case kind == channels.Gone:
 		d.log.ErrorContext(ctx, "platform answered 410 Gone: its webhook endpoint is disabled until ops enable it",
 			"platform", platform, "message_id", p.MessageID)
@@ -202,10 +204,11 @@ func (d *Dispatcher) HandleBadge(ctx context.Context, t *asynq.Task) error {
 	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.Citizen == "" {
 		return fmt.Errorf("badge task payload: %w", errors.Join(err, asynq.SkipRetry))
 	}
-	c, l, err := d.cfg.Store.Load(ctx, p.Citizen, p.MessageID)
-	if err != nil && !errors.Is(err, ErrNotFound) {
+	v, err := d.cfg.Store.Load(ctx, p.Citizen, p.MessageID)
+	if err != nil {
 		return err
 	}
+	c, l := v.Citizen, v.Letter
 	var errs []error
 	for _, dl := range d.addresses(c, p.MessageID) {
 		if dl.to.Channel != channels.APNs && dl.to.Channel != channels.FCM {

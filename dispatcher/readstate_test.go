@@ -185,10 +185,11 @@ func TestReadStateConvergesOnEveryPlatform(t *testing.T) {
 	for _, cpr := range cprs {
 		ev, _ := event.Parse([]byte(letter("probe", "ffffffff-0000-4000-8000-000000000000", cpr)))
 		key := h.keyer.CitizenKey(ev.Message.CPR)
-		c, _, _, err := h.store.Lookup(ctx, key, "ffffffff-0000-4000-8000-000000000000", "")
+		v, err := h.store.Load(ctx, key, "ffffffff-0000-4000-8000-000000000000")
 		if err != nil {
 			t.Fatal(err)
 		}
+		c := v.Citizen
 		if c.Unread != unread[cpr] {
 			t.Errorf("citizen %d…: unread count %d, want %d", len(cpr), c.Unread, unread[cpr])
 		}

@@ -20,7 +20,8 @@ import (
 // plan is what the rules decided for a letter.
 type plan struct {
 	todo    []delivery // to attempt now (or hold)
-	outs    []Outcome  // decisions recorded without a delivery
+	done    []Outcome  // deliveries decided final without a send (skipped)
+	outs    []Outcome  // other decisions, for the trail
 	digital bool       // the letter is alerted digitally
 }
 
@@ -38,13 +39,13 @@ func (d *Dispatcher) plan(c *Citizen, l *Letter, birth string, now time.Time) pl
 		p.digital = true
 		if l.Read {
 			for _, dl := range digital {
-				p.outs = append(p.outs, skipped(now, dl, "read"))
+				p.done = append(p.done, skipped(now, dl, "read"))
 			}
 			return p
 		}
 		if now.After(d.expires(l)) {
 			for _, dl := range digital {
-				p.outs = append(p.outs, skipped(now, dl, "expired"))
+				p.done = append(p.done, skipped(now, dl, "expired"))
 			}
 			return p
 		}
@@ -55,7 +56,7 @@ func (d *Dispatcher) plan(c *Citizen, l *Letter, birth string, now time.Time) pl
 		return p
 	}
 	for _, dl := range digital {
-		p.outs = append(p.outs, skipped(now, dl, dec.Reason))
+		p.done = append(p.done, skipped(now, dl, dec.Reason))
 	}
 	if len(digital) == 0 {
 		p.outs = append(p.outs, Outcome{At: now, Result: ResultSkipped, Reason: dec.Reason})
@@ -84,7 +85,7 @@ func (d *Dispatcher) plan(c *Citizen, l *Letter, birth string, now time.Time) pl
 
 func skipped(now time.Time, dl delivery, reason string) Outcome {
 	return Outcome{At: now, DeliveryID: dl.id, Channel: dl.to.Channel, App: dl.to.App,
-		Result: ResultSkipped, Reason: reason, Final: true}
+		Result: ResultSkipped, Reason: reason}
 }
 
 // paperAddresses are the citizen's postal addresses as paper deliveries:
@@ -147,39 +148,45 @@ func (d *Dispatcher) HandleReminder(ctx context.Context, t *asynq.Task) error {
 	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.Citizen == "" {
 		return fmt.Errorf("reminder task payload: %w", errors.Join(err, asynq.SkipRetry))
 	}
-	c, l, err := d.cfg.Store.Load(ctx, p.Citizen, p.MessageID)
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	if err != nil {
+	v, err := d.cfg.Store.Load(ctx, p.Citizen, p.MessageID)
+	if err != nil || !v.Stored {
 		return err
 	}
+	c, l := v.Citizen, v.Letter
 	now := d.cfg.Now()
 	if l.Read {
-		return d.cfg.Store.Record(ctx, p.Citizen, l, []Outcome{{At: now, Result: ResultSkipped, Reason: "reminder: read"}}, "")
+		return d.write(ctx, LetterWrite{Citizen: p.Citizen, MessageID: p.MessageID,
+			Trail: []Outcome{{At: now, Result: ResultSkipped, Reason: "reminder: read"}}})
 	}
 	var todo []delivery
 	for _, dl := range d.addresses(c, "reminder:"+l.MessageID) {
-		if _, done := l.Done[dl.id]; !done {
+		if !l.Done[dl.id] {
 			todo = append(todo, dl)
 		}
 	}
 	rl := *l
 	rl.Notification = rules.ReminderText(c.Language, l.SenderName)
-	results := d.sendAll(ctx, c, &rl, todo, retryCount(ctx)+1)
-	var outs []Outcome
+	results, err := d.sendRecorded(ctx, c, &rl, LetterWrite{Citizen: p.Citizen, MessageID: p.MessageID}, todo, retryCount(ctx)+1, nil,
+		func(r *result, _ *LetterWrite) { r.out.Reason = resentReason(l, r.dl.id, "reminder") })
+	if err != nil {
+		return err
+	}
 	var errs []error
 	for _, r := range results {
-		r.out.Reason = "reminder"
-		outs = append(outs, r.out)
-		if !r.out.Final && r.err != nil {
+		if !r.final && r.err != nil {
 			errs = append(errs, taskError(r.err))
 		}
 	}
-	if err := d.cfg.Store.Record(ctx, p.Citizen, l, outs, ""); err != nil {
-		return err
-	}
 	return errors.Join(errs...) // a retry skips the reminders already sent
+}
+
+// resentReason is reason, marked as a possible repeat when an earlier
+// attempt at the delivery was in flight when its worker died.
+func resentReason(l *Letter, deliveryID, reason string) string {
+	if _, ok := l.InFlight[deliveryID]; ok {
+		return joinReason(ReasonResent, reason)
+	}
+	return reason
 }
 
 // exemption applies exemption.granted and exemption.revoked. On a grant
@@ -189,37 +196,47 @@ func (d *Dispatcher) HandleReminder(ctx context.Context, t *asynq.Task) error {
 func (d *Dispatcher) exemption(ctx context.Context, ev *event.Event) error {
 	x := ev.Exemption
 	granted := ev.Type == event.ExemptionGranted
-	applied, err := d.cfg.Store.SetExemption(ctx, ev.CitizenKey, granted, x.ForwardAddress, ev.OccurredAt, ev.ID+":x")
+	mark := EventRef{Citizen: ev.CitizenKey, ID: ev.ID}
+	forwarding := granted && x.ForwardUnopened
+	if forwarding {
+		// The forwarding may run again after a failure: paper deliveries
+		// are marked done per letter, so a letter is never printed twice,
+		// and the event is marked once, after it.
+		if seen, err := d.cfg.Store.Seen(ctx, mark); err != nil || seen {
+			return err
+		}
+	}
+	w := ExemptionWrite{Citizen: ev.CitizenKey, Exempt: granted, Forward: x.ForwardAddress, At: ev.OccurredAt}
+	if !forwarding {
+		w.Mark = mark
+	}
+	// Without a mark the write is idempotent by last writer wins: a re-run
+	// applies the same values at the same time again.
+	applied, err := d.cfg.Store.SetExemption(ctx, w)
 	if err != nil {
 		return err
 	}
 	d.log.InfoContext(ctx, "exemption", "granted", granted, "applied", applied, "forward_unopened", x.ForwardUnopened)
-	if !granted || !x.ForwardUnopened {
-		return d.cfg.Store.MarkRegistryEvent(ctx, ev.CitizenKey, ev.ID)
-	}
-	// The forwarding may run again after a failure: paper deliveries are
-	// marked done per letter, so a letter is never printed twice.
-	seen, err := d.cfg.Store.EventSeen(ctx, ev.CitizenKey, "", ev.ID)
-	if err != nil || seen {
-		return err
+	if !forwarding {
+		return nil
 	}
 	ids, err := d.cfg.Store.UnreadSince(ctx, ev.CitizenKey, rules.ForwardWindowStart(ev.OccurredAt), ev.OccurredAt)
 	if err != nil {
 		return err
 	}
 	for _, id := range ids {
-		c, l, err := d.cfg.Store.Load(ctx, ev.CitizenKey, id)
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
+		v, err := d.cfg.Store.Load(ctx, ev.CitizenKey, id)
 		if err != nil {
 			return err
 		}
-		if err := d.forward(ctx, c, l); err != nil {
+		if !v.Stored {
+			continue
+		}
+		if err := d.forward(ctx, v.Citizen, v.Letter); err != nil {
 			return err
 		}
 	}
-	return d.cfg.Store.MarkRegistryEvent(ctx, ev.CitizenKey, ev.ID)
+	return d.cfg.Store.Mark(ctx, mark)
 }
 
 // forward sends one unread letter on paper (exemption forwarding).
@@ -239,18 +256,19 @@ func (d *Dispatcher) forward(ctx context.Context, c *Citizen, l *Letter) error {
 		}
 	}
 	if dl == nil {
-		return d.cfg.Store.Record(ctx, c.Key, l, []Outcome{{At: now, Channel: channels.Paper, Result: ResultSkipped,
-			Reason: "forwarding on exemption: no address or no paper channel"}}, "")
+		return d.write(ctx, LetterWrite{Citizen: c.Key, MessageID: l.MessageID, Trail: []Outcome{{At: now,
+			Channel: channels.Paper, Result: ResultSkipped, Reason: "forwarding on exemption: no address or no paper channel"}}})
 	}
-	if _, done := l.Done[dl.id]; done {
+	if l.Done[dl.id] {
 		return nil
 	}
-	r := d.send(ctx, c, l, *dl, 1)
-	r.out.Reason = "forwarded on exemption"
-	if err := d.cfg.Store.Record(ctx, c.Key, l, []Outcome{r.out}, ""); err != nil {
+	results, err := d.sendRecorded(ctx, c, l, LetterWrite{Citizen: c.Key, MessageID: l.MessageID}, []delivery{*dl}, 1, nil,
+		func(r *result, _ *LetterWrite) { r.out.Reason = resentReason(l, r.dl.id, "forwarded on exemption") })
+	if err != nil {
 		return err
 	}
-	if r.out.Final {
+	r := results[0]
+	if r.final {
 		return nil
 	}
 	return d.enqueueDelivery(ctx, c.Key, l, r)

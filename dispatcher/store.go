@@ -38,12 +38,6 @@ type ReadState struct {
 	Version   int64
 	ChangedAt time.Time
 	ChangedBy event.Platform
-	// Changed says the event that returned this state changed Read: the
-	// other platforms must be told.
-	Changed bool
-	// Correct says the event lost to a newer, different state: its own
-	// platform shows the losing state and must be told.
-	Correct bool
 	// Unread is the citizen's unread count after the change.
 	Unread int
 	// Received says the letter itself has arrived.
@@ -83,18 +77,13 @@ type Letter struct {
 	ChangeAt time.Time
 	ChangeBy event.Platform
 
-	// notCounted is 1 on a letter's first processing while it is unread:
-	// the citizen's unread count does not include it yet (alert badges).
-	notCounted int
-
-	// Tidy asks Record to trim the citizen's unread index of letters past
-	// retention and refresh its expiry (set every 16th unread letter, to
-	// keep the common letter's writes few).
-	Tidy bool
-
 	// Done holds the ids of deliveries that reached a final outcome (sent,
 	// skipped, gone, archived): they are never attempted again.
-	Done map[string]string
+	Done map[string]bool
+	// InFlight holds the deliveries whose provider call was started (the
+	// time it was) and has no outcome recorded yet: a run that finds one
+	// was interrupted mid-send and must not re-send blindly.
+	InFlight map[string]time.Time
 }
 
 // Outcome is one entry of a letter's delivery trail.
@@ -111,14 +100,6 @@ type Outcome struct {
 	ProviderID string `json:"provider_id,omitempty"`
 	Attempt    int    `json:"attempt,omitempty"`
 	DurationMS int64  `json:"duration_ms,omitempty"`
-	// Final marks the delivery done: it is not attempted again.
-	Final bool `json:"-"`
-	// Track asks the store to remember which letter the delivery belongs
-	// to, for the provider's delivery reports (DeliveryRef).
-	Track bool `json:"-"`
-	// Window, when set on a sent outcome, opens the citizen's coalescing
-	// window on its channel until then.
-	Window time.Time `json:"-"`
 }
 
 // Trail results.
@@ -137,82 +118,275 @@ const (
 // ErrNotFound is returned for an unknown letter.
 var ErrNotFound = errors.New("not found")
 
-// Store is the persistence the dispatcher needs. The Redis implementation is
-// in dispatcher/redisstore; every method is one round trip and atomic.
-type Store interface {
-	// EventSeen reports whether the event was already processed;
-	// messageID is the letter a letter event is about, else "".
-	EventSeen(ctx context.Context, citizen, messageID, eventID string) (bool, error)
-	// Lookup returns the citizen and a letter as stored; a letter not
-	// stored yet comes back with its MessageID and any read state that
-	// arrived before it. seen is true when eventID was already processed;
-	// then nothing else is returned.
-	Lookup(ctx context.Context, citizen, messageID, eventID string) (c *Citizen, l *Letter, seen bool, err error)
-	// Load returns the citizen and one of their letters; ErrNotFound when
-	// the letter is not stored.
-	Load(ctx context.Context, citizen, messageID string) (*Citizen, *Letter, error)
-	// Record stores the letter's metadata if it is new, appends outcomes to
-	// its trail, marks the final ones done and, when eventID is not empty,
-	// marks the event processed — atomically.
-	Record(ctx context.Context, citizen string, l *Letter, outcomes []Outcome, eventID string) error
-	// UpdateContact applies a contact.updated event unless a newer one was
-	// applied, and marks the event processed.
-	UpdateContact(ctx context.Context, citizen string, c *event.ContactData, at time.Time, eventID string) error
-	// RegisterDevice adds or refreshes a push token; UnregisterDevice
-	// removes it. Both mark the event processed.
-	RegisterDevice(ctx context.Context, citizen string, d Device, eventID string) error
-	UnregisterDevice(ctx context.Context, citizen string, d Device, eventID string) error
+// ErrTransient wraps a store error that may pass when the call is made
+// again: Redis loading after a restart, a replica read-only during a
+// failover, a connection refused or reset, a timeout. A Store wraps such
+// errors with it (errors.Is); the dispatcher retries the write of a
+// provider's answer on it rather than re-running the task.
+var ErrTransient = errors.New("store temporarily unavailable")
+
+// The store, split by role. Each role says what it writes atomically and
+// what a re-run sees; Store embeds them all, so wiring takes one value.
+// The Redis implementation is in dispatcher/redisstore, and
+// dispatcher/storetest is the conformance suite every implementation runs.
+
+// EventRef names one event for its processed mark. MessageID is the letter
+// a letter event is about ("" for citizen-level events); the store decides
+// where the mark lives, callers never do.
+type EventRef struct {
+	Citizen   string
+	MessageID string
+	ID        string
+}
+
+// IsZero reports whether no event is named (a write that marks nothing).
+func (e EventRef) IsZero() bool { return e.ID == "" }
+
+// Events is the processed marks of events. A mark is set only by Mark or by
+// a write whose Mark field names the event, in the same atomic step as the
+// write's guarded part (see each write). Marks expire after the store's
+// event retention (letter events: with the letter).
+type Events interface {
+	// Seen reports whether ev was marked processed.
+	Seen(ctx context.Context, ev EventRef) (bool, error)
+	// Mark marks ev processed. It creates nothing else: a letter event's
+	// mark does not make a letter (State stays ErrNotFound, Load not
+	// Stored).
+	Mark(ctx context.Context, ev EventRef) error
+}
+
+// ContactWrite is one contact.updated event.
+type ContactWrite struct {
+	Citizen string
+	Contact *event.ContactData // nil field: unchanged; "": deleted
+	At      time.Time          // last writer wins, one time for the whole record
+	Mark    EventRef           // marked in the same atomic step, applied or stale
+}
+
+// DeviceWrite registers (Remove false) or unregisters a push token.
+type DeviceWrite struct {
+	Citizen string
+	Device  Device // RegisteredAt is the event time
+	Remove  bool
+	Mark    EventRef
+}
+
+// ExemptionWrite is exemption.granted (Exempt) or exemption.revoked.
+type ExemptionWrite struct {
+	Citizen string
+	Exempt  bool
+	Forward string // granted only; "" clears
+	At      time.Time
+	Mark    EventRef // zero when the caller marks after forwarding
+}
+
+// Registry is the citizen's addresses and exemption. Each write is one
+// atomic step: a write whose Mark was already set changes nothing and
+// reports applied false; otherwise it applies unless stale (by At; device
+// writes have no staleness check) and sets Mark either way. A re-run of a
+// marked write therefore changes nothing.
+type Registry interface {
+	UpdateContact(ctx context.Context, w ContactWrite) (applied bool, err error)
+	SetDevice(ctx context.Context, w DeviceWrite) (applied bool, err error)
+	SetExemption(ctx context.Context, w ExemptionWrite) (applied bool, err error)
 	// RemoveAddress forgets an address a provider said is gone, unless it
-	// was (re-)registered after goneAt. It reports whether it removed it.
-	RemoveAddress(ctx context.Context, citizen string, to channels.Address, goneAt time.Time) (bool, error)
-	// DeliveryRef returns the citizen and letter of a tracked delivery
-	// (Outcome.Track); ErrNotFound when unknown or expired.
-	DeliveryRef(ctx context.Context, deliveryID string) (citizen, messageID string, err error)
-	// ApplyReport records a provider's delivery report for a delivery: the
-	// delivery's report state becomes status unless a final state was
-	// already recorded or the status is the same; then nothing changes and
-	// applied is false. An applied report appends entry to the trail.
-	ApplyReport(ctx context.Context, citizen, messageID, deliveryID, status string, final bool, entry Outcome) (applied bool, err error)
-	// ApplyState applies a platform's read or unread, last writer wins by
-	// at, and keeps the citizen's unread index in the same atomic step.
-	// seen is true when eventID was processed (nothing else is returned).
-	ApplyState(ctx context.Context, citizen, messageID string, read bool, at time.Time, platform event.Platform, eventID string) (st ReadState, seen bool, err error)
-	// MarkEvent marks a letter's event processed.
-	MarkEvent(ctx context.Context, citizen, messageID, eventID string) error
-	// State returns a letter's read state; ErrNotFound if unknown.
-	State(ctx context.Context, citizen, messageID string) (ReadState, error)
-	// CitizenOf returns the citizen key of a tracked letter.
+	// changed or was (re-)registered after goneAt (a registration at
+	// goneAt is before it). Channels without a registry entry are an error.
+	RemoveAddress(ctx context.Context, citizen string, to channels.Address, goneAt time.Time) (removed bool, err error)
+}
+
+// LetterView is what the dispatcher reads of one letter and its citizen.
+type LetterView struct {
+	// Citizen is never nil unless Seen: an unknown citizen is empty, with
+	// Unread the citizen's unread count.
+	Citizen *Citizen
+	// Letter is never nil unless Seen: a letter not stored yet has its
+	// MessageID and any read state that came first.
+	Letter *Letter
+	// Stored says the letter's metadata was written (an Arrive).
+	Stored bool
+	// Seen says the Lookup's event was marked; then Citizen and Letter
+	// are nil.
+	Seen bool
+}
+
+// Arrival is a letter's first processing.
+type Arrival struct {
+	// Meta carries the metadata (SenderID … ReplyBy); its read state,
+	// Done and InFlight are not written.
+	Meta *Letter
+	// TrimUnread also drops the citizen's letters past retention from the
+	// unread index (the caller asks every 16th letter).
+	TrimUnread bool
+}
+
+// LetterWrite is one write to one letter, every effect named.
+type LetterWrite struct {
+	Citizen   string
+	MessageID string
+	// Arrive stores the metadata (only if not stored yet) and files the
+	// letter in the unread index unless it is read already.
+	Arrive *Arrival
+	// Done are final outcomes: each marks its DeliveryID done for good,
+	// clears its in-flight mark, and is its trail entry.
+	Done []Outcome
+	// Trail are other trail entries (notes, retrying, deferred, failed);
+	// an entry with a DeliveryID clears that delivery's in-flight mark
+	// (its provider answered).
+	Trail []Outcome
+	// InFlight marks these deliveries as about to be handed to their
+	// providers (at the write's time).
+	InFlight []string
+	// Track remembers these deliveries for the providers' reports
+	// (DeliveryRef).
+	Track []string
+	// Windows opens coalescing windows on the citizen, per channel, until.
+	Windows map[channels.Name]time.Time
+	// Mark marks the letter event processed.
+	Mark EventRef
+}
+
+// WriteResult is what a LetterWrite did.
+type WriteResult struct {
+	// Unread is the citizen's unread count right after an Arrive (it
+	// includes the letter unless it was read, and every letter filed
+	// before); 0 for a write without Arrive.
+	Unread int
+}
+
+// Letters is letters, their delivery trail and the unread index.
+type Letters interface {
+	// Lookup reads a citizen and a letter, or says ev was processed. The
+	// reads go in one round trip but are not one snapshot: the letter's
+	// own fields (metadata, read state, marks) are read in one command and
+	// are consistent with each other.
+	Lookup(ctx context.Context, ev EventRef) (LetterView, error)
+	// Load is Lookup without an event: Stored says whether the letter is
+	// there; the view is always usable (no ErrNotFound).
+	Load(ctx context.Context, citizen, messageID string) (LetterView, error)
+	// Write applies w. Atomic together, in one step: Arrive (metadata,
+	// unread filing honouring a read that came first, TrimUnread), the
+	// done marks of Done, the in-flight marks set, and Mark — a reader
+	// sees all of them or none, and a re-run that finds Mark seen finds
+	// the rest. The clearing of answered in-flight marks (part of the
+	// step with Arrive, else just after it; a done mark outranks an
+	// in-flight mark), Trail, Track and Windows land before Write
+	// returns. Concurrent Writes to one letter each land whole.
+	Write(ctx context.Context, w LetterWrite) (WriteResult, error)
+	// Trail returns a letter's trail, oldest first; ErrNotFound if unknown.
+	Trail(ctx context.Context, messageID string) ([]Outcome, error)
+	// CitizenOf returns the citizen of a letter that was written;
+	// ErrNotFound if unknown.
 	CitizenOf(ctx context.Context, messageID string) (string, error)
-	// LockSync, UnlockSync and AckSync serialise and acknowledge the
-	// webhooks of one letter to one platform.
-	LockSync(ctx context.Context, citizen, messageID string, platform event.Platform, ttl time.Duration) (bool, error)
-	UnlockSync(ctx context.Context, citizen, messageID string, platform event.Platform) error
-	AckSync(ctx context.Context, citizen, messageID string, platform event.Platform, version int64) error
+	// UnreadSince returns the unread letters received in [from, to],
+	// oldest first.
+	UnreadSince(ctx context.Context, citizen string, from, to time.Time) ([]string, error)
+}
+
+// StateWrite is one platform's read or unread.
+type StateWrite struct {
+	Citizen, MessageID string
+	Read               bool
+	At                 time.Time
+	Platform           event.Platform
+	// Guard is checked, never set: the caller marks it (Events.Mark)
+	// after its fan-out. A re-run before that finds its own state in place
+	// and changes nothing (Changed false, same version).
+	Guard EventRef
+}
+
+// StateResult is what applying one StateWrite did.
+type StateResult struct {
+	State   ReadState // as stored after the write (no Acked)
+	Seen    bool      // Guard was marked: nothing applied, State zero
+	Changed bool      // Read changed: tell the other platforms
+	Correct bool      // lost to a newer, different state: tell Platform
+}
+
+// ReadStates is letters' read state. ApplyState is one atomic step: last
+// writer wins by At (ties: read over unread, then the greater platform
+// name), version +1 per change of Read and per correction, the unread
+// index follows; a state for a letter not arrived yet is kept and shows on
+// the letter.
+type ReadStates interface {
+	ApplyState(ctx context.Context, w StateWrite) (StateResult, error)
+	// State returns the stored state with Acked; ErrNotFound if neither
+	// the letter nor a read state exists.
+	State(ctx context.Context, citizen, messageID string) (ReadState, error)
+}
+
+// ReportWrite is one provider delivery report.
+type ReportWrite struct {
+	Citizen, MessageID, DeliveryID string
+	Status                         string
+	Final                          bool // no later status replaces it
+	Entry                          Outcome
+}
+
+// Reports is providers' delivery reports. ApplyReport is atomic: a final
+// state is never replaced, the same status twice applies once, an unknown
+// letter applies nothing.
+type Reports interface {
+	// DeliveryRef returns the citizen and letter of a tracked delivery
+	// (LetterWrite.Track); ErrNotFound when unknown or expired.
+	DeliveryRef(ctx context.Context, deliveryID string) (citizen, messageID string, err error)
+	ApplyReport(ctx context.Context, w ReportWrite) (applied bool, err error)
+}
+
+// SyncKey names one letter's webhooks to one platform.
+type SyncKey struct {
+	Citizen, MessageID string
+	Platform           event.Platform
+}
+
+// SyncLock is a held sync lock.
+type SyncLock interface {
+	// Unlock frees the lock only while it is still this holder's
+	// (token-checked), so a holder whose lock lapsed cannot free its
+	// successor's.
+	Unlock(ctx context.Context) error
+}
+
+// Sync serialises and acknowledges the webhooks of one letter to one
+// platform.
+type Sync interface {
+	// LockSync returns nil, nil when another holder has the lock.
+	LockSync(ctx context.Context, k SyncKey, ttl time.Duration) (SyncLock, error)
+	// AckSync raises the platform's acknowledged version, never lowers
+	// it; an unknown letter is left alone.
+	AckSync(ctx context.Context, k SyncKey, version int64) error
 	// PlatformDisabled and SetPlatformDisabled keep the platforms whose
 	// webhook endpoint answered 410.
-	PlatformDisabled(ctx context.Context, platform event.Platform) (bool, error)
-	SetPlatformDisabled(ctx context.Context, platform event.Platform, disabled bool) error
-	// SetExemption records exemption.granted (exempt, with forward as the
-	// forwarding address) or exemption.revoked, unless a newer one was
-	// applied, and marks the event processed. It reports whether it
-	// applied.
-	SetExemption(ctx context.Context, citizen string, exempt bool, forward string, at time.Time, eventID string) (bool, error)
-	// UnreadSince returns the ids of the citizen's unread letters received
-	// in [from, to].
-	UnreadSince(ctx context.Context, citizen string, from, to time.Time) ([]string, error)
-	// MarkRegistryEvent marks a citizen-level event processed.
-	MarkRegistryEvent(ctx context.Context, citizen, eventID string) error
-	// Hold adds a letter to the citizen's held letters on a channel (a
-	// coalescing window is open) and reports whether it is the first.
+	PlatformDisabled(ctx context.Context, p event.Platform) (bool, error)
+	SetPlatformDisabled(ctx context.Context, p event.Platform, disabled bool) error
+}
+
+// Coalescing is the letters held while a channel's window is open. Hold
+// reports whether the letter is the first held; a re-run may hold a letter
+// twice (the flush skips deliveries already done). Held is oldest first;
+// Release forgets the first n (letters held after the caller's Held stay).
+type Coalescing interface {
 	Hold(ctx context.Context, citizen string, ch channels.Name, messageID string) (first bool, err error)
-	// Held returns the held letters of a channel, oldest first;
-	// Release forgets the first n of them.
 	Held(ctx context.Context, citizen string, ch channels.Name) ([]string, error)
 	Release(ctx context.Context, citizen string, ch channels.Name, n int) error
+}
+
+// Replay remembers webhook ids (replay protection).
+type Replay interface {
 	// Remember records key for ttl and reports whether it was new.
-	Remember(ctx context.Context, key string, ttl time.Duration) (bool, error)
-	// Trail returns a letter's delivery trail, oldest first.
-	Trail(ctx context.Context, messageID string) ([]Outcome, error)
+	Remember(ctx context.Context, key string, ttl time.Duration) (fresh bool, err error)
+}
+
+// Store is all of the roles; Config.Store takes this type.
+type Store interface {
+	Events
+	Registry
+	Letters
+	ReadStates
+	Reports
+	Sync
+	Coalescing
+	Replay
 	// Ping checks the store is reachable.
 	Ping(ctx context.Context) error
 }

@@ -367,8 +367,10 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 	t := time.Now()
 	enqueue(citizens, func(i int) error {
 		email := fmt.Sprintf("citizen%d@example.dk", i)
-		return store.UpdateContact(ctx, keyer.CitizenKey(event.CPR(latCPR(i))), &event.ContactData{Email: &email},
-			now, fmt.Sprintf("lc%d", i))
+		key := keyer.CitizenKey(event.CPR(latCPR(i)))
+		_, err := store.UpdateContact(ctx, dispatcher.ContactWrite{Citizen: key, Contact: &event.ContactData{Email: &email},
+			At: now, Mark: dispatcher.EventRef{Citizen: key, ID: fmt.Sprintf("lc%d", i)}})
+		return err
 	})
 	logf("preloaded %d citizens with an email only in %.1fs", citizens, time.Since(t).Seconds())
 

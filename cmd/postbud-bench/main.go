@@ -286,13 +286,15 @@ func runPostbud(ctx context.Context, rdb *redis.Client, phase, prefix string, n,
 	for i := range citizens {
 		key := keyer.CitizenKey(event.CPR(cprOf(i)))
 		email, mobile := fmt.Sprintf("citizen%d@example.dk", i), fmt.Sprintf("+4520%06d", i)
-		if err := store.UpdateContact(ctx, key, &event.ContactData{Email: &email, Mobile: &mobile}, now, fmt.Sprintf("c%d", i)); err != nil {
+		if _, err := store.UpdateContact(ctx, dispatcher.ContactWrite{Citizen: key, Contact: &event.ContactData{Email: &email, Mobile: &mobile},
+			At: now, Mark: dispatcher.EventRef{Citizen: key, ID: fmt.Sprintf("c%d", i)}}); err != nil {
 			fail(err)
 		}
 		for j, p := range []string{"apns", "fcm"} {
 			tok := fmt.Sprintf("%064x", i*2+j)
-			if err := store.RegisterDevice(ctx, key, dispatcher.Device{App: "digital-post-app", Provider: p, Token: tok,
-				Environment: "production", RegisteredAt: now}, fmt.Sprintf("d%d-%d", i, j)); err != nil {
+			if _, err := store.SetDevice(ctx, dispatcher.DeviceWrite{Citizen: key, Device: dispatcher.Device{App: "digital-post-app",
+				Provider: p, Token: tok, Environment: "production", RegisteredAt: now},
+				Mark: dispatcher.EventRef{Citizen: key, ID: fmt.Sprintf("d%d-%d", i, j)}}); err != nil {
 				fail(err)
 			}
 		}

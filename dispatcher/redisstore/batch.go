@@ -3,9 +3,15 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/digitalpost/postbud/dispatcher"
 )
 
 // Group commit. The dispatcher's hot path makes two store calls per letter,
@@ -134,6 +140,10 @@ func (s *Store) do(ctx context.Context, build func(p redis.Pipeliner) []redis.Cm
 	}
 	select {
 	case <-o.done:
+	case <-s.stop:
+		// Closed with the call queued: nobody will run it (a caller
+		// without a deadline would wait forever).
+		return nil, errClosed
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -142,11 +152,11 @@ func (s *Store) do(ctx context.Context, build func(p redis.Pipeliner) []redis.Cm
 	}
 	if err := firstErr(o.cmds); err != nil {
 		if !redis.HasErrorPrefix(err, "NOSCRIPT") {
-			return o.cmds, err
+			return o.cmds, classify(err)
 		}
 		for _, sc := range allScripts {
 			if err := sc.Load(ctx, s.rdb).Err(); err != nil {
-				return nil, err
+				return nil, classify(err)
 			}
 		}
 		cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -154,11 +164,33 @@ func (s *Store) do(ctx context.Context, build func(p redis.Pipeliner) []redis.Cm
 			return nil
 		})
 		if err != nil && !errors.Is(err, redis.Nil) {
-			return cmds, err
+			return cmds, classify(err)
 		}
 		return cmds, nil
 	}
 	return o.cmds, nil
+}
+
+// classify wraps an error that may pass on a later call with
+// dispatcher.ErrTransient: Redis loading its data set, a read-only replica
+// or a master going down during a failover, a cluster resharding, a
+// refused or reset connection, an I/O timeout.
+func classify(err error) error {
+	if err == nil || errors.Is(err, dispatcher.ErrTransient) {
+		return err
+	}
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return fmt.Errorf("%w: %w", dispatcher.ErrTransient, err)
+	}
+	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "BUSY"} {
+		if redis.HasErrorPrefix(err, p) {
+			return fmt.Errorf("%w: %w", dispatcher.ErrTransient, err)
+		}
+	}
+	return err
 }
 
 func firstErr(cmds []redis.Cmder) error {

@@ -4,17 +4,19 @@ import "github.com/redis/go-redis/v9"
 
 // Every key a script touches belongs to one citizen and carries the
 // citizen's hash tag, {<citizen key>}, so the scripts stay valid under
-// Redis Cluster. The letter hot path (Lookup, Record) needs no script.
+// Redis Cluster. The letter hot path needs one script call per letter (its
+// arrival, letterScript); its other writes are plain commands.
 
 // contactScript applies a contact.updated event unless a newer one was
 // applied (last writer wins by the event's time).
 //
 // KEYS[1] citizen hash  KEYS[2] event mark
-// ARGV[1] event time (unix ms)  ARGV[2] event mark TTL (ms)
+// ARGV[1] event time (unix ms)  ARGV[2] event mark TTL (ms; 0: no mark)
 // then field, value pairs; an empty value deletes the field.
 // Returns 0 if the event was processed before, 1 if applied, 2 if stale.
 var contactScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local mark = ARGV[2] ~= '0'
+if mark and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local res = 2
 local cur = tonumber(redis.call('HGET', KEYS[1], 'cat') or '0')
 if tonumber(ARGV[1]) >= cur then
@@ -25,7 +27,7 @@ if tonumber(ARGV[1]) >= cur then
   end
   res = 1
 end
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+if mark then redis.call('SET', KEYS[2], '1', 'PX', ARGV[2]) end
 return res
 `)
 
@@ -33,13 +35,15 @@ return res
 // token.
 //
 // KEYS[1] citizen hash  KEYS[2] event mark
-// ARGV[1] field  ARGV[2] value or ”  ARGV[3] event mark TTL (ms)
+// ARGV[1] field  ARGV[2] value or ”  ARGV[3] event mark TTL (ms; 0: no
+// mark)
 // Returns 0 if the event was processed before, else 1.
 var deviceScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local mark = ARGV[3] ~= '0'
+if mark and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 if ARGV[2] == '' then redis.call('HDEL', KEYS[1], ARGV[1])
 else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
+if mark then redis.call('SET', KEYS[2], '1', 'PX', ARGV[3]) end
 return 1
 `)
 
@@ -87,17 +91,49 @@ redis.call('PEXPIRE', KEYS[2], ARGV[5])
 return 1
 `)
 
-// fixUnreadScript takes a letter out of the unread index when it turns out
-// to be read (a read that arrived before the letter's first processing).
+// letterScript is a letter's arrival: the metadata is stored if the letter
+// has none yet, the write's letter fields are set and cleared, and the
+// letter is filed in the unread index unless it is read — one step, so no
+// reader ever counts a letter that was read before it arrived.
 //
 // KEYS[1] letter hash  KEYS[2] unread index
-// ARGV[1] message id  ARGV[2] read letter TTL (ms)
-var fixUnreadScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'r') == '1' then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+// ARGV[1] message id  ARGV[2] received (unix ms)  ARGV[3] trim (0|1)
+// ARGV[4] oldest received ms still kept  ARGV[5] letter TTL (ms)
+// ARGV[6] read letter TTL (ms)  ARGV[7] nm, the number of metadata pairs
+// ARGV[8] ns, the number of other field pairs to set
+// then nm metadata field/value pairs, ns field/value pairs (done marks,
+// in-flight marks, the event mark), and the fields to delete (in-flight
+// marks answered).
+// Returns the citizen's unread count after the write.
+var letterScript = redis.NewScript(`
+local nm, ns = tonumber(ARGV[7]), tonumber(ARGV[8])
+local i = 9
+if nm > 0 and redis.call('HEXISTS', KEYS[1], 'sn') == 0 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, i + 2 * nm - 1))
 end
-return 1
+i = i + 2 * nm
+if ns > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, i, i + 2 * ns - 1)) end
+i = i + 2 * ns
+if i <= #ARGV then redis.call('HDEL', KEYS[1], unpack(ARGV, i, #ARGV)) end
+if redis.call('HGET', KEYS[1], 'r') == '1' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+else
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+end
+if ARGV[3] == '1' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[4])
+end
+return redis.call('ZCOUNT', KEYS[2], ARGV[4], '+inf')
+`)
+
+// unlockScript frees a sync lock only while it holds the caller's token.
+//
+// KEYS[1] lock  ARGV[1] token
+// Returns 1 if freed, 0 if the lock was another holder's or gone.
+var unlockScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 `)
 
 // stateScript applies a read or unread from a platform to a letter. Last
@@ -163,10 +199,11 @@ return {target, tonumber(r), v, ca, cb, redis.call('ZCARD', KEYS[2]), received}
 //
 // KEYS[1] citizen hash  KEYS[2] event mark
 // ARGV[1] exempt (0|1)  ARGV[2] event time (unix ms)  ARGV[3] forward
-// address (” = none)  ARGV[4] event mark TTL (ms)
+// address (” = none)  ARGV[4] event mark TTL (ms; 0: no mark)
 // Returns 0 if the event was processed before, 1 if applied, 2 if stale.
 var exemptionScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local mark = ARGV[4] ~= '0'
+if mark and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local res = 2
 if tonumber(ARGV[2]) >= tonumber(redis.call('HGET', KEYS[1], 'xt') or '0') then
   redis.call('HSET', KEYS[1], 'xt', ARGV[2])
@@ -174,7 +211,7 @@ if tonumber(ARGV[2]) >= tonumber(redis.call('HGET', KEYS[1], 'xt') or '0') then
   if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'fwd', ARGV[3]) else redis.call('HDEL', KEYS[1], 'fwd') end
   res = 1
 end
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[4])
+if mark then redis.call('SET', KEYS[2], '1', 'PX', ARGV[4]) end
 return res
 `)
 

@@ -9,7 +9,9 @@
 //	                        dev:<provider>:<token> = app|env|registered ms
 //	P:{C}:m:<msg>    hash   a letter: sid, sn, sk, pr, nt, at, lg, read
 //	                        state, d:<delivery id> = final result,
-//	                        e:<event id> = processed mark of its events
+//	                        f:<delivery id> = provider call in flight since
+//	                        (unix ms), e:<event id> = processed mark of its
+//	                        events
 //	P:{C}:t:<msg>    list   the letter's delivery trail (JSON entries)
 //	P:{C}:u          zset   the citizen's unread letters by received time
 //	                        (no TTL: counted with ZCOUNT over the retention
@@ -24,6 +26,8 @@ package redisstore
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -75,7 +79,7 @@ type Store struct {
 	linger    time.Duration
 }
 
-var allScripts = []*redis.Script{ackScript, contactScript, deviceScript, removeScript, reportScript, fixUnreadScript, stateScript, exemptionScript}
+var allScripts = []*redis.Script{ackScript, contactScript, deviceScript, removeScript, reportScript, letterScript, unlockScript, stateScript, exemptionScript}
 
 var _ dispatcher.Store = (*Store)(nil)
 
@@ -130,15 +134,15 @@ const deliveryRefTTL = 14 * 24 * time.Hour
 // Ping checks Redis answers.
 func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
 
-// EventSeen reports whether the event was processed. A letter's events
-// are marked in the letter's hash (messageID set); other events have a
-// mark key of their own.
-func (s *Store) EventSeen(ctx context.Context, citizen, messageID, eventID string) (bool, error) {
+// Seen reports whether the event was processed. A letter's events are
+// marked in the letter's hash (e:<id>); other events have a mark key of
+// their own.
+func (s *Store) Seen(ctx context.Context, ev dispatcher.EventRef) (bool, error) {
 	cmds, err := s.do(ctx, func(p redis.Pipeliner) []redis.Cmder {
-		if messageID != "" {
-			return []redis.Cmder{p.HExists(ctx, s.letterKey(citizen, messageID), "e:"+eventID)}
+		if ev.MessageID != "" {
+			return []redis.Cmder{p.HExists(ctx, s.letterKey(ev.Citizen, ev.MessageID), "e:"+ev.ID)}
 		}
-		return []redis.Cmder{p.Exists(ctx, s.eventKey(citizen, eventID))}
+		return []redis.Cmder{p.Exists(ctx, s.eventKey(ev.Citizen, ev.ID))}
 	})
 	if err != nil {
 		return false, fmt.Errorf("event mark: %w", err)
@@ -150,6 +154,23 @@ func (s *Store) EventSeen(ctx context.Context, citizen, messageID, eventID strin
 		return c.Val() == 1, nil
 	}
 	return false, nil
+}
+
+// Mark marks an event processed: a field of the letter's hash (which
+// keeps its expiry; NX only covers a hash that had none), or a key of its
+// own for a citizen-level event.
+func (s *Store) Mark(ctx context.Context, ev dispatcher.EventRef) error {
+	_, err := s.do(ctx, func(p redis.Pipeliner) []redis.Cmder {
+		if ev.MessageID != "" {
+			k := s.letterKey(ev.Citizen, ev.MessageID)
+			return []redis.Cmder{p.HSet(ctx, k, "e:"+ev.ID, "1"), p.Do(ctx, "PEXPIRE", k, s.o.LetterTTL.Milliseconds(), "NX")}
+		}
+		return []redis.Cmder{p.Set(ctx, s.eventKey(ev.Citizen, ev.ID), "1", s.o.EventTTL)}
+	})
+	if err != nil {
+		return fmt.Errorf("mark event: %w", err)
+	}
+	return nil
 }
 
 // script queues a script call (EVALSHA; do loads it if Redis lost it).
@@ -169,35 +190,29 @@ func (s *Store) runScript(ctx context.Context, sc *redis.Script, keys []string, 
 }
 
 // Lookup returns the citizen and a letter, unless the event was processed
-// (its mark is a field of the letter's hash). Two plain reads in one
-// batched round trip.
-func (s *Store) Lookup(ctx context.Context, citizen, messageID, eventID string) (*dispatcher.Citizen, *dispatcher.Letter, bool, error) {
+// (its mark is a field of the letter's hash). Plain reads in one batched
+// round trip.
+func (s *Store) Lookup(ctx context.Context, ev dispatcher.EventRef) (dispatcher.LetterView, error) {
+	citizen, messageID := ev.Citizen, ev.MessageID
 	cmds, err := s.do(ctx, func(p redis.Pipeliner) []redis.Cmder {
 		return []redis.Cmder{p.HGetAll(ctx, s.citizenKey(citizen)), p.HGetAll(ctx, s.letterKey(citizen, messageID)),
 			p.ZCount(ctx, s.unreadKey(citizen), strconv.FormatInt(s.oldestKept(), 10), "+inf")}
 	})
 	if err != nil {
-		return nil, nil, false, fmt.Errorf("look up letter: %w", err)
+		return dispatcher.LetterView{}, fmt.Errorf("look up letter: %w", err)
 	}
 	lm := cmds[1].(*redis.MapStringStringCmd).Val()
-	if _, seen := lm["e:"+eventID]; seen && eventID != "" {
-		return nil, nil, true, nil
+	if _, seen := lm["e:"+ev.ID]; seen && ev.ID != "" {
+		return dispatcher.LetterView{Seen: true}, nil
 	}
 	c := decodeCitizen(citizen, cmds[0].(*redis.MapStringStringCmd).Val())
 	c.Unread = int(cmds[2].(*redis.IntCmd).Val())
-	return c, decodeLetter(messageID, lm), false, nil
+	return dispatcher.LetterView{Citizen: c, Letter: decodeLetter(messageID, lm), Stored: lm["sn"] != ""}, nil
 }
 
 // Load returns a citizen and one letter.
-func (s *Store) Load(ctx context.Context, citizen, messageID string) (*dispatcher.Citizen, *dispatcher.Letter, error) {
-	c, l, _, err := s.Lookup(ctx, citizen, messageID, "")
-	if err != nil {
-		return nil, nil, err
-	}
-	if l.SenderName == "" {
-		return c, l, dispatcher.ErrNotFound
-	}
-	return c, l, nil
+func (s *Store) Load(ctx context.Context, citizen, messageID string) (dispatcher.LetterView, error) {
+	return s.Lookup(ctx, dispatcher.EventRef{Citizen: citizen, MessageID: messageID})
 }
 
 func decodeCitizen(key string, m map[string]string) *dispatcher.Citizen {
@@ -241,9 +256,15 @@ func decodeLetter(id string, m map[string]string) *dispatcher.Letter {
 	for f, v := range m {
 		if did, ok := strings.CutPrefix(f, "d:"); ok {
 			if l.Done == nil {
-				l.Done = make(map[string]string)
+				l.Done = make(map[string]bool)
 			}
-			l.Done[did] = v
+			l.Done[did] = true
+		}
+		if did, ok := strings.CutPrefix(f, "f:"); ok {
+			if l.InFlight == nil {
+				l.InFlight = make(map[string]time.Time)
+			}
+			l.InFlight[did] = msTime(v)
 		}
 	}
 	return l
@@ -264,142 +285,158 @@ func b2s(b bool) string {
 	return "0"
 }
 
-// Record writes, in one batched round trip: the letter's state that must
-// change together — its metadata when eventID is set, the final outcomes as
-// done marks, the event's mark — in one HSET, the letter's filing in the
-// unread index on its first processing, then non-final trail entries,
-// expiries and the message index: plain commands, no script. The trail is
-// the letter's done marks and its list, by time.
-func (s *Store) Record(ctx context.Context, citizen string, l *dispatcher.Letter, outs []dispatcher.Outcome, eventID string) error {
-	var fields []any
-	if eventID != "" {
-		fields = append(fields, "sid", l.SenderID, "sn", l.SenderName, "sk", string(l.SenderKind),
-			"pr", string(l.Priority), "nt", l.Notification, "at", l.ReceivedAt.UnixMilli(), "lg", b2s(l.Legal),
-			"e:"+eventID, "1")
-		if !l.NotBefore.IsZero() {
-			fields = append(fields, "nb", l.NotBefore.UnixMilli())
-		}
-		if !l.ReplyBy.IsZero() {
-			fields = append(fields, "rb", l.ReplyBy.UnixMilli())
+// Write applies a LetterWrite in one batched round trip. The letter hash's
+// fields of the write (done marks, in-flight marks, the event mark) go in
+// one HSET; with Arrive, in one script (letterScript) that also stores the
+// metadata if new, files the letter in the unread index unless it is read
+// and returns the unread count. Trail entries, delivery refs, windows and
+// the message index are plain commands in the same pipeline. A final
+// outcome is the delivery's done mark and its trail entry at once.
+func (s *Store) Write(ctx context.Context, w dispatcher.LetterWrite) (dispatcher.WriteResult, error) {
+	citizen, msgID := w.Citizen, w.MessageID
+	var set []any
+	var clear []any
+	for _, o := range w.Done {
+		set = append(set, "d:"+o.DeliveryID, encodeOutcome(o))
+		clear = append(clear, "f:"+o.DeliveryID)
+	}
+	if len(w.InFlight) > 0 {
+		at := strconv.FormatInt(s.o.Now().UnixMilli(), 10)
+		for _, id := range w.InFlight {
+			set = append(set, "f:"+id, at)
 		}
 	}
+	if !w.Mark.IsZero() {
+		set = append(set, "e:"+w.Mark.ID, "1")
+	}
 	var entries []any
-	var tracked []string
-	var windows []any
-	for _, o := range outs {
-		if !o.Window.IsZero() {
-			windows = append(windows, "co:"+string(o.Channel), o.Window.UnixMilli())
-		}
-		if o.Track && o.DeliveryID != "" {
-			tracked = append(tracked, o.DeliveryID)
-		}
-		if o.Final && o.DeliveryID != "" {
-			// A final outcome is the delivery's done mark and its trail
-			// entry at once, in a compact form: the common letter needs
-			// no list.
-			fields = append(fields, "d:"+o.DeliveryID, encodeOutcome(o))
-			continue
+	for _, o := range w.Trail {
+		if o.DeliveryID != "" {
+			clear = append(clear, "f:"+o.DeliveryID)
 		}
 		entry, err := json.Marshal(o)
 		if err != nil {
-			return err
+			return dispatcher.WriteResult{}, err
 		}
 		entries = append(entries, entry)
 	}
-	letter, trail, unread := s.letterKey(citizen, l.MessageID), s.trailKey(citizen, l.MessageID), s.unreadKey(citizen)
-	var readFlag *redis.StringCmd
-	_, err := s.do(ctx, func(p redis.Pipeliner) []redis.Cmder {
+	var windows []any
+	for ch, until := range w.Windows {
+		windows = append(windows, "co:"+string(ch), until.UnixMilli())
+	}
+	letter, trail, unread := s.letterKey(citizen, msgID), s.trailKey(citizen, msgID), s.unreadKey(citizen)
+	var arrive *redis.Cmd
+	cmds, err := s.do(ctx, func(p redis.Pipeliner) []redis.Cmder {
 		var out []redis.Cmder
-		if len(fields) > 0 {
-			out = append(out, p.HSet(ctx, letter, fields...))
-			if eventID != "" {
-				out = append(out, p.PExpire(ctx, letter, s.o.LetterTTL))
-			} else {
-				// Later records keep the letter's expiry (a read letter's
-				// is shorter); NX only covers a letter that had none.
-				out = append(out, p.Do(ctx, "PEXPIRE", letter, s.o.LetterTTL.Milliseconds(), "NX"))
+		if w.Arrive != nil {
+			m := w.Arrive.Meta
+			meta := []any{"sid", m.SenderID, "sn", m.SenderName, "sk", string(m.SenderKind),
+				"pr", string(m.Priority), "nt", m.Notification, "at", m.ReceivedAt.UnixMilli(), "lg", b2s(m.Legal)}
+			if !m.NotBefore.IsZero() {
+				meta = append(meta, "nb", m.NotBefore.UnixMilli())
 			}
-		}
-		if eventID != "" {
-			// The letter's first processing files it in the unread index;
-			// if a read got in first (read flag set), fixUnread undoes it
-			// below. The flag is read after the ZADD, so a read that runs
-			// in between is seen by one side or the other (stateScript
-			// takes the letter out of the index once it has its 'sn').
-			readFlag = p.HGet(ctx, letter, "r")
-			out = append(out, p.ZAdd(ctx, unread, redis.Z{Score: float64(l.ReceivedAt.UnixMilli()), Member: l.MessageID}))
-			if l.Tidy {
-				out = append(out, p.ZRemRangeByScore(ctx, unread, "-inf", "("+strconv.FormatInt(s.oldestKept(), 10)))
+			if !m.ReplyBy.IsZero() {
+				meta = append(meta, "rb", m.ReplyBy.UnixMilli())
 			}
-			out = append(out, readFlag)
+			args := []any{msgID, m.ReceivedAt.UnixMilli(), b2s(w.Arrive.TrimUnread), s.oldestKept(),
+				s.o.LetterTTL.Milliseconds(), s.o.ReadTTL.Milliseconds(), len(meta) / 2, len(set) / 2}
+			args = append(append(append(args, meta...), set...), clear...)
+			arrive = script(ctx, p, letterScript, []string{letter, unread}, args...)
+			out = append(out, arrive)
+		} else {
+			if len(set) > 0 {
+				// Later writes keep the letter's expiry (a read letter's is
+				// shorter); NX only covers a letter that had none.
+				out = append(out, p.HSet(ctx, letter, set...), p.Do(ctx, "PEXPIRE", letter, s.o.LetterTTL.Milliseconds(), "NX"))
+			}
+			if len(clear) > 0 {
+				out = append(out, p.HDel(ctx, letter, anyStrings(clear)...))
+			}
 		}
 		if len(entries) > 0 {
 			out = append(out, p.RPush(ctx, trail, entries...), p.LTrim(ctx, trail, -int64(s.o.TrailCap), -1),
 				p.PExpire(ctx, trail, s.o.LetterTTL))
 		}
-		if len(outs) > 0 || eventID != "" {
-			out = append(out, p.Set(ctx, s.indexKey(l.MessageID), citizen, s.o.LetterTTL))
+		if w.Arrive != nil || !w.Mark.IsZero() || len(entries) > 0 {
+			out = append(out, p.Set(ctx, s.indexKey(msgID), citizen, s.o.LetterTTL))
 		}
 		if len(windows) > 0 {
 			out = append(out, p.HSet(ctx, s.citizenKey(citizen), windows...))
 		}
-		for _, did := range tracked {
-			out = append(out, p.Set(ctx, s.deliveryKey(did), citizen+"/"+l.MessageID, deliveryRefTTL))
+		for _, did := range w.Track {
+			out = append(out, p.Set(ctx, s.deliveryKey(did), citizen+"/"+msgID, deliveryRefTTL))
 		}
 		return out
 	})
 	if err != nil {
-		return fmt.Errorf("record outcomes: %w", err)
+		return dispatcher.WriteResult{}, fmt.Errorf("write letter: %w", err)
 	}
-	if readFlag != nil {
-		if readFlag.Val() == "1" {
-			_, err := s.runScript(ctx, fixUnreadScript, []string{letter, unread}, []any{l.MessageID, s.o.ReadTTL.Milliseconds()})
-			if err != nil {
-				return fmt.Errorf("record outcomes: %w", err)
-			}
+	var res dispatcher.WriteResult
+	if w.Arrive != nil {
+		// do may have re-run the pipeline (NOSCRIPT): read the reply from
+		// what it returned.
+		if n, ok := cmds[0].(*redis.Cmd).Val().(int64); ok {
+			res.Unread = int(n)
 		}
 	}
-	return nil
+	return res, nil
 }
 
-// UpdateContact applies a contact.updated event.
-func (s *Store) UpdateContact(ctx context.Context, citizen string, c *event.ContactData, at time.Time, eventID string) error {
-	args := []any{at.UnixMilli(), s.o.EventTTL.Milliseconds()}
+func anyStrings(xs []any) []string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = x.(string)
+	}
+	return out
+}
+
+// markArgs returns the event mark key and its TTL argument for a registry
+// script: TTL "0" means the write marks nothing (the key is then never
+// touched).
+func (s *Store) markArgs(citizen string, ev dispatcher.EventRef) (string, int64) {
+	if ev.IsZero() {
+		return s.eventKey(citizen, "-"), 0
+	}
+	return s.eventKey(citizen, ev.ID), s.o.EventTTL.Milliseconds()
+}
+
+// UpdateContact applies a contact.updated event (contactScript).
+func (s *Store) UpdateContact(ctx context.Context, w dispatcher.ContactWrite) (bool, error) {
+	mk, ttl := s.markArgs(w.Citizen, w.Mark)
+	args := []any{w.At.UnixMilli(), ttl}
 	add := func(field string, v *string) {
 		if v != nil {
 			args = append(args, field, *v)
 		}
 	}
-	add("email", c.Email)
-	add("mobile", c.Mobile)
-	add("lang", c.Language)
-	add("addr", c.Address)
-	_, err := s.runScript(ctx, contactScript, []string{s.citizenKey(citizen), s.eventKey(citizen, eventID)}, args)
-	if err != nil {
-		return fmt.Errorf("update contact: %w", err)
+	if c := w.Contact; c != nil {
+		add("email", c.Email)
+		add("mobile", c.Mobile)
+		add("lang", c.Language)
+		add("addr", c.Address)
 	}
-	return nil
+	n, err := s.runScript(ctx, contactScript, []string{s.citizenKey(w.Citizen), mk}, args)
+	if err != nil {
+		return false, fmt.Errorf("update contact: %w", err)
+	}
+	return n == int64(1), nil
 }
 
 func deviceField(provider, token string) string { return "dev:" + provider + ":" + token }
 
-// RegisterDevice adds or refreshes a push token.
-func (s *Store) RegisterDevice(ctx context.Context, citizen string, d dispatcher.Device, eventID string) error {
-	val := d.App + "|" + d.Environment + "|" + strconv.FormatInt(d.RegisteredAt.UnixMilli(), 10)
-	return s.device(ctx, citizen, deviceField(d.Provider, d.Token), val, eventID)
-}
-
-// UnregisterDevice removes a push token.
-func (s *Store) UnregisterDevice(ctx context.Context, citizen string, d dispatcher.Device, eventID string) error {
-	return s.device(ctx, citizen, deviceField(d.Provider, d.Token), "", eventID)
-}
-
-func (s *Store) device(ctx context.Context, citizen, field, val, eventID string) error {
-	keys := []string{s.citizenKey(citizen), s.eventKey(citizen, eventID)}
-	if _, err := s.runScript(ctx, deviceScript, keys, []any{field, val, s.o.EventTTL.Milliseconds()}); err != nil {
-		return fmt.Errorf("device: %w", err)
+// SetDevice registers or unregisters a push token (deviceScript).
+func (s *Store) SetDevice(ctx context.Context, w dispatcher.DeviceWrite) (bool, error) {
+	d := w.Device
+	val := ""
+	if !w.Remove {
+		val = d.App + "|" + d.Environment + "|" + strconv.FormatInt(d.RegisteredAt.UnixMilli(), 10)
 	}
-	return nil
+	mk, ttl := s.markArgs(w.Citizen, w.Mark)
+	n, err := s.runScript(ctx, deviceScript, []string{s.citizenKey(w.Citizen), mk}, []any{deviceField(d.Provider, d.Token), val, ttl})
+	if err != nil {
+		return false, fmt.Errorf("device: %w", err)
+	}
+	return n == int64(1), nil
 }
 
 // RemoveAddress forgets an address reported gone unless registered after
@@ -440,13 +477,13 @@ func (s *Store) DeliveryRef(ctx context.Context, deliveryID string) (string, str
 }
 
 // ApplyReport records a delivery report unless a final one was recorded.
-func (s *Store) ApplyReport(ctx context.Context, citizen, messageID, deliveryID, status string, final bool, entry dispatcher.Outcome) (bool, error) {
-	b, err := json.Marshal(entry)
+func (s *Store) ApplyReport(ctx context.Context, w dispatcher.ReportWrite) (bool, error) {
+	b, err := json.Marshal(w.Entry)
 	if err != nil {
 		return false, err
 	}
-	keys := []string{s.letterKey(citizen, messageID), s.trailKey(citizen, messageID)}
-	n, err := s.runScript(ctx, reportScript, keys, []any{deliveryID, status, b2s(final), b, s.o.LetterTTL.Milliseconds(), s.o.TrailCap})
+	keys := []string{s.letterKey(w.Citizen, w.MessageID), s.trailKey(w.Citizen, w.MessageID)}
+	n, err := s.runScript(ctx, reportScript, keys, []any{w.DeliveryID, w.Status, b2s(w.Final), b, s.o.LetterTTL.Milliseconds(), s.o.TrailCap})
 	if err != nil {
 		return false, fmt.Errorf("apply report: %w", err)
 	}
@@ -493,39 +530,29 @@ func (s *Store) Trail(ctx context.Context, messageID string) ([]dispatcher.Outco
 }
 
 // ApplyState applies a read or unread (stateScript).
-func (s *Store) ApplyState(ctx context.Context, citizen, messageID string, read bool, at time.Time, platform event.Platform, eventID string) (dispatcher.ReadState, bool, error) {
-	r := "0"
-	if read {
-		r = "1"
+func (s *Store) ApplyState(ctx context.Context, w dispatcher.StateWrite) (dispatcher.StateResult, error) {
+	keys := []string{s.letterKey(w.Citizen, w.MessageID), s.unreadKey(w.Citizen)}
+	guard := ""
+	if !w.Guard.IsZero() {
+		guard = "e:" + w.Guard.ID
 	}
-	keys := []string{s.letterKey(citizen, messageID), s.unreadKey(citizen)}
-	res, err := s.runScript(ctx, stateScript, keys, []any{r, at.UnixMilli(), string(platform), "e:" + eventID,
-		s.o.LetterTTL.Milliseconds(), messageID, s.oldestKept(), s.o.ReadTTL.Milliseconds()})
+	res, err := s.runScript(ctx, stateScript, keys, []any{b2s(w.Read), w.At.UnixMilli(), string(w.Platform), guard,
+		s.o.LetterTTL.Milliseconds(), w.MessageID, s.oldestKept(), s.o.ReadTTL.Milliseconds()})
 	if err != nil {
-		return dispatcher.ReadState{}, false, fmt.Errorf("apply read state: %w", err)
+		return dispatcher.StateResult{}, fmt.Errorf("apply read state: %w", err)
 	}
 	if n, ok := res.(int64); ok && n == -1 {
-		return dispatcher.ReadState{}, true, nil
+		return dispatcher.StateResult{Seen: true}, nil
 	}
 	v, _ := res.([]any)
 	if len(v) != 7 {
-		return dispatcher.ReadState{}, false, fmt.Errorf("apply read state: unexpected reply %v", res)
+		return dispatcher.StateResult{}, fmt.Errorf("apply read state: unexpected reply %v", res)
 	}
 	i := func(k int) int64 { n, _ := v[k].(int64); return n }
 	cb, _ := v[4].(string)
-	return dispatcher.ReadState{MessageID: messageID, Changed: i(0) == 1, Correct: i(0) == 2, Read: i(1) == 1, Version: i(2),
-		ChangedAt: time.UnixMilli(i(3)), ChangedBy: event.Platform(cb), Unread: int(i(5)), Received: i(6) == 1}, false, nil
-}
-
-// MarkEvent marks a letter's event processed.
-func (s *Store) MarkEvent(ctx context.Context, citizen, messageID, eventID string) error {
-	k := s.letterKey(citizen, messageID)
-	_, err := s.do(ctx, func(p redis.Pipeliner) []redis.Cmder {
-		// stateScript created the letter with its expiry; NX only covers
-		// a letter that had none.
-		return []redis.Cmder{p.HSet(ctx, k, "e:"+eventID, "1"), p.Do(ctx, "PEXPIRE", k, s.o.LetterTTL.Milliseconds(), "NX")}
-	})
-	return err
+	return dispatcher.StateResult{Changed: i(0) == 1, Correct: i(0) == 2,
+		State: dispatcher.ReadState{MessageID: w.MessageID, Read: i(1) == 1, Version: i(2),
+			ChangedAt: time.UnixMilli(i(3)), ChangedBy: event.Platform(cb), Unread: int(i(5)), Received: i(6) == 1}}, nil
 }
 
 // State returns a letter's read state, its acknowledgements by platform and
@@ -539,7 +566,8 @@ func (s *Store) State(ctx context.Context, citizen, messageID string) (dispatche
 		return dispatcher.ReadState{}, fmt.Errorf("read state: %w", err)
 	}
 	m := cmds[0].(*redis.MapStringStringCmd).Val()
-	if len(m) == 0 {
+	if m["sn"] == "" && m["r"] == "" {
+		// Neither the letter nor a read state (marks alone are no letter).
 		return dispatcher.ReadState{}, dispatcher.ErrNotFound
 	}
 	l := decodeLetter(messageID, m)
@@ -565,19 +593,33 @@ func (s *Store) CitizenOf(ctx context.Context, messageID string) (string, error)
 }
 
 // LockSync takes the lock that serialises one platform's webhooks for one
-// letter, so versions go out in order.
-func (s *Store) LockSync(ctx context.Context, citizen, messageID string, platform event.Platform, ttl time.Duration) (bool, error) {
-	return s.rdb.SetNX(ctx, s.syncLockKey(citizen, messageID, string(platform)), "1", ttl).Result()
+// letter, so versions go out in order. The lock's value is a random token
+// only its holder knows.
+func (s *Store) LockSync(ctx context.Context, k dispatcher.SyncKey, ttl time.Duration) (dispatcher.SyncLock, error) {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	token := hex.EncodeToString(b[:])
+	key := s.syncLockKey(k.Citizen, k.MessageID, string(k.Platform))
+	ok, err := s.rdb.SetNX(ctx, key, token, ttl).Result()
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &syncLock{s: s, key: key, token: token}, nil
 }
 
-// UnlockSync releases LockSync's lock.
-func (s *Store) UnlockSync(ctx context.Context, citizen, messageID string, platform event.Platform) error {
-	return s.rdb.Del(ctx, s.syncLockKey(citizen, messageID, string(platform))).Err()
+type syncLock struct {
+	s          *Store
+	key, token string
+}
+
+// Unlock frees the lock if it is still this holder's (unlockScript).
+func (l *syncLock) Unlock(ctx context.Context) error {
+	return unlockScript.Run(ctx, l.s.rdb, []string{l.key}, l.token).Err()
 }
 
 // AckSync records the version a platform acknowledged.
-func (s *Store) AckSync(ctx context.Context, citizen, messageID string, platform event.Platform, version int64) error {
-	return ackScript.Run(ctx, s.rdb, []string{s.letterKey(citizen, messageID)}, "a:"+string(platform), version).Err()
+func (s *Store) AckSync(ctx context.Context, k dispatcher.SyncKey, version int64) error {
+	return ackScript.Run(ctx, s.rdb, []string{s.letterKey(k.Citizen, k.MessageID)}, "a:"+string(k.Platform), version).Err()
 }
 
 // PlatformDisabled reports whether a platform's webhook endpoint was
@@ -601,9 +643,10 @@ func (s *Store) Remember(ctx context.Context, key string, ttl time.Duration) (bo
 }
 
 // SetExemption records an exemption change (exemptionScript).
-func (s *Store) SetExemption(ctx context.Context, citizen string, exempt bool, forward string, at time.Time, eventID string) (bool, error) {
-	n, err := s.runScript(ctx, exemptionScript, []string{s.citizenKey(citizen), s.eventKey(citizen, eventID)},
-		[]any{b2s(exempt), at.UnixMilli(), forward, s.o.EventTTL.Milliseconds()})
+func (s *Store) SetExemption(ctx context.Context, w dispatcher.ExemptionWrite) (bool, error) {
+	mk, ttl := s.markArgs(w.Citizen, w.Mark)
+	n, err := s.runScript(ctx, exemptionScript, []string{s.citizenKey(w.Citizen), mk},
+		[]any{b2s(w.Exempt), w.At.UnixMilli(), w.Forward, ttl})
 	if err != nil {
 		return false, fmt.Errorf("exemption: %w", err)
 	}
@@ -618,11 +661,6 @@ func (s *Store) UnreadSince(ctx context.Context, citizen string, from, to time.T
 		return nil, fmt.Errorf("unread letters: %w", err)
 	}
 	return ids, nil
-}
-
-// MarkRegistryEvent marks a citizen-level event processed.
-func (s *Store) MarkRegistryEvent(ctx context.Context, citizen, eventID string) error {
-	return s.rdb.Set(ctx, s.eventKey(citizen, eventID), "1", s.o.EventTTL).Err()
 }
 
 func (s *Store) heldKey(c string, ch channels.Name) string {

@@ -10,66 +10,65 @@ import (
 	"github.com/digitalpost/postbud/dispatcher/event"
 )
 
-// Processed marks. An event is marked processed in one of four ways: by
-// Record with an event id (a letter's first processing), by MarkEvent
-// (a read state, after its fan-out), by MarkRegistryEvent (exemption
-// forwarding), and by the registry writes that take an event id
-// (UpdateContact, RegisterDevice, UnregisterDevice, SetExemption). A
-// marked event is seen by EventSeen and, for a letter's events, by Lookup
-// and ApplyState.
+// Processed marks. An event is marked processed by Mark, or by a write
+// whose Mark names it (Write, UpdateContact, SetDevice, SetExemption). A
+// marked event is seen by Seen and, for a letter's events, by Lookup and
+// ApplyState (as its Guard).
 var eventCases = []Case{
-	{"EventSeen", "an unknown event is not seen", func(t *testing.T, s dispatcher.Store) {
+	{"Seen", "an unknown event is not seen", func(t *testing.T, s dispatcher.Store) {
 		if seen(t, s, alice, msg1, "ev-1") || seen(t, s, alice, "", "ev-1") {
 			t.Error("an event never processed is seen")
 		}
 	}},
-	{"EventSeen", "each way of marking is seen", eventMarkedEachWay},
-	{"EventSeen", "marks belong to their citizen", func(t *testing.T, s dispatcher.Store) {
+	{"Seen", "each way of marking is seen", eventMarkedEachWay},
+	{"Seen", "marks belong to their citizen", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		record(t, s, alice, newLetter(msg1, at), nil, "ev-1")
-		must(t, s.MarkRegistryEvent(t.Context(), alice, "ev-2"))
+		must(t, s.Mark(t.Context(), registryRef(alice, "ev-2")))
 		if seen(t, s, bob, msg1, "ev-1") || seen(t, s, bob, "", "ev-2") {
 			t.Error("another citizen's processed event is seen")
 		}
 	}},
-	{"MarkEvent", "a marked letter event is seen by EventSeen, Lookup and ApplyState", func(t *testing.T, s dispatcher.Store) {
+	{"Mark", "a marked letter event is seen by EventSeen, Lookup and ApplyState", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		record(t, s, alice, newLetter(msg1, at), nil, "ev-arrive")
 		st := apply(t, s, alice, msg1, true, at.Add(time.Second), event.EBoks, "ev-read")
-		must(t, s.MarkEvent(t.Context(), alice, msg1, "ev-read"))
+		must(t, s.Mark(t.Context(), letterRef(alice, msg1, "ev-read")))
 		if !seen(t, s, alice, msg1, "ev-read") {
 			t.Error("EventSeen: a marked event is not seen")
 		}
-		if _, _, ok, err := s.Lookup(t.Context(), alice, msg1, "ev-read"); err != nil || !ok {
+		if _, _, ok, err := lookup(t.Context(), s, alice, msg1, "ev-read"); err != nil || !ok {
 			t.Errorf("Lookup of a marked event: seen %v, %v; want seen", ok, err)
 		}
-		got, ok, err := s.ApplyState(t.Context(), alice, msg1, true, at.Add(time.Second), event.EBoks, "ev-read")
+		got, ok, err := applyState(t.Context(), s, alice, msg1, true, at.Add(time.Second), event.EBoks, "ev-read")
 		if err != nil || !ok {
 			t.Fatalf("ApplyState of a marked event: seen %v, %v; want seen", ok, err)
 		}
-		if !reflect.DeepEqual(got, dispatcher.ReadState{}) {
+		if !reflect.DeepEqual(got, applied{}) {
 			t.Errorf("ApplyState of a marked event returned %+v, want nothing", got)
 		}
 		if now := state(t, s, alice, msg1); now.Version != st.Version || now.Read != st.Read {
 			t.Errorf("state after a re-run: %+v, want as before %+v", now, st)
 		}
 	}},
-	{"MarkEvent", "marking an event does not make a letter", func(t *testing.T, s dispatcher.Store) {
-		must(t, s.MarkEvent(t.Context(), alice, msg1, "ev-read"))
-		_, _, err := s.Load(t.Context(), alice, msg1)
-		wantNotFound(t, "Load after MarkEvent alone", err)
+	{"Mark", "marking an event does not make a letter", func(t *testing.T, s dispatcher.Store) {
+		must(t, s.Mark(t.Context(), letterRef(alice, msg1, "ev-read")))
+		_, _, err := loadView(t.Context(), s, alice, msg1)
+		wantNotFound(t, "Load after Mark alone", err)
+		_, err = s.State(t.Context(), alice, msg1)
+		wantNotFound(t, "State after Mark alone", err)
 		at := now()
 		record(t, s, alice, newLetter(msg1, at), nil, "ev-arrive")
 		if !seen(t, s, alice, msg1, "ev-read") || !seen(t, s, alice, msg1, "ev-arrive") {
 			t.Error("the letter's first processing lost an earlier mark, or did not mark its own")
 		}
 	}},
-	{"MarkRegistryEvent", "a marked registry event is seen", func(t *testing.T, s dispatcher.Store) {
-		must(t, s.MarkRegistryEvent(t.Context(), alice, "ev-x"))
+	{"Mark", "a marked registry event is seen", func(t *testing.T, s dispatcher.Store) {
+		must(t, s.Mark(t.Context(), registryRef(alice, "ev-x")))
 		if !seen(t, s, alice, "", "ev-x") {
 			t.Error("EventSeen: a marked registry event is not seen")
 		}
-		must(t, s.MarkRegistryEvent(t.Context(), alice, "ev-x")) // a re-run marks again, harmlessly
+		must(t, s.Mark(t.Context(), registryRef(alice, "ev-x"))) // a re-run marks again, harmlessly
 		if !seen(t, s, alice, "", "ev-x") {
 			t.Error("EventSeen after marking twice: not seen")
 		}
@@ -85,11 +84,15 @@ func eventMarkedEachWay(t *testing.T, s dispatcher.Store) {
 		name string
 		mark func(eventID string) error
 	}{
-		{"Record", func(ev string) error { return s.Record(ctx, alice, newLetter(msg1, at), nil, ev) }},
-		{"Record with outcomes", func(ev string) error {
-			return s.Record(ctx, alice, newLetter(msg2, at), []dispatcher.Outcome{sent(at, "d-1", channels.Email)}, ev)
+		{"Write", func(ev string) error {
+			_, err := s.Write(ctx, letterWrite(alice, newLetter(msg1, at), nil, ev))
+			return err
 		}},
-		{"MarkEvent", func(ev string) error { return s.MarkEvent(ctx, alice, msg3, ev) }},
+		{"Write with outcomes", func(ev string) error {
+			_, err := s.Write(ctx, letterWrite(alice, newLetter(msg2, at), []dispatcher.Outcome{sent(at, "d-1", channels.Email)}, ev))
+			return err
+		}},
+		{"Mark", func(ev string) error { return s.Mark(ctx, letterRef(alice, msg3, ev)) }},
 	}
 	for i, m := range letterMarks {
 		id := []string{msg1, msg2, msg3}[i]
@@ -103,10 +106,10 @@ func eventMarkedEachWay(t *testing.T, s dispatcher.Store) {
 		if !seen(t, s, alice, id, ev) {
 			t.Errorf("%s: EventSeen does not see the mark", m.name)
 		}
-		if c, l, ok, err := s.Lookup(ctx, alice, id, ev); err != nil || !ok || c != nil || l != nil {
+		if c, l, ok, err := lookup(ctx, s, alice, id, ev); err != nil || !ok || c != nil || l != nil {
 			t.Errorf("%s: Lookup = %v, %v, seen %v, %v; want seen and nothing else", m.name, c, l, ok, err)
 		}
-		if _, ok, err := s.ApplyState(ctx, alice, id, true, at, event.EBoks, ev); err != nil || !ok {
+		if _, ok, err := applyState(ctx, s, alice, id, true, at, event.EBoks, ev); err != nil || !ok {
 			t.Errorf("%s: ApplyState seen %v, %v; want seen", m.name, ok, err)
 		}
 	}
@@ -114,25 +117,25 @@ func eventMarkedEachWay(t *testing.T, s dispatcher.Store) {
 		name string
 		mark func(eventID string) error
 	}{
-		{"MarkRegistryEvent", func(ev string) error { return s.MarkRegistryEvent(ctx, alice, ev) }},
+		{"Mark", func(ev string) error { return s.Mark(ctx, registryRef(alice, ev)) }},
 		{"UpdateContact", func(ev string) error {
-			return s.UpdateContact(ctx, alice, &event.ContactData{Email: ptr("a@example.dk")}, at, ev)
+			return updateContact(ctx, s, alice, &event.ContactData{Email: ptr("a@example.dk")}, at, ev)
 		}},
 		{"UpdateContact, stale", func(ev string) error {
-			return s.UpdateContact(ctx, alice, &event.ContactData{Email: ptr("old@example.dk")}, at.Add(-time.Hour), ev)
+			return updateContact(ctx, s, alice, &event.ContactData{Email: ptr("old@example.dk")}, at.Add(-time.Hour), ev)
 		}},
-		{"RegisterDevice", func(ev string) error {
-			return s.RegisterDevice(ctx, alice, dispatcher.Device{App: "e-boks", Provider: "apns", Token: "tok", RegisteredAt: at}, ev)
+		{"SetDevice", func(ev string) error {
+			return registerDevice(ctx, s, alice, dispatcher.Device{App: "e-boks", Provider: "apns", Token: "tok", RegisteredAt: at}, ev)
 		}},
-		{"UnregisterDevice", func(ev string) error {
-			return s.UnregisterDevice(ctx, alice, dispatcher.Device{App: "e-boks", Provider: "apns", Token: "tok"}, ev)
+		{"SetDevice, remove", func(ev string) error {
+			return unregisterDevice(ctx, s, alice, dispatcher.Device{App: "e-boks", Provider: "apns", Token: "tok"}, ev)
 		}},
 		{"SetExemption", func(ev string) error {
-			_, err := s.SetExemption(ctx, alice, true, "", at, ev)
+			_, err := setExemption(ctx, s, alice, true, "", at, ev)
 			return err
 		}},
 		{"SetExemption, stale", func(ev string) error {
-			_, err := s.SetExemption(ctx, alice, false, "", at.Add(-time.Hour), ev)
+			_, err := setExemption(ctx, s, alice, false, "", at.Add(-time.Hour), ev)
 			return err
 		}},
 	}

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 // CitizenOf, DeliveryRef, UnreadSince).
 var letterCases = []Case{
 	{"Lookup", "an unknown citizen and letter come back empty and usable", func(t *testing.T, s dispatcher.Store) {
-		c, l, ok, err := s.Lookup(t.Context(), alice, msg1, "ev-1")
+		c, l, ok, err := lookup(t.Context(), s, alice, msg1, "ev-1")
 		must(t, err)
 		if ok {
 			t.Fatal("seen, want not seen")
@@ -30,22 +31,22 @@ var letterCases = []Case{
 	{"Lookup", "a processed event is seen and nothing else returned", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		record(t, s, alice, newLetter(msg1, at), nil, "ev-1")
-		c, l, ok, err := s.Lookup(t.Context(), alice, msg1, "ev-1")
+		c, l, ok, err := lookup(t.Context(), s, alice, msg1, "ev-1")
 		if err != nil || !ok || c != nil || l != nil {
 			t.Errorf("Lookup(ev-1) = %v, %v, seen %v, %v; want seen and nothing else", c, l, ok, err)
 		}
-		c, l, ok, err = s.Lookup(t.Context(), alice, msg1, "ev-2")
+		c, l, ok, err = lookup(t.Context(), s, alice, msg1, "ev-2")
 		if err != nil || ok || l == nil || l.SenderName == "" || c.Unread != 1 {
 			t.Errorf("Lookup(ev-2) = %+v, %+v, seen %v, %v; want the stored letter", c, l, ok, err)
 		}
-		if _, _, ok, _ := s.Lookup(t.Context(), alice, msg1, ""); ok {
+		if _, _, ok, _ := lookup(t.Context(), s, alice, msg1, ""); ok {
 			t.Error("Lookup with no event id: seen")
 		}
 	}},
 	{"Lookup", "a read state that came before the letter comes with it", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		apply(t, s, alice, msg1, true, at, event.MitDK, "ev-read")
-		_, l, ok, err := s.Lookup(t.Context(), alice, msg1, "ev-arrive")
+		_, l, ok, err := lookup(t.Context(), s, alice, msg1, "ev-arrive")
 		if err != nil || ok {
 			t.Fatalf("Lookup: seen %v, %v", ok, err)
 		}
@@ -57,7 +58,7 @@ var letterCases = []Case{
 	{"Lookup", "the citizen as registered, devices in a stable order", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		ctx := t.Context()
-		must(t, s.UpdateContact(ctx, alice, &event.ContactData{Email: ptr("a@example.dk"), Mobile: ptr("+4512345678"),
+		must(t, updateContact(ctx, s, alice, &event.ContactData{Email: ptr("a@example.dk"), Mobile: ptr("+4512345678"),
 			Language: ptr("en"), Address: ptr("Vej 1, 8000 Aarhus C")}, at, "ev-c"))
 		for i, d := range []dispatcher.Device{
 			{App: "mit.dk", Provider: "fcm", Token: "f-2", Environment: "production", RegisteredAt: at},
@@ -65,9 +66,9 @@ var letterCases = []Case{
 			{App: "e-boks", Provider: "fcm", Token: "f-1", Environment: "production", RegisteredAt: at},
 			{App: "e-boks", Provider: "apns", Token: "a-1", Environment: "production", RegisteredAt: at},
 		} {
-			must(t, s.RegisterDevice(ctx, alice, d, "ev-d"+string(rune('0'+i))))
+			must(t, registerDevice(ctx, s, alice, d, "ev-d"+string(rune('0'+i))))
 		}
-		c, _, _, err := s.Lookup(ctx, alice, msg1, "")
+		c, _, _, err := lookup(ctx, s, alice, msg1, "")
 		must(t, err)
 		want := &dispatcher.Citizen{Key: alice, Email: "a@example.dk", Mobile: "+4512345678", Language: "en",
 			Address: "Vej 1, 8000 Aarhus C", Devices: []dispatcher.Device{
@@ -85,8 +86,8 @@ var letterCases = []Case{
 	// stored: the badge update and delivery reports use the citizen even
 	// then.
 	{"Load", "an unknown letter: ErrNotFound with the citizen and an empty letter", func(t *testing.T, s dispatcher.Store) {
-		must(t, s.UpdateContact(t.Context(), alice, &event.ContactData{Email: ptr("a@example.dk")}, now(), "ev-c"))
-		c, l, err := s.Load(t.Context(), alice, msg1)
+		must(t, updateContact(t.Context(), s, alice, &event.ContactData{Email: ptr("a@example.dk")}, now(), "ev-c"))
+		c, l, err := loadView(t.Context(), s, alice, msg1)
 		wantNotFound(t, "Load(unknown letter)", err)
 		if c == nil || c.Key != alice || c.Email != "a@example.dk" {
 			t.Errorf("citizen = %+v, want the registered citizen", c)
@@ -109,14 +110,14 @@ var letterCases = []Case{
 	}},
 	{"Load", "a read state alone is not a stored letter", func(t *testing.T, s dispatcher.Store) {
 		apply(t, s, alice, msg1, true, now(), event.EBoks, "ev-read")
-		_, l, err := s.Load(t.Context(), alice, msg1)
+		_, l, err := loadView(t.Context(), s, alice, msg1)
 		wantNotFound(t, "Load(read state only)", err)
 		if l == nil || !l.Read || l.Version != 1 {
 			t.Errorf("letter = %+v, want its read state", l)
 		}
 	}},
 
-	{"Record", "a first processing stores the letter, files it unread and marks the event", func(t *testing.T, s dispatcher.Store) {
+	{"Write", "a first processing stores the letter, files it unread and marks the event", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		ctx := t.Context()
 		want := newLetter(msg1, at)
@@ -138,10 +139,10 @@ var letterCases = []Case{
 			t.Error("the event is not marked")
 		}
 	}},
-	{"Record", "final outcomes are done, others are not", func(t *testing.T, s dispatcher.Store) {
+	{"Write", "final outcomes are done, others are not", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		gone := dispatcher.Outcome{At: at, DeliveryID: "d-push", Channel: channels.APNs, App: "e-boks",
-			Result: dispatcher.ResultGone, Kind: "gone", Code: "410", Final: true}
+			Result: dispatcher.ResultGone, Kind: "gone", Code: "410"}
 		record(t, s, alice, newLetter(msg1, at), []dispatcher.Outcome{sent(at, "d-mail", channels.Email),
 			retrying(at, "d-sms", channels.SMS), gone}, "ev-1")
 		_, l := load(t, s, alice, msg1)
@@ -158,11 +159,11 @@ var letterCases = []Case{
 	// stores it with the record that carries the event id, and only then:
 	// outcomes recorded before (the dispatcher records what it sent, then
 	// enqueues the rest, then marks the event) leave the letter not found.
-	{"Record", "outcomes before the event mark: done, but the letter is stored with the mark", func(t *testing.T, s dispatcher.Store) {
+	{"Write", "outcomes before the event mark: done, but the letter is stored with the mark", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		l := newLetter(msg1, at)
 		record(t, s, alice, l, []dispatcher.Outcome{sent(at, "d-mail", channels.Email), retrying(at, "d-sms", channels.SMS)}, "")
-		_, got, err := s.Load(t.Context(), alice, msg1)
+		_, got, err := loadView(t.Context(), s, alice, msg1)
 		wantNotFound(t, "Load before the event's record", err)
 		if _, ok := got.Done["d-mail"]; !ok {
 			t.Errorf("done = %v, want d-mail", got.Done)
@@ -176,7 +177,7 @@ var letterCases = []Case{
 			t.Errorf("after the event's record: letter %+v, unread %d; want stored, d-mail done, 1 unread", got, c.Unread)
 		}
 	}},
-	{"Record", "a later record keeps the stored metadata", func(t *testing.T, s dispatcher.Store) {
+	{"Write", "a later record keeps the stored metadata", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		want := newLetter(msg1, at)
 		record(t, s, alice, want, nil, "ev-1")
@@ -188,29 +189,29 @@ var letterCases = []Case{
 			t.Errorf("letter (-want +got):\n%s", diff)
 		}
 	}},
-	{"Record", "a tracked delivery can be found, an untracked one cannot", func(t *testing.T, s dispatcher.Store) {
+	{"Write", "a tracked delivery can be found, an untracked one cannot", func(t *testing.T, s dispatcher.Store) {
 		at := now()
-		tracked := sent(at, "d-sms", channels.SMS)
-		tracked.Track = true
-		record(t, s, alice, newLetter(msg1, at), []dispatcher.Outcome{tracked, sent(at, "d-mail", channels.Email)}, "ev-1")
+		w := letterWrite(alice, newLetter(msg1, at), []dispatcher.Outcome{sent(at, "d-sms", channels.SMS), sent(at, "d-mail", channels.Email)}, "ev-1")
+		w.Track = []string{"d-sms"}
+		write(t, s, w)
 		if c, m, err := s.DeliveryRef(t.Context(), "d-sms"); err != nil || c != alice || m != msg1 {
 			t.Errorf("DeliveryRef(tracked) = %q, %q, %v; want %s, %s", c, m, err, alice, msg1)
 		}
 		_, _, err := s.DeliveryRef(t.Context(), "d-mail")
 		wantNotFound(t, "DeliveryRef(untracked)", err)
 	}},
-	{"Record", "a window on a sent outcome opens the channel's window", func(t *testing.T, s dispatcher.Store) {
+	{"Write", "Windows opens the channel's window", func(t *testing.T, s dispatcher.Store) {
 		at := now()
-		o := sent(at, "d-sms", channels.SMS)
-		o.Window = at.Add(10 * time.Minute)
-		record(t, s, alice, newLetter(msg1, at), []dispatcher.Outcome{o, sent(at, "d-mail", channels.Email)}, "ev-1")
+		w := letterWrite(alice, newLetter(msg1, at), []dispatcher.Outcome{sent(at, "d-sms", channels.SMS), sent(at, "d-mail", channels.Email)}, "ev-1")
+		w.Windows = map[channels.Name]time.Time{channels.SMS: at.Add(10 * time.Minute)}
+		write(t, s, w)
 		c, _ := load(t, s, alice, msg1)
-		want := map[channels.Name]time.Time{channels.SMS: o.Window}
+		want := map[channels.Name]time.Time{channels.SMS: at.Add(10 * time.Minute)}
 		if diff := cmp.Diff(want, c.Windows, equalTime); diff != "" {
 			t.Errorf("windows (-want +got):\n%s", diff)
 		}
 	}},
-	{"Record", "a letter read before it arrived stays read and is not counted", func(t *testing.T, s dispatcher.Store) {
+	{"Write", "a letter read before it arrived stays read and is not counted", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		apply(t, s, alice, msg1, true, at, event.BorgerDK, "ev-read")
 		record(t, s, alice, newLetter(msg1, at), nil, "ev-1")
@@ -225,7 +226,7 @@ var letterCases = []Case{
 			t.Errorf("state = %+v, want received and read", st)
 		}
 	}},
-	{"Record", "Tidy drops letters past retention from the unread index", func(t *testing.T, s dispatcher.Store) {
+	{"Write", "TrimUnread drops letters past retention from the unread index", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		old := at.AddDate(-10, 0, 0)
 		record(t, s, alice, newLetter(msg1, old), nil, "ev-1")
@@ -233,9 +234,9 @@ var letterCases = []Case{
 		if c.Unread != 0 {
 			t.Errorf("unread = %d: a letter past retention counts", c.Unread)
 		}
-		l := newLetter(msg2, at)
-		l.Tidy = true
-		record(t, s, alice, l, nil, "ev-2")
+		w := letterWrite(alice, newLetter(msg2, at), nil, "ev-2")
+		w.Arrive.TrimUnread = true
+		write(t, s, w)
 		if ids, err := s.UnreadSince(t.Context(), alice, old.Add(-time.Hour), at); err != nil || !cmp.Equal(ids, []string{msg2}) {
 			t.Errorf("UnreadSince after a tidy = %v, %v; want [%s]", ids, err, msg2)
 		}
@@ -245,16 +246,19 @@ var letterCases = []Case{
 	// commands); what must land together is what a re-run decides by: the
 	// metadata, the done marks and the event mark. A reader never sees
 	// one without the others.
-	{"Record", "metadata, done marks and the event mark land together", func(t *testing.T, s dispatcher.Store) {
+	{"Write", "metadata, done marks and the event mark land together", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		outs := []dispatcher.Outcome{sent(at, "d-mail", channels.Email), sent(at, "d-sms", channels.SMS)}
 		for round := range 20 {
 			id := "msg-atomic-" + string(rune('a'+round))
 			done := make(chan error, 1)
-			go func() { done <- s.Record(t.Context(), alice, newLetter(id, at), outs, "ev-"+id) }()
+			go func() {
+				_, err := s.Write(t.Context(), letterWrite(alice, newLetter(id, at), outs, "ev-"+id))
+				done <- err
+			}()
 			finished := false
 			for {
-				_, l, ok, err := s.Lookup(t.Context(), alice, id, "ev-"+id)
+				_, l, ok, err := lookup(t.Context(), s, alice, id, "ev-"+id)
 				must(t, err)
 				if ok {
 					break
@@ -282,6 +286,64 @@ var letterCases = []Case{
 		}
 	}},
 
+	// A letter read before its first processing must never be counted
+	// unread, not even while the Write that files it runs: a badge or an
+	// exemption forwarding computed in that moment would be wrong.
+	{"Write", "a letter read before it arrived is never counted during its Write", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		for round := range 20 {
+			id := fmt.Sprintf("msg-gap-%d", round)
+			apply(t, s, alice, id, true, at, event.BorgerDK, "ev-read-"+id)
+			done := make(chan error, 1)
+			go func() {
+				_, err := s.Write(t.Context(), letterWrite(alice, newLetter(id, at), []dispatcher.Outcome{sent(at, "d-mail", channels.Email)}, "ev-"+id))
+				done <- err
+			}()
+			for finished := false; !finished; {
+				select {
+				case err := <-done:
+					must(t, err)
+					finished = true
+				default:
+				}
+				v, err := s.Load(t.Context(), alice, id)
+				must(t, err)
+				if v.Citizen.Unread != 0 {
+					t.Fatalf("round %d: a letter read before it arrived was counted unread (%d) during its Write", round, v.Citizen.Unread)
+				}
+			}
+		}
+	}},
+	{"Write", "an Arrive returns the unread count including the letter", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		for i, id := range []string{msg1, msg2} {
+			if res := write(t, s, letterWrite(alice, newLetter(id, at), nil, "ev-"+id)); res.Unread != i+1 {
+				t.Errorf("Arrive of letter %d: unread %d, want %d", i+1, res.Unread, i+1)
+			}
+		}
+		apply(t, s, alice, msg3, true, at, event.EBoks, "ev-read")
+		if res := write(t, s, letterWrite(alice, newLetter(msg3, at), nil, "ev-3")); res.Unread != 2 {
+			t.Errorf("Arrive of a read letter: unread %d, want 2", res.Unread)
+		}
+	}},
+	{"Write", "in-flight marks show until the delivery's outcome is written", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		w := letterWrite(alice, newLetter(msg1, at), nil, "")
+		w.Arrive = &dispatcher.Arrival{Meta: newLetter(msg1, at)}
+		w.InFlight = []string{"d-mail", "d-sms", "d-push"}
+		write(t, s, w)
+		_, l := load(t, s, alice, msg1)
+		if got := sortedKeys(l.InFlight); !cmp.Equal(got, []string{"d-mail", "d-push", "d-sms"}) {
+			t.Fatalf("in flight = %v, want all three", got)
+		}
+		write(t, s, dispatcher.LetterWrite{Citizen: alice, MessageID: msg1, Done: []dispatcher.Outcome{sent(at, "d-mail", channels.Email)}})
+		write(t, s, dispatcher.LetterWrite{Citizen: alice, MessageID: msg1, Trail: []dispatcher.Outcome{retrying(at, "d-sms", channels.SMS)}})
+		_, l = load(t, s, alice, msg1)
+		if got := sortedKeys(l.InFlight); !cmp.Equal(got, []string{"d-push"}) || !l.Done["d-mail"] || l.Done["d-sms"] {
+			t.Errorf("in flight = %v, done = %v; want d-push in flight, d-mail done", got, l.Done)
+		}
+	}},
+
 	{"Trail", "an unknown letter has no trail", func(t *testing.T, s dispatcher.Store) {
 		_, err := s.Trail(t.Context(), msg1)
 		wantNotFound(t, "Trail(unknown)", err)
@@ -292,17 +354,16 @@ var letterCases = []Case{
 		note := dispatcher.Outcome{At: at, Result: dispatcher.ResultNote, Reason: "sender's alert text used"}
 		retry := retrying(at.Add(1*time.Millisecond), "d-sms", channels.SMS)
 		mail := sent(at.Add(2*time.Millisecond), "d-mail", channels.Email)
-		mail.Track, mail.Window = true, at.Add(time.Hour)
 		push := dispatcher.Outcome{At: at.Add(3 * time.Millisecond), DeliveryID: "d-push", Channel: channels.APNs,
 			App: "e-boks", Result: dispatcher.ResultGone, Reason: "address removed", Kind: "gone", Code: "410 Unregistered",
-			Attempt: 1, DurationMS: 40, Final: true}
+			Attempt: 1, DurationMS: 40}
 		record(t, s, alice, newLetter(msg1, at), []dispatcher.Outcome{push, note, mail, retry}, "ev-1")
 		sms := sent(at.Add(5*time.Millisecond), "d-sms", channels.SMS)
 		_, l := load(t, s, alice, msg1)
 		record(t, s, alice, l, []dispatcher.Outcome{sms}, "")
 		report := dispatcher.Outcome{At: at.Add(4 * time.Millisecond), DeliveryID: "d-mail", Channel: channels.Email,
 			Result: dispatcher.ResultReport, Reason: "DELIVERED", ProviderID: "prov-d-mail"}
-		if ok, err := s.ApplyReport(ctx, alice, msg1, "d-mail", "DELIVERED", true, report); err != nil || !ok {
+		if ok, err := applyReport(ctx, s, alice, msg1, "d-mail", "DELIVERED", true, report); err != nil || !ok {
 			t.Fatalf("ApplyReport = %v, %v", ok, err)
 		}
 		got, err := s.Trail(ctx, msg1)
@@ -330,9 +391,9 @@ var letterCases = []Case{
 		at := now()
 		record(t, s, bob, newLetter(msg1, at), []dispatcher.Outcome{retrying(at, "d-sms", channels.SMS)}, "ev-1")
 		_, l := load(t, s, bob, msg1)
-		o := sent(at.Add(time.Second), "d-sms", channels.SMS)
-		o.Track = true
-		record(t, s, bob, l, []dispatcher.Outcome{o}, "")
+		w := letterWrite(bob, l, []dispatcher.Outcome{sent(at.Add(time.Second), "d-sms", channels.SMS)}, "")
+		w.Track = []string{"d-sms"}
+		write(t, s, w)
 		if c, m, err := s.DeliveryRef(t.Context(), "d-sms"); err != nil || c != bob || m != msg1 {
 			t.Errorf("DeliveryRef = %q, %q, %v; want %s, %s", c, m, err, bob, msg1)
 		}

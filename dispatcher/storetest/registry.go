@@ -16,9 +16,9 @@ var registryCases = []Case{
 	{"UpdateContact", "sets the given fields, keeps absent ones, deletes empty ones", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		ctx := t.Context()
-		must(t, s.UpdateContact(ctx, alice, &event.ContactData{Email: ptr("a@example.dk"), Mobile: ptr("+4512345678"),
+		must(t, updateContact(ctx, s, alice, &event.ContactData{Email: ptr("a@example.dk"), Mobile: ptr("+4512345678"),
 			Language: ptr("da"), Address: ptr("Vej 1")}, at, "ev-1"))
-		must(t, s.UpdateContact(ctx, alice, &event.ContactData{Email: ptr("new@example.dk"), Mobile: ptr("")},
+		must(t, updateContact(ctx, s, alice, &event.ContactData{Email: ptr("new@example.dk"), Mobile: ptr("")},
 			at.Add(time.Second), "ev-2"))
 		c := registered(t, s, alice)
 		if c.Email != "new@example.dk" || c.Mobile != "" || c.Language != "da" || c.Address != "Vej 1" {
@@ -28,8 +28,8 @@ var registryCases = []Case{
 	{"UpdateContact", "an older event changes nothing, and is marked", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		ctx := t.Context()
-		must(t, s.UpdateContact(ctx, alice, &event.ContactData{Email: ptr("new@example.dk")}, at, "ev-new"))
-		must(t, s.UpdateContact(ctx, alice, &event.ContactData{Email: ptr("old@example.dk"), Mobile: ptr("+4511111111")},
+		must(t, updateContact(ctx, s, alice, &event.ContactData{Email: ptr("new@example.dk")}, at, "ev-new"))
+		must(t, updateContact(ctx, s, alice, &event.ContactData{Email: ptr("old@example.dk"), Mobile: ptr("+4511111111")},
 			at.Add(-time.Minute), "ev-old"))
 		if c := registered(t, s, alice); c.Email != "new@example.dk" || c.Mobile != "" {
 			t.Errorf("citizen = %+v; an older event was applied", c)
@@ -41,46 +41,46 @@ var registryCases = []Case{
 	{"UpdateContact", "a re-run of a processed event changes nothing", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		ctx := t.Context()
-		must(t, s.UpdateContact(ctx, alice, &event.ContactData{Email: ptr("first@example.dk")}, at, "ev-1"))
-		must(t, s.UpdateContact(ctx, alice, &event.ContactData{Email: ptr("second@example.dk")}, at.Add(time.Second), "ev-2"))
-		must(t, s.UpdateContact(ctx, alice, &event.ContactData{Email: ptr("rerun@example.dk")}, at.Add(time.Hour), "ev-1"))
+		must(t, updateContact(ctx, s, alice, &event.ContactData{Email: ptr("first@example.dk")}, at, "ev-1"))
+		must(t, updateContact(ctx, s, alice, &event.ContactData{Email: ptr("second@example.dk")}, at.Add(time.Second), "ev-2"))
+		must(t, updateContact(ctx, s, alice, &event.ContactData{Email: ptr("rerun@example.dk")}, at.Add(time.Hour), "ev-1"))
 		if c := registered(t, s, alice); c.Email != "second@example.dk" {
 			t.Errorf("email = %q after a re-run of ev-1, want second@example.dk", c.Email)
 		}
 	}},
 
-	{"RegisterDevice", "adds a token and refreshes it in place", func(t *testing.T, s dispatcher.Store) {
+	{"SetDevice", "adds a token and refreshes it in place", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		ctx := t.Context()
-		must(t, s.RegisterDevice(ctx, alice, dispatcher.Device{App: "e-boks", Provider: "apns", Token: "tok",
+		must(t, registerDevice(ctx, s, alice, dispatcher.Device{App: "e-boks", Provider: "apns", Token: "tok",
 			Environment: "sandbox", RegisteredAt: at}, "ev-1"))
 		refreshed := dispatcher.Device{App: "mit.dk", Provider: "apns", Token: "tok", Environment: "production",
 			RegisteredAt: at.Add(time.Hour)}
-		must(t, s.RegisterDevice(ctx, alice, refreshed, "ev-2"))
+		must(t, registerDevice(ctx, s, alice, refreshed, "ev-2"))
 		c := registered(t, s, alice)
 		if diff := cmp.Diff([]dispatcher.Device{refreshed}, c.Devices, equalTime); diff != "" {
 			t.Errorf("devices (-want +got):\n%s", diff)
 		}
 	}},
-	{"RegisterDevice", "a re-run of a processed event changes nothing", func(t *testing.T, s dispatcher.Store) {
+	{"SetDevice", "a re-run of a processed event changes nothing", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		ctx := t.Context()
 		d := dispatcher.Device{App: "e-boks", Provider: "fcm", Token: "tok", Environment: "production", RegisteredAt: at}
-		must(t, s.RegisterDevice(ctx, alice, d, "ev-reg"))
-		must(t, s.UnregisterDevice(ctx, alice, d, "ev-unreg"))
-		must(t, s.RegisterDevice(ctx, alice, d, "ev-reg"))
+		must(t, registerDevice(ctx, s, alice, d, "ev-reg"))
+		must(t, unregisterDevice(ctx, s, alice, d, "ev-unreg"))
+		must(t, registerDevice(ctx, s, alice, d, "ev-reg"))
 		if c := registered(t, s, alice); len(c.Devices) != 0 {
 			t.Errorf("devices = %+v; a re-run registered the token again", c.Devices)
 		}
 	}},
-	{"UnregisterDevice", "removes that token only; an unknown token is no error", func(t *testing.T, s dispatcher.Store) {
+	{"SetDevice", "removes that token only; an unknown token is no error", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		ctx := t.Context()
 		keep := dispatcher.Device{App: "e-boks", Provider: "apns", Token: "keep", Environment: "production", RegisteredAt: at}
-		must(t, s.RegisterDevice(ctx, alice, keep, "ev-1"))
-		must(t, s.RegisterDevice(ctx, alice, dispatcher.Device{App: "e-boks", Provider: "apns", Token: "drop", RegisteredAt: at}, "ev-2"))
-		must(t, s.UnregisterDevice(ctx, alice, dispatcher.Device{Provider: "apns", Token: "drop"}, "ev-3"))
-		must(t, s.UnregisterDevice(ctx, alice, dispatcher.Device{Provider: "fcm", Token: "never"}, "ev-4"))
+		must(t, registerDevice(ctx, s, alice, keep, "ev-1"))
+		must(t, registerDevice(ctx, s, alice, dispatcher.Device{App: "e-boks", Provider: "apns", Token: "drop", RegisteredAt: at}, "ev-2"))
+		must(t, unregisterDevice(ctx, s, alice, dispatcher.Device{Provider: "apns", Token: "drop"}, "ev-3"))
+		must(t, unregisterDevice(ctx, s, alice, dispatcher.Device{Provider: "fcm", Token: "never"}, "ev-4"))
 		if diff := cmp.Diff([]dispatcher.Device{keep}, registered(t, s, alice).Devices, equalTime); diff != "" {
 			t.Errorf("devices (-want +got):\n%s", diff)
 		}
@@ -99,14 +99,14 @@ var registryCases = []Case{
 	{"SetExemption", "grant with a forwarding address, then revoke", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		ctx := t.Context()
-		must(t, s.UpdateContact(ctx, alice, &event.ContactData{Address: ptr("Vej 1")}, at, "ev-c"))
-		if ok, err := s.SetExemption(ctx, alice, true, "Postboks 7", at, "ev-1"); err != nil || !ok {
+		must(t, updateContact(ctx, s, alice, &event.ContactData{Address: ptr("Vej 1")}, at, "ev-c"))
+		if ok, err := setExemption(ctx, s, alice, true, "Postboks 7", at, "ev-1"); err != nil || !ok {
 			t.Fatalf("grant: applied %v, %v", ok, err)
 		}
 		if c := registered(t, s, alice); !c.Exempt || c.Forward != "Postboks 7" || c.Address != "Vej 1" {
 			t.Errorf("after the grant: %+v", c)
 		}
-		if ok, err := s.SetExemption(ctx, alice, false, "", at.Add(time.Second), "ev-2"); err != nil || !ok {
+		if ok, err := setExemption(ctx, s, alice, false, "", at.Add(time.Second), "ev-2"); err != nil || !ok {
 			t.Fatalf("revoke: applied %v, %v", ok, err)
 		}
 		if c := registered(t, s, alice); c.Exempt || c.Forward != "" || c.Address != "Vej 1" {
@@ -116,10 +116,10 @@ var registryCases = []Case{
 	{"SetExemption", "an older change is not applied, and is marked", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		ctx := t.Context()
-		if ok, err := s.SetExemption(ctx, alice, true, "Postboks 7", at, "ev-grant"); err != nil || !ok {
+		if ok, err := setExemption(ctx, s, alice, true, "Postboks 7", at, "ev-grant"); err != nil || !ok {
 			t.Fatalf("grant: applied %v, %v", ok, err)
 		}
-		if ok, err := s.SetExemption(ctx, alice, false, "", at.Add(-time.Second), "ev-old-revoke"); err != nil || ok {
+		if ok, err := setExemption(ctx, s, alice, false, "", at.Add(-time.Second), "ev-old-revoke"); err != nil || ok {
 			t.Errorf("older revoke: applied %v, %v; want not applied", ok, err)
 		}
 		if c := registered(t, s, alice); !c.Exempt || c.Forward != "Postboks 7" {
@@ -132,13 +132,13 @@ var registryCases = []Case{
 	{"SetExemption", "a re-run of a processed event is not applied", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		ctx := t.Context()
-		if ok, err := s.SetExemption(ctx, alice, true, "", at, "ev-1"); err != nil || !ok {
+		if ok, err := setExemption(ctx, s, alice, true, "", at, "ev-1"); err != nil || !ok {
 			t.Fatalf("grant: applied %v, %v", ok, err)
 		}
-		if ok, err := s.SetExemption(ctx, alice, false, "", at.Add(time.Second), "ev-2"); err != nil || !ok {
+		if ok, err := setExemption(ctx, s, alice, false, "", at.Add(time.Second), "ev-2"); err != nil || !ok {
 			t.Fatalf("revoke: applied %v, %v", ok, err)
 		}
-		if ok, err := s.SetExemption(ctx, alice, true, "", at.Add(time.Hour), "ev-1"); err != nil || ok {
+		if ok, err := setExemption(ctx, s, alice, true, "", at.Add(time.Hour), "ev-1"); err != nil || ok {
 			t.Errorf("re-run: applied %v, %v; want not applied", ok, err)
 		}
 		if c := registered(t, s, alice); c.Exempt {
@@ -169,12 +169,12 @@ func removeAddress(t *testing.T, s dispatcher.Store) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			citizen := "cit-" + tc.name
-			must(t, s.UpdateContact(ctx, citizen, &event.ContactData{Email: ptr("a@example.dk"), Mobile: ptr("+4512345678")}, at, "ev-c"))
+			must(t, updateContact(ctx, s, citizen, &event.ContactData{Email: ptr("a@example.dk"), Mobile: ptr("+4512345678")}, at, "ev-c"))
 			for _, d := range []dispatcher.Device{
 				{App: "e-boks", Provider: "apns", Token: "a-tok", Environment: "production", RegisteredAt: at},
 				{App: "mit.dk", Provider: "fcm", Token: "f-tok", Environment: "production", RegisteredAt: at},
 			} {
-				must(t, s.RegisterDevice(ctx, citizen, d, "ev-"+d.Token))
+				must(t, registerDevice(ctx, s, citizen, d, "ev-"+d.Token))
 			}
 			removed, err := s.RemoveAddress(ctx, citizen, tc.to, tc.goneAt)
 			must(t, err)

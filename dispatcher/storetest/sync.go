@@ -17,9 +17,9 @@ var syncCases = []Case{
 		ctx := t.Context()
 		lock := func(citizen, id string, p event.Platform) bool {
 			t.Helper()
-			ok, err := s.LockSync(ctx, citizen, id, p, time.Minute)
+			l, err := s.LockSync(ctx, syncKey(citizen, id, p), time.Minute)
 			must(t, err)
-			return ok
+			return l != nil
 		}
 		if !lock(alice, msg1, event.EBoks) {
 			t.Fatal("a free lock was not taken")
@@ -34,11 +34,11 @@ var syncCases = []Case{
 	{"LockSync", "concurrent takers: exactly one wins", func(t *testing.T, s dispatcher.Store) {
 		var won atomic.Int32
 		together(8, func(int) {
-			ok, err := s.LockSync(t.Context(), alice, msg1, event.BorgerDK, time.Minute)
+			l, err := s.LockSync(t.Context(), syncKey(alice, msg1, event.BorgerDK), time.Minute)
 			if err != nil {
 				t.Error(err)
 			}
-			if ok {
+			if l != nil {
 				won.Add(1)
 			}
 		})
@@ -48,33 +48,62 @@ var syncCases = []Case{
 	}},
 	{"LockSync", "a lock lapses after its ttl", func(t *testing.T, s dispatcher.Store) {
 		ctx := t.Context()
-		if ok, err := s.LockSync(ctx, alice, msg1, event.EBoks, 100*time.Millisecond); err != nil || !ok {
-			t.Fatalf("LockSync = %v, %v", ok, err)
+		if l, err := s.LockSync(ctx, syncKey(alice, msg1, event.EBoks), 100*time.Millisecond); err != nil || l == nil {
+			t.Fatalf("LockSync = %v, %v", l, err)
 		}
-		if ok, _ := s.LockSync(ctx, alice, msg1, event.EBoks, time.Minute); ok {
+		if l, _ := s.LockSync(ctx, syncKey(alice, msg1, event.EBoks), time.Minute); l != nil {
 			t.Fatal("taken again at once")
 		}
 		eventually(t, 5*time.Second, "the lock did not lapse", func() bool {
-			ok, err := s.LockSync(ctx, alice, msg1, event.EBoks, time.Minute)
+			l, err := s.LockSync(ctx, syncKey(alice, msg1, event.EBoks), time.Minute)
 			must(t, err)
-			return ok
+			return l != nil
 		})
 	}},
-	{"UnlockSync", "frees the lock of that platform only; a free lock is no error", func(t *testing.T, s dispatcher.Store) {
+	{"LockSync", "Unlock frees the lock of that platform only; unlocking twice is no error", func(t *testing.T, s dispatcher.Store) {
 		ctx := t.Context()
+		locks := map[event.Platform]dispatcher.SyncLock{}
 		for _, p := range []event.Platform{event.EBoks, event.MitDK} {
-			if ok, err := s.LockSync(ctx, alice, msg1, p, time.Minute); err != nil || !ok {
-				t.Fatalf("LockSync(%s) = %v, %v", p, ok, err)
+			l, err := s.LockSync(ctx, syncKey(alice, msg1, p), time.Minute)
+			if err != nil || l == nil {
+				t.Fatalf("LockSync(%s) = %v, %v", p, l, err)
 			}
+			locks[p] = l
 		}
-		must(t, s.UnlockSync(ctx, alice, msg1, event.EBoks))
-		if ok, err := s.LockSync(ctx, alice, msg1, event.EBoks, time.Minute); err != nil || !ok {
-			t.Errorf("after UnlockSync: LockSync = %v, %v; want taken", ok, err)
+		must(t, locks[event.EBoks].Unlock(ctx))
+		if l, err := s.LockSync(ctx, syncKey(alice, msg1, event.EBoks), time.Minute); err != nil || l == nil {
+			t.Errorf("after Unlock: LockSync = %v, %v; want taken", l, err)
 		}
-		if ok, _ := s.LockSync(ctx, alice, msg1, event.MitDK, time.Minute); ok {
-			t.Error("UnlockSync freed another platform's lock")
+		if l, _ := s.LockSync(ctx, syncKey(alice, msg1, event.MitDK), time.Minute); l != nil {
+			t.Error("Unlock freed another platform's lock")
 		}
-		must(t, s.UnlockSync(ctx, bob, msg2, event.BorgerDK))
+		must(t, locks[event.MitDK].Unlock(ctx))
+		must(t, locks[event.MitDK].Unlock(ctx))
+	}},
+	// A holder whose lock lapsed (a slow webhook) must not free the lock
+	// its successor took meanwhile: the successor's sends would then run
+	// beside a third holder's, and versions could go out of order.
+	{"LockSync", "a lapsed holder's Unlock does not free its successor's lock", func(t *testing.T, s dispatcher.Store) {
+		ctx := t.Context()
+		k := syncKey(alice, msg1, event.EBoks)
+		first, err := s.LockSync(ctx, k, 50*time.Millisecond)
+		if err != nil || first == nil {
+			t.Fatalf("LockSync = %v, %v", first, err)
+		}
+		var next dispatcher.SyncLock
+		eventually(t, 5*time.Second, "the lock did not lapse", func() bool {
+			next, err = s.LockSync(ctx, k, time.Minute)
+			must(t, err)
+			return next != nil
+		})
+		must(t, first.Unlock(ctx))
+		if l, _ := s.LockSync(ctx, k, time.Minute); l != nil {
+			t.Fatal("the lapsed holder's Unlock freed its successor's lock")
+		}
+		must(t, next.Unlock(ctx))
+		if l, _ := s.LockSync(ctx, k, time.Minute); l == nil {
+			t.Error("the successor's Unlock did not free its lock")
+		}
 	}},
 	{"AckSync", "acknowledgements only go up, per platform", func(t *testing.T, s dispatcher.Store) {
 		at := now()
@@ -84,7 +113,7 @@ var syncCases = []Case{
 			p event.Platform
 			v int64
 		}{{event.EBoks, 2}, {event.MitDK, 1}, {event.EBoks, 3}, {event.EBoks, 1}, {event.MitDK, 1}} {
-			must(t, s.AckSync(ctx, alice, msg1, a.p, a.v))
+			must(t, s.AckSync(ctx, syncKey(alice, msg1, a.p), a.v))
 		}
 		st := state(t, s, alice, msg1)
 		if st.Acked[event.EBoks] != 3 || st.Acked[event.MitDK] != 1 || len(st.Acked) != 2 {
@@ -92,7 +121,7 @@ var syncCases = []Case{
 		}
 	}},
 	{"AckSync", "an acknowledgement for an unknown letter makes no letter", func(t *testing.T, s dispatcher.Store) {
-		must(t, s.AckSync(t.Context(), alice, msg1, event.EBoks, 4))
+		must(t, s.AckSync(t.Context(), syncKey(alice, msg1, event.EBoks), 4))
 		_, err := s.State(t.Context(), alice, msg1)
 		wantNotFound(t, "State after AckSync of an unknown letter", err)
 	}},
