@@ -26,6 +26,7 @@ import (
 	"github.com/digitalpost/postbud/dispatcher/event"
 	"github.com/digitalpost/postbud/dispatcher/httpapi"
 	"github.com/digitalpost/postbud/dispatcher/metrics"
+	"github.com/digitalpost/postbud/dispatcher/reaper"
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
 	"github.com/digitalpost/postbud/dispatcher/rules"
 )
@@ -165,8 +166,12 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 			log.WarnContext(ctx, "task failed", "task_type", t.Type(), "task_id", id, "attempt", n+1, "error", err)
 		}),
 	})
+	replicas := redisstore.NewReplicas(rdb, cfg.KeyPrefix, cfg.AckReplicas, cfg.AckTimeout)
+	defer replicas.Close()
+	working := &workingSet{ids: map[string]int{}}
 	mux := asynq.NewServeMux()
 	d.Register(mux)
+	mux.Use(taskMiddleware(working, replicas, cfg.AckReplicas > 0))
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start workers: %w", err)
 	}
@@ -179,8 +184,20 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		}
 		platforms = append(platforms, hp)
 	}
-	api := httpapi.New(httpapi.Config{Dispatcher: d, Platforms: platforms, OpsKeySHA256: cfg.OpsKeySHA256, Logger: log,
-		SMSReportFunc: smsReports(cfg.Channels.SMSReportSecret), CountEvent: m.Event})
+	hc := httpapi.Config{Dispatcher: d, Platforms: platforms, OpsKeySHA256: cfg.OpsKeySHA256, Logger: log,
+		SMSReportFunc: smsReports(cfg.Channels.SMSReportSecret), CountEvent: m.Event}
+	if cfg.AckReplicas > 0 {
+		hc.WaitReplicas = replicas.WaitReplicas
+	}
+	api := httpapi.New(hc)
+	rctx, stopReaper := context.WithCancel(ctx)
+	reaperDone := make(chan struct{})
+	defer func() { stopReaper(); <-reaperDone }()
+	go func() {
+		defer close(reaperDone)
+		reaper.New(reaper.Config{Client: rdb, Queues: []string{queues.Urgent, queues.Normal, queues.Bulk},
+			LockKey: cfg.KeyPrefix + ":reaper", WorkingFunc: working.has, Logger: log.With("component", "reaper")}).Run(rctx)
+	}()
 	api.Handle("GET /metrics", metrics.Handler(reg))
 	api.Handle(dashboard.DefaultRootPath, dash)
 	if ov.mount != nil {
