@@ -161,7 +161,8 @@ func runScenario(ctx context.Context, sc Scenario, o options, stderr io.Writer) 
 	}
 	scancel()
 
-	rec := Record{Letters: letters, Trailed: map[int]bool{}, Stuck: stuck, Faults: faults, From: from, To: to}
+	rec := Record{Letters: letters, Trailed: map[int]bool{}, Stuck: stuck, Faults: faults, From: from, To: to,
+		Retries: h.retries(ctx)}
 	h.mu.Lock()
 	rec.Acks = append(rec.Acks, h.acks...)
 	emailSeen, smsSeen := append([]time.Time(nil), h.emailSeen...), append([]time.Time(nil), h.smsSeen...)
@@ -209,6 +210,7 @@ func (h *Harness) env(port int) []string {
 		"POSTBUD_COALESCE_EMAIL":    "0",
 		"POSTBUD_COALESCE_SMS":      "0",
 		"POSTBUD_COALESCE_PUSH":     "0",
+		"POSTBUD_ACK_REPLICAS":      strconv.Itoa(h.opts.ackReplicas),
 	}
 	out := make([]string, 0, len(e))
 	for k, v := range e {
@@ -437,6 +439,19 @@ func (h *Harness) busy(ctx context.Context) int {
 			return -1
 		}
 		n += info.Pending + info.Active + info.Scheduled + info.Retry
+	}
+	return n
+}
+
+// retries is asynq's failed-task total over the queues: the retries
+// spent (IsFailure false, as for a throttled delivery, spends none).
+func (h *Harness) retries(ctx context.Context) int {
+	insp := asynq.NewInspectorFromRedisClient(h.rdb)
+	n := 0
+	for _, q := range []string{".urgent", ".normal", ".bulk"} {
+		if info, err := insp.GetQueueInfo(queuePrefix + q); err == nil {
+			n += info.FailedTotal
+		}
 	}
 	return n
 }
