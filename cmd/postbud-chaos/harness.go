@@ -68,7 +68,7 @@ func cpr(i int) string {
 	return fmt.Sprintf("%02d%02d%02d-%04d", 1+i%28, 1+(i/28)%12, 50+(i/336)%50, 1000+i%9000)
 }
 func emailOf(i int) string  { return fmt.Sprintf("c%d@example.dk", i) }
-func mobileOf(i int) uint64 { return 20000000 + uint64(i) }
+func mobileOf(i int) uint64 { return 26000000 + uint64(i) } // 26xxxxxx: an assigned Danish mobile range
 func msgID(i int) string {
 	return fmt.Sprintf("c4a05000-0000-4000-8000-%012d", i)
 }
@@ -535,7 +535,7 @@ func (h *Harness) deliveries(emailSeen, smsSeen []time.Time) []Delivery {
 	}
 	for i, m := range h.fakes.SMS.Messages() {
 		for _, msisdn := range m.MSISDNs {
-			n := int(msisdn - 4520000000)
+			n := int(msisdn - 4526000000)
 			out = append(out, Delivery{Letter: n, Channel: chSMS, ProviderKey: strconv.FormatInt(m.ID, 10), At: at(smsSeen, i)})
 		}
 	}
