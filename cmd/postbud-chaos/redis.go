@@ -29,13 +29,13 @@ type Redis struct {
 	sentinels []*redisNode
 }
 
-// startRedis starts a single server, or with sentinel a primary, a replica
-// and three sentinels. fsync is everysec or always.
-func startRedis(ctx context.Context, procs *Procs, dir, fsync string, sentinel bool) (*Redis, error) {
+// startRedis starts a single server, or with sentinel a primary, replicas
+// of it (at least one) and three sentinels. fsync is everysec or always.
+func startRedis(ctx context.Context, procs *Procs, dir, fsync string, sentinel bool, replicas int) (*Redis, error) {
 	r := &Redis{}
 	n := 1
 	if sentinel {
-		n = 2
+		n = 1 + max(1, replicas)
 	}
 	for i := range n {
 		port, err := freePort()
@@ -99,7 +99,7 @@ func startRedis(ctx context.Context, procs *Procs, dir, fsync string, sentinel b
 			reps, err1 := c.Replicas(ctx, masterName).Result()
 			sens, err2 := c.Sentinels(ctx, masterName).Result()
 			c.Close()
-			if err1 != nil || err2 != nil || len(reps) < 1 || len(sens) < 2 {
+			if err1 != nil || err2 != nil || len(reps) < n-1 || len(sens) < 2 {
 				return false
 			}
 		}
