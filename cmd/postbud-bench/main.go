@@ -381,6 +381,10 @@ func runPostbud(ctx context.Context, rdb *redis.Client, phase, prefix string, n,
 	srv.Shutdown()
 	calls, trips := store.BatchStats()
 	fmt.Fprintf(os.Stderr, "  (%s: %d store calls in %d Redis round trips)\n", phase, calls, trips)
+	if *ackReplicas > 0 {
+		fmt.Fprintf(os.Stderr, "  (%s: %d WAITs for the replicas, %.2f per event)\n", phase, replicas.Rounds(),
+			float64(replicas.Rounds())/float64(n))
+	}
 	// Includes the event's processed mark (kept a week): what a tracked
 	// letter costs in its first week; after, the mark's ~90 B are gone.
 	memLetter := float64(redisMem(ctx, rdb)-mem1) / float64(n)

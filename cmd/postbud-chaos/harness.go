@@ -104,7 +104,7 @@ func runScenario(ctx context.Context, sc Scenario, o options, stderr io.Writer) 
 		}
 	}
 	h.logf("starting redis (sentinel=%v)", sc.Sentinel)
-	if h.redis, err = startRedis(ctx, h.procs, dir, o.fsync, sc.Sentinel, o.redisReplicas); err != nil {
+	if h.redis, err = startRedis(ctx, h.procs, dir, o.fsync, sc.Sentinel, o.redisReplicas, o.minReplicas); err != nil {
 		return row, err
 	}
 	h.rdb = h.redis.Client()

@@ -44,7 +44,9 @@ type options struct {
 	ackReplicas int
 	// redisReplicas is the replicas of the primary in sentinel scenarios.
 	redisReplicas int
-	target        Target
+	// minReplicas is Redis's min-replicas-to-write (sentinel scenarios).
+	minReplicas int
+	target      Target
 }
 
 func main() {
@@ -79,6 +81,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.postbud, "postbud", "", "a built postbud binary (default: go build ./cmd/postbud)")
 	fs.BoolVar(&o.verbose, "v", false, "progress on stderr")
 	fs.IntVar(&o.redisReplicas, "redis-replicas", 1, "sentinel scenarios: Redis replicas of the primary (deploy/kubernetes runs 2)")
+	fs.IntVar(&o.minReplicas, "min-replicas", 0, "sentinel scenarios: Redis min-replicas-to-write (a primary cut off from its replicas refuses writes)")
 	fs.IntVar(&o.ackReplicas, "ack-replicas", 0, "POSTBUD_ACK_REPLICAS of the postbud replicas: answer 202 only once that many Redis replicas have the event (sentinel scenarios run one replica)")
 	fs.IntVar(&o.target.MaxLost, "max-lost", 0, "target: lost deliveries (-1: no limit)")
 	fs.IntVar(&o.target.MaxStuck, "max-stuck", 0, "target: tasks left at the deadline")
