@@ -93,6 +93,14 @@ type Config struct {
 	// time in-flight work may take to finish on SIGTERM. Keep a
 	// Kubernetes terminationGracePeriodSeconds above it.
 	ShutdownTimeout time.Duration
+	// AckReplicas (POSTBUD_ACK_REPLICAS, default 0) is how many Redis
+	// replicas must hold an accepted event before its 202 is answered,
+	// and a task's outcome before asynq marks the task done (Redis WAIT).
+	// 0 answers once the primary has it, as before.
+	AckReplicas int
+	// AckTimeout (POSTBUD_ACK_TIMEOUT, default 1s, at most 2s) is how long
+	// to wait for those replicas; longer is answered 503.
+	AckTimeout time.Duration
 	// RetryBase (POSTBUD_RETRY_BASE, default 5s) is the first backoff step
 	// of a failed delivery; steps double up to an hour, with jitter.
 	RetryBase time.Duration
@@ -334,6 +342,12 @@ func LoadEnviron(getenv func(string) string, environ func() []string) (*Config, 
 	c.Concurrency = l.integer("POSTBUD_CONCURRENCY", 50, 1, 10000)
 	c.TaskCheckInterval = l.duration("POSTBUD_TASK_CHECK_INTERVAL", 50*time.Millisecond)
 	c.ShutdownTimeout = l.duration("POSTBUD_SHUTDOWN_TIMEOUT", 25*time.Second)
+	c.AckReplicas = l.integer("POSTBUD_ACK_REPLICAS", 0, 0, 16)
+	c.AckTimeout = l.duration("POSTBUD_ACK_TIMEOUT", time.Second)
+	if c.AckTimeout > 2*time.Second {
+		// The WAIT shares a pipeline whose read times out after 3 s.
+		l.fail("POSTBUD_ACK_TIMEOUT", "must be at most 2s, got %q", l.getenv("POSTBUD_ACK_TIMEOUT"))
+	}
 	c.RetryBase = l.duration("POSTBUD_RETRY_BASE", 5*time.Second)
 	c.AlertTTL = l.duration("POSTBUD_ALERT_TTL", 48*time.Hour)
 	c.LetterTTL = l.duration("POSTBUD_LETTER_TTL", 4800*time.Hour)

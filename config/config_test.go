@@ -216,6 +216,7 @@ func TestLoadDefaults(t *testing.T) {
 		Concurrency:       50,
 		TaskCheckInterval: 50 * time.Millisecond,
 		ShutdownTimeout:   25 * time.Second,
+		AckTimeout:        time.Second,
 		RetryBase:         5 * time.Second,
 		AlertTTL:          48 * time.Hour,
 		LetterTTL:         4800 * time.Hour,
@@ -427,6 +428,17 @@ func TestLoad(t *testing.T) {
 			errs: []wantErr{{"POSTBUD_CONCURRENCY", fmt.Sprintf("must be a whole number from 1 to 10000, got %q", bad)}}})
 	}
 
+	// POSTBUD_ACK_REPLICAS, POSTBUD_ACK_TIMEOUT
+	ackReplicas := func(c *Config) any { return c.AckReplicas }
+	rows = append(rows,
+		row{name: "ACK_REPLICAS unset", got: ackReplicas, want: 0},
+		row{name: "ACK_REPLICAS 1", env: map[string]string{"POSTBUD_ACK_REPLICAS": "1"}, got: ackReplicas, want: 1},
+		row{name: "ACK_REPLICAS -1", env: map[string]string{"POSTBUD_ACK_REPLICAS": "-1"},
+			errs: []wantErr{{"POSTBUD_ACK_REPLICAS", `must be a whole number from 0 to 16, got "-1"`}}},
+		row{name: "ACK_TIMEOUT 3s", env: map[string]string{"POSTBUD_ACK_TIMEOUT": "3s"},
+			errs: []wantErr{{"POSTBUD_ACK_TIMEOUT", `must be at most 2s, got "3s"`}}},
+	)
+
 	// Quiet hours: parsed by rules.ParseQuietHours, "off" for none.
 	quietSMS := func(c *Config) any { return c.QuietHours["sms"] }
 	rows = append(rows,
@@ -448,6 +460,7 @@ func TestLoad(t *testing.T) {
 	}{
 		{"POSTBUD_TASK_CHECK_INTERVAL", 50 * time.Millisecond, 10 * time.Millisecond, func(c *Config) any { return c.TaskCheckInterval }},
 		{"POSTBUD_SHUTDOWN_TIMEOUT", 25 * time.Second, 55 * time.Second, func(c *Config) any { return c.ShutdownTimeout }},
+		{"POSTBUD_ACK_TIMEOUT", time.Second, 300 * time.Millisecond, func(c *Config) any { return c.AckTimeout }},
 		{"POSTBUD_RETRY_BASE", 5 * time.Second, 1500 * time.Millisecond, func(c *Config) any { return c.RetryBase }},
 		{"POSTBUD_ALERT_TTL", 48 * time.Hour, 72 * time.Hour, func(c *Config) any { return c.AlertTTL }},
 		{"POSTBUD_LETTER_TTL", 4800 * time.Hour, 5000 * time.Hour, func(c *Config) any { return c.LetterTTL }},

@@ -24,6 +24,7 @@ var variables = []variable{
 	{"POSTBUD_HTTP_ADDR", false},
 	{"POSTBUD_PSEUDONYM_KEY", true}, {"POSTBUD_OPS_KEY", true}, {"POSTBUD_OPS_KEYS", true},
 	{"POSTBUD_AUDIT_FILE", false}, {"POSTBUD_OPS_ADDR", false},
+	{"POSTBUD_ACK_REPLICAS", false}, {"POSTBUD_ACK_TIMEOUT", false},
 	{"POSTBUD_KEY_<PLATFORM>", true}, {"POSTBUD_KEY_<PLATFORM>_PREVIOUS", true},
 	{"POSTBUD_CONFIG", false},
 	{"POSTBUD_PLATFORM_RATE", false}, {"POSTBUD_MAILBOX_URL", false},

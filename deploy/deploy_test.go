@@ -637,6 +637,12 @@ func TestKubernetesPostbud(t *testing.T) {
 	if !slices.Equal(fo.SentinelAddrs, want) {
 		t.Errorf("POSTBUD_REDIS_URL: sentinels %v, want the StatefulSet's %v", fo.SentinelAddrs, want)
 	}
+	// Redis has replicas: a 202 waits for one (a failover keeps what was
+	// acknowledged), and not for all, so one replica may be down.
+	if n := int(*s.Spec.Replicas) - 1; cfg.AckReplicas < 1 || cfg.AckReplicas >= n && n > 1 {
+		t.Errorf("POSTBUD_ACK_REPLICAS is %d: with %d Redis replicas want 1..%d (a 202 on a replica, one replica may be down)",
+			cfg.AckReplicas, n, max(1, n-1))
+	}
 	var cm configMap
 	kube(t, "ConfigMap", "redis-config", &cm)
 	if !strings.Contains(cm.Data["init.sh"], "sentinel monitor "+fo.SentinelMaster+" ") {
@@ -749,7 +755,8 @@ func redisConf(t *testing.T) map[string]string {
 }
 
 // TestRedisConf checks what the code requires of Redis (docs/design.md,
-// "Redis"): durability (AOF, fsync every second), never evicting a key
+// "Redis"): durability (AOF, fsync every second, the replicas holding
+// what was acknowledged), never evicting a key
 // (a lost done mark or dedup key sends twice; a lost task never sends), a
 // maxmemory so Redis refuses writes instead of being OOM-killed, task
 // hashes compact enough to stay listpacks, and no password in the file.
@@ -836,6 +843,14 @@ func TestCompose(t *testing.T) {
 	}
 	if p := env["POSTBUD_REDIS_PASSWORD_FILE"]; p == "" || !strings.Contains(script, p) {
 		t.Errorf("compose.yaml: redis does not take its password from %q, postbud's POSTBUD_REDIS_PASSWORD_FILE", p)
+	}
+	// One Redis, no replica: nothing to WAIT for (every 202 would be a
+	// 503), so the AOF must fsync each write for a 202 to survive a crash.
+	if cfg.AckReplicas != 0 {
+		t.Errorf("compose.yaml: POSTBUD_ACK_REPLICAS is %d, but its one Redis has no replica", cfg.AckReplicas)
+	}
+	if !strings.Contains(script, `\nappendfsync always\n`) {
+		t.Errorf("compose.yaml: the single Redis must add appendfsync always to its config (no replica holds the last second)")
 	}
 	if o := cfg.Redis; o.Sentinel() || o.Addr != "redis:6379" {
 		t.Errorf("compose.yaml: POSTBUD_REDIS_URL %s does not name the service redis on 6379", cfg.RedisURL)

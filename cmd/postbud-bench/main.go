@@ -14,6 +14,9 @@
 // Redis CPU per task/event comes from INFO cpu (used_cpu_user+sys) around
 // each phase; memory per citizen and per tracked letter from INFO memory.
 // Keys and queues get a unique prefix and are deleted afterwards.
+// -ack-replicas N makes every accept and task of the postbud phases wait
+// for N Redis replicas (POSTBUD_ACK_REPLICAS); point -redis at a primary
+// that has them.
 package main
 
 import (
@@ -57,6 +60,10 @@ type result struct {
 	Concurrency int     `json:"concurrency"`
 }
 
+// ackReplicas is POSTBUD_ACK_REPLICAS for the postbud phases: each accept
+// and each task waits until that many replicas have its writes.
+var ackReplicas = flag.Int("ack-replicas", 0, "postbud phases: wait for this many Redis replicas after each accept and task (POSTBUD_ACK_REPLICAS)")
+
 func main() {
 	redisURL := flag.String("redis", "redis://127.0.0.1:6379/0", "the Redis to measure on")
 	n := flag.Int("n", 20000, "tasks (raw) and events (postbud) per phase")
@@ -99,7 +106,8 @@ func main() {
 		return
 	}
 
-	fmt.Printf("postbud-bench: n=%d citizens=%d concurrency=%d redis=%s (%s)\n", *n, *citizens, *conc, opt.Addr, redisVersion(ctx, rdb))
+	fmt.Printf("postbud-bench: n=%d citizens=%d concurrency=%d ack-replicas=%d redis=%s (%s)\n", *n, *citizens, *conc,
+		*ackReplicas, opt.Addr, redisVersion(ctx, rdb))
 	raw := child(ctx, rdb, "raw", *redisURL, *n, *citizens, *conc)
 	pb := child(ctx, rdb, "postbud", *redisURL, *n, *citizens, *conc)
 	ph := child(ctx, rdb, "postbud-http", *redisURL, *n, *citizens, *conc)
@@ -153,7 +161,7 @@ func child(ctx context.Context, rdb *redis.Client, phase, url string, n, citizen
 	prefix := "bench" + hex.EncodeToString(b[:])
 	defer cleanup(ctx, rdb, prefix)
 	cmd := exec.Command(os.Args[0], "-phase", phase, "-prefix", prefix, "-redis", url, "-n", strconv.Itoa(n),
-		"-citizens", strconv.Itoa(citizens), "-concurrency", strconv.Itoa(conc))
+		"-citizens", strconv.Itoa(citizens), "-concurrency", strconv.Itoa(conc), "-ack-replicas", strconv.Itoa(*ackReplicas))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -309,9 +317,21 @@ func runPostbud(ctx context.Context, rdb *redis.Client, phase, prefix string, n,
 	}
 	memCitizen := float64(redisMem(ctx, rdb)-mem0-markMem) / float64(citizens)
 
+	replicas := redisstore.NewReplicas(rdb, prefix, *ackReplicas, time.Second)
+	defer replicas.Close()
 	srv := newServer(rdb, queues, conc, d)
 	mux := asynq.NewServeMux()
 	d.Register(mux)
+	if *ackReplicas > 0 {
+		mux.Use(func(h asynq.Handler) asynq.Handler {
+			return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+				if err := h.ProcessTask(ctx, t); err != nil {
+					return err
+				}
+				return replicas.WaitReplicas(ctx)
+			})
+		})
+	}
 	if err := srv.Start(mux); err != nil {
 		fail(err)
 	}
@@ -334,8 +354,10 @@ func runPostbud(ctx context.Context, rdb *redis.Client, phase, prefix string, n,
 	start := time.Now()
 	enqueue(n, func(i int) error {
 		if phase == "postbud-http" {
-			_, err := d.Accept(ctx, events[i])
-			return err
+			if _, err := d.Accept(ctx, events[i]); err != nil {
+				return err
+			}
+			return replicas.WaitReplicas(ctx)
 		}
 		_, err := pub.Publish(ctx, raws[i])
 		return err
@@ -361,6 +383,10 @@ func runPostbud(ctx context.Context, rdb *redis.Client, phase, prefix string, n,
 	srv.Shutdown()
 	calls, trips := store.BatchStats()
 	fmt.Fprintf(os.Stderr, "  (%s: %d store calls in %d Redis round trips)\n", phase, calls, trips)
+	if *ackReplicas > 0 {
+		fmt.Fprintf(os.Stderr, "  (%s: %d WAITs for the replicas, %.2f per event)\n", phase, replicas.Rounds(),
+			float64(replicas.Rounds())/float64(n))
+	}
 	// Includes the event's processed mark (kept a week): what a tracked
 	// letter costs in its first week; after, the mark's ~90 B are gone.
 	memLetter := float64(redisMem(ctx, rdb)-mem1) / float64(n)

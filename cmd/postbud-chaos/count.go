@@ -47,6 +47,9 @@ type Record struct {
 	Stuck int
 	// Faults is how many faults were injected.
 	Faults int
+	// Retries is the retries asynq counted as spent (its failed-task
+	// total over the queues); a throttled delivery spends none.
+	Retries int
 	// Acks are the times of the 202 answers (every answer, retries of
 	// a letter included), for the outage measure.
 	Acks []time.Time
@@ -73,12 +76,13 @@ type Counts struct {
 	// without an accepted alert within the record's window.
 	AckGap, DeliveryGap time.Duration
 	Faults              int
+	Retries             int
 }
 
 // Count counts a record. It is a pure function of the record.
 func Count(r Record, channels []string) Counts {
 	c := Counts{Letters: len(r.Letters), DupRaw: map[string]int{}, DupVisible: map[string]int{},
-		Stuck: r.Stuck, Faults: r.Faults}
+		Stuck: r.Stuck, Faults: r.Faults, Retries: r.Retries}
 	type key struct {
 		letter  int
 		channel string
@@ -192,16 +196,16 @@ type Row struct {
 // PrintTable writes the one table of a run.
 func PrintTable(w io.Writer, rows []Row) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tletters\tfaults\tlost\tdup raw (email/sms)\tdup visible (email/sms)\tstuck\tack lost\tlongest outage (202/delivery)\ttarget\t")
+	fmt.Fprintln(tw, "scenario\tletters\tfaults\tlost\tdup raw (email/sms)\tdup visible (email/sms)\tstuck\tack lost\tlongest outage (202/delivery)\tretries spent\ttarget\t")
 	for _, r := range rows {
 		c := r.Counts
 		verdict := "met"
 		if len(r.Misses) > 0 {
 			verdict = "MISSED: " + strings.Join(r.Misses, "; ")
 		}
-		fmt.Fprintf(tw, "%s\t%d/%d\t%d\t%d\t%d/%d\t%d/%d\t%d\t%d\t%s/%s\t%s\t\n", r.Scenario, c.Acked, c.Letters, c.Faults,
+		fmt.Fprintf(tw, "%s\t%d/%d\t%d\t%d\t%d/%d\t%d/%d\t%d\t%d\t%s/%s\t%d\t%s\t\n", r.Scenario, c.Acked, c.Letters, c.Faults,
 			c.Lost, c.DupRaw[chEmail], c.DupRaw[chSMS], c.DupVisible[chEmail], c.DupVisible[chSMS], c.Stuck, c.AckLost,
-			c.AckGap.Round(100*time.Millisecond), c.DeliveryGap.Round(100*time.Millisecond), verdict)
+			c.AckGap.Round(100*time.Millisecond), c.DeliveryGap.Round(100*time.Millisecond), c.Retries, verdict)
 	}
 	_ = tw.Flush()
 }

@@ -68,7 +68,7 @@ func cpr(i int) string {
 	return fmt.Sprintf("%02d%02d%02d-%04d", 1+i%28, 1+(i/28)%12, 50+(i/336)%50, 1000+i%9000)
 }
 func emailOf(i int) string  { return fmt.Sprintf("c%d@example.dk", i) }
-func mobileOf(i int) uint64 { return 20000000 + uint64(i) }
+func mobileOf(i int) uint64 { return 26000000 + uint64(i) } // 26xxxxxx: an assigned Danish mobile range
 func msgID(i int) string {
 	return fmt.Sprintf("c4a05000-0000-4000-8000-%012d", i)
 }
@@ -104,7 +104,7 @@ func runScenario(ctx context.Context, sc Scenario, o options, stderr io.Writer) 
 		}
 	}
 	h.logf("starting redis (sentinel=%v)", sc.Sentinel)
-	if h.redis, err = startRedis(ctx, h.procs, dir, o.fsync, sc.Sentinel); err != nil {
+	if h.redis, err = startRedis(ctx, h.procs, dir, o.fsync, sc.Sentinel, o.redisReplicas, o.minReplicas); err != nil {
 		return row, err
 	}
 	h.rdb = h.redis.Client()
@@ -161,7 +161,8 @@ func runScenario(ctx context.Context, sc Scenario, o options, stderr io.Writer) 
 	}
 	scancel()
 
-	rec := Record{Letters: letters, Trailed: map[int]bool{}, Stuck: stuck, Faults: faults, From: from, To: to}
+	rec := Record{Letters: letters, Trailed: map[int]bool{}, Stuck: stuck, Faults: faults, From: from, To: to,
+		Retries: h.retries(ctx)}
 	h.mu.Lock()
 	rec.Acks = append(rec.Acks, h.acks...)
 	emailSeen, smsSeen := append([]time.Time(nil), h.emailSeen...), append([]time.Time(nil), h.smsSeen...)
@@ -209,6 +210,7 @@ func (h *Harness) env(port int) []string {
 		"POSTBUD_COALESCE_EMAIL":    "0",
 		"POSTBUD_COALESCE_SMS":      "0",
 		"POSTBUD_COALESCE_PUSH":     "0",
+		"POSTBUD_ACK_REPLICAS":      strconv.Itoa(h.opts.ackReplicas),
 	}
 	out := make([]string, 0, len(e))
 	for k, v := range e {
@@ -441,6 +443,19 @@ func (h *Harness) busy(ctx context.Context) int {
 	return n
 }
 
+// retries is asynq's failed-task total over the queues: the retries
+// spent (IsFailure false, as for a throttled delivery, spends none).
+func (h *Harness) retries(ctx context.Context) int {
+	insp := asynq.NewInspectorFromRedisClient(h.rdb)
+	n := 0
+	for _, q := range []string{".urgent", ".normal", ".bulk"} {
+		if info, err := insp.GetQueueInfo(queuePrefix + q); err == nil {
+			n += info.FailedTotal
+		}
+	}
+	return n
+}
+
 // sample notes when each accepted message was first seen, and sends the
 // SMS delivery reports.
 func (h *Harness) sample(ctx context.Context) {
@@ -520,7 +535,7 @@ func (h *Harness) deliveries(emailSeen, smsSeen []time.Time) []Delivery {
 	}
 	for i, m := range h.fakes.SMS.Messages() {
 		for _, msisdn := range m.MSISDNs {
-			n := int(msisdn - 4520000000)
+			n := int(msisdn - 4526000000)
 			out = append(out, Delivery{Letter: n, Channel: chSMS, ProviderKey: strconv.FormatInt(m.ID, 10), At: at(smsSeen, i)})
 		}
 	}

@@ -40,7 +40,13 @@ type options struct {
 	keep       bool
 	postbud    string
 	verbose    bool
-	target     Target
+	// ackReplicas is POSTBUD_ACK_REPLICAS of the postbud replicas.
+	ackReplicas int
+	// redisReplicas is the replicas of the primary in sentinel scenarios.
+	redisReplicas int
+	// minReplicas is Redis's min-replicas-to-write (sentinel scenarios).
+	minReplicas int
+	target      Target
 }
 
 func main() {
@@ -74,6 +80,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (logs, Redis files) and print where it is")
 	fs.StringVar(&o.postbud, "postbud", "", "a built postbud binary (default: go build ./cmd/postbud)")
 	fs.BoolVar(&o.verbose, "v", false, "progress on stderr")
+	fs.IntVar(&o.redisReplicas, "redis-replicas", 1, "sentinel scenarios: Redis replicas of the primary (deploy/kubernetes runs 2)")
+	fs.IntVar(&o.minReplicas, "min-replicas", 0, "sentinel scenarios: Redis min-replicas-to-write (a primary cut off from its replicas refuses writes)")
+	fs.IntVar(&o.ackReplicas, "ack-replicas", 0, "POSTBUD_ACK_REPLICAS of the postbud replicas: answer 202 only once that many Redis replicas have the event (sentinel scenarios run one replica)")
 	fs.IntVar(&o.target.MaxLost, "max-lost", 0, "target: lost deliveries (-1: no limit)")
 	fs.IntVar(&o.target.MaxStuck, "max-stuck", 0, "target: tasks left at the deadline")
 	fs.IntVar(&o.target.MaxAckLost, "max-ack-lost", 0, "target: 202-answered letters with no alert and no trail")

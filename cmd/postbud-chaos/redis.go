@@ -29,13 +29,17 @@ type Redis struct {
 	sentinels []*redisNode
 }
 
-// startRedis starts a single server, or with sentinel a primary, a replica
-// and three sentinels. fsync is everysec or always.
-func startRedis(ctx context.Context, procs *Procs, dir, fsync string, sentinel bool) (*Redis, error) {
+// startRedis starts a single server, or with sentinel a primary, replicas
+// of it (at least one) and three sentinels. fsync is everysec or always.
+//
+// minReplicas > 0 sets min-replicas-to-write on every node: a primary left
+// without that many replicas (a demoted one, before Sentinel reconfigures
+// it) refuses writes instead of taking writes the failover discards.
+func startRedis(ctx context.Context, procs *Procs, dir, fsync string, sentinel bool, replicas, minReplicas int) (*Redis, error) {
 	r := &Redis{}
 	n := 1
 	if sentinel {
-		n = 2
+		n = 1 + max(1, replicas)
 	}
 	for i := range n {
 		port, err := freePort()
@@ -48,6 +52,9 @@ func startRedis(ctx context.Context, procs *Procs, dir, fsync string, sentinel b
 		}
 		args := []string{"redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", d,
 			"--appendonly", "yes", "--appendfsync", fsync, "--save", "", "--protected-mode", "no"}
+		if minReplicas > 0 {
+			args = append(args, "--min-replicas-to-write", strconv.Itoa(minReplicas), "--min-replicas-max-lag", "10")
+		}
 		if i > 0 {
 			args = append(args, "--replicaof", "127.0.0.1", strconv.Itoa(r.nodes[0].port))
 		}
@@ -99,7 +106,7 @@ func startRedis(ctx context.Context, procs *Procs, dir, fsync string, sentinel b
 			reps, err1 := c.Replicas(ctx, masterName).Result()
 			sens, err2 := c.Sentinels(ctx, masterName).Result()
 			c.Close()
-			if err1 != nil || err2 != nil || len(reps) < 1 || len(sens) < 2 {
+			if err1 != nil || err2 != nil || len(reps) < n-1 || len(sens) < 2 {
 				return false
 			}
 		}

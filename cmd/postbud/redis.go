@@ -1,6 +1,8 @@
 package main
 
 import (
+	"time"
+
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
@@ -19,14 +21,27 @@ func redisConnOpt(r config.Redis) asynq.RedisConnOpt {
 		TLSConfig: r.TLSConfig()}
 }
 
+// Riding out a failover. go-redis retries a command that met READONLY (a
+// demoted primary), NOREPLICAS, LOADING or a dropped connection; it drops
+// a connection that answered READONLY, and the failover client asks
+// Sentinel for the primary on every new connection (and closes its pool
+// on +switch-master). Its default of 3 retries at most 512 ms apart gives
+// up within a fraction of a second, while a failover takes Sentinel's
+// down-after plus an election: a delivery whose outcome then fails to
+// record is sent again by the task's retry. These retry for about 5-10 s.
+const (
+	redisMaxRetries      = 15
+	redisMaxRetryBackoff = time.Second
+)
+
 // newRedisClient returns the go-redis client postbud's store, queue and
 // dashboard share.
 func newRedisClient(r config.Redis) redis.UniversalClient {
 	if r.Sentinel() {
 		return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: r.SentinelMaster, SentinelAddrs: r.SentinelAddrs,
 			SentinelPassword: r.SentinelPassword, Username: r.Username, Password: r.Password, DB: r.DB,
-			TLSConfig: r.TLSConfig()})
+			TLSConfig: r.TLSConfig(), MaxRetries: redisMaxRetries, MaxRetryBackoff: redisMaxRetryBackoff})
 	}
 	return redis.NewClient(&redis.Options{Addr: r.Addr, Username: r.Username, Password: r.Password, DB: r.DB,
-		TLSConfig: r.TLSConfig()})
+		TLSConfig: r.TLSConfig(), MaxRetries: redisMaxRetries, MaxRetryBackoff: redisMaxRetryBackoff})
 }

@@ -44,4 +44,12 @@ func TestRedisOptions(t *testing.T) {
 	if fo := f.(*redis.Client).Options(); fo.DB != 4 || fo.Username != "postbud" || fo.TLSConfig != nil {
 		t.Errorf("go-redis options behind Sentinel: user %s db %d tls %v", fo.Username, fo.DB, fo.TLSConfig != nil)
 	}
+	// Both ride out a failover instead of giving up after go-redis's
+	// default of 3 quick retries.
+	for _, o := range []*redis.Options{o, f.(*redis.Client).Options()} {
+		if o.MaxRetries != redisMaxRetries || o.MaxRetryBackoff != redisMaxRetryBackoff {
+			t.Errorf("go-redis retries %d, backoff up to %s; want %d, %s", o.MaxRetries, o.MaxRetryBackoff,
+				redisMaxRetries, redisMaxRetryBackoff)
+		}
+	}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/digitalpost/postbud/dispatcher/httpapi"
 	"github.com/digitalpost/postbud/dispatcher/metrics"
 	"github.com/digitalpost/postbud/dispatcher/opsauth"
+	"github.com/digitalpost/postbud/dispatcher/reaper"
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
 	"github.com/digitalpost/postbud/dispatcher/rules"
 )
@@ -178,8 +179,12 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 			log.DebugContext(ctx, "task failed", "task_type", t.Type(), "task_id", id, "attempt", n+1, "error", err)
 		}),
 	})
+	replicas := redisstore.NewReplicas(rdb, cfg.KeyPrefix, cfg.AckReplicas, cfg.AckTimeout)
+	defer replicas.Close()
+	working := &workingSet{ids: map[string]int{}}
 	mux := asynq.NewServeMux()
 	d.Register(mux)
+	mux.Use(taskMiddleware(working, replicas, cfg.AckReplicas > 0))
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start workers: %w", err)
 	}
@@ -192,9 +197,21 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 		}
 		platforms = append(platforms, hp)
 	}
-	api := httpapi.New(httpapi.Config{Dispatcher: d, Platforms: platforms, Guard: guard, SeparateOps: cfg.OpsAddr != "",
+	hc := httpapi.Config{Dispatcher: d, Platforms: platforms, Guard: guard, SeparateOps: cfg.OpsAddr != "",
 		Logger: log, SMSReportFunc: smsReports(cfg.Channels.SMSReportSecret), CountEvent: m.Event,
-		Channels: func() any { return m.Channels() }})
+		Channels: func() any { return m.Channels() }}
+	if cfg.AckReplicas > 0 {
+		hc.WaitReplicas = replicas.WaitReplicas
+	}
+	api := httpapi.New(hc)
+	rctx, stopReaper := context.WithCancel(ctx)
+	reaperDone := make(chan struct{})
+	defer func() { stopReaper(); <-reaperDone }()
+	go func() {
+		defer close(reaperDone)
+		reaper.New(reaper.Config{Client: rdb, Queues: []string{queues.Urgent, queues.Normal, queues.Bulk},
+			LockKey: cfg.KeyPrefix + ":reaper", WorkingFunc: working.has, Logger: log.With("component", "reaper")}).Run(rctx)
+	}()
 	api.HandleOps("GET /metrics", metrics.Handler(reg))
 	api.HandleOps(dashboard.DefaultRootPath, dash)
 	if ov.mount != nil {

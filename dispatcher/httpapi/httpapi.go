@@ -85,6 +85,11 @@ type Config struct {
 	// Now is the clock (default time.Now): rate limits, signature
 	// tolerance, report times.
 	Now func() time.Time
+	// WaitReplicas, if set, is called after events were accepted and
+	// before the 202: it returns once they are on enough Redis replicas
+	// (redisstore.Replicas). An error is answered 503, so the platform
+	// retries; idempotency makes the retry safe.
+	WaitReplicas func(context.Context) error
 }
 
 // SMSReport is an SMS delivery report as SMSReportFunc reads it.
@@ -325,6 +330,9 @@ func (a *API) postEvent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res := a.accept(r.Context(), p, body)
+	if (res.Status == "accepted" || res.Status == "duplicate") && !a.durable(w, r, 0) {
+		return
+	}
 	switch res.Status {
 	case "invalid":
 		problem(w, http.StatusBadRequest, "invalid event", "the event has invalid fields", res.Errors)
@@ -416,7 +424,26 @@ func (a *API) postBatch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if !a.durable(w, r, len(results)) {
+		return
+	}
 	writeJSON(w, http.StatusAccepted, map[string]any{"results": results})
+}
+
+// durable waits until what was accepted is on enough replicas, and
+// answers 503 when it is not; n is the batch's size (0: one event).
+func (a *API) durable(w http.ResponseWriter, r *http.Request, n int) bool {
+	if a.cfg.WaitReplicas == nil {
+		return true
+	}
+	if err := a.cfg.WaitReplicas(r.Context()); err != nil {
+		a.log.WarnContext(r.Context(), "accepted events are not on enough Redis replicas", "events", max(n, 1), "error", err)
+		w.Header().Set("Retry-After", "1")
+		problem(w, http.StatusServiceUnavailable, "unavailable",
+			"the event store could not replicate the event in time; retry (a repeated event is recognised)", nil)
+		return false
+	}
+	return true
 }
 
 func (a *API) getTrail(w http.ResponseWriter, r *http.Request) {

@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -86,5 +87,87 @@ func TestRedisDownAnswers503(t *testing.T) {
 	}
 	if strings.Contains(rec.Body.String(), "0101901234") || strings.Contains(rec.Body.String(), "127.0.0.1:1") {
 		t.Errorf("the 503 body leaks: %s", rec.Body.String())
+	}
+}
+
+// TestPlatformRateLimit: a platform over its rate is answered 429 with
+// Retry-After; another platform's budget is its own.
+func TestPlatformRateLimit(t *testing.T) {
+	env := redistest.New(t)
+	store := redisstore.New(env.Client, redisstore.Options{Prefix: env.Prefix})
+	t.Cleanup(func() { store.Close() })
+	keyer, err := dispatcher.NewKeyer([]byte("test-pseudonymisation-key-0123456789"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Enqueuer: asynq.NewClientFromRedisClient(env.Client),
+		Queues: dispatcher.DefaultQueues(env.QueuePrefix), MailboxURL: "https://www.borger.dk/digitalpost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC) // the bucket does not refill
+	api := httpapi.New(httpapi.Config{Dispatcher: d, Now: func() time.Time { return now }, Platforms: []httpapi.Platform{
+		{Name: event.Core, KeySHA256: httpapi.HashKey("core-key-0123456789"), Rate: 1},
+		{Name: event.EBoks, KeySHA256: httpapi.HashKey("eboks-key-0123456789"), Rate: 1}}})
+	// The burst is one full batch: 500 events (unparsable ones are
+	// answered per event, but they count).
+	full := `{"events":[{}` + strings.Repeat(`,{}`, httpapi.MaxBatchEvents-1) + `]}`
+	post := func(key, path, body string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+key)
+		rec := httptest.NewRecorder()
+		api.ServeHTTP(rec, req)
+		return rec
+	}
+	if rec := post("core-key-0123456789", "/v1/events/batch", full); rec.Code != http.StatusAccepted {
+		t.Fatalf("core's first batch: %d, want 202", rec.Code)
+	}
+	rec := post("core-key-0123456789", "/v1/events", `{}`)
+	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("core over its rate: %d Retry-After=%q, want 429 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	if rec := post("eboks-key-0123456789", "/v1/events/batch", full); rec.Code != http.StatusAccepted {
+		t.Errorf("e-boks while core is limited: %d, want 202 (its own budget)", rec.Code)
+	}
+}
+
+// TestNotReplicatedAnswers503: an accepted event that did not reach the
+// required replicas is not promised: 503 with Retry-After, and the retry is
+// recognised as a duplicate.
+func TestNotReplicatedAnswers503(t *testing.T) {
+	env := redistest.New(t)
+	if env.Embedded {
+		t.Skip("WAIT needs a real Redis")
+	}
+	store := redisstore.New(env.Client, redisstore.Options{Prefix: env.Prefix})
+	t.Cleanup(func() { store.Close() })
+	keyer, err := dispatcher.NewKeyer([]byte("test-pseudonymisation-key-0123456789"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Enqueuer: asynq.NewClientFromRedisClient(env.Client),
+		Queues: dispatcher.DefaultQueues(env.QueuePrefix), MailboxURL: "https://www.borger.dk/digitalpost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test Redis has no replica: one is never reached.
+	replicas := redisstore.NewReplicas(env.Client, env.Prefix, 1, 20*time.Millisecond)
+	t.Cleanup(func() { replicas.Close() })
+	api := httpapi.New(httpapi.Config{Dispatcher: d, WaitReplicas: replicas.WaitReplicas,
+		Platforms: []httpapi.Platform{{Name: event.Core, KeySHA256: httpapi.HashKey("core-key-0123456789")}}})
+	body := `{"id":"e1","type":"contact.updated","occurred_at":"2026-11-23T10:00:00Z","source":"core",` +
+		`"data":{"cpr":"010190-1234","email":"a@b.dk"}}`
+	for _, path := range []string{"/v1/events", "/v1/events/batch"} {
+		b := body
+		if path == "/v1/events/batch" {
+			b = `{"events":[` + body + `]}`
+		}
+		req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(b))
+		req.Header.Set("Authorization", "Bearer core-key-0123456789")
+		rec := httptest.NewRecorder()
+		api.ServeHTTP(rec, req)
+		if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+			t.Errorf("%s without the replica: %d Retry-After=%q, want 503 with Retry-After", path, rec.Code, rec.Header().Get("Retry-After"))
+		}
 	}
 }
