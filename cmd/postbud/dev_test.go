@@ -57,7 +57,9 @@ func startDev(t *testing.T, extra map[string]string) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr syncBuffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"dev"}, func(k string) string { return env[k] }, nil, &stdout, &stderr) }()
+	go func() {
+		done <- run(ctx, []string{"dev"}, func(k string) string { return env[k] }, nil, &stdout, &stderr)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
