@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,6 +62,13 @@ func checkProviders(ctx context.Context, senders map[channels.Name]channels.Send
 		}()
 	}
 	wg.Wait()
+	for i := range out {
+		// The FCM client appends the API path to the endpoint: without
+		// the version it answers 404, which alone does not say why.
+		if out[i].name == string(channels.FCM) && out[i].err != nil && strings.Contains(out[i].err.Error(), "NOT_FOUND") {
+			out[i].err = fmt.Errorf("%w (404 Not Found: does POSTBUD_FCM_ENDPOINT end in the API version, /v1?)", out[i].err)
+		}
+	}
 	for _, r := range webhooks {
 		out = append(out, check{name: "webhook " + r.Platform, err: r.Err})
 	}

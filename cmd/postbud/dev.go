@@ -4,19 +4,24 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"html/template"
 	"io"
+	"net"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/channels/signature"
 	"github.com/digitalpost/postbud/channels/sink"
+	"github.com/digitalpost/postbud/config"
+	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/event"
 	"github.com/digitalpost/postbud/dispatcher/httpapi"
 )
 
@@ -28,21 +33,60 @@ const (
 	devPseudonym   = "dev-pseudonymisation-key-not-for-production"
 )
 
-// devCitizens are the demo citizens dev registers at start. The CPR numbers
-// are made up (valid dates, no modulus-11 check).
-var devCitizens = []struct {
-	CPR, Name, Email, Mobile, Language, Token, Provider string
-}{
-	{"010190-1234", "Anna (email, SMS, iPhone)", "anna@example.dk", "12345678", "da", "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90", "apns"},
-	{"150805-4321", "Bo (email, Android)", "bo@example.dk", "", "da", "fcm-demo-token-bo-0001", "fcm"},
-	{"311265-2345", "Carol (English, email)", "carol@example.com", "", "en", "", ""},
+// devPlatformKeys are the demo API keys of the four reading platforms.
+var devPlatformKeys = map[event.Platform]string{
+	event.Platform("borger.dk"):        "dev-borger-dk-platform-key",
+	event.Platform("digital-post-app"): "dev-digital-post-app-platform-key",
+	event.Platform("e-boks"):           "dev-e-boks-platform-key",
+	event.Platform("mit.dk"):           "dev-mit-dk-platform-key",
 }
 
-// dev runs the daemon on an embedded Redis (miniredis) with demo citizens
-// and local sinks that record alerts instead of sending them.
+// devWebhookSecret is the demo Standard Webhooks secret of a platform's
+// webhook sink.
+func devWebhookSecret(p event.Platform) []byte {
+	return []byte("dev-webhook-secret-" + string(p) + "-not-for-production")[:32]
+}
+
+// devCitizen is a demo citizen dev registers at start. The CPR numbers are
+// made up (valid dates, no modulus-11 check).
+type devCitizen struct {
+	CPR, Name, Email, Mobile, Language, Token, Provider, Address string
+	// Exempt citizens are granted an exemption from Digital Post.
+	Exempt bool
+	// Rule says which rule the citizen shows.
+	Rule string
+}
+
+// devCitizens returns the demo citizens on day now: one of them is 14 then.
+func devCitizens(now time.Time) []devCitizen {
+	return []devCitizen{
+		{CPR: "010190-1234", Name: "Anna", Email: "anna@example.dk", Mobile: "20304050", Language: "da",
+			Token: "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90", Provider: "apns",
+			Rule: "email, SMS and iPhone: digital alerts; SMS waits out quiet hours (22:00–07:00)"},
+		{CPR: "150805-4321", Name: "Bo", Email: "bo@example.dk", Language: "da", Token: "fcm-demo-token-bo-0001",
+			Provider: "fcm", Rule: "email and Android"},
+		{CPR: "311265-2345", Name: "Carol", Email: "carol@example.com", Language: "en", Rule: "English alerts by email"},
+		{CPR: "120370-1118", Name: "Dorte", Email: "dorte@example.dk", Language: "da", Address: "Vestergade 12, 1456 København K",
+			Exempt: true, Rule: "exempt from Digital Post: letters from public senders go on paper, no digital alert"},
+		{CPR: under15CPR(now), Name: "Emil", Email: "emil@example.dk", Language: "da", Address: "Nørregade 1, 8000 Aarhus C",
+			Rule: "14 years old (under 15): no digital alert from public senders; paper to his address"},
+	}
+}
+
+// under15CPR returns a CPR number whose holder is 14 years and two months
+// old on now's Copenhagen day (seventh digit 4: born 2000–2036).
+func under15CPR(now time.Time) string {
+	b := now.In(event.Copenhagen()).AddDate(-14, -2, 0)
+	return fmt.Sprintf("%02d%02d%02d-4%03d", b.Day(), int(b.Month()), b.Year()%100, 321)
+}
+
+// dev runs the daemon on an embedded Redis (miniredis) with demo citizens,
+// local sinks that record alerts instead of sending them, and webhook
+// sinks for the four platforms; its page shows what the rules did.
 func dev(ctx context.Context, args []string, e env, stdout, stderr io.Writer) error {
-	fs := newFlagSet("dev", "", "Runs postbud on an embedded Redis with demo citizens; alerts go to local sinks\n"+
-		"(nothing is sent) and are shown at http://127.0.0.1:8080/. POSTBUD_* variables override its defaults.")
+	fs := newFlagSet("dev", "", "Runs postbud on an embedded Redis with demo citizens; alerts go to local sinks and\n"+
+		"read-state webhooks to local receivers (nothing is sent). The page at http://127.0.0.1:8080/\n"+
+		"shows each letter's trail, read state and webhooks. POSTBUD_* variables override its defaults.")
 	if err := parse(fs, args, 0, stdout, stderr); err != nil {
 		return err
 	}
@@ -55,6 +99,15 @@ func dev(ctx context.Context, args []string, e env, stdout, stderr io.Writer) er
 	defer mr.Close()
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
+
+	hooks := newWebhookSinks()
+	wl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("webhook sinks: %w", err)
+	}
+	hs := &http.Server{Handler: hooks, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(wl) }()
+	defer hs.Close()
 
 	defaults := map[string]string{
 		"POSTBUD_HTTP_ADDR":     "127.0.0.1:8080",
@@ -74,79 +127,125 @@ func dev(ctx context.Context, args []string, e env, stdout, stderr io.Writer) er
 		// miniredis is slow at polling; a calmer interval keeps dev idle.
 		"POSTBUD_TASK_CHECK_INTERVAL": "100ms",
 	}
+	for p, key := range devPlatformKeys {
+		suf := config.EnvSuffix(string(p))
+		defaults["POSTBUD_KEY_"+suf] = key
+		defaults["POSTBUD_WEBHOOK_URL_"+suf] = "http://" + wl.Addr().String() + "/" + string(p)
+		defaults["POSTBUD_WEBHOOK_SECRET_"+suf] = signature.FormatSecret(devWebhookSecret(p))
+		hooks.secrets[string(p)] = devWebhookSecret(p)
+	}
 	devEnv := func(k string) string {
 		if v := getenv(k); v != "" && k != "POSTBUD_REDIS_URL" {
 			return v
 		}
 		return defaults[k]
 	}
+	keyPrefix, queues := devEnv("POSTBUD_KEY_PREFIX"), dispatcher.DefaultQueues(devEnv("POSTBUD_QUEUE_PREFIX"))
+	if keyPrefix == "" {
+		keyPrefix = "pb"
+	}
 	sinks := map[channels.Name]*sink.Sink{}
 	senders := map[channels.Name]channels.Sender{}
-	for _, n := range []channels.Name{channels.Email, channels.SMS, channels.APNs, channels.FCM, channels.Paper} {
+	for _, n := range []channels.Name{channels.Email, channels.SMS, channels.APNs, channels.FCM} {
 		sinks[n] = sink.New(n, 1000)
 		senders[n] = sinks[n]
 	}
+	paper := &paperSink{keep: 1000}
+	senders[channels.Paper] = paper
+	citizens := devCitizens(time.Now())
+	v := &devView{sinks: sinks, paper: paper, hooks: hooks, citizens: citizens, opsKey: devEnv("POSTBUD_OPS_KEY"),
+		letterIDs: func() []string {
+			var ids []string
+			for _, k := range mr.Keys() {
+				if id, ok := strings.CutPrefix(k, keyPrefix+":msg:"); ok {
+					ids = append(ids, id)
+				}
+			}
+			return ids
+		}}
 	ov := &overrides{
 		embedded: true,
 		rdb:      rdb,
 		senders:  senders,
 		mount: func(api *httpapi.API) {
+			v.api = api
 			api.Handle("GET /dev/alerts", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Type", "application/json")
-				_ = json.NewEncoder(w).Encode(map[string]any{"alerts": allAlerts(sinks)})
+				_ = json.NewEncoder(w).Encode(map[string]any{"alerts": allAlerts(sinks), "paper": paper.Jobs(),
+					"webhooks": hooks.Received()})
 			}))
-			api.Handle("GET /{$}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Content-Type", "text/html; charset=utf-8")
-				_ = devPage.Execute(w, map[string]any{"Alerts": allAlerts(sinks), "Citizens": devCitizens})
-			}))
+			api.Handle("GET /{$}", http.HandlerFunc(v.page))
+			api.Handle("GET /dev/messages/{id}", http.HandlerFunc(v.letterPage))
 		},
 		started: func(base string) {
-			if err := registerDemoCitizens(ctx, base); err != nil {
-				fmt.Fprintln(stderr, "postbud dev: registering demo citizens:", err)
+			// Contacts first, then devices and exemptions: each batch is
+			// applied before the next is sent.
+			for _, step := range []string{"contact", "device"} {
+				if err := registerDemoCitizens(ctx, base, citizens, step); err != nil {
+					fmt.Fprintln(stderr, "postbud dev: registering demo citizens:", err)
+					break
+				} else if err := waitQueues(ctx, rdb, queues, 10*time.Second); err != nil {
+					fmt.Fprintln(stderr, "postbud dev: demo citizens not registered yet:", err)
+					break
+				}
 			}
-			fmt.Fprintf(stdout, `postbud dev is running on an embedded Redis (nothing is sent; alerts go to local sinks).
+			var who strings.Builder
+			for _, c := range citizens {
+				fmt.Fprintf(&who, "  %s  %-6s %s\n", c.CPR, c.Name, c.Rule)
+			}
+			fmt.Fprintf(stdout, `postbud dev is running on an embedded Redis (nothing is sent; alerts go to local sinks,
+read-state webhooks to local receivers for the four platforms).
 
-  alerts page     %[1]s/
-  alerts JSON     %[1]s/dev/alerts
-  event API       POST %[1]s/v1/events   (Authorization: Bearer %[2]s, source "core")
-  ops trail       GET  %[1]s/v1/messages/<message-id>/trail   (Authorization: Bearer %[3]s)
-  health          %[1]s/healthz  %[1]s/readyz
-  metrics         %[1]s/metrics
-  dashboard       %[1]s/monitoring/   (user: any, password: %[3]s)
+  the rules at work  %[1]s/   (trails, read state, webhooks, alerts)
+  alerts JSON        %[1]s/dev/alerts
+  event API          POST %[1]s/v1/events   (Authorization: Bearer %[2]s, source "core")
+  platform keys      borger.dk %[4]s, digital-post-app %[5]s,
+                     e-boks %[6]s, mit.dk %[7]s
+  ops trail          GET  %[1]s/v1/messages/<message-id>/trail   (Authorization: Bearer %[3]s)
+  health             %[1]s/healthz  %[1]s/readyz
+  metrics            %[1]s/metrics
+  dashboard          %[1]s/monitoring/   (user: any, password: %[3]s)
 
+Demo citizens:
+%[8]s
 Send a letter to the demo citizen Anna:
   POSTBUD_URL=%[1]s POSTBUD_EMIT_KEY=%[2]s go run ./cmd/postbud emit -letter 010190-1234 -sender Skattestyrelsen
 
 Stop with Ctrl-C.
-`, base, devPlatformKey, devOpsKey)
+`, base, devPlatformKey, devOpsKey, devPlatformKeys["borger.dk"], devPlatformKeys["digital-post-app"],
+				devPlatformKeys["e-boks"], devPlatformKeys["mit.dk"], who.String())
 		},
 	}
 	return serve(ctx, env{get: devEnv, names: e.names}, stdout, stderr, ov)
 }
 
-func allAlerts(sinks map[channels.Name]*sink.Sink) []sink.Alert {
-	var all []sink.Alert
-	for _, s := range sinks {
-		all = append(all, s.Alerts()...)
-	}
-	slices.SortFunc(all, func(a, b sink.Alert) int { return b.At.Compare(a.At) })
-	return all
-}
-
-func registerDemoCitizens(ctx context.Context, base string) error {
+// registerDemoCitizens sends the demo citizens' contacts (step "contact"),
+// or their devices and exemptions (step "device"), as one batch.
+func registerDemoCitizens(ctx context.Context, base string, citizens []devCitizen, step string) error {
 	now := time.Now().UTC()
 	var events []map[string]any
-	for i, c := range devCitizens {
+	add := func(id, typ string, data map[string]any) {
+		events = append(events, map[string]any{"id": id, "type": typ, "occurred_at": now.Format(time.RFC3339Nano),
+			"source": "core", "data": data})
+	}
+	for i, c := range citizens {
 		data := map[string]any{"cpr": c.CPR, "email": c.Email, "language": c.Language}
 		if c.Mobile != "" {
 			data["mobile"] = c.Mobile
 		}
-		events = append(events, map[string]any{"id": fmt.Sprintf("dev-contact-%d", i), "type": "contact.updated",
-			"occurred_at": now.Format(time.RFC3339Nano), "source": "core", "data": data})
+		if c.Address != "" {
+			data["address"] = c.Address
+		}
+		if step == "contact" {
+			add(fmt.Sprintf("dev-contact-%d", i), "contact.updated", data)
+			continue
+		}
 		if c.Token != "" {
-			events = append(events, map[string]any{"id": fmt.Sprintf("dev-device-%d", i), "type": "device.registered",
-				"occurred_at": now.Format(time.RFC3339Nano), "source": "core",
-				"data": map[string]any{"cpr": c.CPR, "app": "digital-post-app", "provider": c.Provider, "token": c.Token}})
+			add(fmt.Sprintf("dev-device-%d", i), "device.registered",
+				map[string]any{"cpr": c.CPR, "app": "digital-post-app", "provider": c.Provider, "token": c.Token})
+		}
+		if c.Exempt {
+			add(fmt.Sprintf("dev-exempt-%d", i), "exemption.granted", map[string]any{"cpr": c.CPR})
 		}
 	}
 	body, _ := json.Marshal(map[string]any{"events": events})
@@ -158,27 +257,59 @@ func registerDemoCitizens(ctx context.Context, base string) error {
 		return err
 	}
 	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusAccepted {
-		b, _ := io.ReadAll(resp.Body)
 		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
 	}
-	return nil
+	// Each event has its own answer: a refused one is an error too.
+	var out struct {
+		Results []struct {
+			ID, Status string
+			Errors     json.RawMessage
+		}
+	}
+	if err := json.Unmarshal(b, &out); err != nil {
+		return fmt.Errorf("batch answer: %w", err)
+	}
+	var errs []error
+	for _, r := range out.Results {
+		if r.Status != "accepted" && r.Status != "duplicate" {
+			errs = append(errs, fmt.Errorf("event %s: %s %s", r.ID, r.Status, r.Errors))
+		}
+	}
+	return errors.Join(errs...)
 }
 
-var devPage = template.Must(template.New("dev").Funcs(template.FuncMap{"time": humanTime}).Parse(`<!doctype html>
-<html lang="da"><head><meta charset="utf-8"><title>postbud dev — alerts</title>
-<meta http-equiv="refresh" content="3">
-<style>body{font-family:system-ui,sans-serif;margin:2rem;color:#222}table{border-collapse:collapse;width:100%}
-td,th{border-bottom:1px solid #ddd;padding:.4rem;text-align:left;vertical-align:top}th{background:#f4f4f4}
-code{font-size:.85em}.ch{font-weight:600}</style></head><body>
-<h1>postbud dev</h1>
-<p>Alerts postbud would have sent. Nothing leaves this machine. The page refreshes every 3 seconds.</p>
-<h2>Demo citizens</h2>
-<ul>{{range .Citizens}}<li><code>{{.CPR}}</code> — {{.Name}}</li>{{end}}</ul>
-<h2>Alerts ({{len .Alerts}})</h2>
-<table><tr><th>time</th><th>channel</th><th>to</th><th>title</th><th>text</th><th>message id</th></tr>
-{{range .Alerts}}<tr><td>{{time .At}}</td><td class="ch">{{.Channel}}{{if .App}} ({{.App}}){{end}}</td>
-<td>{{.To}}</td><td>{{.Title}}</td><td>{{.Text}}{{if .Silent}}(silent badge update: {{.Badge}}){{end}}</td><td><code>{{.MessageID}}</code></td></tr>
-{{else}}<tr><td colspan="6">No alerts yet. Send a letter (see the terminal).</td></tr>{{end}}
-</table></body></html>
-`))
+// waitQueues waits until the queues hold no pending or active task, so
+// the demo citizens are registered before dev says it runs.
+func waitQueues(ctx context.Context, rdb redis.UniversalClient, q dispatcher.Queues, limit time.Duration) error {
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	deadline := time.Now().Add(limit)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		busy := 0
+		var err error
+		for _, name := range []string{q.Urgent, q.Normal, q.Bulk} {
+			pending, perr := insp.ListPendingTasks(name)
+			active, aerr := insp.ListActiveTasks(name)
+			for _, e := range []error{perr, aerr} {
+				if e != nil && !errors.Is(e, asynq.ErrQueueNotFound) {
+					err = e
+				}
+			}
+			busy += len(pending) + len(active)
+		}
+		if err == nil && busy == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d task(s) still queued after %v (%v)", busy, limit, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
