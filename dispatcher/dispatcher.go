@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"github.com/digitalpost/postbud/channels/gsm7"
 	"log/slog"
-	"regexp"
 	"slices"
 	"sync"
 	"time"
@@ -231,10 +230,8 @@ func describeEvent(raw []byte) string {
 	slices.Sort(fields)
 	b, _ := json.Marshal(map[string]any{"id": w.ID, "type": w.Type, "source": w.Source, "occurred_at": w.OccurredAt,
 		"data_fields": fields})
-	return cprShape.ReplaceAllString(string(b), "[cpr]")
+	return event.MaskCPRLike(string(b))
 }
-
-var cprShape = regexp.MustCompile(`\d{6}-?\d{4}`)
 
 // HandleEvent handles an event accepted over HTTP.
 func (d *Dispatcher) HandleEvent(ctx context.Context, t *asynq.Task) error {

@@ -53,7 +53,7 @@ func newFakes(t *testing.T) *fakes {
 		"POSTBUD_APNS_KEY_FILE":               write("apns.p8", f.apns.KeyPEM()),
 		"POSTBUD_APNS_CA_FILE":                write("apns-ca.pem", ca),
 		"POSTBUD_APNS_PRODUCTION_URL":         f.apns.URL(),
-		"POSTBUD_APNS_TOPIC_DIGITAL_POST_APP": apnstest.DefaultTopics[0],
+		"POSTBUD_APNS_TOPIC_DIGITAL_POST_APP": apnstest.DefaultTopics()[0],
 		"POSTBUD_FCM_ENDPOINT":                f.fcm.Endpoint(),
 		"POSTBUD_FCM_PROJECT_E_BOKS":          "e-boks-test",
 		"POSTBUD_FCM_CREDENTIALS_E_BOKS_FILE": write("fcm.json", f.fcm.ServiceAccount("e-boks-test")),
@@ -105,7 +105,7 @@ func TestEndToEndEveryChannel(t *testing.T) {
 		t.Fatalf("alerts per channel (email, sms, apns, fcm) = %v, want one each", got)
 	}
 	n := f.apns.Notifications()[0]
-	if n.CollapseID != "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b" || n.Topic != apnstest.DefaultTopics[0] {
+	if n.CollapseID != "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b" || n.Topic != apnstest.DefaultTopics()[0] {
 		t.Errorf("apns notification %+v", n)
 	}
 	if m := f.sms.Messages()[0]; len(m.MSISDNs) != 1 || m.MSISDNs[0] != 4520123456 {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/digitalpost/postbud/dispatcher/event"
 	"log/slog"
 	"regexp"
 )
@@ -10,13 +11,12 @@ import (
 // that still holds something shaped like a CPR number, an email address or a
 // phone number is masked before it is written.
 var (
-	cprLike   = regexp.MustCompile(`\b\d{6}-?\d{4}\b`)
 	emailLike = regexp.MustCompile(`[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}`)
 	phoneLike = regexp.MustCompile(`\+\d{8,15}\b`)
 )
 
 func redactString(s string) string {
-	s = cprLike.ReplaceAllString(s, "[cpr]")
+	s = event.MaskCPRLike(s)
 	s = emailLike.ReplaceAllString(s, "[email]")
 	return phoneLike.ReplaceAllString(s, "[phone]")
 }

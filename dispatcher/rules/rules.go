@@ -205,8 +205,6 @@ const (
 const minGroupedDigits = 8
 
 var (
-	// 6 digits, an optional separator, 4 digits: DDMMYY-SSSS.
-	cprLike = regexp.MustCompile(`[0-9]{6}[- ./]?[0-9]{4}`)
 	// Eight digits in a row: account, phone, card, CPR without separator.
 	longRun = regexp.MustCompile(`[0-9]{8,}`)
 	// A Danish bank account: 4-digit registration number, separator, 6 to
@@ -248,7 +246,7 @@ func CheckNotification(text string) (ok bool, reason string) {
 		return false, reasonControl
 	case accountLike.MatchString(s):
 		return false, reasonAccount
-	case cprLike.MatchString(s):
+	case event.HasCPRLike(s):
 		return false, reasonCPR
 	case longRun.MatchString(s):
 		return false, reasonLongRun

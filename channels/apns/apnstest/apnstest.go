@@ -46,9 +46,9 @@ const (
 	DefaultTeamID = "FAKETEAM12"
 )
 
-// DefaultTopics are the bundle ids the fake accepts when Options.Topics is
+// DefaultTopics returns the bundle ids the fake accepts when Options.Topics is
 // empty: one per Digital Post app.
-var DefaultTopics = []string{"dk.digitaliser.digitalpost", "dk.e-boks.app", "dk.mitdk.app"}
+func DefaultTopics() []string { return []string{"dk.digitaliser.digitalpost", "dk.e-boks.app", "dk.mitdk.app"} }
 
 // maxPayload is the APNs limit for an alert payload, in bytes.
 const maxPayload = 4096
@@ -170,7 +170,7 @@ func New(t testing.TB, opts Options) *Server {
 		opts.TeamID = DefaultTeamID
 	}
 	if len(opts.Topics) == 0 {
-		opts.Topics = DefaultTopics
+		opts.Topics = DefaultTopics()
 	}
 	key, keyPEM, err := loadKey(opts.KeyPEM)
 	if err != nil {

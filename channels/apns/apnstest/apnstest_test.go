@@ -31,10 +31,10 @@ func TestRefusals(t *testing.T) {
 		wantReason string
 	}{
 		{"no authorization", "POST", "/3/device/" + token,
-			map[string]string{"apns-topic": apnstest.DefaultTopics[0], "apns-push-type": "alert"}, `{"aps":{}}`,
+			map[string]string{"apns-topic": apnstest.DefaultTopics()[0], "apns-push-type": "alert"}, `{"aps":{}}`,
 			403, "MissingProviderToken"},
 		{"garbage bearer", "POST", "/3/device/" + token,
-			map[string]string{"authorization": "bearer a.b.c", "apns-topic": apnstest.DefaultTopics[0]}, `{"aps":{}}`,
+			map[string]string{"authorization": "bearer a.b.c", "apns-topic": apnstest.DefaultTopics()[0]}, `{"aps":{}}`,
 			403, "InvalidProviderToken"},
 		{"wrong path", "POST", "/3/devices/" + token, nil, `{}`, 404, "BadPath"},
 		{"GET", "GET", "/3/device/" + token, nil, ``, 405, "MethodNotAllowed"},
