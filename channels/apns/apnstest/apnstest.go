@@ -48,7 +48,9 @@ const (
 
 // DefaultTopics returns the bundle ids the fake accepts when Options.Topics is
 // empty: one per Digital Post app.
-func DefaultTopics() []string { return []string{"dk.digitaliser.digitalpost", "dk.e-boks.app", "dk.mitdk.app"} }
+func DefaultTopics() []string {
+	return []string{"dk.digitaliser.digitalpost", "dk.e-boks.app", "dk.mitdk.app"}
+}
 
 // maxPayload is the APNs limit for an alert payload, in bytes.
 const maxPayload = 4096
