@@ -134,7 +134,7 @@ func configCmd(ctx context.Context, args []string, e env, stdout, stderr io.Writ
 
 func pingRedis(ctx context.Context, rdb redis.UniversalClient) error {
 	if err := rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("Redis does not answer: %w", err)
+		return fmt.Errorf("redis does not answer: %w", err)
 	}
 	return nil
 }
