@@ -8,6 +8,7 @@ import (
 	"github.com/digitalpost/postbud/channels/gsm7"
 	"log/slog"
 	"regexp"
+	"runtime"
 	"slices"
 	"time"
 
@@ -535,6 +536,9 @@ func (d *Dispatcher) sendRecorded(ctx context.Context, c *Citizen, l *Letter, pr
 	for left := len(todo); left > 0; {
 		w := writes[<-answered]
 		left--
+		// Let senders that have their answer hand it in: one yield, no
+		// waiting for a provider.
+		runtime.Gosched()
 	drain:
 		for left > 0 {
 			select {
