@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"github.com/digitalpost/postbud/channels/gsm7"
 	"log/slog"
+	"runtime"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -486,9 +486,12 @@ func (d *Dispatcher) tracked(ch channels.Name) bool { return slices.Contains(d.c
 // and records around every provider call: first one write, pre, with each
 // delivery marked in flight (and tracked where its provider reports, so
 // a report can find the letter) — ready gets its result before any send;
-// then each outcome the moment its provider answered, a write of its own
-// (the batcher groups concurrent ones into one round trip). decorate may
-// adjust a result and its write before it is written.
+// then each outcome the moment its provider answered. One recorder writes
+// the outcomes: it takes the first answer, adds every other answer already
+// in, and writes them together in one write (the letter's group commit:
+// providers that answer at once cost one HSET, not one each); an answer
+// that comes later waits for no sibling, only for the write in progress.
+// decorate may adjust a result and its write before it is written.
 func (d *Dispatcher) sendRecorded(ctx context.Context, c *Citizen, l *Letter, pre LetterWrite, todo []delivery, attempt int,
 	ready func(WriteResult), decorate func(*result, *LetterWrite), adjust ...func(*channels.Alert)) ([]result, error) {
 	for _, dl := range todo {
@@ -507,7 +510,8 @@ func (d *Dispatcher) sendRecorded(ctx context.Context, c *Citizen, l *Letter, pr
 		}
 	}
 	res := make([]result, len(todo))
-	errs := make([]error, len(todo))
+	writes := make([]LetterWrite, len(todo))
+	answered := make(chan int, len(todo)) // never blocks a sender
 	one := func(i int, dl delivery) {
 		r := d.send(ctx, c, l, dl, attempt, adjust...)
 		w := LetterWrite{Citizen: pre.Citizen, MessageID: pre.MessageID}
@@ -515,21 +519,57 @@ func (d *Dispatcher) sendRecorded(ctx context.Context, c *Citizen, l *Letter, pr
 			decorate(&r, &w)
 		}
 		w.add(r)
-		res[i], errs[i] = r, d.record(ctx, w)
+		res[i], writes[i] = r, w
+		answered <- i
 	}
 	if len(todo) == 1 {
 		one(0, todo[0])
 	} else {
-		var wg sync.WaitGroup
 		for i, dl := range todo {
-			wg.Go(func() { one(i, dl) })
+			go one(i, dl)
 		}
-		wg.Wait()
+	}
+	var errs []error
+	for left := len(todo); left > 0; {
+		w := writes[<-answered]
+		left--
+		// Let senders that have their answer hand it in: one yield, no
+		// waiting for a provider.
+		runtime.Gosched()
+	drain:
+		for left > 0 {
+			select {
+			case i := <-answered:
+				w.merge(writes[i])
+				left--
+			default:
+				break drain
+			}
+		}
+		if err := d.record(ctx, w); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("record outcomes: %w", err)
 	}
 	return res, nil
+}
+
+// merge adds the effects of x, a write to the same letter, to w.
+func (w *LetterWrite) merge(x LetterWrite) {
+	w.Done = append(w.Done, x.Done...)
+	w.Trail = append(w.Trail, x.Trail...)
+	w.InFlight = append(w.InFlight, x.InFlight...)
+	w.Track = append(w.Track, x.Track...)
+	for ch, until := range x.Windows {
+		if w.Windows == nil {
+			w.Windows = make(map[channels.Name]time.Time)
+		}
+		if until.After(w.Windows[ch]) {
+			w.Windows[ch] = until
+		}
+	}
 }
 
 // expires is when a letter's alerts are no longer worth sending: AlertTTL

@@ -45,11 +45,51 @@ func failOnce(match func(w dispatcher.LetterWrite) bool, err error) (func(w disp
 	}, &done
 }
 
-// outcomeOf matches the write of one channel's outcome (not the letter's
-// first write, which only marks it in flight).
+// outcomeOf matches a write that holds one channel's outcome (not the
+// letter's first write, which only marks it in flight).
 func outcomeOf(ch channels.Name) func(w dispatcher.LetterWrite) bool {
 	return func(w dispatcher.LetterWrite) bool {
-		return w.Arrive == nil && len(w.Done) == 1 && w.Done[0].Channel == ch
+		return w.Arrive == nil && slices.ContainsFunc(w.Done, func(o dispatcher.Outcome) bool { return o.Channel == ch })
+	}
+}
+
+// answersLast makes ch's provider answer only once the outcomes of every
+// other channel of the letter went to the store, so ch's outcome is a
+// write of its own (the recorder puts answers that are in together in one
+// write). It returns fail, watching the writes.
+func answersLast(c *dispatcher.Config, ch channels.Name, fail func(w dispatcher.LetterWrite) error) func(w dispatcher.LetterWrite) error {
+	left := make(map[channels.Name]bool) // the other channels not written yet
+	for name := range c.Senders {
+		if name != ch {
+			left[name] = true
+		}
+	}
+	open := make(chan struct{})
+	var mu sync.Mutex
+	var once sync.Once
+	next := c.Senders[ch]
+	c.Senders[ch] = channels.SenderFunc(func(ctx context.Context, to channels.Address, a channels.Alert) (channels.Receipt, error) {
+		select {
+		case <-open:
+		case <-ctx.Done():
+			return channels.Receipt{}, ctx.Err()
+		}
+		return next.Send(ctx, to, a)
+	})
+	return func(w dispatcher.LetterWrite) error {
+		mu.Lock()
+		for _, o := range w.Done {
+			delete(left, o.Channel)
+		}
+		for _, o := range w.Trail {
+			delete(left, o.Channel)
+		}
+		all := len(left) == 0
+		mu.Unlock()
+		if all {
+			once.Do(func() { close(open) })
+		}
+		return fail(w)
 	}
 }
 
@@ -96,7 +136,7 @@ func TestInterruptedSMSWaitsForItsReportAndIsNotResent(t *testing.T) {
 	fail, crashed := failOnce(outcomeOf(channels.SMS), errCrash)
 	h := newHarnessWith(t, func(c *dispatcher.Config, h *harness) {
 		c.TrackReports = []channels.Name{channels.SMS}
-		c.Store = &crashingStore{Store: h.store, fail: fail}
+		c.Store = &crashingStore{Store: h.store, fail: answersLast(c, channels.SMS, fail)}
 	}, channels.Email, channels.SMS, channels.APNs, channels.FCM)
 	registerNow(h, annaCPR)
 	h.start()
@@ -135,7 +175,7 @@ func TestInterruptedEmailIsResentWithTheSameMessageIDAndMarked(t *testing.T) {
 	fail, crashed := failOnce(outcomeOf(channels.Email), errCrash)
 	h := newHarnessWith(t, func(c *dispatcher.Config, h *harness) {
 		c.TrackReports = []channels.Name{channels.SMS}
-		c.Store = &crashingStore{Store: h.store, fail: fail}
+		c.Store = &crashingStore{Store: h.store, fail: answersLast(c, channels.Email, fail)}
 	}, channels.Email, channels.SMS, channels.APNs)
 	registerNow(h, annaCPR)
 	h.start()

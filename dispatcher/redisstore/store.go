@@ -8,10 +8,10 @@
 //	                        (time of the last contact event, unix ms),
 //	                        dev:<provider>:<token> = app|env|registered ms
 //	P:{C}:m:<msg>    hash   a letter: sid, sn, sk, pr, nt, at, lg, read
-//	                        state, d:<delivery id> = final result,
-//	                        f:<delivery id> = provider call in flight since
-//	                        (unix ms), e:<event id> = processed mark of its
-//	                        events
+//	                        state, d:<delivery id> = final result, or
+//	                        "f" + unix ms while its provider call is in
+//	                        flight (the result overwrites it), e:<event
+//	                        id> = processed mark of its events
 //	P:{C}:t:<msg>    list   the letter's delivery trail (JSON entries)
 //	P:{C}:u          zset   the citizen's unread letters by received time
 //	                        (no TTL: counted with ZCOUNT over the retention
@@ -79,7 +79,7 @@ type Store struct {
 	linger    time.Duration
 }
 
-var allScripts = []*redis.Script{ackScript, contactScript, deviceScript, removeScript, reportScript, letterScript, unlockScript, stateScript, exemptionScript}
+var allScripts = []*redis.Script{ackScript, contactScript, deviceScript, removeScript, reportScript, letterScript, unlockScript, stateScript, exemptionScript, clearScript}
 
 var _ dispatcher.Store = (*Store)(nil)
 
@@ -254,21 +254,32 @@ func decodeLetter(id string, m map[string]string) *dispatcher.Letter {
 	l.ChangeAt = msTime(m["ca"])
 	l.Version, _ = strconv.ParseInt(m["v"], 10, 64)
 	for f, v := range m {
-		if did, ok := strings.CutPrefix(f, "d:"); ok {
-			if l.Done == nil {
-				l.Done = make(map[string]bool)
-			}
-			l.Done[did] = true
+		did, ok := strings.CutPrefix(f, "d:")
+		if !ok {
+			continue
 		}
-		if did, ok := strings.CutPrefix(f, "f:"); ok {
+		if since, ok := strings.CutPrefix(v, inFlightTag); ok {
 			if l.InFlight == nil {
 				l.InFlight = make(map[string]time.Time)
 			}
-			l.InFlight[did] = msTime(v)
+			l.InFlight[did] = msTime(since)
+			continue
 		}
+		if l.Done == nil {
+			l.Done = make(map[string]bool)
+		}
+		l.Done[did] = true
 	}
 	return l
 }
+
+// inFlightTag starts a delivery field's value while its provider call is
+// in flight: "f" + the unix ms it started. A done mark's value (see
+// encodeOutcome) starts with its version digit, so it never looks in
+// flight, and a delivery is in flight or done, never both. One field per
+// delivery keeps a tracked letter's hash as small as its final state, and
+// lets the outcome simply overwrite the mark: no HDEL on the hot path.
+const inFlightTag = "f"
 
 func msTime(s string) time.Time {
 	if s == "" {
@@ -291,19 +302,21 @@ func b2s(b bool) string {
 // metadata if new, files the letter in the unread index unless it is read
 // and returns the unread count. Trail entries, delivery refs, windows and
 // the message index are plain commands in the same pipeline. A final
-// outcome is the delivery's done mark and its trail entry at once.
+// outcome is the delivery's done mark and its trail entry at once; it
+// overwrites the delivery's in-flight mark (the same field). A trail
+// entry of a delivery clears its in-flight mark only (clearScript): a
+// done mark written meanwhile by another run stays.
 func (s *Store) Write(ctx context.Context, w dispatcher.LetterWrite) (dispatcher.WriteResult, error) {
 	citizen, msgID := w.Citizen, w.MessageID
 	var set []any
 	var clear []any
 	for _, o := range w.Done {
 		set = append(set, "d:"+o.DeliveryID, encodeOutcome(o))
-		clear = append(clear, "f:"+o.DeliveryID)
 	}
 	if len(w.InFlight) > 0 {
-		at := strconv.FormatInt(s.o.Now().UnixMilli(), 10)
+		at := inFlightTag + strconv.FormatInt(s.o.Now().UnixMilli(), 10)
 		for _, id := range w.InFlight {
-			set = append(set, "f:"+id, at)
+			set = append(set, "d:"+id, at)
 		}
 	}
 	if !w.Mark.IsZero() {
@@ -311,8 +324,8 @@ func (s *Store) Write(ctx context.Context, w dispatcher.LetterWrite) (dispatcher
 	}
 	var entries []any
 	for _, o := range w.Trail {
-		if o.DeliveryID != "" {
-			clear = append(clear, "f:"+o.DeliveryID)
+		if o.DeliveryID != "" && !slices.ContainsFunc(w.Done, func(d dispatcher.Outcome) bool { return d.DeliveryID == o.DeliveryID }) {
+			clear = append(clear, "d:"+o.DeliveryID)
 		}
 		entry, err := json.Marshal(o)
 		if err != nil {
@@ -340,18 +353,16 @@ func (s *Store) Write(ctx context.Context, w dispatcher.LetterWrite) (dispatcher
 			}
 			args := []any{msgID, m.ReceivedAt.UnixMilli(), b2s(w.Arrive.TrimUnread), s.oldestKept(),
 				s.o.LetterTTL.Milliseconds(), s.o.ReadTTL.Milliseconds(), len(meta) / 2, len(set) / 2}
-			args = append(append(append(args, meta...), set...), clear...)
+			args = append(append(args, meta...), set...)
 			arrive = script(ctx, p, letterScript, []string{letter, unread}, args...)
 			out = append(out, arrive)
-		} else {
-			if len(set) > 0 {
-				// Later writes keep the letter's expiry (a read letter's is
-				// shorter); NX only covers a letter that had none.
-				out = append(out, p.HSet(ctx, letter, set...), p.Do(ctx, "PEXPIRE", letter, s.o.LetterTTL.Milliseconds(), "NX"))
-			}
-			if len(clear) > 0 {
-				out = append(out, p.HDel(ctx, letter, anyStrings(clear)...))
-			}
+		} else if len(set) > 0 {
+			// Later writes keep the letter's expiry (a read letter's is
+			// shorter); NX only covers a letter that had none.
+			out = append(out, p.HSet(ctx, letter, set...), p.Do(ctx, "PEXPIRE", letter, s.o.LetterTTL.Milliseconds(), "NX"))
+		}
+		if len(clear) > 0 {
+			out = append(out, script(ctx, p, clearScript, []string{letter}, clear...))
 		}
 		if len(entries) > 0 {
 			out = append(out, p.RPush(ctx, trail, entries...), p.LTrim(ctx, trail, -int64(s.o.TrailCap), -1),
@@ -382,13 +393,22 @@ func (s *Store) Write(ctx context.Context, w dispatcher.LetterWrite) (dispatcher
 	return res, nil
 }
 
-func anyStrings(xs []any) []string {
-	out := make([]string, len(xs))
-	for i, x := range xs {
-		out[i] = x.(string)
-	}
-	return out
-}
+// clearScript clears the in-flight marks of deliveries whose provider
+// answered with no final outcome; a field holding a done mark stays.
+//
+// KEYS[1] letter hash
+// ARGV the delivery fields (d:<delivery id>)
+// Returns the number of marks cleared.
+var clearScript = redis.NewScript(`
+local n = 0
+for i = 1, #ARGV do
+  local v = redis.call('HGET', KEYS[1], ARGV[i])
+  if v and string.sub(v, 1, 1) == '` + inFlightTag + `' then
+    n = n + redis.call('HDEL', KEYS[1], ARGV[i])
+  end
+end
+return n
+`)
 
 // markArgs returns the event mark key and its TTL argument for a registry
 // script: TTL "0" means the write marks nothing (the key is then never

@@ -342,6 +342,35 @@ var letterCases = []Case{
 		if got := sortedKeys(l.InFlight); !cmp.Equal(got, []string{"d-push"}) || !l.Done["d-mail"] || l.Done["d-sms"] {
 			t.Errorf("in flight = %v, done = %v; want d-push in flight, d-mail done", got, l.Done)
 		}
+		if trail, err := s.Trail(t.Context(), msg1); err != nil || len(trail) != 2 {
+			t.Errorf("Trail = %+v, %v; want the two outcomes, no in-flight mark", trail, err)
+		}
+	}},
+	{"Write", "a delivery is in flight or done, never both: its outcome replaces the mark", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		w := letterWrite(alice, newLetter(msg1, at), nil, "")
+		w.Arrive = &dispatcher.Arrival{Meta: newLetter(msg1, at)}
+		w.InFlight = []string{"d-mail"}
+		write(t, s, w)
+		write(t, s, dispatcher.LetterWrite{Citizen: alice, MessageID: msg1, Done: []dispatcher.Outcome{sent(at, "d-mail", channels.Email)}})
+		_, l := load(t, s, alice, msg1)
+		if _, ok := l.InFlight["d-mail"]; ok || !l.Done["d-mail"] {
+			t.Errorf("in flight = %v, done = %v; want d-mail done only", l.InFlight, l.Done)
+		}
+	}},
+	{"Write", "a later trail entry of a done delivery leaves it done", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		w := letterWrite(alice, newLetter(msg1, at), nil, "")
+		w.Arrive = &dispatcher.Arrival{Meta: newLetter(msg1, at)}
+		w.InFlight = []string{"d-sms"}
+		write(t, s, w)
+		// Another run recorded the SMS sent; this one's answer comes late.
+		write(t, s, dispatcher.LetterWrite{Citizen: alice, MessageID: msg1, Done: []dispatcher.Outcome{sent(at, "d-sms", channels.SMS)}})
+		write(t, s, dispatcher.LetterWrite{Citizen: alice, MessageID: msg1, Trail: []dispatcher.Outcome{retrying(at, "d-sms", channels.SMS)}})
+		_, l := load(t, s, alice, msg1)
+		if _, ok := l.InFlight["d-sms"]; ok || !l.Done["d-sms"] {
+			t.Errorf("in flight = %v, done = %v; want d-sms done", l.InFlight, l.Done)
+		}
 	}},
 
 	{"Trail", "an unknown letter has no trail", func(t *testing.T, s dispatcher.Store) {
