@@ -59,7 +59,7 @@ func (d *Dispatcher) holdForWindow(ctx context.Context, c *Citizen, l *Letter, d
 		return Outcome{}, false, err
 	}
 	return Outcome{At: now, DeliveryID: dl.id, Channel: dl.to.Channel, App: dl.to.App, Result: ResultDeferred,
-		Reason: "coalescing until " + rules.LocalTime(end, "15:04:05")}, true, nil
+		Reason: "coalescing until " + rules.LocalTime(end, "2006-01-02 15:04:05 MST")}, true, nil
 }
 
 // HandleFlush sends one alert per address of a channel for the letters

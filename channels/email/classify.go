@@ -10,6 +10,7 @@ import (
 	"net/textproto"
 	"regexp"
 	"strings"
+	"time"
 
 	gomail "github.com/wneessen/go-mail"
 	gosmtp "github.com/wneessen/go-mail/smtp"
@@ -120,11 +121,23 @@ func classifySendError(se *gomail.SendError, timedOut bool) error {
 // replyError classifies an SMTP reply code met at stage st.
 func replyError(st stage, code int, esc string) error {
 	err := fmt.Errorf("send email: %s: server replied %s", stageNames[st], replyCode(code, esc))
-	return channels.Fail(replyKind(st, code, esc), replyCode(code, esc), err)
+	if kind := replyKind(st, code, esc); kind != channels.Throttled {
+		return channels.Fail(kind, replyCode(code, esc), err)
+	}
+	return channels.Throttle(throttleWait, replyCode(code, esc), err)
 }
+
+// throttleWait is how long a send the server throttled waits: SMTP has no
+// Retry-After, and relays' rate limits are counted in minutes.
+const throttleWait = time.Minute
 
 func replyKind(st stage, code int, esc string) channels.Kind {
 	switch {
+	case code == 421 && strings.HasPrefix(esc, "4.7."):
+		// 421 4.7.x: the server limits our rate and closes the
+		// connection: wait, without spending a retry. (A per-recipient
+		// 450/451 4.7.1 is usually greylisting: retried as transient.)
+		return channels.Throttled
 	case code >= 400 && code < 500:
 		return channels.Transient
 	case code < 400 || code >= 600:

@@ -110,6 +110,8 @@ func failures() []failure {
 			channels.Transient, "451 4.7.1"},
 		{"smtp 451 4.7.1 greylisted at DATA", func(s *emailtest.Server) { s.Greylist(emailtest.StageData, 1) },
 			channels.Transient, "451 4.7.1"},
+		{"smtp 421 4.7.0 rate limited at greeting", fail(emailtest.Failure{Stage: emailtest.StageGreeting, Code: 421,
+			Enhanced: "4.7.0", Text: "Too many messages, slow down"}), channels.Throttled, "421 4.7.0"},
 		{"smtp 421 4.3.2 at greeting", fail(emailtest.Failure{Stage: emailtest.StageGreeting, Code: 421,
 			Enhanced: "4.3.2", Text: "Service not available, closing channel"}), channels.Transient, "421 4.3.2"},
 		{"smtp 452 4.2.2 mailbox full", fail(emailtest.Failure{Stage: emailtest.StageRcpt, Code: 452,
