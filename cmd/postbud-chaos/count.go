@@ -42,6 +42,10 @@ type Record struct {
 	// Trailed holds the letters (by index) whose trail has at least one
 	// entry; only letters with no delivery need to be looked up.
 	Trailed map[int]bool
+	// Marked holds, by letter index and channel, the deliveries whose
+	// trail has a re-send marked as one (dispatcher.ReasonResent); only
+	// letters with a duplicate need to be looked up.
+	Marked map[int]map[string]bool
 	// Stuck is the tasks still active, pending, scheduled or retrying at
 	// the end.
 	Stuck int
@@ -70,8 +74,12 @@ type Counts struct {
 	// DupVisible is the copies a citizen can tell apart beyond the first:
 	// emails with another Message-ID, every SMS copy.
 	DupVisible map[string]int
-	Stuck      int
-	AckLost    int
+	// DupUnmarked is the deliveries, per channel, accepted more than once
+	// whose trail marks no re-send on that channel: a repeat postbud did
+	// not own up to.
+	DupUnmarked map[string]int
+	Stuck       int
+	AckLost     int
 	// AckGap and DeliveryGap are the longest stretches without a 202 and
 	// without an accepted alert within the record's window.
 	AckGap, DeliveryGap time.Duration
@@ -82,13 +90,13 @@ type Counts struct {
 // Count counts a record. It is a pure function of the record.
 func Count(r Record, channels []string) Counts {
 	c := Counts{Letters: len(r.Letters), DupRaw: map[string]int{}, DupVisible: map[string]int{},
-		Stuck: r.Stuck, Faults: r.Faults, Retries: r.Retries}
+		DupUnmarked: map[string]int{}, Stuck: r.Stuck, Faults: r.Faults, Retries: r.Retries}
 	type key struct {
 		letter  int
 		channel string
 	}
 	for _, ch := range channels {
-		c.DupRaw[ch], c.DupVisible[ch] = 0, 0
+		c.DupRaw[ch], c.DupVisible[ch], c.DupUnmarked[ch] = 0, 0, 0
 	}
 	copies := map[key]int{}
 	distinct := map[key]map[string]bool{}
@@ -125,6 +133,9 @@ func Count(r Record, channels []string) Counts {
 			}
 			c.DupRaw[ch] += n - 1
 			c.DupVisible[ch] += len(distinct[k]) - 1
+			if n > 1 && !r.Marked[i][ch] {
+				c.DupUnmarked[ch]++
+			}
 		}
 	}
 	c.AckGap = LongestGap(r.Acks, r.From, r.To)
@@ -163,6 +174,9 @@ type Target struct {
 	MaxDupVisibleEmail int
 	// MaxDupRaw bounds every raw copy on every channel (SIGTERM: 0).
 	MaxDupRaw int
+	// MaxDupUnmarked bounds duplicated deliveries whose trail marks no
+	// re-send, on all channels.
+	MaxDupUnmarked int
 }
 
 // Misses lists the targets c misses, empty when it meets them all.
@@ -178,6 +192,7 @@ func (t Target) Misses(c Counts) []string {
 	check("ack-lost", c.AckLost, t.MaxAckLost)
 	check("dup visible email", c.DupVisible[chEmail], t.MaxDupVisibleEmail)
 	check("dup raw", c.DupRaw[chEmail]+c.DupRaw[chSMS], t.MaxDupRaw)
+	check("dup unmarked", c.DupUnmarked[chEmail]+c.DupUnmarked[chSMS], t.MaxDupUnmarked)
 	if t.MaxDupSMSPercent >= 0 && c.SMS > 0 {
 		if pct := 100 * float64(c.DupRaw[chSMS]) / float64(c.SMS); pct > t.MaxDupSMSPercent {
 			out = append(out, fmt.Sprintf("dup sms %.3f%% > %.3f%%", pct, t.MaxDupSMSPercent))
@@ -196,15 +211,16 @@ type Row struct {
 // PrintTable writes the one table of a run.
 func PrintTable(w io.Writer, rows []Row) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tletters\tfaults\tlost\tdup raw (email/sms)\tdup visible (email/sms)\tstuck\tack lost\tlongest outage (202/delivery)\tretries spent\ttarget\t")
+	fmt.Fprintln(tw, "scenario\tletters\tfaults\tlost\tdup raw (email/sms)\tdup visible (email/sms)\tdup unmarked (email/sms)\tstuck\tack lost\tlongest outage (202/delivery)\tretries spent\ttarget\t")
 	for _, r := range rows {
 		c := r.Counts
 		verdict := "met"
 		if len(r.Misses) > 0 {
 			verdict = "MISSED: " + strings.Join(r.Misses, "; ")
 		}
-		fmt.Fprintf(tw, "%s\t%d/%d\t%d\t%d\t%d/%d\t%d/%d\t%d\t%d\t%s/%s\t%d\t%s\t\n", r.Scenario, c.Acked, c.Letters, c.Faults,
-			c.Lost, c.DupRaw[chEmail], c.DupRaw[chSMS], c.DupVisible[chEmail], c.DupVisible[chSMS], c.Stuck, c.AckLost,
+		fmt.Fprintf(tw, "%s\t%d/%d\t%d\t%d\t%d/%d\t%d/%d\t%d/%d\t%d\t%d\t%s/%s\t%d\t%s\t\n", r.Scenario, c.Acked, c.Letters, c.Faults,
+			c.Lost, c.DupRaw[chEmail], c.DupRaw[chSMS], c.DupVisible[chEmail], c.DupVisible[chSMS],
+			c.DupUnmarked[chEmail], c.DupUnmarked[chSMS], c.Stuck, c.AckLost,
 			c.AckGap.Round(100*time.Millisecond), c.DeliveryGap.Round(100*time.Millisecond), c.Retries, verdict)
 	}
 	_ = tw.Flush()

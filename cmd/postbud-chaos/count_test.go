@@ -29,7 +29,7 @@ func TestCount(t *testing.T) {
 				{Letter: 0, Channel: chEmail, ProviderKey: "<x>"}, {Letter: 0, Channel: chSMS, ProviderKey: "1"},
 				{Letter: 1, Channel: chEmail, ProviderKey: "<y>"}, {Letter: 1, Channel: chSMS, ProviderKey: "2"},
 			}},
-			want: Counts{Letters: 2, Acked: 2, Deliveries: 4, SMS: 2, DupRaw: per(0, 0), DupVisible: per(0, 0)},
+			want: Counts{Letters: 2, Acked: 2, Deliveries: 4, SMS: 2, DupRaw: per(0, 0), DupVisible: per(0, 0), DupUnmarked: per(0, 0)},
 		},
 		{
 			name: "a resent email with the same Message-ID is a raw duplicate only",
@@ -38,7 +38,7 @@ func TestCount(t *testing.T) {
 				{Letter: 0, Channel: chSMS, ProviderKey: "1"},
 			}},
 			want: Counts{Letters: 1, Acked: 1, Deliveries: 2, SMS: 1,
-				DupRaw: per(1, 0), DupVisible: per(0, 0)},
+				DupRaw: per(1, 0), DupVisible: per(0, 0), DupUnmarked: per(1, 0)},
 		},
 		{
 			name: "emails with two Message-IDs and a second SMS are visible duplicates",
@@ -48,7 +48,25 @@ func TestCount(t *testing.T) {
 				{Letter: 0, Channel: chSMS, ProviderKey: "1"}, {Letter: 0, Channel: chSMS, ProviderKey: "2"},
 			}},
 			want: Counts{Letters: 1, Acked: 1, Deliveries: 2, SMS: 1,
-				DupRaw: per(2, 1), DupVisible: per(1, 1)},
+				DupRaw: per(2, 1), DupVisible: per(1, 1), DupUnmarked: per(1, 1)},
+		},
+		{
+			name: "a duplicate whose trail marks the re-send on its channel is not unmarked",
+			rec: Record{Letters: acked[:1], Marked: map[int]map[string]bool{0: {chEmail: true}}, Deliveries: []Delivery{
+				{Letter: 0, Channel: chEmail, ProviderKey: "<x>"}, {Letter: 0, Channel: chEmail, ProviderKey: "<x>"},
+				{Letter: 0, Channel: chSMS, ProviderKey: "1"},
+			}},
+			want: Counts{Letters: 1, Acked: 1, Deliveries: 2, SMS: 1,
+				DupRaw: per(1, 0), DupVisible: per(0, 0), DupUnmarked: per(0, 0)},
+		},
+		{
+			name: "a re-send marked on another channel leaves the duplicate unmarked",
+			rec: Record{Letters: acked[:1], Marked: map[int]map[string]bool{0: {chEmail: true}}, Deliveries: []Delivery{
+				{Letter: 0, Channel: chEmail, ProviderKey: "<x>"},
+				{Letter: 0, Channel: chSMS, ProviderKey: "1"}, {Letter: 0, Channel: chSMS, ProviderKey: "2"},
+			}},
+			want: Counts{Letters: 1, Acked: 1, Deliveries: 2, SMS: 1,
+				DupRaw: per(0, 1), DupVisible: per(0, 1), DupUnmarked: per(0, 1)},
 		},
 		{
 			name: "a missing channel is lost; a letter with nothing and no trail is an acknowledged event lost",
@@ -56,7 +74,7 @@ func TestCount(t *testing.T) {
 				{Letter: 0, Channel: chEmail, ProviderKey: "<x>"},
 			}},
 			want: Counts{Letters: 3, Acked: 3, Deliveries: 6, SMS: 3, Lost: 5, AckLost: 1, Stuck: 3, Faults: 4,
-				DupRaw: per(0, 0), DupVisible: per(0, 0)},
+				DupRaw: per(0, 0), DupVisible: per(0, 0), DupUnmarked: per(0, 0)},
 		},
 		{
 			name: "letters never answered 202 are not expected",
@@ -64,7 +82,7 @@ func TestCount(t *testing.T) {
 				{Letter: 1, Channel: chEmail, ProviderKey: "<x>"}, {Letter: 1, Channel: chSMS, ProviderKey: "1"},
 			}},
 			want: Counts{Letters: 2, Acked: 1, Deliveries: 2, SMS: 1,
-				DupRaw: per(0, 0), DupVisible: per(0, 0)},
+				DupRaw: per(0, 0), DupVisible: per(0, 0), DupUnmarked: per(0, 0)},
 		},
 	}
 	for _, tt := range tests {
@@ -101,7 +119,7 @@ func TestLongestGap(t *testing.T) {
 
 func TestTargetMisses(t *testing.T) {
 	base := Target{MaxLost: 0, MaxStuck: 0, MaxAckLost: 0, MaxDupSMSPercent: 0.01, MaxDupVisibleEmail: 0, MaxDupRaw: -1}
-	clean := Counts{SMS: 10000, DupRaw: map[string]int{}, DupVisible: map[string]int{}}
+	clean := Counts{SMS: 10000, DupRaw: map[string]int{}, DupVisible: map[string]int{}, DupUnmarked: map[string]int{}}
 	tests := []struct {
 		name   string
 		target Target
@@ -125,11 +143,18 @@ func TestTargetMisses(t *testing.T) {
 			[]string{"dup visible email 1 > 0"}},
 		{"sigterm: any raw copy misses", scenarios["sigterm"].Target(base),
 			func(c Counts) Counts { c.DupRaw = map[string]int{chEmail: 1}; return c }, []string{"dup raw 1 > 0"}},
+		{"an unmarked duplicate misses", base,
+			func(c Counts) Counts {
+				c.DupRaw, c.DupUnmarked = map[string]int{chEmail: 1, chSMS: 1}, map[string]int{chEmail: 1, chSMS: 1}
+				return c
+			},
+			[]string{"dup unmarked 2 > 0"}},
 		{"negative limits are no limits", Target{MaxLost: -1, MaxStuck: -1, MaxAckLost: -1, MaxDupSMSPercent: -1,
-			MaxDupVisibleEmail: -1, MaxDupRaw: -1},
+			MaxDupVisibleEmail: -1, MaxDupRaw: -1, MaxDupUnmarked: -1},
 			func(c Counts) Counts {
 				c.Lost, c.Stuck, c.AckLost = 9, 9, 9
 				c.DupRaw, c.DupVisible = map[string]int{chSMS: 9, chEmail: 9}, map[string]int{chEmail: 9}
+				c.DupUnmarked = map[string]int{chSMS: 9, chEmail: 9}
 				return c
 			}, nil},
 	}
@@ -145,13 +170,13 @@ func TestTargetMisses(t *testing.T) {
 func TestPrintTable(t *testing.T) {
 	var buf bytes.Buffer
 	c := Counts{Letters: 10, Acked: 9, Faults: 3, Lost: 1, DupRaw: map[string]int{chEmail: 2, chSMS: 1},
-		DupVisible: map[string]int{chSMS: 1}, AckGap: 1500 * time.Millisecond, DeliveryGap: 3 * time.Second}
+		DupVisible: map[string]int{chSMS: 1}, DupUnmarked: map[string]int{chEmail: 1}, AckGap: 1500 * time.Millisecond, DeliveryGap: 3 * time.Second}
 	PrintTable(&buf, []Row{{Scenario: "kill9", Counts: c, Misses: []string{"lost 1 > 0"}}})
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	if len(lines) != 2 {
 		t.Fatalf("table has %d lines, want header + 1:\n%s", len(lines), buf.String())
 	}
-	for _, want := range []string{"kill9", "9/10", "2/1", "0/1", "1.5s/3s", "MISSED: lost 1 > 0"} {
+	for _, want := range []string{"kill9", "9/10", "2/1", "0/1", "1/0", "1.5s/3s", "MISSED: lost 1 > 0"} {
 		if !strings.Contains(lines[1], want) {
 			t.Errorf("row lacks %q: %s", want, lines[1])
 		}

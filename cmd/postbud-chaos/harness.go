@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/digitalpost/postbud/dispatcher"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
@@ -161,7 +162,7 @@ func runScenario(ctx context.Context, sc Scenario, o options, stderr io.Writer) 
 	}
 	scancel()
 
-	rec := Record{Letters: letters, Trailed: map[int]bool{}, Stuck: stuck, Faults: faults, From: from, To: to,
+	rec := Record{Letters: letters, Trailed: map[int]bool{}, Marked: map[int]map[string]bool{}, Stuck: stuck, Faults: faults, From: from, To: to,
 		Retries: h.retries(ctx)}
 	h.mu.Lock()
 	rec.Acks = append(rec.Acks, h.acks...)
@@ -169,8 +170,21 @@ func runScenario(ctx context.Context, sc Scenario, o options, stderr io.Writer) 
 	h.mu.Unlock()
 	rec.Deliveries = h.deliveries(emailSeen, smsSeen)
 	got := map[int]bool{}
+	type key struct {
+		letter  int
+		channel string
+	}
+	copies := map[key]int{}
 	for _, d := range rec.Deliveries {
 		got[d.Letter] = true
+		copies[key{d.Letter, d.Channel}]++
+	}
+	// One trail per letter with a duplicate on some channel: which of its
+	// channels mark a re-send.
+	for k, n := range copies {
+		if _, done := rec.Marked[k.letter]; n > 1 && !done && k.letter >= 0 && k.letter < len(letters) {
+			rec.Marked[k.letter] = h.marked(ctx, letters[k.letter].MessageID)
+		}
 	}
 	for i, l := range letters {
 		if l.Acked && !got[i] && h.hasTrail(ctx, l.MessageID) {
@@ -542,8 +556,15 @@ func (h *Harness) deliveries(emailSeen, smsSeen []time.Time) []Delivery {
 	return out
 }
 
-// hasTrail reports whether some replica has a trail entry for the letter.
-func (h *Harness) hasTrail(ctx context.Context, id string) bool {
+// trailEntry is the part of a trail entry the harness reads.
+type trailEntry struct {
+	Channel string `json:"channel"`
+	Reason  string `json:"reason"`
+}
+
+// trail fetches the letter's trail from the first replica that answers;
+// ok is false when none has one.
+func (h *Harness) trail(ctx context.Context, id string) (entries []trailEntry, ok bool) {
 	for _, r := range h.replicas {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, r.base+"/v1/messages/"+id+"/trail", nil)
 		req.Header.Set("Authorization", "Bearer "+opsKey)
@@ -552,16 +573,35 @@ func (h *Harness) hasTrail(ctx context.Context, id string) bool {
 			continue
 		}
 		var out struct {
-			Trail []json.RawMessage `json:"trail"`
+			Trail []trailEntry `json:"trail"`
 		}
-		_ = json.NewDecoder(resp.Body).Decode(&out)
+		err = json.NewDecoder(resp.Body).Decode(&out)
 		resp.Body.Close()
-		switch resp.StatusCode {
-		case http.StatusOK:
-			return len(out.Trail) > 0
-		case http.StatusNotFound:
-			return false
+		switch {
+		case resp.StatusCode == http.StatusOK && err == nil:
+			return out.Trail, true
+		case resp.StatusCode == http.StatusNotFound:
+			return nil, false
 		}
 	}
-	return false
+	return nil, false
+}
+
+// hasTrail reports whether some replica has a trail entry for the letter.
+func (h *Harness) hasTrail(ctx context.Context, id string) bool {
+	t, _ := h.trail(ctx, id)
+	return len(t) > 0
+}
+
+// marked reports the channels on which the letter's trail marks a re-send
+// after an interrupted attempt.
+func (h *Harness) marked(ctx context.Context, id string) map[string]bool {
+	t, _ := h.trail(ctx, id)
+	out := map[string]bool{}
+	for _, e := range t {
+		if strings.Contains(e.Reason, dispatcher.ReasonResent) {
+			out[e.Channel] = true
+		}
+	}
+	return out
 }

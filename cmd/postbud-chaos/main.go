@@ -89,6 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&o.target.MaxDupSMSPercent, "max-dup-sms-pct", 0.01, "target: duplicated SMS, % of SMS")
 	fs.IntVar(&o.target.MaxDupVisibleEmail, "max-dup-visible-email", 0, "target: emails duplicated with another Message-ID")
 	fs.IntVar(&o.target.MaxDupRaw, "max-dup-raw", -1, "target: raw copies on all channels (sigterm: 0 whatever this says)")
+	fs.IntVar(&o.target.MaxDupUnmarked, "max-dup-unmarked", 0, "target: deliveries accepted more than once whose trail marks no re-send")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
