@@ -103,6 +103,19 @@ func TestLogsDuringRedisOutage(t *testing.T) {
 		waitMessages(t, smtp, n)
 	}
 
+	// serve's own code passes no key twice today; the line the issue saw
+	// ("channel":"email","channel":"email") is sent once through the
+	// daemon's logger (the one go-redis writes to) so the check below
+	// covers the handler that removes the second key.
+	probe := redisLog.target.Load()
+	if probe == nil || !strings.Contains(stderr.String(), "postbud serving") {
+		t.Fatal("serve has not installed its logger")
+	}
+	probe.With("channel", "email").Warn("log probe: a key given twice", "channel", "email")
+	if !strings.Contains(stderr.String(), `"msg":"log probe: a key given twice"`) {
+		t.Fatalf("the probe line did not reach serve's stderr:\n%s", stderr.String())
+	}
+
 	contact("contact-1")
 	letter("letter-1", "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b", 1)
 
