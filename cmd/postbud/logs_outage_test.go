@@ -69,6 +69,11 @@ func TestLogsDuringRedisOutage(t *testing.T) {
 	t.Cleanup(stopRedis)
 	startRedis()
 
+	// Everything the process writes to its own stdout and stderr while
+	// serve runs, besides what serve writes to run's.
+	procOut, restoreOut := captureFD(t, 1)
+	procErr, restoreErr := captureFD(t, 2)
+
 	rt := &redistest.Env{Client: rdb, URL: "redis://127.0.0.1:" + port + "/0", Prefix: "lo", QueuePrefix: "loq"}
 	smtp := emailtest.New(t)
 	stdout, stderr := &syncBuffer{}, &syncBuffer{}
@@ -138,10 +143,18 @@ func TestLogsDuringRedisOutage(t *testing.T) {
 
 	letter("letter-2", "7f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b", 2)
 	d.stop(t)
+	restoreErr()
+	restoreOut()
 
-	all := stdout.String() + stderr.String()
+	var lines []string
+	for _, b := range []*syncBuffer{stdout, stderr, procOut, procErr} {
+		if s := strings.TrimRight(b.String(), "\n"); s != "" {
+			lines = append(lines, strings.Split(s, "\n")...)
+		}
+	}
+	all := strings.Join(lines, "\n")
 	assertNoPersonalData(t, all)
-	for _, line := range strings.Split(strings.TrimRight(all, "\n"), "\n") {
+	for _, line := range lines {
 		if !json.Valid([]byte(line)) || !strings.HasPrefix(line, "{") {
 			t.Errorf("not one JSON object: %s", line)
 			continue
