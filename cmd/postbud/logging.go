@@ -96,7 +96,15 @@ type repeatEntry struct {
 	held int
 }
 
+// repeatIntervalOverride, when positive, replaces the interval given to
+// newRepeatHandler: an end-to-end test sets it so that an outage outlasts
+// the window in seconds rather than minutes. Zero in production.
+var repeatIntervalOverride atomic.Int64
+
 func newRepeatHandler(next slog.Handler, interval time.Duration) *repeatHandler {
+	if d := repeatIntervalOverride.Load(); d > 0 {
+		interval = time.Duration(d)
+	}
 	return &repeatHandler{next: next, interval: interval, now: time.Now,
 		state: &repeatState{last: map[string]*repeatEntry{}}}
 }
