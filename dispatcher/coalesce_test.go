@@ -44,6 +44,14 @@ func TestCoalescing(t *testing.T) {
 	sendLetter("l4", m4, "Region Midtjylland", "")
 	sendLetter("l5", m5, "Aarhus Universitetshospital", "urgent")
 	h.waitFor("the urgent email", func() bool { return len(h.channels[channels.Email].alerts()) == 2 })
+	// Checked at once, inside the window: a held urgent letter would make
+	// the second email the coalesced one, at the window's end.
+	if a := h.channels[channels.Email].alerts()[1].Alert; a.MessageID != m5 || a.Count != 1 {
+		t.Fatalf("second email %+v, want the urgent letter alone, before the window ends", a)
+	}
+	// Every letter processed (its SMS sent) before the read, so the read
+	// only takes its letter out of the coalesced email.
+	h.waitFor("an SMS per letter", func() bool { return len(h.channels[channels.SMS].alerts()) == 5 })
 	h.accept(wire("r3", "message.read", map[string]any{"message_id": m3, "recipient": map[string]any{"cpr": annaCPR},
 		"platform": "e-boks", "at": time.Now().UTC().Format(time.RFC3339Nano)}))
 	h.waitFor("the coalesced email", func() bool { return len(h.channels[channels.Email].alerts()) == 3 })
