@@ -3,11 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,13 +22,6 @@ import (
 // rate-limited with a count, and no line may hold the citizen's CPR, email
 // or phone number.
 func TestLogsDuringRedisOutage(t *testing.T) {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("POSTBUD_TEST_REQUIRE_REDIS") == "1" {
-			t.Fatal("POSTBUD_TEST_REQUIRE_REDIS=1 but redis-server is not on PATH")
-		}
-		t.Skip("redis-server is not installed: the outage needs a Redis of its own to kill")
-	}
 	// The limiter's window, shortened so the outage outlasts it several
 	// times over in a few seconds.
 	const window = time.Second
@@ -40,41 +29,17 @@ func TestLogsDuringRedisOutage(t *testing.T) {
 	repeatIntervalOverride.Store(int64(window))
 	t.Cleanup(func() { repeatIntervalOverride.Store(0) })
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	ln.Close()
-	dir := t.TempDir()
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + port, MaxRetries: -1})
+	srv := redistest.StartServer(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
 	t.Cleanup(func() { rdb.Close() })
-	var srv *exec.Cmd
-	stopRedis := func() {
-		if srv != nil {
-			_ = srv.Process.Kill()
-			_ = srv.Wait()
-			srv = nil
-		}
-	}
-	startRedis := func() {
-		srv = exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
-		if err := srv.Start(); err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, "redis-server on "+port+" to answer", 10*time.Second, func() bool {
-			return rdb.Ping(context.Background()).Err() == nil
-		})
-	}
-	t.Cleanup(stopRedis)
-	startRedis()
+	stopRedis, startRedis := srv.Kill, srv.Start
 
 	// Everything the process writes to its own stdout and stderr while
 	// serve runs, besides what serve writes to run's.
 	procOut, restoreOut := captureFD(t, 1)
 	procErr, restoreErr := captureFD(t, 2)
 
-	rt := &redistest.Env{Client: rdb, URL: "redis://127.0.0.1:" + port + "/0", Prefix: "lo", QueuePrefix: "loq"}
+	rt := &redistest.Env{Client: rdb, URL: srv.URL, Prefix: "lo", QueuePrefix: "loq"}
 	smtp := emailtest.New(t)
 	stdout, stderr := &syncBuffer{}, &syncBuffer{}
 	getenv := testEnv(rt, smtp, nil)

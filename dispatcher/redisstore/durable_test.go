@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -106,30 +104,10 @@ func TestReplicasGroupCommit(t *testing.T) {
 // startPair starts a primary and a replica of it on free loopback ports.
 func startPair(t *testing.T) (primary, replica *redis.Client) {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("POSTBUD_TEST_REQUIRE_REDIS") == "1" {
-			t.Fatal("POSTBUD_TEST_REQUIRE_REDIS=1 but redis-server is not on PATH")
-		}
-		t.Skip("redis-server not on PATH")
-	}
 	start := func(extra ...string) *redis.Client {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		args := append([]string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", t.TempDir(),
-			"--save", "", "--appendonly", "no", "--protected-mode", "no"}, extra...)
-		cmd := exec.Command(bin, args...)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port), MaxRetries: -1})
+		srv := redistest.StartServer(t, append([]string{"--protected-mode", "no"}, extra...)...)
+		c := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
 		t.Cleanup(func() { c.Close() })
-		waitFor(t, "redis-server on "+strconv.Itoa(port), func() bool { return c.Ping(context.Background()).Err() == nil })
 		return c
 	}
 	primary = start("--repl-diskless-sync-delay", "0")
