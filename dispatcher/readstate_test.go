@@ -16,6 +16,7 @@ import (
 	"github.com/digitalpost/postbud/channels/webhook/webhooktest"
 	"github.com/digitalpost/postbud/dispatcher"
 	"github.com/digitalpost/postbud/dispatcher/event"
+	"github.com/digitalpost/postbud/dispatcher/webhooksync"
 )
 
 func newPlatforms(t *testing.T) (map[event.Platform]*webhooktest.Receiver, dispatcher.Syncer) {
@@ -31,24 +32,7 @@ func newPlatforms(t *testing.T) (map[event.Platform]*webhooktest.Receiver, dispa
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return recv, webhookSyncer{s}
-}
-
-// webhookSyncer is the tests' Syncer on the real webhook channel, as
-// cmd/postbud wires it: the dispatcher does not import the channel.
-type webhookSyncer struct{ s *webhook.Sender }
-
-func (w webhookSyncer) Sync(ctx context.Context, p event.Platform, id string, st dispatcher.PlatformState) (channels.Receipt, error) {
-	return w.s.Deliver(ctx, string(p), id, webhook.StateChange{MessageID: st.MessageID, Read: st.Read,
-		Version: st.Version, ChangedAt: st.ChangedAt, Platform: string(st.ChangedBy)})
-}
-
-func (w webhookSyncer) Targets() []event.Platform {
-	var out []event.Platform
-	for _, p := range w.s.Platforms() {
-		out = append(out, event.Platform(p))
-	}
-	return out
+	return recv, webhooksync.New(s)
 }
 
 // change is one read or unread as a platform sent it.

@@ -31,6 +31,7 @@ import (
 	"github.com/digitalpost/postbud/dispatcher/reaper"
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
 	"github.com/digitalpost/postbud/dispatcher/rules"
+	"github.com/digitalpost/postbud/dispatcher/webhooksync"
 )
 
 // overrides let `postbud dev` (and tests) run the same daemon on other
@@ -112,7 +113,7 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 			return fmt.Errorf("POSTBUD_WEBHOOK_*: %w", err)
 		}
 		defer ws.Close()
-		syncer = webhookSyncer{ws}
+		syncer = webhooksync.New(ws)
 	}
 
 	quiet := map[channels.Name]rules.QuietHours{}
