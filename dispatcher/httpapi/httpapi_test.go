@@ -94,21 +94,13 @@ func TestRedisDownAnswers503(t *testing.T) {
 // Retry-After; another platform's budget is its own.
 func TestPlatformRateLimit(t *testing.T) {
 	env := redistest.New(t)
-	store := redisstore.New(env.Client, redisstore.Options{Prefix: env.Prefix})
-	t.Cleanup(func() { store.Close() })
-	keyer, err := dispatcher.NewKeyer([]byte("test-pseudonymisation-key-0123456789"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Enqueuer: asynq.NewClientFromRedisClient(env.Client),
-		Queues: dispatcher.DefaultQueues(env.QueuePrefix), MailboxURL: "https://www.borger.dk/digitalpost"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC) // the bucket does not refill
-	api := httpapi.New(httpapi.Config{Dispatcher: d, Now: func() time.Time { return now }, Platforms: []httpapi.Platform{
-		{Name: event.Core, KeySHA256: httpapi.HashKey("core-key-0123456789"), Rate: 1},
-		{Name: event.EBoks, KeySHA256: httpapi.HashKey("eboks-key-0123456789"), Rate: 1}}})
+	api := newAPIConfig(t, env.Client, env.Prefix, func(c *httpapi.Config) {
+		c.Now = func() time.Time { return now }
+		c.Platforms = []httpapi.Platform{
+			{Name: event.Core, KeySHA256: httpapi.HashKey("core-key-0123456789"), Rate: 1},
+			{Name: event.EBoks, KeySHA256: httpapi.HashKey("eboks-key-0123456789"), Rate: 1}}
+	})
 	// The burst is one full batch: 500 events (unparsable ones are
 	// answered per event, but they count).
 	full := `{"events":[{}` + strings.Repeat(`,{}`, httpapi.MaxBatchEvents-1) + `]}`
@@ -139,22 +131,10 @@ func TestNotReplicatedAnswers503(t *testing.T) {
 	if env.Embedded {
 		t.Skip("WAIT needs a real Redis")
 	}
-	store := redisstore.New(env.Client, redisstore.Options{Prefix: env.Prefix})
-	t.Cleanup(func() { store.Close() })
-	keyer, err := dispatcher.NewKeyer([]byte("test-pseudonymisation-key-0123456789"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Enqueuer: asynq.NewClientFromRedisClient(env.Client),
-		Queues: dispatcher.DefaultQueues(env.QueuePrefix), MailboxURL: "https://www.borger.dk/digitalpost"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The test Redis has no replica: one is never reached.
 	replicas := redisstore.NewReplicas(env.Client, env.Prefix, 1, 20*time.Millisecond)
 	t.Cleanup(func() { replicas.Close() })
-	api := httpapi.New(httpapi.Config{Dispatcher: d, WaitReplicas: replicas.WaitReplicas,
-		Platforms: []httpapi.Platform{{Name: event.Core, KeySHA256: httpapi.HashKey("core-key-0123456789")}}})
+	api := newAPIConfig(t, env.Client, env.Prefix, func(c *httpapi.Config) { c.WaitReplicas = replicas.WaitReplicas })
 	body := `{"id":"e1","type":"contact.updated","occurred_at":"2026-11-23T10:00:00Z","source":"core",` +
 		`"data":{"cpr":"010190-1234","email":"a@b.dk"}}`
 	for _, path := range []string{"/v1/events", "/v1/events/batch"} {
