@@ -213,7 +213,8 @@ read-state webhooks to local receivers for the four platforms).
                      e-boks %[6]s, mit.dk %[7]s
   ops trail          GET  %[1]s/v1/messages/<message-id>/trail   (Authorization: Bearer %[3]s)
   self-service       POST %[1]s/v1/self-service/exemption   {"cpr": "120370-1118"}
-                     (Authorization: Bearer %[9]s, %[10]s or %[11]s)
+                     keys %[9]s, %[10]s,
+                     %[11]s
   health             %[1]s/healthz  %[1]s/readyz
   metrics            %[1]s/metrics
   dashboard          %[1]s/monitoring/   (user: any, password: %[3]s)

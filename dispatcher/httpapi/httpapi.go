@@ -1,8 +1,9 @@
 // Package httpapi is postbud's HTTP face: the authenticated event ingest of
 // contract v1 (POST /v1/events, POST /v1/events/batch), the ops API (a
 // letter's delivery trail) behind the ops gate (dispatcher/opsauth), the
-// health endpoints and the API's OpenAPI document (GET /openapi.yaml,
-// docs/openapi.yaml).
+// self-service systems' exemption query (POST /v1/self-service/exemption,
+// selfservice.go), the health endpoints and the API's OpenAPI document
+// (GET /openapi.yaml, docs/openapi.yaml).
 //
 // Answers follow docs/events.md: 202 with accepted or duplicate; 400 as
 // application/problem+json naming each bad field; 401 without a known key;
