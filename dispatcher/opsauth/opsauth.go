@@ -13,7 +13,9 @@
 // was recognised), the method, the route pattern (never the raw URL), the
 // path values that are message ids or platform names, and the status
 // answered. A path value of any other shape is written as Withheld, so a
-// CPR typed where a message id belongs never reaches the log.
+// CPR typed where a message id belongs never reaches the log. Requests of
+// other clients that are audited, the self-service systems' queries, go
+// to the same log (Client, ServeClient), with what they were told.
 package opsauth
 
 import (
