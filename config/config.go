@@ -74,6 +74,17 @@ type Config struct {
 	// PlatformRate (POSTBUD_PLATFORM_RATE, default 2000) is the events per
 	// second one platform may send to one replica; YAML rate overrides it.
 	PlatformRate float64
+	// SelfService are the authorities' self-service systems that may ask
+	// whether a citizen is exempt, each with its context and the SHA-256
+	// of its key: the "name:context:key" lines of
+	// POSTBUD_SELF_SERVICE_KEYS(_FILE) (context public, court or
+	// business; a name twice with one context during a key rotation), or
+	// self_service in the YAML file. None by default.
+	SelfService []SelfService
+	// SelfServiceRate (POSTBUD_SELF_SERVICE_RATE, default 50) is the
+	// queries per second one self-service system may ask of one replica;
+	// YAML rate overrides it.
+	SelfServiceRate float64
 	// MailboxURL (POSTBUD_MAILBOX_URL, default https://www.borger.dk/digitalpost)
 	// is the one link alerts carry.
 	MailboxURL string
@@ -209,13 +220,16 @@ type file struct {
 		KeySHA256 string  `yaml:"key_sha256"`
 		Rate      float64 `yaml:"rate"`
 	} `yaml:"platforms"`
-	Apps map[string]appsFile `yaml:"apps"`
+	Apps        map[string]appsFile        `yaml:"apps"`
+	SelfService map[string]selfServiceFile `yaml:"self_service"`
 }
 
 type loader struct {
 	getenv   func(string) string
 	readFile func(string) ([]byte, error)
 	errs     []error
+	// selfServiceFile is the YAML file's self_service, once read.
+	selfServiceFile map[string]selfServiceFile
 }
 
 func (l *loader) fail(name, format string, args ...any) {
@@ -328,6 +342,7 @@ func LoadEnviron(getenv func(string) string, environ func() []string) (*Config, 
 		}
 	}
 	apps := l.platforms(c)
+	l.selfService(c, l.selfServiceFile)
 	c.MailboxURL = l.str("POSTBUD_MAILBOX_URL", "https://www.borger.dk/digitalpost")
 	if u, err := url.Parse(c.MailboxURL); err != nil || u.Scheme != "https" || u.Host == "" {
 		l.fail("POSTBUD_MAILBOX_URL", "must be an https:// URL, got %q", c.MailboxURL)
@@ -456,7 +471,7 @@ func (l *loader) platforms(c *Config) (apps map[string]appsFile) {
 			l.fail("POSTBUD_CONFIG", "cannot read the file: %v", errors.Unwrap(err))
 		} else {
 			var f file
-			defer func() { apps = f.Apps }()
+			defer func() { apps, l.selfServiceFile = f.Apps, f.SelfService }()
 			dec := yaml.NewDecoder(strings.NewReader(string(b)))
 			dec.KnownFields(true)
 			if err := dec.Decode(&f); err != nil {

@@ -210,6 +210,7 @@ func TestLoadDefaults(t *testing.T) {
 		OpsKeys:           []OpsKey{{Name: "ops", Role: "admin", KeySHA256: sum(opsKey)}},
 		Platforms:         []Platform{{Name: "core", KeySHA256: sum(coreKey), Rate: 2000}},
 		PlatformRate:      2000,
+		SelfServiceRate:   50,
 		MailboxURL:        "https://www.borger.dk/digitalpost",
 		KeyPrefix:         "pb",
 		QueuePrefix:       "postbud",

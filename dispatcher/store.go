@@ -20,6 +20,10 @@ type Citizen struct {
 	Devices  []Device
 	// Exempt is set while the citizen is exempt from Digital Post.
 	Exempt bool
+	// ExemptSince is when the exemption began (the occurred_at of the
+	// exemption.granted that made the citizen exempt); zero when not
+	// exempt.
+	ExemptSince time.Time
 	// Forward is the address the citizen gave for the paper forwarding of
 	// unopened letters on exemption (else Address).
 	Forward string
@@ -180,6 +184,15 @@ type ExemptionWrite struct {
 	Mark    EventRef // zero when the caller marks after forwarding
 }
 
+// Exemption is a citizen's exemption from Digital Post as recorded.
+type Exemption struct {
+	Exempt bool
+	// Since is when the exemption began: set in the same atomic step as
+	// the grant that made the citizen exempt, kept by later grants while
+	// the exemption lasts, cleared by the revoke. Zero when not exempt.
+	Since time.Time
+}
+
 // Registry is the citizen's addresses and exemption. Each write is one
 // atomic step: a write whose Mark was already set changes nothing and
 // reports applied false; otherwise it applies unless stale (by At; device
@@ -189,6 +202,11 @@ type Registry interface {
 	UpdateContact(ctx context.Context, w ContactWrite) (applied bool, err error)
 	SetDevice(ctx context.Context, w DeviceWrite) (applied bool, err error)
 	SetExemption(ctx context.Context, w ExemptionWrite) (applied bool, err error)
+	// ExemptionOf reads the citizen's exemption and since when: one read,
+	// the same for an unknown citizen as for a known one that is not
+	// exempt (the zero Exemption), so an answer built on it cannot tell
+	// them apart.
+	ExemptionOf(ctx context.Context, citizen string) (Exemption, error)
 	// RemoveAddress forgets an address a provider said is gone, unless it
 	// changed or was (re-)registered after goneAt (a registration at
 	// goneAt is before it). Channels without a registry entry are an error.

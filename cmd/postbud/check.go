@@ -94,6 +94,7 @@ func configCmd(ctx context.Context, args []string, e env, stdout, stderr io.Writ
 		return fmt.Errorf("configuration is invalid")
 	}
 	fmt.Fprintln(stdout, "configuration  ok")
+	fmt.Fprintf(stdout, "%-14s %s\n", "self-service", selfServiceSummary(cfg.SelfService))
 	log := slog.New(slog.DiscardHandler)
 	failed := 0
 	report := func(c check) {
@@ -137,4 +138,32 @@ func pingRedis(ctx context.Context, rdb redis.UniversalClient) error {
 		return fmt.Errorf("redis does not answer: %w", err)
 	}
 	return nil
+}
+
+// selfServiceSummary lists the configured self-service systems for
+// `postbud config check`: each name once, with its context and, during a
+// rotation, its number of keys; never a key or its hash.
+func selfServiceSummary(systems []config.SelfService) string {
+	if len(systems) == 0 {
+		return "none"
+	}
+	var names []string
+	context := map[string]string{}
+	keys := map[string]int{}
+	for _, s := range systems {
+		if keys[s.Name] == 0 {
+			names = append(names, s.Name)
+			context[s.Name] = string(s.Context)
+		}
+		keys[s.Name]++
+	}
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = n + " (" + context[n]
+		if keys[n] > 1 {
+			parts[i] += fmt.Sprintf(", %d keys", keys[n])
+		}
+		parts[i] += ")"
+	}
+	return fmt.Sprintf("%d system(s): %s", len(names), strings.Join(parts, ", "))
 }

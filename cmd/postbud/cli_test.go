@@ -150,8 +150,11 @@ func TestCLIConfigCheck(t *testing.T) {
 	}
 
 	env["POSTBUD_SMTP_TLS"] = "none"
-	if code, out, errOut := postbud(t, bin, env, "config", "check"); code != 0 || !strings.Contains(out, "email          ok") {
-		t.Errorf("with TLS none: exit %d, want 0 and email ok\n%s%s", code, out, errOut)
+	env["POSTBUD_SELF_SERVICE_KEYS"] = "skat:public:" + testSelfServiceKey + "\nskat:public:" + testSelfServiceKey + "-old\nretten:court:" + testCourtKey
+	if code, out, errOut := postbud(t, bin, env, "config", "check"); code != 0 || !strings.Contains(out, "email          ok") ||
+		!strings.Contains(out, "self-service   2 system(s): skat (public, 2 keys), retten (court)\n") ||
+		strings.Contains(out, testSelfServiceKey) {
+		t.Errorf("with TLS none: exit %d, want 0, email ok and the self-service systems\n%s%s", code, out, errOut)
 	}
 
 	env["POSTBUD_QUIETHOURS_SMS"] = "off"

@@ -33,6 +33,14 @@ const (
 	devPseudonym   = "dev-pseudonymisation-key-not-for-production"
 )
 
+// devSelfServiceKeys are the demo keys of three self-service systems, one
+// per context (POST /v1/self-service/exemption).
+var devSelfServiceKeys = []struct{ name, context, key string }{
+	{"demo-public", "public", "dev-self-service-public-key"},
+	{"demo-court", "court", "dev-self-service-court-key"},
+	{"demo-business", "business", "dev-self-service-business-key"},
+}
+
 // devPlatformKeys are the demo API keys of the four reading platforms.
 var devPlatformKeys = map[event.Platform]string{
 	event.Platform("borger.dk"):        "dev-borger-dk-platform-key",
@@ -124,6 +132,8 @@ func dev(ctx context.Context, args []string, e env, stdout, stderr io.Writer) er
 		// A support key beside the admin ops key, to try the roles.
 		"POSTBUD_OPS_KEYS":   "support:support:dev-support-key-0123456789",
 		"POSTBUD_LOG_FORMAT": "text",
+		// One demo self-service system per context.
+		"POSTBUD_SELF_SERVICE_KEYS": devSelfServiceLines(),
 		// miniredis is slow at polling; a calmer interval keeps dev idle.
 		"POSTBUD_TASK_CHECK_INTERVAL": "100ms",
 	}
@@ -202,6 +212,9 @@ read-state webhooks to local receivers for the four platforms).
   platform keys      borger.dk %[4]s, digital-post-app %[5]s,
                      e-boks %[6]s, mit.dk %[7]s
   ops trail          GET  %[1]s/v1/messages/<message-id>/trail   (Authorization: Bearer %[3]s)
+  self-service       POST %[1]s/v1/self-service/exemption   {"cpr": "120370-1118"}
+                     keys %[9]s, %[10]s,
+                     %[11]s
   health             %[1]s/healthz  %[1]s/readyz
   metrics            %[1]s/metrics
   dashboard          %[1]s/monitoring/   (user: any, password: %[3]s)
@@ -213,10 +226,20 @@ Send a letter to the demo citizen Anna:
 
 Stop with Ctrl-C.
 `, base, devPlatformKey, devOpsKey, devPlatformKeys["borger.dk"], devPlatformKeys["digital-post-app"],
-				devPlatformKeys["e-boks"], devPlatformKeys["mit.dk"], who.String())
+				devPlatformKeys["e-boks"], devPlatformKeys["mit.dk"], who.String(),
+				devSelfServiceKeys[0].key+" (public)", devSelfServiceKeys[1].key+" (court)", devSelfServiceKeys[2].key+" (business)")
 		},
 	}
 	return serve(ctx, env{get: devEnv, names: e.names}, stdout, stderr, ov)
+}
+
+// devSelfServiceLines is devSelfServiceKeys as POSTBUD_SELF_SERVICE_KEYS.
+func devSelfServiceLines() string {
+	var b strings.Builder
+	for _, s := range devSelfServiceKeys {
+		fmt.Fprintf(&b, "%s:%s:%s\n", s.name, s.context, s.key)
+	}
+	return b.String()
 }
 
 // registerDemoCitizens sends the demo citizens' contacts (step "contact"),

@@ -198,7 +198,11 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 		}
 		platforms = append(platforms, hp)
 	}
-	hc := httpapi.Config{Dispatcher: d, Platforms: platforms, Guard: guard, SeparateOps: cfg.OpsAddr != "",
+	var selfService []httpapi.SelfService
+	for _, s := range cfg.SelfService {
+		selfService = append(selfService, httpapi.SelfService{Name: s.Name, Context: s.Context, KeySHA256: s.KeySHA256, Rate: s.Rate})
+	}
+	hc := httpapi.Config{Dispatcher: d, Platforms: platforms, SelfService: selfService, Guard: guard, SeparateOps: cfg.OpsAddr != "",
 		Logger: log, SMSReportFunc: smsReports(cfg.Channels.SMSReportSecret), CountEvent: m.Event,
 		Channels: func() any { return m.Channels() }}
 	if cfg.AckReplicas > 0 {

@@ -1,8 +1,9 @@
 // Package httpapi is postbud's HTTP face: the authenticated event ingest of
 // contract v1 (POST /v1/events, POST /v1/events/batch), the ops API (a
 // letter's delivery trail) behind the ops gate (dispatcher/opsauth), the
-// health endpoints and the API's OpenAPI document (GET /openapi.yaml,
-// docs/openapi.yaml).
+// self-service systems' exemption query (POST /v1/self-service/exemption,
+// selfservice.go), the health endpoints and the API's OpenAPI document
+// (GET /openapi.yaml, docs/openapi.yaml).
 //
 // Answers follow docs/events.md: 202 with accepted or duplicate; 400 as
 // application/problem+json naming each bad field; 401 without a known key;
@@ -85,6 +86,10 @@ type Config struct {
 	// Now is the clock (default time.Now): rate limits, signature
 	// tolerance, report times.
 	Now func() time.Time
+	// SelfService are the self-service systems that may ask about
+	// citizens' exemptions (POST /v1/self-service/exemption) and do
+	// nothing else.
+	SelfService []SelfService
 	// WaitReplicas, if set, is called after events were accepted and
 	// before the 202: it returns once they are on enough Redis replicas
 	// (redisstore.Replicas). An error is answered 503, so the platform
@@ -114,8 +119,12 @@ type API struct {
 	limiters map[event.Platform]*rate.Limiter
 	mux      *http.ServeMux
 	opsMux   *http.ServeMux // == mux unless SeparateOps
-	guard    *opsauth.Guard
-	draining atomic.Bool
+	// public and ops serve mux and opsMux behind the self-service gate.
+	public, opsGated http.Handler
+	// ssLimiters are the self-service systems' rate limits, by name.
+	ssLimiters map[string]*rate.Limiter
+	guard      *opsauth.Guard
+	draining   atomic.Bool
 }
 
 // New returns the API.
@@ -135,6 +144,9 @@ func New(cfg Config) *API {
 	if cfg.SeparateOps {
 		a.opsMux = http.NewServeMux()
 	}
+	a.public, a.opsGated = a.selfServiceGate(a.mux), a.selfServiceGate(a.opsMux)
+	a.ssLimiters = newSelfServiceLimiters(cfg.SelfService)
+	a.mux.HandleFunc(SelfServiceRoute, a.selfServiceExemption)
 	for _, p := range cfg.Platforms {
 		if p.Rate > 0 {
 			a.limiters[p.Name] = rate.NewLimiter(rate.Limit(p.Rate), max(int(2*p.Rate)+1, MaxBatchEvents))
@@ -180,7 +192,7 @@ func (a *API) OpsHandler() http.Handler {
 	if a.opsMux == a.mux {
 		return a
 	}
-	return a.opsMux
+	return a.opsGated
 }
 
 func (a *API) muxes() []*http.ServeMux {
@@ -194,7 +206,7 @@ func (a *API) muxes() []*http.ServeMux {
 // sending work before the server stops.
 func (a *API) Drain() { a.draining.Store(true) }
 
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.public.ServeHTTP(w, r) }
 
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	if a.draining.Load() {

@@ -28,6 +28,7 @@ import (
 	"github.com/digitalpost/postbud/dispatcher/opsauth"
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
 	"github.com/digitalpost/postbud/dispatcher/redistest"
+	"github.com/digitalpost/postbud/dispatcher/rules"
 	"github.com/digitalpost/postbud/docs"
 )
 
@@ -177,6 +178,8 @@ func (d *openAPIDoc) examples(t *testing.T) []example {
 					return platformKeys[event.Core]
 				case slices.Contains(schemes, "opsKey"):
 					return adminKey
+				case slices.Contains(schemes, "selfServiceKey"):
+					return ssKeys[rules.ContextPublic]
 				}
 				return ""
 			}
@@ -299,6 +302,7 @@ func TestOpenAPIExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	api := httpapi.New(httpapi.Config{Dispatcher: disp, Platforms: platforms, Guard: guard,
+		SelfService: []httpapi.SelfService{{Name: "sys", Context: rules.ContextPublic, KeySHA256: httpapi.HashKey(ssKeys[rules.ContextPublic])}},
 		SMSReportFunc: func(*http.Request) (httpapi.SMSReport, error) {
 			return httpapi.SMSReport{}, fmt.Errorf("%w: no signature", httpapi.ErrBadSignature)
 		}})
@@ -352,6 +356,7 @@ func TestOpenAPIExamples(t *testing.T) {
 		"GET /v1/messages/{message_id}/state":      {200},
 		"GET /v1/messages/{message_id}/trail":      {200},
 		"POST /v1/ops/platforms/{platform}/enable": {200, 404},
+		"POST /v1/self-service/exemption":          {200, 400, 403},
 		"GET /openapi.yaml":                        {200},
 		"GET /metrics":                             {200},
 	} {

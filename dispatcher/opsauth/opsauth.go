@@ -13,7 +13,9 @@
 // was recognised), the method, the route pattern (never the raw URL), the
 // path values that are message ids or platform names, and the status
 // answered. A path value of any other shape is written as Withheld, so a
-// CPR typed where a message id belongs never reaches the log.
+// CPR typed where a message id belongs never reaches the log. Requests of
+// other clients that are audited, the self-service systems' queries, go
+// to the same log (Client, ServeClient), with what they were told.
 package opsauth
 
 import (
@@ -216,14 +218,36 @@ func (g *Guard) Refused(r *http.Request, who string, status int) {
 	g.record(r, Key{Name: who}, status, "refused")
 }
 
+// Client audits a request of a client that is neither an ops key nor a
+// platform (a self-service system), authenticated by the caller: who
+// names it, role says what kind of client it is, status is the answer and
+// attrs what it was told. attrs must hold no personal data.
+func (g *Guard) Client(r *http.Request, who, role string, status int, msg string, attrs ...slog.Attr) {
+	g.write(r, who, role, status, msg, attrs)
+}
+
+// ServeClient runs next for a request of such a client and audits it
+// with the status next answered and the attributes next returns.
+func (g *Guard) ServeClient(w http.ResponseWriter, r *http.Request, who, role, msg string,
+	next func(w http.ResponseWriter) []slog.Attr) {
+	sw := &statusWriter{ResponseWriter: w}
+	attrs := next(sw)
+	g.write(r, who, role, sw.status(), msg, attrs)
+}
+
 func (g *Guard) record(r *http.Request, k Key, status int, msg string) {
+	g.write(r, k.Name, k.Role.String(), status, msg, nil)
+}
+
+func (g *Guard) write(r *http.Request, who, role string, status int, msg string, extra []slog.Attr) {
 	attrs := []slog.Attr{
-		slog.String("key", k.Name),
-		slog.String("role", k.Role.String()),
+		slog.String("key", who),
+		slog.String("role", role),
 		slog.String("method", r.Method),
 		slog.String("route", Route(r)),
 		slog.Int("status", status),
 	}
+	attrs = append(attrs, extra...)
 	for _, name := range pathNames(r.Pattern) {
 		attrs = append(attrs, slog.String(name, pathValue(r.PathValue(name))))
 	}

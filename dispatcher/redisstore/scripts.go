@@ -195,7 +195,9 @@ return {target, tonumber(r), v, ca, cb, redis.call('ZCARD', KEYS[2]), received}
 `)
 
 // exemptionScript records exemption.granted or .revoked, last writer wins
-// by the event's time.
+// by the event's time. The exemption's start ('xs') is set by the grant
+// that makes the citizen exempt, kept by later grants, and cleared by the
+// revoke.
 //
 // KEYS[1] citizen hash  KEYS[2] event mark
 // ARGV[1] exempt (0|1)  ARGV[2] event time (unix ms)  ARGV[3] forward
@@ -207,7 +209,12 @@ if mark and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local res = 2
 if tonumber(ARGV[2]) >= tonumber(redis.call('HGET', KEYS[1], 'xt') or '0') then
   redis.call('HSET', KEYS[1], 'xt', ARGV[2])
-  if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'x', '1') else redis.call('HDEL', KEYS[1], 'x') end
+  if ARGV[1] == '1' then
+    if redis.call('HEXISTS', KEYS[1], 'x') == 0 then redis.call('HSET', KEYS[1], 'xs', ARGV[2]) end
+    redis.call('HSET', KEYS[1], 'x', '1')
+  else
+    redis.call('HDEL', KEYS[1], 'x', 'xs')
+  end
   if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'fwd', ARGV[3]) else redis.call('HDEL', KEYS[1], 'fwd') end
   res = 1
 end

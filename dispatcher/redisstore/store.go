@@ -217,7 +217,9 @@ func (s *Store) Load(ctx context.Context, citizen, messageID string) (dispatcher
 
 func decodeCitizen(key string, m map[string]string) *dispatcher.Citizen {
 	c := &dispatcher.Citizen{Key: key, Email: m["email"], Mobile: m["mobile"], Language: m["lang"],
-		Address: m["addr"], Exempt: m["x"] == "1", Forward: m["fwd"]}
+		Address: m["addr"], Forward: m["fwd"]}
+	x := decodeExemption(m["x"], m["xs"], m["xt"])
+	c.Exempt, c.ExemptSince = x.Exempt, x.Since
 	for f, v := range m {
 		if ch, ok := strings.CutPrefix(f, "co:"); ok {
 			if c.Windows == nil {
@@ -671,6 +673,40 @@ func (s *Store) SetExemption(ctx context.Context, w dispatcher.ExemptionWrite) (
 		return false, fmt.Errorf("exemption: %w", err)
 	}
 	return n == int64(1), nil
+}
+
+// ExemptionOf reads the citizen's exemption: one HMGET, whether or not
+// the citizen is known.
+func (s *Store) ExemptionOf(ctx context.Context, citizen string) (dispatcher.Exemption, error) {
+	cmds, err := s.do(ctx, func(p redis.Pipeliner) []redis.Cmder {
+		return []redis.Cmder{p.HMGet(ctx, s.citizenKey(citizen), "x", "xs", "xt")}
+	})
+	if err != nil {
+		return dispatcher.Exemption{}, fmt.Errorf("exemption: %w", err)
+	}
+	v := cmds[0].(*redis.SliceCmd).Val()
+	str := func(i int) string {
+		if i < len(v) {
+			s, _ := v[i].(string)
+			return s
+		}
+		return ""
+	}
+	return decodeExemption(str(0), str(1), str(2)), nil
+}
+
+// decodeExemption reads the citizen hash's exemption fields: x (exempt),
+// xs (since) and xt (the time of the last exemption change). A citizen
+// exempted before xs was kept has none: the last change, a grant, stands
+// in for it.
+func decodeExemption(x, xs, xt string) dispatcher.Exemption {
+	if x != "1" {
+		return dispatcher.Exemption{}
+	}
+	if xs == "" {
+		xs = xt
+	}
+	return dispatcher.Exemption{Exempt: true, Since: msTime(xs)}
 }
 
 // UnreadSince returns the citizen's unread letters received in [from, to].
