@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/digitalpost/postbud/dispatcher"
 	"github.com/digitalpost/postbud/dispatcher/dashboard"
@@ -171,18 +172,28 @@ func (w *statusWriter) WriteHeader(code int) {
 func newEnv(t *testing.T, writable bool) *env {
 	t.Helper()
 	r := redistest.New(t)
+	rc := r.Client
+	if redistest.Real() {
+		// The dashboard lists every queue in asynq's one set of queue
+		// names; on the shared Redis another package's test removes its
+		// queues while the list is read ("queue does not exist"), so this
+		// test has a redis-server of its own.
+		srv := redistest.StartServer(t)
+		rc = redis.NewClient(&redis.Options{Addr: srv.Addr})
+		t.Cleanup(func() { rc.Close() })
+	}
 	queue := r.QueuePrefix + ".normal"
-	client := asynq.NewClientFromRedisClient(r.Client)
+	client := asynq.NewClientFromRedisClient(rc)
 	info, err := client.EnqueueContext(context.Background(), asynq.NewTask(dispatcher.TypeInbound, []byte(inboundPayload)),
 		asynq.Queue(queue), asynq.TaskID("ev:test-"+r.QueuePrefix))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := asynq.NewInspectorFromRedisClient(r.Client).ArchiveTask(queue, info.ID); err != nil {
+	if err := asynq.NewInspectorFromRedisClient(rc).ArchiveTask(queue, info.ID); err != nil {
 		t.Fatal(err)
 	}
 	audit := &auditBuffer{}
-	h, err := dashboard.New(dashboard.Config{RedisClient: r.Client, Guard: testGuard(t, audit), Writable: writable})
+	h, err := dashboard.New(dashboard.Config{RedisClient: rc, Guard: testGuard(t, audit), Writable: writable})
 	if err != nil {
 		t.Fatal(err)
 	}
