@@ -96,8 +96,10 @@ return 1
 // checkCodeScript counts one attempt at the pending code and, if it is
 // right, confirms the address and uses the code up. The attempt is counted
 // before the comparison, so no number of concurrent calls makes more
-// attempts than the limit; the MACs are compared in constant time (every
-// byte, whatever differs).
+// attempts than the limit; the MACs are compared in constant time: every
+// byte is looked at and the differences summed, whatever differs first (no
+// early exit; plain arithmetic, since not every Redis-compatible server
+// has Lua's bit library).
 //
 // KEYS[1] code hash  KEYS[2] citizen hash
 // ARGV[1] MAC  ARGV[2] now (unix ms)  ARGV[3] attempts  ARGV[4] fingerprint
@@ -116,7 +118,7 @@ local a, b = c[1], ARGV[1]
 local diff = 0
 if #a ~= #b then diff = 1 end
 for i = 1, math.min(#a, #b) do
-  diff = bit.bor(diff, bit.bxor(string.byte(a, i), string.byte(b, i)))
+  diff = diff + math.abs(string.byte(a, i) - string.byte(b, i))
 end
 if diff ~= 0 then return {2, max - n} end
 redis.call('HSET', KEYS[2], ARGV[5], '1')
