@@ -157,11 +157,9 @@ func (d *Dispatcher) HandleConfirm(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	c := v.Citizen
-	addr, confirmed := c.address(ch)
-	if addr == "" || confirmed {
-		log.InfoContext(ctx, "no confirmation code needed", "registered", addr != "", "confirmed", confirmed)
-		return nil
-	}
+	// The store decides whether this address gets a code (IssueCode):
+	// it is still the registered one, not confirmed, and within its limits.
+	addr, _ := c.address(ch)
 	code, err := newCode()
 	if err != nil {
 		return err
@@ -235,10 +233,9 @@ func (d *Dispatcher) ConfirmAddress(ctx context.Context, cpr event.CPR, ch chann
 	if err != nil {
 		return 0, 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
+	// No address, or another than the code went to: the store answers
+	// AnswerNone (the code's fingerprint is not the registered one's).
 	addr, _ := v.Citizen.address(ch)
-	if addr == "" {
-		return AnswerNone, 0, nil
-	}
 	fp := d.cfg.Keyer.AddressFingerprint(ch, addr)
 	a, left, err = d.cfg.Store.CheckCode(ctx, CodeCheck{Citizen: key, Channel: ch, MAC: d.cfg.Keyer.CodeMAC(key, ch, fp, code),
 		At: d.cfg.Now()})

@@ -369,3 +369,19 @@ func (s *syncBuf) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestConfirmationEventOnce: a contact.updated handled again after it was
+// processed sends no second code.
+func TestConfirmationEventOnce(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, channels.Email)
+	h.start()
+	ev := wireFrom("borger.dk", "c1", "contact.updated", map[string]any{"cpr": annaCPR, "email": "anna@example.dk"})
+	h.handle(ev)
+	h.idle()
+	h.handle(ev) // a redelivery of the processed event
+	h.idle()
+	if n := len(codes(h.channels[channels.Email])); n != 1 {
+		t.Errorf("%d codes for one event handled twice, want 1", n)
+	}
+}
