@@ -385,3 +385,17 @@ func TestConfirmationEventOnce(t *testing.T) {
 		t.Errorf("%d codes for one event handled twice, want 1", n)
 	}
 }
+
+// TestConfirmedMigrationQueuesNothing: core's migration of confirmed
+// addresses queues no code task (a migration of every citizen would
+// otherwise queue one per address, for nothing).
+func TestConfirmedMigrationQueuesNothing(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, channels.Email, channels.SMS)
+	h.handle(wire("c1", "contact.updated", map[string]any{"cpr": annaCPR, "email": "anna@example.dk", "mobile": "20123456",
+		"confirmed": true}))
+	pending, _ := h.insp.ListPendingTasks(h.queues.Urgent)
+	if len(pending) != 0 {
+		t.Errorf("%d tasks queued by a confirmed migration, want none", len(pending))
+	}
+}
