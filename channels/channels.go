@@ -79,6 +79,10 @@ type Alert struct {
 	// Expires is when the alert is no longer worth delivering; zero means
 	// the provider's default.
 	Expires time.Time
+	// Code, when set, makes this no letter alert but a confirmation code
+	// for the address it goes to: the fixed text with the code and the
+	// mailbox URL (Title, Headline, ReadAt). Adapters never log it.
+	Code string
 }
 
 // Receipt is what a provider said when it accepted an alert.

@@ -11,6 +11,12 @@ import (
 
 // Title is the short title of an alert: an email subject, a push title.
 func Title(a Alert) string {
+	if a.Code != "" {
+		if a.Language == "en" {
+			return "Your Digital Post code"
+		}
+		return "Din kode til Digital Post"
+	}
 	if a.Language == "en" {
 		return "New Digital Post"
 	}
@@ -21,6 +27,12 @@ func Title(a Alert) string {
 // when the dispatcher let it through, else the generic text naming the
 // sender(s).
 func Headline(a Alert) string {
+	if a.Code != "" {
+		if a.Language == "en" {
+			return "Your code to confirm this address for Digital Post alerts is " + a.Code + "."
+		}
+		return "Din kode til at bekræfte denne adresse til besked om Digital Post er " + a.Code + "."
+	}
 	if a.Notification != "" {
 		return sentence(a.Notification)
 	}
@@ -52,6 +64,10 @@ func sentence(s string) string {
 // ReadAt is the sentence that points to the mailbox.
 func ReadAt(a Alert) string {
 	switch {
+	case a.Code != "" && a.Language == "en":
+		return "Enter it at " + a.MailboxURL
+	case a.Code != "":
+		return "Indtast den på " + a.MailboxURL
 	case a.Language == "en" && a.Count > 1:
 		return "Read them at " + a.MailboxURL
 	case a.Language == "en":

@@ -17,7 +17,7 @@ func TestCoalescing(t *testing.T) {
 		c.Coalesce = map[channels.Name]time.Duration{channels.Email: 2 * time.Second}
 	}, channels.Email, channels.SMS)
 	h.start()
-	h.accept(wire("c", "contact.updated", map[string]any{"cpr": annaCPR, "email": "anna@example.dk", "mobile": "20123456"}))
+	h.accept(wire("c", "contact.updated", map[string]any{"cpr": annaCPR, "email": "anna@example.dk", "mobile": "20123456", "confirmed": true}))
 	h.idle()
 	sendLetter := func(id, msg, sender, priority string) {
 		data := map[string]any{"message_id": msg, "recipient": map[string]any{"cpr": annaCPR},
@@ -113,7 +113,7 @@ func TestHeldLetterIsNotCoalesced(t *testing.T) {
 		c.Coalesce = map[channels.Name]time.Duration{channels.Email: time.Second}
 	}, channels.Email)
 	h.start()
-	h.accept(wire("c", "contact.updated", map[string]any{"cpr": annaCPR, "email": "anna@example.dk"}))
+	h.accept(wire("c", "contact.updated", map[string]any{"cpr": annaCPR, "email": "anna@example.dk", "confirmed": true}))
 	h.idle()
 	h.accept(letter("l1", "00000001-0000-4000-8000-000000000001", annaCPR))
 	h.waitFor("the first email", func() bool { return len(h.channels[channels.Email].alerts()) == 1 })

@@ -181,6 +181,7 @@ func (d *Dispatcher) Register(mux *asynq.ServeMux) {
 	mux.HandleFunc(TypeReminder, d.HandleReminder)
 	mux.HandleFunc(TypeRejected, d.HandleRejected)
 	mux.HandleFunc(TypeFlush, d.HandleFlush)
+	mux.HandleFunc(TypeConfirm, d.HandleConfirm)
 }
 
 // HandleInbound handles an event a platform enqueued straight into asynq.
@@ -252,9 +253,7 @@ func (d *Dispatcher) handle(ctx context.Context, ev *event.Event) error {
 	case ev.Exemption != nil:
 		return d.exemption(ctx, ev)
 	case ev.Contact != nil:
-		_, err := st.UpdateContact(ctx, ContactWrite{Citizen: ev.CitizenKey, Contact: ev.Contact, At: ev.OccurredAt,
-			Mark: EventRef{Citizen: ev.CitizenKey, ID: ev.ID}})
-		return err
+		return d.contact(ctx, ev)
 	case ev.Device != nil:
 		dev := Device{App: ev.Device.App, Provider: ev.Device.Provider, Token: ev.Device.Token,
 			Environment: ev.Device.Environment, RegisteredAt: ev.OccurredAt}
@@ -318,26 +317,39 @@ type delivery struct {
 	to channels.Address
 }
 
-// addresses returns the citizen's addresses on configured channels.
+// addresses returns the citizen's addresses on configured channels that
+// may get alerts: an email or mobile only once confirmed.
 func (d *Dispatcher) addresses(c *Citizen, messageID string) []delivery {
-	var out []delivery
-	add := func(ch channels.Name, to channels.Address) {
+	out, _ := d.contacts(c, messageID)
+	return out
+}
+
+// contacts returns the citizen's addresses on configured channels: those
+// that may get alerts, and the email and mobile that may not until they
+// are confirmed.
+func (d *Dispatcher) contacts(c *Citizen, messageID string) (ok, unconfirmed []delivery) {
+	add := func(ch channels.Name, to channels.Address, confirmed bool) {
 		if _, ok := d.cfg.Senders[ch]; !ok {
 			return
 		}
 		to.Channel = ch
-		out = append(out, delivery{id: d.cfg.Keyer.DeliveryID(messageID, ch, to.Value), to: to})
+		dl := delivery{id: d.cfg.Keyer.DeliveryID(messageID, ch, to.Value), to: to}
+		if confirmed {
+			ok = append(ok, dl)
+		} else {
+			unconfirmed = append(unconfirmed, dl)
+		}
 	}
 	if c.Email != "" {
-		add(channels.Email, channels.Address{Value: c.Email})
+		add(channels.Email, channels.Address{Value: c.Email}, c.EmailConfirmed)
 	}
 	if c.Mobile != "" {
-		add(channels.SMS, channels.Address{Value: c.Mobile})
+		add(channels.SMS, channels.Address{Value: c.Mobile}, c.MobileConfirmed)
 	}
 	for _, dev := range c.Devices {
-		add(channels.Name(dev.Provider), channels.Address{Value: dev.Token, App: dev.App, Environment: dev.Environment})
+		add(channels.Name(dev.Provider), channels.Address{Value: dev.Token, App: dev.App, Environment: dev.Environment}, true)
 	}
-	return out
+	return ok, unconfirmed
 }
 
 // receive handles message.received: store the letter, then attempt every

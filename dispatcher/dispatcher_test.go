@@ -290,7 +290,7 @@ func TestSendRateIsSharedAndWaitsWithoutSpendingRetries(t *testing.T) {
 	cprs := []string{"010190-1001", "010190-1002", "010190-1003", "010190-1004", "010190-1005", "010190-1006",
 		"010190-1007", "010190-1008", "010190-1009", "010190-1010", "010190-1011", "010190-1012"}
 	for _, c := range cprs {
-		h.accept(wire("c-"+c, "contact.updated", map[string]any{"cpr": c, "email": "x@example.dk", "mobile": "20123456"}))
+		h.accept(wire("c-"+c, "contact.updated", map[string]any{"cpr": c, "email": "x@example.dk", "mobile": "20123456", "confirmed": true}))
 	}
 	h.idle()
 	start := time.Now()

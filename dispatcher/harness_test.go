@@ -256,7 +256,7 @@ func wire(id, typ string, data map[string]any) string {
 const annaCPR = "010190-1234"
 
 func register(h *harness, cpr string) {
-	h.accept(wire("c-"+cpr, "contact.updated", map[string]any{"cpr": cpr, "email": "anna@example.dk", "mobile": "20123456"}))
+	h.accept(wire("c-"+cpr, "contact.updated", map[string]any{"cpr": cpr, "email": "anna@example.dk", "mobile": "20123456", "confirmed": true}))
 	h.accept(wire("d1-"+cpr, "device.registered", map[string]any{"cpr": cpr, "app": "digital-post-app", "provider": "apns", "token": "a1b2c3d4e5f6a7b8"}))
 	h.accept(wire("d2-"+cpr, "device.registered", map[string]any{"cpr": cpr, "app": "e-boks", "provider": "fcm", "token": "fcm-token-0001"}))
 }

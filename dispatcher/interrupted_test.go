@@ -121,7 +121,7 @@ func hasEntry(trail []dispatcher.Outcome, ch channels.Name, result, reasonPrefix
 // registerNow registers a citizen as register does, through the event
 // handler here and now (for tests without workers).
 func registerNow(h *harness, cpr string) {
-	h.handle(wire("c-"+cpr, "contact.updated", map[string]any{"cpr": cpr, "email": "anna@example.dk", "mobile": "20123456"}))
+	h.handle(wire("c-"+cpr, "contact.updated", map[string]any{"cpr": cpr, "email": "anna@example.dk", "mobile": "20123456", "confirmed": true}))
 	h.handle(wire("d1-"+cpr, "device.registered", map[string]any{"cpr": cpr, "app": "digital-post-app", "provider": "apns", "token": "a1b2c3d4e5f6a7b8"}))
 	h.handle(wire("d2-"+cpr, "device.registered", map[string]any{"cpr": cpr, "app": "e-boks", "provider": "fcm", "token": "fcm-token-0001"}))
 }

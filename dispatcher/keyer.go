@@ -60,6 +60,25 @@ func (k *Keyer) DeliveryID(messageID string, ch channels.Name, address string) s
 	return hex.EncodeToString(k.sum("delivery", messageID, string(ch), address)[:16])
 }
 
+// AddressFingerprint returns a keyed fingerprint of an alert address on a
+// channel (32 hex characters): what the store keeps to tell a changed
+// address from the same one, and to tie a confirmation code to the address
+// it was sent to, without comparing or keeping the address itself.
+func (k *Keyer) AddressFingerprint(ch channels.Name, address string) string {
+	return hex.EncodeToString(k.sum("address", string(ch), address)[:16])
+}
+
+// CodeMAC returns the form a confirmation code is stored and compared in:
+// HMAC-SHA256 under the pseudonymisation key, domain-separated ("confirm-
+// code") from every other use of it, over the citizen, the channel, the
+// address's fingerprint and the code (64 hex characters). The code itself
+// is never stored; a MAC of one citizen's code for one address says
+// nothing of another's, and without the key the million codes cannot be
+// tried against it.
+func (k *Keyer) CodeMAC(citizen string, ch channels.Name, fingerprint, code string) string {
+	return hex.EncodeToString(k.sum("confirm-code", citizen, string(ch), fingerprint, code))
+}
+
 // EventID returns the pseudonymous form of a platform's event id: event ids
 // are chosen by platforms and could hold anything, so only this form is used
 // in Redis keys, task ids and payloads.

@@ -34,9 +34,14 @@ func (d *Dispatcher) plan(c *Citizen, l *Letter, birth string, now time.Time) pl
 		under15 = rules.UnderAgeBorn(b, l.ReceivedAt)
 	}
 	dec := rules.Route(l.SenderKind, c.Exempt, under15, d.cfg.PaperForMinors)
-	digital := d.addresses(c, l.MessageID)
+	digital, unconfirmed := d.contacts(c, l.MessageID)
 	if dec.Digital {
 		p.digital = true
+		// An alert to an address nobody confirmed would tell a stranger
+		// who wrote to the citizen.
+		for _, dl := range unconfirmed {
+			p.done = append(p.done, skipped(now, dl, NotConfirmed(dl.to.Channel)))
+		}
 		if l.Read {
 			for _, dl := range digital {
 				p.done = append(p.done, skipped(now, dl, "read"))
@@ -49,7 +54,7 @@ func (d *Dispatcher) plan(c *Citizen, l *Letter, birth string, now time.Time) pl
 			}
 			return p
 		}
-		if len(digital) == 0 {
+		if len(digital) == 0 && len(unconfirmed) == 0 {
 			p.outs = append(p.outs, Outcome{At: now, Result: ResultSkipped, Reason: "no contact"})
 		}
 		p.todo = digital

@@ -101,7 +101,7 @@ func TestRules(t *testing.T) {
 			h.clock.Store(&setup)
 			data := map[string]any{"cpr": r.cpr}
 			if r.contacts {
-				data["email"], data["mobile"] = "c@example.dk", "20123456"
+				data["email"], data["mobile"], data["confirmed"] = "c@example.dk", "20123456", true
 			}
 			if r.address {
 				data["address"] = "Vestergade 1\n8000 Aarhus C"
@@ -183,7 +183,7 @@ func TestForwardUnopenedOnExemption(t *testing.T) {
 	start := rules.ForwardWindowStart(granted)
 	ts := func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 	h.handle(wireAt("c", "contact.updated", ts(start.Add(-time.Hour)), map[string]any{"cpr": cpr,
-		"email": "x@example.dk", "address": "Vestergade 1\n8000 Aarhus C"}))
+		"email": "x@example.dk", "address": "Vestergade 1\n8000 Aarhus C", "confirmed": true}))
 	letters := []struct {
 		id   string
 		at   time.Time
@@ -255,7 +255,7 @@ func TestSchedulingRemindersAndSenderText(t *testing.T) {
 	h.clock.Store(&now)
 	ts := func(t time.Time) string { return t.Format(time.RFC3339Nano) }
 	const cpr = "070780-1234"
-	h.handle(wireAt("c", "contact.updated", ts(now), map[string]any{"cpr": cpr, "email": "x@example.dk"}))
+	h.handle(wireAt("c", "contact.updated", ts(now), map[string]any{"cpr": cpr, "email": "x@example.dk", "confirmed": true}))
 	letterData := func(msg string, extra map[string]any) map[string]any {
 		d := map[string]any{"message_id": msg, "recipient": map[string]any{"cpr": cpr},
 			"sender": map[string]any{"id": "s", "name": "Aarhus Kommune", "kind": "public"}}

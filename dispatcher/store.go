@@ -17,7 +17,12 @@ type Citizen struct {
 	Mobile   string
 	Language string // "da" (default) or "en"
 	Address  string // registered postal address, for paper
-	Devices  []Device
+	// EmailConfirmed and MobileConfirmed say the citizen confirmed the
+	// address with the code postbud sent to it (or core migrated it as
+	// confirmed): alerts go only to a confirmed email or mobile.
+	EmailConfirmed  bool
+	MobileConfirmed bool
+	Devices         []Device
 	// Exempt is set while the citizen is exempt from Digital Post.
 	Exempt bool
 	// ExemptSince is when the exemption began (the occurred_at of the
@@ -165,6 +170,16 @@ type ContactWrite struct {
 	Contact *event.ContactData // nil field: unchanged; "": deleted
 	At      time.Time          // last writer wins, one time for the whole record
 	Mark    EventRef           // marked in the same atomic step, applied or stale
+	// EmailFingerprint and MobileFingerprint are the fingerprints
+	// (Keyer.AddressFingerprint) of the email and mobile Contact sets. An
+	// address set with a fingerprint other than the stored one, or
+	// without one, or removed, loses its confirmation in the same atomic
+	// step: changing an address starts its confirmation over.
+	EmailFingerprint, MobileFingerprint string
+	// Confirmed marks the email and mobile Contact sets confirmed (core's
+	// migration of addresses confirmed in an earlier system); only when
+	// the write applies.
+	Confirmed bool
 }
 
 // DeviceWrite registers (Remove false) or unregisters a push token.
@@ -209,7 +224,8 @@ type Registry interface {
 	ExemptionOf(ctx context.Context, citizen string) (Exemption, error)
 	// RemoveAddress forgets an address a provider said is gone, unless it
 	// changed or was (re-)registered after goneAt (a registration at
-	// goneAt is before it). Channels without a registry entry are an error.
+	// goneAt is before it); an email or mobile loses its confirmation with
+	// it. Channels without a registry entry are an error.
 	RemoveAddress(ctx context.Context, citizen string, to channels.Address, goneAt time.Time) (removed bool, err error)
 }
 
@@ -395,6 +411,85 @@ type Replay interface {
 	Remember(ctx context.Context, key string, ttl time.Duration) (fresh bool, err error)
 }
 
+// CodeWrite issues one confirmation code for a citizen's email or mobile.
+type CodeWrite struct {
+	Citizen string
+	Channel channels.Name // Email or SMS
+	// Fingerprint is the fingerprint of the address the code goes to;
+	// it must be the registered one's.
+	Fingerprint string
+	// MAC is the code in the form it is kept (Keyer.CodeMAC).
+	MAC string
+	// Issuer names the request the code answers (its task id): the rate
+	// counts requests, so a retry of one whose send failed replaces its
+	// code without spending another.
+	Issuer string
+	At     time.Time
+	// Replace replaces a pending code (a resend); without it a valid code
+	// another request issued for the address stands (CodePending).
+	Replace bool
+}
+
+// CodeIssue is what IssueCode did.
+type CodeIssue int
+
+// The answers of IssueCode.
+const (
+	CodeIssued    CodeIssue = iota + 1
+	CodePending             // a valid code of another request is pending: none issued
+	CodeLimited             // CodesPerHour requests for the address in the last hour
+	CodeStale               // the address is not the registered one (changed or removed)
+	CodeConfirmed           // the address is confirmed already
+)
+
+// CodeCheck is one submitted code.
+type CodeCheck struct {
+	Citizen string
+	Channel channels.Name
+	MAC     string // Keyer.CodeMAC of what the citizen typed
+	At      time.Time
+}
+
+// CodeAnswer is what a submitted code did.
+type CodeAnswer int
+
+// The answers of CheckCode.
+const (
+	// AnswerConfirmed: the code was right; the address is confirmed and
+	// the code used up.
+	AnswerConfirmed CodeAnswer = iota + 1
+	// AnswerWrong: the code was wrong; Left attempts remain.
+	AnswerWrong
+	// AnswerExpired: the code is past CodeTTL.
+	AnswerExpired
+	// AnswerTooMany: CodeAttempts attempts were made; even the right code
+	// is refused now.
+	AnswerTooMany
+	// AnswerNone: no code is pending for the registered address (none
+	// was sent, it was used, or the address changed since).
+	AnswerNone
+)
+
+// Confirmations is the confirmation codes of citizens' email addresses and
+// mobile numbers (their MACs, never the codes), kept per citizen and
+// channel. Each method is one atomic step.
+type Confirmations interface {
+	// ReserveCode takes one of the address's CodesPerHour requests for
+	// issuer ahead of its IssueCode (a resend, answered at once);
+	// false when none is left. Reserving again for the same issuer
+	// takes none.
+	ReserveCode(ctx context.Context, citizen string, ch channels.Name, fingerprint, issuer string, at time.Time) (bool, error)
+	// IssueCode stores a new code for the registered address, valid for
+	// CodeTTL with CodeAttempts attempts, replacing any earlier one,
+	// unless the answer says why not.
+	IssueCode(ctx context.Context, w CodeWrite) (CodeIssue, error)
+	// CheckCode counts one attempt at the pending code and, when it is
+	// right, confirms the address. Attempts are counted before the
+	// comparison, so concurrent guesses never make more than
+	// CodeAttempts. left is the attempts remaining after a wrong code.
+	CheckCode(ctx context.Context, c CodeCheck) (a CodeAnswer, left int, err error)
+}
+
 // Store is all of the roles; Config.Store takes this type.
 type Store interface {
 	Events
@@ -405,6 +500,7 @@ type Store interface {
 	Sync
 	Coalescing
 	Replay
+	Confirmations
 	// Ping checks the store is reachable.
 	Ping(ctx context.Context) error
 }

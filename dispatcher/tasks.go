@@ -35,6 +35,10 @@ const (
 	TypeSync = "postbud:sync"
 	// TypeBadge sends a citizen's unread count to their devices.
 	TypeBadge = "postbud:badge"
+	// TypeConfirm makes and sends a confirmation code for a citizen's
+	// email or mobile: its payload names the citizen and the channel,
+	// never the address or the code.
+	TypeConfirm = "postbud:confirm"
 )
 
 // Lane says which queue a task type goes to.
@@ -68,7 +72,7 @@ type TaskKind struct {
 // tasks is the one table of postbud's task types. Task ids are given at
 // each enqueue site (they are what makes a task exist once) and keep their
 // prefixes: ev: (inbound, event), dl:, rejected:, flush:, rem:, sync:,
-// badge:.
+// badge:, cc: (confirm).
 var tasks = [...]TaskKind{
 	{Type: TypeInbound, Lane: LaneOfEvent, MaxRetry: 25},
 	{Type: TypeEvent, Lane: LaneOfEvent, MaxRetry: 25, Timeout: 2 * time.Minute},
@@ -78,6 +82,8 @@ var tasks = [...]TaskKind{
 	{Type: TypeReminder, Lane: LaneNormal, MaxRetry: 10},
 	{Type: TypeSync, Lane: LaneUrgent, MaxRetry: 30, Timeout: time.Minute},
 	{Type: TypeBadge, Lane: LaneUrgent, MaxRetry: 10, Timeout: time.Minute},
+	// The citizen waits for the code at the platform's UI.
+	{Type: TypeConfirm, Lane: LaneUrgent, MaxRetry: 5, Timeout: 30 * time.Second, PlusSendTimeout: true},
 }
 
 // TaskKinds returns the table of task types, in a fresh slice.

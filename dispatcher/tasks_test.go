@@ -16,7 +16,7 @@ import (
 // retries and timeout into Redis with its id and payload as given.
 func TestTaskTable(t *testing.T) {
 	t.Parallel()
-	want := []string{TypeInbound, TypeEvent, TypeDelivery, TypeRejected, TypeFlush, TypeReminder, TypeSync, TypeBadge}
+	want := []string{TypeInbound, TypeEvent, TypeDelivery, TypeRejected, TypeFlush, TypeReminder, TypeSync, TypeBadge, TypeConfirm}
 	kinds := TaskKinds()
 	if len(kinds) != len(want) {
 		t.Fatalf("%d task kinds, want %d", len(kinds), len(want))
@@ -70,6 +70,7 @@ func TestTaskTable(t *testing.T) {
 		{TypeReminder, taskArgs{id: "rem:1"}, q.Normal, 10, asynqDefault, 0},
 		{TypeSync, taskArgs{id: "sync:1"}, q.Urgent, 30, time.Minute, 0},
 		{TypeBadge, taskArgs{id: "badge:1"}, q.Urgent, 10, time.Minute, 0},
+		{TypeConfirm, taskArgs{id: "cc:1", sendTimeout: send}, q.Urgent, 5, send + 30*time.Second, 0},
 	}
 	for _, tc := range tests {
 		payload := []byte(`{"x":"` + tc.typ + `"}`)

@@ -26,8 +26,11 @@ type Alert struct {
 	Title      string        `json:"title"`
 	Text       string        `json:"text"`
 	Silent     bool          `json:"silent,omitempty"`
-	Badge      int           `json:"badge"`
-	ProviderID string        `json:"provider_id"`
+	// Code is the confirmation code the alert carried, if it was one: dev
+	// shows it, so a newcomer can try the confirmation.
+	Code       string `json:"code,omitempty"`
+	Badge      int    `json:"badge"`
+	ProviderID string `json:"provider_id"`
 }
 
 // Sink records alerts of one channel. Keep bounds memory: only the newest
@@ -57,7 +60,7 @@ func (s *Sink) Send(ctx context.Context, to channels.Address, a channels.Alert) 
 	}
 	rec := Alert{At: time.Now(), Channel: s.name, To: Mask(to), App: to.App, MessageID: a.MessageID,
 		DeliveryID: a.DeliveryID, Title: channels.Title(a), Text: channels.Headline(a) + " " + channels.ReadAt(a),
-		Silent: a.Silent, Badge: a.Badge, ProviderID: id}
+		Silent: a.Silent, Badge: a.Badge, ProviderID: id, Code: a.Code}
 	if a.Silent {
 		rec.Title, rec.Text = "", ""
 	}

@@ -369,7 +369,7 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 		email := fmt.Sprintf("citizen%d@example.dk", i)
 		key := keyer.CitizenKey(event.CPR(latCPR(i)))
 		_, err := store.UpdateContact(ctx, dispatcher.ContactWrite{Citizen: key, Contact: &event.ContactData{Email: &email},
-			At: now, Mark: dispatcher.EventRef{Citizen: key, ID: fmt.Sprintf("lc%d", i)}})
+			At: now, Confirmed: true, Mark: dispatcher.EventRef{Citizen: key, ID: fmt.Sprintf("lc%d", i)}})
 		return err
 	})
 	logf("preloaded %d citizens with an email only in %.1fs", citizens, time.Since(t).Seconds())

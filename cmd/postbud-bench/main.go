@@ -295,7 +295,7 @@ func runPostbud(ctx context.Context, rdb *redis.Client, phase, prefix string, n,
 		key := keyer.CitizenKey(event.CPR(cprOf(i)))
 		email, mobile := fmt.Sprintf("citizen%d@example.dk", i), fmt.Sprintf("+4520%06d", i)
 		if _, err := store.UpdateContact(ctx, dispatcher.ContactWrite{Citizen: key, Contact: &event.ContactData{Email: &email, Mobile: &mobile},
-			At: now, Mark: dispatcher.EventRef{Citizen: key, ID: fmt.Sprintf("c%d", i)}}); err != nil {
+			At: now, Confirmed: true, Mark: dispatcher.EventRef{Citizen: key, ID: fmt.Sprintf("c%d", i)}}); err != nil {
 			fail(err)
 		}
 		for j, p := range []string{"apns", "fcm"} {

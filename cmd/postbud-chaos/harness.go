@@ -311,7 +311,9 @@ func (h *Harness) registerCitizens(ctx context.Context) error {
 		var evs []json.RawMessage
 		for i := lo; i < min(lo+per, h.opts.letters); i++ {
 			evs = append(evs, event(fmt.Sprintf("contact-%d", i), "contact.updated", map[string]any{
-				"cpr": cpr(i), "email": emailOf(i), "mobile": strconv.FormatUint(mobileOf(i), 10)}))
+				"cpr": cpr(i), "email": emailOf(i), "mobile": strconv.FormatUint(mobileOf(i), 10),
+				// Addresses confirmed before (core's migration): the chaos run is about letters.
+				"confirmed": true}))
 		}
 		ok, err := h.post(ctx, evs, time.Now().Add(time.Minute))
 		if err != nil {

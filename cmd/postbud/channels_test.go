@@ -72,7 +72,7 @@ func TestEndToEndEveryChannel(t *testing.T) {
 	d := start(t, getenv, logs)
 
 	for _, ev := range []string{
-		wireEvent("c1", "contact.updated", "core", map[string]any{"cpr": "010190-1234", "email": "anna@example.dk", "mobile": "20123456"}),
+		wireEvent("c1", "contact.updated", "core", map[string]any{"cpr": "010190-1234", "email": "anna@example.dk", "mobile": "20123456", "confirmed": true}),
 		wireEvent("d1", "device.registered", "core", map[string]any{"cpr": "010190-1234", "app": "digital-post-app", "provider": "apns", "token": iosToken}),
 		wireEvent("d2", "device.registered", "core", map[string]any{"cpr": "010190-1234", "app": "e-boks", "provider": "fcm", "token": "fcm-token-anna-0001"}),
 	} {
@@ -201,7 +201,7 @@ func TestEndToEndSMSDeliveryReports(t *testing.T) {
 	}
 	d := start(t, getenvAddr, logs)
 	post(t, d.base+"/v1/events", testCoreKey, wireEvent("c1", "contact.updated", "core",
-		map[string]any{"cpr": "010190-1234", "mobile": "20123456"}))
+		map[string]any{"cpr": "010190-1234", "mobile": "20123456", "confirmed": true}))
 	waitIdle(t, rt)
 
 	const msg1 = "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
@@ -273,7 +273,7 @@ func TestEndToEndSMSDeliveryReports(t *testing.T) {
 	}
 	// Registered again: SMS again.
 	post(t, d.base+"/v1/events", testCoreKey, wireEvent("c2", "contact.updated", "core",
-		map[string]any{"cpr": "010190-1234", "mobile": "20123456"}))
+		map[string]any{"cpr": "010190-1234", "mobile": "20123456", "confirmed": true}))
 	waitIdle(t, rt)
 	post(t, d.base+"/v1/events", testCoreKey, letterEvent("l4", "9f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"))
 	if _, err := f.sms.WaitMessages(ctx, 3); err != nil {

@@ -211,6 +211,7 @@ read-state webhooks to local receivers for the four platforms).
   event API          POST %[1]s/v1/events   (Authorization: Bearer %[2]s, source "core")
   platform keys      borger.dk %[4]s, digital-post-app %[5]s,
                      e-boks %[6]s, mit.dk %[7]s
+  confirm an address POST %[1]s/v1/contacts/confirm   {"cpr", "channel", "code"}: the codes are on the page
   ops trail          GET  %[1]s/v1/messages/<message-id>/trail   (Authorization: Bearer %[3]s)
   self-service       POST %[1]s/v1/self-service/exemption   {"cpr": "120370-1118"}
                      keys %[9]s, %[10]s,
@@ -252,7 +253,10 @@ func registerDemoCitizens(ctx context.Context, base string, citizens []devCitize
 			"source": "core", "data": data})
 	}
 	for i, c := range citizens {
-		data := map[string]any{"cpr": c.CPR, "email": c.Email, "language": c.Language}
+		// The demo addresses start confirmed (core's migration flag), so
+		// the demo letters alert at once; a new address sent from a
+		// platform gets a code, shown on the dev page.
+		data := map[string]any{"cpr": c.CPR, "email": c.Email, "language": c.Language, "confirmed": true}
 		if c.Mobile != "" {
 			data["mobile"] = c.Mobile
 		}

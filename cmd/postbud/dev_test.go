@@ -238,3 +238,38 @@ func TestDevPageShowsTheRules(t *testing.T) {
 		t.Errorf("the letter page of %s does not show its trail alone:\n%s", paper, one)
 	}
 }
+
+// TestDevConfirmation: the demo citizens start confirmed (a letter alerts
+// at once), and a new address a platform registers gets a code the dev page
+// shows, which confirms it.
+func TestDevConfirmation(t *testing.T) {
+	base := startDev(t, nil)
+	bo := devCitizens(time.Now())[1]
+	const msg = "66666666-6666-4666-8666-666666666666"
+	if code, out := post(t, base+"/v1/events", devPlatformKey, wireEvent("l-bo", "message.received", "core",
+		map[string]any{"message_id": msg, "recipient": map[string]any{"cpr": bo.CPR},
+			"sender": map[string]any{"id": "skat", "name": "Skattestyrelsen", "kind": "public"}})); code != http.StatusAccepted {
+		t.Fatalf("letter: %d %v", code, out)
+	}
+	eventually(t, "the demo citizen's letter to be sent", 20*time.Second, func() bool {
+		return strings.Contains(letterSection(getPage(t, base+"/"), msg), `class="r-sent">sent<`)
+	})
+	if code, out := post(t, base+"/v1/events", devPlatformKeys["borger.dk"], wireEvent("c-bo", "contact.updated", "borger.dk",
+		map[string]any{"cpr": bo.CPR, "email": "bo.new@example.dk"})); code != http.StatusAccepted {
+		t.Fatalf("contact.updated: %d %v", code, out)
+	}
+	codeRE := regexp.MustCompile(`<code class="code">([0-9]{6})</code>`)
+	var code string
+	eventually(t, "the code on the dev page", 20*time.Second, func() bool {
+		m := codeRE.FindStringSubmatch(getPage(t, base+"/"))
+		if m != nil {
+			code = m[1]
+		}
+		return m != nil
+	})
+	st, out := post(t, base+"/v1/contacts/confirm", devPlatformKeys["borger.dk"],
+		`{"cpr":"`+bo.CPR+`","channel":"email","code":"`+code+`"}`)
+	if st != http.StatusOK || out["status"] != "confirmed" {
+		t.Errorf("confirming with the code the page shows: %d %v", st, out)
+	}
+}

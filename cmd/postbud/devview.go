@@ -294,8 +294,14 @@ func (v *devView) data(ctx context.Context, only string) map[string]any {
 		platforms = append(platforms, platformHooks{Platform: string(p), Received: r})
 	}
 	slices.Reverse(jobs)
+	var codes []sink.Alert
+	for _, a := range alerts {
+		if a.Code != "" {
+			codes = append(codes, a)
+		}
+	}
 	return map[string]any{"Letters": letters, "Alerts": alerts, "Paper": jobs, "Webhooks": platforms,
-		"Citizens": v.citizens, "One": only != ""}
+		"Citizens": v.citizens, "One": only != "", "Codes": codes}
 }
 
 func (v *devView) page(w http.ResponseWriter, r *http.Request) {
@@ -338,7 +344,15 @@ Times are Copenhagen local time.{{if not .One}} The page refreshes every 5 secon
 {{if not .One}}<h2>Demo citizens</h2>
 <table><tr><th>CPR</th><th>name</th><th>what it shows</th></tr>
 {{range .Citizens}}<tr><td><code>{{.CPR}}</code></td><td>{{.Name}}</td><td>{{.Rule}}</td></tr>
-{{end}}</table>{{end}}
+{{end}}</table>
+<p>The demo citizens' addresses start confirmed. A new email or mobile sent from a platform gets a
+confirmation code, and alerts skip it ("email not confirmed") until the code comes back:
+<code>POST /v1/contacts/confirm</code> with <code>{"cpr": …, "channel": "email", "code": …}</code>
+(docs/events.md §7).</p>
+<h2>Confirmation codes sent ({{len .Codes}})</h2>
+<table id="codes"><tr><th>time</th><th>channel</th><th>to</th><th>code</th></tr>
+{{range .Codes}}<tr><td>{{time .At}}</td><td class="ch">{{.Channel}}</td><td>{{.To}}</td><td><code class="code">{{.Code}}</code></td></tr>
+{{else}}<tr><td colspan="4">none</td></tr>{{end}}</table>{{end}}
 <h2>Letters ({{len .Letters}})</h2>
 {{range .Letters}}<section id="m-{{.MessageID}}" class="letter">
 <h3>Letter <a href="/dev/messages/{{path .MessageID}}"><code>{{.MessageID}}</code></a></h3>

@@ -59,7 +59,7 @@ func TestLogsDuringRedisOutage(t *testing.T) {
 	contact := func(id string) {
 		t.Helper()
 		code, body := post(t, d.base+"/v1/events", testCoreKey, wireEvent(id, "contact.updated", "core",
-			map[string]any{"cpr": "010190-1234", "email": "anna@example.dk", "mobile": "20 12 34 56"}))
+			map[string]any{"cpr": "010190-1234", "email": "anna@example.dk", "mobile": "20 12 34 56", "confirmed": true}))
 		if code != http.StatusAccepted || body["status"] != "accepted" {
 			t.Fatalf("contact.updated: %d %v", code, body)
 		}

@@ -35,7 +35,7 @@ func TestEndToEndReadOnOnePlatform(t *testing.T) {
 	getenv := testEnv(rt, f.smtp, f.env)
 	d := start(t, getenv, logs)
 	for _, ev := range []string{
-		wireEvent("c1", "contact.updated", "core", map[string]any{"cpr": "010190-1234", "mobile": "20123456"}),
+		wireEvent("c1", "contact.updated", "core", map[string]any{"cpr": "010190-1234", "mobile": "20123456", "confirmed": true}),
 		wireEvent("d1", "device.registered", "core", map[string]any{"cpr": "010190-1234", "app": "digital-post-app", "provider": "apns", "token": iosToken}),
 	} {
 		post(t, d.base+"/v1/events", testCoreKey, ev)

@@ -206,7 +206,7 @@ func TestEndToEndLetterToEmail(t *testing.T) {
 
 	// Register Anna's email and mobile.
 	code, body := post(t, d.base+"/v1/events", testCoreKey, wireEvent("contact-1", "contact.updated", "core",
-		map[string]any{"cpr": "010190-1234", "email": "anna@example.dk", "mobile": "20 12 34 56"}))
+		map[string]any{"cpr": "010190-1234", "email": "anna@example.dk", "mobile": "20 12 34 56", "confirmed": true}))
 	if code != http.StatusAccepted || body["status"] != "accepted" {
 		t.Fatalf("contact.updated: %d %v", code, body)
 	}
@@ -317,7 +317,7 @@ func TestEndToEndWorkerStoppedMidwayStillOneEmail(t *testing.T) {
 	getenv := testEnv(rt, smtp, nil)
 	d := start(t, getenv, logs)
 	post(t, d.base+"/v1/events", testCoreKey, wireEvent("contact-1", "contact.updated", "core",
-		map[string]any{"cpr": "010190-1234", "email": "anna@example.dk"}))
+		map[string]any{"cpr": "010190-1234", "email": "anna@example.dk", "confirmed": true}))
 	waitIdle(t, rt)
 
 	// The SMTP server hangs after its greeting: the send is in flight when

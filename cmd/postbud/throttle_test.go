@@ -25,7 +25,7 @@ func TestEndToEndThrottledSendSpendsNoRetry(t *testing.T) {
 	getenv := testEnv(rt, f.smtp, f.env)
 	d := start(t, getenv, &syncBuffer{})
 	post(t, d.base+"/v1/events", testCoreKey, wireEvent("c1", "contact.updated", "core",
-		map[string]any{"cpr": "010190-1234", "mobile": "20123456"}))
+		map[string]any{"cpr": "010190-1234", "mobile": "20123456", "confirmed": true}))
 	waitIdle(t, rt)
 
 	before := f.sms.Requests() // serve's start check asks the gateway too

@@ -155,6 +155,10 @@ type ContactData struct {
 	Mobile   *string `json:"mobile,omitempty"`
 	Language *string `json:"language,omitempty"`
 	Address  *string `json:"address,omitempty"`
+	// Confirmed says the email and mobile this event sets were confirmed
+	// by the citizen in an earlier system: they need no new confirmation
+	// code. Only core may say so (a migration).
+	Confirmed bool `json:"confirmed,omitempty"`
 }
 
 // DeviceData is the data of device.registered and device.unregistered.
@@ -262,11 +266,12 @@ type wireRead struct {
 }
 
 type wireContact struct {
-	CPR      *string `json:"cpr"`
-	Email    *string `json:"email"`
-	Mobile   *string `json:"mobile"`
-	Language *string `json:"language"`
-	Address  *string `json:"address"`
+	CPR       *string `json:"cpr"`
+	Email     *string `json:"email"`
+	Mobile    *string `json:"mobile"`
+	Language  *string `json:"language"`
+	Address   *string `json:"address"`
+	Confirmed *bool   `json:"confirmed"`
 }
 
 type wireDevice struct {
@@ -343,7 +348,7 @@ func Parse(b []byte) (*Event, error) {
 	case MessageRead, MessageUnread:
 		ev.Read = parseRead(w.Data, v)
 	case ContactUpdated:
-		ev.Contact = parseContact(w.Data, v)
+		ev.Contact = parseContact(w.Data, v, ev.Source)
 	case DeviceRegistered, DeviceUnregistered:
 		ev.Device = parseDevice(w.Data, v, ev.Type == DeviceRegistered)
 	case ExemptionGranted, ExemptionRevoked:
@@ -563,7 +568,7 @@ func parseRead(b []byte, v *validator) *ReadData {
 	return r
 }
 
-func parseContact(b []byte, v *validator) *ContactData {
+func parseContact(b []byte, v *validator, source Platform) *ContactData {
 	var w wireContact
 	if !strictDecode(b, &w, "data", v) {
 		return nil
@@ -602,8 +607,23 @@ func parseContact(b []byte, v *validator) *ContactData {
 	if w.Email == nil && w.Mobile == nil && w.Language == nil && w.Address == nil {
 		v.add("data", "must set at least one of email, mobile, language, address")
 	}
+	if w.Confirmed != nil {
+		switch {
+		case source != Core:
+			// A platform confirms an address only through the code
+			// postbud sends to it (POST /v1/contacts/confirm).
+			v.add("data.confirmed", "only source core may mark addresses confirmed (migration); "+
+				"other platforms confirm them with the code postbud sends")
+		case !nonEmpty(w.Email) && !nonEmpty(w.Mobile):
+			v.add("data.confirmed", "only allowed with an email or mobile to confirm")
+		default:
+			c.Confirmed = *w.Confirmed
+		}
+	}
 	return c
 }
+
+func nonEmpty(s *string) bool { return s != nil && *s != "" }
 
 func parseDevice(b []byte, v *validator, register bool) *DeviceData {
 	var w wireDevice

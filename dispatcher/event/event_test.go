@@ -223,6 +223,7 @@ var fxDataFields = map[Type][]fxFieldSpec{
 		{"data.mobile", "string", false},
 		{"data.language", "string", false},
 		{"data.address", "string", false},
+		{"data.confirmed", "boolean", false},
 	},
 	DeviceRegistered:   fxDeviceFields,
 	DeviceUnregistered: fxDeviceFields,
@@ -936,4 +937,29 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("the JSON form of an event carries its CPR")
 		}
 	})
+}
+
+// TestParseConfirmedOnlyFromCore: "confirmed" migrates addresses confirmed
+// in an earlier system, so only core may send it, and only with an address.
+func TestParseConfirmedOnlyFromCore(t *testing.T) {
+	t.Parallel()
+	ev, err := Parse(fxEdited(ContactUpdated, fxAll(fxSet("source", "core"), fxSet("data.confirmed", true))))
+	if err != nil || !ev.Contact.Confirmed {
+		t.Fatalf("core's confirmed: %v, %v", ev, err)
+	}
+	for _, p := range ReadingPlatforms() {
+		for _, v := range []bool{true, false} {
+			_, err := Parse(fxEdited(ContactUpdated, fxAll(fxSet("source", string(p)), fxSet("data.confirmed", v))))
+			var ve *ValidationError
+			if !errors.As(err, &ve) || len(ve.Errors) != 1 || ve.Errors[0].Field != "data.confirmed" ||
+				!strings.Contains(ve.Errors[0].Reason, "only source core") {
+				t.Errorf("confirmed %v from %s: %v; want refused naming data.confirmed", v, p, err)
+			}
+		}
+	}
+	_, err = Parse(fxEdited(ContactUpdated, fxAll(fxDel("data.email", "data.mobile"), fxSet("data.confirmed", true))))
+	var ve *ValidationError
+	if !errors.As(err, &ve) || ve.Errors[0].Field != "data.confirmed" {
+		t.Errorf("confirmed without an address: %v; want refused naming data.confirmed", err)
+	}
 }

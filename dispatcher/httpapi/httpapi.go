@@ -1,5 +1,6 @@
 // Package httpapi is postbud's HTTP face: the authenticated event ingest of
-// contract v1 (POST /v1/events, POST /v1/events/batch), the ops API (a
+// contract v1 (POST /v1/events, POST /v1/events/batch), the confirmation
+// of contact addresses (POST /v1/contacts/confirm, /resend), the ops API (a
 // letter's delivery trail) behind the ops gate (dispatcher/opsauth), the
 // self-service systems' exemption query (POST /v1/self-service/exemption,
 // selfservice.go), the health endpoints and the API's OpenAPI document
@@ -154,6 +155,8 @@ func New(cfg Config) *API {
 	}
 	a.mux.HandleFunc("POST /v1/events", a.postEvent)
 	a.mux.HandleFunc("POST /v1/events/batch", a.postBatch)
+	a.mux.HandleFunc("POST /v1/contacts/confirm", a.confirmContact)
+	a.mux.HandleFunc("POST /v1/contacts/resend", a.resendCode)
 	// Every ops route goes through a.ops (admin unless a.support says
 	// support may): one gate, one audit log.
 	a.opsMux.Handle("GET /v1/messages/{id}/trail", a.support(a.getTrail))

@@ -353,6 +353,8 @@ func TestOpenAPIExamples(t *testing.T) {
 	for op, codes := range map[string][]int{
 		"POST /v1/events":                          {202, 400, 403},
 		"POST /v1/events/batch":                    {202, 400},
+		"POST /v1/contacts/confirm":                {400, 410},
+		"POST /v1/contacts/resend":                 {400, 404},
 		"GET /v1/messages/{message_id}/state":      {200},
 		"GET /v1/messages/{message_id}/trail":      {200},
 		"POST /v1/ops/platforms/{platform}/enable": {200, 404},

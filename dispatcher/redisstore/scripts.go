@@ -8,11 +8,15 @@ import "github.com/redis/go-redis/v9"
 // arrival, letterScript); its other writes are plain commands.
 
 // contactScript applies a contact.updated event unless a newer one was
-// applied (last writer wins by the event's time).
+// applied (last writer wins by the event's time). An email or mobile the
+// event sets keeps its confirmation only when its fingerprint is the stored
+// one; a changed or removed address loses it in the same step, and a
+// confirmed event (core's migration) confirms the addresses it sets.
 //
 // KEYS[1] citizen hash  KEYS[2] event mark
 // ARGV[1] event time (unix ms)  ARGV[2] event mark TTL (ms; 0: no mark)
-// then field, value pairs; an empty value deletes the field.
+// ARGV[3] confirmed (0|1)  ARGV[4] email fingerprint  ARGV[5] mobile
+// fingerprint, then field, value pairs; an empty value deletes the field.
 // Returns 0 if the event was processed before, 1 if applied, 2 if stale.
 var contactScript = redis.NewScript(`
 local mark = ARGV[2] ~= '0'
@@ -21,9 +25,21 @@ local res = 2
 local cur = tonumber(redis.call('HGET', KEYS[1], 'cat') or '0')
 if tonumber(ARGV[1]) >= cur then
   redis.call('HSET', KEYS[1], 'cat', ARGV[1])
-  for i = 3, #ARGV, 2 do
-    if ARGV[i+1] == '' then redis.call('HDEL', KEYS[1], ARGV[i])
-    else redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+1]) end
+  local addr = {email = {'` + fieldEmailFP + `', '` + fieldEmailOK + `', ARGV[4]}, mobile = {'` + fieldMobileFP + `', '` + fieldMobileOK + `', ARGV[5]}}
+  for i = 6, #ARGV, 2 do
+    local f, v = ARGV[i], ARGV[i+1]
+    if v == '' then redis.call('HDEL', KEYS[1], f)
+    else redis.call('HSET', KEYS[1], f, v) end
+    local a = addr[f]
+    if a then
+      if v == '' or a[3] == '' then
+        redis.call('HDEL', KEYS[1], a[1], a[2])
+      else
+        if redis.call('HGET', KEYS[1], a[1]) ~= a[3] then redis.call('HDEL', KEYS[1], a[2]) end
+        redis.call('HSET', KEYS[1], a[1], a[3])
+        if ARGV[3] == '1' then redis.call('HSET', KEYS[1], a[2], '1') end
+      end
+    end
   end
   res = 1
 end
@@ -48,11 +64,13 @@ return 1
 `)
 
 // removeScript forgets an address a provider reported gone, unless it was
-// registered after the provider's gone time.
+// registered after the provider's gone time; the fields named after it
+// (an email's or mobile's fingerprint and confirmation) go with it.
 //
 // KEYS[1] citizen hash
 // ARGV[1] field  ARGV[2] gone at (unix ms)  ARGV[3] expected value (” for
-// a device field, whose value ends in |<registered ms>)
+// a device field, whose value ends in |<registered ms>), then fields to
+// delete with it
 // Returns 1 if removed, 0 if kept.
 var removeScript = redis.NewScript(`
 local v = redis.call('HGET', KEYS[1], ARGV[1])
@@ -66,6 +84,7 @@ else
 end
 if tonumber(ARGV[2]) < reg then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
+for i = 4, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
 return 1
 `)
 

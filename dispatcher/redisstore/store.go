@@ -6,7 +6,16 @@
 //
 //	P:{C}:c          hash   the citizen: email, mobile, lang, addr, cat
 //	                        (time of the last contact event, unix ms),
-//	                        dev:<provider>:<token> = app|env|registered ms
+//	                        dev:<provider>:<token> = app|env|registered ms,
+//	                        eh, mh (fingerprints of the email and mobile),
+//	                        ec, mc = "1" while that address is confirmed
+//	P:{C}:cc:<ch>    hash   the pending confirmation code of the email or
+//	                        sms address: m (its MAC, never the code), f
+//	                        (the address's fingerprint), x (expiry, unix
+//	                        ms), n (attempts), t (issuer); kept an hour
+//	                        past expiry to answer "expired"
+//	P:{C}:cr:<ch>:<fp> zset the code requests for one address (issuer →
+//	                        unix ms) in the last hour
 //	P:{C}:m:<msg>    hash   a letter: sid, sn, sk, pr, nt, at, lg, read
 //	                        state, d:<delivery id> = final result, or
 //	                        "f" + unix ms while its provider call is in
@@ -79,7 +88,7 @@ type Store struct {
 	linger    time.Duration
 }
 
-var allScripts = []*redis.Script{ackScript, contactScript, deviceScript, removeScript, reportScript, letterScript, unlockScript, stateScript, exemptionScript, clearScript}
+var allScripts = []*redis.Script{ackScript, contactScript, deviceScript, removeScript, reportScript, letterScript, unlockScript, stateScript, exemptionScript, clearScript, reserveCodeScript, issueCodeScript, checkCodeScript}
 
 var _ dispatcher.Store = (*Store)(nil)
 
@@ -220,6 +229,7 @@ func decodeCitizen(key string, m map[string]string) *dispatcher.Citizen {
 		Address: m["addr"], Forward: m["fwd"]}
 	x := decodeExemption(m["x"], m["xs"], m["xt"])
 	c.Exempt, c.ExemptSince = x.Exempt, x.Since
+	c.EmailConfirmed, c.MobileConfirmed = m[fieldEmailOK] == "1", m[fieldMobileOK] == "1"
 	for f, v := range m {
 		if ch, ok := strings.CutPrefix(f, "co:"); ok {
 			if c.Windows == nil {
@@ -425,7 +435,7 @@ func (s *Store) markArgs(citizen string, ev dispatcher.EventRef) (string, int64)
 // UpdateContact applies a contact.updated event (contactScript).
 func (s *Store) UpdateContact(ctx context.Context, w dispatcher.ContactWrite) (bool, error) {
 	mk, ttl := s.markArgs(w.Citizen, w.Mark)
-	args := []any{w.At.UnixMilli(), ttl}
+	args := []any{w.At.UnixMilli(), ttl, b2s(w.Confirmed), w.EmailFingerprint, w.MobileFingerprint}
 	add := func(field string, v *string) {
 		if v != nil {
 			args = append(args, field, *v)
@@ -465,17 +475,18 @@ func (s *Store) SetDevice(ctx context.Context, w dispatcher.DeviceWrite) (bool, 
 // goneAt.
 func (s *Store) RemoveAddress(ctx context.Context, citizen string, to channels.Address, goneAt time.Time) (bool, error) {
 	var field, expect string
+	var with []any // the address's confirmation goes with it
 	switch to.Channel {
 	case channels.Email:
-		field, expect = "email", to.Value
+		field, expect, with = "email", to.Value, []any{fieldEmailFP, fieldEmailOK}
 	case channels.SMS:
-		field, expect = "mobile", to.Value
+		field, expect, with = "mobile", to.Value, []any{fieldMobileFP, fieldMobileOK}
 	case channels.APNs, channels.FCM:
 		field = deviceField(string(to.Channel), to.Value)
 	default:
 		return false, fmt.Errorf("remove address: channel %s has no registry entry", to.Channel)
 	}
-	n, err := s.runScript(ctx, removeScript, []string{s.citizenKey(citizen)}, []any{field, goneAt.UnixMilli(), expect})
+	n, err := s.runScript(ctx, removeScript, []string{s.citizenKey(citizen)}, append([]any{field, goneAt.UnixMilli(), expect}, with...))
 	if err != nil {
 		return false, fmt.Errorf("remove address: %w", err)
 	}

@@ -13,6 +13,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -127,4 +129,44 @@ func New(t testing.TB) *Env {
 		}
 	})
 	return e
+}
+
+// Contents returns every key of the test (its prefix and its queues) with
+// what it holds as text: a string's value; a hash's, list's, set's or
+// sorted set's members (fields and values, members and scores), one per
+// line. Privacy scans read it: unlike DUMP, it shows values Redis keeps
+// as integers in their decimal form.
+func (e *Env) Contents(ctx context.Context) (map[string]string, error) {
+	keys, err := e.Client.Keys(ctx, "*").Result()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, k := range keys {
+		if !strings.HasPrefix(k, e.Prefix) && !strings.Contains(k, e.QueuePrefix) {
+			continue
+		}
+		var vals []string
+		switch typ, _ := e.Client.Type(ctx, k).Result(); typ {
+		case "string":
+			v, _ := e.Client.Get(ctx, k).Result()
+			vals = []string{v}
+		case "hash":
+			for f, v := range e.Client.HGetAll(ctx, k).Val() {
+				vals = append(vals, f, v)
+			}
+		case "list":
+			vals = e.Client.LRange(ctx, k, 0, -1).Val()
+		case "set":
+			vals = e.Client.SMembers(ctx, k).Val()
+		case "zset":
+			for _, z := range e.Client.ZRangeWithScores(ctx, k, 0, -1).Val() {
+				vals = append(vals, fmt.Sprint(z.Member), strconv.FormatFloat(z.Score, 'f', -1, 64))
+			}
+		default: // gone meanwhile, or a stream
+			continue
+		}
+		out[k] = strings.Join(vals, "\n")
+	}
+	return out, nil
 }
