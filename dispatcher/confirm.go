@@ -54,9 +54,9 @@ var codeChannels = [...]channels.Name{channels.Email, channels.SMS}
 // with a code (email, sms).
 func IsCodeChannel(ch channels.Name) bool { return ch == channels.Email || ch == channels.SMS }
 
-// address returns the citizen's address on a code channel and whether it
+// alertAddress returns the citizen's address on a code channel and whether it
 // is confirmed.
-func (c *Citizen) address(ch channels.Name) (string, bool) {
+func (c *Citizen) alertAddress(ch channels.Name) (string, bool) {
 	switch ch {
 	case channels.Email:
 		return c.Email, c.EmailConfirmed
@@ -159,7 +159,7 @@ func (d *Dispatcher) HandleConfirm(ctx context.Context, t *asynq.Task) error {
 	c := v.Citizen
 	// The store decides whether this address gets a code (IssueCode):
 	// it is still the registered one, not confirmed, and within its limits.
-	addr, _ := c.address(ch)
+	addr, _ := c.alertAddress(ch)
 	code, err := newCode()
 	if err != nil {
 		return err
@@ -235,7 +235,7 @@ func (d *Dispatcher) ConfirmAddress(ctx context.Context, cpr event.CPR, ch chann
 	}
 	// No address, or another than the code went to: the store answers
 	// AnswerNone (the code's fingerprint is not the registered one's).
-	addr, _ := v.Citizen.address(ch)
+	addr, _ := v.Citizen.alertAddress(ch)
 	fp := d.cfg.Keyer.AddressFingerprint(ch, addr)
 	a, left, err = d.cfg.Store.CheckCode(ctx, CodeCheck{Citizen: key, Channel: ch, MAC: d.cfg.Keyer.CodeMAC(key, ch, fp, code),
 		At: d.cfg.Now()})
@@ -269,7 +269,7 @@ func (d *Dispatcher) ResendCode(ctx context.Context, cpr event.CPR, ch channels.
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	addr, confirmed := v.Citizen.address(ch)
+	addr, confirmed := v.Citizen.alertAddress(ch)
 	_, configured := d.cfg.Senders[ch]
 	switch {
 	case addr == "" || !configured:
