@@ -169,19 +169,26 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
-func newEnv(t *testing.T, writable bool) *env {
+// listingRedis returns the test's Redis and the client a dashboard that
+// lists queues must use: the dashboard lists every queue in asynq's one
+// set of queue names, and on the shared Redis another package's test
+// removes its queues while the list is read ("queue does not exist"), so
+// on a real Redis such a test has a redis-server of its own.
+func listingRedis(t *testing.T) (*redistest.Env, *redis.Client) {
 	t.Helper()
 	r := redistest.New(t)
-	rc := r.Client
-	if redistest.Real() {
-		// The dashboard lists every queue in asynq's one set of queue
-		// names; on the shared Redis another package's test removes its
-		// queues while the list is read ("queue does not exist"), so this
-		// test has a redis-server of its own.
-		srv := redistest.StartServer(t)
-		rc = redis.NewClient(&redis.Options{Addr: srv.Addr})
-		t.Cleanup(func() { rc.Close() })
+	if !redistest.Real() {
+		return r, r.Client
 	}
+	srv := redistest.StartServer(t)
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { rc.Close() })
+	return r, rc
+}
+
+func newEnv(t *testing.T, writable bool) *env {
+	t.Helper()
+	r, rc := listingRedis(t)
 	queue := r.QueuePrefix + ".normal"
 	client := asynq.NewClientFromRedisClient(rc)
 	info, err := client.EnqueueContext(context.Background(), asynq.NewTask(dispatcher.TypeInbound, []byte(inboundPayload)),
@@ -415,8 +422,8 @@ func TestNew(t *testing.T) {
 }
 
 func TestOtherRootPath(t *testing.T) {
-	r := redistest.New(t)
-	h, err := dashboard.New(dashboard.Config{RedisClient: r.Client, Guard: testGuard(t, nil),
+	_, rc := listingRedis(t)
+	h, err := dashboard.New(dashboard.Config{RedisClient: rc, Guard: testGuard(t, nil),
 		RootPath: "/ops/asynq", Realm: "postbud-ops"})
 	if err != nil {
 		t.Fatal(err)
