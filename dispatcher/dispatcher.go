@@ -16,6 +16,7 @@ import (
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher/event"
 	"github.com/digitalpost/postbud/dispatcher/rules"
+	"github.com/digitalpost/postbud/dispatcher/seal"
 )
 
 // Enqueuer puts tasks on asynq queues; *asynq.Client implements it.
@@ -45,8 +46,10 @@ type Observer interface {
 
 // Config wires a Dispatcher.
 type Config struct {
-	Store    Store
-	Keyer    *Keyer
+	Store Store
+	Keyer *Keyer
+	// Sealer seals the contact data of queued events (required).
+	Sealer   *seal.Sealer
 	Enqueuer Enqueuer
 	Queues   Queues
 	// Senders are the configured channels; a channel without a sender gets
@@ -122,6 +125,9 @@ func New(cfg Config) (*Dispatcher, error) {
 	}
 	if cfg.Enqueuer == nil {
 		errs = append(errs, errors.New("dispatcher: Enqueuer is required"))
+	}
+	if cfg.Sealer == nil {
+		errs = append(errs, errors.New("dispatcher: Sealer is required"))
 	}
 	if cfg.MailboxURL == "" {
 		errs = append(errs, errors.New("dispatcher: MailboxURL is required"))
@@ -239,6 +245,10 @@ func (d *Dispatcher) HandleEvent(ctx context.Context, t *asynq.Task) error {
 	if err := json.Unmarshal(t.Payload(), &ev); err != nil || ev.CitizenKey == "" {
 		return fmt.Errorf("event task payload: %w", errors.Join(err, asynq.SkipRetry))
 	}
+	if err := d.openEvent(&ev); err != nil {
+		// Not SkipRetry: the key that opens it may be restored.
+		return fmt.Errorf("event task payload: %w", err)
+	}
 	return d.handle(ctx, &ev)
 }
 
@@ -290,7 +300,7 @@ func (d *Dispatcher) Accept(ctx context.Context, platformEvent *event.Event) (du
 	if seen {
 		return true, nil
 	}
-	t, err := NewEventTask(ev, d.cfg.Queues)
+	t, err := NewEventTask(d.sealEvent(ev), d.cfg.Queues)
 	if err != nil {
 		return false, err
 	}
