@@ -42,6 +42,7 @@ const (
 	testCoreKey = "test-core-platform-key"
 	testEBoks   = "test-e-boks-platform-key"
 	testOpsKey  = "test-ops-key-0123456789"
+	testSealKey = "test-seal-key-0123456789-0123456789"
 )
 
 // daemon is one run of `postbud serve` in the test process.
