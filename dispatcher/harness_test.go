@@ -16,9 +16,9 @@ import (
 	"github.com/digitalpost/postbud/dispatcher"
 	"github.com/digitalpost/postbud/dispatcher/event"
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
-	"github.com/digitalpost/postbud/dispatcher/seal"
 	"github.com/digitalpost/postbud/dispatcher/redistest"
 	"github.com/digitalpost/postbud/dispatcher/rules"
+	"github.com/digitalpost/postbud/dispatcher/seal"
 )
 
 // scripted is a channel whose answers a test sets: each Send pops the next

@@ -9,6 +9,7 @@ import (
 
 	"github.com/digitalpost/postbud/dispatcher/event"
 	"github.com/digitalpost/postbud/dispatcher/redistest"
+	"github.com/digitalpost/postbud/dispatcher/seal"
 )
 
 // TestTaskTable checks the table of task types: every type once, every one
@@ -35,7 +36,7 @@ func TestTaskTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := New(Config{Store: nopStore{}, Keyer: k, Enqueuer: &asynq.Client{}, MailboxURL: "https://x.example"})
+	d, err := New(Config{Store: nopStore{}, Keyer: k, Sealer: seal.Ephemeral(), Enqueuer: &asynq.Client{}, MailboxURL: "https://x.example"})
 	if err != nil {
 		t.Fatal(err)
 	}

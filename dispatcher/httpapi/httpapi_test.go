@@ -14,8 +14,8 @@ import (
 	"github.com/digitalpost/postbud/dispatcher/event"
 	"github.com/digitalpost/postbud/dispatcher/httpapi"
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
-	"github.com/digitalpost/postbud/dispatcher/seal"
 	"github.com/digitalpost/postbud/dispatcher/redistest"
+	"github.com/digitalpost/postbud/dispatcher/seal"
 )
 
 func newAPI(t *testing.T, rdb redis.UniversalClient, prefix string) *httpapi.API {

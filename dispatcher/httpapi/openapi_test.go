@@ -27,8 +27,8 @@ import (
 	"github.com/digitalpost/postbud/dispatcher/metrics"
 	"github.com/digitalpost/postbud/dispatcher/opsauth"
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
-	"github.com/digitalpost/postbud/dispatcher/seal"
 	"github.com/digitalpost/postbud/dispatcher/redistest"
+	"github.com/digitalpost/postbud/dispatcher/seal"
 	"github.com/digitalpost/postbud/docs"
 )
 

@@ -5,8 +5,8 @@ import (
 
 	"github.com/digitalpost/postbud/dispatcher"
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
-	"github.com/digitalpost/postbud/dispatcher/seal"
 	"github.com/digitalpost/postbud/dispatcher/redistest"
+	"github.com/digitalpost/postbud/dispatcher/seal"
 	"github.com/digitalpost/postbud/dispatcher/storetest"
 )
 
