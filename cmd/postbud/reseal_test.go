@@ -138,7 +138,7 @@ func TestEndToEndSealKeyRotation(t *testing.T) {
 	for _, k := range rt.Client.Keys(ctx, rt.Prefix+":{*}:c").Val() {
 		for f, v := range rt.Client.HGetAll(ctx, k).Val() {
 			if strings.HasPrefix(f, "dev:") {
-				v = strings.Split(v, "|")[2]
+				v = strings.SplitN(v, "|", 4)[3]
 			}
 			if id, ok := seal.KeyIDOf(v); ok {
 				n++

@@ -138,7 +138,7 @@ func (s *Store) resealArgs(citizen string, m map[string]string) ([]any, int64) {
 			continue
 		}
 		nf := s.deviceField(d.Provider, d.Token)
-		if nf == f && sl.Current(strings.Split(v, "|")[2]) {
+		if nf == f && sl.Current(sealedToken(v)) {
 			continue
 		}
 		args = append(args, f, v, nf, s.encodeDevice(citizen, nf, d))

@@ -56,14 +56,14 @@ return 1
 // KEYS[1] citizen hash
 // ARGV[1] field  ARGV[2] gone at (unix ms)  ARGV[3] expected value: the
 // sealed value the caller read and opened, compared byte for byte (” for a
-// device field, whose value ends in |<registered ms>)
+// device field, whose value is app|env|<registered ms>[|<sealed token>])
 // Returns 1 if removed, 0 if kept.
 var removeScript = redis.NewScript(`
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if not v then return 0 end
 local reg
 if ARGV[3] == '' then
-  reg = tonumber(string.match(v, '|(%d+)$') or '0')
+  reg = tonumber(string.match(v, '^[^|]*|[^|]*|(%d+)') or '0')
 else
   if v ~= ARGV[3] then return 0 end
   reg = tonumber(redis.call('HGET', KEYS[1], 'cat') or '0')

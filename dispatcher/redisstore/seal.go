@@ -17,8 +17,8 @@ import (
 // whatever non-secret field is added later) are stored as they are and
 // never pass through here.
 //
-//	email, mobile, addr, fwd       sealed value
-//	dev:<provider>:<tag>           app|environment|<sealed token>|registered ms
+//	email, mobile, addr, fwd       sealed value (compact form)
+//	dev:<provider>:<tag>           app|environment|registered ms|<sealed token>
 //
 // A push token is never part of a field name: its field is named by its
 // tag (seal.Tag of "device", the provider and the token: a keyed hash, the
@@ -41,7 +41,7 @@ var sealedFields = [...]string{"email", "mobile", "addr", "fwd"}
 const devicePrefix = "dev:"
 
 func (s *Store) sealField(citizen, field, v string) string {
-	return s.o.Sealer.Seal(citizen, field, v)
+	return s.o.Sealer.SealCompact(citizen, field, v)
 }
 
 // openField opens a sealed field; a value stored before sealing is
@@ -75,10 +75,20 @@ func (s *Store) deviceField(provider, token string) string {
 func legacyDeviceField(provider, token string) string { return devicePrefix + provider + ":" + token }
 
 // encodeDevice returns a device field's value: the token sealed as that
-// field.
+// field, last (a sealed value is binary and may hold a "|").
 func (s *Store) encodeDevice(citizen, field string, d dispatcher.Device) string {
-	return d.App + "|" + d.Environment + "|" + s.sealField(citizen, field, d.Token) + "|" +
-		strconv.FormatInt(d.RegisteredAt.UnixMilli(), 10)
+	return d.App + "|" + d.Environment + "|" + strconv.FormatInt(d.RegisteredAt.UnixMilli(), 10) + "|" +
+		s.sealField(citizen, field, d.Token)
+}
+
+// sealedToken returns the sealed token of a device field's value ("" for
+// a value from before sealing).
+func sealedToken(v string) string {
+	parts := strings.SplitN(v, "|", 4)
+	if len(parts) != 4 {
+		return ""
+	}
+	return parts[3]
 }
 
 // decodeDevice reads a device field; ok is false for a field that is no
@@ -92,17 +102,16 @@ func (s *Store) decodeDevice(citizen, field, v string) (dispatcher.Device, bool,
 	if !ok {
 		return dispatcher.Device{}, false, nil
 	}
-	parts := strings.Split(v, "|")
+	parts := strings.SplitN(v, "|", 4)
 	var token string
 	switch len(parts) {
 	case 3: // before sealing: the token is the field's name
 		token = name
-		parts = []string{parts[0], parts[1], "", parts[2]}
 	case 4:
-		if !seal.IsSealed(parts[2]) {
+		if !seal.IsSealed(parts[3]) {
 			return dispatcher.Device{}, false, fmt.Errorf("citizen record, field %s: %w", fieldKind(field), seal.ErrNotSealed)
 		}
-		t, err := s.openField(citizen, field, parts[2])
+		t, err := s.openField(citizen, field, parts[3])
 		if err != nil {
 			return dispatcher.Device{}, false, err
 		}
@@ -110,7 +119,7 @@ func (s *Store) decodeDevice(citizen, field, v string) (dispatcher.Device, bool,
 	default:
 		return dispatcher.Device{}, false, nil
 	}
-	ms, _ := strconv.ParseInt(parts[3], 10, 64)
+	ms, _ := strconv.ParseInt(parts[2], 10, 64)
 	return dispatcher.Device{App: parts[0], Provider: provider, Token: token, Environment: parts[1],
 		RegisteredAt: time.UnixMilli(ms)}, true, nil
 }

@@ -7,7 +7,7 @@
 //	P:{C}:c          hash   the citizen: email, mobile, lang, addr, cat
 //	                        (time of the last contact event, unix ms),
 //	                        dev:<provider>:<token tag> =
-//	                        app|env|<sealed token>|registered ms; contact
+//	                        app|env|registered ms|<sealed token>; contact
 //	                        data sealed (seal.go)
 //	P:{C}:m:<msg>    hash   a letter: sid, sn, sk, pr, nt, at, lg, read
 //	                        state, d:<delivery id> = final result, or

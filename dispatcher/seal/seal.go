@@ -5,13 +5,19 @@
 // associated data, so a sealed value opens only as the field of the
 // citizen it was sealed for.
 //
-// A sealed value is text (it goes into Redis hash values and JSON task
-// payloads alike):
+// A sealed value has two forms, which Open both reads. Task payloads are
+// JSON and take the text form (Seal):
 //
 //	s1.<key id>.<base64url(nonce ‖ ciphertext ‖ tag)>
 //
-// The key id (4 characters) is derived from the key, so a value names the
-// key that opens it: during a rotation the previous key
+// Redis takes the compact binary form (SealCompact), a third smaller:
+//
+//	0x00 ‖ key id (3 bytes) ‖ nonce ‖ ciphertext ‖ tag
+//
+// No plain value starts with either (addresses and tokens are text without
+// control characters; "s1." is followed by a 4-character id and a dot).
+// The key id (3 bytes; 4 characters in base64url) is derived from the
+// key, so a value names the key that opens it: during a rotation the previous key
 // (POSTBUD_SEAL_KEY_PREVIOUS) still opens what it sealed, and `postbud
 // reseal` seals everything again under the current one.
 //
@@ -44,6 +50,9 @@ const Prefix = "s1."
 
 const idLen = 4 // base64url of 3 bytes
 
+// compactTag starts the compact form.
+const compactTag = 0x00
+
 // Errors. They say what is wrong with a value, never what it holds.
 var (
 	// ErrNotSealed is a value that is not in the sealed format.
@@ -57,8 +66,9 @@ var (
 )
 
 type key struct {
-	id   string
-	aead cipher.AEAD
+	id    string
+	rawID [3]byte
+	aead  cipher.AEAD
 }
 
 // Keys are the secrets a Sealer is made of.
@@ -100,8 +110,10 @@ func newKey(secret []byte, name string) (key, error) {
 	if err != nil {
 		return key{}, err
 	}
-	id := base64.RawURLEncoding.EncodeToString(derive(secret, "postbud seal v1 key id")[:3])
-	return key{id: id, aead: aead}, nil
+	k := key{aead: aead}
+	copy(k.rawID[:], derive(secret, "postbud seal v1 key id"))
+	k.id = base64.RawURLEncoding.EncodeToString(k.rawID[:])
+	return k, nil
 }
 
 // New returns a Sealer for k.
@@ -157,31 +169,49 @@ func ad(citizen, field string) []byte {
 	return []byte("postbud\x00" + citizen + "\x00" + field)
 }
 
-// Seal seals plain as field of citizen under the current key. The empty
-// string stays empty (it means "none" wherever a value is stored).
+// Seal seals plain as field of citizen under the current key, in the text
+// form. The empty string stays empty (it means "none" wherever a value is
+// stored).
 func (s *Sealer) Seal(citizen, field, plain string) string {
 	if plain == "" {
 		return ""
 	}
-	a := s.cur.aead
-	buf := make([]byte, a.NonceSize(), a.NonceSize()+len(plain)+a.Overhead())
-	_, _ = rand.Read(buf)
-	buf = a.Seal(buf, buf, []byte(plain), ad(citizen, field))
-	return Prefix + s.cur.id + "." + base64.RawURLEncoding.EncodeToString(buf)
+	return Prefix + s.cur.id + "." + base64.RawURLEncoding.EncodeToString(s.seal(nil, citizen, field, plain))
 }
 
-// IsSealed reports whether v is in the sealed format (it may still not
-// open).
+// SealCompact is Seal in the compact binary form, for Redis.
+func (s *Sealer) SealCompact(citizen, field, plain string) string {
+	if plain == "" {
+		return ""
+	}
+	head := append([]byte{compactTag}, s.cur.rawID[:]...)
+	return string(s.seal(head, citizen, field, plain))
+}
+
+// seal appends nonce ‖ ciphertext ‖ tag to dst.
+func (s *Sealer) seal(dst []byte, citizen, field, plain string) []byte {
+	a := s.cur.aead
+	n := len(dst)
+	dst = append(dst, make([]byte, a.NonceSize(), a.NonceSize()+len(plain)+a.Overhead())...)
+	_, _ = rand.Read(dst[n:])
+	return a.Seal(dst, dst[n:], []byte(plain), ad(citizen, field))
+}
+
+// IsSealed reports whether v is in a sealed form (it may still not open).
 func IsSealed(v string) bool {
-	return len(v) > len(Prefix)+idLen+1 && strings.HasPrefix(v, Prefix) && v[len(Prefix)+idLen] == '.'
+	_, ok := KeyIDOf(v)
+	return ok
 }
 
 // KeyIDOf returns the key id of a sealed value.
 func KeyIDOf(v string) (string, bool) {
-	if !IsSealed(v) {
-		return "", false
+	switch {
+	case len(v) > 4 && v[0] == compactTag:
+		return base64.RawURLEncoding.EncodeToString([]byte(v[1:4])), true
+	case len(v) > len(Prefix)+idLen+1 && strings.HasPrefix(v, Prefix) && v[len(Prefix)+idLen] == '.':
+		return v[len(Prefix) : len(Prefix)+idLen], true
 	}
-	return v[len(Prefix) : len(Prefix)+idLen], true
+	return "", false
 }
 
 // Current reports whether v is sealed under the current key: what `postbud
@@ -191,8 +221,8 @@ func (s *Sealer) Current(v string) bool {
 	return ok && id == s.cur.id
 }
 
-// Open opens a value sealed as field of citizen, under the current or the
-// previous key. The empty string opens to itself.
+// Open opens a value sealed as field of citizen, in either form, under the
+// current or the previous key. The empty string opens to itself.
 func (s *Sealer) Open(citizen, field, v string) (string, error) {
 	if v == "" {
 		return "", nil
@@ -210,9 +240,17 @@ func (s *Sealer) Open(citizen, field, v string) (string, error) {
 	default:
 		return "", fmt.Errorf("%w (key id %s)", ErrUnknownKey, id)
 	}
-	b, err := base64.RawURLEncoding.DecodeString(v[len(Prefix)+idLen+1:])
+	var b []byte
+	if v[0] == compactTag {
+		b = []byte(v[4:])
+	} else {
+		var err error
+		if b, err = base64.RawURLEncoding.DecodeString(v[len(Prefix)+idLen+1:]); err != nil {
+			return "", ErrOpen
+		}
+	}
 	n := k.aead.NonceSize()
-	if err != nil || len(b) < n+k.aead.Overhead() {
+	if len(b) < n+k.aead.Overhead() {
 		return "", ErrOpen
 	}
 	plain, err := k.aead.Open(nil, b[:n], b[n:], ad(citizen, field))
@@ -220,19 +258,6 @@ func (s *Sealer) Open(citizen, field, v string) (string, error) {
 		return "", ErrOpen
 	}
 	return string(plain), nil
-}
-
-// Reseal returns v sealed under the current key, and whether it changed:
-// a value under the current key is left as it is.
-func (s *Sealer) Reseal(citizen, field, v string) (string, bool, error) {
-	if v == "" || s.Current(v) {
-		return v, false, nil
-	}
-	plain, err := s.Open(citizen, field, v)
-	if err != nil {
-		return "", false, err
-	}
-	return s.Seal(citizen, field, plain), true, nil
 }
 
 // Tag returns the keyed hash of parts (128 bits, base64url, 22
