@@ -190,6 +190,8 @@ func (d *Dispatcher) Register(mux *asynq.ServeMux) {
 }
 
 // HandleInbound handles an event a platform enqueued straight into asynq.
+// A registry event (contact, device, exemption) becomes a postbud:event
+// with its contact data sealed; a letter or read event is handled here.
 // An invalid event can never succeed: it is replaced by a postbud:rejected
 // task that names the bad fields and holds the event with anything shaped
 // like a CPR number masked, and that task is archived for ops to see. The
@@ -205,7 +207,19 @@ func (d *Dispatcher) HandleInbound(ctx context.Context, t *asynq.Task) error {
 		rt := newTask(TypeRejected, b, d.cfg.Queues, taskArgs{id: "rejected:" + taskID(ctx), parent: q})
 		return d.enqueue(ctx, rt) // nil: the original is done
 	}
-	return d.handle(ctx, d.cfg.Keyer.Pseudonymize(ev))
+	p := d.cfg.Keyer.Pseudonymize(ev)
+	if p.Contact != nil || p.Device != nil || p.Exemption != nil {
+		// A registry event carries contact data: it is handed over at once
+		// as a postbud:event with that data sealed, so no retry keeps it
+		// in clear in the queue. (Letters carry none and are handled
+		// here: the hot path makes no extra enqueue.)
+		t, err := NewEventTask(d.sealEvent(p), d.cfg.Queues)
+		if err != nil {
+			return err
+		}
+		return d.enqueue(ctx, t)
+	}
+	return d.handle(ctx, p)
 }
 
 type rejectedTask struct {

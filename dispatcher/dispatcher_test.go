@@ -247,6 +247,34 @@ func TestInboundTaskFromPublisherIsPseudonymisedAndProcessed(t *testing.T) {
 	}
 }
 
+// TestInboundRegistryEventIsHandedOverSealed: a contact event a platform
+// enqueued straight into asynq (its payload in clear, CPR and all) is
+// handed over at its first handling as a postbud:event whose contact data
+// is sealed; worked, it registers the address.
+func TestInboundRegistryEventIsHandedOverSealed(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, channels.Email)
+	raw := wire("c-in", "contact.updated", map[string]any{"cpr": annaCPR, "email": "anna@example.dk", "mobile": "20123456"})
+	ctx := context.Background()
+	if err := h.d.HandleInbound(ctx, asynq.NewTask(dispatcher.TypeInbound, []byte(raw))); err != nil {
+		t.Fatal(err)
+	}
+	pending, err := h.insp.ListPendingTasks(h.queues.Normal)
+	if err != nil || len(pending) != 1 || pending[0].Type != dispatcher.TypeEvent {
+		t.Fatalf("pending tasks %v, %v; want one postbud:event", pending, err)
+	}
+	for _, l := range h.env.Leaks(t, "0101901234", "010190-1234", "anna@", "20123456") {
+		t.Error(l)
+	}
+	h.start()
+	h.idle()
+	h.accept(letter("ev-in", msg1, annaCPR))
+	h.idle()
+	if got := h.channels[channels.Email].accepted(); len(got) != 1 || got[0].To.Value != "anna@example.dk" {
+		t.Errorf("emails %+v, want one to the registered address", got)
+	}
+}
+
 // TestNoCPRInRedis scans every key and value of the test's Redis, asynq's
 // task payloads included, for the CPR numbers and the contact data of the
 // citizens: while their events wait in the queue, and after they were
