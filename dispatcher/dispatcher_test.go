@@ -2,6 +2,7 @@ package dispatcher_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher"
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
+	"github.com/digitalpost/postbud/dispatcher/seal"
 )
 
 var allChannels = []channels.Name{channels.Email, channels.SMS, channels.APNs, channels.FCM}
@@ -272,6 +274,39 @@ func TestInboundRegistryEventIsHandedOverSealed(t *testing.T) {
 	h.idle()
 	if got := h.channels[channels.Email].accepted(); len(got) != 1 || got[0].To.Value != "anna@example.dk" {
 		t.Errorf("emails %+v, want one to the registered address", got)
+	}
+}
+
+// TestTamperedEventPayloadIsAnError: a queued event whose sealed contact
+// data was changed is refused with an error that names the field, not the
+// data, and registers nothing.
+func TestTamperedEventPayloadIsAnError(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, channels.Email)
+	h.accept(wire("c-t", "contact.updated", map[string]any{"cpr": annaCPR, "email": "anna@example.dk"}))
+	pending, err := h.insp.ListPendingTasks(h.queues.Normal)
+	if err != nil || len(pending) != 1 {
+		t.Fatalf("pending %v, %v", pending, err)
+	}
+	var ev map[string]any
+	if err := json.Unmarshal(pending[0].Payload, &ev); err != nil || ev["sealed"] != true {
+		t.Fatalf("payload %s, %v: not sealed", pending[0].Payload, err)
+	}
+	contact := ev["contact"].(map[string]any)
+	v := contact["email"].(string)
+	contact["email"] = v[:len(v)-2] + map[bool]string{true: "AA", false: "BB"}[v[len(v)-2:] != "AA"]
+	b, _ := json.Marshal(ev)
+	err = h.d.HandleEvent(context.Background(), asynq.NewTask(dispatcher.TypeEvent, b))
+	if !errors.Is(err, seal.ErrOpen) {
+		t.Fatalf("tampered payload: %v, want ErrOpen", err)
+	}
+	if strings.Contains(err.Error(), "anna") || strings.Contains(err.Error(), v[10:]) || !strings.Contains(err.Error(), "ev.email") {
+		t.Errorf("error %q: want the field named and no data", err)
+	}
+	contact["email"] = v
+	b, _ = json.Marshal(ev)
+	if err := h.d.HandleEvent(context.Background(), asynq.NewTask(dispatcher.TypeEvent, b)); err != nil {
+		t.Fatalf("the untouched payload: %v", err)
 	}
 }
 
