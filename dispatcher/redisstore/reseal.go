@@ -18,6 +18,9 @@ import (
 // well: a value under the current key is left alone, and a value is only
 // replaced if it is still the one read (resealScript), so a contact event
 // that lands meanwhile is never overwritten.
+//
+// SCAN walks one server: the keyspace of a single primary (postbud's
+// deployments, with or without Sentinel), not a Redis Cluster's.
 
 // ResealProgress counts what a re-seal did so far.
 type ResealProgress struct {
