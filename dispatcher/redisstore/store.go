@@ -21,6 +21,8 @@
 //	                        an empty zset is gone)
 //	P:{C}:e:<event>  string the processed mark of a registry event
 //	P:msg:<msg>      string message id → citizen key, for ops look-ups
+//	P:reseal         hash   key id → SCAN cursor of an interrupted re-seal
+//	                        (reseal.go)
 //
 // No key or value holds a CPR number: citizens are known by the
 // pseudonymous key only. Letters, trails and marks expire.
