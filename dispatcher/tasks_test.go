@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,6 +36,10 @@ func TestTaskTable(t *testing.T) {
 	k, err := NewKeyer([]byte("task-table-test-key-0123456789abcdef"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := New(Config{Store: nopStore{}, Keyer: k, Enqueuer: &asynq.Client{}, MailboxURL: "https://x.example"}); err == nil ||
+		!strings.Contains(err.Error(), "Sealer is required") {
+		t.Errorf("New without a Sealer: %v, want an error naming it", err)
 	}
 	d, err := New(Config{Store: nopStore{}, Keyer: k, Sealer: seal.Ephemeral(), Enqueuer: &asynq.Client{}, MailboxURL: "https://x.example"})
 	if err != nil {

@@ -168,22 +168,16 @@ func globEscape(s string) string {
 //
 // KEYS[1] citizen hash
 // ARGV quadruples: field, the value read, the field to write (another for
-// a device field from before sealing), the new value. A device field from
-// before sealing whose new field exists already (registered since) is
-// only deleted.
+// a device field from before sealing, which is deleted), the new value.
+// (A device field from before sealing and its tagged field never exist
+// together: SetDevice deletes the one as it writes the other.)
 // Returns the number of values replaced.
 var resealScript = redis.NewScript(`
 local n = 0
 for i = 1, #ARGV, 4 do
   if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i+1] then
-    if ARGV[i+2] ~= ARGV[i] then
-      redis.call('HDEL', KEYS[1], ARGV[i])
-      if redis.call('HEXISTS', KEYS[1], ARGV[i+2]) == 0 then
-        redis.call('HSET', KEYS[1], ARGV[i+2], ARGV[i+3])
-      end
-    else
-      redis.call('HSET', KEYS[1], ARGV[i+2], ARGV[i+3])
-    end
+    if ARGV[i+2] ~= ARGV[i] then redis.call('HDEL', KEYS[1], ARGV[i]) end
+    redis.call('HSET', KEYS[1], ARGV[i+2], ARGV[i+3])
     n = n + 1
   end
 end

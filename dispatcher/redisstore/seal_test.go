@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -221,22 +222,35 @@ func TestResealRotatesEveryValue(t *testing.T) {
 	env.Client.HSet(ctx, boKey, "email", "bo@example.dk", "mobile", "+4520405060", "lang", "da",
 		"dev:fcm:fcm-token-bo-0001", "e-boks|production|1700000000000")
 
+	// Carol's email was tampered with: it is counted and left alone.
+	carolKey := env.Prefix + ":{cit-carol}:c"
+	bad := sealer(t, oldSealKey, nil).SealCompact("cit-anna", "email", "carol@example.dk")
+	env.Client.HSet(ctx, carolKey, "email", bad)
+
 	both := openStore(t, env, sealer(t, newSealKey, oldSealKey))
 	for _, who := range []string{anna, bo} {
 		if _, err := citizen(t, both, who); err != nil {
 			t.Fatalf("%s before reseal: %v", who, err)
 		}
 	}
+	// A device from before sealing is found by its token and can go.
+	env.Client.HSet(ctx, boKey, "dev:apns:b0b0b0b0", "mit.dk|production|1700000000000")
+	if ok, err := both.RemoveAddress(ctx, bo, channels.Address{Channel: channels.APNs, Value: "b0b0b0b0"}, time.Now()); err != nil || !ok {
+		t.Fatalf("RemoveAddress of a device from before sealing: %v, %v", ok, err)
+	}
 	// A run in steps of a few keys, each saving its cursor.
 	total := reseal(t, both, 10, true)
-	if total.Citizens != 2 || total.Resealed != 8 { // Anna 5, Bo 3
-		t.Errorf("reseal: %+v, want 2 citizens and 8 values", total)
+	if total.Citizens != 3 || total.Resealed != 8 || total.Failed != 1 { // Anna 5, Bo 3, Carol's email fails
+		t.Errorf("reseal: %+v, want 3 citizens, 8 values, 1 failed", total)
+	}
+	if v, _ := env.Client.HGet(ctx, carolKey, "email").Result(); v != bad {
+		t.Error("a value that does not open was changed")
 	}
 	if saved, _ := both.ResealState(ctx); saved != 0 {
 		t.Errorf("cursor %d kept after the end", saved)
 	}
 	// Again: nothing left to do.
-	if again := reseal(t, both, 1000, false); again.Resealed != 0 || again.Citizens != 2 {
+	if again := reseal(t, both, 1000, false); again.Resealed != 0 || again.Citizens != 3 {
 		t.Errorf("second reseal: %+v", again)
 	}
 	only := openStore(t, env, sealer(t, newSealKey, nil))
@@ -277,4 +291,17 @@ func reseal(t *testing.T, st *redisstore.Store, count int64, check bool) redisst
 		}
 		cursor = p.Cursor
 	}
+}
+
+// TestNewRequiresSealer: a Store without a Sealer is a programming error,
+// caught at once, never a store that writes contact data in clear.
+func TestNewRequiresSealer(t *testing.T) {
+	env := redistest.New(t)
+	defer func() {
+		if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "Sealer is required") {
+			t.Errorf("New without a Sealer: recovered %v, want a panic naming the Sealer", r)
+		}
+	}()
+	st := redisstore.New(env.Client, redisstore.Options{Prefix: env.Prefix})
+	st.Close()
 }
