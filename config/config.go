@@ -49,6 +49,13 @@ type Config struct {
 	// the HMAC key citizens' CPR numbers are pseudonymised under. Changing
 	// it orphans every stored citizen.
 	PseudonymKey []byte
+	// SealKey (POSTBUD_SEAL_KEY(_FILE), required, ≥ 32 bytes) is the
+	// secret citizens' contact data is sealed under in Redis and in task
+	// payloads (AES-256-GCM, dispatcher/seal). SealKeyPrevious
+	// (POSTBUD_SEAL_KEY_PREVIOUS(_FILE)) still opens what the previous key
+	// sealed, during a rotation, until `postbud reseal` has sealed
+	// everything under the new one.
+	SealKey, SealKeyPrevious []byte
 	// OpsKeySHA256 is the SHA-256 of POSTBUD_OPS_KEY(_FILE), the admin ops
 	// key named "ops"; zero when only POSTBUD_OPS_KEYS is set.
 	OpsKeySHA256 [32]byte
@@ -330,6 +337,23 @@ func LoadEnviron(getenv func(string) string, environ func() []string) (*Config, 
 		l.fail("POSTBUD_PSEUDONYM_KEY", "must be at least 32 bytes, got %d", len(k))
 	default:
 		c.PseudonymKey = []byte(k)
+	}
+	switch k := l.secret("POSTBUD_SEAL_KEY"); {
+	case k == "":
+		l.fail("POSTBUD_SEAL_KEY", "required: a random secret of at least 32 bytes (e.g. openssl rand -hex 32)")
+	case len(k) < 32:
+		l.fail("POSTBUD_SEAL_KEY", "must be at least 32 bytes, got %d", len(k))
+	default:
+		c.SealKey = []byte(k)
+	}
+	switch k := l.secret("POSTBUD_SEAL_KEY_PREVIOUS"); {
+	case k == "":
+	case len(k) < 32:
+		l.fail("POSTBUD_SEAL_KEY_PREVIOUS", "must be at least 32 bytes, got %d", len(k))
+	case k == string(c.SealKey):
+		l.fail("POSTBUD_SEAL_KEY_PREVIOUS", "is POSTBUD_SEAL_KEY: the previous key must be the one it replaced")
+	default:
+		c.SealKeyPrevious = []byte(k)
 	}
 	l.opsKeys(c)
 	c.PlatformRate = 2000

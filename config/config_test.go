@@ -27,6 +27,7 @@ import (
 // coincidence.
 const (
 	pseudonymKey = "pseudonym-secret-0123456789abcdef" // 33 bytes
+	sealKey      = "seal-secret-0123456789abcdefghijk" // 33 bytes
 	opsKey       = "ops-secret-0123456789"
 	coreKey      = "core-secret-0123456789"
 )
@@ -35,6 +36,7 @@ const (
 func base() map[string]string {
 	return map[string]string{
 		"POSTBUD_PSEUDONYM_KEY": pseudonymKey,
+		"POSTBUD_SEAL_KEY":      sealKey,
 		"POSTBUD_OPS_KEY":       opsKey,
 		"POSTBUD_KEY_CORE":      coreKey,
 	}
@@ -206,6 +208,7 @@ func TestLoadDefaults(t *testing.T) {
 		Redis:             Redis{Addr: "127.0.0.1:6379"},
 		HTTPAddr:          ":8080",
 		PseudonymKey:      []byte(pseudonymKey),
+		SealKey:           []byte(sealKey),
 		OpsKeySHA256:      sum(opsKey),
 		OpsKeys:           []OpsKey{{Name: "ops", Role: "admin", KeySHA256: sum(opsKey)}},
 		Platforms:         []Platform{{Name: "core", KeySHA256: sum(coreKey), Rate: 2000}},
@@ -330,6 +333,20 @@ func TestLoad(t *testing.T) {
 		row{name: "PSEUDONYM_KEY_FILE 31 bytes and a newline", env: map[string]string{"POSTBUD_PSEUDONYM_KEY": ""},
 			files: map[string]string{"POSTBUD_PSEUDONYM_KEY_FILE": "short-pseudonym-secret-31-bytes\n"},
 			errs:  []wantErr{{"POSTBUD_PSEUDONYM_KEY", "at least 32 bytes, got 31"}}},
+
+		// POSTBUD_SEAL_KEY(_FILE), POSTBUD_SEAL_KEY_PREVIOUS(_FILE)
+		row{name: "SEAL_KEY unset", env: map[string]string{"POSTBUD_SEAL_KEY": ""},
+			errs: []wantErr{{"POSTBUD_SEAL_KEY", "required"}}},
+		row{name: "SEAL_KEY 31 bytes", env: map[string]string{"POSTBUD_SEAL_KEY": "short-seal-secret-0123456789abcd"[:31]},
+			errs: []wantErr{{"POSTBUD_SEAL_KEY", "at least 32 bytes, got 31"}}},
+		row{name: "SEAL_KEY_PREVIOUS", env: map[string]string{"POSTBUD_SEAL_KEY_PREVIOUS": "old-seal-secret-0123456789abcdefg"},
+			got: func(c *Config) any { return string(c.SealKeyPrevious) }, want: "old-seal-secret-0123456789abcdefg"},
+		row{name: "SEAL_KEY_PREVIOUS_FILE", files: map[string]string{"POSTBUD_SEAL_KEY_PREVIOUS_FILE": "old-seal-secret-0123456789abcdefg\n"},
+			got: func(c *Config) any { return string(c.SealKeyPrevious) }, want: "old-seal-secret-0123456789abcdefg"},
+		row{name: "SEAL_KEY_PREVIOUS 31 bytes", env: map[string]string{"POSTBUD_SEAL_KEY_PREVIOUS": "short-seal-secret-0123456789abcd"[:31]},
+			errs: []wantErr{{"POSTBUD_SEAL_KEY_PREVIOUS", "at least 32 bytes, got 31"}}},
+		row{name: "SEAL_KEY_PREVIOUS the current key", env: map[string]string{"POSTBUD_SEAL_KEY_PREVIOUS": sealKey},
+			errs: []wantErr{{"POSTBUD_SEAL_KEY_PREVIOUS", "the previous key must be the one it replaced"}}},
 
 		// POSTBUD_OPS_KEY(_FILE)
 		row{name: "OPS_KEY", env: map[string]string{"POSTBUD_OPS_KEY": "other-ops-secret-16"},
@@ -592,6 +609,9 @@ func TestLoad(t *testing.T) {
 		{env: "POSTBUD_PSEUDONYM_KEY", value: "pseudonym-file-secret-0123456789abc",
 			got: func(c *Config) any { return string(c.PseudonymKey) }, want: "pseudonym-file-secret-0123456789abc",
 			missing: []wantErr{{"POSTBUD_PSEUDONYM_KEY", "required"}}},
+		{env: "POSTBUD_SEAL_KEY", value: "seal-file-secret-0123456789abcdefg",
+			got: func(c *Config) any { return string(c.SealKey) }, want: "seal-file-secret-0123456789abcdefg",
+			missing: []wantErr{{"POSTBUD_SEAL_KEY", "required"}}},
 		{env: "POSTBUD_OPS_KEY", value: "ops-file-secret-0123",
 			got: func(c *Config) any { return c.OpsKeySHA256 }, want: sum("ops-file-secret-0123"),
 			missing: []wantErr{{"POSTBUD_OPS_KEY", "required"}}},
@@ -732,6 +752,7 @@ func TestLoadEveryProblem(t *testing.T) {
 			"POSTBUD_REDIS_URL":           "memcached://:url-secret-pw@cache:11211",
 			"POSTBUD_HTTP_ADDR":           "8080",
 			"POSTBUD_PSEUDONYM_KEY":       "too-short-pseudonym-secret",
+			"POSTBUD_SEAL_KEY":            "too-short-seal-secret",
 			"POSTBUD_OPS_KEY":             "",
 			"POSTBUD_KEY_CORE":            "core-secret-0123456789",
 			"POSTBUD_KEY_E_BOKS":          "eboks-shrt-sec",
@@ -762,6 +783,7 @@ func TestLoadEveryProblem(t *testing.T) {
 			{"POSTBUD_REDIS_PASSWORD", "not both"},
 			{"POSTBUD_HTTP_ADDR", "must be host:port"},
 			{"POSTBUD_PSEUDONYM_KEY", "at least 32 bytes"},
+			{"POSTBUD_SEAL_KEY", "at least 32 bytes"},
 			{"POSTBUD_OPS_KEY", "required"},
 			{"POSTBUD_KEY_E_BOKS", "at least 16 characters"},
 			{"POSTBUD_KEY_MIT_DK_FILE", "cannot read the file"},
@@ -799,14 +821,15 @@ func TestLoadJoined(t *testing.T) {
 	if !errors.As(err, &j) {
 		t.Fatalf("error %T is not joined", err)
 	}
-	if got := len(j.Unwrap()); got != 4 { // HTTP_ADDR, PSEUDONYM_KEY, OPS_KEY, KEY_<PLATFORM>
-		t.Errorf("got %d errors, want 4:\n%v", got, err)
+	if got := len(j.Unwrap()); got != 5 { // HTTP_ADDR, PSEUDONYM_KEY, SEAL_KEY, OPS_KEY, KEY_<PLATFORM>
+		t.Errorf("got %d errors, want 5:\n%v", got, err)
 	}
 }
 
 func TestPlatformKeyRotation(t *testing.T) {
 	env := map[string]string{
 		"POSTBUD_PSEUDONYM_KEY":       strings.Repeat("k", 32),
+		"POSTBUD_SEAL_KEY":            strings.Repeat("s", 32),
 		"POSTBUD_OPS_KEY":             "ops-key-0123456789",
 		"POSTBUD_KEY_E_BOKS":          "new-e-boks-key-0123",
 		"POSTBUD_KEY_E_BOKS_PREVIOUS": "old-e-boks-key-0123",

@@ -22,7 +22,8 @@ type variable struct {
 var variables = []variable{
 	{"POSTBUD_REDIS_URL", false}, {"POSTBUD_REDIS_PASSWORD", true},
 	{"POSTBUD_HTTP_ADDR", false},
-	{"POSTBUD_PSEUDONYM_KEY", true}, {"POSTBUD_OPS_KEY", true}, {"POSTBUD_OPS_KEYS", true},
+	{"POSTBUD_PSEUDONYM_KEY", true}, {"POSTBUD_SEAL_KEY", true}, {"POSTBUD_SEAL_KEY_PREVIOUS", true},
+	{"POSTBUD_OPS_KEY", true}, {"POSTBUD_OPS_KEYS", true},
 	{"POSTBUD_AUDIT_FILE", false}, {"POSTBUD_OPS_ADDR", false},
 	{"POSTBUD_ACK_REPLICAS", false}, {"POSTBUD_ACK_TIMEOUT", false},
 	{"POSTBUD_KEY_<PLATFORM>", true}, {"POSTBUD_KEY_<PLATFORM>_PREVIOUS", true},

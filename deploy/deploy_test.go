@@ -53,6 +53,7 @@ func defaults(t *testing.T) *config.Config {
 	t.Helper()
 	env := map[string]string{
 		"POSTBUD_PSEUDONYM_KEY": strings.Repeat("p", 32),
+		"POSTBUD_SEAL_KEY":      strings.Repeat("s", 32),
 		"POSTBUD_OPS_KEY":       strings.Repeat("o", 16),
 		"POSTBUD_KEY_CORE":      strings.Repeat("c", 16),
 	}
@@ -200,7 +201,7 @@ func TestLoadCatchesMistakes(t *testing.T) {
 		"unprovided":  {"POSTBUD_SMS_TOKEN_FILE": "/nowhere"},
 		"wrong value": {"POSTBUD_SHUTDOWN_TIMEOUT": "soon"},
 	} {
-		env := map[string]string{"POSTBUD_PSEUDONYM_KEY_FILE": "/p", "POSTBUD_OPS_KEY_FILE": "/o", "POSTBUD_KEY_CORE_FILE": "/c"}
+		env := map[string]string{"POSTBUD_PSEUDONYM_KEY_FILE": "/p", "POSTBUD_SEAL_KEY_FILE": "/s", "POSTBUD_OPS_KEY_FILE": "/o", "POSTBUD_KEY_CORE_FILE": "/c"}
 		for k, v := range bad {
 			delete(env, k+"_FILE")
 			env[k] = v
@@ -224,7 +225,7 @@ func TestLoadCatchesMistakes(t *testing.T) {
 		}
 	}
 	f := &failures{TB: t}
-	load(f, "good", map[string]string{"POSTBUD_PSEUDONYM_KEY_FILE": "/p", "POSTBUD_OPS_KEY_FILE": "/o", "POSTBUD_KEY_CORE_FILE": "/c"},
+	load(f, "good", map[string]string{"POSTBUD_PSEUDONYM_KEY_FILE": "/p", "POSTBUD_SEAL_KEY_FILE": "/s", "POSTBUD_OPS_KEY_FILE": "/o", "POSTBUD_KEY_CORE_FILE": "/c"},
 		func(_, v string) (string, error) { return v, nil })
 	if len(f.msgs) > 0 {
 		t.Errorf("load refuses the least environment: %q", f.msgs)

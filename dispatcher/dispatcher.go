@@ -16,6 +16,7 @@ import (
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher/event"
 	"github.com/digitalpost/postbud/dispatcher/rules"
+	"github.com/digitalpost/postbud/dispatcher/seal"
 )
 
 // Enqueuer puts tasks on asynq queues; *asynq.Client implements it.
@@ -45,8 +46,10 @@ type Observer interface {
 
 // Config wires a Dispatcher.
 type Config struct {
-	Store    Store
-	Keyer    *Keyer
+	Store Store
+	Keyer *Keyer
+	// Sealer seals the contact data of queued events (required).
+	Sealer   *seal.Sealer
 	Enqueuer Enqueuer
 	Queues   Queues
 	// Senders are the configured channels; a channel without a sender gets
@@ -123,6 +126,9 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.Enqueuer == nil {
 		errs = append(errs, errors.New("dispatcher: Enqueuer is required"))
 	}
+	if cfg.Sealer == nil {
+		errs = append(errs, errors.New("dispatcher: Sealer is required"))
+	}
 	if cfg.MailboxURL == "" {
 		errs = append(errs, errors.New("dispatcher: MailboxURL is required"))
 	}
@@ -185,6 +191,8 @@ func (d *Dispatcher) Register(mux *asynq.ServeMux) {
 }
 
 // HandleInbound handles an event a platform enqueued straight into asynq.
+// A registry event (contact, device, exemption) becomes a postbud:event
+// with its contact data sealed; a letter or read event is handled here.
 // An invalid event can never succeed: it is replaced by a postbud:rejected
 // task that names the bad fields and holds the event with anything shaped
 // like a CPR number masked, and that task is archived for ops to see. The
@@ -200,7 +208,19 @@ func (d *Dispatcher) HandleInbound(ctx context.Context, t *asynq.Task) error {
 		rt := newTask(TypeRejected, b, d.cfg.Queues, taskArgs{id: "rejected:" + taskID(ctx), parent: q})
 		return d.enqueue(ctx, rt) // nil: the original is done
 	}
-	return d.handle(ctx, d.cfg.Keyer.Pseudonymize(ev))
+	p := d.cfg.Keyer.Pseudonymize(ev)
+	if p.Contact != nil || p.Device != nil || p.Exemption != nil {
+		// A registry event carries contact data: it is handed over at once
+		// as a postbud:event with that data sealed, so no retry keeps it
+		// in clear in the queue. (Letters carry none and are handled
+		// here: the hot path makes no extra enqueue.)
+		t, err := NewEventTask(d.sealEvent(p), d.cfg.Queues)
+		if err != nil {
+			return err
+		}
+		return d.enqueue(ctx, t)
+	}
+	return d.handle(ctx, p)
 }
 
 type rejectedTask struct {
@@ -239,6 +259,10 @@ func (d *Dispatcher) HandleEvent(ctx context.Context, t *asynq.Task) error {
 	var ev event.Event
 	if err := json.Unmarshal(t.Payload(), &ev); err != nil || ev.CitizenKey == "" {
 		return fmt.Errorf("event task payload: %w", errors.Join(err, asynq.SkipRetry))
+	}
+	if err := d.openEvent(&ev); err != nil {
+		// Not SkipRetry: the key that opens it may be restored.
+		return fmt.Errorf("event task payload: %w", err)
 	}
 	return d.handle(ctx, &ev)
 }
@@ -289,7 +313,7 @@ func (d *Dispatcher) Accept(ctx context.Context, platformEvent *event.Event) (du
 	if seen {
 		return true, nil
 	}
-	t, err := NewEventTask(ev, d.cfg.Queues)
+	t, err := NewEventTask(d.sealEvent(ev), d.cfg.Queues)
 	if err != nil {
 		return false, err
 	}

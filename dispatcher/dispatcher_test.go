@@ -2,6 +2,7 @@ package dispatcher_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher"
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
+	"github.com/digitalpost/postbud/dispatcher/seal"
 )
 
 var allChannels = []channels.Name{channels.Email, channels.SMS, channels.APNs, channels.FCM}
@@ -247,35 +249,101 @@ func TestInboundTaskFromPublisherIsPseudonymisedAndProcessed(t *testing.T) {
 	}
 }
 
+// TestInboundRegistryEventIsHandedOverSealed: a contact event a platform
+// enqueued straight into asynq (its payload in clear, CPR and all) is
+// handed over at its first handling as a postbud:event whose contact data
+// is sealed; worked, it registers the address.
+func TestInboundRegistryEventIsHandedOverSealed(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, channels.Email)
+	raw := wire("c-in", "contact.updated", map[string]any{"cpr": annaCPR, "email": "anna@example.dk", "mobile": "20123456"})
+	ctx := context.Background()
+	if err := h.d.HandleInbound(ctx, asynq.NewTask(dispatcher.TypeInbound, []byte(raw))); err != nil {
+		t.Fatal(err)
+	}
+	pending, err := h.insp.ListPendingTasks(h.queues.Normal)
+	if err != nil || len(pending) != 1 || pending[0].Type != dispatcher.TypeEvent {
+		t.Fatalf("pending tasks %v, %v; want one postbud:event", pending, err)
+	}
+	for _, l := range h.env.Leaks(t, "0101901234", "010190-1234", "anna@", "20123456") {
+		t.Error(l)
+	}
+	h.start()
+	h.idle()
+	h.accept(letter("ev-in", msg1, annaCPR))
+	h.idle()
+	if got := h.channels[channels.Email].accepted(); len(got) != 1 || got[0].To.Value != "anna@example.dk" {
+		t.Errorf("emails %+v, want one to the registered address", got)
+	}
+}
+
+// TestTamperedEventPayloadIsAnError: a queued event whose sealed contact
+// data was changed is refused with an error that names the field, not the
+// data, and registers nothing.
+func TestTamperedEventPayloadIsAnError(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, channels.Email)
+	h.accept(wire("c-t", "contact.updated", map[string]any{"cpr": annaCPR, "email": "anna@example.dk"}))
+	pending, err := h.insp.ListPendingTasks(h.queues.Normal)
+	if err != nil || len(pending) != 1 {
+		t.Fatalf("pending %v, %v", pending, err)
+	}
+	var ev map[string]any
+	if err := json.Unmarshal(pending[0].Payload, &ev); err != nil || ev["sealed"] != true {
+		t.Fatalf("payload %s, %v: not sealed", pending[0].Payload, err)
+	}
+	contact := ev["contact"].(map[string]any)
+	v := contact["email"].(string)
+	contact["email"] = v[:len(v)-2] + map[bool]string{true: "AA", false: "BB"}[v[len(v)-2:] != "AA"]
+	b, _ := json.Marshal(ev)
+	err = h.d.HandleEvent(context.Background(), asynq.NewTask(dispatcher.TypeEvent, b))
+	if !errors.Is(err, seal.ErrOpen) {
+		t.Fatalf("tampered payload: %v, want ErrOpen", err)
+	}
+	if strings.Contains(err.Error(), "anna") || strings.Contains(err.Error(), v[10:]) || !strings.Contains(err.Error(), "ev.email") {
+		t.Errorf("error %q: want the field named and no data", err)
+	}
+	contact["email"] = v
+	b, _ = json.Marshal(ev)
+	if err := h.d.HandleEvent(context.Background(), asynq.NewTask(dispatcher.TypeEvent, b)); err != nil {
+		t.Fatalf("the untouched payload: %v", err)
+	}
+}
+
+// TestNoCPRInRedis scans every key and value of the test's Redis, asynq's
+// task payloads included, for the CPR numbers and the contact data of the
+// citizens: while their events wait in the queue, and after they were
+// worked and letters alerted (one retry pending). Contact data is sealed
+// (dispatcher/seal): none of it may show in clear.
 func TestNoCPRInRedis(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, allChannels...)
-	h.start()
+	const other = "311265-2345"
 	register(h, annaCPR)
+	h.accept(wire("c2-"+annaCPR, "contact.updated", map[string]any{"cpr": annaCPR, "address": "Vestergade 12, 1456 København K"}))
+	h.accept(wire("x-"+other, "exemption.granted", map[string]any{"cpr": other, "forward_unopened": true,
+		"forward_address": "Postboks 77, 9990 Skagen"}))
+	secrets := []string{"0101901234", "010190-1234", "3112652345", "311265-2345",
+		"anna@example.dk", "anna@", "20123456", "a1b2c3d4e5f6a7b8", "fcm-token-0001", "Vestergade", "Postboks 77"}
+	// Queued, not yet worked: the task payloads.
+	for _, l := range h.env.Leaks(t, secrets...) {
+		t.Errorf("queued events: %s", l)
+	}
+	h.start()
 	h.idle()
 	h.accept(letter("ev-11", msg1, annaCPR))
 	h.channels[channels.SMS].failNext(channels.Fail(channels.Transient, "503", errors.New("x")))
 	h.accept(letter("ev-12", "7f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b", annaCPR))
 	h.idle()
-	ctx := context.Background()
-	keys, err := h.env.Client.Keys(ctx, "*").Result()
-	if err != nil {
-		t.Fatal(err)
+	// The addresses were opened where they are used: at the send.
+	if got := h.channels[channels.SMS].accepted(); len(got) != 2 || got[0].To.Value != "+4520123456" {
+		t.Fatalf("SMS alerts %+v, want 2 to +4520123456", got)
 	}
-	for _, k := range keys {
-		if !strings.HasPrefix(k, h.env.Prefix) && !strings.Contains(k, h.env.QueuePrefix) {
-			continue
-		}
-		if strings.Contains(k, "0101901234") || strings.Contains(k, "010190-1234") {
-			t.Errorf("key %q holds the CPR", k)
-		}
-		dump, err := h.env.Client.Dump(ctx, k).Result()
-		if err != nil {
-			continue
-		}
-		if strings.Contains(dump, "0101901234") || strings.Contains(dump, "010190-1234") {
-			t.Errorf("value of %q holds the CPR", k)
-		}
+	if got := h.channels[channels.APNs].accepted(); len(got) != 2 || got[0].To.Value != "a1b2c3d4e5f6a7b8" {
+		t.Fatalf("APNs alerts %+v, want 2 to the registered token", got)
+	}
+	for _, l := range h.env.Leaks(t, secrets...) {
+		t.Errorf("after the run: %s", l)
 	}
 }
 

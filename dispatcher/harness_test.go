@@ -18,6 +18,7 @@ import (
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
 	"github.com/digitalpost/postbud/dispatcher/redistest"
 	"github.com/digitalpost/postbud/dispatcher/rules"
+	"github.com/digitalpost/postbud/dispatcher/seal"
 )
 
 // scripted is a channel whose answers a test sets: each Send pops the next
@@ -92,6 +93,7 @@ type harness struct {
 	store    *redisstore.Store
 	d        *dispatcher.Dispatcher
 	keyer    *dispatcher.Keyer
+	sealer   *seal.Sealer
 	client   *asynq.Client
 	queues   dispatcher.Queues
 	insp     *asynq.Inspector
@@ -147,7 +149,8 @@ func newHarnessWith(t *testing.T, adjust func(*dispatcher.Config, *harness), nam
 	t.Helper()
 	env := redistest.New(t)
 	h := &harness{t: t, env: env, channels: map[channels.Name]*scripted{}}
-	h.store = redisstore.New(env.Client, redisstore.Options{Prefix: env.Prefix})
+	h.sealer = seal.Ephemeral()
+	h.store = redisstore.New(env.Client, redisstore.Options{Prefix: env.Prefix, Sealer: h.sealer})
 	t.Cleanup(func() { h.store.Close() })
 	var err error
 	h.keyer, err = dispatcher.NewKeyer(testKey)
@@ -162,7 +165,7 @@ func newHarnessWith(t *testing.T, adjust func(*dispatcher.Config, *harness), nam
 		h.channels[n] = newScripted(n)
 		senders[n] = h.channels[n]
 	}
-	cfg := dispatcher.Config{Store: h.store, Keyer: h.keyer, Enqueuer: h.client,
+	cfg := dispatcher.Config{Store: h.store, Keyer: h.keyer, Sealer: h.sealer, Enqueuer: h.client,
 		Queues: h.queues, Senders: senders, MailboxURL: "https://www.borger.dk/digitalpost",
 		Logger:          slog.New(slog.DiscardHandler),
 		FirstRetryDelay: func(error) time.Duration { return 0 }, Now: h.now,

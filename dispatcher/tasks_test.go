@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/digitalpost/postbud/dispatcher/event"
 	"github.com/digitalpost/postbud/dispatcher/redistest"
+	"github.com/digitalpost/postbud/dispatcher/seal"
 )
 
 // TestTaskTable checks the table of task types: every type once, every one
@@ -35,7 +37,11 @@ func TestTaskTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := New(Config{Store: nopStore{}, Keyer: k, Enqueuer: &asynq.Client{}, MailboxURL: "https://x.example"})
+	if _, err := New(Config{Store: nopStore{}, Keyer: k, Enqueuer: &asynq.Client{}, MailboxURL: "https://x.example"}); err == nil ||
+		!strings.Contains(err.Error(), "Sealer is required") {
+		t.Errorf("New without a Sealer: %v, want an error naming it", err)
+	}
+	d, err := New(Config{Store: nopStore{}, Keyer: k, Sealer: seal.Ephemeral(), Enqueuer: &asynq.Client{}, MailboxURL: "https://x.example"})
 	if err != nil {
 		t.Fatal(err)
 	}

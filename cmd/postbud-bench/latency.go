@@ -324,7 +324,8 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 	res := latencyResult{Bulk: B, Urgent: U, Rate: R, BulkCitizens: K, Concurrency: conc, LoadStart: loadavg()}
 
 	queues := dispatcher.DefaultQueues(prefix)
-	store := redisstore.New(rdb, redisstore.Options{Prefix: prefix})
+	sealer := benchSealer()
+	store := redisstore.New(rdb, redisstore.Options{Prefix: prefix, Sealer: sealer})
 	defer store.Close()
 	pub := publish.NewFromRedisClient(rdb, prefix)
 	keyer, err := dispatcher.NewKeyer([]byte("bench-pseudonymisation-key-0123456789"))
@@ -346,7 +347,7 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 	for _, ch := range []channels.Name{channels.Email, channels.SMS, channels.APNs, channels.FCM} {
 		senders[ch] = p.wrap(sink.New(ch, 0))
 	}
-	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Enqueuer: client, Queues: queues,
+	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Sealer: sealer, Enqueuer: client, Queues: queues,
 		Senders: senders, MailboxURL: "https://www.borger.dk/digitalpost", Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		fail(err)

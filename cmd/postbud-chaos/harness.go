@@ -26,6 +26,7 @@ const (
 	coreKey     = "chaos-core-platform-key"
 	opsKey      = "chaos-ops-key-0123456789"
 	pseudonym   = "chaos-pseudonymisation-key-0123456789"
+	sealKey     = "chaos-seal-key-0123456789-0123456789"
 	queuePrefix = "chaos"
 	shutdown    = 10 * time.Second
 )
@@ -200,6 +201,7 @@ func (h *Harness) env(port int) []string {
 		"POSTBUD_REDIS_URL":         h.redis.URL(),
 		"POSTBUD_HTTP_ADDR":         "127.0.0.1:" + strconv.Itoa(port),
 		"POSTBUD_PSEUDONYM_KEY":     pseudonym,
+		"POSTBUD_SEAL_KEY":          sealKey,
 		"POSTBUD_OPS_KEY":           opsKey,
 		"POSTBUD_KEY_CORE":          coreKey,
 		"POSTBUD_PLATFORM_RATE":     "0",

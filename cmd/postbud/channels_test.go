@@ -172,6 +172,9 @@ func TestEndToEndEveryChannel(t *testing.T) {
 	}
 	d.stop(t)
 	assertNoPersonalData(t, logs.String())
+	for _, l := range rt.Leaks(t, personalData...) {
+		t.Errorf("Redis: %s", l)
+	}
 }
 
 // freeAddr returns a loopback address that was free a moment ago.

@@ -128,6 +128,7 @@ func TestCLIConfigCheck(t *testing.T) {
 	env := map[string]string{
 		"POSTBUD_REDIS_URL":     rt.URL,
 		"POSTBUD_PSEUDONYM_KEY": "test-pseudonymisation-key-0123456789",
+		"POSTBUD_SEAL_KEY":      testSealKey,
 		"POSTBUD_OPS_KEY":       testOpsKey,
 		"POSTBUD_KEY_CORE":      testCoreKey,
 		"POSTBUD_SMTP_HOST":     plain.Host(),

@@ -31,6 +31,7 @@ const (
 	devPlatformKey = "dev-core-platform-key"
 	devOpsKey      = "dev-ops-key-0123456789"
 	devPseudonym   = "dev-pseudonymisation-key-not-for-production"
+	devSealKey     = "dev-seal-key-for-contact-data-not-for-production"
 )
 
 // devSelfServiceKeys are the demo keys of three self-service systems, one
@@ -121,6 +122,7 @@ func dev(ctx context.Context, args []string, e env, stdout, stderr io.Writer) er
 		"POSTBUD_HTTP_ADDR":     "127.0.0.1:8080",
 		"POSTBUD_REDIS_URL":     "redis://" + mr.Addr(),
 		"POSTBUD_PSEUDONYM_KEY": devPseudonym,
+		"POSTBUD_SEAL_KEY":      devSealKey,
 		"POSTBUD_OPS_KEY":       devOpsKey,
 		"POSTBUD_KEY_CORE":      devPlatformKey,
 		// Every platform has a demo key (docs/events.md §12), so each

@@ -7,6 +7,7 @@
 //	postbud emit [flags]     send an event from the shell
 //	postbud trace <msg-id>   print a letter's delivery trail
 //	postbud config check     check the configuration and every provider
+//	postbud reseal           seal the contact data again under the current key
 //	postbud version          print the build's version
 //
 // Exit codes: 0 success (and -h), 1 failure, 2 a command line postbud does

@@ -19,6 +19,7 @@ commands:
   emit [flags] [file]   send an event (JSON from file or stdin) to the HTTP API or straight into Redis
   trace <message-id>    print a letter's delivery trail
   config check          load the configuration, contact Redis and every configured provider, report each
+  reseal [flags]        seal every citizen's contact data again under POSTBUD_SEAL_KEY (key rotation)
   version               print postbud's version, revision and Go version
 
 "postbud <command> -h" describes a command and its flags.
@@ -81,6 +82,8 @@ func dispatch(ctx context.Context, args []string, e env, stdin io.Reader, stdout
 		return trace(ctx, args[1:], e.get, stdout, stderr)
 	case "config":
 		return configCmd(ctx, args[1:], e, stdout, stderr)
+	case "reseal":
+		return reseal(ctx, args[1:], e, stdout, stderr)
 	case "version":
 		fs := newFlagSet("version", "", "Prints postbud's version, VCS revision and time, and the Go version it was built with.")
 		if err := parse(fs, args[1:], 0, stdout, stderr); err != nil {

@@ -42,6 +42,7 @@ const (
 	testCoreKey = "test-core-platform-key"
 	testEBoks   = "test-e-boks-platform-key"
 	testOpsKey  = "test-ops-key-0123456789"
+	testSealKey = "test-seal-key-0123456789-0123456789"
 )
 
 // daemon is one run of `postbud serve` in the test process.
@@ -57,6 +58,7 @@ func testEnv(rt *redistest.Env, smtp *emailtest.Server, extra map[string]string)
 		"POSTBUD_REDIS_URL":           rt.URL,
 		"POSTBUD_HTTP_ADDR":           "127.0.0.1:0",
 		"POSTBUD_PSEUDONYM_KEY":       "test-pseudonymisation-key-0123456789",
+		"POSTBUD_SEAL_KEY":            testSealKey,
 		"POSTBUD_OPS_KEY":             testOpsKey,
 		"POSTBUD_KEY_CORE":            testCoreKey,
 		"POSTBUD_KEY_E_BOKS":          testEBoks,
@@ -407,14 +409,19 @@ func TestEndToEndRefusals(t *testing.T) {
 	}
 }
 
+// personalData are the test's CPR number and the contact data the tests
+// register, as sent and as stored.
+var personalData = []string{"0101901234", "010190-1234", "anna@example.dk", "anna@", "20123456", "20 12 34 56",
+	iosToken, "fcm-token-anna-0001"}
+
 // assertNoPersonalData fails if the logs hold the test's CPR number, email
-// address or phone number in clear.
+// address, phone number or push tokens in clear.
 func assertNoPersonalData(t *testing.T, logs string) {
 	t.Helper()
 	if !strings.Contains(logs, "alert sent") {
 		t.Fatalf("the logs do not look captured:\n%s", logs)
 	}
-	for _, pd := range []string{"0101901234", "010190-1234", "anna@example.dk", "20123456", "20 12 34 56"} {
+	for _, pd := range personalData {
 		if strings.Contains(logs, pd) {
 			t.Errorf("logs contain %q", pd)
 		}

@@ -75,8 +75,12 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 	if err := selfCheck(ctx, rdb, cfg, ov.embedded, log); err != nil {
 		return err
 	}
+	sealer, err := newSealer(cfg)
+	if err != nil {
+		return err
+	}
 	store := redisstore.New(rdb, redisstore.Options{Prefix: cfg.KeyPrefix, LetterTTL: cfg.LetterTTL,
-		ReadTTL: cfg.ReadLetterTTL})
+		ReadTTL: cfg.ReadLetterTTL, Sealer: sealer})
 	defer store.Close()
 
 	reg := metrics.NewRegistry()
@@ -152,7 +156,7 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 	queues := dispatcher.DefaultQueues(cfg.QueuePrefix)
 	client := asynq.NewClientFromRedisClient(rdb)
 	defer client.Close()
-	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Enqueuer: client, Queues: queues,
+	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Sealer: sealer, Enqueuer: client, Queues: queues,
 		Senders: senders, Logger: log, MailboxURL: cfg.MailboxURL, AlertTTL: cfg.AlertTTL, RetryBase: cfg.RetryBase,
 		TrackReports: trackReports(cfg), Syncer: syncer, QuietHours: quiet, PaperForMinors: cfg.PaperForMinors,
 		ReminderBefore: cfg.ReminderBefore, Observer: m, Limiter: limiter, Coalesce: coalesce})

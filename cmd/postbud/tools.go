@@ -102,7 +102,7 @@ func emit(ctx context.Context, args []string, getenv func(string) string, stdin 
 			switch k {
 			case "POSTBUD_REDIS_URL":
 				return *redisURL
-			case "POSTBUD_PSEUDONYM_KEY":
+			case "POSTBUD_PSEUDONYM_KEY", "POSTBUD_SEAL_KEY":
 				return strings.Repeat("x", 32) // not used: only the Redis settings are read
 			case "POSTBUD_OPS_KEY", "POSTBUD_KEY_CORE":
 				return "unused-by-emit-000"

@@ -117,6 +117,11 @@ type Event struct {
 	CitizenKey string `json:"c,omitempty"`
 	// Birth is the citizen's birth date (for the age rule), from the CPR.
 	Birth string `json:"b,omitempty"`
+	// Sealed says the contact data fields (email, mobile, address, push
+	// token, forward address) hold sealed values (dispatcher/seal): the
+	// dispatcher seals them before it enqueues the event and opens them
+	// when the task runs.
+	Sealed bool `json:"sealed,omitempty"`
 
 	Message   *MessageData   `json:"message,omitempty"`   // message.received
 	Read      *ReadData      `json:"read,omitempty"`      // message.read, message.unread

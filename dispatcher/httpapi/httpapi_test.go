@@ -15,6 +15,7 @@ import (
 	"github.com/digitalpost/postbud/dispatcher/httpapi"
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
 	"github.com/digitalpost/postbud/dispatcher/redistest"
+	"github.com/digitalpost/postbud/dispatcher/seal"
 )
 
 func newAPI(t *testing.T, rdb redis.UniversalClient, prefix string) *httpapi.API {
@@ -25,14 +26,15 @@ func newAPI(t *testing.T, rdb redis.UniversalClient, prefix string) *httpapi.API
 // newAPIConfig is newAPI with the configuration changed by edit.
 func newAPIConfig(t *testing.T, rdb redis.UniversalClient, prefix string, edit func(*httpapi.Config)) *httpapi.API {
 	t.Helper()
-	store := redisstore.New(rdb, redisstore.Options{Prefix: prefix})
+	sealer := seal.Ephemeral()
+	store := redisstore.New(rdb, redisstore.Options{Prefix: prefix, Sealer: sealer})
 	t.Cleanup(func() { store.Close() })
 	keyer, err := dispatcher.NewKeyer([]byte("test-pseudonymisation-key-0123456789"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	client := asynq.NewClientFromRedisClient(rdb)
-	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Enqueuer: client,
+	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Sealer: sealer, Enqueuer: client,
 		Queues: dispatcher.DefaultQueues(prefix), MailboxURL: "https://www.borger.dk/digitalpost"})
 	if err != nil {
 		t.Fatal(err)

@@ -29,6 +29,7 @@ import (
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
 	"github.com/digitalpost/postbud/dispatcher/redistest"
 	"github.com/digitalpost/postbud/dispatcher/rules"
+	"github.com/digitalpost/postbud/dispatcher/seal"
 	"github.com/digitalpost/postbud/docs"
 )
 
@@ -280,7 +281,8 @@ func (d *openAPIDoc) check(t *testing.T, ex example, specPath string, rec *httpt
 func TestOpenAPIExamples(t *testing.T) {
 	d := loadOpenAPI(t)
 	env := redistest.New(t)
-	store := redisstore.New(env.Client, redisstore.Options{Prefix: env.Prefix})
+	sealer := seal.Ephemeral()
+	store := redisstore.New(env.Client, redisstore.Options{Prefix: env.Prefix, Sealer: sealer})
 	t.Cleanup(func() { store.Close() })
 	keyer, err := dispatcher.NewKeyer([]byte("test-pseudonymisation-key-0123456789"))
 	if err != nil {
@@ -288,7 +290,7 @@ func TestOpenAPIExamples(t *testing.T) {
 	}
 	client := asynq.NewClientFromRedisClient(env.Client)
 	queues := dispatcher.DefaultQueues(env.QueuePrefix)
-	disp, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Enqueuer: client, Queues: queues,
+	disp, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Sealer: sealer, Enqueuer: client, Queues: queues,
 		MailboxURL: "https://www.borger.dk/digitalpost"})
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"github.com/digitalpost/postbud/dispatcher"
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
 	"github.com/digitalpost/postbud/dispatcher/redistest"
+	"github.com/digitalpost/postbud/dispatcher/seal"
 	"github.com/digitalpost/postbud/dispatcher/storetest"
 )
 
@@ -14,7 +15,7 @@ import (
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) dispatcher.Store {
 		env := redistest.New(t)
-		s := redisstore.New(env.Client, redisstore.Options{Prefix: env.Prefix})
+		s := redisstore.New(env.Client, redisstore.Options{Prefix: env.Prefix, Sealer: seal.Ephemeral()})
 		t.Cleanup(func() { s.Close() })
 		return s
 	})

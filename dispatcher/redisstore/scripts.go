@@ -48,17 +48,20 @@ return res
 `)
 
 // deviceScript registers (value set) or unregisters (value empty) a push
-// token.
+// token; the token's field from before sealing goes either way.
 //
 // KEYS[1] citizen hash  KEYS[2] event mark
 // ARGV[1] field  ARGV[2] value or ”  ARGV[3] event mark TTL (ms; 0: no
-// mark)
+// mark)  ARGV[4] the field from before sealing
 // Returns 0 if the event was processed before, else 1.
 var deviceScript = redis.NewScript(`
 local mark = ARGV[3] ~= '0'
 if mark and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-if ARGV[2] == '' then redis.call('HDEL', KEYS[1], ARGV[1])
-else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+if ARGV[2] == '' then redis.call('HDEL', KEYS[1], ARGV[1], ARGV[4])
+else
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('HDEL', KEYS[1], ARGV[4])
+end
 if mark then redis.call('SET', KEYS[2], '1', 'PX', ARGV[3]) end
 return 1
 `)
@@ -68,16 +71,17 @@ return 1
 // (an email's or mobile's fingerprint and confirmation) go with it.
 //
 // KEYS[1] citizen hash
-// ARGV[1] field  ARGV[2] gone at (unix ms)  ARGV[3] expected value (” for
-// a device field, whose value ends in |<registered ms>), then fields to
-// delete with it
+// ARGV[1] field  ARGV[2] gone at (unix ms)  ARGV[3] expected value: the
+// sealed value the caller read and opened, compared byte for byte (” for a
+// device field, whose value is app|env|<registered ms>[|<sealed token>]),
+// then fields to delete with it (an address's fingerprint and confirmation)
 // Returns 1 if removed, 0 if kept.
 var removeScript = redis.NewScript(`
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if not v then return 0 end
 local reg
 if ARGV[3] == '' then
-  reg = tonumber(string.match(v, '|(%d+)$') or '0')
+  reg = tonumber(string.match(v, '^[^|]*|[^|]*|(%d+)') or '0')
 else
   if v ~= ARGV[3] then return 0 end
   reg = tonumber(redis.call('HGET', KEYS[1], 'cat') or '0')

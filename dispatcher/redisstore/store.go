@@ -6,7 +6,9 @@
 //
 //	P:{C}:c          hash   the citizen: email, mobile, lang, addr, cat
 //	                        (time of the last contact event, unix ms),
-//	                        dev:<provider>:<token> = app|env|registered ms,
+//	                        dev:<provider>:<token tag> =
+//	                        app|env|registered ms|<sealed token>; contact
+//	                        data sealed (seal.go);
 //	                        eh, mh (fingerprints of the email and mobile),
 //	                        ec, mc = "1" while that address is confirmed
 //	P:{C}:cc:<ch>    hash   the pending confirmation code of the email or
@@ -28,6 +30,8 @@
 //	                        an empty zset is gone)
 //	P:{C}:e:<event>  string the processed mark of a registry event
 //	P:msg:<msg>      string message id → citizen key, for ops look-ups
+//	P:reseal         hash   key id → SCAN cursor of an interrupted re-seal
+//	                        (reseal.go)
 //
 // No key or value holds a CPR number: citizens are known by the
 // pseudonymous key only. Letters, trails and marks expire.
@@ -52,6 +56,7 @@ import (
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher"
 	"github.com/digitalpost/postbud/dispatcher/event"
+	"github.com/digitalpost/postbud/dispatcher/seal"
 )
 
 // Options tune a Store. Zero values take the defaults.
@@ -70,6 +75,8 @@ type Options struct {
 	ReadTTL time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Sealer seals the citizens' contact data (required; seal.go).
+	Sealer *seal.Sealer
 }
 
 // Store is the Redis implementation of dispatcher.Store. Close it to stop
@@ -92,8 +99,12 @@ var allScripts = []*redis.Script{ackScript, contactScript, deviceScript, removeS
 
 var _ dispatcher.Store = (*Store)(nil)
 
-// New returns a Store on rdb.
+// New returns a Store on rdb. Options.Sealer is required: a Store never
+// writes contact data in clear.
 func New(rdb redis.UniversalClient, o Options) *Store {
+	if o.Sealer == nil {
+		panic("redisstore: Options.Sealer is required") // a programming error
+	}
 	if o.Prefix == "" {
 		o.Prefix = "pb"
 	}
@@ -214,7 +225,10 @@ func (s *Store) Lookup(ctx context.Context, ev dispatcher.EventRef) (dispatcher.
 	if _, seen := lm["e:"+ev.ID]; seen && ev.ID != "" {
 		return dispatcher.LetterView{Seen: true}, nil
 	}
-	c := decodeCitizen(citizen, cmds[0].(*redis.MapStringStringCmd).Val())
+	c, err := s.decodeCitizen(citizen, cmds[0].(*redis.MapStringStringCmd).Val())
+	if err != nil {
+		return dispatcher.LetterView{}, fmt.Errorf("look up letter: %w", err)
+	}
 	c.Unread = int(cmds[2].(*redis.IntCmd).Val())
 	return dispatcher.LetterView{Citizen: c, Letter: decodeLetter(messageID, lm), Stored: lm["sn"] != ""}, nil
 }
@@ -224,9 +238,20 @@ func (s *Store) Load(ctx context.Context, citizen, messageID string) (dispatcher
 	return s.Lookup(ctx, dispatcher.EventRef{Citizen: citizen, MessageID: messageID})
 }
 
-func decodeCitizen(key string, m map[string]string) *dispatcher.Citizen {
-	c := &dispatcher.Citizen{Key: key, Email: m["email"], Mobile: m["mobile"], Language: m["lang"],
-		Address: m["addr"], Forward: m["fwd"]}
+// decodeCitizen reads a citizen hash, opening its sealed fields (seal.go).
+// A sealed value that does not open is an error naming the field only.
+func (s *Store) decodeCitizen(key string, m map[string]string) (*dispatcher.Citizen, error) {
+	c := &dispatcher.Citizen{Key: key, Language: m["lang"]}
+	for _, f := range [...]struct {
+		name string
+		to   *string
+	}{{"email", &c.Email}, {"mobile", &c.Mobile}, {"addr", &c.Address}, {"fwd", &c.Forward}} {
+		v, err := s.openField(key, f.name, m[f.name])
+		if err != nil {
+			return nil, err
+		}
+		*f.to = v
+	}
 	x := decodeExemption(m["x"], m["xs"], m["xt"])
 	c.Exempt, c.ExemptSince = x.Exempt, x.Since
 	c.EmailConfirmed, c.MobileConfirmed = m[fieldEmailOK] == "1", m[fieldMobileOK] == "1"
@@ -238,22 +263,17 @@ func decodeCitizen(key string, m map[string]string) *dispatcher.Citizen {
 			c.Windows[channels.Name(ch)] = msTime(v)
 			continue
 		}
-		rest, ok := strings.CutPrefix(f, "dev:")
-		if !ok {
-			continue
+		d, ok, err := s.decodeDevice(key, f, v)
+		if err != nil {
+			return nil, err
 		}
-		provider, token, ok := strings.Cut(rest, ":")
-		parts := strings.Split(v, "|")
-		if !ok || len(parts) != 3 {
-			continue
+		if ok {
+			c.Devices = append(c.Devices, d)
 		}
-		ms, _ := strconv.ParseInt(parts[2], 10, 64)
-		c.Devices = append(c.Devices, dispatcher.Device{App: parts[0], Provider: provider, Token: token,
-			Environment: parts[1], RegisteredAt: time.UnixMilli(ms)})
 	}
 	// Map order is random; keep deliveries in a stable order.
 	sortDevices(c.Devices)
-	return c
+	return c, nil
 }
 
 func decodeLetter(id string, m map[string]string) *dispatcher.Letter {
@@ -441,11 +461,16 @@ func (s *Store) UpdateContact(ctx context.Context, w dispatcher.ContactWrite) (b
 			args = append(args, field, *v)
 		}
 	}
+	sealed := func(field string, v *string) {
+		if v != nil {
+			args = append(args, field, s.sealField(w.Citizen, field, *v))
+		}
+	}
 	if c := w.Contact; c != nil {
-		add("email", c.Email)
-		add("mobile", c.Mobile)
+		sealed("email", c.Email)
+		sealed("mobile", c.Mobile)
 		add("lang", c.Language)
-		add("addr", c.Address)
+		sealed("addr", c.Address)
 	}
 	n, err := s.runScript(ctx, contactScript, []string{s.citizenKey(w.Citizen), mk}, args)
 	if err != nil {
@@ -454,43 +479,70 @@ func (s *Store) UpdateContact(ctx context.Context, w dispatcher.ContactWrite) (b
 	return n == int64(1), nil
 }
 
-func deviceField(provider, token string) string { return "dev:" + provider + ":" + token }
-
-// SetDevice registers or unregisters a push token (deviceScript).
+// SetDevice registers or unregisters a push token (deviceScript). The
+// token's field from before sealing, if any, goes either way.
 func (s *Store) SetDevice(ctx context.Context, w dispatcher.DeviceWrite) (bool, error) {
 	d := w.Device
+	field := s.deviceField(d.Provider, d.Token)
 	val := ""
 	if !w.Remove {
-		val = d.App + "|" + d.Environment + "|" + strconv.FormatInt(d.RegisteredAt.UnixMilli(), 10)
+		val = s.encodeDevice(w.Citizen, field, d)
 	}
 	mk, ttl := s.markArgs(w.Citizen, w.Mark)
-	n, err := s.runScript(ctx, deviceScript, []string{s.citizenKey(w.Citizen), mk}, []any{deviceField(d.Provider, d.Token), val, ttl})
+	n, err := s.runScript(ctx, deviceScript, []string{s.citizenKey(w.Citizen), mk},
+		[]any{field, val, ttl, legacyDeviceField(d.Provider, d.Token)})
 	if err != nil {
 		return false, fmt.Errorf("device: %w", err)
 	}
 	return n == int64(1), nil
 }
 
-// RemoveAddress forgets an address reported gone unless registered after
-// goneAt.
+// RemoveAddress forgets an address reported gone unless it changed or was
+// registered after goneAt. The stored address is sealed: it is read and
+// opened here, and the script removes it only if the field still holds
+// the very value read (removeScript).
 func (s *Store) RemoveAddress(ctx context.Context, citizen string, to channels.Address, goneAt time.Time) (bool, error) {
-	var field, expect string
-	var with []any // the address's confirmation goes with it
+	var fields []string
+	var with []any // an address's fingerprint and confirmation go with it
+	compare := false
 	switch to.Channel {
 	case channels.Email:
-		field, expect, with = "email", to.Value, []any{fieldEmailFP, fieldEmailOK}
+		fields, compare, with = []string{"email"}, true, []any{fieldEmailFP, fieldEmailOK}
 	case channels.SMS:
-		field, expect, with = "mobile", to.Value, []any{fieldMobileFP, fieldMobileOK}
+		fields, compare, with = []string{"mobile"}, true, []any{fieldMobileFP, fieldMobileOK}
 	case channels.APNs, channels.FCM:
-		field = deviceField(string(to.Channel), to.Value)
+		fields = []string{s.deviceField(string(to.Channel), to.Value), legacyDeviceField(string(to.Channel), to.Value)}
 	default:
 		return false, fmt.Errorf("remove address: channel %s has no registry entry", to.Channel)
 	}
-	n, err := s.runScript(ctx, removeScript, []string{s.citizenKey(citizen)}, append([]any{field, goneAt.UnixMilli(), expect}, with...))
-	if err != nil {
-		return false, fmt.Errorf("remove address: %w", err)
+	for _, field := range fields {
+		expect := ""
+		if compare {
+			v, err := s.rdb.HGet(ctx, s.citizenKey(citizen), field).Result()
+			if errors.Is(err, redis.Nil) {
+				return false, nil
+			}
+			if err != nil {
+				return false, fmt.Errorf("remove address: %w", err)
+			}
+			open, err := s.openField(citizen, field, v)
+			if err != nil {
+				return false, fmt.Errorf("remove address: %w", err)
+			}
+			if open != to.Value {
+				return false, nil
+			}
+			expect = v
+		}
+		n, err := s.runScript(ctx, removeScript, []string{s.citizenKey(citizen)}, append([]any{field, goneAt.UnixMilli(), expect}, with...))
+		if err != nil {
+			return false, fmt.Errorf("remove address: %w", err)
+		}
+		if n == int64(1) {
+			return true, nil
+		}
 	}
-	return n == int64(1), nil
+	return false, nil
 }
 
 // DeliveryRef returns the citizen and letter of a tracked delivery.
@@ -679,7 +731,7 @@ func (s *Store) Remember(ctx context.Context, key string, ttl time.Duration) (bo
 func (s *Store) SetExemption(ctx context.Context, w dispatcher.ExemptionWrite) (bool, error) {
 	mk, ttl := s.markArgs(w.Citizen, w.Mark)
 	n, err := s.runScript(ctx, exemptionScript, []string{s.citizenKey(w.Citizen), mk},
-		[]any{b2s(w.Exempt), w.At.UnixMilli(), w.Forward, ttl})
+		[]any{b2s(w.Exempt), w.At.UnixMilli(), s.sealField(w.Citizen, "fwd", w.Forward), ttl})
 	if err != nil {
 		return false, fmt.Errorf("exemption: %w", err)
 	}
