@@ -125,7 +125,8 @@ func dev(ctx context.Context, args []string, e env, stdout, stderr io.Writer) er
 		"POSTBUD_OPS_KEYS":   "support:support:dev-support-key-0123456789",
 		"POSTBUD_LOG_FORMAT": "text",
 		// miniredis is slow at polling; a calmer interval keeps dev idle.
-		"POSTBUD_TASK_CHECK_INTERVAL": "100ms",
+		"POSTBUD_TASK_CHECK_INTERVAL":        "100ms",
+		"POSTBUD_URGENT_TASK_CHECK_INTERVAL": "100ms",
 	}
 	for p, key := range devPlatformKeys {
 		suf := config.EnvSuffix(string(p))
