@@ -83,20 +83,23 @@ type Config struct {
 	// queues PREFIX.urgent, PREFIX.normal and PREFIX.bulk.
 	QueuePrefix string
 	// Concurrency (POSTBUD_CONCURRENCY, default 50) is the number of tasks
-	// of the normal and bulk lanes one replica works on at once.
+	// one replica's main worker server works on at once, of every lane
+	// (urgent first).
 	Concurrency int
 	// TaskCheckInterval (POSTBUD_TASK_CHECK_INTERVAL, default 50ms) is how
-	// often the idle normal and bulk workers poll for tasks: lower is lower
+	// often the idle main worker server polls for tasks: lower is lower
 	// latency for a little Redis CPU.
 	TaskCheckInterval time.Duration
 	// UrgentConcurrency (POSTBUD_URGENT_CONCURRENCY, default 20) is the
 	// number of urgent-lane tasks (urgent letters, read state, its sync
-	// and badges) one replica works on at once, in worker slots of their
-	// own: a bulk lane stuck on a hanging provider cannot take them.
+	// and badges) one replica's urgent worker server works on at once, in
+	// slots of their own: a provider that hangs and fills the main
+	// server's slots cannot take them.
 	UrgentConcurrency int
 	// UrgentTaskCheckInterval (POSTBUD_URGENT_TASK_CHECK_INTERVAL, default
-	// 8ms) is how often the idle urgent workers poll their one queue: an
-	// urgent letter waits for the next poll, 0.5–1.5 × this.
+	// 8ms, at least 1ms) is how often the idle urgent worker server polls
+	// its one queue: an urgent letter on an idle replica waits 0.5–1.5 ×
+	// this for the next poll, and each poll is one Redis script call.
 	UrgentTaskCheckInterval time.Duration
 	// ShutdownTimeout (POSTBUD_SHUTDOWN_TIMEOUT, default 25s) bounds the
 	// time in-flight work may take to finish on SIGTERM. Keep a

@@ -14,10 +14,10 @@ package main
 // serve`: the real dispatcher on redisstore, sinks that accept at once,
 // letters enqueued with package publish, and two asynq servers configured
 // as cmd/postbud/workers.go configures them by default: the urgent lane
-// alone (-urgent-concurrency 20, -urgent-poll 8ms) and the normal and bulk
-// lanes weighted 3:1 (-concurrency 50, -poll 50ms). -shared runs every lane
-// on one server (weights 6/3/1, -poll), the layout before the urgent lane
-// had its own. Citizens are preloaded with an email address only (one alert
+// alone (-urgent-concurrency 20, -urgent-poll 8ms) and the main server,
+// every lane weighted 6/3/1 (-concurrency 50, -poll 50ms). -shared runs
+// the main server alone, the layout before the urgent lane had a server of
+// its own. Citizens are preloaded with an email address only (one alert
 // per letter); the bulk letters go round-robin to -bulk-citizens citizens,
 // the urgent letters to citizens of their own.
 //
@@ -85,10 +85,10 @@ var (
 	bulkCitizens = flag.Int("bulk-citizens", 20000, "latency: citizens the bulk letters go to, round robin")
 	urgentConc   = flag.Int("urgent-concurrency", 20, "latency: urgent server concurrency (POSTBUD_URGENT_CONCURRENCY)")
 	urgentPoll   = flag.Duration("urgent-poll", 8*time.Millisecond, "latency: urgent server poll interval (POSTBUD_URGENT_TASK_CHECK_INTERVAL), also the raw baseline's")
-	bulkPoll     = flag.Duration("poll", 50*time.Millisecond, "latency: normal/bulk server poll interval (POSTBUD_TASK_CHECK_INTERVAL)")
+	bulkPoll     = flag.Duration("poll", 50*time.Millisecond, "latency: main server poll interval (POSTBUD_TASK_CHECK_INTERVAL)")
 	hangFor      = flag.Duration("hang", 10*time.Second, "latency: how long the bulk provider hangs per send in the hang phase")
 	idleSeconds  = flag.Float64("idle-seconds", 10, "latency: seconds of each idle Redis CPU measurement")
-	sharedServer = flag.Bool("shared", false, "latency: every lane on one asynq server (weights 6/3/1, -poll), as before the urgent lane had its own")
+	sharedServer = flag.Bool("shared", false, "latency: no urgent server, the main server alone (every lane, 6/3/1, -poll), as before the urgent lane had a server of its own")
 	force        = flag.Bool("force", false, "latency: run even if Redis holds keys this run did not create")
 )
 
@@ -199,9 +199,10 @@ func latencyMain(ctx context.Context, rdb *redis.Client, url string, conc int) {
 			room, what = avail, fmt.Sprintf("no maxmemory; MemAvailable %s on this host", gb(avail))
 		}
 	}
-	layout := fmt.Sprintf("urgent server: concurrency %d, poll %v; normal+bulk server: concurrency %d, poll %v", *urgentConc, *urgentPoll, conc, *bulkPoll)
+	layout := fmt.Sprintf("urgent server (urgent lane): concurrency %d, poll %v; main server (every lane, 6/3/1): concurrency %d, poll %v",
+		*urgentConc, *urgentPoll, conc, *bulkPoll)
 	if *sharedServer {
-		layout = fmt.Sprintf("-shared: one server for every lane, concurrency %d, poll %v", conc, *bulkPoll)
+		layout = fmt.Sprintf("-shared: the main server alone (every lane, 6/3/1), concurrency %d, poll %v", conc, *bulkPoll)
 	}
 	fmt.Printf("postbud-bench -latency: bulk=%d urgent=%d rate=%.0f/s bulk-citizens=%d hang=%v redis=%s (%s)\n  %s\n",
 		B, U, R, K, *hangFor, rdb.Options().Addr, redisVersion(ctx, rdb), layout)
@@ -313,7 +314,7 @@ func printLatency(r latencyResult) {
 	if r.BulkAlerts != int64(r.Bulk) {
 		fmt.Printf("WARNING: %d bulk letters drained but %d bulk alerts reached the sinks\n", r.Bulk, r.BulkAlerts)
 	}
-	if r.HangSlotsHeld < int64(r.Concurrency) {
+	if r.HangSlotsHeld < int64(r.Concurrency) && !r.Shared {
 		fmt.Printf("INVALID HANG PHASE: only %d of %d bulk slots hung until the last urgent alert\n", r.HangSlotsHeld, r.Concurrency)
 	}
 	if r.PendingAtLastUrgent <= 0 {
@@ -530,7 +531,7 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 		} else {
 			r = replica{
 				asynq.NewServerFromRedisClient(rdb, workerConfig(*urgentConc, queues.UrgentWeights(), *urgentPoll, d)),
-				asynq.NewServerFromRedisClient(rdb, workerConfig(conc, queues.BulkWeights(), *bulkPoll, d)),
+				asynq.NewServerFromRedisClient(rdb, workerConfig(conc, queues.Weights(), *bulkPoll, d)),
 			}
 		}
 		for _, s := range r {

@@ -14,12 +14,12 @@ import (
 	"github.com/digitalpost/postbud/dispatcher/redistest"
 )
 
-// TestEndToEndUrgentLaneWhileBulkProviderHangs: every bulk worker slot is
-// held by a send to an SMTP server that never answers (a provider hanging
-// to its timeout, a minute here), and more bulk letters wait behind them;
-// an urgent letter is still alerted (by SMS) and a read-state change still
-// applied: the urgent lane has worker slots of its own. With one server for
-// all lanes the urgent task would wait for a bulk slot, past the test's
+// TestEndToEndUrgentLaneWhileBulkProviderHangs: every slot of the main
+// worker server is held by a bulk letter's send to an SMTP server that
+// never answers (a provider hanging to its timeout, a minute here), and
+// another bulk letter waits behind them; an urgent letter is still alerted
+// (by SMS): the urgent lane has a worker server of its own. With one server
+// for all lanes the urgent task would wait for a slot, past the test's
 // wait.
 func TestEndToEndUrgentLaneWhileBulkProviderHangs(t *testing.T) {
 	rt := redistest.New(t)
@@ -61,8 +61,8 @@ func TestEndToEndUrgentLaneWhileBulkProviderHangs(t *testing.T) {
 	if err := smtp.WaitStalled(ctx, bulkSlots); err != nil {
 		t.Fatalf("the bulk sends did not reach the hanging SMTP server: %v", err)
 	}
-	if got := metric(t, d.base, `postbud_workers_busy{server="bulk"}`); got != fmt.Sprint(bulkSlots) {
-		t.Fatalf(`postbud_workers_busy{server="bulk"} = %s, want %d: every bulk slot held`, got, bulkSlots)
+	if got := metric(t, d.base, `postbud_workers_busy{server="main"}`); got != fmt.Sprint(bulkSlots) {
+		t.Fatalf(`postbud_workers_busy{server="main"} = %s, want %d: every slot held`, got, bulkSlots)
 	}
 
 	const urgentID = "9a1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"

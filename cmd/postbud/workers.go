@@ -15,15 +15,18 @@ import (
 	"github.com/digitalpost/postbud/dispatcher/metrics"
 )
 
-// workerServers are the two asynq servers of one replica: the urgent lane
-// in worker slots of its own, polled often (POSTBUD_URGENT_*), and the
-// normal and bulk lanes (POSTBUD_CONCURRENCY, POSTBUD_TASK_CHECK_INTERVAL).
-// A provider that hangs to its timeout fills the bulk server's slots, never
-// the urgent one's. Both run the same handlers (one mux) and register with
-// asynq as servers of their own, so the dashboard lists both and every
-// queue.
+// workerServers are the two asynq servers of one replica. The main server
+// works every lane, urgent first (weights 6/3/1; POSTBUD_CONCURRENCY,
+// POSTBUD_TASK_CHECK_INTERVAL): under load its fetch loop never sleeps, so
+// an urgent task waits for the next free slot, not for a poll. The urgent
+// server works the urgent lane alone in slots of its own, polled often
+// (POSTBUD_URGENT_*): when a provider that hangs to its timeout fills the
+// main server's slots, or the replica is idle, urgent tasks still start
+// within one short poll. Both run the same handlers (one mux) and register
+// with asynq as servers of their own, so the dashboard lists both and
+// every queue.
 type workerServers struct {
-	urgent, bulk *asynq.Server
+	urgent, main *asynq.Server
 }
 
 // newWorkerServers configures the two servers; d supplies the retry delay.
@@ -54,7 +57,7 @@ func newWorkerServers(rdb redis.UniversalClient, cfg *config.Config, queues disp
 	}
 	return &workerServers{
 		urgent: one(metrics.ServerUrgent, cfg.UrgentConcurrency, cfg.UrgentTaskCheckInterval, queues.UrgentWeights()),
-		bulk:   one(metrics.ServerBulk, cfg.Concurrency, cfg.TaskCheckInterval, queues.BulkWeights()),
+		main:   one(metrics.ServerMain, cfg.Concurrency, cfg.TaskCheckInterval, queues.Weights()),
 	}
 }
 
@@ -62,7 +65,7 @@ func newWorkerServers(rdb redis.UniversalClient, cfg *config.Config, queues disp
 // server's name; if the second fails to start, the first is shut down.
 func (s *workerServers) start(h asynq.Handler, w *metrics.Workers, cfg *config.Config) error {
 	w.Slots(metrics.ServerUrgent, cfg.UrgentConcurrency)
-	w.Slots(metrics.ServerBulk, cfg.Concurrency)
+	w.Slots(metrics.ServerMain, cfg.Concurrency)
 	counted := func(server string) asynq.Handler {
 		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 			defer w.Start(server)()
@@ -72,7 +75,7 @@ func (s *workerServers) start(h asynq.Handler, w *metrics.Workers, cfg *config.C
 	if err := s.urgent.Start(counted(metrics.ServerUrgent)); err != nil {
 		return fmt.Errorf("start the urgent workers: %w", err)
 	}
-	if err := s.bulk.Start(counted(metrics.ServerBulk)); err != nil {
+	if err := s.main.Start(counted(metrics.ServerMain)); err != nil {
 		s.urgent.Shutdown()
 		return fmt.Errorf("start the workers: %w", err)
 	}
@@ -85,9 +88,9 @@ func (s *workerServers) start(h asynq.Handler, w *metrics.Workers, cfg *config.C
 // aborted), as the deploy manifests' grace periods assume, not two.
 func (s *workerServers) shutdown() {
 	s.urgent.Stop()
-	s.bulk.Stop()
+	s.main.Stop()
 	var wg sync.WaitGroup
-	for _, srv := range []*asynq.Server{s.urgent, s.bulk} {
+	for _, srv := range []*asynq.Server{s.urgent, s.main} {
 		wg.Go(srv.Shutdown)
 	}
 	wg.Wait()
