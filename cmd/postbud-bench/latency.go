@@ -5,7 +5,7 @@ package main
 // provider hangs, against raw asynq at the same poll interval:
 //
 //	go run ./cmd/postbud-bench -latency -redis redis://127.0.0.1:6390/0
-//	  [-bulk 200000] [-urgent 1000] [-rate 50] [-hang 10s] [-shared] [-force]
+//	  [-bulk 200000] [-urgent 1000] [-rate 50] [-hang 30s] [-shared] [-drain-all] [-force]
 //
 // It refuses a Redis that holds any key (the run's keys get a prefix of
 // their own and are deleted afterwards; a key already there is someone
@@ -40,7 +40,9 @@ package main
 //     fast as 8 goroutines can; then the workers start and, while the bulk
 //     lane drains, -urgent urgent letters go out at -rate/s. The run is
 //     valid only if bulk letters were still pending when the last urgent
-//     alert arrived.
+//     alert arrived. The rest of the backlog is deleted, not drained,
+//     unless -drain-all (then also the drain rate, Redis CPU per bulk
+//     letter and Redis memory per delivered letter).
 //
 // Each latency is also split in two: publish → handler start (waiting in
 // the queue, from an asynq middleware) and handler start → sink.
@@ -86,9 +88,10 @@ var (
 	urgentConc   = flag.Int("urgent-concurrency", 20, "latency: urgent server concurrency (POSTBUD_URGENT_CONCURRENCY)")
 	urgentPoll   = flag.Duration("urgent-poll", 8*time.Millisecond, "latency: urgent server poll interval (POSTBUD_URGENT_TASK_CHECK_INTERVAL), also the raw baseline's")
 	bulkPoll     = flag.Duration("poll", 50*time.Millisecond, "latency: main server poll interval (POSTBUD_TASK_CHECK_INTERVAL)")
-	hangFor      = flag.Duration("hang", 10*time.Second, "latency: how long the bulk provider hangs per send in the hang phase")
+	hangFor      = flag.Duration("hang", 30*time.Second, "latency: how long the bulk provider hangs per send in the hang phase")
 	idleSeconds  = flag.Float64("idle-seconds", 10, "latency: seconds of each idle Redis CPU measurement")
 	sharedServer = flag.Bool("shared", false, "latency: no urgent server, the main server alone (every lane, 6/3/1, -poll), as before the urgent lane had a server of its own")
+	drainAll     = flag.Bool("drain-all", false, "latency: after the drain phase's urgent letters, wait for the whole bulk backlog (drain rate, Redis CPU and memory per letter)")
 	force        = flag.Bool("force", false, "latency: run even if Redis holds keys this run did not create")
 )
 
@@ -265,9 +268,12 @@ func printLatency(r latencyResult) {
 		r.HangSeconds, r.HangBulkStarted, r.HangBulkDone, r.HangSlotsHeld, r.Concurrency)
 	fmt.Printf("bulk backlog: %d letters published in %.1fs = %.0f/s (8 goroutines); Redis used_memory +%s = %.0f B per pending task (payload %d B)\n",
 		r.Bulk, r.EnqueueSeconds, r.EnqueueRate, gb(r.BacklogBytes), r.BytesPerTask, r.PayloadBytes)
-	fmt.Printf("bulk drain: %d letters in %.1fs = %.0f letters/s overall, %.0f/s while the urgent letters went out; Redis CPU %.0f µs per bulk letter\n",
-		r.Bulk, r.DrainSeconds, r.DrainRate, r.DrainRateDuringUrgent, r.RedisCPUPerBulkUs)
-	fmt.Printf("delivered letter state: ≈ %.0f B of Redis per email-only letter (kept for the letter TTL)\n", r.BytesPerLetter)
+	fmt.Printf("bulk drain: %.0f letters/s while the urgent letters went out\n", r.DrainRateDuringUrgent)
+	if r.DrainSeconds > 0 { // -drain-all
+		fmt.Printf("bulk drain: %d letters in %.1fs = %.0f letters/s overall; Redis CPU %.0f µs per bulk letter\n",
+			r.Bulk, r.DrainSeconds, r.DrainRate, r.RedisCPUPerBulkUs)
+		fmt.Printf("delivered letter state: ≈ %.0f B of Redis per email-only letter (kept for the letter TTL)\n", r.BytesPerLetter)
+	}
 	fmt.Printf("when the last urgent alert of the drain phase arrived: %d bulk tasks still pending (%d bulk letters not yet alerted)\n",
 		r.PendingAtLastUrgent, r.UndeliveredAtLastUrgent)
 	fmt.Printf("peak RSS of the child (postbud's servers, the dispatcher and the load generator): %d MiB; load average %s at start, %s at end\n",
@@ -311,7 +317,7 @@ func printLatency(r latencyResult) {
 			fmt.Printf("WARNING: %d urgent alerts of the %s phase never arrived within the wait\n", p.ph.Total.Missing, p.name)
 		}
 	}
-	if r.BulkAlerts != int64(r.Bulk) {
+	if r.DrainSeconds > 0 && r.BulkAlerts != int64(r.Bulk) {
 		fmt.Printf("WARNING: %d bulk letters drained but %d bulk alerts reached the sinks\n", r.Bulk, r.BulkAlerts)
 	}
 	if r.HangSlotsHeld < int64(r.Concurrency) && !r.Shared {
@@ -320,7 +326,7 @@ func printLatency(r latencyResult) {
 	if r.PendingAtLastUrgent <= 0 {
 		fmt.Printf("INVALID RUN: the bulk lane had drained before the last urgent alert arrived; the urgent letters did not all compete with bulk. "+
 			"Use a larger -bulk (≥ %d at this drain rate), or fewer -urgent / a higher -rate.\n",
-			int(math.Ceil(r.DrainRate*r.Busy.Seconds*1.5/1000))*1000)
+			int(math.Ceil(r.DrainRateDuringUrgent*r.Busy.Seconds*1.5/1000))*1000)
 	} else {
 		fmt.Println("valid: every hang-phase urgent letter went out while every bulk slot hung, every drain-phase one while bulk letters were still queued.")
 	}
@@ -744,6 +750,13 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 	res.Busy = phase(2*U, start)
 	logf("bulk: urgent p50 %.1f ms, p99 %.1f ms, max %.1f ms; %d bulk tasks still pending (load %s)",
 		res.Busy.Total.P50, res.Busy.Total.P99, res.Busy.Total.Max, res.PendingAtLastUrgent, res.Busy.Load)
+	if !*drainAll {
+		close(stopProgress)
+		srv.shutdown()
+		res.LoadEnd = loadavg()
+		_ = json.NewEncoder(os.Stdout).Encode(res)
+		return
+	}
 	// Drained when the bulk lane's pending and active lists are empty (the
 	// last Records have then landed, for the CPU and memory figures).
 	last, lastAt := int64(-1), time.Now()
