@@ -156,15 +156,24 @@ func loadavg() string {
 	return strings.Join(f[:3], " ")
 }
 
-// foreignKeys returns up to 5 keys of Redis's current database and their
-// count: keys this run did not create.
-func foreignKeys(ctx context.Context, rdb *redis.Client) (int64, []string) {
+// refuseForeignKeys returns an error if Redis's current database holds
+// any key, unless force: the run's keys get a prefix of their own and are
+// deleted afterwards, so a key already there is someone else's (and its
+// clients would spoil the Redis CPU figures).
+func refuseForeignKeys(ctx context.Context, rdb *redis.Client, force bool) error {
 	n, err := rdb.DBSize(ctx).Result()
 	if err != nil {
-		fail(fmt.Errorf("DBSIZE: %w", err))
+		return fmt.Errorf("DBSIZE: %w", err)
+	}
+	if n == 0 || force {
+		return nil
 	}
 	keys, _, _ := rdb.Scan(ctx, 0, "*", 100).Result()
-	return n, keys[:min(len(keys), 5)]
+	return fmt.Errorf("Redis %s (db %d) holds %d keys this run did not create (e.g. %s): the benchmark writes "+
+		"hundreds of thousands of keys and measures Redis's CPU, so it wants a Redis of its own, e.g. "+
+		"`redis-server --port 6390 --save '' --appendonly no` and -redis redis://127.0.0.1:6390/0; -force runs anyway "+
+		"(its own keys are still deleted afterwards, the others left alone)",
+		rdb.Options().Addr, rdb.Options().DB, n, strings.Join(keys[:min(len(keys), 5)], ", "))
 }
 
 // latencyMain is the parent: it checks Redis is empty and has room, runs
@@ -178,12 +187,8 @@ func latencyMain(ctx context.Context, rdb *redis.Client, url string, conc int) {
 	if 3*U+K > 168000 {
 		fail(fmt.Errorf("3×-urgent + -bulk-citizens must be ≤ 168000 (distinct test CPR numbers)"))
 	}
-	if n, keys := foreignKeys(ctx, rdb); n > 0 && !*force {
-		fail(fmt.Errorf("Redis %s (db %d) holds %d keys this run did not create (e.g. %s): the benchmark writes "+
-			"hundreds of thousands of keys and measures Redis's CPU, so it wants a Redis of its own, e.g. "+
-			"`redis-server --port 6390 --save '' --appendonly no` and -redis redis://127.0.0.1:6390/0; -force runs anyway "+
-			"(its own keys are still deleted afterwards, the others left alone)",
-			rdb.Options().Addr, rdb.Options().DB, n, strings.Join(keys, ", ")))
+	if err := refuseForeignKeys(ctx, rdb, *force); err != nil {
+		fail(err)
 	}
 	info, _ := rdb.Info(ctx, "memory").Result()
 	used, _ := strconv.ParseInt(infoField(info, "used_memory"), 10, 64)
