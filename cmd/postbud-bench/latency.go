@@ -169,7 +169,7 @@ func refuseForeignKeys(ctx context.Context, rdb *redis.Client, force bool) error
 		return nil
 	}
 	keys, _, _ := rdb.Scan(ctx, 0, "*", 100).Result()
-	return fmt.Errorf("Redis %s (db %d) holds %d keys this run did not create (e.g. %s): the benchmark writes "+
+	return fmt.Errorf("the Redis at %s (db %d) holds %d keys this run did not create (e.g. %s): the benchmark writes "+
 		"hundreds of thousands of keys and measures Redis's CPU, so it wants a Redis of its own, e.g. "+
 		"`redis-server --port 6390 --save '' --appendonly no` and -redis redis://127.0.0.1:6390/0; -force runs anyway "+
 		"(its own keys are still deleted afterwards, the others left alone)",
