@@ -101,12 +101,24 @@ type Config struct {
 	// queues PREFIX.urgent, PREFIX.normal and PREFIX.bulk.
 	QueuePrefix string
 	// Concurrency (POSTBUD_CONCURRENCY, default 50) is the number of tasks
-	// one replica works on at once.
+	// one replica's main worker server works on at once, of every lane
+	// (urgent first).
 	Concurrency int
 	// TaskCheckInterval (POSTBUD_TASK_CHECK_INTERVAL, default 50ms) is how
-	// often an idle worker polls for tasks: lower is lower latency for a
-	// little Redis CPU.
+	// often the idle main worker server polls for tasks: lower is lower
+	// latency for a little Redis CPU.
 	TaskCheckInterval time.Duration
+	// UrgentConcurrency (POSTBUD_URGENT_CONCURRENCY, default 20) is the
+	// number of urgent-lane tasks (urgent letters, read state, its sync
+	// and badges) one replica's urgent worker server works on at once, in
+	// slots of their own: a provider that hangs and fills the main
+	// server's slots cannot take them.
+	UrgentConcurrency int
+	// UrgentTaskCheckInterval (POSTBUD_URGENT_TASK_CHECK_INTERVAL, default
+	// 8ms, at least 1ms) is how often the idle urgent worker server polls
+	// its one queue: an urgent letter on an idle replica waits 0.5–1.5 ×
+	// this for the next poll, and each poll is one Redis script call.
+	UrgentTaskCheckInterval time.Duration
 	// ShutdownTimeout (POSTBUD_SHUTDOWN_TIMEOUT, default 25s) bounds the
 	// time in-flight work may take to finish on SIGTERM. Keep a
 	// Kubernetes terminationGracePeriodSeconds above it.
@@ -380,6 +392,13 @@ func LoadEnviron(getenv func(string) string, environ func() []string) (*Config, 
 	}
 	c.Concurrency = l.integer("POSTBUD_CONCURRENCY", 50, 1, 10000)
 	c.TaskCheckInterval = l.duration("POSTBUD_TASK_CHECK_INTERVAL", 50*time.Millisecond)
+	c.UrgentConcurrency = l.integer("POSTBUD_URGENT_CONCURRENCY", 20, 1, 10000)
+	c.UrgentTaskCheckInterval = l.duration("POSTBUD_URGENT_TASK_CHECK_INTERVAL", 8*time.Millisecond)
+	if c.UrgentTaskCheckInterval < time.Millisecond {
+		// Each idle poll is a Redis script call: below 1 ms the polling
+		// alone would cost Redis a noticeable share of a core per replica.
+		l.fail("POSTBUD_URGENT_TASK_CHECK_INTERVAL", "must be at least 1ms, got %q", l.getenv("POSTBUD_URGENT_TASK_CHECK_INTERVAL"))
+	}
 	c.ShutdownTimeout = l.duration("POSTBUD_SHUTDOWN_TIMEOUT", 25*time.Second)
 	c.AckReplicas = l.integer("POSTBUD_ACK_REPLICAS", 0, 0, 16)
 	c.AckTimeout = l.duration("POSTBUD_ACK_TIMEOUT", time.Second)

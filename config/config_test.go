@@ -204,35 +204,37 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Config{
-		RedisURL:          "redis://127.0.0.1:6379/0",
-		Redis:             Redis{Addr: "127.0.0.1:6379"},
-		HTTPAddr:          ":8080",
-		PseudonymKey:      []byte(pseudonymKey),
-		SealKey:           []byte(sealKey),
-		OpsKeySHA256:      sum(opsKey),
-		OpsKeys:           []OpsKey{{Name: "ops", Role: "admin", KeySHA256: sum(opsKey)}},
-		Platforms:         []Platform{{Name: "core", KeySHA256: sum(coreKey), Rate: 2000}},
-		PlatformRate:      2000,
-		SelfServiceRate:   50,
-		MailboxURL:        "https://www.borger.dk/digitalpost",
-		KeyPrefix:         "pb",
-		QueuePrefix:       "postbud",
-		Concurrency:       50,
-		TaskCheckInterval: 50 * time.Millisecond,
-		ShutdownTimeout:   25 * time.Second,
-		AckTimeout:        time.Second,
-		RetryBase:         5 * time.Second,
-		AlertTTL:          48 * time.Hour,
-		LetterTTL:         4800 * time.Hour,
-		ReadLetterTTL:     720 * time.Hour,
-		Rates:             map[string]int{},
-		Coalesce:          map[string]time.Duration{"email": time.Minute, "sms": time.Minute, "push": time.Minute},
-		DrainDelay:        2 * time.Second,
-		LogLevel:          "info",
-		LogFormat:         "json",
-		QuietHours:        map[string]rules.QuietHours{"email": {}, "push": {}, "sms": {Start: rules.Clock{Hour: 22}, End: rules.Clock{Hour: 7}}},
-		PaperForMinors:    true,
-		ReminderBefore:    72 * time.Hour,
+		RedisURL:                "redis://127.0.0.1:6379/0",
+		Redis:                   Redis{Addr: "127.0.0.1:6379"},
+		HTTPAddr:                ":8080",
+		PseudonymKey:            []byte(pseudonymKey),
+		SealKey:                 []byte(sealKey),
+		OpsKeySHA256:            sum(opsKey),
+		OpsKeys:                 []OpsKey{{Name: "ops", Role: "admin", KeySHA256: sum(opsKey)}},
+		Platforms:               []Platform{{Name: "core", KeySHA256: sum(coreKey), Rate: 2000}},
+		PlatformRate:            2000,
+		SelfServiceRate:         50,
+		MailboxURL:              "https://www.borger.dk/digitalpost",
+		KeyPrefix:               "pb",
+		QueuePrefix:             "postbud",
+		Concurrency:             50,
+		TaskCheckInterval:       50 * time.Millisecond,
+		UrgentConcurrency:       20,
+		UrgentTaskCheckInterval: 8 * time.Millisecond,
+		ShutdownTimeout:         25 * time.Second,
+		AckTimeout:              time.Second,
+		RetryBase:               5 * time.Second,
+		AlertTTL:                48 * time.Hour,
+		LetterTTL:               4800 * time.Hour,
+		ReadLetterTTL:           720 * time.Hour,
+		Rates:                   map[string]int{},
+		Coalesce:                map[string]time.Duration{"email": time.Minute, "sms": time.Minute, "push": time.Minute},
+		DrainDelay:              2 * time.Second,
+		LogLevel:                "info",
+		LogFormat:               "json",
+		QuietHours:              map[string]rules.QuietHours{"email": {}, "push": {}, "sms": {Start: rules.Clock{Hour: 22}, End: rules.Clock{Hour: 7}}},
+		PaperForMinors:          true,
+		ReminderBefore:          72 * time.Hour,
 	}
 	if diff := cmp.Diff(want, c, cmpOpts); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -445,6 +447,23 @@ func TestLoad(t *testing.T) {
 		rows = append(rows, row{name: "CONCURRENCY " + bad, env: map[string]string{"POSTBUD_CONCURRENCY": bad},
 			errs: []wantErr{{"POSTBUD_CONCURRENCY", fmt.Sprintf("must be a whole number from 1 to 10000, got %q", bad)}}})
 	}
+
+	// POSTBUD_URGENT_CONCURRENCY, POSTBUD_URGENT_TASK_CHECK_INTERVAL
+	urgentConc := func(c *Config) any { return c.UrgentConcurrency }
+	urgentPoll := func(c *Config) any { return c.UrgentTaskCheckInterval }
+	rows = append(rows,
+		row{name: "URGENT_CONCURRENCY unset", got: urgentConc, want: 20},
+		row{name: "URGENT_CONCURRENCY 5", env: map[string]string{"POSTBUD_URGENT_CONCURRENCY": "5"}, got: urgentConc, want: 5},
+		row{name: "URGENT_CONCURRENCY 0", env: map[string]string{"POSTBUD_URGENT_CONCURRENCY": "0"},
+			errs: []wantErr{{"POSTBUD_URGENT_CONCURRENCY", `must be a whole number from 1 to 10000, got "0"`}}},
+		row{name: "URGENT_TASK_CHECK_INTERVAL unset", got: urgentPoll, want: 8 * time.Millisecond},
+		row{name: "URGENT_TASK_CHECK_INTERVAL 1ms", env: map[string]string{"POSTBUD_URGENT_TASK_CHECK_INTERVAL": "1ms"},
+			got: urgentPoll, want: time.Millisecond},
+		row{name: "URGENT_TASK_CHECK_INTERVAL 500us", env: map[string]string{"POSTBUD_URGENT_TASK_CHECK_INTERVAL": "500us"},
+			errs: []wantErr{{"POSTBUD_URGENT_TASK_CHECK_INTERVAL", `must be at least 1ms, got "500us"`}}},
+		row{name: "URGENT_TASK_CHECK_INTERVAL soon", env: map[string]string{"POSTBUD_URGENT_TASK_CHECK_INTERVAL": "soon"},
+			errs: []wantErr{{"POSTBUD_URGENT_TASK_CHECK_INTERVAL", `must be a positive duration such as 30s or 2h, got "soon"`}}},
+	)
 
 	// POSTBUD_ACK_REPLICAS, POSTBUD_ACK_TIMEOUT
 	ackReplicas := func(c *Config) any { return c.AckReplicas }

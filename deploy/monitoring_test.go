@@ -54,6 +54,9 @@ func exported(t *testing.T) map[string][]string {
 	m.EventToAlert("email", 0)
 	m.ChannelConfigured("email", nil)
 	metrics.BuildInfo(reg, "v0.0.0", "abc", "go1.26")
+	w := metrics.NewWorkers(reg)
+	w.Slots(metrics.ServerUrgent, 20)
+	w.Slots(metrics.ServerMain, 50)
 	reg.MustRegister(metrics.NewQueueCollector(env.Client))
 	mfs, err := reg.Gather()
 	if err != nil {

@@ -149,9 +149,17 @@ func DefaultQueues(prefix string) Queues {
 	return Queues{Urgent: prefix + ".urgent", Normal: prefix + ".normal", Bulk: prefix + ".bulk"}
 }
 
-// Weights returns the asynq queue weights: urgent 6, normal 3, bulk 1.
+// Weights returns the asynq queue weights of postbud's main worker
+// server, which works every lane: urgent 6, normal 3, bulk 1.
 func (q Queues) Weights() map[string]int {
 	return map[string]int{q.Urgent: 6, q.Normal: 3, q.Bulk: 1}
+}
+
+// UrgentWeights are the queues of the urgent worker server: the urgent
+// lane alone (urgent letters, read state, its sync and badges), in worker
+// slots no other lane can take, polled more often.
+func (q Queues) UrgentWeights() map[string]int {
+	return map[string]int{q.Urgent: 1}
 }
 
 // For returns the lane of a priority.

@@ -1,29 +1,48 @@
 package main
 
-// The priority-lane latency benchmark (docs/design.md, "Capacity"): an
-// urgent letter while a bulk release of 1 million letters is draining:
+// The urgent-lane latency benchmark (docs/design.md, "Capacity"): urgent
+// letters idle, while a bulk release drains, and while the bulk lane's
+// provider hangs, against raw asynq at the same poll interval:
 //
-//	go run ./cmd/postbud-bench -latency [-bulk 1000000] [-urgent 2000] [-rate 50]
+//	go run ./cmd/postbud-bench -latency -redis redis://127.0.0.1:6390/0
+//	  [-bulk 200000] [-urgent 1000] [-rate 50] [-hang 30s] [-shared] [-drain-all] [-force]
 //
-// It runs in one child process (so its peak RSS is its own), with the
-// wiring of the postbud phase: the real dispatcher on redisstore, sinks
-// that accept at once, letters enqueued with package publish, and an
-// asynq.Server configured as `postbud serve` configures it by default
-// (Queues = dispatcher.Queues.Weights(): urgent 6, normal 3, bulk 1;
-// TaskCheckInterval 50ms; Concurrency 50). Citizens are preloaded with an
-// email address only (one alert per letter), to keep the citizen registry
-// light in Redis; the bulk letters go round-robin to -bulk-citizens
-// citizens, the urgent letters to citizens of their own.
+// It refuses a Redis that holds any key (the run's keys get a prefix of
+// their own and are deleted afterwards; a key already there is someone
+// else's, and would spoil the Redis CPU figures) unless -force. It runs in
+// one child process (so its peak RSS is its own), wired as `postbud
+// serve`: the real dispatcher on redisstore, sinks that accept at once,
+// letters enqueued with package publish, and two asynq servers configured
+// as cmd/postbud/workers.go configures them by default: the urgent lane
+// alone (-urgent-concurrency 20, -urgent-poll 8ms) and the main server,
+// every lane weighted 6/3/1 (-concurrency 50, -poll 50ms). -shared runs
+// the main server alone, the layout before the urgent lane had a server of
+// its own. Citizens are preloaded with an email address only (one alert
+// per letter); the bulk letters go round-robin to -bulk-citizens citizens,
+// the urgent letters to citizens of their own.
 //
-//  1. idle: U urgent letters at R/s to distinct citizens, nothing else
-//     queued. Per letter: the time from just before Publish to the moment
-//     the sink got its alert (matched on Alert.MessageID).
-//  2. bulk: with the workers stopped, B bulk letters are published as fast
-//     as 8 goroutines can (enqueue rate, Redis used_memory of the backlog);
-//     then the workers start and, while the bulk lane drains, U urgent
-//     letters to other citizens go out at R/s and are measured the same
-//     way. The run is valid only if bulk letters were still pending when
-//     the last urgent alert arrived.
+//  0. raw: -urgent no-op tasks at -rate/s into a queue of their own, worked
+//     by a bare asynq server with the urgent server's poll interval and
+//     concurrency: enqueue → handler start, the floor postbud's urgent lane
+//     stands on.
+//  1. idle Redis CPU: used_cpu_user+used_cpu_sys of Redis INFO over
+//     -idle-seconds, first with no server running, then with the replica's
+//     servers started and nothing queued: the Redis CPU one idle replica's
+//     polling costs.
+//  2. idle: -urgent urgent letters at -rate/s, nothing else queued. Per
+//     letter: the time from just before Publish to the moment the sink got
+//     its alert (matched on Alert.MessageID).
+//  3. hang: the bulk provider hangs for -hang before it accepts; bulk
+//     letters fill every bulk worker slot and more wait behind them, and
+//     -urgent urgent letters go out at -rate/s. Then the hung sends are let
+//     go and that backlog drains.
+//  4. drain: with the workers stopped, -bulk bulk letters are published as
+//     fast as 8 goroutines can; then the workers start and, while the bulk
+//     lane drains, -urgent urgent letters go out at -rate/s. The run is
+//     valid only if bulk letters were still pending when the last urgent
+//     alert arrived. The rest of the backlog is deleted, not drained,
+//     unless -drain-all (then also the drain rate, Redis CPU per bulk
+//     letter and Redis memory per delivered letter).
 //
 // Each latency is also split in two: publish → handler start (waiting in
 // the queue, from an asynq middleware) and handler start → sink.
@@ -44,6 +63,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -60,11 +80,19 @@ import (
 )
 
 var (
-	latencyMode  = flag.Bool("latency", false, "run the priority-lane latency benchmark instead of the throughput one")
-	bulkN        = flag.Int("bulk", 1000000, "latency: bulk letters in the backlog")
-	urgentN      = flag.Int("urgent", 2000, "latency: urgent letters measured per phase (idle, bulk)")
-	urgentRate   = flag.Float64("rate", 50, "latency: urgent letters per second")
+	latencyMode  = flag.Bool("latency", false, "run the urgent-lane latency benchmark instead of the throughput one")
+	bulkN        = flag.Int("bulk", 200000, "latency: bulk letters in the backlog of the drain phase")
+	urgentN      = flag.Int("urgent", 1000, "latency: urgent letters (and raw tasks) measured per phase")
+	urgentRate   = flag.Float64("rate", 50, "latency: urgent letters (and raw tasks) per second")
 	bulkCitizens = flag.Int("bulk-citizens", 20000, "latency: citizens the bulk letters go to, round robin")
+	urgentConc   = flag.Int("urgent-concurrency", 20, "latency: urgent server concurrency (POSTBUD_URGENT_CONCURRENCY)")
+	urgentPoll   = flag.Duration("urgent-poll", 8*time.Millisecond, "latency: urgent server poll interval (POSTBUD_URGENT_TASK_CHECK_INTERVAL), also the raw baseline's")
+	bulkPoll     = flag.Duration("poll", 50*time.Millisecond, "latency: main server poll interval (POSTBUD_TASK_CHECK_INTERVAL)")
+	hangFor      = flag.Duration("hang", 30*time.Second, "latency: how long the bulk provider hangs per send in the hang phase")
+	idleSeconds  = flag.Float64("idle-seconds", 10, "latency: seconds of each idle Redis CPU measurement")
+	sharedServer = flag.Bool("shared", false, "latency: no urgent server, the main server alone (every lane, 6/3/1, -poll), as before the urgent lane had a server of its own")
+	drainAll     = flag.Bool("drain-all", false, "latency: after the drain phase's urgent letters, wait for the whole bulk backlog (drain rate, Redis CPU and memory per letter)")
+	force        = flag.Bool("force", false, "latency: run even if Redis holds keys this run did not create")
 )
 
 // Estimates for the memory check, measured on Redis 7.0 (default
@@ -95,22 +123,28 @@ type lanePhase struct {
 }
 
 type latencyResult struct {
-	Bulk, Urgent, BulkCitizens, Concurrency int
-	Rate                                    float64
-	Idle, Busy                              lanePhase
-	EnqueueSeconds, EnqueueRate             float64
-	BacklogBytes                            int64
-	BytesPerTask                            float64
-	PayloadBytes                            int
-	DrainSeconds, DrainRate                 float64
-	DrainRateDuringUrgent                   float64
-	PendingAtLastUrgent                     int64 // bulk tasks still in the pending list
-	BulkAlerts                              int64 // alerts of bulk letters at the sinks (= Bulk)
-	UndeliveredAtLastUrgent                 int64 // bulk letters whose alert had not gone out
-	BytesPerLetter                          float64
-	RedisCPUPerBulkUs                       float64
-	LoadStart, LoadEnd                      string
-	PeakRSSKiB                              int64
+	Bulk, Urgent, BulkCitizens, Concurrency, UrgentConcurrency int
+	Rate                                                       float64
+	UrgentPollMs, PollMs, HangSeconds                          float64
+	Shared                                                     bool
+	Raw                                                        dist // raw asynq enqueue → handler start
+	RedisAlonePct, RedisIdlePct                                float64
+	Idle, Hang, Busy                                           lanePhase
+	HangBulkStarted, HangBulkDone                              int64 // bulk sends begun / finished in the hang phase
+	HangSlotsHeld                                              int64 // bulk sends hanging when the last urgent alert arrived
+	EnqueueSeconds, EnqueueRate                                float64
+	BacklogBytes                                               int64
+	BytesPerTask                                               float64
+	PayloadBytes                                               int
+	DrainSeconds, DrainRate                                    float64
+	DrainRateDuringUrgent                                      float64
+	PendingAtLastUrgent                                        int64 // bulk tasks still in the pending list
+	BulkAlerts                                                 int64 // alerts of drain-phase bulk letters at the sinks (= Bulk)
+	UndeliveredAtLastUrgent                                    int64 // bulk letters whose alert had not gone out
+	BytesPerLetter                                             float64
+	RedisCPUPerBulkUs                                          float64
+	LoadStart, LoadEnd                                         string
+	PeakRSSKiB                                                 int64
 }
 
 func loadavg() string {
@@ -122,22 +156,47 @@ func loadavg() string {
 	return strings.Join(f[:3], " ")
 }
 
-// latencyMain is the parent: it checks Redis has room, runs the child and
-// prints the figures. Redis is cleaned up whatever happens to the child.
+// refuseForeignKeys returns an error if Redis's current database holds
+// any key, unless force: the run's keys get a prefix of their own and are
+// deleted afterwards, so a key already there is someone else's (and its
+// clients would spoil the Redis CPU figures).
+func refuseForeignKeys(ctx context.Context, rdb *redis.Client, force bool) error {
+	n, err := rdb.DBSize(ctx).Result()
+	if err != nil {
+		return fmt.Errorf("DBSIZE: %w", err)
+	}
+	if n == 0 || force {
+		return nil
+	}
+	keys, _, _ := rdb.Scan(ctx, 0, "*", 100).Result()
+	return fmt.Errorf("the Redis at %s (db %d) holds %d keys this run did not create (e.g. %s): the benchmark writes "+
+		"hundreds of thousands of keys and measures Redis's CPU, so it wants a Redis of its own, e.g. "+
+		"`redis-server --port 6390 --save '' --appendonly no` and -redis redis://127.0.0.1:6390/0; -force runs anyway "+
+		"(its own keys are still deleted afterwards, the others left alone)",
+		rdb.Options().Addr, rdb.Options().DB, n, strings.Join(keys[:min(len(keys), 5)], ", "))
+}
+
+// latencyMain is the parent: it checks Redis is empty and has room, runs
+// the child and prints the figures. Redis is cleaned up whatever happens to
+// the child.
 func latencyMain(ctx context.Context, rdb *redis.Client, url string, conc int) {
 	B, U, R, K := *bulkN, *urgentN, *urgentRate, *bulkCitizens
-	if B < 1 || U < 1 || R <= 0 || K < 1 {
-		fail(fmt.Errorf("-bulk, -urgent, -rate and -bulk-citizens must be positive"))
+	if B < 1 || U < 1 || R <= 0 || K < 1 || *urgentConc < 1 || *urgentPoll <= 0 || *bulkPoll <= 0 || *hangFor <= 0 || *idleSeconds <= 0 {
+		fail(fmt.Errorf("-bulk, -urgent, -rate, -bulk-citizens, -urgent-concurrency, -urgent-poll, -poll, -hang and -idle-seconds must be positive"))
 	}
-	if 2*U+K > 168000 {
-		fail(fmt.Errorf("2×-urgent + -bulk-citizens must be ≤ 168000 (distinct test CPR numbers)"))
+	if 3*U+K > 168000 {
+		fail(fmt.Errorf("3×-urgent + -bulk-citizens must be ≤ 168000 (distinct test CPR numbers)"))
+	}
+	if err := refuseForeignKeys(ctx, rdb, *force); err != nil {
+		fail(err)
 	}
 	info, _ := rdb.Info(ctx, "memory").Result()
 	used, _ := strconv.ParseInt(infoField(info, "used_memory"), 10, 64)
 	rss, _ := strconv.ParseInt(infoField(info, "used_memory_rss"), 10, 64)
 	maxmem, _ := strconv.ParseInt(infoField(info, "maxmemory"), 10, 64)
 	sysmem, _ := strconv.ParseInt(infoField(info, "total_system_memory"), 10, 64)
-	need := int64(B)*(estBytesPerTask+estBytesPerLetter) + int64(2*U+K)*300
+	hangBacklog := hangLetters(conc, U, R)
+	need := int64(B+hangBacklog)*(estBytesPerTask+estBytesPerLetter) + int64(3*U+K)*300
 	var room int64
 	var what string
 	if maxmem > 0 {
@@ -148,8 +207,13 @@ func latencyMain(ctx context.Context, rdb *redis.Client, url string, conc int) {
 			room, what = avail, fmt.Sprintf("no maxmemory; MemAvailable %s on this host", gb(avail))
 		}
 	}
-	fmt.Printf("postbud-bench -latency: bulk=%d urgent=%d rate=%.0f/s bulk-citizens=%d concurrency=%d redis=%s (%s)\n",
-		B, U, R, K, conc, rdb.Options().Addr, redisVersion(ctx, rdb))
+	layout := fmt.Sprintf("urgent server (urgent lane): concurrency %d, poll %v; main server (every lane, 6/3/1): concurrency %d, poll %v",
+		*urgentConc, *urgentPoll, conc, *bulkPoll)
+	if *sharedServer {
+		layout = fmt.Sprintf("-shared: the main server alone (every lane, 6/3/1), concurrency %d, poll %v", conc, *bulkPoll)
+	}
+	fmt.Printf("postbud-bench -latency: bulk=%d urgent=%d rate=%.0f/s bulk-citizens=%d hang=%v redis=%s (%s)\n  %s\n",
+		B, U, R, K, *hangFor, rdb.Options().Addr, redisVersion(ctx, rdb), layout)
 	fmt.Printf("Redis memory: the run needs ≈ %s (≈ %d B per pending bulk task + ≈ %d B per delivered letter's state); room %s (%s)\n",
 		gb(need), estBytesPerTask, estBytesPerLetter, gb(room), what)
 	if need > room*9/10 {
@@ -160,9 +224,15 @@ func latencyMain(ctx context.Context, rdb *redis.Client, url string, conc int) {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	prefix := "benchlat" + hex.EncodeToString(b[:])
-	cmd := exec.Command(os.Args[0], "-phase", "latency", "-prefix", prefix, "-redis", url,
-		"-concurrency", strconv.Itoa(conc), "-bulk", strconv.Itoa(B), "-urgent", strconv.Itoa(U),
-		"-rate", strconv.FormatFloat(R, 'f', -1, 64), "-bulk-citizens", strconv.Itoa(K))
+	args := []string{"-phase", "latency", "-prefix", prefix, "-redis", url, "-concurrency", strconv.Itoa(conc)}
+	flag.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "phase", "prefix", "redis", "concurrency", "latency", "force":
+		default:
+			args = append(args, "-"+f.Name+"="+f.Value.String())
+		}
+	})
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Stderr = os.Stderr
 	// A Ctrl-C reaches the child too (same process group); wait for it and
 	// clean up rather than leave a million keys behind.
@@ -173,6 +243,7 @@ func latencyMain(ctx context.Context, rdb *redis.Client, url string, conc int) {
 	fmt.Printf("cleaning up Redis keys %s:* and asynq:{%s.*} …\n", prefix, prefix)
 	t := time.Now()
 	cleanup(ctx, rdb, prefix)
+	rdb.SRem(ctx, "asynq:queues", prefix+".raw")
 	fmt.Printf("  cleaned up in %.1fs\n", time.Since(t).Seconds())
 	if err != nil {
 		fail(fmt.Errorf("latency phase: %w", err))
@@ -187,45 +258,82 @@ func latencyMain(ctx context.Context, rdb *redis.Client, url string, conc int) {
 	printLatency(r)
 }
 
+// hangLetters is the bulk backlog of the hang phase: enough that every
+// bulk slot hangs for the whole phase (U letters at R/s), with a slot's
+// worth to spare.
+func hangLetters(conc, U int, R float64) int {
+	rounds := int(math.Ceil(float64(U)/R/hangFor.Seconds())) + 2
+	return conc * rounds
+}
+
 func printLatency(r latencyResult) {
-	fmt.Printf("\nbulk backlog: %d letters published in %.1fs = %.0f/s (8 goroutines); Redis used_memory +%s = %.0f B per pending task (payload %d B)\n",
+	fmt.Printf("\nidle Redis CPU over %.0fs: %.2f %% of a core with no postbud running, %.2f %% with one idle replica's servers polling "+
+		"(+%.2f %%: target ≤ 2 %%)\n", *idleSeconds, r.RedisAlonePct, r.RedisIdlePct, r.RedisIdlePct-r.RedisAlonePct)
+	fmt.Printf("hang phase: the bulk provider hung %.0fs per send; %d bulk sends began, %d finished; %d bulk slots of %d hanging when the last urgent alert arrived\n",
+		r.HangSeconds, r.HangBulkStarted, r.HangBulkDone, r.HangSlotsHeld, r.Concurrency)
+	fmt.Printf("bulk backlog: %d letters published in %.1fs = %.0f/s (8 goroutines); Redis used_memory +%s = %.0f B per pending task (payload %d B)\n",
 		r.Bulk, r.EnqueueSeconds, r.EnqueueRate, gb(r.BacklogBytes), r.BytesPerTask, r.PayloadBytes)
-	fmt.Printf("bulk drain: %d letters in %.1fs = %.0f letters/s overall, %.0f/s while the urgent letters went out; Redis CPU %.0f µs per bulk letter\n",
-		r.Bulk, r.DrainSeconds, r.DrainRate, r.DrainRateDuringUrgent, r.RedisCPUPerBulkUs)
-	fmt.Printf("delivered letter state: ≈ %.0f B of Redis per email-only letter (kept for the letter TTL)\n", r.BytesPerLetter)
-	fmt.Printf("when the last urgent alert arrived: %d bulk tasks still pending (%d bulk letters not yet alerted)\n",
+	fmt.Printf("bulk drain: %.0f letters/s while the urgent letters went out\n", r.DrainRateDuringUrgent)
+	if r.DrainSeconds > 0 { // -drain-all
+		fmt.Printf("bulk drain: %d letters in %.1fs = %.0f letters/s overall; Redis CPU %.0f µs per bulk letter\n",
+			r.Bulk, r.DrainSeconds, r.DrainRate, r.RedisCPUPerBulkUs)
+		fmt.Printf("delivered letter state: ≈ %.0f B of Redis per email-only letter (kept for the letter TTL)\n", r.BytesPerLetter)
+	}
+	fmt.Printf("when the last urgent alert of the drain phase arrived: %d bulk tasks still pending (%d bulk letters not yet alerted)\n",
 		r.PendingAtLastUrgent, r.UndeliveredAtLastUrgent)
-	fmt.Printf("peak RSS of the child: %d MiB; load average %s at start, %s at end (2 shared cores)\n",
+	fmt.Printf("peak RSS of the child (postbud's servers, the dispatcher and the load generator): %d MiB; load average %s at start, %s at end\n",
 		r.PeakRSSKiB/1024, r.LoadStart, r.LoadEnd)
 
-	fmt.Printf("\nurgent letters, publish → alert at the sink (ms), %d at %.0f/s per phase:\n", r.Urgent, r.Rate)
+	fmt.Printf("\nurgent letters, publish → alert at the sink (ms), %d at %.0f/s per phase; raw asynq enqueue → handler start at the same poll interval (%.0f ms):\n",
+		r.Urgent, r.Rate, r.UrgentPollMs)
 	fmt.Printf("  %-34s %6s %8s %8s %8s %8s %8s\n", "", "n", "missing", "p50", "p95", "p99", "max")
 	row := func(name string, d dist) {
 		fmt.Printf("  %-34s %6d %8d %8.1f %8.1f %8.1f %8.1f\n", name, d.N, d.Missing, d.P50, d.P95, d.P99, d.Max)
 	}
+	row("raw asynq (baseline)", r.Raw)
 	for _, p := range []struct {
 		name string
 		ph   lanePhase
-	}{{"idle", r.Idle}, {"while bulk drains", r.Busy}} {
+	}{{"idle", r.Idle}, {"while the bulk provider hangs", r.Hang}, {"while bulk drains", r.Busy}} {
 		row(p.name, p.ph.Total)
 		row("  of which Publish call", p.ph.Publish)
 		row("  publish → handler start (queue)", p.ph.Wait)
 		row("  handler start → sink", p.ph.Handle)
 	}
-	ratio := r.Busy.Total.P99 / r.Idle.Total.P99
-	fmt.Printf("\np99 while bulk drains ÷ idle p99 = %.2f  (p50 ratio %.2f)\n", ratio, r.Busy.Total.P50/r.Idle.Total.P50)
-	if r.Busy.Total.Missing > 0 || r.Idle.Total.Missing > 0 {
-		fmt.Printf("WARNING: %d idle and %d busy urgent alerts never arrived within the wait\n", r.Idle.Total.Missing, r.Busy.Total.Missing)
+	verdict := func(ok bool) string {
+		if ok {
+			return "meets"
+		}
+		return "MISSES"
 	}
-	if r.BulkAlerts != int64(r.Bulk) {
+	idle := r.Idle.Total.P99
+	fmt.Printf("\nidle p99 = %.1f ms (target ≤ 20 ms: %s); raw asynq p99 = %.1f ms; idle p99 ÷ raw p99 = %.2f\n",
+		idle, verdict(idle <= 20), r.Raw.P99, idle/r.Raw.P99)
+	fmt.Printf("p99 while bulk drains ÷ idle p99 = %.2f (target ≤ 1: %s)\n", r.Busy.Total.P99/idle, verdict(r.Busy.Total.P99 <= idle))
+	fmt.Printf("p99 while the bulk provider hangs ÷ idle p99 = %.2f (target ≤ 2: %s)\n", r.Hang.Total.P99/idle, verdict(r.Hang.Total.P99 <= 2*idle))
+	fmt.Printf("idle Redis CPU of one replica's polling = %.2f %% of a core (target ≤ 2 %%: %s)\n",
+		r.RedisIdlePct-r.RedisAlonePct, verdict(r.RedisIdlePct-r.RedisAlonePct <= 2))
+	fmt.Printf("peak RSS = %d MiB (target < 100 MiB: %s)\n", r.PeakRSSKiB/1024, verdict(r.PeakRSSKiB < 100*1024))
+	for _, p := range []struct {
+		name string
+		ph   lanePhase
+	}{{"idle", r.Idle}, {"hang", r.Hang}, {"drain", r.Busy}} {
+		if p.ph.Total.Missing > 0 {
+			fmt.Printf("WARNING: %d urgent alerts of the %s phase never arrived within the wait\n", p.ph.Total.Missing, p.name)
+		}
+	}
+	if r.DrainSeconds > 0 && r.BulkAlerts != int64(r.Bulk) {
 		fmt.Printf("WARNING: %d bulk letters drained but %d bulk alerts reached the sinks\n", r.Bulk, r.BulkAlerts)
+	}
+	if r.HangSlotsHeld < int64(r.Concurrency) && !r.Shared {
+		fmt.Printf("INVALID HANG PHASE: only %d of %d bulk slots hung until the last urgent alert\n", r.HangSlotsHeld, r.Concurrency)
 	}
 	if r.PendingAtLastUrgent <= 0 {
 		fmt.Printf("INVALID RUN: the bulk lane had drained before the last urgent alert arrived; the urgent letters did not all compete with bulk. "+
 			"Use a larger -bulk (≥ %d at this drain rate), or fewer -urgent / a higher -rate.\n",
-			int(math.Ceil(r.DrainRate*r.Busy.Seconds*1.5/1000))*1000)
+			int(math.Ceil(r.DrainRateDuringUrgent*r.Busy.Seconds*1.5/1000))*1000)
 	} else {
-		fmt.Println("valid: every urgent letter was sent and alerted while bulk letters were still queued.")
+		fmt.Println("valid: every hang-phase urgent letter went out while every bulk slot hung, every drain-phase one while bulk letters were still queued.")
 	}
 }
 
@@ -271,15 +379,56 @@ type latencyProbe struct {
 	sent, published, started, recvd []atomic.Int64
 	got                             atomic.Int64 // measured alerts received
 	bulkDone                        atomic.Int64 // other alerts received
+	// While hang is open, every other send hangs for hangFor (or until
+	// hang is closed), then accepts.
+	hangMu               sync.Mutex
+	hang                 chan struct{}
+	hanging, hangStarted atomic.Int64
+	hangDone             atomic.Int64
 }
 
 func (p *latencyProbe) now() int64 { return int64(time.Since(p.base)) + 1 } // never 0
 
-// wrap returns a Sender that stamps the measured letters' alerts.
+// startHang makes the bulk provider hang; the returned func lets the hung
+// sends go and stops hanging.
+func (p *latencyProbe) startHang() (release func()) {
+	ch := make(chan struct{})
+	p.hangMu.Lock()
+	p.hang = ch
+	p.hangMu.Unlock()
+	return func() {
+		p.hangMu.Lock()
+		p.hang = nil
+		p.hangMu.Unlock()
+		close(ch)
+	}
+}
+
+// wrap returns a Sender that stamps the measured letters' alerts, and
+// hangs the others while a hang is on.
 func (p *latencyProbe) wrap(s channels.Sender) channels.Sender {
 	return channels.SenderFunc(func(ctx context.Context, to channels.Address, a channels.Alert) (channels.Receipt, error) {
+		i, measured := p.index[a.MessageID]
+		if !measured {
+			p.hangMu.Lock()
+			ch := p.hang
+			p.hangMu.Unlock()
+			if ch != nil {
+				p.hangStarted.Add(1)
+				p.hanging.Add(1)
+				t := time.NewTimer(*hangFor)
+				select {
+				case <-t.C:
+				case <-ch:
+				case <-ctx.Done():
+				}
+				t.Stop()
+				p.hanging.Add(-1)
+				p.hangDone.Add(1)
+			}
+		}
 		rc, err := s.Send(ctx, to, a)
-		if i, ok := p.index[a.MessageID]; ok {
+		if measured {
 			if p.recvd[i].CompareAndSwap(0, p.now()) {
 				p.got.Add(1)
 			}
@@ -317,11 +466,41 @@ func letterJSON(id, messageID, cpr, sender, priority string, at time.Time) []byt
 		id, at.Format(time.RFC3339Nano), messageID, cpr, strings.ToLower(sender), sender, priority)
 }
 
+// workerConfig is an asynq.Config as cmd/postbud/workers.go makes one for
+// each of its servers (the bench cannot import package main): concurrency,
+// queues and poll interval given, retries and delayed tasks as serve has
+// them by default (POSTBUD_RETRY_BASE 5s: delayed tasks checked each
+// second).
+func workerConfig(conc int, queues map[string]int, poll time.Duration, d *dispatcher.Dispatcher) asynq.Config {
+	cfg := asynq.Config{Concurrency: conc, Queues: queues, TaskCheckInterval: poll, LogLevel: asynq.ErrorLevel,
+		DelayedTaskCheckInterval: time.Second, IsFailure: dispatcher.IsFailure, ShutdownTimeout: 25 * time.Second}
+	if d != nil {
+		cfg.RetryDelayFunc = d.RetryDelay
+	}
+	return cfg
+}
+
+// replica is one postbud replica's worker servers.
+type replica []*asynq.Server
+
+func (r replica) shutdown() {
+	for _, s := range r {
+		s.Stop()
+	}
+	var wg sync.WaitGroup
+	for _, s := range r {
+		wg.Go(s.Shutdown)
+	}
+	wg.Wait()
+}
+
 // runLatency is the child.
 func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int) {
 	B, U, R, K := *bulkN, *urgentN, *urgentRate, *bulkCitizens
 	logf := func(format string, a ...any) { fmt.Fprintf(os.Stderr, "  "+format+"\n", a...) }
-	res := latencyResult{Bulk: B, Urgent: U, Rate: R, BulkCitizens: K, Concurrency: conc, LoadStart: loadavg()}
+	res := latencyResult{Bulk: B, Urgent: U, Rate: R, BulkCitizens: K, Concurrency: conc, UrgentConcurrency: *urgentConc,
+		UrgentPollMs: float64(*urgentPoll) / 1e6, PollMs: float64(*bulkPoll) / 1e6, HangSeconds: hangFor.Seconds(),
+		Shared: *sharedServer, LoadStart: loadavg()}
 
 	queues := dispatcher.DefaultQueues(prefix)
 	sealer := benchSealer()
@@ -334,13 +513,15 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 	}
 	client := asynq.NewClientFromRedisClient(rdb)
 
-	// Measured letters: slots [0,U) idle, [U,2U) while bulk drains, to
-	// citizens [0,U) and [U,2U); bulk letters to citizens [2U, 2U+K).
-	p := &latencyProbe{base: time.Now(), index: make(map[string]int, 2*U)}
-	p.sent, p.published = make([]atomic.Int64, 2*U), make([]atomic.Int64, 2*U)
-	p.started, p.recvd = make([]atomic.Int64, 2*U), make([]atomic.Int64, 2*U)
+	// Measured letters: slots [0,U) idle, [U,2U) hang, [2U,3U) while bulk
+	// drains, to citizens of the same numbers; bulk letters to citizens
+	// [3U, 3U+K).
+	const phases = 3
+	p := &latencyProbe{base: time.Now(), index: make(map[string]int, phases*U)}
+	p.sent, p.published = make([]atomic.Int64, phases*U), make([]atomic.Int64, phases*U)
+	p.started, p.recvd = make([]atomic.Int64, phases*U), make([]atomic.Int64, phases*U)
 	urgentID := func(i int) string { return fmt.Sprintf("%08x-0001-4000-8000-%012x", i, i) }
-	for i := range 2 * U {
+	for i := range phases * U {
 		p.index[urgentID(i)] = i
 	}
 	senders := map[channels.Name]channels.Sender{}
@@ -352,19 +533,29 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 	if err != nil {
 		fail(err)
 	}
-	startWorkers := func() *asynq.Server {
-		srv := newServer(rdb, queues, conc, d) // Weights() 6/3/1, TaskCheckInterval 50ms, as serve
+	startWorkers := func() replica {
 		mux := asynq.NewServeMux()
 		mux.Use(p.middleware(queues.Urgent))
 		d.Register(mux)
-		if err := srv.Start(mux); err != nil {
-			fail(err)
+		var r replica
+		if *sharedServer {
+			r = replica{asynq.NewServerFromRedisClient(rdb, workerConfig(conc, queues.Weights(), *bulkPoll, d))}
+		} else {
+			r = replica{
+				asynq.NewServerFromRedisClient(rdb, workerConfig(*urgentConc, queues.UrgentWeights(), *urgentPoll, d)),
+				asynq.NewServerFromRedisClient(rdb, workerConfig(conc, queues.Weights(), *bulkPoll, d)),
+			}
 		}
-		return srv
+		for _, s := range r {
+			if err := s.Start(mux); err != nil {
+				fail(err)
+			}
+		}
+		return r
 	}
 
 	now := time.Now().UTC()
-	citizens := 2*U + K
+	citizens := phases*U + K
 	t := time.Now()
 	enqueue(citizens, func(i int) error {
 		email := fmt.Sprintf("citizen%d@example.dk", i)
@@ -375,24 +566,83 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 	})
 	logf("preloaded %d citizens with an email only in %.1fs", citizens, time.Since(t).Seconds())
 
-	// sendUrgent publishes slots [from, from+U) at R/s, open loop: each send
-	// starts on schedule in its own goroutine, so a slow Publish does not
-	// delay the next letter. It returns when all alerts arrived or 60 s
-	// after the last send.
-	sendUrgent := func(from int) time.Time {
+	// at runs send(k) for k in [0,U) at R/s, open loop: each starts on
+	// schedule in its own goroutine, so a slow call does not delay the
+	// next.
+	at := func(send func(k int)) time.Time {
 		start := time.Now()
 		for k := range U {
-			i := from + k
 			time.Sleep(time.Until(start.Add(time.Duration(float64(k) * float64(time.Second) / R))))
-			go func() {
-				b := letterJSON(fmt.Sprintf("lat-urgent-%d", i), urgentID(i), latCPR(i), "Politiet", "urgent", time.Now().UTC())
-				p.sent[i].Store(p.now())
-				if _, err := pub.Publish(ctx, b); err != nil {
-					fail(err)
-				}
-				p.published[i].Store(p.now())
-			}()
+			go send(k)
 		}
+		return start
+	}
+
+	// 0. raw asynq: enqueue → handler start, one queue, the urgent
+	// server's poll interval and concurrency.
+	{
+		rawQueue := prefix + ".raw"
+		enq := make([]atomic.Int64, U)
+		var got atomic.Int64
+		stamps := make([]time.Duration, 0, U)
+		var mu sync.Mutex
+		srv := asynq.NewServerFromRedisClient(rdb, workerConfig(*urgentConc, map[string]int{rawQueue: 1}, *urgentPoll, nil))
+		mux := asynq.NewServeMux()
+		mux.HandleFunc("noop", func(_ context.Context, t *asynq.Task) error {
+			k, _ := strconv.Atoi(string(t.Payload()))
+			d := time.Duration(p.now() - enq[k].Load())
+			mu.Lock()
+			stamps = append(stamps, d)
+			mu.Unlock()
+			got.Add(1)
+			return nil
+		})
+		if err := srv.Start(mux); err != nil {
+			fail(err)
+		}
+		time.Sleep(time.Second) // let the fetch loop settle into its idle polling
+		logf("raw: enqueueing %d no-op tasks at %.0f/s …", U, R)
+		at(func(k int) {
+			enq[k].Store(p.now())
+			if _, err := client.EnqueueContext(ctx, asynq.NewTask("noop", []byte(strconv.Itoa(k))), asynq.Queue(rawQueue)); err != nil {
+				fail(err)
+			}
+		})
+		deadline := time.Now().Add(60 * time.Second)
+		for got.Load() < int64(U) && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		srv.Shutdown()
+		mu.Lock()
+		res.Raw = mkDist(stamps, U)
+		mu.Unlock()
+		logf("raw: p50 %.1f ms, p99 %.1f ms", res.Raw.P50, res.Raw.P99)
+	}
+
+	// 1. idle Redis CPU: Redis alone, then with the replica's servers.
+	idleCPU := func() float64 {
+		c0, t0 := redisCPU(ctx, rdb), time.Now()
+		time.Sleep(time.Duration(*idleSeconds * float64(time.Second)))
+		return (redisCPU(ctx, rdb) - c0) / time.Since(t0).Seconds() * 100
+	}
+	res.RedisAlonePct = idleCPU()
+	srv := startWorkers()
+	time.Sleep(time.Second) // past the servers' start-up writes
+	res.RedisIdlePct = idleCPU()
+	logf("idle Redis CPU: %.2f %% of a core alone, %.2f %% with the replica's servers idle", res.RedisAlonePct, res.RedisIdlePct)
+
+	// sendUrgent publishes slots [from, from+U) at R/s. It returns when all
+	// alerts arrived or 60 s after the last send.
+	sendUrgent := func(from int) time.Time {
+		start := at(func(k int) {
+			i := from + k
+			b := letterJSON(fmt.Sprintf("lat-urgent-%d", i), urgentID(i), latCPR(i), "Politiet", "urgent", time.Now().UTC())
+			p.sent[i].Store(p.now())
+			if _, err := pub.Publish(ctx, b); err != nil {
+				fail(err)
+			}
+			p.published[i].Store(p.now())
+		})
 		deadline := time.Now().Add(60 * time.Second)
 		for time.Now().Before(deadline) {
 			if p.got.Load() >= int64(from+U) {
@@ -424,27 +674,50 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 		return lanePhase{Total: mkDist(total, U), Publish: mkDist(pubd, U), Wait: mkDist(wait, U), Handle: mkDist(handle, U),
 			Seconds: (time.Duration(last) - start.Sub(p.base)).Seconds(), Load: loadavg()}
 	}
+	// The hang phase's letters and the drain's have message ids of their
+	// own (0003, 0002; the urgent ones 0001).
+	bulkLetter := func(tag string, i int) []byte {
+		kind := map[string]int{"bulk": 2, "hang": 3}[tag]
+		return letterJSON("lat-"+tag+"-"+strconv.Itoa(i), fmt.Sprintf("%08x-%04d-4000-8000-%012x", i, kind, i),
+			latCPR(phases*U+i%K), "Skattestyrelsen", "bulk", now)
+	}
 
-	// 1. idle.
-	srv := startWorkers()
-	time.Sleep(time.Second) // let the fetch loop settle into its idle polling
+	// 2. idle.
 	logf("idle: sending %d urgent letters at %.0f/s …", U, R)
 	start := sendUrgent(0)
 	res.Idle = phase(0, start)
 	logf("idle: p50 %.1f ms, p99 %.1f ms, max %.1f ms (load %s)", res.Idle.Total.P50, res.Idle.Total.P99, res.Idle.Total.Max, res.Idle.Load)
-	srv.Shutdown()
 
-	// 2. bulk backlog, workers stopped.
-	res.PayloadBytes = len(letterJSON("lat-bulk-1000000", urgentID(1000000), latCPR(2*U), "Skattestyrelsen", "bulk", now))
+	// 3. hang: every bulk slot hangs, more bulk letters wait.
+	release := p.startHang()
+	hb := hangLetters(conc, U, R)
+	logf("hang: publishing %d bulk letters to a provider that hangs %v per send …", hb, *hangFor)
+	enqueue(hb, func(i int) error { _, err := pub.Publish(ctx, bulkLetter("hang", i)); return err })
+	waitUntil(func() bool { return p.hanging.Load() >= int64(conc) })
+	logf("hang: all %d bulk slots hang; sending %d urgent letters at %.0f/s …", conc, U, R)
+	start = sendUrgent(U)
+	res.HangSlotsHeld = p.hanging.Load()
+	res.Hang = phase(U, start)
+	res.HangBulkStarted, res.HangBulkDone = p.hangStarted.Load(), p.hangDone.Load()
+	logf("hang: p50 %.1f ms, p99 %.1f ms, max %.1f ms; %d bulk sends hanging (load %s)", res.Hang.Total.P50, res.Hang.Total.P99,
+		res.Hang.Total.Max, res.HangSlotsHeld, res.Hang.Load)
+	release()
+	pendingKey := "asynq:{" + queues.Bulk + "}:pending"
+	activeKey := "asynq:{" + queues.Bulk + "}:active"
+	drained := func() bool {
+		n, err := rdb.LLen(ctx, pendingKey).Result()
+		a, err2 := rdb.LLen(ctx, activeKey).Result()
+		return err == nil && err2 == nil && n+a == 0
+	}
+	waitUntil(drained)
+	srv.shutdown()
+
+	// 4. bulk backlog, workers stopped.
+	res.PayloadBytes = len(bulkLetter("bulk", 1000000))
 	mem0 := redisMem(ctx, rdb)
 	logf("bulk: publishing %d bulk letters from 8 goroutines …", B)
 	t = time.Now()
-	enqueue(B, func(i int) error {
-		b := letterJSON("lat-bulk-"+strconv.Itoa(i), fmt.Sprintf("%08x-0002-4000-8000-%012x", i, i), latCPR(2*U+i%K),
-			"Skattestyrelsen", "bulk", now)
-		_, err := pub.Publish(ctx, b)
-		return err
-	})
+	enqueue(B, func(i int) error { _, err := pub.Publish(ctx, bulkLetter("bulk", i)); return err })
 	res.EnqueueSeconds = time.Since(t).Seconds()
 	res.EnqueueRate = float64(B) / res.EnqueueSeconds
 	mem1 := redisMem(ctx, rdb)
@@ -453,8 +726,8 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 	logf("bulk: %d published in %.1fs = %.0f/s; used_memory +%s = %.0f B per pending task",
 		B, res.EnqueueSeconds, res.EnqueueRate, gb(res.BacklogBytes), res.BytesPerTask)
 
-	// 3. drain with urgent letters on top.
-	pendingKey := "asynq:{" + queues.Bulk + "}:pending"
+	// 5. drain with urgent letters on top.
+	bulkBase := p.bulkDone.Load()
 	cpu0 := redisCPU(ctx, rdb)
 	t = time.Now()
 	srv = startWorkers()
@@ -468,45 +741,47 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 				return
 			case <-tick.C:
 				logf("  … %.0fs: %d/%d bulk alerted, %d/%d urgent measured, load %s", time.Since(t).Seconds(),
-					p.bulkDone.Load(), B, p.got.Load()-int64(U), U, loadavg())
+					p.bulkDone.Load()-bulkBase, B, p.got.Load()-int64(2*U), U, loadavg())
 			}
 		}
 	}()
 	time.Sleep(time.Second) // let the drain reach its pace before measuring
 	bulk0 := p.bulkDone.Load()
 	logf("bulk: draining; sending %d urgent letters at %.0f/s to other citizens …", U, R)
-	start = sendUrgent(U)
+	start = sendUrgent(2 * U)
 	bulk1 := p.bulkDone.Load()
 	res.PendingAtLastUrgent, _ = rdb.LLen(ctx, pendingKey).Result()
-	res.UndeliveredAtLastUrgent = int64(B) - bulk1
+	res.UndeliveredAtLastUrgent = int64(B) - (bulk1 - bulkBase)
 	res.DrainRateDuringUrgent = float64(bulk1-bulk0) / time.Since(start).Seconds()
-	res.Busy = phase(U, start)
+	res.Busy = phase(2*U, start)
 	logf("bulk: urgent p50 %.1f ms, p99 %.1f ms, max %.1f ms; %d bulk tasks still pending (load %s)",
 		res.Busy.Total.P50, res.Busy.Total.P99, res.Busy.Total.Max, res.PendingAtLastUrgent, res.Busy.Load)
+	if !*drainAll {
+		close(stopProgress)
+		srv.shutdown()
+		res.LoadEnd = loadavg()
+		_ = json.NewEncoder(os.Stdout).Encode(res)
+		return
+	}
 	// Drained when the bulk lane's pending and active lists are empty (the
 	// last Records have then landed, for the CPU and memory figures).
-	activeKey := "asynq:{" + queues.Bulk + "}:active"
 	last, lastAt := int64(-1), time.Now()
-	for {
-		n, err := rdb.LLen(ctx, pendingKey).Result()
-		a, err2 := rdb.LLen(ctx, activeKey).Result()
-		if err == nil && err2 == nil && n+a == 0 {
-			break
-		}
+	for !drained() {
+		n, _ := rdb.LLen(ctx, pendingKey).Result()
 		if n != last {
 			last, lastAt = n, time.Now()
 		} else if time.Since(lastAt) > time.Minute {
-			srv.Shutdown()
-			fail(fmt.Errorf("bulk drain stalled: %d pending, %d active, %d of %d alerted", n, a, p.bulkDone.Load(), B))
+			srv.shutdown()
+			fail(fmt.Errorf("bulk drain stalled: %d pending, %d of %d alerted", n, p.bulkDone.Load()-bulkBase, B))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	res.DrainSeconds = time.Since(t).Seconds()
 	res.DrainRate = float64(B) / res.DrainSeconds
-	res.BulkAlerts = p.bulkDone.Load()
+	res.BulkAlerts = p.bulkDone.Load() - bulkBase
 	close(stopProgress)
 	res.RedisCPUPerBulkUs = (redisCPU(ctx, rdb) - cpu0) * 1e6 / float64(B+U)
-	srv.Shutdown()
+	srv.shutdown()
 	mem2 := redisMem(ctx, rdb)
 	res.BytesPerLetter = float64(mem2-mem0) / float64(B+U)
 	logf("bulk: drained %d in %.1fs = %.0f/s", B, res.DrainSeconds, res.DrainRate)

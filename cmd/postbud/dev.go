@@ -137,7 +137,8 @@ func dev(ctx context.Context, args []string, e env, stdout, stderr io.Writer) er
 		// One demo self-service system per context.
 		"POSTBUD_SELF_SERVICE_KEYS": devSelfServiceLines(),
 		// miniredis is slow at polling; a calmer interval keeps dev idle.
-		"POSTBUD_TASK_CHECK_INTERVAL": "100ms",
+		"POSTBUD_TASK_CHECK_INTERVAL":        "100ms",
+		"POSTBUD_URGENT_TASK_CHECK_INTERVAL": "100ms",
 	}
 	for p, key := range devPlatformKeys {
 		suf := config.EnvSuffix(string(p))

@@ -164,34 +164,15 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 		return err
 	}
 
-	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
-		Concurrency:    cfg.Concurrency,
-		Queues:         queues.Weights(),
-		RetryDelayFunc: d.RetryDelay,
-		// Retries are scheduled tasks: look for due ones often enough that
-		// a short backoff is honoured (asynq's default is 5 s).
-		DelayedTaskCheckInterval: min(time.Second, cfg.RetryBase),
-		IsFailure:                dispatcher.IsFailure,
-		ShutdownTimeout:          cfg.ShutdownTimeout,
-		TaskCheckInterval:        cfg.TaskCheckInterval,
-		Logger:                   asynqLogger{log.With("component", "asynq")},
-		LogLevel:                 asynq.WarnLevel,
-		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
-			n, _ := asynq.GetRetryCount(ctx)
-			id, _ := asynq.GetTaskID(ctx)
-			// The dispatcher logged the failure with its channel and kind:
-			// one line per failed send; this one only for debugging.
-			log.DebugContext(ctx, "task failed", "task_type", t.Type(), "task_id", id, "attempt", n+1, "error", err)
-		}),
-	})
+	workers := newWorkerServers(rdb, cfg, queues, d, log)
 	replicas := redisstore.NewReplicas(rdb, cfg.KeyPrefix, cfg.AckReplicas, cfg.AckTimeout)
 	defer replicas.Close()
 	working := &workingSet{ids: map[string]int{}}
 	mux := asynq.NewServeMux()
 	d.Register(mux)
 	mux.Use(taskMiddleware(working, replicas, cfg.AckReplicas > 0))
-	if err := srv.Start(mux); err != nil {
-		return fmt.Errorf("start workers: %w", err)
+	if err := workers.start(mux, metrics.NewWorkers(reg), cfg); err != nil {
+		return err
 	}
 
 	var platforms []httpapi.Platform
@@ -246,7 +227,7 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		srv.Shutdown()
+		workers.shutdown()
 		return fmt.Errorf("POSTBUD_HTTP_ADDR: %w", err)
 	}
 	servers := []*http.Server{newServer(api)}
@@ -255,7 +236,7 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 		oln, err := net.Listen("tcp", cfg.OpsAddr)
 		if err != nil {
 			ln.Close()
-			srv.Shutdown()
+			workers.shutdown()
 			return fmt.Errorf("POSTBUD_OPS_ADDR: %w", err)
 		}
 		servers = append(servers, newServer(api.OpsHandler()))
@@ -267,6 +248,7 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 	}
 	base := "http://" + ln.Addr().String()
 	serving := []any{"http", base, "queues", []string{queues.Urgent, queues.Normal, queues.Bulk},
+		"urgent_workers", cfg.UrgentConcurrency, "workers", cfg.Concurrency,
 		"channels", channelNames(senders)}
 	if len(listeners) > 1 {
 		serving = append(serving, "ops_http", "http://"+listeners[1].Addr().String())
@@ -293,8 +275,9 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 		_ = hs.Shutdown(sctx)
 	}
 	cancel()
-	srv.Stop()     // stop pulling new tasks
-	srv.Shutdown() // wait for in-flight tasks, up to ShutdownTimeout
+	// Both worker servers stop pulling new tasks, then their in-flight
+	// tasks finish side by side, up to ShutdownTimeout.
+	workers.shutdown()
 	log.Info("stopped")
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil

@@ -274,3 +274,54 @@ func Handler(g prometheus.Gatherer) http.Handler {
 		Timeout:             30 * time.Second,
 	})
 }
+
+// Worker servers: postbud runs two asynq servers, each with worker slots
+// of its own (cmd/postbud serve).
+const (
+	// ServerUrgent works the urgent lane (POSTBUD_URGENT_CONCURRENCY).
+	ServerUrgent = "urgent"
+	// ServerMain works every lane, urgent first (POSTBUD_CONCURRENCY).
+	ServerMain = "main"
+)
+
+// Workers exports the worker slots of postbud's asynq servers,
+// postbud_workers{server}, and how many are busy,
+// postbud_workers_busy{server}: a main server at its slots (a provider
+// hangs) while the urgent one has room is the separation at work.
+type Workers struct {
+	slots, busy *prometheus.GaugeVec
+}
+
+// NewWorkers returns Workers registered with reg (nil registers nothing).
+func NewWorkers(reg prometheus.Registerer) *Workers {
+	w := &Workers{
+		slots: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "postbud_workers",
+			Help: "Worker slots of an asynq server of this replica (server: urgent for the urgent lane alone, main for every lane).",
+		}, []string{"server"}),
+		busy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "postbud_workers_busy",
+			Help: "Worker slots of an asynq server of this replica that run a task now.",
+		}, []string{"server"}),
+	}
+	for _, s := range []string{ServerUrgent, ServerMain} {
+		w.busy.WithLabelValues(s)
+	}
+	if reg != nil {
+		reg.MustRegister(w.slots, w.busy)
+	}
+	return w
+}
+
+// Slots records the worker slots of server (ServerUrgent, ServerMain).
+func (w *Workers) Slots(server string, n int) {
+	w.slots.WithLabelValues(oneOf(server, []string{ServerUrgent, ServerMain})).Set(float64(n))
+}
+
+// Start records a task started on server; the returned func records its
+// end.
+func (w *Workers) Start(server string) (done func()) {
+	g := w.busy.WithLabelValues(oneOf(server, []string{ServerUrgent, ServerMain}))
+	g.Inc()
+	return g.Dec
+}

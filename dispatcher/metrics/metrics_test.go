@@ -281,3 +281,40 @@ func TestQueueCollector(t *testing.T) {
 		t.Errorf("the Redis client was closed: %v", err)
 	}
 }
+
+func TestWorkers(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	w := metrics.NewWorkers(reg)
+	w.Slots(metrics.ServerUrgent, 20)
+	w.Slots(metrics.ServerMain, 50)
+	doneU := w.Start(metrics.ServerUrgent)
+	doneM1, doneM2 := w.Start(metrics.ServerMain), w.Start(metrics.ServerMain)
+	// A server name outside the set is recorded as "other", never as
+	// itself.
+	doneX := w.Start("citizen@example.dk")
+	_, got := scrape(t, reg)
+	for series, want := range map[string]float64{
+		`postbud_workers{server="urgent"}`:      20,
+		`postbud_workers{server="main"}`:        50,
+		`postbud_workers_busy{server="urgent"}`: 1,
+		`postbud_workers_busy{server="main"}`:   2,
+		`postbud_workers_busy{server="other"}`:  1,
+	} {
+		if got[series] != want {
+			t.Errorf("%s = %v, want %v", series, got[series], want)
+		}
+	}
+	for s := range got {
+		if strings.Contains(s, "example.dk") {
+			t.Errorf("series %s carries the unknown label value", s)
+		}
+	}
+	doneU()
+	doneM1()
+	doneM2()
+	doneX()
+	_, got = scrape(t, reg)
+	if got[`postbud_workers_busy{server="urgent"}`] != 0 || got[`postbud_workers_busy{server="main"}`] != 0 {
+		t.Errorf("busy after every task ended: %v", got)
+	}
+}

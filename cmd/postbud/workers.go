@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/digitalpost/postbud/config"
+	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/metrics"
+)
+
+// workerServers are the two asynq servers of one replica. The main server
+// works every lane, urgent first (weights 6/3/1; POSTBUD_CONCURRENCY,
+// POSTBUD_TASK_CHECK_INTERVAL): under load its fetch loop never sleeps, so
+// an urgent task waits for the next free slot, not for a poll. The urgent
+// server works the urgent lane alone in slots of its own, polled often
+// (POSTBUD_URGENT_*): when a provider that hangs to its timeout fills the
+// main server's slots, or the replica is idle, urgent tasks still start
+// within one short poll. Both run the same handlers (one mux) and register
+// with asynq as servers of their own, so the dashboard lists both and
+// every queue.
+type workerServers struct {
+	urgent, main *asynq.Server
+}
+
+// newWorkerServers configures the two servers; d supplies the retry delay.
+func newWorkerServers(rdb redis.UniversalClient, cfg *config.Config, queues dispatcher.Queues, d *dispatcher.Dispatcher, log *slog.Logger) *workerServers {
+	one := func(name string, conc int, poll time.Duration, weights map[string]int) *asynq.Server {
+		l := log.With("component", "asynq", "server", name)
+		return asynq.NewServerFromRedisClient(rdb, asynq.Config{
+			Concurrency:    conc,
+			Queues:         weights,
+			RetryDelayFunc: d.RetryDelay,
+			// Retries are scheduled tasks: look for due ones often enough
+			// that a short backoff is honoured (asynq's default is 5 s).
+			DelayedTaskCheckInterval: min(time.Second, cfg.RetryBase),
+			IsFailure:                dispatcher.IsFailure,
+			ShutdownTimeout:          cfg.ShutdownTimeout,
+			TaskCheckInterval:        poll,
+			Logger:                   asynqLogger{l},
+			LogLevel:                 asynq.WarnLevel,
+			ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
+				n, _ := asynq.GetRetryCount(ctx)
+				id, _ := asynq.GetTaskID(ctx)
+				// The dispatcher logged the failure with its channel and
+				// kind: one line per failed send; this one only for
+				// debugging.
+				l.DebugContext(ctx, "task failed", "task_type", t.Type(), "task_id", id, "attempt", n+1, "error", err)
+			}),
+		})
+	}
+	return &workerServers{
+		urgent: one(metrics.ServerUrgent, cfg.UrgentConcurrency, cfg.UrgentTaskCheckInterval, queues.UrgentWeights()),
+		main:   one(metrics.ServerMain, cfg.Concurrency, cfg.TaskCheckInterval, queues.Weights()),
+	}
+}
+
+// start starts both servers on h, each task counted in w under its
+// server's name; if the second fails to start, the first is shut down.
+func (s *workerServers) start(h asynq.Handler, w *metrics.Workers, cfg *config.Config) error {
+	w.Slots(metrics.ServerUrgent, cfg.UrgentConcurrency)
+	w.Slots(metrics.ServerMain, cfg.Concurrency)
+	counted := func(server string) asynq.Handler {
+		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			defer w.Start(server)()
+			return h.ProcessTask(ctx, t)
+		})
+	}
+	if err := s.urgent.Start(counted(metrics.ServerUrgent)); err != nil {
+		return fmt.Errorf("start the urgent workers: %w", err)
+	}
+	if err := s.main.Start(counted(metrics.ServerMain)); err != nil {
+		s.urgent.Shutdown()
+		return fmt.Errorf("start the workers: %w", err)
+	}
+	return nil
+}
+
+// shutdown stops both servers pulling tasks, then waits for their
+// in-flight tasks side by side: the whole takes at most one
+// POSTBUD_SHUTDOWN_TIMEOUT (and asynq's moment to re-queue what it
+// aborted), as the deploy manifests' grace periods assume, not two.
+func (s *workerServers) shutdown() {
+	s.urgent.Stop()
+	s.main.Stop()
+	var wg sync.WaitGroup
+	for _, srv := range []*asynq.Server{s.urgent, s.main} {
+		wg.Go(srv.Shutdown)
+	}
+	wg.Wait()
+}
