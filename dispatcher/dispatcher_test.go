@@ -257,26 +257,9 @@ func TestNoCPRInRedis(t *testing.T) {
 	h.channels[channels.SMS].failNext(channels.Fail(channels.Transient, "503", errors.New("x")))
 	h.accept(letter("ev-12", "7f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b", annaCPR))
 	h.idle()
-	ctx := context.Background()
-	keys, err := h.env.Client.Keys(ctx, "*").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range keys {
-		if !strings.HasPrefix(k, h.env.Prefix) && !strings.Contains(k, h.env.QueuePrefix) {
-			continue
-		}
-		if strings.Contains(k, "0101901234") || strings.Contains(k, "010190-1234") {
-			t.Errorf("key %q holds the CPR", k)
-		}
-		dump, err := h.env.Client.Dump(ctx, k).Result()
-		if err != nil {
-			continue
-		}
-		if strings.Contains(dump, "0101901234") || strings.Contains(dump, "010190-1234") {
-			t.Errorf("value of %q holds the CPR", k)
-		}
-	}
+	// Values are read as they are: a DUMP may be LZF-compressed and hide
+	// the number.
+	h.noCPRInRedis(annaCPR)
 }
 
 func TestSendRateIsSharedAndWaitsWithoutSpendingRetries(t *testing.T) {
