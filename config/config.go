@@ -85,6 +85,9 @@ type Config struct {
 	// Concurrency (POSTBUD_CONCURRENCY, default 50) is the number of tasks
 	// one replica works on at once.
 	Concurrency int
+	// BatchSize (POSTBUD_BATCH_SIZE, default 200) is the most letters of
+	// one lane one batch task carries (POST /v1/events/batch).
+	BatchSize int
 	// TaskCheckInterval (POSTBUD_TASK_CHECK_INTERVAL, default 50ms) is how
 	// often an idle worker polls for tasks: lower is lower latency for a
 	// little Redis CPU.
@@ -340,6 +343,7 @@ func LoadEnviron(getenv func(string) string, environ func() []string) (*Config, 
 		}
 	}
 	c.Concurrency = l.integer("POSTBUD_CONCURRENCY", 50, 1, 10000)
+	c.BatchSize = l.integer("POSTBUD_BATCH_SIZE", 200, 1, 500)
 	c.TaskCheckInterval = l.duration("POSTBUD_TASK_CHECK_INTERVAL", 50*time.Millisecond)
 	c.ShutdownTimeout = l.duration("POSTBUD_SHUTDOWN_TIMEOUT", 25*time.Second)
 	c.AckReplicas = l.integer("POSTBUD_ACK_REPLICAS", 0, 0, 16)

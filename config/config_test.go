@@ -214,6 +214,7 @@ func TestLoadDefaults(t *testing.T) {
 		KeyPrefix:         "pb",
 		QueuePrefix:       "postbud",
 		Concurrency:       50,
+		BatchSize:         200,
 		TaskCheckInterval: 50 * time.Millisecond,
 		ShutdownTimeout:   25 * time.Second,
 		AckTimeout:        time.Second,

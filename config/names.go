@@ -29,7 +29,7 @@ var variables = []variable{
 	{"POSTBUD_CONFIG", false},
 	{"POSTBUD_PLATFORM_RATE", false}, {"POSTBUD_MAILBOX_URL", false},
 	{"POSTBUD_KEY_PREFIX", false}, {"POSTBUD_QUEUE_PREFIX", false},
-	{"POSTBUD_CONCURRENCY", false}, {"POSTBUD_TASK_CHECK_INTERVAL", false},
+	{"POSTBUD_CONCURRENCY", false}, {"POSTBUD_TASK_CHECK_INTERVAL", false}, {"POSTBUD_BATCH_SIZE", false},
 	{"POSTBUD_RETRY_BASE", false}, {"POSTBUD_SHUTDOWN_TIMEOUT", false},
 	{"POSTBUD_ALERT_TTL", false}, {"POSTBUD_LETTER_TTL", false}, {"POSTBUD_READ_LETTER_TTL", false},
 	{"POSTBUD_DRAIN_DELAY", false},
