@@ -219,7 +219,12 @@ func (d *Dispatcher) HandleLetters(ctx context.Context, t *asynq.Task) error {
 			return err
 		}
 	}
-	// Turns: the k-th letter of each citizen goes in turn k.
+	return d.receiveBatch(ctx, evs)
+}
+
+// receiveBatch processes pseudonymised letters of distinct or repeated
+// citizens: the k-th letter of each citizen goes in turn k.
+func (d *Dispatcher) receiveBatch(ctx context.Context, evs []*event.Event) error {
 	var turns [][]*event.Event
 	nth := map[string]int{}
 	for _, ev := range evs {
@@ -326,6 +331,85 @@ func (d *Dispatcher) receiveAll(ctx context.Context, evs []*event.Event) error {
 		}
 	}
 	return nil
+}
+
+// inboundLetters is the payload of a TypeInboundLetters task: wire events
+// as a platform published them (package publish), CPR included until the
+// task's first handling, like TypeInbound.
+type inboundLetters struct {
+	Events []json.RawMessage `json:"events"`
+}
+
+// NewInboundLettersTask returns the task of wire letters a platform
+// publishes straight into asynq in one batch (package publish): raws as
+// they are, evs parsed, every one batchable once pseudonymised (a letter
+// that is not urgent) and of one lane. Its id hashes the letters' ids and
+// CPR numbers, which stay out of the id.
+func NewInboundLettersTask(raws [][]byte, evs []*event.Event, q Queues) (*asynq.Task, error) {
+	if len(evs) == 0 || len(raws) != len(evs) {
+		return nil, errors.New("an inbound letters task needs letters")
+	}
+	queue := q.For(evs[0].Message.Priority)
+	h := sha256.New()
+	p := inboundLetters{Events: make([]json.RawMessage, len(raws))}
+	for i, ev := range evs {
+		if ev.Message == nil || ev.Message.Priority == event.Urgent || q.For(ev.Message.Priority) != queue {
+			return nil, fmt.Errorf("event %d cannot go in this letters task", i)
+		}
+		h.Write([]byte(string(ev.Source) + "|" + ev.Citizen().Digits() + "|" + ev.ID + "\x00"))
+		p.Events[i] = raws[i]
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	return newTask(TypeInboundLetters, b, q, taskArgs{id: "lt:" + hex.EncodeToString(h.Sum(nil)[:16]),
+		priority: evs[0].Message.Priority}), nil
+}
+
+// HandleInboundLetters handles letters a platform published in one batch:
+// each is validated alone (an invalid one is replaced by its own
+// postbud:rejected task, as HandleInbound does), pseudonymised, and the
+// letters processed as HandleLetters does; an event that may not be
+// batched goes to a task of its own.
+func (d *Dispatcher) HandleInboundLetters(ctx context.Context, t *asynq.Task) error {
+	var p inboundLetters
+	if err := json.Unmarshal(t.Payload(), &p); err != nil || len(p.Events) == 0 {
+		return fmt.Errorf("inbound letters task payload: %w", errors.Join(errors.New("no events"), asynq.SkipRetry))
+	}
+	var evs []*event.Event
+	for i, raw := range p.Events {
+		ev, err := event.Parse(raw)
+		if err != nil {
+			d.log.WarnContext(ctx, "inbound letter refused", "task_id", taskID(ctx), "index", i, "error", err)
+			var ve *event.ValidationError
+			errors.As(err, &ve)
+			var errs []event.FieldError
+			if ve != nil {
+				errs = ve.Errors
+			}
+			b, _ := json.Marshal(rejectedTask{Errors: errs, Event: describeEvent(raw)})
+			q, _ := asynq.GetQueueName(ctx)
+			rt := newTask(TypeRejected, b, d.cfg.Queues, taskArgs{id: "rejected:" + taskID(ctx) + ":" + strconv.Itoa(i), parent: q})
+			if err := d.enqueue(ctx, rt); err != nil {
+				return err
+			}
+			continue
+		}
+		pe := d.cfg.Keyer.Pseudonymize(ev)
+		if !batchable(pe) {
+			et, err := NewEventTask(pe, d.cfg.Queues)
+			if err != nil {
+				return err
+			}
+			if err := d.enqueue(ctx, et); err != nil {
+				return err
+			}
+			continue
+		}
+		evs = append(evs, pe)
+	}
+	return d.receiveBatch(ctx, evs)
 }
 
 // Accepted is AcceptBatch's answer for one event.

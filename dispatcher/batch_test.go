@@ -15,6 +15,7 @@ import (
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher"
 	"github.com/digitalpost/postbud/dispatcher/event"
+	"github.com/digitalpost/postbud/dispatcher/publish"
 )
 
 // cprN is the i-th test citizen's CPR number.
@@ -462,4 +463,66 @@ func (h *harness) noCPRInRedis(cpr string) {
 			}
 		}
 	}
+}
+
+// The Go client's batch call: each event validated and answered alone,
+// the letters published in a few inbound letters tasks (CPR until their
+// first handling), an urgent letter alone; a bad event enqueued straight
+// into such a task is archived alone.
+func TestPublishBatch(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, channels.Email)
+	pub := publish.NewFromRedisClient(h.env.Client, h.env.QueuePrefix)
+	var raws [][]byte
+	for i := range 5 {
+		registerEmail(h, cprN(i))
+		p := event.Bulk
+		if i == 4 {
+			p = event.Urgent
+		}
+		raws = append(raws, []byte(bulkLetter(fmt.Sprintf("p-%d", i), msgN(i), cprN(i), p)))
+	}
+	raws = append(raws, raws[0], []byte(`{"id":"bad","type":"message.received"}`))
+	res := pub.PublishBatch(context.Background(), raws)
+	for i, r := range res {
+		want := i < 5
+		if (r.Err == nil && !r.Duplicate) != want {
+			t.Errorf("event %d: %+v, want accepted %v", i, r, want)
+		}
+	}
+	var ve *event.ValidationError
+	if !res[5].Duplicate || !errors.As(res[6].Err, &ve) {
+		t.Errorf("repeated event %+v, want duplicate; invalid event %v, want a validation error", res[5], res[6].Err)
+	}
+	if got := h.pendingTypes(h.queues.Bulk); len(got) != 1 || got[0] != dispatcher.TypeInboundLetters {
+		t.Errorf("bulk lane holds %v, want one inbound letters task", got)
+	}
+	if got := h.pendingTypes(h.queues.Urgent); len(got) != 1 || got[0] != dispatcher.TypeInbound {
+		t.Errorf("urgent lane holds %v, want the urgent letter's own inbound task", got)
+	}
+	// Straight into Redis: a task with a bad event between good ones.
+	bad, _ := json.Marshal(map[string]any{"events": []json.RawMessage{
+		json.RawMessage(bulkLetter("s-5", msgN(5), cprN(0), event.Bulk)),
+		json.RawMessage(`{"id":"s-6","type":"message.received","source":"core","data":{"recipient":{"cpr":"0101901000"}}}`),
+		json.RawMessage(bulkLetter("s-7", msgN(7), cprN(1), event.Bulk))}})
+	if _, err := h.client.Enqueue(asynq.NewTask(dispatcher.TypeInboundLetters, bad), asynq.Queue(h.queues.Bulk), asynq.MaxRetry(0)); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	email := h.channels[channels.Email]
+	h.waitFor("every good letter's email", func() bool { return len(email.accepted()) == 7 })
+	h.idle()
+	for _, i := range []int{0, 1, 2, 3, 4, 5, 7} {
+		if n := alertsByMessage(email)[msgN(i)]; n != 1 {
+			t.Errorf("letter %d: %d emails, want 1", i, n)
+		}
+	}
+	arch, err := h.insp.ListArchivedTasks(h.queues.Bulk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(arch) != 1 || arch[0].Type != dispatcher.TypeRejected || strings.Contains(string(arch[0].Payload), "0101901000") {
+		t.Errorf("archived %v, want the bad event alone as a rejected task without its CPR", arch)
+	}
+	h.noCPRInRedis(cprN(0))
 }

@@ -182,6 +182,7 @@ func (d *Dispatcher) Register(mux *asynq.ServeMux) {
 	mux.HandleFunc(TypeInbound, d.HandleInbound)
 	mux.HandleFunc(TypeEvent, d.HandleEvent)
 	mux.HandleFunc(TypeLetters, d.HandleLetters)
+	mux.HandleFunc(TypeInboundLetters, d.HandleInboundLetters)
 	mux.HandleFunc(TypeDelivery, d.HandleDelivery)
 	mux.HandleFunc(TypeSync, d.HandleSync)
 	mux.HandleFunc(TypeBadge, d.HandleBadge)
