@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -32,8 +33,7 @@ import (
 // configured (POSTBUD_BATCH_SIZE).
 const DefaultBatchSize = 200
 
-// batchParallel is how many of a batch task's letters are sent at once
-// (each letter's deliveries go concurrently).
+// batchParallel is how many of a batch task's deliveries are sent at once.
 const batchParallel = 16
 
 // lettersTask is the payload of a TypeLetters task: pseudonymised
@@ -291,21 +291,12 @@ func (d *Dispatcher) receiveAll(ctx context.Context, evs []*event.Event) error {
 			r.filed(res[i])
 		}
 	}
-	errs := make([]error, len(runs))
-	sem := make(chan struct{}, batchParallel)
-	var wg sync.WaitGroup
+	results, errs := d.sendLetters(ctx, runs)
 	for i, r := range runs {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			results, err := d.sendAll(ctx, r.c, r.stored, r.ev.CitizenKey, r.stored.MessageID, r.todo, 1, d.decorateRun(r))
-			if err == nil {
-				err = d.finish(ctx, r, results)
-			}
-			errs[i] = err
-		})
+		if errs[i] == nil {
+			errs[i] = d.finish(ctx, r, results[i])
+		}
 	}
-	wg.Wait()
 	var marks []LetterWrite
 	for i, r := range runs {
 		if errs[i] != nil {
@@ -410,6 +401,122 @@ func (d *Dispatcher) HandleInboundLetters(ctx context.Context, t *asynq.Task) er
 		evs = append(evs, pe)
 	}
 	return d.receiveBatch(ctx, evs)
+}
+
+// sendLetters makes one attempt at every delivery of runs, at most
+// batchParallel at once, and records each outcome as its provider
+// answers: one recorder takes the first answer, adds every other answer
+// already in (merged per letter), and writes them with one WriteAll — the
+// batch's group commit, as sendAll is a letter's. errs[i] is the record
+// error of runs[i], which fails that letter alone.
+func (d *Dispatcher) sendLetters(ctx context.Context, runs []*letterRun) ([][]result, []error) {
+	type job struct{ run, i int }
+	results := make([][]result, len(runs))
+	errs := make([]error, len(runs))
+	var jobs []job
+	for ri, r := range runs {
+		results[ri] = make([]result, len(r.todo))
+		for i := range r.todo {
+			jobs = append(jobs, job{ri, i})
+		}
+	}
+	if len(jobs) == 0 {
+		return results, errs
+	}
+	writes := make([]LetterWrite, len(jobs))
+	answered := make(chan int, len(jobs)) // never blocks a sender
+	next := make(chan int, len(jobs))
+	for j := range jobs {
+		next <- j
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for range min(batchParallel, len(jobs)) {
+		wg.Go(func() {
+			for j := range next {
+				jb := jobs[j]
+				r := runs[jb.run]
+				res := d.send(ctx, r.c, r.stored, r.todo[jb.i], 1)
+				w := LetterWrite{Citizen: r.ev.CitizenKey, MessageID: r.stored.MessageID}
+				d.decorateRun(r)(&res, &w)
+				w.add(res)
+				results[jb.run][jb.i], writes[j] = res, w
+				answered <- j
+			}
+		})
+	}
+	for left := len(jobs); left > 0; {
+		byRun := map[int]*LetterWrite{}
+		var order []int
+		take := func(j int) {
+			left--
+			ri := jobs[j].run
+			if w, ok := byRun[ri]; ok {
+				w.merge(writes[j])
+				return
+			}
+			w := writes[j]
+			byRun[ri] = &w
+			order = append(order, ri)
+		}
+		take(<-answered)
+		// Let senders that have their answer hand it in: one yield, no
+		// waiting for a provider.
+		runtime.Gosched()
+	drain:
+		for left > 0 {
+			select {
+			case j := <-answered:
+				take(j)
+			default:
+				break drain
+			}
+		}
+		ws := make([]LetterWrite, len(order))
+		for k, ri := range order {
+			ws[k] = *byRun[ri]
+		}
+		for k, err := range d.recordAll(ctx, ws) {
+			if err != nil {
+				errs[order[k]] = errors.Join(errs[order[k]], fmt.Errorf("record outcomes: %w", err))
+			}
+		}
+	}
+	wg.Wait()
+	return results, errs
+}
+
+// recordAll is record for the answers of many letters: one WriteAll,
+// retried on a transient store error for up to RecordRetry. A write the
+// store refuses otherwise is made again letter by letter (record), so one
+// letter's bad write fails that letter alone (a trail entry the refused
+// pipeline did write may then show twice).
+func (d *Dispatcher) recordAll(ctx context.Context, ws []LetterWrite) []error {
+	errs := make([]error, len(ws))
+	if len(ws) > 1 {
+		wctx := context.WithoutCancel(ctx)
+		// Wall time, not the configured clock: this bounds real waiting.
+		deadline := time.Now().Add(d.cfg.RecordRetry)
+		wait := 50 * time.Millisecond
+		for {
+			_, err := d.cfg.Store.WriteAll(wctx, ws)
+			if err == nil {
+				return errs
+			}
+			if !errors.Is(err, ErrTransient) || time.Now().Add(wait).After(deadline) {
+				d.log.WarnContext(ctx, "recording a batch's answers failed: recording them letter by letter", "letters", len(ws), "error", err)
+				break
+			}
+			d.log.WarnContext(ctx, "recording a batch's answers failed: retrying", "letters", len(ws), "error", err)
+			t := time.NewTimer(wait)
+			<-t.C
+			wait = min(2*wait, 2*time.Second)
+		}
+	}
+	for i, w := range ws {
+		errs[i] = d.record(ctx, w)
+	}
+	return errs
 }
 
 // Accepted is AcceptBatch's answer for one event.

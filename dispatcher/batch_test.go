@@ -395,9 +395,17 @@ func TestBatchLettersOfOneCitizenInTurns(t *testing.T) {
 func TestBatchFailedLetterHandedOverAlone(t *testing.T) {
 	t.Parallel()
 	var target atomic.Value
-	fail, failed := failOnce(func(w dispatcher.LetterWrite) bool {
-		return w.Arrive == nil && len(w.Done) > 0 && w.MessageID == target.Load()
-	}, errors.New("the store refused this letter's write"))
+	// Twice: the batch's WriteAll, then the letter's own Write.
+	var refusals atomic.Int32
+	refusals.Store(2)
+	var failed atomic.Bool
+	fail := func(w dispatcher.LetterWrite) error {
+		if w.Arrive == nil && len(w.Done) > 0 && w.MessageID == target.Load() && refusals.Add(-1) >= 0 {
+			failed.Store(true)
+			return errors.New("the store refused this letter's write")
+		}
+		return nil
+	}
 	h := newHarnessWith(t, func(c *dispatcher.Config, h *harness) {
 		c.Store = &crashingStore{Store: h.store, fail: fail}
 	}, channels.Email)

@@ -150,7 +150,7 @@ func (s *Store) SeenAll(ctx context.Context, evs []dispatcher.EventRef) ([]bool,
 	if len(evs) == 0 {
 		return nil, nil
 	}
-	cmds, err := s.do(ctx, func(p redis.Pipeliner) []redis.Cmder {
+	cmds, err := s.doN(ctx, len(evs), func(p redis.Pipeliner) []redis.Cmder {
 		out := make([]redis.Cmder, len(evs))
 		for i, ev := range evs {
 			if ev.MessageID != "" {
@@ -232,7 +232,7 @@ func (s *Store) LookupAll(ctx context.Context, evs []dispatcher.EventRef) ([]dis
 	}
 	cits := make(map[string]*citizenCmds, len(evs))
 	letters := make([]*redis.MapStringStringCmd, len(evs))
-	_, err := s.do(ctx, func(p redis.Pipeliner) []redis.Cmder {
+	_, err := s.doN(ctx, len(evs), func(p redis.Pipeliner) []redis.Cmder {
 		out := make([]redis.Cmder, 0, 3*len(evs))
 		oldest := strconv.FormatInt(s.oldestKept(), 10)
 		clear(cits)
@@ -387,7 +387,7 @@ func (s *Store) WriteAll(ctx context.Context, ws []dispatcher.LetterWrite) ([]di
 	// do may re-run the pipeline (NOSCRIPT): each write's arrival reply
 	// is taken from the commands of the last run.
 	arrivals := make([]*redis.Cmd, len(ws))
-	_, err := s.do(ctx, func(p redis.Pipeliner) []redis.Cmder {
+	_, err := s.doN(ctx, len(ws), func(p redis.Pipeliner) []redis.Cmder {
 		var out []redis.Cmder
 		for i, pw := range pws {
 			var arrive *redis.Cmd
