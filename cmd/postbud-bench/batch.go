@@ -191,11 +191,15 @@ func runBatch(ctx context.Context, rdb *redis.Client, prefix string, n, citizens
 	mux := asynq.NewServeMux()
 	d.Register(mux)
 	var taskTime, tasks atomic.Int64
-	var firstStart, lastEnd atomic.Int64
+	var firstStart, lastEnd, active, maxActive atomic.Int64
 	mux.Use(func(h asynq.Handler) asynq.Handler {
 		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 			t0 := time.Now()
 			firstStart.CompareAndSwap(0, t0.UnixNano())
+			if a := active.Add(1); a > maxActive.Load() {
+				maxActive.Store(a)
+			}
+			defer active.Add(-1)
 			err := h.ProcessTask(ctx, t)
 			lastEnd.Store(time.Now().UnixNano())
 			taskTime.Add(int64(time.Since(t0)))
@@ -208,8 +212,8 @@ func runBatch(ctx context.Context, rdb *redis.Client, prefix string, n, citizens
 	}
 	srvStart := time.Now()
 	defer func() {
-		fmt.Fprintf(os.Stderr, "  (batch: %d tasks, %.1f ms each on average; first started %.0f ms, last ended %.0f ms after the server started)\n",
-			tasks.Load(), float64(taskTime.Load())/float64(max(tasks.Load(), 1))/1e6, float64(firstStart.Load()-srvStart.UnixNano())/1e6,
+		fmt.Fprintf(os.Stderr, "  (batch: %d tasks (at most %d at once), %.1f ms each on average; first started %.0f ms, last ended %.0f ms after the server started)\n",
+			tasks.Load(), maxActive.Load(), float64(taskTime.Load())/float64(max(tasks.Load(), 1))/1e6, float64(firstStart.Load()-srvStart.UnixNano())/1e6,
 			float64(lastEnd.Load()-srvStart.UnixNano())/1e6)
 	}()
 	alerts := func() int64 {
