@@ -200,7 +200,10 @@ func describeLetter(raw json.RawMessage, source event.Platform) string {
 func (d *Dispatcher) HandleLetters(ctx context.Context, t *asynq.Task) error {
 	var p lettersTask
 	if err := json.Unmarshal(t.Payload(), &p); err != nil || len(p.Letters) == 0 {
-		return fmt.Errorf("letters task payload: %w", errors.Join(err, errors.New("no letters"), asynq.SkipRetry))
+		if err == nil {
+			err = errors.New("no letters")
+		}
+		return fmt.Errorf("letters task payload: %w", errors.Join(err, asynq.SkipRetry))
 	}
 	evs := make([]*event.Event, 0, len(p.Letters))
 	for i := range p.Letters {
@@ -366,7 +369,10 @@ func NewInboundLettersTask(raws [][]byte, evs []*event.Event, q Queues) (*asynq.
 func (d *Dispatcher) HandleInboundLetters(ctx context.Context, t *asynq.Task) error {
 	var p inboundLetters
 	if err := json.Unmarshal(t.Payload(), &p); err != nil || len(p.Events) == 0 {
-		return fmt.Errorf("inbound letters task payload: %w", errors.Join(errors.New("no events"), asynq.SkipRetry))
+		if err == nil {
+			err = errors.New("no events")
+		}
+		return fmt.Errorf("inbound letters task payload: %w", errors.Join(err, asynq.SkipRetry))
 	}
 	var evs []*event.Event
 	for i, raw := range p.Events {

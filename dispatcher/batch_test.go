@@ -534,3 +534,23 @@ func TestPublishBatch(t *testing.T) {
 	}
 	h.noCPRInRedis(cprN(0))
 }
+
+// A letters task whose payload is not one (no letters, not JSON) can never
+// succeed: it is archived at once, not retried.
+func TestBatchMalformedTaskIsNotRetried(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, channels.Email)
+	for _, payload := range []string{`{}`, `{"l":[]}`, `not json`} {
+		for _, typ := range []string{dispatcher.TypeLetters, dispatcher.TypeInboundLetters} {
+			var err error
+			if typ == dispatcher.TypeLetters {
+				err = h.d.HandleLetters(context.Background(), asynq.NewTask(typ, []byte(payload)))
+			} else {
+				err = h.d.HandleInboundLetters(context.Background(), asynq.NewTask(typ, []byte(payload)))
+			}
+			if !errors.Is(err, asynq.SkipRetry) {
+				t.Errorf("%s %s: %v, want SkipRetry", typ, payload, err)
+			}
+		}
+	}
+}
