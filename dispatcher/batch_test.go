@@ -432,6 +432,11 @@ func TestBatchFailedLetterHandedOverAlone(t *testing.T) {
 	if !h.seen(cprN(1), msgN(1), "h-1") {
 		t.Error("letter 1: its own task did not mark it processed")
 	}
+	// Its own task finished what the batch could not record: its email
+	// has a final outcome (re-sent, marked so, as an interrupted send).
+	if trail := h.trail(msgN(1)); !hasEntry(trail, channels.Email, dispatcher.ResultSent, "") {
+		t.Errorf("letter 1's trail %+v: no email sent", trail)
+	}
 }
 
 // noCPRInRedis fails the test if a key or value of the test's Redis holds
