@@ -104,6 +104,9 @@ type Config struct {
 	// one replica's main worker server works on at once, of every lane
 	// (urgent first).
 	Concurrency int
+	// BatchSize (POSTBUD_BATCH_SIZE, default 200) is the most letters of
+	// one lane one batch task carries (POST /v1/events/batch).
+	BatchSize int
 	// TaskCheckInterval (POSTBUD_TASK_CHECK_INTERVAL, default 50ms) is how
 	// often the idle main worker server polls for tasks: lower is lower
 	// latency for a little Redis CPU.
@@ -391,6 +394,7 @@ func LoadEnviron(getenv func(string) string, environ func() []string) (*Config, 
 		}
 	}
 	c.Concurrency = l.integer("POSTBUD_CONCURRENCY", 50, 1, 10000)
+	c.BatchSize = l.integer("POSTBUD_BATCH_SIZE", 200, 1, 500)
 	c.TaskCheckInterval = l.duration("POSTBUD_TASK_CHECK_INTERVAL", 50*time.Millisecond)
 	c.UrgentConcurrency = l.integer("POSTBUD_URGENT_CONCURRENCY", 20, 1, 10000)
 	c.UrgentTaskCheckInterval = l.duration("POSTBUD_URGENT_TASK_CHECK_INTERVAL", 8*time.Millisecond)

@@ -218,6 +218,7 @@ func TestLoadDefaults(t *testing.T) {
 		KeyPrefix:               "pb",
 		QueuePrefix:             "postbud",
 		Concurrency:             50,
+		BatchSize:               200,
 		TaskCheckInterval:       50 * time.Millisecond,
 		UrgentConcurrency:       20,
 		UrgentTaskCheckInterval: 8 * time.Millisecond,

@@ -105,6 +105,9 @@ type Config struct {
 	// waits before its own task runs (default: RetryDelay's first step, or
 	// the provider's Retry-After). Tests shorten it.
 	FirstRetryDelay func(err error) time.Duration
+	// BatchSize is the most letters one TypeLetters task carries
+	// (AcceptBatch; default DefaultBatchSize).
+	BatchSize int
 }
 
 // Dispatcher handles postbud's tasks: events in, deliveries out.
@@ -153,6 +156,9 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.ReportWait == 0 {
 		cfg.ReportWait = 3 * time.Minute
 	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = DefaultBatchSize
+	}
 	if cfg.RetryBase == 0 {
 		cfg.RetryBase = DefaultRetryBase
 	}
@@ -181,6 +187,8 @@ func (nopObserver) Webhook(event.Platform, string, time.Duration, time.Duration)
 func (d *Dispatcher) Register(mux *asynq.ServeMux) {
 	mux.HandleFunc(TypeInbound, d.HandleInbound)
 	mux.HandleFunc(TypeEvent, d.HandleEvent)
+	mux.HandleFunc(TypeLetters, d.HandleLetters)
+	mux.HandleFunc(TypeInboundLetters, d.HandleInboundLetters)
 	mux.HandleFunc(TypeDelivery, d.HandleDelivery)
 	mux.HandleFunc(TypeSync, d.HandleSync)
 	mux.HandleFunc(TypeBadge, d.HandleBadge)
@@ -386,14 +394,46 @@ func (d *Dispatcher) contacts(c *Citizen, messageID string) (ok, unconfirmed []d
 // written the moment its provider answers; the event's mark comes last.
 func (d *Dispatcher) receive(ctx context.Context, ev *event.Event) error {
 	m := ev.Message
-	mark := EventRef{Citizen: ev.CitizenKey, MessageID: m.MessageID, ID: ev.ID}
-	v, err := d.cfg.Store.Lookup(ctx, mark)
+	v, err := d.cfg.Store.Lookup(ctx, EventRef{Citizen: ev.CitizenKey, MessageID: m.MessageID, ID: ev.ID})
 	if err != nil || v.Seen {
 		return err
 	}
+	r, err := d.prepare(ctx, ev, v)
+	if err != nil {
+		return err
+	}
+	results, err := d.sendRecorded(ctx, r.c, r.stored, r.w, r.todo, 1, r.filed, d.decorateRun(r))
+	if err != nil {
+		return err
+	}
+	if err := d.finish(ctx, r, results); err != nil {
+		return err
+	}
+	return d.write(ctx, r.markWrite())
+}
+
+// letterRun is one message.received between its reads and its writes:
+// what the rules decided, what is to be sent now, and what waits.
+type letterRun struct {
+	ev      *event.Event
+	c       *Citizen
+	stored  *Letter
+	w       LetterWrite // the write before any send
+	plan    plan
+	todo    []delivery
+	pending []result
+	now     time.Time
+}
+
+// prepare applies the rules to a letter not processed yet (v not Seen):
+// the write before any send (its metadata if new, notes, held
+// deliveries), the deliveries to send now and those that wait.
+func (d *Dispatcher) prepare(ctx context.Context, ev *event.Event, v LetterView) (*letterRun, error) {
+	m := ev.Message
 	c, stored := v.Citizen, v.Letter
 	now := d.cfg.Now()
-	w := LetterWrite{Citizen: ev.CitizenKey, MessageID: m.MessageID}
+	r := &letterRun{ev: ev, c: c, stored: stored, now: now, w: LetterWrite{Citizen: ev.CitizenKey, MessageID: m.MessageID}}
+	w := &r.w
 	if !v.Stored { // new: read state may have arrived first
 		stored.SenderID, stored.SenderName, stored.SenderKind = m.SenderID, m.SenderName, m.SenderKind
 		stored.Priority, stored.ReceivedAt, stored.Legal = m.Priority, ev.OccurredAt, m.LegalNotification
@@ -408,12 +448,10 @@ func (d *Dispatcher) receive(ctx context.Context, ev *event.Event) error {
 			}
 		}
 	}
-	plan := d.plan(c, stored, ev.Birth, now)
-	w.Done = append(w.Done, plan.done...)
-	w.Trail = append(w.Trail, plan.outs...)
-	var todo []delivery
-	var pending []result
-	for _, dl := range plan.todo {
+	r.plan = d.plan(c, stored, ev.Birth, now)
+	w.Done = append(w.Done, r.plan.done...)
+	w.Trail = append(w.Trail, r.plan.outs...)
+	for _, dl := range r.plan.todo {
 		if stored.Done[dl.id] {
 			continue
 		}
@@ -421,7 +459,7 @@ func (d *Dispatcher) receive(ctx context.Context, ev *event.Event) error {
 			// An earlier run died while this delivery's provider call was
 			// in flight: the provider may have taken it. Its own task
 			// decides (waits for a delivery report, or re-sends marked).
-			pending = append(pending, result{dl: dl})
+			r.pending = append(r.pending, result{dl: dl})
 			continue
 		}
 		// A held alert (scheduled, quiet hours) waits on its own: it is
@@ -429,47 +467,58 @@ func (d *Dispatcher) receive(ctx context.Context, ev *event.Event) error {
 		if until, why := d.hold(stored, dl.to.Channel, now); !until.IsZero() {
 			o := deferredOutcome(now, dl, until, why)
 			w.Trail = append(w.Trail, o)
-			pending = append(pending, result{dl: dl, out: o, until: until})
+			r.pending = append(r.pending, result{dl: dl, out: o, until: until})
 			continue
 		}
 		if o, held, err := d.holdForWindow(ctx, c, stored, dl, now); err != nil {
-			return err
+			return nil, err
 		} else if held {
 			w.Trail = append(w.Trail, o)
 			continue
 		}
-		todo = append(todo, dl)
+		r.todo = append(r.todo, dl)
 	}
-	filed := func(res WriteResult) {
-		if w.Arrive != nil {
-			c.Unread = res.Unread // includes this letter unless it was read
+	return r, nil
+}
+
+// filed takes the unread count of the letter's arrival for its alerts.
+func (r *letterRun) filed(res WriteResult) {
+	if r.w.Arrive != nil {
+		r.c.Unread = res.Unread // includes this letter unless it was read
+	}
+}
+
+// decorateRun opens the channel's coalescing window with a sent alert.
+func (d *Dispatcher) decorateRun(r *letterRun) func(*result, *LetterWrite) {
+	return func(res *result, out *LetterWrite) {
+		if win := d.coalesceWindow(r.stored, res.dl.to.Channel); win > 0 && res.out.Result == ResultSent {
+			out.Windows = map[channels.Name]time.Time{res.dl.to.Channel: r.now.Add(win)}
 		}
 	}
-	results, err := d.sendRecorded(ctx, c, stored, w, todo, 1, filed, func(r *result, out *LetterWrite) {
-		if win := d.coalesceWindow(stored, r.dl.to.Channel); win > 0 && r.out.Result == ResultSent {
-			out.Windows = map[channels.Name]time.Time{r.dl.to.Channel: now.Add(win)}
+}
+
+// finish gives every delivery that failed or waits a task of its own, and
+// schedules the reminder. Every outcome is written by then; the event's
+// mark (markWrite) goes after: a crash in between re-runs the event,
+// which skips the deliveries already done.
+func (d *Dispatcher) finish(ctx context.Context, r *letterRun, results []result) error {
+	for _, res := range results {
+		if !res.final {
+			r.pending = append(r.pending, res)
 		}
-	})
-	if err != nil {
-		return err
 	}
-	for _, r := range results {
-		if !r.final {
-			pending = append(pending, r)
-		}
-	}
-	// Every outcome is written; enqueue the rest, and mark the event
-	// processed only after: a crash in between re-runs the event, which
-	// skips the deliveries already done.
-	for _, r := range pending {
-		if err := d.enqueueDelivery(ctx, ev.CitizenKey, stored, r); err != nil {
+	for _, res := range r.pending {
+		if err := d.enqueueDelivery(ctx, r.ev.CitizenKey, r.stored, res); err != nil {
 			return err
 		}
 	}
-	if err := d.remind(ctx, ev.CitizenKey, stored, plan.digital, now); err != nil {
-		return err
-	}
-	return d.write(ctx, LetterWrite{Citizen: ev.CitizenKey, MessageID: m.MessageID, Mark: mark})
+	return d.remind(ctx, r.ev.CitizenKey, r.stored, r.plan.digital, r.now)
+}
+
+// markWrite marks the letter's event processed.
+func (r *letterRun) markWrite() LetterWrite {
+	m := r.ev.Message.MessageID
+	return LetterWrite{Citizen: r.ev.CitizenKey, MessageID: m, Mark: EventRef{Citizen: r.ev.CitizenKey, MessageID: m, ID: r.ev.ID}}
 }
 
 // add puts a send's outcome in the write: a final one as a done mark, any
@@ -530,12 +579,7 @@ func (d *Dispatcher) tracked(ch channels.Name) bool { return slices.Contains(d.c
 // decorate may adjust a result and its write before it is written.
 func (d *Dispatcher) sendRecorded(ctx context.Context, c *Citizen, l *Letter, pre LetterWrite, todo []delivery, attempt int,
 	ready func(WriteResult), decorate func(*result, *LetterWrite), adjust ...func(*channels.Alert)) ([]result, error) {
-	for _, dl := range todo {
-		pre.InFlight = append(pre.InFlight, dl.id)
-		if d.tracked(dl.to.Channel) {
-			pre.Track = append(pre.Track, dl.id)
-		}
-	}
+	pre = d.withInFlight(pre, todo)
 	if !pre.empty() {
 		res, err := d.cfg.Store.Write(ctx, pre)
 		if err != nil {
@@ -545,12 +589,31 @@ func (d *Dispatcher) sendRecorded(ctx context.Context, c *Citizen, l *Letter, pr
 			ready(res)
 		}
 	}
+	return d.sendAll(ctx, c, l, pre.Citizen, pre.MessageID, todo, attempt, decorate, adjust...)
+}
+
+// withInFlight adds to pre the in-flight marks of todo's deliveries (and
+// their tracking where the provider reports).
+func (d *Dispatcher) withInFlight(pre LetterWrite, todo []delivery) LetterWrite {
+	for _, dl := range todo {
+		pre.InFlight = append(pre.InFlight, dl.id)
+		if d.tracked(dl.to.Channel) {
+			pre.Track = append(pre.Track, dl.id)
+		}
+	}
+	return pre
+}
+
+// sendAll is sendRecorded after its first write: the sends, each outcome
+// recorded as its provider answers (the letter's group commit).
+func (d *Dispatcher) sendAll(ctx context.Context, c *Citizen, l *Letter, citizen, messageID string, todo []delivery, attempt int,
+	decorate func(*result, *LetterWrite), adjust ...func(*channels.Alert)) ([]result, error) {
 	res := make([]result, len(todo))
 	writes := make([]LetterWrite, len(todo))
 	answered := make(chan int, len(todo)) // never blocks a sender
 	one := func(i int, dl delivery) {
 		r := d.send(ctx, c, l, dl, attempt, adjust...)
-		w := LetterWrite{Citizen: pre.Citizen, MessageID: pre.MessageID}
+		w := LetterWrite{Citizen: citizen, MessageID: messageID}
 		if decorate != nil {
 			decorate(&r, &w)
 		}

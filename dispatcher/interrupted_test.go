@@ -32,6 +32,17 @@ func (s *crashingStore) Write(ctx context.Context, w dispatcher.LetterWrite) (di
 	return s.Store.Write(ctx, w)
 }
 
+// WriteAll fails as a whole when fail refuses one of its writes, as a
+// pipeline with an error does.
+func (s *crashingStore) WriteAll(ctx context.Context, ws []dispatcher.LetterWrite) ([]dispatcher.WriteResult, error) {
+	for _, w := range ws {
+		if err := s.fail(w); err != nil {
+			return nil, err
+		}
+	}
+	return s.Store.WriteAll(ctx, ws)
+}
+
 var errCrash = errors.New("simulated crash: the worker died before the outcome was written")
 
 // failOnce fails the first write match accepts with err, then none.

@@ -162,6 +162,9 @@ type Events interface {
 	// mark does not make a letter (State stays ErrNotFound, Load not
 	// Stored).
 	Mark(ctx context.Context, ev EventRef) error
+	// SeenAll is Seen for many events in one round trip, in the order of
+	// evs (a batch's ingest).
+	SeenAll(ctx context.Context, evs []EventRef) ([]bool, error)
 }
 
 // ContactWrite is one contact.updated event.
@@ -307,6 +310,16 @@ type Letters interface {
 	// in-flight mark), Trail, Track and Windows land before Write
 	// returns. Concurrent Writes to one letter each land whole.
 	Write(ctx context.Context, w LetterWrite) (WriteResult, error)
+	// LookupAll is Lookup for many letters in one round trip (a batch of
+	// letters), views in the order of evs. Each view is what Lookup would
+	// return; a citizen named twice is read once and both views share
+	// equal copies.
+	LookupAll(ctx context.Context, evs []EventRef) ([]LetterView, error)
+	// WriteAll applies many writes in one round trip, results in the
+	// order of ws. Each write is what Write makes of it, atomic as Write
+	// is; the writes are not atomic together (a crash may leave some
+	// applied). Two writes to one letter apply in order.
+	WriteAll(ctx context.Context, ws []LetterWrite) ([]WriteResult, error)
 	// Trail returns a letter's trail, oldest first; ErrNotFound if unknown.
 	Trail(ctx context.Context, messageID string) ([]Outcome, error)
 	// CitizenOf returns the citizen of a letter that was written;

@@ -21,6 +21,14 @@ const (
 	// TypeEvent is an event postbud accepted over HTTP: its payload is the
 	// pseudonymised Event (no CPR).
 	TypeEvent = "postbud:event"
+	// TypeLetters is many message.received events of one lane accepted in
+	// one batch (NewLettersTask): pseudonymised, each letter processed on
+	// its own within the task (HandleLetters).
+	TypeLetters = "postbud:letters"
+	// TypeInboundLetters is many letters a platform published in one
+	// batch straight into asynq (package publish): wire events, CPR
+	// included until its first handling, like TypeInbound.
+	TypeInboundLetters = "postbud:inbound-letters"
 	// TypeDelivery is one delivery's retry after its first attempt failed,
 	// or a delivery held until a time.
 	TypeDelivery = "postbud:delivery"
@@ -71,11 +79,13 @@ type TaskKind struct {
 
 // tasks is the one table of postbud's task types. Task ids are given at
 // each enqueue site (they are what makes a task exist once) and keep their
-// prefixes: ev: (inbound, event), dl:, rejected:, flush:, rem:, sync:,
-// badge:, cc: (confirm).
+// prefixes: ev: (inbound, event), lt: (letters), dl:, rejected:, flush:,
+// rem:, sync:, badge:, cc: (confirm).
 var tasks = [...]TaskKind{
 	{Type: TypeInbound, Lane: LaneOfEvent, MaxRetry: 25},
 	{Type: TypeEvent, Lane: LaneOfEvent, MaxRetry: 25, Timeout: 2 * time.Minute},
+	{Type: TypeLetters, Lane: LaneOfLetter, MaxRetry: 25, Timeout: 15 * time.Minute},
+	{Type: TypeInboundLetters, Lane: LaneOfLetter, MaxRetry: 25, Timeout: 15 * time.Minute},
 	{Type: TypeDelivery, Lane: LaneOfLetter, MaxRetry: 30, Timeout: 30 * time.Second, PlusSendTimeout: true},
 	{Type: TypeRejected, Lane: LaneOfParent, MaxRetry: 0},
 	{Type: TypeFlush, Lane: LaneNormal, MaxRetry: 30},

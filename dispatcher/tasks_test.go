@@ -18,7 +18,7 @@ import (
 // retries and timeout into Redis with its id and payload as given.
 func TestTaskTable(t *testing.T) {
 	t.Parallel()
-	want := []string{TypeInbound, TypeEvent, TypeDelivery, TypeRejected, TypeFlush, TypeReminder, TypeSync, TypeBadge, TypeConfirm}
+	want := []string{TypeInbound, TypeEvent, TypeLetters, TypeInboundLetters, TypeDelivery, TypeRejected, TypeFlush, TypeReminder, TypeSync, TypeBadge, TypeConfirm}
 	kinds := TaskKinds()
 	if len(kinds) != len(want) {
 		t.Fatalf("%d task kinds, want %d", len(kinds), len(want))
@@ -70,6 +70,8 @@ func TestTaskTable(t *testing.T) {
 	}{
 		{TypeInbound, taskArgs{id: "ev:1", ev: ev}, q.Bulk, 25, asynqDefault, 0},
 		{TypeEvent, taskArgs{id: "ev:2", ev: &event.Event{Read: &event.ReadData{}}}, q.Urgent, 25, 2 * time.Minute, 0},
+		{TypeLetters, taskArgs{id: "lt:1", priority: event.Bulk}, q.Bulk, 25, 15 * time.Minute, 0},
+		{TypeInboundLetters, taskArgs{id: "lt:2", priority: event.Normal}, q.Normal, 25, 15 * time.Minute, 0},
 		{TypeDelivery, taskArgs{id: "dl:1", priority: event.Urgent, sendTimeout: send, at: []asynq.Option{asynq.ProcessIn(time.Hour)}}, q.Urgent, 30, send + 30*time.Second, time.Hour},
 		{TypeRejected, taskArgs{id: "rejected:1", parent: q.Bulk}, q.Bulk, 0, asynqDefault, 0},
 		{TypeFlush, taskArgs{id: "flush:1"}, q.Normal, 30, asynqDefault, 0},

@@ -56,6 +56,7 @@ type result struct {
 	Alerts      int64   `json:"alerts,omitempty"`
 	MemCitizen  float64 `json:"mem_per_citizen,omitempty"`
 	MemLetter   float64 `json:"mem_per_letter,omitempty"`
+	MemPending  float64 `json:"mem_per_pending,omitempty"`
 	RedisCPUus  float64 `json:"redis_cpu_us"`
 	PeakRSSKiB  int64   `json:"peak_rss_kib"`
 	CPUus       float64 `json:"cpu_us"`
@@ -94,9 +95,15 @@ func main() {
 		return
 	}
 
+	if *batchSize > 0 && *phase == "" { // batch.go
+		batchMain(ctx, rdb, *redisURL, *n, *conc)
+		return
+	}
 	if *phase != "" {
 		var r result
 		switch *phase {
+		case "batch":
+			r = runBatch(ctx, rdb, *prefix, *n, *citizens, *conc)
 		case "raw":
 			r = runRaw(ctx, rdb, *prefix, *n, *conc)
 		case "postbud", "postbud-http":
@@ -185,6 +192,7 @@ func child(ctx context.Context, rdb *redis.Client, phase, url string, n, citizen
 	defer cleanup(ctx, rdb, prefix)
 	cmd := exec.Command(os.Args[0], "-phase", phase, "-prefix", prefix, "-redis", url, "-n", strconv.Itoa(n),
 		"-citizens", strconv.Itoa(citizens), "-concurrency", strconv.Itoa(conc), "-ack-replicas", strconv.Itoa(*ackReplicas))
+	cmd.Args = append(cmd.Args, batchFlags()...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {

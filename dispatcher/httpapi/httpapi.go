@@ -371,28 +371,49 @@ func (a *API) accept(ctx context.Context, p event.Platform, body []byte) Result 
 }
 
 func (a *API) accept1(ctx context.Context, p event.Platform, body []byte) (string, Result) {
+	ev, res, ok := a.validate(p, body)
+	if !ok {
+		return res.typ, res.Result
+	}
+	dup, err := a.cfg.Dispatcher.Accept(ctx, ev)
+	return string(ev.Type), a.answer(ctx, ev, dup, err)
+}
+
+// typedResult is a Result with the event's type ("" when unparsable).
+type typedResult struct {
+	Result
+	typ string
+}
+
+// validate parses one event sent by platform p; ok false comes with the
+// answer (invalid, forbidden).
+func (a *API) validate(p event.Platform, body []byte) (*event.Event, typedResult, bool) {
 	ev, err := event.Parse(body)
 	if err != nil {
 		var ve *event.ValidationError
 		if errors.As(err, &ve) {
-			return "", Result{Status: "invalid", Errors: ve.Errors}
+			return nil, typedResult{Result: Result{Status: "invalid", Errors: ve.Errors}}, false
 		}
-		return "", Result{Status: "invalid", Errors: []event.FieldError{{Reason: "invalid event"}}}
+		return nil, typedResult{Result: Result{Status: "invalid", Errors: []event.FieldError{{Reason: "invalid event"}}}}, false
 	}
 	if ev.Source != p {
-		return string(ev.Type), Result{ID: ev.ID, Status: "forbidden", Errors: []event.FieldError{{Field: "source",
-			Reason: fmt.Sprintf("the key of platform %s may only send events with source %s", p, p)}}}
+		return nil, typedResult{typ: string(ev.Type), Result: Result{ID: ev.ID, Status: "forbidden", Errors: []event.FieldError{{Field: "source",
+			Reason: fmt.Sprintf("the key of platform %s may only send events with source %s", p, p)}}}}, false
 	}
-	dup, err := a.cfg.Dispatcher.Accept(ctx, ev)
+	return ev, typedResult{}, true
+}
+
+// answer is the Result of an accept of a valid event.
+func (a *API) answer(ctx context.Context, ev *event.Event, dup bool, err error) Result {
 	if err != nil {
 		// Not the event id: a platform's id could hold anything.
 		a.log.ErrorContext(ctx, "accepting an event failed", "type", ev.Type, "source", ev.Source, "error", err)
-		return string(ev.Type), Result{ID: ev.ID, Status: "unavailable"}
+		return Result{ID: ev.ID, Status: "unavailable"}
 	}
 	if dup {
-		return string(ev.Type), Result{ID: ev.ID, Status: "duplicate"}
+		return Result{ID: ev.ID, Status: "duplicate"}
 	}
-	return string(ev.Type), Result{ID: ev.ID, Status: "accepted"}
+	return Result{ID: ev.ID, Status: "accepted"}
 }
 
 // postBatch takes {"events": [...]} and answers 202 with one result per
@@ -429,10 +450,32 @@ func (a *API) postBatch(w http.ResponseWriter, r *http.Request) {
 	if !a.allow(w, p, len(batch.Events)) {
 		return
 	}
-	results := make([]Result, len(batch.Events))
+	// Each event is validated alone; the valid ones are accepted together
+	// (Dispatcher.AcceptBatch: a bounded number of Redis round trips, the
+	// letters in a few batch tasks), each with its own answer.
+	results := make([]typedResult, len(batch.Events))
+	var valid []*event.Event
+	var at []int
 	for i, raw := range batch.Events {
-		results[i] = a.accept(r.Context(), p, raw)
-		if results[i].Status == "unavailable" {
+		ev, res, ok := a.validate(p, raw)
+		if ok {
+			valid, at = append(valid, ev), append(at, i)
+			res.typ = string(ev.Type)
+		}
+		results[i] = res
+	}
+	for j, acc := range a.cfg.Dispatcher.AcceptBatch(r.Context(), valid) {
+		results[at[j]].Result = a.answer(r.Context(), valid[j], acc.Duplicate, acc.Err)
+	}
+	out := make([]Result, len(results))
+	for i, res := range results {
+		if a.cfg.CountEvent != nil {
+			a.cfg.CountEvent(res.typ, res.Status)
+		}
+		out[i] = res.Result
+	}
+	for i, res := range out {
+		if res.Status == "unavailable" {
 			w.Header().Set("Retry-After", "5")
 			problem(w, http.StatusServiceUnavailable, "unavailable",
 				fmt.Sprintf("the event store cannot be reached; events before index %d were accepted, retry the batch", i), nil)
@@ -442,7 +485,7 @@ func (a *API) postBatch(w http.ResponseWriter, r *http.Request) {
 	if !a.durable(w, r, len(results)) {
 		return
 	}
-	writeJSON(w, http.StatusAccepted, map[string]any{"results": results})
+	writeJSON(w, http.StatusAccepted, map[string]any{"results": out})
 }
 
 // durable waits until what was accepted is on enough replicas, and

@@ -6,6 +6,7 @@
 //	p := publish.New(asynq.RedisClientOpt{Addr: "redis:6379"}, "postbud")
 //	defer p.Close()
 //	dup, err := p.Publish(ctx, eventJSON)
+//	results := p.PublishBatch(ctx, eventsJSON) // one answer per event
 //
 // The task carries the wire event, CPR included, until postbud first
 // handles it; postbud keeps no completed task (no asynq retention).
@@ -14,6 +15,7 @@ package publish
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -54,6 +56,94 @@ func (p *Publisher) Publish(ctx context.Context, raw []byte) (duplicate bool, er
 		return true, nil
 	}
 	return false, err
+}
+
+// Result is PublishBatch's answer for one event.
+type Result struct {
+	// Duplicate: an event with the same id is still queued (or came
+	// earlier in the batch).
+	Duplicate bool
+	// Err is a *event.ValidationError for an invalid event, or the error
+	// of the enqueue.
+	Err error
+}
+
+// PublishBatch validates each event alone and enqueues the valid ones in
+// a few tasks: letters that are not urgent in tasks of up to
+// dispatcher.DefaultBatchSize letters of one lane (TypeInboundLetters),
+// every other event in a task of its own, urgent letters first. Each
+// event gets its own Result, in order.
+func (p *Publisher) PublishBatch(ctx context.Context, raws [][]byte) []Result {
+	out := make([]Result, len(raws))
+	evs := make([]*event.Event, len(raws))
+	type key struct{ source, cpr, id string }
+	first := map[key]bool{}
+	var single []int
+	lanes := map[string][]int{}
+	var order []string
+	for i, raw := range raws {
+		ev, err := event.Parse(raw)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		k := key{string(ev.Source), ev.Citizen().Digits(), ev.ID}
+		if first[k] {
+			out[i].Duplicate = true
+			continue
+		}
+		first[k], evs[i] = true, ev
+		if ev.Message == nil || ev.Message.Priority == event.Urgent {
+			single = append(single, i)
+			continue
+		}
+		q := p.queues.For(ev.Message.Priority) + "|" + string(ev.Source)
+		if _, ok := lanes[q]; !ok {
+			order = append(order, q)
+		}
+		lanes[q] = append(lanes[q], i)
+	}
+	enqueue := func(idx []int, t *asynq.Task, err error) {
+		if err == nil {
+			_, err = p.client.EnqueueContext(ctx, t)
+		}
+		dup := errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask)
+		for _, i := range idx {
+			if dup {
+				out[i].Duplicate = true
+			} else {
+				out[i].Err = err
+			}
+		}
+	}
+	slices.SortStableFunc(single, func(a, b int) int {
+		return urgent(evs[b]) - urgent(evs[a])
+	})
+	for _, i := range single {
+		enqueue([]int{i}, dispatcher.NewInboundTask(raws[i], evs[i], p.queues), nil)
+	}
+	for _, q := range order {
+		idx := lanes[q]
+		for len(idx) > 0 {
+			n := min(len(idx), dispatcher.DefaultBatchSize)
+			chunk := idx[:n]
+			idx = idx[n:]
+			cr, ce := make([][]byte, n), make([]*event.Event, n)
+			for j, i := range chunk {
+				cr[j], ce[j] = raws[i], evs[i]
+			}
+			t, err := dispatcher.NewInboundLettersTask(cr, ce, p.queues)
+			enqueue(chunk, t, err)
+		}
+	}
+	return out
+}
+
+func urgent(ev *event.Event) int {
+	if ev.Message != nil && ev.Message.Priority == event.Urgent {
+		return 1
+	}
+	return 0
 }
 
 // Close closes the connection the Publisher made.

@@ -130,6 +130,27 @@ func (s *Store) flush(batch []*op) {
 // executed. A script Redis has lost (after a restart: NOSCRIPT) is loaded
 // and the call run again on its own.
 func (s *Store) do(ctx context.Context, build func(p redis.Pipeliner) []redis.Cmder) ([]redis.Cmder, error) {
+	return s.doN(ctx, 1, build)
+}
+
+// ownPipeline is the size (store calls' worth: letters of a LookupAll or
+// WriteAll) from which a call is a pipeline of its own: it has nothing to
+// gain from the group commit, and the batcher's one pipeline at a time
+// would make the batch calls of many workers wait for each other.
+const ownPipeline = 8
+
+// doN is do for a call worth n single calls (a batch of letters).
+func (s *Store) doN(ctx context.Context, n int, build func(p redis.Pipeliner) []redis.Cmder) ([]redis.Cmder, error) {
+	if n >= ownPipeline {
+		var cmds []redis.Cmder
+		_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			cmds = build(p)
+			return nil
+		})
+		s.nBatches.Add(1)
+		s.nOps.Add(int64(n))
+		return s.done(ctx, cmds, build)
+	}
 	o := &op{ctx: ctx, build: build, done: make(chan struct{})}
 	select {
 	case s.ops <- o:
@@ -150,9 +171,15 @@ func (s *Store) do(ctx context.Context, build func(p redis.Pipeliner) []redis.Cm
 	if o.cmds == nil {
 		return nil, ctx.Err()
 	}
-	if err := firstErr(o.cmds); err != nil {
+	return s.done(ctx, o.cmds, build)
+}
+
+// done returns a call's executed commands, or their first error; a script
+// Redis has lost (NOSCRIPT) is loaded and the call run again on its own.
+func (s *Store) done(ctx context.Context, cmds []redis.Cmder, build func(p redis.Pipeliner) []redis.Cmder) ([]redis.Cmder, error) {
+	if err := firstErr(cmds); err != nil {
 		if !redis.HasErrorPrefix(err, "NOSCRIPT") {
-			return o.cmds, classify(err)
+			return cmds, classify(err)
 		}
 		for _, sc := range allScripts {
 			if err := sc.Load(ctx, s.rdb).Err(); err != nil {
@@ -168,7 +195,7 @@ func (s *Store) do(ctx context.Context, build func(p redis.Pipeliner) []redis.Cm
 		}
 		return cmds, nil
 	}
-	return o.cmds, nil
+	return cmds, nil
 }
 
 // classify wraps an error that may pass on a later call with

@@ -158,22 +158,42 @@ func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
 // marked in the letter's hash (e:<id>); other events have a mark key of
 // their own.
 func (s *Store) Seen(ctx context.Context, ev dispatcher.EventRef) (bool, error) {
-	cmds, err := s.do(ctx, func(p redis.Pipeliner) []redis.Cmder {
-		if ev.MessageID != "" {
-			return []redis.Cmder{p.HExists(ctx, s.letterKey(ev.Citizen, ev.MessageID), "e:"+ev.ID)}
+	seen, err := s.SeenAll(ctx, []dispatcher.EventRef{ev})
+	if err != nil {
+		return false, err
+	}
+	return seen[0], nil
+}
+
+// SeenAll is Seen for many events, in one pipeline.
+func (s *Store) SeenAll(ctx context.Context, evs []dispatcher.EventRef) ([]bool, error) {
+	if len(evs) == 0 {
+		return nil, nil
+	}
+	cmds, err := s.doN(ctx, len(evs), func(p redis.Pipeliner) []redis.Cmder {
+		out := make([]redis.Cmder, len(evs))
+		for i, ev := range evs {
+			if ev.MessageID != "" {
+				out[i] = p.HExists(ctx, s.letterKey(ev.Citizen, ev.MessageID), "e:"+ev.ID)
+			} else {
+				out[i] = p.Exists(ctx, s.eventKey(ev.Citizen, ev.ID))
+			}
 		}
-		return []redis.Cmder{p.Exists(ctx, s.eventKey(ev.Citizen, ev.ID))}
+		return out
 	})
 	if err != nil {
-		return false, fmt.Errorf("event mark: %w", err)
+		return nil, fmt.Errorf("event mark: %w", err)
 	}
-	switch c := cmds[0].(type) {
-	case *redis.BoolCmd:
-		return c.Val(), nil
-	case *redis.IntCmd:
-		return c.Val() == 1, nil
+	seen := make([]bool, len(evs))
+	for i, c := range cmds {
+		switch c := c.(type) {
+		case *redis.BoolCmd:
+			seen[i] = c.Val()
+		case *redis.IntCmd:
+			seen[i] = c.Val() == 1
+		}
 	}
-	return false, nil
+	return seen, nil
 }
 
 // Mark marks an event processed: a field of the letter's hash (which
@@ -213,24 +233,60 @@ func (s *Store) runScript(ctx context.Context, sc *redis.Script, keys []string, 
 // (its mark is a field of the letter's hash). Plain reads in one batched
 // round trip.
 func (s *Store) Lookup(ctx context.Context, ev dispatcher.EventRef) (dispatcher.LetterView, error) {
-	citizen, messageID := ev.Citizen, ev.MessageID
-	cmds, err := s.do(ctx, func(p redis.Pipeliner) []redis.Cmder {
-		return []redis.Cmder{p.HGetAll(ctx, s.citizenKey(citizen)), p.HGetAll(ctx, s.letterKey(citizen, messageID)),
-			p.ZCount(ctx, s.unreadKey(citizen), strconv.FormatInt(s.oldestKept(), 10), "+inf")}
+	vs, err := s.LookupAll(ctx, []dispatcher.EventRef{ev})
+	if err != nil {
+		return dispatcher.LetterView{}, err
+	}
+	return vs[0], nil
+}
+
+// LookupAll is Lookup for many letters in one pipeline: each citizen's
+// hash and unread count once, each letter's hash.
+func (s *Store) LookupAll(ctx context.Context, evs []dispatcher.EventRef) ([]dispatcher.LetterView, error) {
+	if len(evs) == 0 {
+		return nil, nil
+	}
+	type citizenCmds struct {
+		hash  *redis.MapStringStringCmd
+		count *redis.IntCmd
+	}
+	cits := make(map[string]*citizenCmds, len(evs))
+	letters := make([]*redis.MapStringStringCmd, len(evs))
+	_, err := s.doN(ctx, len(evs), func(p redis.Pipeliner) []redis.Cmder {
+		out := make([]redis.Cmder, 0, 3*len(evs))
+		oldest := strconv.FormatInt(s.oldestKept(), 10)
+		clear(cits)
+		for i, ev := range evs {
+			if _, ok := cits[ev.Citizen]; !ok {
+				c := &citizenCmds{hash: p.HGetAll(ctx, s.citizenKey(ev.Citizen)),
+					count: p.ZCount(ctx, s.unreadKey(ev.Citizen), oldest, "+inf")}
+				cits[ev.Citizen] = c
+				out = append(out, c.hash, c.count)
+			}
+			letters[i] = p.HGetAll(ctx, s.letterKey(ev.Citizen, ev.MessageID))
+			out = append(out, letters[i])
+		}
+		return out
 	})
 	if err != nil {
-		return dispatcher.LetterView{}, fmt.Errorf("look up letter: %w", err)
+		return nil, fmt.Errorf("look up letter: %w", err)
 	}
-	lm := cmds[1].(*redis.MapStringStringCmd).Val()
-	if _, seen := lm["e:"+ev.ID]; seen && ev.ID != "" {
-		return dispatcher.LetterView{Seen: true}, nil
+	views := make([]dispatcher.LetterView, len(evs))
+	for i, ev := range evs {
+		lm := letters[i].Val()
+		if _, seen := lm["e:"+ev.ID]; seen && ev.ID != "" {
+			views[i] = dispatcher.LetterView{Seen: true}
+			continue
+		}
+		cc := cits[ev.Citizen]
+		c, err := s.decodeCitizen(ev.Citizen, cc.hash.Val())
+		if err != nil {
+			return nil, fmt.Errorf("look up letter: %w", err)
+		}
+		c.Unread = int(cc.count.Val())
+		views[i] = dispatcher.LetterView{Citizen: c, Letter: decodeLetter(ev.MessageID, lm), Stored: lm["sn"] != ""}
 	}
-	c, err := s.decodeCitizen(citizen, cmds[0].(*redis.MapStringStringCmd).Val())
-	if err != nil {
-		return dispatcher.LetterView{}, fmt.Errorf("look up letter: %w", err)
-	}
-	c.Unread = int(cmds[2].(*redis.IntCmd).Val())
-	return dispatcher.LetterView{Citizen: c, Letter: decodeLetter(messageID, lm), Stored: lm["sn"] != ""}, nil
+	return views, nil
 }
 
 // Load returns a citizen and one letter.
@@ -339,90 +395,137 @@ func b2s(b bool) string {
 // entry of a delivery clears its in-flight mark only (clearScript): a
 // done mark written meanwhile by another run stays.
 func (s *Store) Write(ctx context.Context, w dispatcher.LetterWrite) (dispatcher.WriteResult, error) {
-	citizen, msgID := w.Citizen, w.MessageID
-	var set []any
-	var clear []any
-	for _, o := range w.Done {
-		set = append(set, "d:"+o.DeliveryID, encodeOutcome(o))
+	res, err := s.WriteAll(ctx, []dispatcher.LetterWrite{w})
+	if err != nil {
+		return dispatcher.WriteResult{}, err
 	}
-	if len(w.InFlight) > 0 {
-		at := inFlightTag + strconv.FormatInt(s.o.Now().UnixMilli(), 10)
-		for _, id := range w.InFlight {
-			set = append(set, "d:"+id, at)
-		}
+	return res[0], nil
+}
+
+// WriteAll makes each write's commands as Write does and sends them all
+// in one pipeline, in order.
+func (s *Store) WriteAll(ctx context.Context, ws []dispatcher.LetterWrite) ([]dispatcher.WriteResult, error) {
+	if len(ws) == 0 {
+		return nil, nil
 	}
-	if !w.Mark.IsZero() {
-		set = append(set, "e:"+w.Mark.ID, "1")
-	}
-	var entries []any
-	for _, o := range w.Trail {
-		if o.DeliveryID != "" && !slices.ContainsFunc(w.Done, func(d dispatcher.Outcome) bool { return d.DeliveryID == o.DeliveryID }) {
-			clear = append(clear, "d:"+o.DeliveryID)
-		}
-		entry, err := json.Marshal(o)
+	pws := make([]*preparedWrite, len(ws))
+	for i, w := range ws {
+		pw, err := s.prepareWrite(w)
 		if err != nil {
-			return dispatcher.WriteResult{}, err
+			return nil, fmt.Errorf("write letter: %w", err)
 		}
-		entries = append(entries, entry)
+		pws[i] = pw
 	}
-	var windows []any
-	for ch, until := range w.Windows {
-		windows = append(windows, "co:"+string(ch), until.UnixMilli())
-	}
-	letter, trail, unread := s.letterKey(citizen, msgID), s.trailKey(citizen, msgID), s.unreadKey(citizen)
-	var arrive *redis.Cmd
-	cmds, err := s.do(ctx, func(p redis.Pipeliner) []redis.Cmder {
+	// do may re-run the pipeline (NOSCRIPT): each write's arrival reply
+	// is taken from the commands of the last run.
+	arrivals := make([]*redis.Cmd, len(ws))
+	_, err := s.doN(ctx, len(ws), func(p redis.Pipeliner) []redis.Cmder {
 		var out []redis.Cmder
-		if w.Arrive != nil {
-			m := w.Arrive.Meta
-			meta := []any{"sid", m.SenderID, "sn", m.SenderName, "sk", string(m.SenderKind),
-				"pr", string(m.Priority), "nt", m.Notification, "at", m.ReceivedAt.UnixMilli(), "lg", b2s(m.Legal)}
-			if !m.NotBefore.IsZero() {
-				meta = append(meta, "nb", m.NotBefore.UnixMilli())
-			}
-			if !m.ReplyBy.IsZero() {
-				meta = append(meta, "rb", m.ReplyBy.UnixMilli())
-			}
-			args := []any{msgID, m.ReceivedAt.UnixMilli(), b2s(w.Arrive.TrimUnread), s.oldestKept(),
-				s.o.LetterTTL.Milliseconds(), s.o.ReadTTL.Milliseconds(), len(meta) / 2, len(set) / 2}
-			args = append(append(args, meta...), set...)
-			arrive = script(ctx, p, letterScript, []string{letter, unread}, args...)
-			out = append(out, arrive)
-		} else if len(set) > 0 {
-			// Later writes keep the letter's expiry (a read letter's is
-			// shorter); NX only covers a letter that had none.
-			out = append(out, p.HSet(ctx, letter, set...), p.Do(ctx, "PEXPIRE", letter, s.o.LetterTTL.Milliseconds(), "NX"))
-		}
-		if len(clear) > 0 {
-			out = append(out, script(ctx, p, clearScript, []string{letter}, clear...))
-		}
-		if len(entries) > 0 {
-			out = append(out, p.RPush(ctx, trail, entries...), p.LTrim(ctx, trail, -int64(s.o.TrailCap), -1),
-				p.PExpire(ctx, trail, s.o.LetterTTL))
-		}
-		if w.Arrive != nil || !w.Mark.IsZero() || len(entries) > 0 {
-			out = append(out, p.Set(ctx, s.indexKey(msgID), citizen, s.o.LetterTTL))
-		}
-		if len(windows) > 0 {
-			out = append(out, p.HSet(ctx, s.citizenKey(citizen), windows...))
-		}
-		for _, did := range w.Track {
-			out = append(out, p.Set(ctx, s.deliveryKey(did), citizen+"/"+msgID, deliveryRefTTL))
+		for i, pw := range pws {
+			var arrive *redis.Cmd
+			out, arrive = s.buildWrite(ctx, p, pw, out)
+			arrivals[i] = arrive
 		}
 		return out
 	})
 	if err != nil {
-		return dispatcher.WriteResult{}, fmt.Errorf("write letter: %w", err)
+		return nil, fmt.Errorf("write letter: %w", err)
 	}
-	var res dispatcher.WriteResult
-	if w.Arrive != nil {
-		// do may have re-run the pipeline (NOSCRIPT): read the reply from
-		// what it returned.
-		if n, ok := cmds[0].(*redis.Cmd).Val().(int64); ok {
-			res.Unread = int(n)
+	res := make([]dispatcher.WriteResult, len(ws))
+	for i, a := range arrivals {
+		if a == nil {
+			continue
+		}
+		if n, ok := a.Val().(int64); ok {
+			res[i].Unread = int(n)
 		}
 	}
 	return res, nil
+}
+
+// preparedWrite is a LetterWrite in the fields and values it writes.
+type preparedWrite struct {
+	w       dispatcher.LetterWrite
+	set     []any
+	clear   []any
+	entries []any
+	windows []any
+}
+
+func (s *Store) prepareWrite(w dispatcher.LetterWrite) (*preparedWrite, error) {
+	pw := &preparedWrite{w: w}
+	for _, o := range w.Done {
+		pw.set = append(pw.set, "d:"+o.DeliveryID, encodeOutcome(o))
+	}
+	if len(w.InFlight) > 0 {
+		at := inFlightTag + strconv.FormatInt(s.o.Now().UnixMilli(), 10)
+		for _, id := range w.InFlight {
+			pw.set = append(pw.set, "d:"+id, at)
+		}
+	}
+	if !w.Mark.IsZero() {
+		pw.set = append(pw.set, "e:"+w.Mark.ID, "1")
+	}
+	for _, o := range w.Trail {
+		if o.DeliveryID != "" && !slices.ContainsFunc(w.Done, func(d dispatcher.Outcome) bool { return d.DeliveryID == o.DeliveryID }) {
+			pw.clear = append(pw.clear, "d:"+o.DeliveryID)
+		}
+		entry, err := json.Marshal(o)
+		if err != nil {
+			return nil, err
+		}
+		pw.entries = append(pw.entries, entry)
+	}
+	for ch, until := range w.Windows {
+		pw.windows = append(pw.windows, "co:"+string(ch), until.UnixMilli())
+	}
+	return pw, nil
+}
+
+// buildWrite queues one write's commands on p, appended to out; arrive is
+// the arrival script's command (nil without Arrive).
+func (s *Store) buildWrite(ctx context.Context, p redis.Pipeliner, pw *preparedWrite, out []redis.Cmder) (_ []redis.Cmder, arrive *redis.Cmd) {
+	w := pw.w
+	citizen, msgID := w.Citizen, w.MessageID
+	set, clear, entries, windows := pw.set, pw.clear, pw.entries, pw.windows
+	letter, trail, unread := s.letterKey(citizen, msgID), s.trailKey(citizen, msgID), s.unreadKey(citizen)
+	if w.Arrive != nil {
+		m := w.Arrive.Meta
+		meta := []any{"sid", m.SenderID, "sn", m.SenderName, "sk", string(m.SenderKind),
+			"pr", string(m.Priority), "nt", m.Notification, "at", m.ReceivedAt.UnixMilli(), "lg", b2s(m.Legal)}
+		if !m.NotBefore.IsZero() {
+			meta = append(meta, "nb", m.NotBefore.UnixMilli())
+		}
+		if !m.ReplyBy.IsZero() {
+			meta = append(meta, "rb", m.ReplyBy.UnixMilli())
+		}
+		args := []any{msgID, m.ReceivedAt.UnixMilli(), b2s(w.Arrive.TrimUnread), s.oldestKept(),
+			s.o.LetterTTL.Milliseconds(), s.o.ReadTTL.Milliseconds(), len(meta) / 2, len(set) / 2}
+		args = append(append(args, meta...), set...)
+		arrive = script(ctx, p, letterScript, []string{letter, unread}, args...)
+		out = append(out, arrive)
+	} else if len(set) > 0 {
+		// Later writes keep the letter's expiry (a read letter's is
+		// shorter); NX only covers a letter that had none.
+		out = append(out, p.HSet(ctx, letter, set...), p.Do(ctx, "PEXPIRE", letter, s.o.LetterTTL.Milliseconds(), "NX"))
+	}
+	if len(clear) > 0 {
+		out = append(out, script(ctx, p, clearScript, []string{letter}, clear...))
+	}
+	if len(entries) > 0 {
+		out = append(out, p.RPush(ctx, trail, entries...), p.LTrim(ctx, trail, -int64(s.o.TrailCap), -1),
+			p.PExpire(ctx, trail, s.o.LetterTTL))
+	}
+	if w.Arrive != nil || !w.Mark.IsZero() || len(entries) > 0 {
+		out = append(out, p.Set(ctx, s.indexKey(msgID), citizen, s.o.LetterTTL))
+	}
+	if len(windows) > 0 {
+		out = append(out, p.HSet(ctx, s.citizenKey(citizen), windows...))
+	}
+	for _, did := range w.Track {
+		out = append(out, p.Set(ctx, s.deliveryKey(did), citizen+"/"+msgID, deliveryRefTTL))
+	}
+	return out, arrive
 }
 
 // clearScript clears the in-flight marks of deliveries whose provider

@@ -1,0 +1,244 @@
+package main
+
+// The batched bulk benchmark (issue 11, part 4): a bulk release through the
+// batch endpoint's path against raw asynq, in one run on the same Redis:
+//
+//	go run ./cmd/postbud-bench -batch 200 [-letters 100000] [-n 20000] -redis redis://127.0.0.1:6399/0
+//
+// Phases, each in a child process of its own (its peak RSS its own):
+//   - raw: no-op asynq tasks, as the throughput benchmark runs them;
+//   - postbud-http: single letters through Dispatcher.Accept (the
+//     non-batch path), as the throughput benchmark runs them;
+//   - batch: -letters bulk letters posted to POST /v1/events/batch (the
+//     real httpapi handler, in process, 500 events per request from 8
+//     goroutines) with POSTBUD_BATCH_SIZE = -batch, the workers stopped;
+//     Redis used_memory is read (bytes per pending letter); then the
+//     workers start and drain them to sinks that accept at once. Letters/s
+//     counts ingest and drain (one after the other, so the figure is
+//     conservative); Redis CPU from INFO cpu over both.
+//
+// Citizens get an email, a mobile and two app tokens, as in the throughput
+// benchmark (4 alerts per letter); -batch-alerts 1 gives them an email
+// only. The benchmark refuses a Redis that holds keys it did not create
+// (it measures INFO figures of the whole server), unless
+// -allow-foreign-keys.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/channels/sink"
+	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/event"
+	"github.com/digitalpost/postbud/dispatcher/httpapi"
+	"github.com/digitalpost/postbud/dispatcher/redisstore"
+)
+
+var (
+	batchSize      = flag.Int("batch", 0, "run the batched bulk benchmark with this many letters per batch task (POSTBUD_BATCH_SIZE)")
+	batchLetters   = flag.Int("letters", 100000, "batch: bulk letters through the batch endpoint")
+	batchAlerts    = flag.Int("batch-alerts", 4, "batch: alerts per letter, 4 (email, mobile, two app tokens) or 1 (email)")
+	allowForeign   = flag.Bool("allow-foreign-keys", false, "batch: run even though the Redis holds keys the benchmark did not create")
+	batchCitizensN = flag.Int("batch-citizens", 2000, "batch: citizens the bulk letters go to, round robin")
+)
+
+// batchMain runs the raw, single-letter and batch phases and prints the
+// ratios the issue's targets are stated in.
+func batchMain(ctx context.Context, rdb *redis.Client, url string, n, conc int) {
+	if keys, err := rdb.DBSize(ctx).Result(); err != nil {
+		fail(err)
+	} else if keys > 0 && !*allowForeign {
+		fail(fmt.Errorf("the Redis at %s holds %d keys the benchmark did not create: its INFO figures would not be the benchmark's; "+
+			"use a Redis of its own (redis-server --port 6399 --save '' --appendonly no) or -allow-foreign-keys", url, keys))
+	}
+	fmt.Printf("postbud-bench -batch %d: letters=%d alerts/letter=%d citizens=%d raw n=%d concurrency=%d redis=%s (%s)\n",
+		*batchSize, *batchLetters, *batchAlerts, *batchCitizensN, n, conc, rdb.Options().Addr, redisVersion(ctx, rdb))
+	raw := child(ctx, rdb, "raw", url, n, *batchCitizensN, conc)
+	single := child(ctx, rdb, "postbud-http", url, n, *batchCitizensN, conc)
+	bulk := child(ctx, rdb, "batch", url, *batchLetters, *batchCitizensN, conc)
+	fmt.Printf("\n%-40s %12s %14s %14s\n", "", "raw asynq", "single (HTTP)", "batch")
+	fmt.Printf("%-40s %12.0f %14.0f %14.0f\n", "throughput (tasks|letters /s)", raw.PerSecond, single.PerSecond, bulk.PerSecond)
+	fmt.Printf("%-40s %12.1f %14.1f %14.1f\n", "Redis CPU per task|letter (µs)", raw.RedisCPUus, single.RedisCPUus, bulk.RedisCPUus)
+	fmt.Printf("%-40s %12d %14d %14d\n", "peak RSS (MiB)", raw.PeakRSSKiB/1024, single.PeakRSSKiB/1024, bulk.PeakRSSKiB/1024)
+	fmt.Printf("\nbulk letters/s ÷ raw tasks/s          = %.2f   (target ≥ 2.0)\n", bulk.PerSecond/raw.PerSecond)
+	fmt.Printf("bulk Redis CPU per letter ÷ raw task  = %.2f   (target ≤ 0.4)\n", bulk.RedisCPUus/raw.RedisCPUus)
+	fmt.Printf("Redis bytes per pending bulk letter   = %.0f B (target ≤ 300)\n", bulk.MemPending)
+	fmt.Printf("single letters/s ÷ raw tasks/s        = %.2f   (target ≥ 0.5)\n", single.PerSecond/raw.PerSecond)
+	fmt.Printf("single Redis CPU ÷ raw per task       = %.2f   (target ≤ 1.5)\n", single.RedisCPUus/raw.RedisCPUus)
+	fmt.Printf("peak RSS, batch phase                 = %d MiB (target < 100)\n", bulk.PeakRSSKiB/1024)
+	if bulk.Alerts != int64(*batchAlerts)*int64(*batchLetters) {
+		fail(fmt.Errorf("batch phase: %d alerts, want %d", bulk.Alerts, *batchAlerts**batchLetters))
+	}
+}
+
+// runBatch is the batch phase, in its child process.
+func runBatch(ctx context.Context, rdb *redis.Client, prefix string, n, citizens, conc int) result {
+	queues := dispatcher.DefaultQueues(prefix)
+	store := redisstore.New(rdb, redisstore.Options{Prefix: prefix})
+	defer store.Close()
+	keyer, err := dispatcher.NewKeyer([]byte("bench-pseudonymisation-key-0123456789"))
+	if err != nil {
+		fail(err)
+	}
+	client := asynq.NewClientFromRedisClient(rdb)
+	senders := map[channels.Name]channels.Sender{}
+	var sinks []*sink.Sink
+	for _, ch := range []channels.Name{channels.Email, channels.SMS, channels.APNs, channels.FCM} {
+		s := sink.New(ch, 0)
+		senders[ch] = s
+		sinks = append(sinks, s)
+	}
+	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Enqueuer: client, Queues: queues,
+		Senders: senders, MailboxURL: "https://www.borger.dk/digitalpost", Logger: slog.New(slog.DiscardHandler),
+		BatchSize: *batchSize})
+	if err != nil {
+		fail(err)
+	}
+	now := time.Now().UTC()
+	for i := range citizens {
+		key := keyer.CitizenKey(event.CPR(cprOf(i)))
+		email, mobile := fmt.Sprintf("citizen%d@example.dk", i), fmt.Sprintf("+4520%06d", i)
+		contact := &event.ContactData{Email: &email}
+		if *batchAlerts == 4 {
+			contact.Mobile = &mobile
+		}
+		if _, err := store.UpdateContact(ctx, dispatcher.ContactWrite{Citizen: key, Contact: contact, At: now}); err != nil {
+			fail(err)
+		}
+		for j, p := range []string{"apns", "fcm"} {
+			if *batchAlerts != 4 {
+				break
+			}
+			tok := fmt.Sprintf("%064x", i*2+j)
+			if _, err := store.SetDevice(ctx, dispatcher.DeviceWrite{Citizen: key, Device: dispatcher.Device{App: "digital-post-app",
+				Provider: p, Token: tok, Environment: "production", RegisteredAt: now}}); err != nil {
+				fail(err)
+			}
+		}
+	}
+	const platformKey = "bench-core-key-0123456789"
+	api := httpapi.New(httpapi.Config{Dispatcher: d, Platforms: []httpapi.Platform{
+		{Name: event.Core, KeySHA256: httpapi.HashKey(platformKey)}}})
+	// The request bodies are made as they are sent, so the phase's RSS
+	// is postbud's, not a backlog of bodies.
+	body := func(from, to int) []byte {
+		var b bytes.Buffer
+		b.WriteString(`{"events":[`)
+		for i := from; i < to; i++ {
+			if i > from {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"id":"bulk-%d","type":"message.received","occurred_at":%q,"source":"core","data":`+
+				`{"message_id":"%08x-0000-4000-8000-%012x","priority":"bulk","recipient":{"cpr":"%s"},`+
+				`"sender":{"id":"skat","name":"Skattestyrelsen","kind":"public"}}}`,
+				i, now.Format(time.RFC3339Nano), i, i, cprOf(i%citizens))
+		}
+		b.WriteString(`]}`)
+		return b.Bytes()
+	}
+	per := httpapi.MaxBatchEvents
+	requests := (n + per - 1) / per
+	mem0 := redisMem(ctx, rdb)
+	cpu0 := redisCPU(ctx, rdb)
+	start := time.Now()
+	var accepted atomic.Int64
+	enqueue(requests, func(r int) error {
+		from, to := r*per, min((r+1)*per, n)
+		req := httptest.NewRequest(http.MethodPost, "/v1/events/batch", bytes.NewReader(body(from, to)))
+		req.Header.Set("Authorization", "Bearer "+platformKey)
+		rec := httptest.NewRecorder()
+		api.ServeHTTP(rec, req)
+		if rec.Code != http.StatusAccepted {
+			return fmt.Errorf("batch %d: %d %s", r, rec.Code, rec.Body.String())
+		}
+		var out struct{ Results []httpapi.Result }
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+			return err
+		}
+		for _, res := range out.Results {
+			if res.Status != "accepted" {
+				return fmt.Errorf("batch %d: an event answered %s", r, res.Status)
+			}
+		}
+		accepted.Add(int64(len(out.Results)))
+		return nil
+	})
+	ingest := time.Since(start)
+	memPending := float64(redisMem(ctx, rdb)-mem0) / float64(n)
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	info, err := insp.GetQueueInfo(queues.Bulk)
+	if err != nil {
+		fail(err)
+	}
+	fmt.Fprintf(os.Stderr, "  (batch: %d letters accepted in %.2fs = %.0f/s, %d tasks pending, %.0f B of Redis per pending letter)\n",
+		accepted.Load(), ingest.Seconds(), float64(n)/ingest.Seconds(), info.Pending, memPending)
+
+	srv := newServer(rdb, queues, conc, d)
+	mux := asynq.NewServeMux()
+	d.Register(mux)
+	var taskTime, tasks atomic.Int64
+	var firstStart, lastEnd, active, maxActive atomic.Int64
+	mux.Use(func(h asynq.Handler) asynq.Handler {
+		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			t0 := time.Now()
+			firstStart.CompareAndSwap(0, t0.UnixNano())
+			if a := active.Add(1); a > maxActive.Load() {
+				maxActive.Store(a)
+			}
+			defer active.Add(-1)
+			err := h.ProcessTask(ctx, t)
+			lastEnd.Store(time.Now().UnixNano())
+			taskTime.Add(int64(time.Since(t0)))
+			tasks.Add(1)
+			return err
+		})
+	})
+	if err := srv.Start(mux); err != nil {
+		fail(err)
+	}
+	srvStart := time.Now()
+	defer func() {
+		fmt.Fprintf(os.Stderr, "  (batch: %d tasks (at most %d at once), %.1f ms each on average; first started %.0f ms, last ended %.0f ms after the server started)\n",
+			tasks.Load(), maxActive.Load(), float64(taskTime.Load())/float64(max(tasks.Load(), 1))/1e6, float64(firstStart.Load()-srvStart.UnixNano())/1e6,
+			float64(lastEnd.Load()-srvStart.UnixNano())/1e6)
+	}()
+	alerts := func() int64 {
+		var t int64
+		for _, s := range sinks {
+			t += s.Count()
+		}
+		return t
+	}
+	want := int64(*batchAlerts) * int64(n)
+	waitUntil(func() bool { return alerts() >= want })
+	waitUntil(func() bool {
+		info, err := insp.GetQueueInfo(queues.Bulk)
+		return err == nil && info.Pending+info.Active == 0
+	})
+	took := time.Since(start)
+	cpu := redisCPU(ctx, rdb) - cpu0
+	srv.Shutdown()
+	calls, trips := store.BatchStats()
+	fmt.Fprintf(os.Stderr, "  (batch: drained in %.2fs; %d store calls in %d Redis round trips)\n", (took - ingest).Seconds(), calls, trips)
+	return result{Phase: "batch", N: n, Seconds: took.Seconds(), PerSecond: float64(n) / took.Seconds(), Alerts: alerts(),
+		MemPending: memPending, RedisCPUus: cpu * 1e6 / float64(n), Concurrency: conc}
+}
+
+// batchFlags are the flags a batch child needs from its parent.
+func batchFlags() []string {
+	return []string{"-batch", strconv.Itoa(*batchSize), "-batch-alerts", strconv.Itoa(*batchAlerts)}
+}

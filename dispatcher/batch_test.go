@@ -1,0 +1,561 @@
+package dispatcher_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/event"
+	"github.com/digitalpost/postbud/dispatcher/publish"
+)
+
+// cprN is the i-th test citizen's CPR number.
+func cprN(i int) string { return fmt.Sprintf("%02d0190-%04d", i%28+1, 1000+i) }
+
+// msgN is the i-th test letter's message id.
+func msgN(i int) string { return fmt.Sprintf("%08x-0000-4000-8000-%012x", i+0xb000, i) }
+
+// bulkLetter is a message.received of priority p ("" for normal).
+func bulkLetter(id, messageID, cpr string, p event.Priority) string {
+	data := map[string]any{"message_id": messageID, "recipient": map[string]any{"cpr": cpr},
+		"sender": map[string]any{"id": "skat", "name": "Skattestyrelsen", "kind": "public"}}
+	if p != "" {
+		data["priority"] = string(p)
+	}
+	return wire(id, "message.received", data)
+}
+
+// registerEmail registers a citizen with an email address only, here and
+// now.
+func registerEmail(h *harness, cpr string) {
+	h.handle(wire("c-"+cpr, "contact.updated", map[string]any{"cpr": cpr, "email": "c" + strings.ReplaceAll(cpr, "-", "x") + "@example.dk"}))
+}
+
+// acceptBatch accepts wire events as POST /v1/events/batch does.
+func (h *harness) acceptBatch(raws ...string) []dispatcher.Accepted {
+	h.t.Helper()
+	evs := make([]*event.Event, len(raws))
+	for i, raw := range raws {
+		ev, err := event.Parse([]byte(raw))
+		if err != nil {
+			h.t.Fatalf("event.Parse: %v", err)
+		}
+		evs[i] = ev
+	}
+	res := h.d.AcceptBatch(context.Background(), evs)
+	for i, r := range res {
+		if r.Err != nil {
+			h.t.Fatalf("AcceptBatch: event %d: %v", i, r.Err)
+		}
+	}
+	return res
+}
+
+// pendingTypes returns the types of the pending tasks of a queue.
+func (h *harness) pendingTypes(q string) []string {
+	h.t.Helper()
+	tasks, err := h.insp.ListPendingTasks(q, asynq.PageSize(1000))
+	if err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
+		h.t.Fatal(err)
+	}
+	var out []string
+	for _, t := range tasks {
+		out = append(out, t.Type)
+	}
+	return out
+}
+
+// emailsTo counts the alerts a channel accepted for each message id.
+func alertsByMessage(s *scripted) map[string]int {
+	n := map[string]int{}
+	for _, a := range s.accepted() {
+		n[a.Alert.MessageID]++
+	}
+	return n
+}
+
+// A batch's letters become a few letters tasks of their lane; an urgent
+// letter is never batched (it is a task of its own in the urgent lane) and
+// every letter is alerted once.
+func TestBatchBecomesFewTasksPerLaneUrgentAlone(t *testing.T) {
+	t.Parallel()
+	h := newHarnessWith(t, func(c *dispatcher.Config, _ *harness) { c.BatchSize = 4 }, channels.Email)
+	var raws []string
+	for i := range 10 {
+		registerEmail(h, cprN(i))
+		p := event.Bulk
+		switch {
+		case i == 3, i == 4:
+			p = event.Urgent
+		case i >= 8:
+			p = "" // normal
+		}
+		raws = append(raws, bulkLetter(fmt.Sprintf("b-%d", i), msgN(i), cprN(i), p))
+	}
+	res := h.acceptBatch(raws...)
+	for i, r := range res {
+		if r.Duplicate {
+			t.Errorf("event %d: duplicate, want accepted", i)
+		}
+	}
+	// Bulk: 6 letters in tasks of at most 4 (2); normal: 2 letters in one
+	// task; urgent: each letter its own event task.
+	if got := h.pendingTypes(h.queues.Bulk); len(got) != 2 || got[0] != dispatcher.TypeLetters || got[1] != dispatcher.TypeLetters {
+		t.Errorf("bulk lane holds %v, want two letters tasks", got)
+	}
+	if got := h.pendingTypes(h.queues.Normal); len(got) != 1 || got[0] != dispatcher.TypeLetters {
+		t.Errorf("normal lane holds %v, want one letters task", got)
+	}
+	if got := h.pendingTypes(h.queues.Urgent); len(got) != 2 || got[0] != dispatcher.TypeEvent || got[1] != dispatcher.TypeEvent {
+		t.Errorf("urgent lane holds %v, want each urgent letter's own event task", got)
+	}
+	// The queued letters tasks hold no CPR (TestNoCPRInRedis for batches).
+	for i := range 10 {
+		h.noCPRInRedis(cprN(i))
+	}
+	// The same batch again while its tasks are queued: every event a
+	// duplicate (the letters tasks' ids, the urgent letter's event task's).
+	for i, r := range h.acceptBatch(raws...) {
+		if !r.Duplicate {
+			t.Errorf("repeated batch, event %d: accepted, want duplicate", i)
+		}
+	}
+	h.start()
+	email := h.channels[channels.Email]
+	h.waitFor("an email per letter", func() bool { return len(email.accepted()) >= 10 })
+	h.idle()
+	for i := range 10 {
+		if n := alertsByMessage(email)[msgN(i)]; n != 1 {
+			t.Errorf("letter %d: %d emails, want 1", i, n)
+		}
+	}
+}
+
+// One letter's delivery fails: only that delivery gets a task of its own
+// and is sent again; no neighbour in the batch is sent twice, and the
+// batch task is not retried.
+func TestBatchFailedDeliveryRetriesAlone(t *testing.T) {
+	t.Parallel()
+	h := newHarnessWith(t, func(c *dispatcher.Config, _ *harness) { c.BatchSize = 10 }, channels.Email, channels.SMS)
+	var raws []string
+	for i := range 6 {
+		registerEmail(h, cprN(i))
+		raws = append(raws, bulkLetter(fmt.Sprintf("f-%d", i), msgN(i), cprN(i), event.Bulk))
+	}
+	// Letter 2's citizen also has a mobile; its SMS fails once.
+	h.handle(wire("m-2", "contact.updated", map[string]any{"cpr": cprN(2), "mobile": "20123456"}))
+	sms := h.channels[channels.SMS]
+	sms.failNext(channels.Fail(channels.Transient, "http 503", errors.New("gateway busy")))
+	h.acceptBatch(raws...)
+	h.start()
+	h.waitFor("the SMS sent on its retry", func() bool { return len(sms.accepted()) == 1 })
+	h.idle()
+	if sms.attempts() != 2 {
+		t.Errorf("SMS attempts %d, want 2 (the failure and its retry)", sms.attempts())
+	}
+	email := h.channels[channels.Email]
+	if email.attempts() != 6 {
+		t.Errorf("email attempts %d, want 6: a neighbour's failure re-sent nothing", email.attempts())
+	}
+	for i := range 6 {
+		if n := alertsByMessage(email)[msgN(i)]; n != 1 {
+			t.Errorf("letter %d: %d emails, want 1", i, n)
+		}
+	}
+	trail := h.trail(msgN(2))
+	if !hasEntry(trail, channels.SMS, dispatcher.ResultRetrying, "") || !hasEntry(trail, channels.SMS, dispatcher.ResultSent, "") {
+		t.Errorf("trail of letter 2: %+v; want its SMS retrying, then sent", trail)
+	}
+	// The batch task succeeded at once: no letters task was retried.
+	for _, q := range []string{h.queues.Bulk} {
+		if info, err := h.insp.GetQueueInfo(q); err == nil && (info.Retry > 0 || info.Archived > 0 || info.Failed > 0) {
+			t.Errorf("queue %s: %d failed, %d retry, %d archived; want none", q, info.Failed, info.Retry, info.Archived)
+		}
+	}
+}
+
+// halfCrashStore is the real store whose WriteAll of the batch's marks
+// writes the first half and then "crashes".
+type halfCrashStore struct {
+	dispatcher.Store
+	crashed atomic.Bool
+}
+
+func (s *halfCrashStore) WriteAll(ctx context.Context, ws []dispatcher.LetterWrite) ([]dispatcher.WriteResult, error) {
+	if len(ws) > 1 && !ws[0].Mark.IsZero() && s.crashed.CompareAndSwap(false, true) {
+		if _, err := s.Store.WriteAll(ctx, ws[:len(ws)/2]); err != nil {
+			return nil, err
+		}
+		return nil, errCrash
+	}
+	return s.Store.WriteAll(ctx, ws)
+}
+
+// lettersTaskOf returns the letters task of wire letters, as AcceptBatch
+// makes it.
+func (h *harness) lettersTaskOf(raws ...string) *asynq.Task {
+	h.t.Helper()
+	var evs []*event.Event
+	for _, raw := range raws {
+		ev, err := event.Parse([]byte(raw))
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		evs = append(evs, h.keyer.Pseudonymize(ev))
+	}
+	task, err := dispatcher.NewLettersTask(evs, h.queues)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return task
+}
+
+// The worker dies after half the batch's letters were marked: the whole
+// task runs again and sends nothing twice.
+func TestBatchRerunAfterCrashSendsNothingTwice(t *testing.T) {
+	t.Parallel()
+	var st *halfCrashStore
+	h := newHarnessWith(t, func(c *dispatcher.Config, h *harness) {
+		st = &halfCrashStore{Store: h.store}
+		c.Store = st
+	}, channels.Email, channels.SMS, channels.APNs, channels.FCM)
+	var raws []string
+	for i := range 8 {
+		registerNow(h, cprN(i))
+		raws = append(raws, bulkLetter(fmt.Sprintf("r-%d", i), msgN(i), cprN(i), event.Bulk))
+	}
+	task := h.lettersTaskOf(raws...)
+	if err := h.d.HandleLetters(context.Background(), task); !errors.Is(err, errCrash) || !st.crashed.Load() {
+		t.Fatalf("first run: %v, want the simulated crash", err)
+	}
+	if err := h.d.HandleLetters(context.Background(), task); err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	for _, ch := range []channels.Name{channels.Email, channels.SMS, channels.APNs, channels.FCM} {
+		if n := h.channels[ch].attempts(); n != 8 {
+			t.Errorf("%s: %d attempts, want 8 (one per letter)", ch, n)
+		}
+	}
+	for i := range 8 {
+		if !h.seen(cprN(i), msgN(i), fmt.Sprintf("r-%d", i)) {
+			t.Errorf("letter %d: event not marked processed", i)
+		}
+	}
+}
+
+// seen reports whether a wire letter event was marked processed.
+func (h *harness) seen(cpr, messageID, id string) bool {
+	h.t.Helper()
+	ev, err := event.Parse([]byte(bulkLetter(id, messageID, cpr, event.Bulk)))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	p := h.keyer.Pseudonymize(ev)
+	ok, err := h.store.Seen(context.Background(), dispatcher.EventRef{Citizen: p.CitizenKey, MessageID: messageID, ID: p.ID})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return ok
+}
+
+// A letter with bad data in a letters task enqueued straight into Redis is
+// archived alone, with its reasons and no personal data; its neighbours
+// are processed.
+func TestBatchBadLetterArchivedAlone(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, channels.Email)
+	var raws []string
+	for i := range 3 {
+		registerEmail(h, cprN(i))
+		raws = append(raws, bulkLetter(fmt.Sprintf("x-%d", i), msgN(i), cprN(i), event.Bulk))
+	}
+	good := h.lettersTaskOf(raws...)
+	var p map[string]any
+	if err := json.Unmarshal(good.Payload(), &p); err != nil {
+		t.Fatal(err)
+	}
+	letters := p["l"].([]any)
+	bad := letters[1].(map[string]any)
+	delete(bad, "c")                            // no citizen
+	bad["b"] = "0101901234 is not a birth date" // CPR-shaped, never kept
+	b, _ := json.Marshal(p)
+	if _, err := h.client.Enqueue(asynq.NewTask(dispatcher.TypeLetters, b), asynq.Queue(h.queues.Bulk), asynq.MaxRetry(0)); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	email := h.channels[channels.Email]
+	h.waitFor("the good letters' emails", func() bool { return len(email.accepted()) == 2 })
+	h.idle()
+	if n := alertsByMessage(email); n[msgN(0)] != 1 || n[msgN(2)] != 1 || n[msgN(1)] != 0 {
+		t.Errorf("emails by letter %v, want letters 0 and 2 once, 1 never", n)
+	}
+	arch, err := h.insp.ListArchivedTasks(h.queues.Bulk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(arch) != 1 || arch[0].Type != dispatcher.TypeRejected {
+		t.Fatalf("archived %d tasks (%v), want the bad letter alone as a rejected task", len(arch), arch)
+	}
+	if s := string(arch[0].Payload) + arch[0].LastErr; !strings.Contains(s, "l[1].c") || !strings.Contains(s, "l[1].b") ||
+		strings.Contains(s, "0101901234") || event.HasCPRLike(s) {
+		t.Errorf("rejected letter %s: want its bad fields named and no CPR", s)
+	}
+}
+
+// Idempotency holds per event id and per message id across the batch and
+// the single path: an event repeated in one batch, in a later batch, or
+// sent singly is a duplicate; the same letter under another event id is
+// not alerted again.
+func TestBatchIdempotencyAcrossPaths(t *testing.T) {
+	t.Parallel()
+	h := newHarnessWith(t, func(c *dispatcher.Config, _ *harness) { c.BatchSize = 10 }, channels.Email)
+	for i := range 4 {
+		registerEmail(h, cprN(i))
+	}
+	h.start()
+	email := h.channels[channels.Email]
+	// Letter 0 singly first.
+	if h.accept(bulkLetter("e-0", msgN(0), cprN(0), event.Bulk)) {
+		t.Fatal("first single accept: duplicate")
+	}
+	h.waitFor("letter 0's email", func() bool { return len(email.accepted()) == 1 })
+	h.idle()
+	batch := []string{
+		bulkLetter("e-0", msgN(0), cprN(0), event.Bulk),   // processed singly: duplicate
+		bulkLetter("e-1", msgN(1), cprN(1), event.Bulk),   // new
+		bulkLetter("e-1", msgN(1), cprN(1), event.Bulk),   // twice in the batch: duplicate
+		bulkLetter("e-0b", msgN(0), cprN(0), event.Bulk),  // letter 0 again, another event id: accepted, not alerted
+		bulkLetter("e-2", msgN(2), cprN(2), event.Bulk),   // new
+		bulkLetter("e-3", msgN(3), cprN(3), event.Normal), // new, alone in its lane
+	}
+	res := h.acceptBatch(batch...)
+	want := []bool{true, false, true, false, false, false}
+	for i, r := range res {
+		if r.Duplicate != want[i] {
+			t.Errorf("batch event %d: duplicate %v, want %v", i, r.Duplicate, want[i])
+		}
+	}
+	// The same batch again while its tasks may still be queued, and again
+	// once processed: every event a duplicate either way.
+	for round := range 2 {
+		if round == 1 {
+			h.waitFor("the batch's emails", func() bool { return len(email.accepted()) >= 4 })
+			h.idle()
+		}
+		for i, r := range h.acceptBatch(batch...) {
+			if round == 1 && !r.Duplicate {
+				t.Errorf("round %d, event %d: accepted again, want duplicate", round, i)
+			}
+		}
+	}
+	h.idle()
+	// Letter 1 singly after the batch: a duplicate.
+	if !h.accept(bulkLetter("e-1", msgN(1), cprN(1), event.Bulk)) {
+		t.Error("single accept of an event processed in a batch: not a duplicate")
+	}
+	h.idle()
+	for i := range 4 {
+		if n := alertsByMessage(email)[msgN(i)]; n != 1 {
+			t.Errorf("letter %d: %d emails, want 1", i, n)
+		}
+	}
+}
+
+// Letters to one citizen in one batch go in turns: the second sees the
+// coalescing window the first opened, and is held for the coalesced
+// alert, as it would be if sent singly.
+func TestBatchLettersOfOneCitizenInTurns(t *testing.T) {
+	t.Parallel()
+	h := newHarnessWith(t, func(c *dispatcher.Config, _ *harness) {
+		c.Coalesce = map[channels.Name]time.Duration{channels.Email: time.Hour}
+	}, channels.Email)
+	registerEmail(h, cprN(0))
+	task := h.lettersTaskOf(bulkLetter("t-0", msgN(0), cprN(0), event.Bulk), bulkLetter("t-1", msgN(1), cprN(0), event.Bulk))
+	if err := h.d.HandleLetters(context.Background(), task); err != nil {
+		t.Fatal(err)
+	}
+	email := h.channels[channels.Email]
+	if got := alertsByMessage(email); len(email.accepted()) != 1 || got[msgN(0)] != 1 {
+		t.Errorf("emails %v, want the first letter's alone (the second held in its window)", got)
+	}
+}
+
+// A letter whose processing fails inside a batch (its outcome cannot be
+// written) is handed to a task of its own; the batch task succeeds and
+// its other letters are sent once.
+func TestBatchFailedLetterHandedOverAlone(t *testing.T) {
+	t.Parallel()
+	var target atomic.Value
+	// Twice: the batch's WriteAll, then the letter's own Write.
+	var refusals atomic.Int32
+	refusals.Store(2)
+	var failed atomic.Bool
+	fail := func(w dispatcher.LetterWrite) error {
+		if w.Arrive == nil && len(w.Done) > 0 && w.MessageID == target.Load() && refusals.Add(-1) >= 0 {
+			failed.Store(true)
+			return errors.New("the store refused this letter's write")
+		}
+		return nil
+	}
+	h := newHarnessWith(t, func(c *dispatcher.Config, h *harness) {
+		c.Store = &crashingStore{Store: h.store, fail: fail}
+	}, channels.Email)
+	target.Store(msgN(1))
+	var raws []string
+	for i := range 4 {
+		registerEmail(h, cprN(i))
+		raws = append(raws, bulkLetter(fmt.Sprintf("h-%d", i), msgN(i), cprN(i), event.Bulk))
+	}
+	if err := h.d.HandleLetters(context.Background(), h.lettersTaskOf(raws...)); err != nil || !failed.Load() {
+		t.Fatalf("batch task: %v (write failed: %v), want success with letter 1 handed over", err, failed.Load())
+	}
+	if got := h.pendingTypes(h.queues.Bulk); len(got) != 1 || got[0] != dispatcher.TypeEvent {
+		t.Fatalf("bulk lane holds %v, want letter 1's own event task", got)
+	}
+	h.start()
+	h.idle()
+	email := h.channels[channels.Email]
+	for i := range 4 {
+		if n, want := alertsByMessage(email)[msgN(i)], 1; n < want || (i != 1 && n != want) {
+			t.Errorf("letter %d: %d emails, want 1", i, n)
+		}
+	}
+	if !h.seen(cprN(1), msgN(1), "h-1") {
+		t.Error("letter 1: its own task did not mark it processed")
+	}
+	// Its own task finished what the batch could not record: its email
+	// has a final outcome (re-sent, marked so, as an interrupted send).
+	if trail := h.trail(msgN(1)); !hasEntry(trail, channels.Email, dispatcher.ResultSent, "") {
+		t.Errorf("letter 1's trail %+v: no email sent", trail)
+	}
+}
+
+// noCPRInRedis fails the test if a key or value of the test's Redis holds
+// the CPR number, with or without its dash.
+func (h *harness) noCPRInRedis(cpr string) {
+	h.t.Helper()
+	ctx := context.Background()
+	keys, err := h.env.Client.Keys(ctx, "*").Result()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	forms := []string{cpr, strings.ReplaceAll(cpr, "-", "")}
+	for _, k := range keys {
+		if !strings.HasPrefix(k, h.env.Prefix) && !strings.Contains(k, h.env.QueuePrefix) {
+			continue
+		}
+		// The values as they are (a DUMP may be compressed).
+		var vals []string
+		switch typ, _ := h.env.Client.Type(ctx, k).Result(); typ {
+		case "string":
+			vals = []string{h.env.Client.Get(ctx, k).Val()}
+		case "hash":
+			for f, v := range h.env.Client.HGetAll(ctx, k).Val() {
+				vals = append(vals, f, v)
+			}
+		case "list":
+			vals = h.env.Client.LRange(ctx, k, 0, -1).Val()
+		case "set":
+			vals = h.env.Client.SMembers(ctx, k).Val()
+		case "zset":
+			vals = h.env.Client.ZRange(ctx, k, 0, -1).Val()
+		}
+		dump := strings.Join(vals, "\n")
+		for _, f := range forms {
+			if strings.Contains(k, f) || strings.Contains(dump, f) {
+				h.t.Errorf("key %q or its value holds a CPR number", k)
+			}
+		}
+	}
+}
+
+// The Go client's batch call: each event validated and answered alone,
+// the letters published in a few inbound letters tasks (CPR until their
+// first handling), an urgent letter alone; a bad event enqueued straight
+// into such a task is archived alone.
+func TestPublishBatch(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, channels.Email)
+	pub := publish.NewFromRedisClient(h.env.Client, h.env.QueuePrefix)
+	var raws [][]byte
+	for i := range 5 {
+		registerEmail(h, cprN(i))
+		p := event.Bulk
+		if i == 4 {
+			p = event.Urgent
+		}
+		raws = append(raws, []byte(bulkLetter(fmt.Sprintf("p-%d", i), msgN(i), cprN(i), p)))
+	}
+	raws = append(raws, raws[0], []byte(`{"id":"bad","type":"message.received"}`))
+	res := pub.PublishBatch(context.Background(), raws)
+	for i, r := range res {
+		want := i < 5
+		if (r.Err == nil && !r.Duplicate) != want {
+			t.Errorf("event %d: %+v, want accepted %v", i, r, want)
+		}
+	}
+	var ve *event.ValidationError
+	if !res[5].Duplicate || !errors.As(res[6].Err, &ve) {
+		t.Errorf("repeated event %+v, want duplicate; invalid event %v, want a validation error", res[5], res[6].Err)
+	}
+	if got := h.pendingTypes(h.queues.Bulk); len(got) != 1 || got[0] != dispatcher.TypeInboundLetters {
+		t.Errorf("bulk lane holds %v, want one inbound letters task", got)
+	}
+	if got := h.pendingTypes(h.queues.Urgent); len(got) != 1 || got[0] != dispatcher.TypeInbound {
+		t.Errorf("urgent lane holds %v, want the urgent letter's own inbound task", got)
+	}
+	// Straight into Redis: a task with a bad event between good ones.
+	bad, _ := json.Marshal(map[string]any{"events": []json.RawMessage{
+		json.RawMessage(bulkLetter("s-5", msgN(5), cprN(0), event.Bulk)),
+		json.RawMessage(`{"id":"s-6","type":"message.received","source":"core","data":{"recipient":{"cpr":"0101901000"}}}`),
+		json.RawMessage(bulkLetter("s-7", msgN(7), cprN(1), event.Bulk))}})
+	if _, err := h.client.Enqueue(asynq.NewTask(dispatcher.TypeInboundLetters, bad), asynq.Queue(h.queues.Bulk), asynq.MaxRetry(0)); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	email := h.channels[channels.Email]
+	h.waitFor("every good letter's email", func() bool { return len(email.accepted()) == 7 })
+	h.idle()
+	for _, i := range []int{0, 1, 2, 3, 4, 5, 7} {
+		if n := alertsByMessage(email)[msgN(i)]; n != 1 {
+			t.Errorf("letter %d: %d emails, want 1", i, n)
+		}
+	}
+	arch, err := h.insp.ListArchivedTasks(h.queues.Bulk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(arch) != 1 || arch[0].Type != dispatcher.TypeRejected || strings.Contains(string(arch[0].Payload), "0101901000") {
+		t.Errorf("archived %v, want the bad event alone as a rejected task without its CPR", arch)
+	}
+	h.noCPRInRedis(cprN(0))
+}
+
+// A letters task whose payload is not one (no letters, not JSON) can never
+// succeed: it is archived at once, not retried.
+func TestBatchMalformedTaskIsNotRetried(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, channels.Email)
+	for _, payload := range []string{`{}`, `{"l":[]}`, `not json`} {
+		for _, typ := range []string{dispatcher.TypeLetters, dispatcher.TypeInboundLetters} {
+			var err error
+			if typ == dispatcher.TypeLetters {
+				err = h.d.HandleLetters(context.Background(), asynq.NewTask(typ, []byte(payload)))
+			} else {
+				err = h.d.HandleInboundLetters(context.Background(), asynq.NewTask(typ, []byte(payload)))
+			}
+			if !errors.Is(err, asynq.SkipRetry) {
+				t.Errorf("%s %s: %v, want SkipRetry", typ, payload, err)
+			}
+		}
+	}
+}
