@@ -443,38 +443,8 @@ func TestBatchFailedLetterHandedOverAlone(t *testing.T) {
 // the CPR number, with or without its dash.
 func (h *harness) noCPRInRedis(cpr string) {
 	h.t.Helper()
-	ctx := context.Background()
-	keys, err := h.env.Client.Keys(ctx, "*").Result()
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	forms := []string{cpr, strings.ReplaceAll(cpr, "-", "")}
-	for _, k := range keys {
-		if !strings.HasPrefix(k, h.env.Prefix) && !strings.Contains(k, h.env.QueuePrefix) {
-			continue
-		}
-		// The values as they are (a DUMP may be compressed).
-		var vals []string
-		switch typ, _ := h.env.Client.Type(ctx, k).Result(); typ {
-		case "string":
-			vals = []string{h.env.Client.Get(ctx, k).Val()}
-		case "hash":
-			for f, v := range h.env.Client.HGetAll(ctx, k).Val() {
-				vals = append(vals, f, v)
-			}
-		case "list":
-			vals = h.env.Client.LRange(ctx, k, 0, -1).Val()
-		case "set":
-			vals = h.env.Client.SMembers(ctx, k).Val()
-		case "zset":
-			vals = h.env.Client.ZRange(ctx, k, 0, -1).Val()
-		}
-		dump := strings.Join(vals, "\n")
-		for _, f := range forms {
-			if strings.Contains(k, f) || strings.Contains(dump, f) {
-				h.t.Errorf("key %q or its value holds a CPR number", k)
-			}
-		}
+	for _, l := range h.env.Leaks(h.t, cpr, strings.ReplaceAll(cpr, "-", "")) {
+		h.t.Errorf("a CPR number in Redis: %s", l)
 	}
 }
 

@@ -20,8 +20,7 @@ package main
 // Citizens get an email, a mobile and two app tokens, as in the throughput
 // benchmark (4 alerts per letter); -batch-alerts 1 gives them an email
 // only. The benchmark refuses a Redis that holds keys it did not create
-// (it measures INFO figures of the whole server), unless
-// -allow-foreign-keys.
+// (it measures INFO figures of the whole server), unless -force.
 
 import (
 	"bytes"
@@ -52,18 +51,14 @@ var (
 	batchSize      = flag.Int("batch", 0, "run the batched bulk benchmark with this many letters per batch task (POSTBUD_BATCH_SIZE)")
 	batchLetters   = flag.Int("letters", 100000, "batch: bulk letters through the batch endpoint")
 	batchAlerts    = flag.Int("batch-alerts", 4, "batch: alerts per letter, 4 (email, mobile, two app tokens) or 1 (email)")
-	allowForeign   = flag.Bool("allow-foreign-keys", false, "batch: run even though the Redis holds keys the benchmark did not create")
 	batchCitizensN = flag.Int("batch-citizens", 2000, "batch: citizens the bulk letters go to, round robin")
 )
 
 // batchMain runs the raw, single-letter and batch phases and prints the
 // ratios the targets are stated in.
 func batchMain(ctx context.Context, rdb *redis.Client, url string, n, conc int) {
-	if keys, err := rdb.DBSize(ctx).Result(); err != nil {
+	if err := refuseForeignKeys(ctx, rdb, *force); err != nil {
 		fail(err)
-	} else if keys > 0 && !*allowForeign {
-		fail(fmt.Errorf("the Redis at %s holds %d keys the benchmark did not create: its INFO figures would not be the benchmark's; "+
-			"use a Redis of its own (redis-server --port 6399 --save '' --appendonly no) or -allow-foreign-keys", url, keys))
 	}
 	fmt.Printf("postbud-bench -batch %d: letters=%d alerts/letter=%d citizens=%d raw n=%d concurrency=%d redis=%s (%s)\n",
 		*batchSize, *batchLetters, *batchAlerts, *batchCitizensN, n, conc, rdb.Options().Addr, redisVersion(ctx, rdb))

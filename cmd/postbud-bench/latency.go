@@ -92,7 +92,7 @@ var (
 	idleSeconds  = flag.Float64("idle-seconds", 10, "latency: seconds of each idle Redis CPU measurement")
 	sharedServer = flag.Bool("shared", false, "latency: no urgent server, the main server alone (every lane, 6/3/1, -poll), as before the urgent lane had a server of its own")
 	drainAll     = flag.Bool("drain-all", false, "latency: after the drain phase's urgent letters, wait for the whole bulk backlog (drain rate, Redis CPU and memory per letter)")
-	force        = flag.Bool("force", false, "latency: run even if Redis holds keys this run did not create")
+	force        = flag.Bool("force", false, "-latency, -batch: run even if Redis holds keys this run did not create")
 )
 
 // Estimates for the memory check, measured on Redis 7.0 (default

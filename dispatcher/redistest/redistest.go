@@ -133,9 +133,10 @@ func New(t testing.TB) *Env {
 
 // Contents returns every key of the test (its prefix and its queues) with
 // what it holds as text: a string's value; a hash's, list's, set's or
-// sorted set's members (fields and values, members and scores), one per
-// line. Privacy scans read it: unlike DUMP, it shows values Redis keeps
-// as integers in their decimal form.
+// sorted set's members (fields and values, members and scores), a
+// stream's entries, one per line. Privacy scans read it (Leaks): unlike
+// DUMP, whose RDB form may compress a string, it shows every value as it
+// is, and integers in their decimal form.
 func (e *Env) Contents(ctx context.Context) (map[string]string, error) {
 	keys, err := e.Client.Keys(ctx, "*").Result()
 	if err != nil {
@@ -163,7 +164,11 @@ func (e *Env) Contents(ctx context.Context) (map[string]string, error) {
 			for _, z := range e.Client.ZRangeWithScores(ctx, k, 0, -1).Val() {
 				vals = append(vals, fmt.Sprint(z.Member), strconv.FormatFloat(z.Score, 'f', -1, 64))
 			}
-		default: // gone meanwhile, or a stream
+		case "stream":
+			for _, m := range e.Client.XRange(ctx, k, "-", "+").Val() {
+				vals = append(vals, fmt.Sprint(m.Values))
+			}
+		default: // gone meanwhile
 			continue
 		}
 		out[k] = strings.Join(vals, "\n")
