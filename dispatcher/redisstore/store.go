@@ -6,7 +6,9 @@
 //
 //	P:{C}:c          hash   the citizen: email, mobile, lang, addr, cat
 //	                        (time of the last contact event, unix ms),
-//	                        dev:<provider>:<token> = app|env|registered ms
+//	                        dev:<provider>:<token> = app|env|registered ms,
+//	                        cs:<platform> = 1|<ms> (consent granted) or
+//	                        0|<ms> (revoked), the consent event's time
 //	P:{C}:m:<msg>    hash   a letter: sid, sn, sk, pr, nt, at, lg, read
 //	                        state, d:<delivery id> = final result, or
 //	                        "f" + unix ms while its provider call is in
@@ -79,7 +81,7 @@ type Store struct {
 	linger    time.Duration
 }
 
-var allScripts = []*redis.Script{ackScript, contactScript, deviceScript, removeScript, reportScript, letterScript, unlockScript, stateScript, exemptionScript, clearScript}
+var allScripts = []*redis.Script{ackScript, contactScript, deviceScript, removeScript, reportScript, letterScript, unlockScript, stateScript, exemptionScript, clearScript, consentScript}
 
 var _ dispatcher.Store = (*Store)(nil)
 
@@ -219,6 +221,15 @@ func decodeCitizen(key string, m map[string]string) *dispatcher.Citizen {
 	c := &dispatcher.Citizen{Key: key, Email: m["email"], Mobile: m["mobile"], Language: m["lang"],
 		Address: m["addr"], Exempt: m["x"] == "1", Forward: m["fwd"]}
 	for f, v := range m {
+		if p, ok := strings.CutPrefix(f, "cs:"); ok {
+			if granted, ms, ok := strings.Cut(v, "|"); ok && granted == "1" {
+				if c.Consents == nil {
+					c.Consents = map[event.Platform]time.Time{}
+				}
+				c.Consents[event.Platform(p)] = msTime(ms)
+			}
+			continue
+		}
 		if ch, ok := strings.CutPrefix(f, "co:"); ok {
 			if c.Windows == nil {
 				c.Windows = map[channels.Name]time.Time{}
@@ -669,6 +680,17 @@ func (s *Store) SetExemption(ctx context.Context, w dispatcher.ExemptionWrite) (
 		[]any{b2s(w.Exempt), w.At.UnixMilli(), w.Forward, ttl})
 	if err != nil {
 		return false, fmt.Errorf("exemption: %w", err)
+	}
+	return n == int64(1), nil
+}
+
+// SetConsent records a consent change of one platform (consentScript).
+func (s *Store) SetConsent(ctx context.Context, w dispatcher.ConsentWrite) (bool, error) {
+	mk, ttl := s.markArgs(w.Citizen, w.Mark)
+	n, err := s.runScript(ctx, consentScript, []string{s.citizenKey(w.Citizen), mk},
+		[]any{"cs:" + string(w.Platform), b2s(w.Granted), w.At.UnixMilli(), ttl})
+	if err != nil {
+		return false, fmt.Errorf("consent: %w", err)
 	}
 	return n == int64(1), nil
 }
