@@ -199,6 +199,13 @@ func (d *Dispatcher) HandleInbound(ctx context.Context, t *asynq.Task) error {
 		rt := newTask(TypeRejected, b, d.cfg.Queues, taskArgs{id: "rejected:" + taskID(ctx), parent: q})
 		return d.enqueue(ctx, rt) // nil: the original is done
 	}
+	if f := ev.Forbidden(); f != nil {
+		// The HTTP API answers this 403; here it is a rejected event.
+		d.log.WarnContext(ctx, "inbound event refused", "task_id", taskID(ctx), "error", f.Field+": "+f.Reason)
+		b, _ := json.Marshal(rejectedTask{Errors: []event.FieldError{*f}, Event: describeEvent(t.Payload())})
+		q, _ := asynq.GetQueueName(ctx)
+		return d.enqueue(ctx, newTask(TypeRejected, b, d.cfg.Queues, taskArgs{id: "rejected:" + taskID(ctx), parent: q}))
+	}
 	return d.handle(ctx, d.cfg.Keyer.Pseudonymize(ev))
 }
 
@@ -251,6 +258,8 @@ func (d *Dispatcher) handle(ctx context.Context, ev *event.Event) error {
 		return d.readState(ctx, ev)
 	case ev.Exemption != nil:
 		return d.exemption(ctx, ev)
+	case ev.Consent != nil:
+		return d.consent(ctx, ev)
 	case ev.Contact != nil:
 		_, err := st.UpdateContact(ctx, ContactWrite{Citizen: ev.CitizenKey, Contact: ev.Contact, At: ev.OccurredAt,
 			Mark: EventRef{Citizen: ev.CitizenKey, ID: ev.ID}})
@@ -270,10 +279,24 @@ func (d *Dispatcher) handle(ctx context.Context, ev *event.Event) error {
 // an event: the caller should answer 503 so the platform retries.
 var ErrUnavailable = errors.New("postbud is unavailable")
 
+// ErrNoConsent refuses a message.read or message.unread from a platform
+// the citizen gave no consent to show the letter (a letter from a public
+// sender on e-Boks or mit.dk): that platform cannot have shown it.
+var ErrNoConsent = errors.New("no consent")
+
+// noConsentRead says why a read or unread from platform p was refused.
+func noConsentRead(p event.Platform, why string) string {
+	return fmt.Sprintf("%s: the citizen has not given %s consent to show letters from public senders, so %s cannot have shown this letter",
+		why, p, p)
+}
+
 // Accept pseudonymises a validated event and enqueues it for processing;
 // ev itself is not changed. It reports duplicate when the event id was
 // seen before (processed, or still queued). The same event accepted twice
-// is processed once.
+// is processed once. A message.read or message.unread from e-Boks or
+// mit.dk about a known letter from a public sender, without the citizen's
+// consent to that platform, is refused with ErrNoConsent; about a letter
+// not known yet it is accepted, and the worker judges it again.
 func (d *Dispatcher) Accept(ctx context.Context, platformEvent *event.Event) (duplicate bool, err error) {
 	ev := d.cfg.Keyer.Pseudonymize(platformEvent)
 	msgID := "" // a letter's events are marked in the letter's hash
@@ -289,6 +312,17 @@ func (d *Dispatcher) Accept(ctx context.Context, platformEvent *event.Event) (du
 	}
 	if seen {
 		return true, nil
+	}
+	if ev.Read != nil && event.NeedsConsent(ev.Read.Platform) {
+		// Judged here where the letter is known, so the platform hears
+		// why at once; the worker judges again (readState).
+		v, err := d.cfg.Store.Load(ctx, ev.CitizenKey, msgID)
+		if err != nil {
+			return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		if why := platformNoConsent(v.Citizen, v.Letter, ev.Read.Platform); v.Stored && why != "" {
+			return false, fmt.Errorf("%w: %s", ErrNoConsent, noConsentRead(ev.Read.Platform, why))
+		}
 	}
 	t, err := NewEventTask(ev, d.cfg.Queues)
 	if err != nil {
@@ -757,6 +791,9 @@ func (d *Dispatcher) HandleDelivery(ctx context.Context, t *asynq.Task) error {
 	}
 	if dl == nil {
 		return skip("address no longer registered")
+	}
+	if why := noConsent(c, l, dl.to); why != "" {
+		return skip(why) // consent revoked since the letter arrived
 	}
 	if l.Read && dl.to.Channel != channels.Paper {
 		return skip("read")
