@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/hibiken/asynq"
 
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher"
@@ -234,4 +237,79 @@ func mustCPR(t *testing.T, s string) event.CPR {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// The reply_by reminder does not go through an app without consent.
+func TestConsentReminder(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, channels.FCM)
+	registerApps(h, annaCPR)
+	h.handle(consentEvent("cs-1", "consent.granted", annaCPR, "mit.dk", time.Now()))
+	h.handle(wire("l-1", "message.received", map[string]any{"message_id": msgPublic, "recipient": map[string]any{"cpr": annaCPR},
+		"sender":   map[string]any{"id": "s", "name": "Skattestyrelsen", "kind": "public"},
+		"reply_by": time.Now().Add(72*time.Hour + 300*time.Millisecond).UTC().Format(time.RFC3339Nano)}))
+	h.start()
+	h.waitFor("the reminder", func() bool {
+		return trailHas(t, h, msgPublic, func(o dispatcher.Outcome) bool { return o.Reason == "reminder: no consent (e-boks)" })
+	})
+	h.idle()
+	var reminders []string
+	for _, a := range h.channels[channels.FCM].alerts() {
+		reminders = append(reminders, a.To.App)
+	}
+	if !slices.Equal(reminders, []string{"mit.dk", "mit.dk"}) {
+		t.Errorf("alert and reminder through %v, want through mit.dk only", reminders)
+	}
+}
+
+// A coalesced alert does not go through an app whose consent was revoked
+// while the letter was held.
+func TestConsentCoalesced(t *testing.T) {
+	t.Parallel()
+	h := newHarnessWith(t, func(c *dispatcher.Config, _ *harness) {
+		c.Coalesce = map[channels.Name]time.Duration{channels.FCM: 500 * time.Millisecond}
+	}, channels.FCM)
+	registerApps(h, annaCPR)
+	h.handle(consentEvent("cs-1", "consent.granted", annaCPR, "e-boks", time.Now().Add(-time.Minute)))
+	h.handle(letterFrom("l-1", msgPublic, annaCPR, "public")) // alerts at once, opens the window
+	const held = "c0000004-0000-4000-8000-000000000004"
+	h.handle(letterFrom("l-2", held, annaCPR, "public")) // held
+	h.handle(consentEvent("cs-2", "consent.revoked", annaCPR, "e-boks", time.Now()))
+	h.start()
+	h.waitFor("the flush", func() bool {
+		return trailHas(t, h, held, func(o dispatcher.Outcome) bool { return o.Reason == "no consent (e-boks)" })
+	})
+	h.idle()
+	if n := len(h.channels[channels.FCM].alerts()); n != 1 {
+		t.Errorf("%d alerts through the e-Boks app, want 1 (the first letter, before the revocation)", n)
+	}
+}
+
+// An event enqueued straight into asynq that changes another platform's
+// consent is rejected, not applied.
+func TestConsentOfAnotherPlatformInboundRejected(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	raw := `{"id":"cs-x","type":"consent.granted","occurred_at":"2026-11-30T10:00:00Z","source":"e-boks",` +
+		`"data":{"cpr":"` + annaCPR + `","platform":"mit.dk"}}`
+	if _, err := h.client.Enqueue(asynq.NewTask(dispatcher.TypeInbound, []byte(raw)), asynq.Queue(h.queues.Normal)); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	h.waitFor("the inbound event to be archived as rejected", func() bool {
+		tasks, err := h.insp.ListArchivedTasks(h.queues.Normal)
+		return err == nil && len(tasks) == 1
+	})
+	tasks, _ := h.insp.ListArchivedTasks(h.queues.Normal)
+	if a := tasks[0]; a.Type != dispatcher.TypeRejected || !strings.Contains(a.LastErr, "only its own consent") ||
+		strings.Contains(string(a.Payload), "010190") {
+		t.Errorf("archived %s with error %q, payload %s; want postbud:rejected naming the consent rule, no CPR", a.Type, a.LastErr, a.Payload)
+	}
+	v, err := h.store.Load(context.Background(), h.keyer.CitizenKey(mustCPR(t, annaCPR)), msgPublic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Citizen.Consented(event.MitDK) {
+		t.Error("e-boks gave the citizen's consent to mit.dk through asynq")
+	}
 }
