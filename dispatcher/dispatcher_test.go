@@ -257,6 +257,13 @@ func TestNoCPRInRedis(t *testing.T) {
 	h.channels[channels.SMS].failNext(channels.Fail(channels.Transient, "503", errors.New("x")))
 	h.accept(letter("ev-12", "7f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b", annaCPR))
 	h.idle()
+	// Consent: revoked (the citizen hash), then a read from that platform
+	// refused by the worker (the trail), and a webhook dropped (a log).
+	h.accept(wire("cs-r", "consent.revoked", map[string]any{"cpr": annaCPR, "platform": "e-boks"}))
+	h.idle()
+	h.handle(wire("r-eboks", "message.read", map[string]any{"message_id": msg1, "recipient": map[string]any{"cpr": annaCPR},
+		"platform": "e-boks", "at": time.Now().UTC().Format(time.RFC3339Nano)}))
+	h.idle()
 	ctx := context.Background()
 	keys, err := h.env.Client.Keys(ctx, "*").Result()
 	if err != nil {
