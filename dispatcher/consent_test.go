@@ -183,6 +183,11 @@ func TestConsentReadFromPlatformWithoutConsent(t *testing.T) {
 	if err := accept(readOn("r-2", "message.unread", msgPublic, annaCPR, "mit.dk", now)); !errors.Is(err, dispatcher.ErrNoConsent) {
 		t.Errorf("Accept(unread of a public letter from mit.dk without consent) = %v, want ErrNoConsent", err)
 	}
+	// e-Boks passing its read off as borger.dk's.
+	disguised := strings.Replace(readOn("r-2b", "message.read", msgPublic, annaCPR, "borger.dk", now), `"source":"core"`, `"source":"e-boks"`, 1)
+	if err := accept(disguised); !errors.Is(err, dispatcher.ErrNoConsent) {
+		t.Errorf("Accept(read with source e-boks, platform borger.dk, without consent) = %v, want ErrNoConsent", err)
+	}
 	for _, ok := range []string{
 		readOn("r-3", "message.read", msgPrivate, annaCPR, "e-boks", now),                             // private sender
 		readOn("r-4", "message.read", msgPublic, annaCPR, "borger.dk", now),                           // needs no consent

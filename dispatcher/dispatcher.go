@@ -284,6 +284,22 @@ var ErrUnavailable = errors.New("postbud is unavailable")
 // sender on e-Boks or mit.dk): that platform cannot have shown it.
 var ErrNoConsent = errors.New("no consent")
 
+// consentPlatforms returns the platforms of a read or unread that need the
+// citizen's consent: where it was read (data.platform) and who sends it
+// (source), so e-Boks cannot pass its own read off as borger.dk's.
+func consentPlatforms(ev *event.Event) []event.Platform {
+	if ev.Read == nil {
+		return nil
+	}
+	var out []event.Platform
+	for _, p := range []event.Platform{ev.Read.Platform, ev.Source} {
+		if event.NeedsConsent(p) && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // noConsentRead says why a read or unread from platform p was refused.
 func noConsentRead(p event.Platform, why string) string {
 	return fmt.Sprintf("%s: the citizen has not given %s consent to show letters from public senders, so %s cannot have shown this letter",
@@ -313,15 +329,17 @@ func (d *Dispatcher) Accept(ctx context.Context, platformEvent *event.Event) (du
 	if seen {
 		return true, nil
 	}
-	if ev.Read != nil && event.NeedsConsent(ev.Read.Platform) {
+	if ps := consentPlatforms(ev); len(ps) > 0 {
 		// Judged here where the letter is known, so the platform hears
 		// why at once; the worker judges again (readState).
 		v, err := d.cfg.Store.Load(ctx, ev.CitizenKey, msgID)
 		if err != nil {
 			return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
-		if why := platformNoConsent(v.Citizen, v.Letter, ev.Read.Platform); v.Stored && why != "" {
-			return false, fmt.Errorf("%w: %s", ErrNoConsent, noConsentRead(ev.Read.Platform, why))
+		for _, p := range ps {
+			if why := platformNoConsent(v.Citizen, v.Letter, p); v.Stored && why != "" {
+				return false, fmt.Errorf("%w: %s", ErrNoConsent, noConsentRead(p, why))
+			}
 		}
 	}
 	t, err := NewEventTask(ev, d.cfg.Queues)

@@ -74,7 +74,7 @@ var errLocked = channels.Throttle(time.Second, "locked", errors.New("another syn
 func (d *Dispatcher) readState(ctx context.Context, ev *event.Event) error {
 	r := ev.Read
 	mark := EventRef{Citizen: ev.CitizenKey, MessageID: r.MessageID, ID: ev.ID}
-	if event.NeedsConsent(r.Platform) {
+	for _, p := range consentPlatforms(ev) {
 		// The HTTP API refused this already if the letter was known then;
 		// an event enqueued straight into asynq, or one about a letter
 		// that arrived meanwhile, is judged here. A letter still unknown
@@ -83,12 +83,12 @@ func (d *Dispatcher) readState(ctx context.Context, ev *event.Event) error {
 		if err != nil || v.Seen {
 			return err
 		}
-		if why := platformNoConsent(v.Citizen, v.Letter, r.Platform); v.Stored && why != "" {
-			d.log.WarnContext(ctx, "read state refused: no consent", "message_id", r.MessageID, "platform", r.Platform,
+		if why := platformNoConsent(v.Citizen, v.Letter, p); v.Stored && why != "" {
+			d.log.WarnContext(ctx, "read state refused: no consent", "message_id", r.MessageID, "platform", p,
 				"type", ev.Type)
 			return d.write(ctx, LetterWrite{Citizen: ev.CitizenKey, MessageID: r.MessageID, Mark: mark,
-				Trail: []Outcome{{At: d.cfg.Now(), App: string(r.Platform), Result: ResultSkipped,
-					Reason: string(ev.Type) + " from " + string(r.Platform) + " refused: " + why}}})
+				Trail: []Outcome{{At: d.cfg.Now(), App: string(p), Result: ResultSkipped,
+					Reason: string(ev.Type) + " from " + string(p) + " refused: " + why}}})
 		}
 	}
 	res, err := d.cfg.Store.ApplyState(ctx, StateWrite{Citizen: ev.CitizenKey, MessageID: r.MessageID,
