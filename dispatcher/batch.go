@@ -544,16 +544,8 @@ func (d *Dispatcher) AcceptBatch(ctx context.Context, platformEvents []*event.Ev
 	evs := make([]*event.Event, len(platformEvents))
 	refs := make([]EventRef, len(platformEvents))
 	for i, pe := range platformEvents {
-		ev := d.cfg.Keyer.Pseudonymize(pe)
-		evs[i] = ev
-		msgID := ""
-		switch {
-		case ev.Message != nil:
-			msgID = ev.Message.MessageID
-		case ev.Read != nil:
-			msgID = ev.Read.MessageID
-		}
-		refs[i] = EventRef{Citizen: ev.CitizenKey, MessageID: msgID, ID: ev.ID}
+		evs[i] = d.cfg.Keyer.Pseudonymize(pe)
+		refs[i] = eventRef(evs[i])
 	}
 	seen, err := d.cfg.Store.SeenAll(ctx, refs)
 	if err != nil {
@@ -602,7 +594,13 @@ func (d *Dispatcher) AcceptBatch(ctx context.Context, platformEvents []*event.Ev
 		}
 	}
 	for _, i := range singles {
-		t, err := NewEventTask(evs[i], d.cfg.Queues)
+		// As Accept: a read without consent is refused, contact data
+		// sealed.
+		if err := d.refuseRead(ctx, evs[i], refs[i].MessageID); err != nil {
+			out[i].Err = err
+			continue
+		}
+		t, err := NewEventTask(d.sealEvent(evs[i]), d.cfg.Queues)
 		enqueued([]int{i}, t, err)
 	}
 	for _, q := range laneOrder {

@@ -105,6 +105,8 @@ func (d *Dispatcher) HandleFlush(ctx context.Context, t *asynq.Task) error {
 				return d.write(ctx, LetterWrite{Citizen: p.Citizen, MessageID: id, Done: []Outcome{o}})
 			}
 			switch until, why := d.hold(l, ch, now); {
+			case noConsent(cc, l, dl.to) != "":
+				err = done(skipped(now, dl, noConsent(cc, l, dl.to)))
 			case l.Read:
 				err = done(skipped(now, dl, "read"))
 			case now.After(d.expires(l)):

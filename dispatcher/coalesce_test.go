@@ -18,6 +18,7 @@ func TestCoalescing(t *testing.T) {
 	}, channels.Email, channels.SMS)
 	h.start()
 	h.accept(wire("c", "contact.updated", map[string]any{"cpr": annaCPR, "email": "anna@example.dk", "mobile": "20123456", "confirmed": true}))
+	consent(h, annaCPR, "e-boks")
 	h.idle()
 	sendLetter := func(id, msg, sender, priority string) {
 		data := map[string]any{"message_id": msg, "recipient": map[string]any{"cpr": annaCPR},

@@ -216,6 +216,13 @@ func (d *Dispatcher) HandleInbound(ctx context.Context, t *asynq.Task) error {
 		rt := newTask(TypeRejected, b, d.cfg.Queues, taskArgs{id: "rejected:" + taskID(ctx), parent: q})
 		return d.enqueue(ctx, rt) // nil: the original is done
 	}
+	if f := ev.Forbidden(); f != nil {
+		// The HTTP API answers this 403; here it is a rejected event.
+		d.log.WarnContext(ctx, "inbound event refused", "task_id", taskID(ctx), "error", f.Field+": "+f.Reason)
+		b, _ := json.Marshal(rejectedTask{Errors: []event.FieldError{*f}, Event: describeEvent(t.Payload())})
+		q, _ := asynq.GetQueueName(ctx)
+		return d.enqueue(ctx, newTask(TypeRejected, b, d.cfg.Queues, taskArgs{id: "rejected:" + taskID(ctx), parent: q}))
+	}
 	p := d.cfg.Keyer.Pseudonymize(ev)
 	if p.Contact != nil || p.Device != nil || p.Exemption != nil {
 		// A registry event carries contact data: it is handed over at once
@@ -284,6 +291,8 @@ func (d *Dispatcher) handle(ctx context.Context, ev *event.Event) error {
 		return d.readState(ctx, ev)
 	case ev.Exemption != nil:
 		return d.exemption(ctx, ev)
+	case ev.Consent != nil:
+		return d.consent(ctx, ev)
 	case ev.Contact != nil:
 		return d.contact(ctx, ev)
 	case ev.Device != nil:
@@ -301,25 +310,52 @@ func (d *Dispatcher) handle(ctx context.Context, ev *event.Event) error {
 // an event: the caller should answer 503 so the platform retries.
 var ErrUnavailable = errors.New("postbud is unavailable")
 
+// ErrNoConsent refuses a message.read or message.unread from a platform
+// the citizen gave no consent to show the letter (a letter from a public
+// sender on e-Boks or mit.dk): that platform cannot have shown it.
+var ErrNoConsent = errors.New("no consent")
+
+// consentPlatforms returns the platforms of a read or unread that need the
+// citizen's consent: where it was read (data.platform) and who sends it
+// (source), so e-Boks cannot pass its own read off as borger.dk's.
+func consentPlatforms(ev *event.Event) []event.Platform {
+	if ev.Read == nil {
+		return nil
+	}
+	var out []event.Platform
+	for _, p := range []event.Platform{ev.Read.Platform, ev.Source} {
+		if event.NeedsConsent(p) && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// noConsentRead says why a read or unread from platform p was refused.
+func noConsentRead(p event.Platform, why string) string {
+	return fmt.Sprintf("%s: the citizen has not given %s consent to show letters from public senders, so %s cannot have shown this letter",
+		why, p, p)
+}
+
 // Accept pseudonymises a validated event and enqueues it for processing;
 // ev itself is not changed. It reports duplicate when the event id was
 // seen before (processed, or still queued). The same event accepted twice
-// is processed once.
+// is processed once. A message.read or message.unread from e-Boks or
+// mit.dk about a known letter from a public sender, without the citizen's
+// consent to that platform, is refused with ErrNoConsent; about a letter
+// not known yet it is accepted, and the worker judges it again.
 func (d *Dispatcher) Accept(ctx context.Context, platformEvent *event.Event) (duplicate bool, err error) {
 	ev := d.cfg.Keyer.Pseudonymize(platformEvent)
-	msgID := "" // a letter's events are marked in the letter's hash
-	switch {
-	case ev.Message != nil:
-		msgID = ev.Message.MessageID
-	case ev.Read != nil:
-		msgID = ev.Read.MessageID
-	}
-	seen, err := d.cfg.Store.Seen(ctx, EventRef{Citizen: ev.CitizenKey, MessageID: msgID, ID: ev.ID})
+	ref := eventRef(ev)
+	seen, err := d.cfg.Store.Seen(ctx, ref)
 	if err != nil {
 		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	if seen {
 		return true, nil
+	}
+	if err := d.refuseRead(ctx, ev, ref.MessageID); err != nil {
+		return false, err
 	}
 	t, err := NewEventTask(d.sealEvent(ev), d.cfg.Queues)
 	if err != nil {
@@ -333,6 +369,40 @@ func (d *Dispatcher) Accept(ctx context.Context, platformEvent *event.Event) (du
 		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return false, nil
+}
+
+// eventRef names ev for its processed mark: a letter's events are marked
+// in the letter's hash.
+func eventRef(ev *event.Event) EventRef {
+	ref := EventRef{Citizen: ev.CitizenKey, ID: ev.ID}
+	switch {
+	case ev.Message != nil:
+		ref.MessageID = ev.Message.MessageID
+	case ev.Read != nil:
+		ref.MessageID = ev.Read.MessageID
+	}
+	return ref
+}
+
+// refuseRead refuses (ErrNoConsent) a read or unread that a platform
+// reports about a stored public letter it has no consent to show: judged
+// at accept, where the letter is known, so the platform hears why at once;
+// the worker judges again (readState). Other events pass.
+func (d *Dispatcher) refuseRead(ctx context.Context, ev *event.Event, msgID string) error {
+	ps := consentPlatforms(ev)
+	if len(ps) == 0 {
+		return nil
+	}
+	v, err := d.cfg.Store.Load(ctx, ev.CitizenKey, msgID)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	for _, p := range ps {
+		if why := platformNoConsent(v.Citizen, v.Letter, p); v.Stored && why != "" {
+			return fmt.Errorf("%w: %s", ErrNoConsent, noConsentRead(p, why))
+		}
+	}
+	return nil
 }
 
 // Trail returns a letter's delivery trail, for ops.
@@ -856,6 +926,9 @@ func (d *Dispatcher) HandleDelivery(ctx context.Context, t *asynq.Task) error {
 	}
 	if dl == nil {
 		return skip("address no longer registered")
+	}
+	if why := noConsent(c, l, dl.to); why != "" {
+		return skip(why) // consent revoked since the letter arrived
 	}
 	if l.Read && dl.to.Channel != channels.Paper {
 		return skip("read")

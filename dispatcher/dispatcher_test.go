@@ -342,6 +342,13 @@ func TestNoCPRInRedis(t *testing.T) {
 	if got := h.channels[channels.APNs].accepted(); len(got) != 2 || got[0].To.Value != "a1b2c3d4e5f6a7b8" {
 		t.Fatalf("APNs alerts %+v, want 2 to the registered token", got)
 	}
+	// Consent: revoked (the citizen hash), then a read from that platform
+	// refused by the worker (the trail), and a webhook dropped (a log).
+	h.accept(wire("cs-r", "consent.revoked", map[string]any{"cpr": annaCPR, "platform": "e-boks"}))
+	h.idle()
+	h.handle(wire("r-eboks", "message.read", map[string]any{"message_id": msg1, "recipient": map[string]any{"cpr": annaCPR},
+		"platform": "e-boks", "at": time.Now().UTC().Format(time.RFC3339Nano)}))
+	h.idle()
 	for _, l := range h.env.Leaks(t, secrets...) {
 		t.Errorf("after the run: %s", l)
 	}

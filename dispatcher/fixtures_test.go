@@ -59,6 +59,8 @@ func fxData(typ event.Type) map[string]any {
 		return map[string]any{"cpr": fxCPR, "forward_unopened": true, "forward_address": "Postboks 12, 9990 Skagen"}
 	case event.ExemptionRevoked:
 		return map[string]any{"cpr": fxCPR}
+	case event.ConsentGranted, event.ConsentRevoked:
+		return map[string]any{"cpr": fxCPR, "platform": "e-boks"}
 	}
 	panic("no fixture for " + string(typ))
 }

@@ -262,6 +262,16 @@ func register(h *harness, cpr string) {
 	h.accept(wire("c-"+cpr, "contact.updated", map[string]any{"cpr": cpr, "email": "anna@example.dk", "mobile": "20123456", "confirmed": true}))
 	h.accept(wire("d1-"+cpr, "device.registered", map[string]any{"cpr": cpr, "app": "digital-post-app", "provider": "apns", "token": "a1b2c3d4e5f6a7b8"}))
 	h.accept(wire("d2-"+cpr, "device.registered", map[string]any{"cpr": cpr, "app": "e-boks", "provider": "fcm", "token": "fcm-token-0001"}))
+	consent(h, cpr, "e-boks", "mit.dk")
+}
+
+// consent grants the platforms consent to show the citizen public post
+// (the state of every citizen migrated with a core bulk of
+// consent.granted).
+func consent(h *harness, cpr string, platforms ...string) {
+	for _, p := range platforms {
+		h.accept(wire("cs-"+p+"-"+cpr, "consent.granted", map[string]any{"cpr": cpr, "platform": p}))
+	}
 }
 
 func letter(id, messageID, cpr string) string {

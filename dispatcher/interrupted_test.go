@@ -135,6 +135,9 @@ func registerNow(h *harness, cpr string) {
 	h.handle(wire("c-"+cpr, "contact.updated", map[string]any{"cpr": cpr, "email": "anna@example.dk", "mobile": "20123456", "confirmed": true}))
 	h.handle(wire("d1-"+cpr, "device.registered", map[string]any{"cpr": cpr, "app": "digital-post-app", "provider": "apns", "token": "a1b2c3d4e5f6a7b8"}))
 	h.handle(wire("d2-"+cpr, "device.registered", map[string]any{"cpr": cpr, "app": "e-boks", "provider": "fcm", "token": "fcm-token-0001"}))
+	for _, p := range []string{"e-boks", "mit.dk"} {
+		h.handle(wire("cs-"+p+"-"+cpr, "consent.granted", map[string]any{"cpr": cpr, "platform": p}))
+	}
 }
 
 const msgInterrupted = "11111111-2222-4333-8444-555555555555"

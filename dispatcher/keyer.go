@@ -123,6 +123,10 @@ func (k *Keyer) Pseudonymize(e *event.Event) *event.Event {
 		x := *e.Exemption
 		x.CPR = ""
 		p.Exemption = &x
+	case e.Consent != nil:
+		x := *e.Consent
+		x.CPR = ""
+		p.Consent = &x
 	}
 	return &p
 }

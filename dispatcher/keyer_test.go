@@ -248,6 +248,10 @@ func TestPseudonymize(t *testing.T) {
 				x := *ev.Exemption
 				x.CPR = ""
 				want.Exemption = &x
+			case event.ConsentGranted, event.ConsentRevoked:
+				x := *ev.Consent
+				x.CPR = ""
+				want.Consent = &x
 			}
 
 			orig := fxDeepCopy(t, ev)

@@ -28,6 +28,10 @@ import (
 // one after a newer, and a platform that was down gets the newest state
 // once it is back (its tasks retry with backoff for about a day).
 
+// TrailWebhook is the channel named in a letter's trail entries about its
+// read-state webhooks (App names the platform).
+const TrailWebhook channels.Name = "webhook"
+
 // PlatformState is what a platform is told of a letter.
 type PlatformState struct {
 	MessageID string
@@ -70,6 +74,23 @@ var errLocked = channels.Throttle(time.Second, "locked", errors.New("another syn
 func (d *Dispatcher) readState(ctx context.Context, ev *event.Event) error {
 	r := ev.Read
 	mark := EventRef{Citizen: ev.CitizenKey, MessageID: r.MessageID, ID: ev.ID}
+	for _, p := range consentPlatforms(ev) {
+		// The HTTP API refused this already if the letter was known then;
+		// an event enqueued straight into asynq, or one about a letter
+		// that arrived meanwhile, is judged here. A letter still unknown
+		// keeps the read, as any read that comes before its letter.
+		v, err := d.cfg.Store.Lookup(ctx, mark)
+		if err != nil || v.Seen {
+			return err
+		}
+		if why := platformNoConsent(v.Citizen, v.Letter, p); v.Stored && why != "" {
+			d.log.WarnContext(ctx, "read state refused: no consent", "message_id", r.MessageID, "platform", p,
+				"type", ev.Type)
+			return d.write(ctx, LetterWrite{Citizen: ev.CitizenKey, MessageID: r.MessageID, Mark: mark,
+				Trail: []Outcome{{At: d.cfg.Now(), App: string(p), Result: ResultSkipped,
+					Reason: string(ev.Type) + " from " + string(p) + " refused: " + why}}})
+		}
+	}
 	res, err := d.cfg.Store.ApplyState(ctx, StateWrite{Citizen: ev.CitizenKey, MessageID: r.MessageID,
 		Read: ev.Type == event.MessageRead, At: r.At, Platform: r.Platform, Guard: mark})
 	if err != nil || res.Seen {
@@ -149,6 +170,22 @@ func (d *Dispatcher) HandleSync(ctx context.Context, t *asynq.Task) error {
 		d.log.WarnContext(ctx, "webhook endpoint disabled: change not sent", "platform", platform, "message_id", p.MessageID)
 		return nil
 	}
+	if event.NeedsConsent(platform) {
+		// Consent is checked when the webhook is about to go, not when it
+		// was planned: a revocation meanwhile drops it.
+		v, err := d.cfg.Store.Load(ctx, p.Citizen, p.MessageID)
+		if err != nil {
+			return err
+		}
+		if why := platformNoConsent(v.Citizen, v.Letter, platform); why != "" {
+			d.log.InfoContext(ctx, "read-state webhook dropped: no consent", "platform", platform, "message_id", p.MessageID)
+			if !v.Stored {
+				return nil // no letter to keep a trail on
+			}
+			return d.write(ctx, LetterWrite{Citizen: p.Citizen, MessageID: p.MessageID, Trail: []Outcome{{At: d.cfg.Now(),
+				Channel: TrailWebhook, App: string(platform), Result: ResultSkipped, Reason: why}}})
+		}
+	}
 	key := SyncKey{Citizen: p.Citizen, MessageID: p.MessageID, Platform: platform}
 	lock, err := d.cfg.Store.LockSync(ctx, key, syncLockTTL)
 	if err != nil {
@@ -214,6 +251,9 @@ func (d *Dispatcher) HandleBadge(ctx context.Context, t *asynq.Task) error {
 		if dl.to.Channel != channels.APNs && dl.to.Channel != channels.FCM {
 			continue
 		}
+		if noConsent(c, l, dl.to) != "" {
+			continue // not even a silent count through that app
+		}
 		badge := delivery{id: d.cfg.Keyer.DeliveryID("badge:"+p.MessageID, dl.to.Channel, dl.to.Value), to: dl.to}
 		// The same path as every delivery (rate limit, timeout, metrics, a
 		// gone token removed); the alert is the silent count only.
@@ -246,6 +286,26 @@ func (d *Dispatcher) State(ctx context.Context, messageID string) (ReadState, er
 	c, err := d.cfg.Store.CitizenOf(ctx, messageID)
 	if err != nil {
 		return ReadState{}, err
+	}
+	return d.cfg.Store.State(ctx, c, messageID)
+}
+
+// StateFor is State for platform p: a letter p may not learn of (a letter
+// from a public sender, to a citizen who gave p no consent to show it) is
+// ErrNoConsent.
+func (d *Dispatcher) StateFor(ctx context.Context, messageID string, p event.Platform) (ReadState, error) {
+	c, err := d.cfg.Store.CitizenOf(ctx, messageID)
+	if err != nil {
+		return ReadState{}, err
+	}
+	if event.NeedsConsent(p) {
+		v, err := d.cfg.Store.Load(ctx, c, messageID)
+		if err != nil {
+			return ReadState{}, err
+		}
+		if why := platformNoConsent(v.Citizen, v.Letter, p); why != "" {
+			return ReadState{}, fmt.Errorf("%w: %s: the citizen has not given %s consent to show letters from public senders", ErrNoConsent, why, p)
+		}
 	}
 	return d.cfg.Store.State(ctx, c, messageID)
 }

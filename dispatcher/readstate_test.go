@@ -64,6 +64,9 @@ func TestReadStateConvergesOnEveryPlatform(t *testing.T) {
 	t.Logf("seed %d", seed)
 
 	cprs := []string{"010190-1234", "020291-2345", "030392-3456", "040493-4567"}
+	for _, cpr := range cprs {
+		consent(h, cpr, "e-boks", "mit.dk")
+	}
 	const letters = 24
 	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
 	type letterInfo struct {
@@ -220,6 +223,7 @@ func TestWebhookGoneDisablesPlatform(t *testing.T) {
 	h := newHarnessSync(t, syncer)
 	h.start()
 	recv[event.MitDK].SetGone(true)
+	consent(h, annaCPR, "e-boks", "mit.dk")
 	h.accept(letter("l-1", msg1, annaCPR))
 	h.accept(wire("read-1", "message.read", map[string]any{"message_id": msg1, "recipient": map[string]any{"cpr": annaCPR},
 		"platform": "e-boks", "at": time.Now().UTC().Format(time.RFC3339Nano)}))

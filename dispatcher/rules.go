@@ -42,6 +42,20 @@ func (d *Dispatcher) plan(c *Citizen, l *Letter, birth string, now time.Time) pl
 		for _, dl := range unconfirmed {
 			p.done = append(p.done, skipped(now, dl, NotConfirmed(dl.to.Channel)))
 		}
+		// No alert for a public letter through the app of a platform the
+		// citizen gave no consent to show it.
+		kept := digital[:0:0]
+		for _, dl := range digital {
+			if why := noConsent(c, l, dl.to); why != "" {
+				p.done = append(p.done, skipped(now, dl, why))
+				continue
+			}
+			kept = append(kept, dl)
+		}
+		if len(digital) > 0 && len(kept) == 0 {
+			return p
+		}
+		digital = kept
 		if l.Read {
 			for _, dl := range digital {
 				p.done = append(p.done, skipped(now, dl, "read"))
@@ -86,6 +100,20 @@ func (d *Dispatcher) plan(c *Citizen, l *Letter, birth string, now time.Time) pl
 		}
 	}
 	return p
+}
+
+// noConsent returns why the letter's alert may not go to address to (the
+// push token of an app whose platform has no consent to show the letter),
+// or "".
+func noConsent(c *Citizen, l *Letter, to channels.Address) string {
+	return platformNoConsent(c, l, event.Platform(to.App))
+}
+
+// platformNoConsent returns why platform p may not learn of letter l
+// (rules.MayShow), or "".
+func platformNoConsent(c *Citizen, l *Letter, p event.Platform) string {
+	_, why := rules.MayShow(l.SenderKind, p, c.Consented(p))
+	return why
 }
 
 func skipped(now time.Time, dl delivery, reason string) Outcome {
@@ -164,9 +192,19 @@ func (d *Dispatcher) HandleReminder(ctx context.Context, t *asynq.Task) error {
 			Trail: []Outcome{{At: now, Result: ResultSkipped, Reason: "reminder: read"}}})
 	}
 	var todo []delivery
+	var refused []Outcome
 	for _, dl := range d.addresses(c, "reminder:"+l.MessageID) {
-		if !l.Done[dl.id] {
+		switch why := noConsent(c, l, dl.to); {
+		case l.Done[dl.id]:
+		case why != "":
+			refused = append(refused, skipped(now, dl, "reminder: "+why))
+		default:
 			todo = append(todo, dl)
+		}
+	}
+	if len(refused) > 0 {
+		if err := d.write(ctx, LetterWrite{Citizen: p.Citizen, MessageID: p.MessageID, Done: refused}); err != nil {
+			return err
 		}
 	}
 	rl := *l
@@ -242,6 +280,24 @@ func (d *Dispatcher) exemption(ctx context.Context, ev *event.Event) error {
 		}
 	}
 	return d.cfg.Store.Mark(ctx, mark)
+}
+
+// consent applies consent.granted and consent.revoked: last writer wins per
+// platform. Nothing is sent on either: after a grant the platform
+// reconciles through the state API; after a revocation, webhooks still
+// pending to it for the citizen's public letters are dropped when their
+// tasks run (HandleSync checks consent), and so are pending alerts through
+// its app (HandleDelivery, HandleFlush, HandleReminder).
+func (d *Dispatcher) consent(ctx context.Context, ev *event.Event) error {
+	x := ev.Consent
+	granted := ev.Type == event.ConsentGranted
+	applied, err := d.cfg.Store.SetConsent(ctx, ConsentWrite{Citizen: ev.CitizenKey, Platform: x.Platform, Granted: granted,
+		At: ev.OccurredAt, Mark: EventRef{Citizen: ev.CitizenKey, ID: ev.ID}})
+	if err != nil {
+		return err
+	}
+	d.log.InfoContext(ctx, "consent", "platform", x.Platform, "granted", granted, "applied", applied)
+	return nil
 }
 
 // forward sends one unread letter on paper (exemption forwarding).

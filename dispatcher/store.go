@@ -36,6 +36,17 @@ type Citizen struct {
 	Unread int
 	// Windows are the ends of the channels' open coalescing windows.
 	Windows map[channels.Name]time.Time
+	// Consents are the platforms the citizen allowed to show letters from
+	// public senders (consent.granted), with the time of that event. A
+	// platform absent has no consent: it was revoked, or never given.
+	Consents map[event.Platform]time.Time
+}
+
+// Consented reports whether the citizen gave platform p consent to show
+// letters from public senders.
+func (c *Citizen) Consented(p event.Platform) bool {
+	_, ok := c.Consents[p]
+	return ok
 }
 
 // ReadState is a letter's read state as every platform should show it.
@@ -211,7 +222,18 @@ type Exemption struct {
 	Since time.Time
 }
 
-// Registry is the citizen's addresses and exemption. Each write is one
+// ConsentWrite is consent.granted (Granted) or consent.revoked for one
+// platform. Each platform's consent is its own record: last writer wins
+// by At per platform; at the same At a revocation wins.
+type ConsentWrite struct {
+	Citizen  string
+	Platform event.Platform
+	Granted  bool
+	At       time.Time
+	Mark     EventRef
+}
+
+// Registry is the citizen's addresses, exemption and consents. Each write is one
 // atomic step: a write whose Mark was already set changes nothing and
 // reports applied false; otherwise it applies unless stale (by At; device
 // writes have no staleness check) and sets Mark either way. A re-run of a
@@ -225,6 +247,7 @@ type Registry interface {
 	// exempt (the zero Exemption), so an answer built on it cannot tell
 	// them apart.
 	ExemptionOf(ctx context.Context, citizen string) (Exemption, error)
+	SetConsent(ctx context.Context, w ConsentWrite) (applied bool, err error)
 	// RemoveAddress forgets an address a provider said is gone, unless it
 	// changed or was (re-)registered after goneAt (a registration at
 	// goneAt is before it); an email or mobile loses its confirmation with

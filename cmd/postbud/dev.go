@@ -23,6 +23,7 @@ import (
 	"github.com/digitalpost/postbud/dispatcher"
 	"github.com/digitalpost/postbud/dispatcher/event"
 	"github.com/digitalpost/postbud/dispatcher/httpapi"
+	"github.com/digitalpost/postbud/dispatcher/redisstore"
 )
 
 // The demo secrets of `postbud dev`. They are printed at start and are
@@ -62,6 +63,10 @@ type devCitizen struct {
 	CPR, Name, Email, Mobile, Language, Token, Provider, Address string
 	// Exempt citizens are granted an exemption from Digital Post.
 	Exempt bool
+	// Consents are the platforms the citizen gives consent to show public
+	// post (consent.granted); e-Boks and mit.dk are told nothing of the
+	// public letters of a citizen who gave them none.
+	Consents []event.Platform
 	// Rule says which rule the citizen shows.
 	Rule string
 }
@@ -71,9 +76,11 @@ func devCitizens(now time.Time) []devCitizen {
 	return []devCitizen{
 		{CPR: "010190-1234", Name: "Anna", Email: "anna@example.dk", Mobile: "20304050", Language: "da",
 			Token: "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90", Provider: "apns",
-			Rule: "email, SMS and iPhone: digital alerts; SMS waits out quiet hours (22:00–07:00)"},
+			Consents: []event.Platform{event.MitDK},
+			Rule: "email, SMS and iPhone: digital alerts; SMS waits out quiet hours (22:00–07:00); consent for mit.dk only: " +
+				"e-Boks gets no webhook about her public letters"},
 		{CPR: "150805-4321", Name: "Bo", Email: "bo@example.dk", Language: "da", Token: "fcm-demo-token-bo-0001",
-			Provider: "fcm", Rule: "email and Android"},
+			Provider: "fcm", Consents: []event.Platform{event.EBoks, event.MitDK}, Rule: "email and Android; consent for e-Boks and mit.dk"},
 		{CPR: "311265-2345", Name: "Carol", Email: "carol@example.com", Language: "en", Rule: "English alerts by email"},
 		{CPR: "120370-1118", Name: "Dorte", Email: "dorte@example.dk", Language: "da", Address: "Vestergade 12, 1456 København K",
 			Exempt: true, Rule: "exempt from Digital Post: letters from public senders go on paper, no digital alert"},
@@ -166,7 +173,32 @@ func dev(ctx context.Context, args []string, e env, stdout, stderr io.Writer) er
 	paper := &paperSink{keep: 1000}
 	senders[channels.Paper] = paper
 	citizens := devCitizens(time.Now())
+	// The page shows each demo citizen's consents as stored (a
+	// consent.granted or .revoked sent in dev shows at the next refresh).
+	keyer, err := dispatcher.NewKeyer([]byte(devEnv("POSTBUD_PSEUDONYM_KEY")))
+	if err != nil {
+		return err
+	}
+	store := redisstore.New(rdb, redisstore.Options{Prefix: keyPrefix})
+	defer store.Close()
 	v := &devView{sinks: sinks, paper: paper, hooks: hooks, citizens: citizens, opsKey: devEnv("POSTBUD_OPS_KEY"),
+		consents: func(ctx context.Context, cpr string) ([]event.Platform, error) {
+			c, err := event.ParseCPR(cpr)
+			if err != nil {
+				return nil, err
+			}
+			view, err := store.Load(ctx, keyer.CitizenKey(c), "")
+			if err != nil {
+				return nil, err
+			}
+			var out []event.Platform
+			for _, p := range event.ConsentPlatforms() {
+				if view.Citizen.Consented(p) {
+					out = append(out, p)
+				}
+			}
+			return out, nil
+		},
 		letterIDs: func() []string {
 			var ids []string
 			for _, k := range mr.Keys() {
@@ -247,7 +279,7 @@ func devSelfServiceLines() string {
 }
 
 // registerDemoCitizens sends the demo citizens' contacts (step "contact"),
-// or their devices and exemptions (step "device"), as one batch.
+// or their devices, exemptions and consents (step "device"), as one batch.
 func registerDemoCitizens(ctx context.Context, base string, citizens []devCitizen, step string) error {
 	now := time.Now().UTC()
 	var events []map[string]any
@@ -276,6 +308,9 @@ func registerDemoCitizens(ctx context.Context, base string, citizens []devCitize
 		}
 		if c.Exempt {
 			add(fmt.Sprintf("dev-exempt-%d", i), "exemption.granted", map[string]any{"cpr": c.CPR})
+		}
+		for _, p := range c.Consents {
+			add(fmt.Sprintf("dev-consent-%d-%s", i, p), "consent.granted", map[string]any{"cpr": c.CPR, "platform": string(p)})
 		}
 	}
 	body, _ := json.Marshal(map[string]any{"events": events})

@@ -156,8 +156,9 @@ func TestDevPageShowsTheRules(t *testing.T) {
 	cph := now.In(event.Copenhagen())
 	release := time.Date(cph.Year(), cph.Month(), cph.Day(), 23, 30, 0, 0, event.Copenhagen())
 	letter("l-night", night, anna, map[string]any{"do_not_deliver_until": release.Format(time.RFC3339)})
-	if code, out := post(t, base+"/v1/events", devPlatformKeys["e-boks"], wireEvent("read-1", "message.read", "e-boks",
-		map[string]any{"message_id": sent, "recipient": map[string]any{"cpr": anna}, "platform": "e-boks",
+	// Read on mit.dk, to which Anna gave consent; e-Boks has none.
+	if code, out := post(t, base+"/v1/events", devPlatformKeys["mit.dk"], wireEvent("read-1", "message.read", "mit.dk",
+		map[string]any{"message_id": sent, "recipient": map[string]any{"cpr": anna}, "platform": "mit.dk",
 			"at": time.Now().UTC().Format(time.RFC3339Nano)})); code != http.StatusAccepted {
 		t.Fatalf("read: %d %v", code, out)
 	}
@@ -167,10 +168,10 @@ func TestDevPageShowsTheRules(t *testing.T) {
 			t.Logf("the last page:\n%s", last)
 		}
 	})
-	eventually(t, "the three webhooks and every letter's outcome", 30*time.Second, func() bool {
+	eventually(t, "the two webhooks and every letter's outcome", 30*time.Second, func() bool {
 		p := getPage(t, base+"/")
 		last = p
-		return strings.Count(letterSection(p, sent), "(signature verified)") == 3 &&
+		return strings.Count(letterSection(p, sent), "(signature verified)") == 2 &&
 			strings.Contains(letterSection(p, paper), "paper") && strings.Contains(letterSection(p, minor), "under 15") &&
 			strings.Contains(letterSection(p, night), "quiet hours") && strings.Contains(letterSection(p, second), "coalescing")
 	})
@@ -183,8 +184,8 @@ func TestDevPageShowsTheRules(t *testing.T) {
 		re            []*regexp.Regexp
 	}{
 		{"sent letter", sent, []string{`class="r-sent">sent<`, "email", "a…@example.dk", "Read state: <b>read</b>",
-			"changed on e-boks", `href="/dev/messages/` + sent + `"`,
-			"borger.dk got read v1", "digital-post-app got read v1", "mit.dk got read v1"}, []*regexp.Regexp{zoned}},
+			"changed on mit.dk", `href="/dev/messages/` + sent + `"`, "no consent (e-boks)",
+			"borger.dk got read v1", "digital-post-app got read v1"}, []*regexp.Regexp{zoned}},
 		{"exempt citizen's letter", paper, []string{`class="r-sent">paper<`, "V…, 1456 København K", "exempt"}, nil},
 		{"14-year-old's letter", minor, []string{`class="r-skipped">skipped<`, "under 15"}, nil},
 		{"letter released at night", night, []string{"held (quiet hours)", "held (scheduled)", "Read state: <b>unread</b>"},
@@ -209,18 +210,21 @@ func TestDevPageShowsTheRules(t *testing.T) {
 			}
 		}
 	}
-	if strings.Contains(letterSection(dom, sent), "e-boks got") {
-		t.Error("e-Boks, where the letter was read, got its own change back")
+	if s := letterSection(dom, sent); strings.Contains(s, "mit.dk got") || strings.Contains(s, "e-boks got") {
+		t.Error("mit.dk, where the letter was read, got its own change back, or e-Boks (no consent) got it")
 	}
-	// Each platform's sink is listed; the three others received the read.
-	for _, p := range []string{"borger.dk", "digital-post-app", "mit.dk"} {
+	// Each platform's sink is listed; the two others with a right to it
+	// received the read.
+	for _, p := range []string{"borger.dk", "digital-post-app"} {
 		re := regexp.MustCompile(`(?s)<h3>` + regexp.QuoteMeta(p) + ` \(1\)</h3>.*?` + sent + `.*?verified`)
 		if !re.MatchString(dom) {
 			t.Errorf("the webhooks of %s are not listed with the read:\n%s", p, dom)
 		}
 	}
-	if !strings.Contains(dom, "<h3>e-boks (0)</h3>") {
-		t.Errorf("the e-boks webhook sink is not listed empty")
+	for _, p := range []string{"e-boks", "mit.dk"} {
+		if !strings.Contains(dom, "<h3>"+p+" (0)</h3>") {
+			t.Errorf("the %s webhook sink is not listed empty", p)
+		}
 	}
 	// The demo citizens who show the rules.
 	for _, w := range []string{emil, "14 years old (under 15)", dorte, "exempt from Digital Post"} {
@@ -272,4 +276,33 @@ func TestDevConfirmation(t *testing.T) {
 	if st != http.StatusOK || out["status"] != "confirmed" {
 		t.Errorf("confirming with the code the page shows: %d %v", st, out)
 	}
+}
+
+// TestDevPageShowsConsents: the demo citizens' consents to show public
+// post, as stored: a consent.revoked sent in dev shows on the page.
+func TestDevPageShowsConsents(t *testing.T) {
+	base := startDev(t, nil)
+	cit := devCitizens(time.Now())
+	row := func(page, cpr string) string {
+		i := strings.Index(page, "<code>"+cpr+"</code>")
+		if i < 0 {
+			return ""
+		}
+		j := strings.Index(page[i:], "</tr>")
+		return page[i : i+j]
+	}
+	page := getPage(t, base+"/")
+	for cpr, want := range map[string]string{cit[0].CPR: `class="consent">mit.dk<`, cit[1].CPR: `class="consent">e-boks, mit.dk<`,
+		cit[2].CPR: `class="consent">none (`} {
+		if r := row(page, cpr); !strings.Contains(r, want) {
+			t.Errorf("the row of %s lacks %q:\n%s", cpr, want, r)
+		}
+	}
+	if code, out := post(t, base+"/v1/events", devPlatformKeys["mit.dk"], wireEvent("cs-r", "consent.revoked", "mit.dk",
+		map[string]any{"cpr": cit[0].CPR, "platform": "mit.dk"})); code != http.StatusAccepted {
+		t.Fatalf("consent.revoked: %d %v", code, out)
+	}
+	eventually(t, "the revocation on the page", 20*time.Second, func() bool {
+		return strings.Contains(row(getPage(t, base+"/"), cit[0].CPR), `class="consent">none (`)
+	})
 }

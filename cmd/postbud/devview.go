@@ -162,13 +162,47 @@ func (s *webhookSinks) Received() []receivedWebhook {
 // devView renders the dev page from the API (trails and read state, asked
 // for in-process with the ops key) and the sinks.
 type devView struct {
-	api       *httpapi.API
-	opsKey    string
-	sinks     map[channels.Name]*sink.Sink
-	paper     *paperSink
-	hooks     *webhookSinks
-	citizens  []devCitizen
+	api      *httpapi.API
+	opsKey   string
+	sinks    map[channels.Name]*sink.Sink
+	paper    *paperSink
+	hooks    *webhookSinks
+	citizens []devCitizen
+	// consents returns the platforms a citizen gave consent to show
+	// public post, as stored.
+	consents  func(ctx context.Context, cpr string) ([]event.Platform, error)
 	letterIDs func() []string
+}
+
+// devCitizenRow is a demo citizen on the page, with the consents stored.
+type devCitizenRow struct {
+	devCitizen
+	Consent string
+}
+
+// citizenRows returns the demo citizens with their consents.
+func (v *devView) citizenRows(ctx context.Context) []devCitizenRow {
+	rows := make([]devCitizenRow, len(v.citizens))
+	for i, c := range v.citizens {
+		rows[i] = devCitizenRow{devCitizen: c, Consent: "?"}
+		if v.consents == nil {
+			continue
+		}
+		ps, err := v.consents(ctx, c.CPR)
+		switch {
+		case err != nil:
+			rows[i].Consent = "unknown (store unavailable)"
+		case len(ps) == 0:
+			rows[i].Consent = "none (e-Boks and mit.dk are told nothing of public letters)"
+		default:
+			names := make([]string, len(ps))
+			for j, p := range ps {
+				names[j] = string(p)
+			}
+			rows[i].Consent = strings.Join(names, ", ")
+		}
+	}
+	return rows
 }
 
 // devLetter is one letter on the page.
@@ -301,7 +335,7 @@ func (v *devView) data(ctx context.Context, only string) map[string]any {
 		}
 	}
 	return map[string]any{"Letters": letters, "Alerts": alerts, "Paper": jobs, "Webhooks": platforms,
-		"Citizens": v.citizens, "One": only != "", "Codes": codes}
+		"Citizens": v.citizenRows(ctx), "One": only != "", "Codes": codes}
 }
 
 func (v *devView) page(w http.ResponseWriter, r *http.Request) {
@@ -342,8 +376,8 @@ code{font-size:.85em}.ch{font-weight:600}section{border:1px solid #ccc;border-ra
 put on paper; each letter's read state and the webhooks the four platforms received. Nothing leaves this machine.
 Times are Copenhagen local time.{{if not .One}} The page refreshes every 5 seconds.{{else}} <a href="/">All letters</a>.{{end}}</p>
 {{if not .One}}<h2>Demo citizens</h2>
-<table><tr><th>CPR</th><th>name</th><th>what it shows</th></tr>
-{{range .Citizens}}<tr><td><code>{{.CPR}}</code></td><td>{{.Name}}</td><td>{{.Rule}}</td></tr>
+<table><tr><th>CPR</th><th>name</th><th>what it shows</th><th>consent to show public post</th></tr>
+{{range .Citizens}}<tr><td><code>{{.CPR}}</code></td><td>{{.Name}}</td><td>{{.Rule}}</td><td class="consent">{{.Consent}}</td></tr>
 {{end}}</table>
 <p>The demo citizens' addresses start confirmed. A new email or mobile sent from a platform gets a
 confirmation code, and alerts skip it ("email not confirmed") until the code comes back:

@@ -37,6 +37,9 @@ func TestEndToEndReadOnOnePlatform(t *testing.T) {
 	for _, ev := range []string{
 		wireEvent("c1", "contact.updated", "core", map[string]any{"cpr": "010190-1234", "mobile": "20123456", "confirmed": true}),
 		wireEvent("d1", "device.registered", "core", map[string]any{"cpr": "010190-1234", "app": "digital-post-app", "provider": "apns", "token": iosToken}),
+		// The letter is read on e-Boks, which may show it with consent.
+		wireEvent("cs1", "consent.granted", "core", map[string]any{"cpr": "010190-1234", "platform": "e-boks"}),
+		wireEvent("cs2", "consent.granted", "core", map[string]any{"cpr": "010190-1234", "platform": "mit.dk"}),
 	} {
 		post(t, d.base+"/v1/events", testCoreKey, ev)
 	}

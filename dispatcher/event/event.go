@@ -25,11 +25,13 @@ const (
 	DeviceUnregistered Type = "device.unregistered"
 	ExemptionGranted   Type = "exemption.granted"
 	ExemptionRevoked   Type = "exemption.revoked"
+	ConsentGranted     Type = "consent.granted"
+	ConsentRevoked     Type = "consent.revoked"
 )
 
 // types are the event types, in contract order.
 var types = [...]Type{MessageReceived, MessageRead, MessageUnread, ContactUpdated,
-	DeviceRegistered, DeviceUnregistered, ExemptionGranted, ExemptionRevoked}
+	DeviceRegistered, DeviceUnregistered, ExemptionGranted, ExemptionRevoked, ConsentGranted, ConsentRevoked}
 
 // Types returns every event type, in contract order, in a fresh slice.
 func Types() []Type { return append([]Type(nil), types[:]...) }
@@ -54,6 +56,10 @@ var (
 	platforms        = [...]Platform{Core, BorgerDK, DigitalPostApp, EBoks, MitDK}
 	readingPlatforms = [...]Platform{BorgerDK, DigitalPostApp, EBoks, MitDK}
 	apps             = [...]string{string(DigitalPostApp), string(EBoks), string(MitDK)}
+	// consentPlatforms show letters from public senders only with the
+	// citizen's consent (consent.granted); borger.dk and the Digital Post
+	// app need none.
+	consentPlatforms = [...]Platform{EBoks, MitDK}
 )
 
 // Platforms returns every platform, core first, in a fresh slice.
@@ -72,6 +78,14 @@ func IsPlatform(p Platform) bool { return oneOf(p, platforms[:]) }
 
 // IsReadingPlatform reports whether p is one of the four reading platforms.
 func IsReadingPlatform(p Platform) bool { return oneOf(p, readingPlatforms[:]) }
+
+// ConsentPlatforms returns the platforms that need the citizen's consent
+// to show letters from public senders, in a fresh slice.
+func ConsentPlatforms() []Platform { return append([]Platform(nil), consentPlatforms[:]...) }
+
+// NeedsConsent reports whether platform p (or the app of that name) shows
+// letters from public senders only with the citizen's consent.
+func NeedsConsent(p Platform) bool { return oneOf(p, consentPlatforms[:]) }
 
 // IsApp reports whether name is a citizen app.
 func IsApp(name string) bool { return oneOf(name, apps[:]) }
@@ -128,6 +142,7 @@ type Event struct {
 	Contact   *ContactData   `json:"contact,omitempty"`   // contact.updated
 	Device    *DeviceData    `json:"device,omitempty"`    // device.registered, device.unregistered
 	Exemption *ExemptionData `json:"exemption,omitempty"` // exemption.granted, exemption.revoked
+	Consent   *ConsentData   `json:"consent,omitempty"`   // consent.granted, consent.revoked
 }
 
 // MessageData is the data of message.received.
@@ -182,6 +197,14 @@ type ExemptionData struct {
 	ForwardAddress  string `json:"forward_address,omitempty"`
 }
 
+// ConsentData is the data of consent.granted and consent.revoked: the
+// citizen's consent that Platform (e-boks or mit.dk) shows them letters
+// from public senders.
+type ConsentData struct {
+	CPR      CPR      `json:"-"`
+	Platform Platform `json:"platform"`
+}
+
 // Citizen returns the CPR number the event concerns.
 func (e *Event) Citizen() CPR {
 	switch {
@@ -195,8 +218,22 @@ func (e *Event) Citizen() CPR {
 		return e.Device.CPR
 	case e.Exemption != nil:
 		return e.Exemption.CPR
+	case e.Consent != nil:
+		return e.Consent.CPR
 	}
 	return ""
+}
+
+// Forbidden names what its source may not send in a valid event, or is
+// nil: a platform may change only its own consent (core may change any).
+// It is the authorisation rule of the contract that Parse cannot apply
+// alone, since a caller knows who sent the event (the HTTP API answers it
+// with 403; an event enqueued straight into asynq is rejected).
+func (e *Event) Forbidden() *FieldError {
+	if e.Consent != nil && e.Source != Core && e.Source != e.Consent.Platform {
+		return &FieldError{Field: "data.platform", Reason: fmt.Sprintf("platform %s may change only its own consent (or core any)", e.Source)}
+	}
+	return nil
 }
 
 // FieldError names one bad field of an event and why it is bad. Reason
@@ -287,6 +324,11 @@ type wireDevice struct {
 	Environment *string `json:"environment"`
 }
 
+type wireConsent struct {
+	CPR      *string `json:"cpr"`
+	Platform *string `json:"platform"`
+}
+
 type wireExemption struct {
 	CPR             *string `json:"cpr"`
 	ForwardUnopened *bool   `json:"forward_unopened"`
@@ -358,6 +400,8 @@ func Parse(b []byte) (*Event, error) {
 		ev.Device = parseDevice(w.Data, v, ev.Type == DeviceRegistered)
 	case ExemptionGranted, ExemptionRevoked:
 		ev.Exemption = parseExemption(w.Data, v, ev.Type == ExemptionGranted)
+	case ConsentGranted, ConsentRevoked:
+		ev.Consent = parseConsent(w.Data, v)
 	}
 	if err := v.err(); err != nil {
 		return nil, err
@@ -705,4 +749,20 @@ func parseExemption(b []byte, v *validator, granted bool) *ExemptionData {
 		v.add("data.forward_address", "only allowed with forward_unopened: true")
 	}
 	return x
+}
+
+func parseConsent(b []byte, v *validator) *ConsentData {
+	var w wireConsent
+	if !strictDecode(b, &w, "data", v) {
+		return nil
+	}
+	c := &ConsentData{CPR: v.cpr("data.cpr", w.CPR)}
+	if w.Platform == nil {
+		v.add("data.platform", "required")
+	} else if !NeedsConsent(Platform(*w.Platform)) {
+		v.add("data.platform", "must be one of "+list(consentPlatforms[:]))
+	} else {
+		c.Platform = Platform(*w.Platform)
+	}
+	return c
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ const (
 	rsTime     = "must be an RFC 3339 time"
 	rsSource   = "must be one of core, borger.dk, digital-post-app, e-boks, mit.dk"
 	rsType     = "must be one of message.received, message.read, message.unread, contact.updated, " +
-		"device.registered, device.unregistered, exemption.granted, exemption.revoked"
+		"device.registered, device.unregistered, exemption.granted, exemption.revoked, consent.granted, consent.revoked"
 	rsUUID      = "must be a UUID (MeMo messageUUID)"
 	rsCPRForm   = "must be 10 digits, DDMMYY-SSSS"
 	rsCPRDate   = "does not hold a real birth date"
@@ -54,6 +55,7 @@ const (
 	rsAPNsHex   = "an APNs device token must be hexadecimal"
 	rsEnv       = "must be one of production, sandbox"
 	rsGrantOnly = "only allowed in exemption.granted"
+	rsConsent   = "must be one of e-boks, mit.dk"
 	rsFwdOnly   = "only allowed with forward_unopened: true"
 	rsSingle    = "must be a single JSON object"
 	rsEnd       = "malformed JSON: unexpected end"
@@ -105,6 +107,8 @@ func fxData(typ Type) map[string]any {
 		return map[string]any{"cpr": fxCPR, "forward_unopened": true, "forward_address": "Postboks 12, 9990 Skagen"}
 	case ExemptionRevoked:
 		return map[string]any{"cpr": fxCPR}
+	case ConsentGranted, ConsentRevoked:
+		return map[string]any{"cpr": fxCPR, "platform": "e-boks"}
 	}
 	panic("no fixture for " + string(typ))
 }
@@ -235,6 +239,13 @@ var fxDataFields = map[Type][]fxFieldSpec{
 	ExemptionRevoked: {
 		{"data.cpr", "string", true},
 	},
+	ConsentGranted: fxConsentFields,
+	ConsentRevoked: fxConsentFields,
+}
+
+var fxConsentFields = []fxFieldSpec{
+	{"data.cpr", "string", true},
+	{"data.platform", "string", true},
 }
 
 // fxObjects lists the JSON objects of each type's wire form ("" is the
@@ -248,6 +259,8 @@ var fxObjects = map[Type][]string{
 	DeviceUnregistered: {"", "data"},
 	ExemptionGranted:   {"", "data"},
 	ExemptionRevoked:   {"", "data"},
+	ConsentGranted:     {"", "data"},
+	ConsentRevoked:     {"", "data"},
 }
 
 // fxWrongKind is a value of another JSON type than kind.
@@ -284,7 +297,8 @@ var (
 	fxReadTypes     = []Type{MessageRead, MessageUnread}
 	fxLetterTypes   = []Type{MessageReceived, MessageRead, MessageUnread}
 	fxDeviceTypes   = []Type{DeviceRegistered, DeviceUnregistered}
-	fxPlainCPRTypes = []Type{ContactUpdated, DeviceRegistered, DeviceUnregistered, ExemptionGranted, ExemptionRevoked}
+	fxPlainCPRTypes = []Type{ContactUpdated, DeviceRegistered, DeviceUnregistered, ExemptionGranted, ExemptionRevoked, ConsentGranted, ConsentRevoked}
+	fxConsentTypes  = []Type{ConsentGranted, ConsentRevoked}
 	fxBadCPRForm    = []any{"", "010190123", "01019012345", "010190-12345", "0101-901234", "01019O1234", "010190 1234", "010190–1234", " 0101901234", "+101901234"}
 	fxBadCPRDate    = []any{"3104901234", "290201-0234", "290200-0234", "000190-1234", "320190-1234", "010090-1234", "011390-1234"}
 	fxBadMessageIDs = []any{"", "not-a-uuid", "6f1c2a8e3b4d4e5f8a9b0c1d2e3f4a5b", "{6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b}", "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5g", " " + fxMsgID}
@@ -332,6 +346,9 @@ var (
 		{[]Type{ContactUpdated}, "data.language", []any{"de", "DA", "dansk"}, rsLanguage},
 		{[]Type{ContactUpdated}, "data.address", []any{strings.Repeat("a", 501)}, fxAtMost(500)},
 		{[]Type{ContactUpdated}, "data.address", []any{"Vestergade 1\x07"}, rsControl},
+
+		// consent.granted, consent.revoked: only the platforms that need it.
+		{fxConsentTypes, "data.platform", []any{"", "borger.dk", "digital-post-app", "core", "E-Boks", "eboks"}, rsConsent},
 
 		// device.registered, device.unregistered
 		{fxDeviceTypes, "data.app", []any{"", "borger.dk", "core", "E-Boks"}, rsApp},
@@ -642,6 +659,11 @@ func fxGoodEventCases() []fxGoodEventCase {
 		e.Exemption = &x
 		return &e
 	}
+	consent := func(typ Type, p Platform) *Event {
+		e := envelope(typ, Core)
+		e.Consent = &ConsentData{CPR: fxCPRDigits, Platform: p}
+		return &e
+	}
 	onlyContact := func(field string, v any) []byte {
 		return fxEdited(ContactUpdated, fxAll(fxDel("data.email", "data.mobile", "data.language", "data.address"), fxSet(field, v)))
 	}
@@ -726,6 +748,12 @@ func fxGoodEventCases() []fxGoodEventCase {
 		{"exemption.revoked", fxEdited(ExemptionRevoked, nil), exemption(ExemptionRevoked, ExemptionData{})},
 		{"exemption.revoked/null-forwarding", fxEdited(ExemptionRevoked, fxAll(fxSet("data.forward_unopened", nil), fxSet("data.forward_address", nil))),
 			exemption(ExemptionRevoked, ExemptionData{})},
+
+		{"consent.granted", fxEdited(ConsentGranted, nil), consent(ConsentGranted, EBoks)},
+		{"consent.granted/mit.dk", fxEdited(ConsentGranted, fxSet("data.platform", "mit.dk")), consent(ConsentGranted, MitDK)},
+		{"consent.revoked", fxEdited(ConsentRevoked, nil), consent(ConsentRevoked, EBoks)},
+		{"consent.revoked/from-the-platform", fxEdited(ConsentRevoked, fxSet("source", "e-boks")),
+			with(*consent(ConsentRevoked, EBoks), func(e *Event) { e.Source = EBoks })},
 
 		{"envelope/id-128", fxEdited(ExemptionRevoked, fxSet("id", strings.Repeat("a", 128))),
 			with(*exemption(ExemptionRevoked, ExemptionData{}), func(e *Event) { e.ID = strings.Repeat("a", 128) })},
@@ -910,7 +938,7 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("Parse returned neither event nor error")
 		}
 		n := 0
-		for _, p := range []bool{ev.Message != nil, ev.Read != nil, ev.Contact != nil, ev.Device != nil, ev.Exemption != nil} {
+		for _, p := range []bool{ev.Message != nil, ev.Read != nil, ev.Contact != nil, ev.Device != nil, ev.Exemption != nil, ev.Consent != nil} {
 			if p {
 				n++
 			}
@@ -961,5 +989,40 @@ func TestParseConfirmedOnlyFromCore(t *testing.T) {
 	var ve *ValidationError
 	if !errors.As(err, &ve) || ve.Errors[0].Field != "data.confirmed" {
 		t.Errorf("confirmed without an address: %v; want refused naming data.confirmed", err)
+	}
+}
+
+// TestForbiddenConsentOfAnotherPlatform: a platform may change only its
+// own consent; core may change any; other events are never forbidden.
+func TestForbiddenConsentOfAnotherPlatform(t *testing.T) {
+	t.Parallel()
+	for _, typ := range fxConsentTypes {
+		for _, source := range Platforms() {
+			for _, target := range ConsentPlatforms() {
+				ev, err := Parse(fxEdited(typ, fxAll(fxSet("source", string(source)), fxSet("data.platform", string(target)))))
+				if err != nil {
+					t.Fatalf("%s from %s about %s: %v", typ, source, target, err)
+				}
+				got := ev.Forbidden()
+				if want := source != Core && source != target; (got != nil) != want {
+					t.Errorf("%s from %s about %s: Forbidden() = %v, want forbidden %v", typ, source, target, got, want)
+				}
+				if got != nil && (got.Field != "data.platform" || !strings.Contains(got.Reason, "only its own consent")) {
+					t.Errorf("Forbidden() = %+v, want data.platform: ... only its own consent", got)
+				}
+			}
+		}
+	}
+	for _, typ := range Types() {
+		if slices.Contains(fxConsentTypes, typ) {
+			continue
+		}
+		ev, err := Parse(fxEdited(typ, fxSet("source", "mit.dk")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := ev.Forbidden(); f != nil {
+			t.Errorf("%s from mit.dk: Forbidden() = %+v, want nil", typ, f)
+		}
 	}
 }

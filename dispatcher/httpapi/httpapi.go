@@ -8,7 +8,9 @@
 //
 // Answers follow docs/events.md: 202 with accepted or duplicate; 400 as
 // application/problem+json naming each bad field; 401 without a known key;
-// 403 when a platform's key sends an event from another platform; 413 for a
+// 403 when a platform's key sends an event from another platform, or
+// changes another platform's consent; 422 for a read or unread from a
+// platform without the citizen's consent to show the letter; 413 for a
 // body over the limit; 429 over the platform's rate; 503 when Redis cannot
 // be reached, so the platform retries.
 package httpapi
@@ -328,7 +330,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool
 // Result is the answer for one accepted event.
 type Result struct {
 	ID     string             `json:"id,omitempty"`
-	Status string             `json:"status"` // accepted | duplicate | invalid | forbidden | unavailable
+	Status string             `json:"status"` // accepted | duplicate | invalid | forbidden | refused | unavailable
 	Errors []event.FieldError `json:"errors,omitempty"`
 }
 
@@ -353,6 +355,8 @@ func (a *API) postEvent(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, "invalid event", "the event has invalid fields", res.Errors)
 	case "forbidden":
 		problem(w, http.StatusForbidden, "forbidden", res.Errors[0].Reason, res.Errors)
+	case "refused":
+		problem(w, http.StatusUnprocessableEntity, "no consent", res.Errors[0].Reason, res.Errors)
 	case "unavailable":
 		w.Header().Set("Retry-After", "5")
 		problem(w, http.StatusServiceUnavailable, "unavailable", "the event store cannot be reached; retry", nil)
@@ -400,11 +404,18 @@ func (a *API) validate(p event.Platform, body []byte) (*event.Event, typedResult
 		return nil, typedResult{typ: string(ev.Type), Result: Result{ID: ev.ID, Status: "forbidden", Errors: []event.FieldError{{Field: "source",
 			Reason: fmt.Sprintf("the key of platform %s may only send events with source %s", p, p)}}}}, false
 	}
+	if f := ev.Forbidden(); f != nil {
+		return nil, typedResult{typ: string(ev.Type), Result: Result{ID: ev.ID, Status: "forbidden", Errors: []event.FieldError{*f}}}, false
+	}
 	return ev, typedResult{}, true
 }
 
 // answer is the Result of an accept of a valid event.
 func (a *API) answer(ctx context.Context, ev *event.Event, dup bool, err error) Result {
+	if errors.Is(err, dispatcher.ErrNoConsent) {
+		return Result{ID: ev.ID, Status: "refused", Errors: []event.FieldError{{Field: "data.platform",
+			Reason: strings.TrimPrefix(err.Error(), dispatcher.ErrNoConsent.Error()+": ")}}}
+	}
 	if err != nil {
 		// Not the event id: a platform's id could hold anything.
 		a.log.ErrorContext(ctx, "accepting an event failed", "type", ev.Type, "source", ev.Source, "error", err)
@@ -609,11 +620,21 @@ func (a *API) verified(w http.ResponseWriter, r *http.Request, p event.Platform,
 }
 
 // getState answers a letter's read state and version to a platform (its
-// key) or ops, so platforms can reconcile.
+// key) or ops, so platforms can reconcile. e-Boks and mit.dk are answered
+// about a letter from a public sender only while the citizen consents
+// (403 otherwise), as they are sent its webhooks only then.
 func (a *API) getState(w http.ResponseWriter, r *http.Request) {
 	id := strings.ToLower(r.PathValue("id"))
-	st, err := a.cfg.Dispatcher.State(r.Context(), id)
+	var st dispatcher.ReadState
+	var err error
+	if p, ok := a.platform(r); ok {
+		st, err = a.cfg.Dispatcher.StateFor(r.Context(), id, p)
+	} else {
+		st, err = a.cfg.Dispatcher.State(r.Context(), id)
+	}
 	switch {
+	case errors.Is(err, dispatcher.ErrNoConsent):
+		problem(w, http.StatusForbidden, "no consent", strings.TrimPrefix(err.Error(), dispatcher.ErrNoConsent.Error()+": "), nil)
 	case letterError(w, err):
 	default:
 		state := "unread"

@@ -40,6 +40,9 @@ const (
 	StatusInvalid     = "invalid"
 	StatusForbidden   = "forbidden"
 	StatusUnavailable = "unavailable"
+	// StatusRefused: a read or unread from a platform without the
+	// citizen's consent to show the (public) letter.
+	StatusRefused = "refused"
 )
 
 // Reasons a letter goes on paper.
@@ -62,7 +65,7 @@ var (
 	resultNames = append([]string{dispatcher.ResultSent, dispatcher.ResultSkipped, dispatcher.ResultFailed,
 		dispatcher.ResultRetrying, dispatcher.ResultGone, dispatcher.ResultPaper, dispatcher.ResultReport},
 		kindNames...)
-	statusNames = []string{StatusAccepted, StatusDuplicate, StatusInvalid, StatusForbidden, StatusUnavailable}
+	statusNames = []string{StatusAccepted, StatusDuplicate, StatusInvalid, StatusForbidden, StatusUnavailable, StatusRefused}
 	paperNames  = []string{PaperExempt, PaperUnder15, PaperForward}
 )
 
@@ -133,7 +136,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"platform"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "postbud_events_total",
-			Help: "Events offered to the HTTP ingest, by event type and status (accepted, duplicate, invalid, forbidden, unavailable).",
+			Help: "Events offered to the HTTP ingest, by event type and status (accepted, duplicate, invalid, forbidden, unavailable, refused).",
 		}, []string{"type", "status"}),
 		paper: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "postbud_paper_jobs_total",

@@ -158,10 +158,11 @@ func TestObserver(t *testing.T) {
 		"result": {"sent", "skipped", "failed", "retrying", "gone", "paper", "report",
 			"transient", "permanent", "throttled", "misconfigured", "other"},
 		"kind":   {"none", "transient", "gone", "permanent", "throttled", "misconfigured", "other"},
-		"status": {"accepted", "duplicate", "invalid", "forbidden", "unavailable", "other"},
+		"status": {"accepted", "duplicate", "invalid", "forbidden", "unavailable", "refused", "other"},
 		"reason": {"exempt", "under 15", "forward", "other"},
 		"type": {"message.received", "message.read", "message.unread", "contact.updated",
-			"device.registered", "device.unregistered", "exemption.granted", "exemption.revoked", "other"},
+			"device.registered", "device.unregistered", "exemption.granted", "exemption.revoked",
+			"consent.granted", "consent.revoked", "other"},
 	}
 	labelRE := regexp.MustCompile(`(\w+)="([^"]*)"`)
 	for series := range got {

@@ -43,12 +43,20 @@ func NewFromRedisClient(c redis.UniversalClient, queuePrefix string) *Publisher 
 }
 
 // Publish validates one event in the wire form of contract v1 and enqueues
-// it. A *event.ValidationError names every bad field. duplicate is true
+// it. A *event.ValidationError names every bad field, or the field a
+// source may not set (a platform changing another platform's consent:
+// event.Forbidden). Every event type of the contract is taken, the
+// consent events (consent.granted, consent.revoked) too. duplicate is true
 // when an event with the same id is still queued.
 func (p *Publisher) Publish(ctx context.Context, raw []byte) (duplicate bool, err error) {
 	ev, err := event.Parse(raw)
 	if err != nil {
 		return false, err
+	}
+	if f := ev.Forbidden(); f != nil {
+		// postbud would reject it (a platform may change only its own
+		// consent): refused here, as the HTTP API answers 403.
+		return false, &event.ValidationError{Errors: []event.FieldError{*f}}
 	}
 	t := dispatcher.NewInboundTask(raw, ev, p.queues)
 	_, err = p.client.EnqueueContext(ctx, t)

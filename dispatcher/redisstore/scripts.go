@@ -255,3 +255,32 @@ if tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') >= tonumber(ARGV[2]) th
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 `)
+
+// consentScript records consent.granted or .revoked for one platform, last
+// writer wins by the event's time per platform; at the same time a
+// revocation wins, so any order of arrival ends the same. The field's
+// value is "1|<ms>" (granted) or "0|<ms>" (revoked: kept, so an older
+// grant arriving late stays stale).
+//
+// KEYS[1] citizen hash  KEYS[2] event mark
+// ARGV[1] field ('cs:<platform>')  ARGV[2] granted (0|1)  ARGV[3] event
+// time (unix ms)  ARGV[4] event mark TTL (ms; 0: no mark)
+// Returns 0 if the event was processed before, 1 if applied, 2 if stale.
+var consentScript = redis.NewScript(`
+local mark = ARGV[4] ~= '0'
+if mark and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local res = 2
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+local cg, ct = '0', -1
+if cur then
+  cg = string.sub(cur, 1, 1)
+  ct = tonumber(string.sub(cur, 3)) or -1
+end
+local at = tonumber(ARGV[3])
+if at > ct or (at == ct and (ARGV[2] == '0' or cg == '1')) then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '|' .. ARGV[3])
+  res = 1
+end
+if mark then redis.call('SET', KEYS[2], '1', 'PX', ARGV[4]) end
+return res
+`)

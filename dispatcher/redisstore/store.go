@@ -9,6 +9,8 @@
 //	                        dev:<provider>:<token tag> =
 //	                        app|env|registered ms|<sealed token>; contact
 //	                        data sealed (seal.go);
+//	                        cs:<platform> = 1|<ms> (consent granted) or
+//	                        0|<ms> (revoked), the consent event's time;
 //	                        eh, mh (fingerprints of the email and mobile),
 //	                        ec, mc = "1" while that address is confirmed
 //	P:{C}:cc:<ch>    hash   the pending confirmation code of the email or
@@ -95,7 +97,7 @@ type Store struct {
 	linger    time.Duration
 }
 
-var allScripts = []*redis.Script{ackScript, contactScript, deviceScript, removeScript, reportScript, letterScript, unlockScript, stateScript, exemptionScript, clearScript, reserveCodeScript, issueCodeScript, checkCodeScript}
+var allScripts = []*redis.Script{ackScript, contactScript, deviceScript, removeScript, reportScript, letterScript, unlockScript, stateScript, exemptionScript, clearScript, reserveCodeScript, issueCodeScript, checkCodeScript, consentScript}
 
 var _ dispatcher.Store = (*Store)(nil)
 
@@ -312,6 +314,15 @@ func (s *Store) decodeCitizen(key string, m map[string]string) (*dispatcher.Citi
 	c.Exempt, c.ExemptSince = x.Exempt, x.Since
 	c.EmailConfirmed, c.MobileConfirmed = m[fieldEmailOK] == "1", m[fieldMobileOK] == "1"
 	for f, v := range m {
+		if p, ok := strings.CutPrefix(f, "cs:"); ok {
+			if granted, ms, ok := strings.Cut(v, "|"); ok && granted == "1" {
+				if c.Consents == nil {
+					c.Consents = map[event.Platform]time.Time{}
+				}
+				c.Consents[event.Platform(p)] = msTime(ms)
+			}
+			continue
+		}
 		if ch, ok := strings.CutPrefix(f, "co:"); ok {
 			if c.Windows == nil {
 				c.Windows = map[channels.Name]time.Time{}
@@ -873,6 +884,17 @@ func decodeExemption(x, xs, xt string) dispatcher.Exemption {
 		xs = xt
 	}
 	return dispatcher.Exemption{Exempt: true, Since: msTime(xs)}
+}
+
+// SetConsent records a consent change of one platform (consentScript).
+func (s *Store) SetConsent(ctx context.Context, w dispatcher.ConsentWrite) (bool, error) {
+	mk, ttl := s.markArgs(w.Citizen, w.Mark)
+	n, err := s.runScript(ctx, consentScript, []string{s.citizenKey(w.Citizen), mk},
+		[]any{"cs:" + string(w.Platform), b2s(w.Granted), w.At.UnixMilli(), ttl})
+	if err != nil {
+		return false, fmt.Errorf("consent: %w", err)
+	}
+	return n == int64(1), nil
 }
 
 // UnreadSince returns the citizen's unread letters received in [from, to].

@@ -1,7 +1,8 @@
 // Package rules holds the pure decisions of the Digital Post rules: quiet
 // hours, the privacy check of a sender's notification text, the age rule,
 // the six-month forwarding window, the texts of coalesced and reminder
-// alerts and the routing of a letter to digital or paper. Each is a
+// alerts, the routing of a letter to digital or paper and the platforms'
+// consent to show public post (MayShow). Each is a
 // function of its inputs and an explicit time; none does I/O or reads the
 // clock. Local times are those of Europe/Copenhagen.
 package rules
@@ -413,6 +414,25 @@ func Route(kind event.SenderKind, exempt bool, under15 bool, paperForMinors bool
 	}
 	return Decision{Digital: true}
 }
+
+// MayShow decides whether platform p may learn of a letter from a sender of
+// the given kind: be sent its read-state webhook, carry its alert through
+// its app's push tokens, report it read or unread. Letters from public
+// senders (public and public-special) reach e-Boks and mit.dk only while
+// the citizen consents (consent.granted); borger.dk and the Digital Post
+// app need no consent, and letters from private senders none anywhere. A
+// letter whose kind is not known (not arrived yet) counts as public, the
+// strictest. reason is "no consent (<platform>)" when it may not.
+func MayShow(kind event.SenderKind, p event.Platform, consented bool) (ok bool, reason string) {
+	if kind == event.SenderPrivate || !event.NeedsConsent(p) || consented {
+		return true, ""
+	}
+	return false, NoConsent(p)
+}
+
+// NoConsent is the trail reason of a platform without the citizen's
+// consent: "no consent (e-boks)".
+func NoConsent(p event.Platform) string { return "no consent (" + string(p) + ")" }
 
 func allDigits(s string) bool {
 	for i := 0; i < len(s); i++ {

@@ -640,3 +640,31 @@ func TestSenderTextAndSMSAgreeOnGSM7(t *testing.T) {
 		}
 	}
 }
+
+// TestMayShow is the consent rule's table: consent × platform × sender
+// kind, every combination.
+func TestMayShow(t *testing.T) {
+	t.Parallel()
+	kinds := []event.SenderKind{event.SenderPublic, event.SenderPublicSpecial, event.SenderPrivate, ""}
+	for _, p := range event.ReadingPlatforms() {
+		for _, kind := range kinds {
+			for _, consented := range []bool{false, true} {
+				// The expectation, spelled out rather than derived.
+				want := true
+				if (p == event.EBoks || p == event.MitDK) && kind != event.SenderPrivate && !consented {
+					want = false
+				}
+				ok, why := MayShow(kind, p, consented)
+				if ok != want {
+					t.Errorf("MayShow(%q, %s, consented %v) = %v, want %v", kind, p, consented, ok, want)
+				}
+				switch {
+				case ok && why != "":
+					t.Errorf("MayShow(%q, %s, %v) allowed with reason %q", kind, p, consented, why)
+				case !ok && why != "no consent ("+string(p)+")":
+					t.Errorf("MayShow(%q, %s, %v) reason = %q, want %q", kind, p, consented, why, "no consent ("+string(p)+")")
+				}
+			}
+		}
+	}
+}

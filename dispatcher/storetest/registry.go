@@ -145,6 +145,78 @@ var registryCases = []Case{
 			t.Error("a re-run of the grant made the citizen exempt again")
 		}
 	}},
+	{"SetConsent", "each platform's consent is its own: grant, revoke, and the time of the grant", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		ctx := t.Context()
+		if c := registered(t, s, alice); c.Consented(event.EBoks) || len(c.Consents) != 0 {
+			t.Fatalf("a citizen without a consent event has consents %v; want none", c.Consents)
+		}
+		if ok, err := setConsent(ctx, s, alice, event.EBoks, true, at, "ev-1"); err != nil || !ok {
+			t.Fatalf("grant e-boks: applied %v, %v", ok, err)
+		}
+		if ok, err := setConsent(ctx, s, alice, event.MitDK, true, at.Add(time.Second), "ev-2"); err != nil || !ok {
+			t.Fatalf("grant mit.dk: applied %v, %v", ok, err)
+		}
+		want := map[event.Platform]time.Time{event.EBoks: at, event.MitDK: at.Add(time.Second)}
+		if diff := cmp.Diff(want, registered(t, s, alice).Consents, equalTime); diff != "" {
+			t.Errorf("consents (-want +got):\n%s", diff)
+		}
+		if ok, err := setConsent(ctx, s, alice, event.EBoks, false, at.Add(2*time.Second), "ev-3"); err != nil || !ok {
+			t.Fatalf("revoke e-boks: applied %v, %v", ok, err)
+		}
+		c := registered(t, s, alice)
+		if c.Consented(event.EBoks) || !c.Consented(event.MitDK) {
+			t.Errorf("after revoking e-boks: consents %v; want mit.dk only", c.Consents)
+		}
+		if c := registered(t, s, bob); len(c.Consents) != 0 {
+			t.Errorf("another citizen has consents %v", c.Consents)
+		}
+	}},
+	{"SetConsent", "last writer wins by time, a revocation wins a tie, in any order; stale events are marked", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		ctx := t.Context()
+		if ok, err := setConsent(ctx, s, alice, event.EBoks, false, at, "ev-revoke"); err != nil || !ok {
+			t.Fatalf("revoke: applied %v, %v", ok, err)
+		}
+		if ok, err := setConsent(ctx, s, alice, event.EBoks, true, at.Add(-time.Second), "ev-old-grant"); err != nil || ok {
+			t.Errorf("an older grant: applied %v, %v; want stale", ok, err)
+		}
+		if ok, err := setConsent(ctx, s, alice, event.EBoks, true, at, "ev-tie-grant"); err != nil || ok {
+			t.Errorf("a grant at the revocation's time: applied %v, %v; want stale (a revocation wins a tie)", ok, err)
+		}
+		if registered(t, s, alice).Consented(event.EBoks) {
+			t.Error("an older or tied grant gave consent after a revocation")
+		}
+		if !seen(t, s, alice, "", "ev-old-grant") || !seen(t, s, alice, "", "ev-tie-grant") {
+			t.Error("stale consent events are not marked processed")
+		}
+		// The other order: the grant first, the tied revocation after.
+		if ok, err := setConsent(ctx, s, bob, event.MitDK, true, at, "ev-b1"); err != nil || !ok {
+			t.Fatalf("grant: applied %v, %v", ok, err)
+		}
+		if ok, err := setConsent(ctx, s, bob, event.MitDK, false, at, "ev-b2"); err != nil || !ok {
+			t.Errorf("a revocation at the grant's time: applied %v, %v; want applied", ok, err)
+		}
+		if registered(t, s, bob).Consented(event.MitDK) {
+			t.Error("a tied revocation did not win")
+		}
+	}},
+	{"SetConsent", "a re-run of a processed event is not applied", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		ctx := t.Context()
+		if ok, err := setConsent(ctx, s, alice, event.EBoks, true, at, "ev-1"); err != nil || !ok {
+			t.Fatalf("grant: applied %v, %v", ok, err)
+		}
+		if ok, err := setConsent(ctx, s, alice, event.EBoks, false, at.Add(time.Second), "ev-2"); err != nil || !ok {
+			t.Fatalf("revoke: applied %v, %v", ok, err)
+		}
+		if ok, err := setConsent(ctx, s, alice, event.EBoks, true, at.Add(time.Hour), "ev-1"); err != nil || ok {
+			t.Errorf("re-run: applied %v, %v; want not applied", ok, err)
+		}
+		if registered(t, s, alice).Consented(event.EBoks) {
+			t.Error("a re-run of the grant gave consent again")
+		}
+	}},
 }
 
 func removeAddress(t *testing.T, s dispatcher.Store) {

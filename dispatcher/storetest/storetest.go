@@ -206,6 +206,11 @@ func setExemption(ctx context.Context, s dispatcher.Store, citizen string, exemp
 		Mark: registryRef(citizen, eventID)})
 }
 
+func setConsent(ctx context.Context, s dispatcher.Store, citizen string, p event.Platform, granted bool, at time.Time, eventID string) (bool, error) {
+	return s.SetConsent(ctx, dispatcher.ConsentWrite{Citizen: citizen, Platform: p, Granted: granted, At: at,
+		Mark: registryRef(citizen, eventID)})
+}
+
 func applyReport(ctx context.Context, s dispatcher.Store, citizen, messageID, deliveryID, status string, final bool, entry dispatcher.Outcome) (bool, error) {
 	return s.ApplyReport(ctx, dispatcher.ReportWrite{Citizen: citizen, MessageID: messageID, DeliveryID: deliveryID,
 		Status: status, Final: final, Entry: entry})
