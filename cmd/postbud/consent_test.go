@@ -36,7 +36,7 @@ func TestEndToEndConsent(t *testing.T) {
 	d := start(t, getenv, logs)
 	const cpr = "010190-1234"
 	for _, ev := range []string{
-		wireEvent("c1", "contact.updated", "core", map[string]any{"cpr": cpr, "email": "anna@example.dk"}),
+		wireEvent("c1", "contact.updated", "core", map[string]any{"cpr": cpr, "email": "anna@example.dk", "confirmed": true}),
 		wireEvent("d1", "device.registered", "core", map[string]any{"cpr": cpr, "app": "digital-post-app", "provider": "apns", "token": iosToken}),
 		wireEvent("d2", "device.registered", "core", map[string]any{"cpr": cpr, "app": "e-boks", "provider": "fcm", "token": "fcm-token-anna-0001"}),
 	} {

@@ -67,7 +67,7 @@ func TestEndToEndSealKeyRotation(t *testing.T) {
 	// 1. The old key: Anna registers on every channel, a letter alerts.
 	d := start(t, env(oldSealKey, ""), logs)
 	for _, ev := range []string{
-		wireEvent("c1", "contact.updated", "core", map[string]any{"cpr": "010190-1234", "email": "anna@example.dk", "mobile": "20123456"}),
+		wireEvent("c1", "contact.updated", "core", map[string]any{"cpr": "010190-1234", "email": "anna@example.dk", "mobile": "20123456", "confirmed": true}),
 		wireEvent("d1", "device.registered", "core", map[string]any{"cpr": "010190-1234", "app": "digital-post-app", "provider": "apns", "token": iosToken}),
 		wireEvent("d2", "device.registered", "core", map[string]any{"cpr": "010190-1234", "app": "e-boks", "provider": "fcm", "token": "fcm-token-anna-0001"}),
 	} {

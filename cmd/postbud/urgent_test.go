@@ -38,10 +38,10 @@ func TestEndToEndUrgentLaneWhileBulkProviderHangs(t *testing.T) {
 	bulkCitizens := []string{"010190-1234", "020290-1234", "030390-1234"}
 	for i, cpr := range bulkCitizens {
 		post(t, d.base+"/v1/events", testCoreKey, wireEvent(fmt.Sprintf("c%d", i), "contact.updated", "core",
-			map[string]any{"cpr": cpr, "email": fmt.Sprintf("citizen%d@example.dk", i)}))
+			map[string]any{"cpr": cpr, "email": fmt.Sprintf("citizen%d@example.dk", i), "confirmed": true}))
 	}
 	post(t, d.base+"/v1/events", testCoreKey, wireEvent("c-urgent", "contact.updated", "core",
-		map[string]any{"cpr": "040490-1234", "mobile": "20123456"}))
+		map[string]any{"cpr": "040490-1234", "mobile": "20123456", "confirmed": true}))
 	waitIdle(t, rt)
 
 	letter := func(id, messageID, cpr, priority string) string {

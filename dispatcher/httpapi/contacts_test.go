@@ -17,6 +17,7 @@ import (
 	"github.com/digitalpost/postbud/dispatcher/httpapi"
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
 	"github.com/digitalpost/postbud/dispatcher/redistest"
+	"github.com/digitalpost/postbud/dispatcher/seal"
 )
 
 // codeBox is an email channel that keeps the codes it was given.
@@ -65,7 +66,8 @@ func problemOf(t *testing.T, body []byte) (string, []string) {
 // dispatcher: each answer, the attempts limit, the checks of the body.
 func TestContactsConfirmAndResend(t *testing.T) {
 	env := redistest.New(t)
-	store := redisstore.New(env.Client, redisstore.Options{Prefix: env.Prefix})
+	sealer := seal.Ephemeral()
+	store := redisstore.New(env.Client, redisstore.Options{Prefix: env.Prefix, Sealer: sealer})
 	t.Cleanup(func() { store.Close() })
 	keyer, err := dispatcher.NewKeyer([]byte("test-pseudonymisation-key-0123456789"))
 	if err != nil {
@@ -73,7 +75,7 @@ func TestContactsConfirmAndResend(t *testing.T) {
 	}
 	box := &codeBox{}
 	queues := dispatcher.DefaultQueues(env.QueuePrefix)
-	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Enqueuer: asynq.NewClientFromRedisClient(env.Client),
+	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Sealer: sealer, Enqueuer: asynq.NewClientFromRedisClient(env.Client),
 		Queues: queues, MailboxURL: "https://www.borger.dk/digitalpost", Senders: map[channels.Name]channels.Sender{channels.Email: box}})
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
 	"github.com/digitalpost/postbud/dispatcher/redistest"
 	"github.com/digitalpost/postbud/dispatcher/rules"
+	"github.com/digitalpost/postbud/dispatcher/seal"
 )
 
 // The self-service systems of these tests, one per context.
@@ -69,7 +70,7 @@ func selfServiceAPI(t *testing.T, rate float64, now func() time.Time) (*httpapi.
 				KeySHA256: httpapi.HashKey(k), Rate: rate})
 		}
 	})
-	store := redisstore.New(env.Client, redisstore.Options{Prefix: env.Prefix})
+	store := redisstore.New(env.Client, redisstore.Options{Prefix: env.Prefix, Sealer: seal.Ephemeral()})
 	t.Cleanup(func() { store.Close() })
 	keyer, err := dispatcher.NewKeyer([]byte("test-pseudonymisation-key-0123456789"))
 	if err != nil {
