@@ -37,7 +37,7 @@ func bulkLetter(id, messageID, cpr string, p event.Priority) string {
 // registerEmail registers a citizen with an email address only, here and
 // now.
 func registerEmail(h *harness, cpr string) {
-	h.handle(wire("c-"+cpr, "contact.updated", map[string]any{"cpr": cpr, "email": "c" + strings.ReplaceAll(cpr, "-", "x") + "@example.dk"}))
+	h.handle(wire("c-"+cpr, "contact.updated", map[string]any{"cpr": cpr, "email": "c" + strings.ReplaceAll(cpr, "-", "x") + "@example.dk", "confirmed": true}))
 }
 
 // acceptBatch accepts wire events as POST /v1/events/batch does.
@@ -152,7 +152,7 @@ func TestBatchFailedDeliveryRetriesAlone(t *testing.T) {
 		raws = append(raws, bulkLetter(fmt.Sprintf("f-%d", i), msgN(i), cprN(i), event.Bulk))
 	}
 	// Letter 2's citizen also has a mobile; its SMS fails once.
-	h.handle(wire("m-2", "contact.updated", map[string]any{"cpr": cprN(2), "mobile": "20123456"}))
+	h.handle(wire("m-2", "contact.updated", map[string]any{"cpr": cprN(2), "mobile": "20123456", "confirmed": true}))
 	sms := h.channels[channels.SMS]
 	sms.failNext(channels.Fail(channels.Transient, "http 503", errors.New("gateway busy")))
 	h.acceptBatch(raws...)

@@ -40,7 +40,7 @@ func consentEvent(id, typ, cpr, platform string, at time.Time) string {
 // registerApps gives the citizen an email and a push token in each of the
 // three apps.
 func registerApps(h *harness, cpr string) {
-	h.handle(wire("c-"+cpr, "contact.updated", map[string]any{"cpr": cpr, "email": "anna@example.dk"}))
+	h.handle(wire("c-"+cpr, "contact.updated", map[string]any{"cpr": cpr, "email": "anna@example.dk", "confirmed": true}))
 	for _, d := range []struct{ app, provider, token string }{
 		{"digital-post-app", "apns", "a1b2c3d4e5f6a7b8"}, {"e-boks", "fcm", "fcm-token-eboks"}, {"mit.dk", "fcm", "fcm-token-mitdk"},
 	} {

@@ -24,6 +24,7 @@ import (
 	"github.com/digitalpost/postbud/dispatcher/event"
 	"github.com/digitalpost/postbud/dispatcher/httpapi"
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
+	"github.com/digitalpost/postbud/dispatcher/seal"
 )
 
 // The demo secrets of `postbud dev`. They are printed at start and are
@@ -179,7 +180,11 @@ func dev(ctx context.Context, args []string, e env, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	store := redisstore.New(rdb, redisstore.Options{Prefix: keyPrefix})
+	sealer, err := seal.New(seal.Keys{Current: []byte(devSealKey), Tag: []byte(devEnv("POSTBUD_PSEUDONYM_KEY"))})
+	if err != nil {
+		return err
+	}
+	store := redisstore.New(rdb, redisstore.Options{Prefix: keyPrefix, Sealer: sealer})
 	defer store.Close()
 	v := &devView{sinks: sinks, paper: paper, hooks: hooks, citizens: citizens, opsKey: devEnv("POSTBUD_OPS_KEY"),
 		consents: func(ctx context.Context, cpr string) ([]event.Platform, error) {

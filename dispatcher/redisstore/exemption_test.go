@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/digitalpost/postbud/dispatcher/redistest"
+	"github.com/digitalpost/postbud/dispatcher/seal"
 )
 
 // TestExemptionSinceOfOlderRecords: a citizen exempted before the
@@ -12,7 +13,7 @@ import (
 // grant: ExemptionOf and Load answer it as the start.
 func TestExemptionSinceOfOlderRecords(t *testing.T) {
 	env := redistest.New(t)
-	s := New(env.Client, Options{Prefix: env.Prefix})
+	s := New(env.Client, Options{Prefix: env.Prefix, Sealer: seal.Ephemeral()})
 	t.Cleanup(func() { s.Close() })
 	at := time.UnixMilli(1764500000000)
 	if err := env.Client.HSet(t.Context(), s.citizenKey("cit-old"), "x", "1", "xt", at.UnixMilli()).Err(); err != nil {
