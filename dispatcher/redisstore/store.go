@@ -61,6 +61,9 @@ type Options struct {
 	ReadTTL time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Fence, if set, holds store calls while a Sentinel failover is under
+	// way (see Fence).
+	Fence *Fence
 }
 
 // Store is the Redis implementation of dispatcher.Store. Close it to stop
