@@ -75,8 +75,10 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 	if err := selfCheck(ctx, rdb, cfg, ov.embedded, log); err != nil {
 		return err
 	}
+	fence, stopFence := startFence(ctx, cfg.Redis, log)
+	defer stopFence()
 	store := redisstore.New(rdb, redisstore.Options{Prefix: cfg.KeyPrefix, LetterTTL: cfg.LetterTTL,
-		ReadTTL: cfg.ReadLetterTTL})
+		ReadTTL: cfg.ReadLetterTTL, Fence: fence})
 	defer store.Close()
 
 	reg := metrics.NewRegistry()
@@ -181,6 +183,7 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 		}),
 	})
 	replicas := redisstore.NewReplicas(rdb, cfg.KeyPrefix, cfg.AckReplicas, cfg.AckTimeout)
+	replicas.UseFence(fence)
 	defer replicas.Close()
 	working := &workingSet{ids: map[string]int{}}
 	mux := asynq.NewServeMux()
