@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -202,7 +203,9 @@ func (f *Fence) closeLocked(why string) {
 	f.switched = map[string]bool{}
 	gen := f.gen
 	f.timer = time.AfterFunc(f.o.MaxHold, func() { f.openGen(gen, "no +switch-master within "+f.o.MaxHold.String()) })
-	f.o.Logger.Warn("Redis failover under way: holding store calls", "event", why)
+	// The number keeps the lines of successive failovers distinct (postbud
+	// holds back repeated identical lines).
+	f.o.Logger.Warn(fmt.Sprintf("Redis failover %d under way: holding store calls", f.gen), "event", why)
 }
 
 func (f *Fence) switchMaster(sentinel, primary string) {
@@ -251,7 +254,7 @@ func (f *Fence) openGen(gen uint64, why string) {
 	f.closed = false
 	f.timer.Stop()
 	close(f.opened)
-	f.o.Logger.Warn("Redis failover over: store calls resume", "why", why)
+	f.o.Logger.Warn(fmt.Sprintf("Redis failover %d over: store calls resume", f.gen), "why", why)
 }
 
 // Watch subscribes to every sentinel's events and feeds them to the fence
