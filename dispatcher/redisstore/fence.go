@@ -27,7 +27,9 @@ import (
 // to all of them and is closed from the first step until every sentinel
 // has named the new primary (go-redis's failover client follows one
 // sentinel's +switch-master; the leader's comes last, once the other
-// replicas are reconfigured). While it is closed the store holds its calls
+// replicas are reconfigured), or until the old primary reports itself a
+// replica (a write that still reaches it fails, and go-redis retries it on
+// the new one). While it is closed the store holds its calls
 // (so no provider is called whose answer could not be recorded), and a
 // write or a replica wait that was in progress when it closed reports
 // dispatcher.ErrTransient: it may have gone to the old primary. The
@@ -46,8 +48,9 @@ type FenceOptions struct {
 	// that many named the new primary.
 	Sentinels int
 	// Settle opens the fence that long after the first +switch-master even
-	// if some sentinel never named the new primary (default 10 s: hello
-	// messages tell the others within 2 s; the leader is last).
+	// if some sentinel never named the new primary and the old primary was
+	// not seen demoted (default 30 s: hello messages tell the others within
+	// 2 s; the leader is last, once the other replicas have re-synced).
 	Settle time.Duration
 	// MaxHold opens a fence that was closed that long without any
 	// +switch-master or abort (default 60 s).
@@ -73,6 +76,7 @@ type Fence struct {
 	opened   chan struct{}   // closed while the fence is open
 	switched map[string]bool // sentinels that named the new primary
 	primary  string          // the new primary they named
+	old      string          // the primary it replaced
 	timer    *time.Timer
 }
 
@@ -85,7 +89,7 @@ type FenceToken struct {
 // NewFence returns an open fence.
 func NewFence(o FenceOptions) *Fence {
 	if o.Settle <= 0 {
-		o.Settle = 10 * time.Second
+		o.Settle = 30 * time.Second
 	}
 	if o.MaxHold <= 0 {
 		o.MaxHold = time.Minute
@@ -158,7 +162,15 @@ func (f *Fence) Event(sentinel, channel, payload string) {
 	case channel == "+switch-master":
 		// <master> <old ip> <old port> <new ip> <new port>
 		if p := strings.Fields(payload); len(p) == 5 && p[0] == f.o.Master {
-			f.switchMaster(sentinel, p[3]+":"+p[4])
+			f.switchMaster(sentinel, p[1]+":"+p[2], p[3]+":"+p[4])
+		}
+	case channel == "+role-change":
+		// "slave <name> <ip> <port> @ <master> <ip> <port> new reported
+		// role is slave": a sentinel saw an instance report the role it
+		// has in the sentinel's own configuration (-role-change: another).
+		p := strings.Fields(payload)
+		if len(p) >= 8 && p[0] == "slave" && masterOf(payload) == f.o.Master {
+			f.demoted(p[2] + ":" + p[3])
 		}
 	case strings.HasPrefix(channel, "-failover-abort-"):
 		if masterOf(payload) == f.o.Master {
@@ -208,14 +220,30 @@ func (f *Fence) closeLocked(why string) {
 	f.o.Logger.Warn(fmt.Sprintf("Redis failover %d under way: holding store calls", f.gen), "event", why)
 }
 
-func (f *Fence) switchMaster(sentinel, primary string) {
+// demoted opens the fence once the primary a failover replaced reports
+// itself a replica: from then on a write that still reaches it fails
+// (READONLY) and go-redis takes it to the new primary, whichever sentinel
+// it follows. In a large data set the leader names the new primary only
+// after the other replicas' full re-sync; this comes ~10 s after the
+// promotion.
+func (f *Fence) demoted(addr string) {
+	f.mu.Lock()
+	ok := f.closed && len(f.switched) > 0 && addr == f.old
+	gen := f.gen
+	f.mu.Unlock()
+	if ok {
+		f.openGen(gen, "the old primary is a replica now")
+	}
+}
+
+func (f *Fence) switchMaster(sentinel, old, primary string) {
 	f.mu.Lock()
 	if !f.closed && primary == f.primary {
 		// A late report of the failover the fence opened after.
 		f.mu.Unlock()
 		return
 	}
-	f.primary = primary
+	f.primary, f.old = primary, old
 	if !f.closed {
 		// A sentinel that learnt of a failover it did not lead (or one we
 		// missed the start of): the writes since may be on the old

@@ -115,6 +115,35 @@ func TestFenceEvents(t *testing.T) {
 	}
 }
 
+// TestFenceDemoted: when the leader names the new primary late (after the
+// other replicas' full re-sync), the fence opens once the old primary
+// reports itself a replica: writes that still reach it then fail.
+func TestFenceDemoted(t *testing.T) {
+	f := redisstore.NewFence(redisstore.FenceOptions{Master: "m", Sentinels: 3, Settle: time.Hour, MaxHold: time.Hour})
+	f.Event("s1", "+try-failover", tryFailover)
+	// Before any +switch-master, and for other instances or roles: no.
+	f.Event("s2", "+role-change", "slave 127.0.0.1:6379 127.0.0.1 6379 @ m 127.0.0.1 6380 new reported role is slave")
+	f.Event("s2", "+switch-master", switchedTo)
+	f.Event("s3", "+switch-master", switchedTo)
+	f.Event("s2", "-role-change", "slave 127.0.0.1:6379 127.0.0.1 6379 @ m 127.0.0.1 6380 new reported role is master")
+	f.Event("s2", "+role-change", "slave 127.0.0.1:6381 127.0.0.1 6381 @ m 127.0.0.1 6380 new reported role is slave")
+	f.Event("s2", "+role-change", "slave 127.0.0.1:6379 127.0.0.1 6379 @ other 127.0.0.1 6380 new reported role is slave")
+	f.Event("s2", "+role-change", "master m 127.0.0.1 6379 new reported role is master")
+	if !f.Closed() {
+		t.Fatal("opened by a role change that is not the old primary's demotion")
+	}
+	f.Event("s3", "+role-change", "slave 127.0.0.1:6379 127.0.0.1 6379 @ m 127.0.0.1 6380 new reported role is slave")
+	waitOpen(t, f, "the old primary reports itself a replica")
+
+	// The next failover, back: a late report on the first one's old
+	// primary does not open it before a sentinel named the new primary.
+	f.Event("s1", "+try-failover", "master m 127.0.0.1 6380")
+	f.Event("s2", "+role-change", "slave 127.0.0.1:6379 127.0.0.1 6379 @ m 127.0.0.1 6380 new reported role is slave")
+	if !f.Closed() {
+		t.Fatal("opened by the previous failover's old primary")
+	}
+}
+
 // TestFenceSettleAndMaxHold: a sentinel that never names the new primary,
 // or a failover that never ends, holds the store only so long.
 func TestFenceSettleAndMaxHold(t *testing.T) {
