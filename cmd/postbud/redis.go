@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
+	"log/slog"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/digitalpost/postbud/config"
+	"github.com/digitalpost/postbud/dispatcher/redisstore"
 )
 
 // redisConnOpt turns the configuration's Redis description into asynq's
@@ -44,4 +47,33 @@ func newRedisClient(r config.Redis) redis.UniversalClient {
 	}
 	return redis.NewClient(&redis.Options{Addr: r.Addr, Username: r.Username, Password: r.Password, DB: r.DB,
 		TLSConfig: r.TLSConfig(), MaxRetries: redisMaxRetries, MaxRetryBackoff: redisMaxRetryBackoff})
+}
+
+// startFence watches the sentinels for failovers (redisstore.Fence) until
+// ctx ends; without Sentinel there is no fence (nil: always open). stop
+// waits for the watchers.
+func startFence(ctx context.Context, r config.Redis, log *slog.Logger) (f *redisstore.Fence, stop func()) {
+	if !r.Sentinel() {
+		return nil, func() {}
+	}
+	f = redisstore.NewFence(redisstore.FenceOptions{Master: r.SentinelMaster, Sentinels: len(r.SentinelAddrs),
+		Logger: log.With("component", "fence")})
+	var clients []*redis.SentinelClient
+	for _, addr := range r.SentinelAddrs {
+		clients = append(clients, redis.NewSentinelClient(&redis.Options{Addr: addr, Password: r.SentinelPassword,
+			TLSConfig: r.TLSConfig(), MaxRetries: -1}))
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Watch(wctx, clients, r.SentinelAddrs)
+	}()
+	return f, func() {
+		cancel()
+		<-done
+		for _, c := range clients {
+			c.Close()
+		}
+	}
 }

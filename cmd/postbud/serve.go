@@ -79,8 +79,10 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 	if err != nil {
 		return err
 	}
+	fence, stopFence := startFence(ctx, cfg.Redis, log)
+	defer stopFence()
 	store := redisstore.New(rdb, redisstore.Options{Prefix: cfg.KeyPrefix, LetterTTL: cfg.LetterTTL,
-		ReadTTL: cfg.ReadLetterTTL, Sealer: sealer})
+		ReadTTL: cfg.ReadLetterTTL, Sealer: sealer, Fence: fence})
 	defer store.Close()
 
 	reg := metrics.NewRegistry()
@@ -166,6 +168,7 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 
 	workers := newWorkerServers(rdb, cfg, queues, d, log)
 	replicas := redisstore.NewReplicas(rdb, cfg.KeyPrefix, cfg.AckReplicas, cfg.AckTimeout)
+	replicas.UseFence(fence)
 	defer replicas.Close()
 	working := &workingSet{ids: map[string]int{}}
 	mux := asynq.NewServeMux()

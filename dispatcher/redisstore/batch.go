@@ -129,6 +129,11 @@ func (s *Store) flush(batch []*op) {
 // do runs build's commands in the next batch and returns them once
 // executed. A script Redis has lost (after a restart: NOSCRIPT) is loaded
 // and the call run again on its own.
+//
+// While a Sentinel failover is under way (Options.Fence closed) the call
+// waits; one that was running when the failover began reports
+// dispatcher.ErrTransient (ErrFenced), as its writes may be on the old
+// primary only: the caller writes again once the fence opens.
 func (s *Store) do(ctx context.Context, build func(p redis.Pipeliner) []redis.Cmder) ([]redis.Cmder, error) {
 	return s.doN(ctx, 1, build)
 }
@@ -139,8 +144,21 @@ func (s *Store) do(ctx context.Context, build func(p redis.Pipeliner) []redis.Cm
 // would make the batch calls of many workers wait for each other.
 const ownPipeline = 8
 
-// doN is do for a call worth n single calls (a batch of letters).
+// doN is do for a call worth n single calls (a batch of letters), fenced
+// like do.
 func (s *Store) doN(ctx context.Context, n int, build func(p redis.Pipeliner) []redis.Cmder) ([]redis.Cmder, error) {
+	if err := s.o.Fence.Wait(ctx); err != nil {
+		return nil, fmt.Errorf("%w: %w (%w)", dispatcher.ErrTransient, ErrFenced, err)
+	}
+	tok := s.o.Fence.Token()
+	cmds, err := s.run(ctx, n, build)
+	if s.o.Fence.Broken(tok) {
+		return cmds, fmt.Errorf("%w: %w", dispatcher.ErrTransient, ErrFenced)
+	}
+	return cmds, err
+}
+
+func (s *Store) run(ctx context.Context, n int, build func(p redis.Pipeliner) []redis.Cmder) ([]redis.Cmder, error) {
 	if n >= ownPipeline {
 		var cmds []redis.Cmder
 		_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/digitalpost/postbud/dispatcher"
 )
 
 // Acknowledged means durable. Redis replicates asynchronously: a write the
@@ -36,6 +38,8 @@ type Replicas struct {
 	n       int
 	timeout time.Duration
 
+	fence *Fence
+
 	reqs      chan chan error
 	stop      chan struct{}
 	closeOnce sync.Once
@@ -57,13 +61,31 @@ func NewReplicas(rdb redis.UniversalClient, prefix string, n int, timeout time.D
 	return r
 }
 
+// UseFence makes WaitReplicas fail while a Sentinel failover is under
+// way; call it before the first wait.
+func (r *Replicas) UseFence(f *Fence) { r.fence = f }
+
 // WaitReplicas returns nil once every write this process finished before
 // the call is on the required number of replicas; ErrNotReplicated when
-// they did not acknowledge in time, or Redis's error.
+// they did not acknowledge in time, or Redis's error. With a fence (see
+// UseFence) it also fails, with dispatcher.ErrTransient and ErrFenced,
+// when a Sentinel failover was under way at any moment of the call: the
+// replica that acknowledged may be attached to a primary that is being
+// replaced (during a planned failover the old primary keeps its other
+// replicas for about a second after the new one was promoted).
 func (r *Replicas) WaitReplicas(ctx context.Context) error {
 	if r.n <= 0 {
 		return nil
 	}
+	tok := r.fence.Token()
+	err := r.wait(ctx)
+	if err == nil && r.fence.Broken(tok) {
+		return fmt.Errorf("wait for replicas: %w: %w", dispatcher.ErrTransient, ErrFenced)
+	}
+	return err
+}
+
+func (r *Replicas) wait(ctx context.Context) error {
 	done := make(chan error, 1)
 	select {
 	case r.reqs <- done:

@@ -79,6 +79,9 @@ type Options struct {
 	Now func() time.Time
 	// Sealer seals the citizens' contact data (required; seal.go).
 	Sealer *seal.Sealer
+	// Fence, if set, holds store calls while a Sentinel failover is under
+	// way (see Fence).
+	Fence *Fence
 }
 
 // Store is the Redis implementation of dispatcher.Store. Close it to stop

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -31,6 +32,45 @@ type Server struct {
 // test is skipped, or fails under POSTBUD_TEST_REQUIRE_REDIS=1.
 func StartServer(t testing.TB, extra ...string) *Server {
 	t.Helper()
+	bin, port := serverBin(t)
+	s := &Server{Addr: "127.0.0.1:" + port, URL: "redis://127.0.0.1:" + port + "/0", t: t, bin: bin,
+		args: append([]string{"--bind", "127.0.0.1", "--port", port, "--dir", t.TempDir(), "--save", "",
+			"--appendonly", "no"}, extra...)}
+	t.Cleanup(s.Kill)
+	s.Start()
+	return s
+}
+
+// StartSentinel starts a sentinel (redis-server --sentinel) on a free
+// loopback port that monitors the primary at addr as master, with a quorum
+// of quorum and a down-after of one second; the test's cleanup stops it.
+func StartSentinel(t testing.TB, master, addr string, quorum int) *Server {
+	t.Helper()
+	bin, port := serverBin(t)
+	host, pport, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "sentinel.conf")
+	text := "bind 127.0.0.1\nport " + port + "\ndir " + dir + "\nprotected-mode no\n" +
+		"sentinel monitor " + master + " " + host + " " + pport + " " + strconv.Itoa(quorum) + "\n" +
+		"sentinel down-after-milliseconds " + master + " 1000\n" +
+		"sentinel failover-timeout " + master + " 10000\n"
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Addr: "127.0.0.1:" + port, URL: "redis://127.0.0.1:" + port + "/0", t: t, bin: bin,
+		args: []string{conf, "--sentinel"}}
+	t.Cleanup(s.Kill)
+	s.Start()
+	return s
+}
+
+// serverBin finds redis-server (skipping the test without it) and a free
+// loopback port.
+func serverBin(t testing.TB) (bin, port string) {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		if os.Getenv("POSTBUD_TEST_REQUIRE_REDIS") == "1" {
@@ -42,14 +82,9 @@ func StartServer(t testing.TB, extra ...string) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	port = strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 	ln.Close()
-	s := &Server{Addr: "127.0.0.1:" + port, URL: "redis://127.0.0.1:" + port + "/0", t: t, bin: bin,
-		args: append([]string{"--bind", "127.0.0.1", "--port", port, "--dir", t.TempDir(), "--save", "",
-			"--appendonly", "no"}, extra...)}
-	t.Cleanup(s.Kill)
-	s.Start()
-	return s
+	return bin, port
 }
 
 // Start (re)starts the server on its port and waits until it answers.
