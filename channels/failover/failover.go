@@ -408,36 +408,36 @@ func (s *Sender) report(changes []change) {
 	}
 }
 
-// Ping checks every provider that can ping; it fails only when none
-// answers, naming each failure.
-func (s *Sender) Ping(ctx context.Context) error {
-	var errs []error
-	ok := false
-	for _, b := range s.breakers {
-		p, can := b.p.Sender.(channels.Pinger)
-		if !can {
-			ok = true
-			continue
-		}
-		if err := p.Ping(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", b.p.Name, err))
-			continue
-		}
-		ok = true
-	}
-	if ok {
-		return nil
-	}
-	return errors.Join(errs...)
+// PingResult is one provider's check.
+type PingResult struct {
+	Provider string
+	Err      error
 }
 
-// Close closes the providers that can be closed.
-func (s *Sender) Close() error {
-	var errs []error
-	for _, b := range s.breakers {
-		if c, ok := b.p.Sender.(interface{ Close() error }); ok {
-			errs = append(errs, c.Close())
+// PingEach checks every provider that can ping (channels.Pinger), in
+// order, at once.
+func (s *Sender) PingEach(ctx context.Context) []PingResult {
+	out := make([]PingResult, len(s.breakers))
+	var wg sync.WaitGroup
+	for i, b := range s.breakers {
+		out[i].Provider = b.p.Name
+		if p, ok := b.p.Sender.(channels.Pinger); ok {
+			wg.Go(func() { out[i].Err = p.Ping(ctx) })
 		}
+	}
+	wg.Wait()
+	return out
+}
+
+// Ping checks every provider; it fails only when none answers, naming
+// each failure (PingEach tells them apart).
+func (s *Sender) Ping(ctx context.Context) error {
+	var errs []error
+	for _, r := range s.PingEach(ctx) {
+		if r.Err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", r.Provider, r.Err))
 	}
 	return errors.Join(errs...)
 }
