@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -302,5 +303,76 @@ func TestUnsure(t *testing.T) {
 		if got := channels.Unsure(tc.err); got != tc.want {
 			t.Errorf("Unsure(%v) = %v, want %v", tc.err, got, tc.want)
 		}
+	}
+}
+
+// gated is a provider whose first call waits for the gate to open; later
+// calls answer at once.
+type gated struct {
+	calls   atomic.Int32
+	entered chan struct{} // closed when the first call is in
+	gate    chan struct{}
+}
+
+func (g *gated) Send(ctx context.Context, _ channels.Address, _ channels.Alert) (channels.Receipt, error) {
+	if g.calls.Add(1) > 1 {
+		return channels.Receipt{ProviderID: "gated-second"}, nil
+	}
+	close(g.entered)
+	<-g.gate
+	return channels.Receipt{ProviderID: "gated"}, nil
+}
+
+// TestHalfOpenOneProbe: while a probe of a half-open provider is in flight,
+// other sends do not pile onto it: they go to the next provider.
+func TestHalfOpenOneProbe(t *testing.T) {
+	a := &gated{entered: make(chan struct{}), gate: make(chan struct{})}
+	b := &script{name: "b"}
+	c := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	fails := &script{name: "a-failing"}
+	var mu sync.Mutex
+	current := channels.Sender(fails)
+	sw := channels.SenderFunc(func(ctx context.Context, to channels.Address, al channels.Alert) (channels.Receipt, error) {
+		mu.Lock()
+		p := current
+		mu.Unlock()
+		return p.Send(ctx, to, al)
+	})
+	s, err := New(Config{Providers: []Provider{{"a", sw}, {"b", b}}, Threshold: 1, OpenFor: time.Minute, Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fails.fail(err5xx)
+	if rc, err := s.Send(context.Background(), channels.Address{}, channels.Alert{DeliveryID: "d0"}); err != nil || rc.Provider != "b" {
+		t.Fatalf("first send: %v %v", rc, err)
+	}
+	c.advance(time.Minute)
+	mu.Lock()
+	current = a
+	mu.Unlock()
+	var openGate sync.Once
+	release := func() { openGate.Do(func() { close(a.gate) }) }
+	defer release() // a failing test does not leave the probe waiting
+	probe := make(chan error, 1)
+	go func() {
+		_, err := s.Send(context.Background(), channels.Address{}, channels.Alert{DeliveryID: "probe"})
+		probe <- err
+	}()
+	<-a.entered // the probe is in a
+	if got := states(s); got != "a=half-open b=closed" {
+		t.Errorf("during the probe: %s", got)
+	}
+	for i := range 3 {
+		rc, err := s.Send(context.Background(), channels.Address{}, channels.Alert{DeliveryID: fmt.Sprint("d", i+1)})
+		if err != nil || rc.Provider != "b" {
+			t.Fatalf("send during the probe: %v %v, want b", rc, err)
+		}
+	}
+	release()
+	if err := <-probe; err != nil {
+		t.Fatal(err)
+	}
+	if got := states(s); got != "a=closed b=closed" {
+		t.Errorf("after the probe: %s", got)
 	}
 }
