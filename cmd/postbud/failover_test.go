@@ -238,6 +238,9 @@ func TestEndToEndSMSFailoverInterruptedStaysOnItsGateway(t *testing.T) {
 	const msg = "5a1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
 	post(t, d.base+"/v1/events", testCoreKey, letterEvent("l-stalled", msg))
 	eventually(t, "two timed-out attempts at the first gateway, and a retry while it is out", 20*time.Second, func() bool {
+		if n := len(gw2.Messages()); n != 0 {
+			t.Fatalf("the second gateway took %d SMS: an attempt that may have been taken was failed over", n)
+		}
 		return gw1.Requests()-asked >= 2 && strings.Contains(traceJSON(t, d.base, getenv, msg), "circuit open")
 	})
 	if n := len(gw2.Messages()); n != 0 {
