@@ -214,6 +214,56 @@ func TestEndToEndSMSFailover(t *testing.T) {
 	}
 	d.stop(t)
 	assertNoPersonalData(t, l)
+	assertNoPersonalDataOutsideTheRegistry(t, rt)
+}
+
+// assertNoPersonalDataOutsideTheRegistry scans every key of the test's
+// prefix but the citizen's registry hash (contact data, sealed by other
+// work) — letters with their in-flight marks and pinned providers,
+// trails, delivery references — for the citizen's CPR number and mobile
+// number, in key names and values.
+func assertNoPersonalDataOutsideTheRegistry(t *testing.T, rt *redistest.Env) {
+	t.Helper()
+	ctx := context.Background()
+	pds := []string{"0101901234", "010190-1234", "20123456", "4520123456"}
+	keys, err := rt.Client.Keys(ctx, rt.Prefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	scanned := 0
+	for _, k := range keys {
+		var vals []string
+		switch typ, _ := rt.Client.Type(ctx, k).Result(); typ {
+		case "hash":
+			m, _ := rt.Client.HGetAll(ctx, k).Result()
+			if _, registry := m["mobile"]; registry {
+				continue
+			}
+			for f, v := range m {
+				vals = append(vals, f, v)
+			}
+		case "list":
+			vals, _ = rt.Client.LRange(ctx, k, 0, -1).Result()
+		case "string":
+			v, _ := rt.Client.Get(ctx, k).Result()
+			vals = []string{v}
+		case "zset":
+			vals, _ = rt.Client.ZRange(ctx, k, 0, -1).Result()
+		case "set":
+			vals, _ = rt.Client.SMembers(ctx, k).Result()
+		}
+		scanned++
+		for _, v := range append(vals, k) {
+			for _, pd := range pds {
+				if strings.Contains(v, pd) {
+					t.Errorf("key %s holds %q", k, pd)
+				}
+			}
+		}
+	}
+	if scanned < 5 {
+		t.Errorf("only %d keys scanned: the scan does not see the letters", scanned)
+	}
 }
 
 // TestEndToEndSMSFailoverInterruptedStaysOnItsGateway: a send whose call
@@ -246,6 +296,7 @@ func TestEndToEndSMSFailoverInterruptedStaysOnItsGateway(t *testing.T) {
 	if n := len(gw2.Messages()); n != 0 {
 		t.Fatalf("the second gateway took %d SMS: an attempt that may have been taken was failed over", n)
 	}
+	assertNoPersonalDataOutsideTheRegistry(t, rt) // the pinned in-flight mark included
 	gw1.Release()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
