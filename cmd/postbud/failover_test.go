@@ -325,3 +325,23 @@ func traceJSON(t *testing.T, base string, getenv func(string) string, msg string
 	_ = json.Compact(&compact, out.Bytes())
 	return compact.String()
 }
+
+// TestConfigCheckEachProvider: `postbud config check` checks each provider
+// of a channel of two, and fails when one fails, although the channel
+// works through the other.
+func TestConfigCheckEachProvider(t *testing.T) {
+	_, _, _, getenv := twoGateways(t, map[string]string{"POSTBUD_SMS_TOKEN_2": "a-token-the-gateway-refuses"})
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"config", "check"}, getenv, nil, &out, io.Discard)
+	if err == nil {
+		t.Errorf("config check passed with the second gateway refusing its token:\n%s", out.String())
+	}
+	for _, want := range []string{"sms            ok", "sms-1          ok", "sms-2          FAILED: "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("config check output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "a-token-the-gateway-refuses") {
+		t.Error("config check prints the token")
+	}
+}
