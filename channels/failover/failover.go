@@ -100,7 +100,8 @@ type Config struct {
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// OnChange, if set, is called once for each change of a provider's
-	// state, outside the Sender's lock.
+	// state, in order, outside the lock of the Sender's state (it may
+	// call States).
 	OnChange func(provider string, from, to State)
 	// Logger logs each change of state once (not per message). Nil
 	// discards.
@@ -151,6 +152,9 @@ type Sender struct {
 	cfg Config
 	log *slog.Logger
 
+	// reportMu orders the reports of changes (OnChange, logs) as the
+	// changes were made; it is taken before mu.
+	reportMu sync.Mutex
 	mu       sync.Mutex
 	breakers []*breaker
 	// shown is each provider's state as last reported (OnChange, logs).
@@ -311,6 +315,8 @@ func (s *Sender) index(name string) int {
 // there is none; wait is then the shortest rest of a throttled provider
 // skipped.
 func (s *Sender) acquire(pinned string, tried map[int]bool) (i int, wait time.Duration, ok bool) {
+	s.reportMu.Lock()
+	defer s.reportMu.Unlock()
 	var changes []change
 	defer func() { s.report(changes) }()
 	s.mu.Lock()
@@ -351,6 +357,8 @@ func (s *Sender) release(i int) {
 
 // done records the outcome of a call to provider i.
 func (s *Sender) done(i int, err error) {
+	s.reportMu.Lock()
+	defer s.reportMu.Unlock()
 	var changes []change
 	defer func() { s.report(changes) }()
 	s.mu.Lock()
