@@ -388,7 +388,6 @@ func (s *Sender) done(i int, err error) {
 type change struct {
 	provider string
 	from, to State
-	failures int
 }
 
 // note appends b's change of shown state, if any; s.mu held.
