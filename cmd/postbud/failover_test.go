@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/digitalpost/postbud/channels/email/emailtest"
 	"github.com/digitalpost/postbud/channels/sms/smstest"
 	"github.com/digitalpost/postbud/dispatcher/redistest"
 )
@@ -54,6 +56,12 @@ func sentOnce(t *testing.T, gw1, gw2 *smstest.Gateway) (n1, n2 int) {
 // providerStates reads the SMS providers' states from /readyz?verbose.
 func providerStates(t *testing.T, base string) string {
 	t.Helper()
+	return providerStates2(t, base, "sms")
+}
+
+// providerStates2 reads a channel's providers' states from /readyz?verbose.
+func providerStates2(t *testing.T, base, channel string) string {
+	t.Helper()
 	resp, err := http.Get(base + "/readyz?verbose")
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +78,7 @@ func providerStates(t *testing.T, base string) string {
 	}
 	var out []string
 	for _, c := range got.Channels {
-		if c.Channel == "sms" {
+		if c.Channel == channel {
 			for _, p := range c.Providers {
 				out = append(out, p.Name+"="+p.State)
 			}
@@ -343,5 +351,44 @@ func TestConfigCheckEachProvider(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "a-token-the-gateway-refuses") {
 		t.Error("config check prints the token")
+	}
+}
+
+// TestEndToEndSMTPFailover: with a second SMTP relay (POSTBUD_SMTP_HOST_2),
+// a first relay that refuses with 4xx after the message is taken out within
+// the threshold and the second carries the email; each email goes out once.
+func TestEndToEndSMTPFailover(t *testing.T) {
+	rt := redistest.New(t)
+	smtp1, smtp2 := emailtest.New(t), emailtest.New(t)
+	getenv := testEnv(rt, smtp1, map[string]string{
+		"POSTBUD_SMTP_HOST_2": smtp2.Host(), "POSTBUD_SMTP_PORT_2": strconv.Itoa(smtp2.Port()),
+		"POSTBUD_FAILOVER_THRESHOLD": "2", "POSTBUD_FAILOVER_OPEN_FOR": "1h",
+	})
+	d := start(t, getenv, &syncBuffer{})
+	post(t, d.base+"/v1/events", testCoreKey, wireEvent("c1", "contact.updated", "core",
+		map[string]any{"cpr": "010190-1234", "email": "anna@example.dk"}))
+	waitIdle(t, rt)
+	smtp1.FailNext(emailtest.Failure{Stage: emailtest.StageMessage, Code: 451, Enhanced: "4.3.0", Text: "try later", Times: 100})
+	for i := range 4 {
+		post(t, d.base+"/v1/events", testCoreKey, letterEvent(fmt.Sprintf("l%d", i), fmt.Sprintf("%08x-3b4d-4e5f-8a9b-0c1d2e3f4a5b", i+1)))
+	}
+	waitIdle(t, rt)
+	if n := len(smtp1.Messages()); n != 0 {
+		t.Errorf("the refusing relay delivered %d emails", n)
+	}
+	seen := map[string]int{}
+	for _, m := range smtp2.Messages() {
+		seen[m.Header.Get("Message-Id")]++
+	}
+	if len(seen) != 4 {
+		t.Errorf("the second relay carried %d distinct emails, want 4", len(seen))
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("email %s went out %d times", id, n)
+		}
+	}
+	if got := providerStates2(t, d.base, "email"); got != "smtp-1=open smtp-2=closed" {
+		t.Errorf("email providers: %q, want smtp-1 open", got)
 	}
 }
