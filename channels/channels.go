@@ -83,6 +83,11 @@ type Alert struct {
 	// for the address it goes to: the fixed text with the code and the
 	// mailbox URL (Title, Headline, ReadAt). Adapters never log it.
 	Code string
+	// Provider, when set, pins the alert to one provider of a channel that
+	// has several (channels/failover): an earlier attempt was handed to it
+	// and may have been taken, so no other provider may send it. Channels
+	// of one provider ignore it.
+	Provider string
 }
 
 // Receipt is what a provider said when it accepted an alert.
@@ -90,6 +95,9 @@ type Receipt struct {
 	// ProviderID is the provider's id for the accepted alert (SMTP queue
 	// id or Message-ID, APNs apns-id, FCM message name, gateway id).
 	ProviderID string
+	// Provider names which of a channel's several providers took it
+	// (channels/failover); empty for a channel of one provider.
+	Provider string
 }
 
 // Sender delivers alerts on one channel. Implementations are safe for

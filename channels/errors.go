@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 )
 
@@ -51,6 +52,9 @@ type Error struct {
 	// RetryAfter is how long the provider asked us to wait (Throttled).
 	RetryAfter time.Duration
 	Err        error
+	// refused is set by Refused: the provider answered and did not take
+	// the alert.
+	refused bool
 }
 
 func (e *Error) Error() string {
@@ -119,4 +123,84 @@ func GoneAt(err error) (time.Time, bool) {
 		}
 	}
 	return time.Time{}, false
+}
+
+// Refused returns err, a failure the provider answered with (an HTTP
+// status, an SMTP reply code), marked as refused: the provider said it did
+// not take the alert. Only a refused or never-started call lets a channel
+// with several providers hand the alert to another one (see Unsure).
+func Refused(err error) error {
+	var e *Error
+	if errors.As(err, &e) {
+		c := *e
+		c.refused = true
+		return &c
+	}
+	return &Error{Kind: Transient, Err: err, refused: true}
+}
+
+// Unsure reports whether err leaves open that the provider took the alert:
+// a call interrupted after the request was sent (a timeout, a cancelled
+// context, a connection reset or closed before the answer). It is false for
+// a classified answer of the provider (any kind but Transient, or a
+// Transient error marked Refused), for a connection that was never made
+// (refused, unreachable, DNS) and for nil.
+func Unsure(err error) bool {
+	if err == nil {
+		return false
+	}
+	var e *Error
+	if errors.As(err, &e) && (e.Kind != Transient || e.refused) {
+		return false
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return false
+	}
+	var dns *net.DNSError
+	return !errors.As(err, &dns)
+}
+
+// ProviderError is a failure of one of a channel's several providers (see
+// package channels/failover): it names the provider, and says whether the
+// provider may have taken the alert.
+type ProviderError struct {
+	// Provider is the provider's configured name ("sms-1").
+	Provider string
+	// Unsure says the provider was handed the alert and may have taken
+	// it: the delivery must not go to another provider.
+	Unsure bool
+	Err    error
+}
+
+func (e *ProviderError) Error() string { return e.Provider + ": " + e.Err.Error() }
+func (e *ProviderError) Unwrap() error { return e.Err }
+
+// ProviderOf returns the provider a failed send was last handed to, and
+// whether that provider may have taken it; "" for a channel of one
+// provider.
+func ProviderOf(err error) (provider string, unsure bool) {
+	var e *ProviderError
+	if errors.As(err, &e) {
+		return e.Provider, e.Unsure
+	}
+	return "", false
+}
+
+type handoffKey struct{}
+
+// WithHandoff returns a context carrying f, which a sender of several
+// providers calls (Handoff) before it hands an alert to one of them, so
+// that the caller can record the provider first. An error from f stops the
+// send before the provider is called.
+func WithHandoff(ctx context.Context, f func(provider string) error) context.Context {
+	return context.WithValue(ctx, handoffKey{}, f)
+}
+
+// Handoff calls the function WithHandoff put in ctx, if any.
+func Handoff(ctx context.Context, provider string) error {
+	if f, ok := ctx.Value(handoffKey{}).(func(string) error); ok && f != nil {
+		return f(provider)
+	}
+	return nil
 }

@@ -36,6 +36,23 @@ type Channels struct {
 	// gateway's signed delivery reports at POST /v1/sms/reports; without
 	// it that endpoint is off.
 	SMSReportSecret []byte
+	// SMS2 is a second SMS gateway, taking the traffic while the first is
+	// out (see Failover): set when POSTBUD_SMS_TOKEN_2(_FILE) is, with
+	// POSTBUD_SMS_URL_2 (required), POSTBUD_SMS_SENDER_2 and
+	// POSTBUD_SMS_CALLBACK_URL_2 (default: the first gateway's); max parts
+	// and timeout are the first's. Requires SMS.
+	SMS2 *sms.Config
+	// SMSReportSecret2 (POSTBUD_SMS_REPORT_SECRET_2(_FILE)) verifies the
+	// second gateway's delivery reports, at the same endpoint.
+	SMSReportSecret2 []byte
+	// Email2 is a second SMTP relay (see Failover): set when
+	// POSTBUD_SMTP_HOST_2 is, with POSTBUD_SMTP_PORT_2 (default 587),
+	// POSTBUD_SMTP_USERNAME_2, POSTBUD_SMTP_PASSWORD_2(_FILE) and
+	// POSTBUD_SMTP_TLS_2 (default: the first relay's); from address and
+	// timeout are the first's. Requires Email.
+	Email2 *email.Config
+	// Failover tunes the circuit breakers of channels with two providers.
+	Failover Failover
 	// APNs is set when POSTBUD_APNS_KEY_ID is.
 	APNs *apns.Config
 	// FCM is set when any app has an FCM project.
@@ -50,6 +67,21 @@ type Channels struct {
 	// Standard Webhooks secrets of platforms that sign the events they
 	// send; such a platform's events must carry a valid signature.
 	InboundSecrets map[string][]byte
+}
+
+// Failover tunes the switch between a channel's providers
+// (channels/failover).
+type Failover struct {
+	// Threshold (POSTBUD_FAILOVER_THRESHOLD, default 5, 1..1000) is how
+	// many failures in a row take a provider out.
+	Threshold int
+	// OpenFor (POSTBUD_FAILOVER_OPEN_FOR, default 30s) is how long a
+	// provider stays out before one send probes it.
+	OpenFor time.Duration
+	// OnThrottle (POSTBUD_FAILOVER_ON_THROTTLE, default true) sends to the
+	// next provider while one is throttled (429, Retry-After) rather than
+	// wait for it.
+	OnThrottle bool
 }
 
 // appsFile is the apps part of the YAML file.
@@ -67,6 +99,7 @@ func (l *loader) channels(c *Channels, apps map[string]appsFile) {
 	}
 	l.email(c)
 	l.sms(c)
+	l.failover(c)
 	l.apns(c, apps)
 	l.fcm(c, apps)
 	l.paper(c)
@@ -151,6 +184,89 @@ func (l *loader) email(c *Channels) {
 	}
 	l.wrap("POSTBUD_SMTP_*", e.Validate())
 	c.Email = e
+}
+
+// failover reads POSTBUD_FAILOVER_* and the second providers,
+// POSTBUD_SMS_*_2 and POSTBUD_SMTP_*_2.
+func (l *loader) failover(c *Channels) {
+	c.Failover = Failover{
+		Threshold:  l.integer("POSTBUD_FAILOVER_THRESHOLD", 5, 1, 1000),
+		OpenFor:    l.duration("POSTBUD_FAILOVER_OPEN_FOR", 30*time.Second),
+		OnThrottle: l.boolean("POSTBUD_FAILOVER_ON_THROTTLE", true),
+	}
+	l.sms2(c)
+	l.email2(c)
+}
+
+func (l *loader) email2(c *Channels) {
+	host := l.getenv("POSTBUD_SMTP_HOST_2")
+	if host == "" {
+		for _, v := range []string{"POSTBUD_SMTP_PORT_2", "POSTBUD_SMTP_USERNAME_2", "POSTBUD_SMTP_TLS_2"} {
+			if l.getenv(v) != "" {
+				l.fail(v, "set, but there is no second SMTP relay: POSTBUD_SMTP_HOST_2 is not set")
+			}
+		}
+		if l.secret("POSTBUD_SMTP_PASSWORD_2") != "" {
+			l.fail("POSTBUD_SMTP_PASSWORD_2", "set, but there is no second SMTP relay: POSTBUD_SMTP_HOST_2 is not set")
+		}
+		return
+	}
+	if c.Email == nil {
+		l.fail("POSTBUD_SMTP_HOST_2", "a second SMTP relay needs the first: set POSTBUD_SMTP_HOST")
+		return
+	}
+	e := *c.Email
+	e.Host = host
+	e.Port = l.integer("POSTBUD_SMTP_PORT_2", email.DefaultPort, 1, 65535)
+	e.Username = l.getenv("POSTBUD_SMTP_USERNAME_2")
+	e.Password = l.secret("POSTBUD_SMTP_PASSWORD_2")
+	e.TLSPolicy = email.TLSPolicy(l.str("POSTBUD_SMTP_TLS_2", string(c.Email.TLSPolicy)))
+	if !oneOf(string(e.TLSPolicy), "mandatory", "opportunistic", "implicit", "none") {
+		l.fail("POSTBUD_SMTP_TLS_2", "must be one of mandatory, opportunistic, implicit, none, got %q", e.TLSPolicy)
+		e.TLSPolicy = email.TLSMandatory
+	}
+	l.wrap("POSTBUD_SMTP_*_2", e.Validate())
+	c.Email2 = &e
+}
+
+func (l *loader) sms2(c *Channels) {
+	token := l.secret("POSTBUD_SMS_TOKEN_2")
+	secret := l.secret("POSTBUD_SMS_REPORT_SECRET_2")
+	if token == "" {
+		for _, v := range []string{"POSTBUD_SMS_SENDER_2", "POSTBUD_SMS_URL_2", "POSTBUD_SMS_CALLBACK_URL_2"} {
+			if l.getenv(v) != "" {
+				l.fail(v, "set, but there is no second SMS gateway: POSTBUD_SMS_TOKEN_2 is not set")
+			}
+		}
+		if secret != "" {
+			l.fail("POSTBUD_SMS_REPORT_SECRET_2", "set, but there is no second SMS gateway: POSTBUD_SMS_TOKEN_2 is not set")
+		}
+		return
+	}
+	if c.SMS == nil {
+		l.fail("POSTBUD_SMS_TOKEN_2", "a second SMS gateway needs the first: set POSTBUD_SMS_TOKEN")
+		return
+	}
+	s := *c.SMS
+	s.Token = token
+	s.BaseURL = l.getenv("POSTBUD_SMS_URL_2")
+	s.Sender = l.str("POSTBUD_SMS_SENDER_2", c.SMS.Sender)
+	s.CallbackURL = l.str("POSTBUD_SMS_CALLBACK_URL_2", c.SMS.CallbackURL)
+	if s.BaseURL == "" {
+		l.fail("POSTBUD_SMS_URL_2", "required with POSTBUD_SMS_TOKEN_2: the second gateway's base URL")
+	}
+	if secret != "" {
+		c.SMSReportSecret2 = []byte(secret)
+	}
+	if s.CallbackURL != "" && secret == "" {
+		l.fail("POSTBUD_SMS_REPORT_SECRET_2", "required with a callback URL for the second gateway (POSTBUD_SMS_CALLBACK_URL_2, "+
+			"else POSTBUD_SMS_CALLBACK_URL): unsigned delivery reports are refused")
+	}
+	if secret != "" && c.SMSReportSecret != nil && secret == string(c.SMSReportSecret) {
+		l.fail("POSTBUD_SMS_REPORT_SECRET_2", "must differ from POSTBUD_SMS_REPORT_SECRET: each gateway signs with its own")
+	}
+	l.wrap("POSTBUD_SMS_*_2", s.Validate())
+	c.SMS2 = &s
 }
 
 func (l *loader) sms(c *Channels) {

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/digitalpost/postbud/channels/email"
+	"github.com/digitalpost/postbud/channels/sms"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/digitalpost/postbud/dispatcher/event"
@@ -236,6 +237,7 @@ func TestLoadDefaults(t *testing.T) {
 		QuietHours:              map[string]rules.QuietHours{"email": {}, "push": {}, "sms": {Start: rules.Clock{Hour: 22}, End: rules.Clock{Hour: 7}}},
 		PaperForMinors:          true,
 		ReminderBefore:          72 * time.Hour,
+		Channels:                Channels{Failover: Failover{Threshold: 5, OpenFor: 30 * time.Second, OnThrottle: true}},
 	}
 	if diff := cmp.Diff(want, c, cmpOpts); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -683,6 +685,65 @@ func TestLoad(t *testing.T) {
 				errs: append([]wantErr{{s.env + "_FILE", "cannot read the file"}}, s.missing...)},
 		)
 	}
+
+	// Second providers and the failover.
+	sms1 := map[string]string{"POSTBUD_SMS_TOKEN": "tok1", "POSTBUD_SMS_CALLBACK_URL": "https://postbud.example/v1/sms/reports",
+		"POSTBUD_SMS_REPORT_SECRET": "secret-one"}
+	with := func(a, b map[string]string) map[string]string {
+		out := map[string]string{}
+		for k, v := range a {
+			out[k] = v
+		}
+		for k, v := range b {
+			out[k] = v
+		}
+		return out
+	}
+	second := func(c *Config) any {
+		return []any{c.Channels.SMS2, string(c.Channels.SMSReportSecret2), c.Channels.Email2, c.Channels.Failover}
+	}
+	rows = append(rows,
+		row{name: "SMS_2 and SMTP_2", env: with(sms1, map[string]string{"POSTBUD_SMS_TOKEN_2": "tok2",
+			"POSTBUD_SMS_URL_2": "https://gw2.example", "POSTBUD_SMS_REPORT_SECRET_2": "secret-two",
+			"POSTBUD_SMTP_HOST": "smtp1.example", "POSTBUD_SMTP_FROM": "post@digitalpost.dk", "POSTBUD_SMTP_TLS": "implicit",
+			"POSTBUD_SMTP_HOST_2": "smtp2.example", "POSTBUD_SMTP_PORT_2": "2525", "POSTBUD_SMTP_USERNAME_2": "u2",
+			"POSTBUD_SMTP_PASSWORD_2": "p2-password", "POSTBUD_FAILOVER_THRESHOLD": "3", "POSTBUD_FAILOVER_OPEN_FOR": "1m",
+			"POSTBUD_FAILOVER_ON_THROTTLE": "false"}),
+			got: second, want: []any{
+				&sms.Config{BaseURL: "https://gw2.example", Token: "tok2", Sender: "DigitalPost",
+					CallbackURL: "https://postbud.example/v1/sms/reports", MaxParts: 1},
+				"secret-two",
+				&email.Config{Host: "smtp2.example", Port: 2525, Username: "u2", Password: "p2-password",
+					TLSPolicy: email.TLSImplicit, From: "post@digitalpost.dk", Timeout: 30 * time.Second},
+				Failover{Threshold: 3, OpenFor: time.Minute},
+			}},
+		row{name: "SMS_TOKEN_2 without the first gateway", env: map[string]string{"POSTBUD_SMS_TOKEN_2": "tok2",
+			"POSTBUD_SMS_URL_2": "https://gw2.example"},
+			errs: []wantErr{{"POSTBUD_SMS_TOKEN_2", "needs the first"}}},
+		row{name: "SMS_2 without URL and secret", env: with(sms1, map[string]string{"POSTBUD_SMS_TOKEN_2": "tok2"}),
+			errs: []wantErr{{"POSTBUD_SMS_URL_2", "required with POSTBUD_SMS_TOKEN_2"},
+				{"POSTBUD_SMS_REPORT_SECRET_2", "unsigned delivery reports are refused"}}},
+		row{name: "SMS_REPORT_SECRET_2 same as the first", env: with(sms1, map[string]string{"POSTBUD_SMS_TOKEN_2": "tok2",
+			"POSTBUD_SMS_URL_2": "https://gw2.example", "POSTBUD_SMS_REPORT_SECRET_2": "secret-one"}),
+			errs: []wantErr{{"POSTBUD_SMS_REPORT_SECRET_2", "must differ"}}},
+		row{name: "SMS_URL_2 without a second gateway", env: map[string]string{"POSTBUD_SMS_URL_2": "https://gw2.example",
+			"POSTBUD_SMS_REPORT_SECRET_2": "x"},
+			errs: []wantErr{{"POSTBUD_SMS_URL_2", "no second SMS gateway"}, {"POSTBUD_SMS_REPORT_SECRET_2", "no second SMS gateway"}}},
+		row{name: "SMS_URL_2 bad", env: with(sms1, map[string]string{"POSTBUD_SMS_TOKEN_2": "tok2",
+			"POSTBUD_SMS_URL_2": "ftp://gw2.example", "POSTBUD_SMS_REPORT_SECRET_2": "secret-two"}),
+			errs: []wantErr{{"POSTBUD_SMS_*_2", "BaseURL"}}},
+		row{name: "SMTP_HOST_2 without the first relay", env: map[string]string{"POSTBUD_SMTP_HOST_2": "smtp2.example"},
+			errs: []wantErr{{"POSTBUD_SMTP_HOST_2", "needs the first"}}},
+		row{name: "SMTP_PORT_2 without a second relay", env: map[string]string{"POSTBUD_SMTP_PORT_2": "25"},
+			errs: []wantErr{{"POSTBUD_SMTP_PORT_2", "no second SMTP relay"}}},
+		row{name: "SMTP_TLS_2 bad", env: map[string]string{"POSTBUD_SMTP_HOST": "smtp1.example", "POSTBUD_SMTP_FROM": "post@digitalpost.dk",
+			"POSTBUD_SMTP_HOST_2": "smtp2.example", "POSTBUD_SMTP_TLS_2": "sometimes"},
+			errs: []wantErr{{"POSTBUD_SMTP_TLS_2", "must be one of"}}},
+		row{name: "FAILOVER bad values", env: map[string]string{"POSTBUD_FAILOVER_THRESHOLD": "0",
+			"POSTBUD_FAILOVER_OPEN_FOR": "soon", "POSTBUD_FAILOVER_ON_THROTTLE": "maybe"},
+			errs: []wantErr{{"POSTBUD_FAILOVER_THRESHOLD", "whole number from 1 to 1000"},
+				{"POSTBUD_FAILOVER_OPEN_FOR", "positive duration"}, {"POSTBUD_FAILOVER_ON_THROTTLE", "true or false"}}},
+	)
 
 	// The YAML file.
 	platforms := func(c *Config) any { return c.Platforms }

@@ -53,6 +53,7 @@ func exported(t *testing.T) map[string][]string {
 	m.Delivered("email", dispatcher.ResultSent, "", 0)
 	m.EventToAlert("email", 0)
 	m.ChannelConfigured("email", nil)
+	m.ProviderState("sms", "sms-1", "closed")
 	metrics.BuildInfo(reg, "v0.0.0", "abc", "go1.26")
 	w := metrics.NewWorkers(reg)
 	w.Slots(metrics.ServerUrgent, 20)

@@ -596,14 +596,22 @@ func (r *letterRun) markWrite() LetterWrite {
 func (w *LetterWrite) add(r result) {
 	if r.final {
 		w.Done = append(w.Done, r.out)
-	} else {
-		w.Trail = append(w.Trail, r.out)
+		return
+	}
+	w.Trail = append(w.Trail, r.out)
+	if r.pin != "" {
+		// The provider may have taken it: the delivery stays in flight,
+		// pinned to that provider.
+		if w.Handed == nil {
+			w.Handed = map[string]string{}
+		}
+		w.Handed[r.dl.id] = r.pin
 	}
 }
 
 // empty reports whether w writes nothing.
 func (w *LetterWrite) empty() bool {
-	return w.Arrive == nil && len(w.Done) == 0 && len(w.Trail) == 0 && len(w.InFlight) == 0 &&
+	return w.Arrive == nil && len(w.Done) == 0 && len(w.Trail) == 0 && len(w.InFlight) == 0 && len(w.Handed) == 0 &&
 		len(w.Track) == 0 && len(w.Windows) == 0 && w.Mark.IsZero()
 }
 
@@ -682,7 +690,13 @@ func (d *Dispatcher) sendAll(ctx context.Context, c *Citizen, l *Letter, citizen
 	writes := make([]LetterWrite, len(todo))
 	answered := make(chan int, len(todo)) // never blocks a sender
 	one := func(i int, dl delivery) {
-		r := d.send(ctx, c, l, dl, attempt, adjust...)
+		// A channel of several providers names each provider before it
+		// hands the alert over: recorded first, so that a run that dies
+		// mid-call re-sends through that provider only.
+		hctx := channels.WithHandoff(ctx, func(provider string) error {
+			return d.write(ctx, LetterWrite{Citizen: citizen, MessageID: messageID, Handed: map[string]string{dl.id: provider}})
+		})
+		r := d.send(hctx, c, l, dl, attempt, adjust...)
 		w := LetterWrite{Citizen: citizen, MessageID: messageID}
 		if decorate != nil {
 			decorate(&r, &w)
@@ -730,6 +744,12 @@ func (w *LetterWrite) merge(x LetterWrite) {
 	w.Done = append(w.Done, x.Done...)
 	w.Trail = append(w.Trail, x.Trail...)
 	w.InFlight = append(w.InFlight, x.InFlight...)
+	for id, p := range x.Handed {
+		if w.Handed == nil {
+			w.Handed = map[string]string{}
+		}
+		w.Handed[id] = p
+	}
 	w.Track = append(w.Track, x.Track...)
 	for ch, until := range x.Windows {
 		if w.Windows == nil {
@@ -760,6 +780,9 @@ type result struct {
 	final bool
 	// track remembers the delivery for its provider's reports.
 	track bool
+	// pin is the provider of a channel of several that may have taken the
+	// alert: the delivery stays in flight, pinned to it.
+	pin string
 }
 
 // alert builds the content of a letter's alert for one citizen.
@@ -809,6 +832,9 @@ func (d *Dispatcher) send(ctx context.Context, c *Citizen, l *Letter, dl deliver
 	for _, f := range adjust {
 		f(&a)
 	}
+	// An earlier attempt handed to one of the channel's providers may
+	// have been taken: this one goes there only.
+	a.Provider = l.Handed[dl.id]
 	rc, err := s.Send(sctx, dl.to, a)
 	cancel()
 	took := d.cfg.Now().Sub(start)
@@ -817,11 +843,14 @@ func (d *Dispatcher) send(ctx context.Context, c *Citizen, l *Letter, dl deliver
 	log := d.log.With("message_id", l.MessageID, "channel", dl.to.Channel, "delivery_id", dl.id,
 		"attempt", attempt, "duration_ms", out.DurationMS)
 	if err == nil {
-		out.Result, out.ProviderID = ResultSent, rc.ProviderID
+		out.Result, out.ProviderID, out.Provider = ResultSent, rc.ProviderID, rc.Provider
 		track := slices.Contains(d.cfg.TrackReports, dl.to.Channel)
 		d.obs.Delivered(dl.to.Channel, ResultSent, "", took)
 		if !l.ReceivedAt.IsZero() && !a.Silent { // a silent badge update is no alert
 			d.obs.EventToAlert(dl.to.Channel, d.cfg.Now().Sub(l.ReceivedAt))
+		}
+		if rc.Provider != "" {
+			log = log.With("provider", rc.Provider)
 		}
 		log.InfoContext(ctx, "alert sent", "provider_id", rc.ProviderID)
 		return result{dl: dl, out: out, final: true, track: track}
@@ -830,6 +859,13 @@ func (d *Dispatcher) send(ctx context.Context, c *Citizen, l *Letter, dl deliver
 	out.Kind, out.Code = kind.String(), channels.CodeOf(err)
 	out.Result = ResultFailed
 	final := false
+	provider, unsure := channels.ProviderOf(err)
+	out.Provider = provider
+	pin := ""
+	if unsure {
+		pin = provider
+		log = log.With("provider", provider)
+	}
 	switch kind {
 	case channels.Gone:
 		out.Result, final = ResultGone, true
@@ -858,7 +894,7 @@ func (d *Dispatcher) send(ctx context.Context, c *Citizen, l *Letter, dl deliver
 		log.WarnContext(ctx, "alert failed: will be retried", "kind", kind.String(), "code", out.Code, "error", err)
 	}
 	d.obs.Delivered(dl.to.Channel, out.Result, out.Kind, took)
-	return result{dl: dl, out: out, err: err, final: final}
+	return result{dl: dl, out: out, err: err, final: final, pin: pin}
 }
 
 // enqueueDelivery gives a delivery that failed, or is held, a task of its

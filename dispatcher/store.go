@@ -104,6 +104,10 @@ type Letter struct {
 	// time it was) and has no outcome recorded yet: a run that finds one
 	// was interrupted mid-send and must not re-send blindly.
 	InFlight map[string]time.Time
+	// Handed holds, for deliveries in flight on a channel of several
+	// providers (channels/failover), the provider last handed the alert:
+	// it may have taken it, so a re-send goes to that provider only.
+	Handed map[string]string
 }
 
 // Outcome is one entry of a letter's delivery trail.
@@ -118,6 +122,9 @@ type Outcome struct {
 	Kind       string `json:"kind,omitempty"`
 	Code       string `json:"code,omitempty"`
 	ProviderID string `json:"provider_id,omitempty"`
+	// Provider names which of the channel's several providers the
+	// attempt went to ("sms-2"); empty for a channel of one provider.
+	Provider   string `json:"provider,omitempty"`
 	Attempt    int    `json:"attempt,omitempty"`
 	DurationMS int64  `json:"duration_ms,omitempty"`
 }
@@ -297,6 +304,11 @@ type LetterWrite struct {
 	// InFlight marks these deliveries as about to be handed to their
 	// providers (at the write's time).
 	InFlight []string
+	// Handed marks deliveries in flight as handed to the named provider
+	// (Letter.Handed), at the write's time. It outranks a Trail entry of
+	// the same delivery in the same write: the mark stays, because the
+	// provider may have taken the alert.
+	Handed map[string]string
 	// Track remembers these deliveries for the providers' reports
 	// (DeliveryRef).
 	Track []string

@@ -121,8 +121,10 @@ func classifySendError(se *gomail.SendError, timedOut bool) error {
 // replyError classifies an SMTP reply code met at stage st.
 func replyError(st stage, code int, esc string) error {
 	err := fmt.Errorf("send email: %s: server replied %s", stageNames[st], replyCode(code, esc))
+	// A reply code is the server's refusal: it did not take the message
+	// (see channels.Unsure).
 	if kind := replyKind(st, code, esc); kind != channels.Throttled {
-		return channels.Fail(kind, replyCode(code, esc), err)
+		return channels.Refused(channels.Fail(kind, replyCode(code, esc), err))
 	}
 	return channels.Throttle(throttleWait, replyCode(code, esc), err)
 }

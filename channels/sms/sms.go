@@ -302,7 +302,9 @@ func (s *Sender) Send(ctx context.Context, to channels.Address, a channels.Alert
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return channels.Receipt{}, s.classify(resp, raw)
+		// An answer that is not a 2xx is the gateway's refusal: it did not
+		// take the message (see channels.Unsure).
+		return channels.Receipt{}, channels.Refused(s.classify(resp, raw))
 	}
 	// The gateway has accepted the message: never report a failure now, a
 	// retry would send the SMS twice.

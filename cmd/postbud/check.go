@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/channels/failover"
 	"github.com/digitalpost/postbud/channels/webhook"
 	"github.com/digitalpost/postbud/config"
 )
@@ -61,7 +62,24 @@ func checkProviders(ctx context.Context, senders map[channels.Name]channels.Send
 			webhooks = ws.Ping(ctx)
 		}()
 	}
+	// A channel of two providers is checked per provider too: the
+	// channel works while either does, but each should.
+	var several []*failover.Sender
+	for _, n := range names {
+		if fs, ok := senders[n].(*failover.Sender); ok {
+			several = append(several, fs)
+		}
+	}
+	each := make([][]failover.PingResult, len(several))
+	for k, fs := range several {
+		wg.Go(func() { each[k] = fs.PingEach(ctx) })
+	}
 	wg.Wait()
+	for _, rs := range each {
+		for _, r := range rs {
+			out = append(out, check{name: r.Provider, err: r.Err})
+		}
+	}
 	for i := range out {
 		// The FCM client appends the API path to the endpoint: without
 		// the version it answers 404, which alone does not say why.
@@ -110,7 +128,7 @@ func configCmd(ctx context.Context, args []string, e env, stdout, stderr io.Writ
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	report(check{name: "redis", err: pingRedis(pctx, rdb)})
 	cancel()
-	senders, closeAll, err := buildSenders(cfg, log)
+	senders, closeAll, err := buildSenders(cfg, log, nil)
 	if err != nil {
 		report(check{name: "channels", err: err})
 		return fmt.Errorf("%d check(s) failed", failed)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -17,6 +18,7 @@ import (
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/channels/apns"
 	"github.com/digitalpost/postbud/channels/email"
+	"github.com/digitalpost/postbud/channels/failover"
 	"github.com/digitalpost/postbud/channels/fcm"
 	"github.com/digitalpost/postbud/channels/paper"
 	"github.com/digitalpost/postbud/channels/sms"
@@ -104,7 +106,7 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 	senders := ov.senders
 	if senders == nil {
 		var closeAll func()
-		senders, closeAll, err = buildSenders(cfg, log)
+		senders, closeAll, err = buildSenders(cfg, log, m.ProviderState)
 		if err != nil {
 			return err
 		}
@@ -191,7 +193,7 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 		selfService = append(selfService, httpapi.SelfService{Name: s.Name, Context: s.Context, KeySHA256: s.KeySHA256, Rate: s.Rate})
 	}
 	hc := httpapi.Config{Dispatcher: d, Platforms: platforms, SelfService: selfService, Guard: guard, SeparateOps: cfg.OpsAddr != "",
-		Logger: log, SMSReportFunc: smsReports(cfg.Channels.SMSReportSecret), CountEvent: m.Event,
+		Logger: log, SMSReportFunc: smsReports(cfg.Channels.SMSReportSecret, cfg.Channels.SMSReportSecret2), CountEvent: m.Event,
 		Channels: func() any { return m.Channels() }}
 	if cfg.AckReplicas > 0 {
 		hc.WaitReplicas = replicas.WaitReplicas
@@ -340,14 +342,25 @@ func opsGuard(cfg *config.Config, stderr io.Writer) (*opsauth.Guard, func(), err
 	return g, closeFn, nil
 }
 
-// smsReports reads the SMS gateway's delivery reports for the HTTP API,
-// verified with secret; nil (no secret) turns the endpoint off.
-func smsReports(secret []byte) func(*http.Request) (httpapi.SMSReport, error) {
-	if secret == nil {
+// smsReports reads the SMS gateways' delivery reports for the HTTP API,
+// each verified with its gateway's secret (the first gateway's, then the
+// second's): a report signed under either is accepted. No secret turns the
+// endpoint off.
+func smsReports(secrets ...[]byte) func(*http.Request) (httpapi.SMSReport, error) {
+	secrets = slices.DeleteFunc(secrets, func(s []byte) bool { return s == nil })
+	if len(secrets) == 0 {
 		return nil
 	}
 	return func(r *http.Request) (httpapi.SMSReport, error) {
-		rep, err := sms.ParseReport(r, secret, 0)
+		var rep sms.Report
+		var err error
+		for _, secret := range secrets {
+			// The signature is checked before the body is read: a report
+			// under the other gateway's secret leaves the body unread.
+			if rep, err = sms.ParseReport(r, secret, 0); !errors.Is(err, sms.ErrBadSignature) {
+				break
+			}
+		}
 		if errors.Is(err, sms.ErrBadSignature) {
 			return httpapi.SMSReport{}, fmt.Errorf("%w: %w", httpapi.ErrBadSignature, err)
 		}
@@ -361,7 +374,7 @@ func smsReports(secret []byte) func(*http.Request) (httpapi.SMSReport, error) {
 
 // trackReports lists the channels whose delivery reports postbud takes.
 func trackReports(cfg *config.Config) []channels.Name {
-	if cfg.Channels.SMS != nil && cfg.Channels.SMSReportSecret != nil {
+	if cfg.Channels.SMS != nil && (cfg.Channels.SMSReportSecret != nil || cfg.Channels.SMSReportSecret2 != nil) {
 		return []channels.Name{channels.SMS}
 	}
 	return nil
@@ -377,9 +390,15 @@ func channelNames(s map[channels.Name]channels.Sender) []string {
 	return out
 }
 
+// providerState records a provider's state (metrics.ProviderState); nil
+// records nothing.
+type providerState func(ch channels.Name, provider, state string)
+
 // buildSenders builds the configured channels; the returned func closes
-// them.
-func buildSenders(cfg *config.Config, log *slog.Logger) (map[channels.Name]channels.Sender, func(), error) {
+// them. A channel with a second provider (POSTBUD_SMS_*_2,
+// POSTBUD_SMTP_*_2) is a channels/failover Sender over both, named
+// sms-1/sms-2 and smtp-1/smtp-2, whose states go to states.
+func buildSenders(cfg *config.Config, log *slog.Logger, states providerState) (map[channels.Name]channels.Sender, func(), error) {
 	out := map[channels.Name]channels.Sender{}
 	var closers []io.Closer
 	closeAll := func() {
@@ -387,8 +406,25 @@ func buildSenders(cfg *config.Config, log *slog.Logger) (map[channels.Name]chann
 			_ = c.Close()
 		}
 	}
-	if cfg.Channels.Email != nil {
-		s, err := email.New(*cfg.Channels.Email, log)
+	ch := cfg.Channels
+	// twoProviders puts a channel's providers behind one circuit-breaking
+	// Sender.
+	twoProviders := func(name channels.Name, kind string, ps ...channels.Sender) (channels.Sender, error) {
+		fc := failover.Config{Channel: name, Threshold: ch.Failover.Threshold, OpenFor: ch.Failover.OpenFor,
+			SpillOnThrottle: ch.Failover.OnThrottle, Logger: log}
+		for i, p := range ps {
+			fc.Providers = append(fc.Providers, failover.Provider{Name: fmt.Sprintf("%s-%d", kind, i+1), Sender: p})
+		}
+		if states != nil {
+			fc.OnChange = func(provider string, _, to failover.State) { states(name, provider, to.String()) }
+			for _, p := range fc.Providers {
+				states(name, p.Name, failover.Closed.String())
+			}
+		}
+		return failover.New(fc)
+	}
+	if ch.Email != nil {
+		s, err := email.New(*ch.Email, log)
 		if err != nil {
 			return nil, closeAll, fmt.Errorf("POSTBUD_SMTP_*: %w", err)
 		}
@@ -396,8 +432,21 @@ func buildSenders(cfg *config.Config, log *slog.Logger) (map[channels.Name]chann
 		if c, ok := any(s).(io.Closer); ok {
 			closers = append(closers, c)
 		}
+		if ch.Email2 != nil {
+			s2, err := email.New(*ch.Email2, log)
+			if err != nil {
+				closeAll()
+				return nil, func() {}, fmt.Errorf("POSTBUD_SMTP_*_2: %w", err)
+			}
+			if c, ok := any(s2).(io.Closer); ok {
+				closers = append(closers, c)
+			}
+			if out[channels.Email], err = twoProviders(channels.Email, "smtp", s, s2); err != nil {
+				closeAll()
+				return nil, func() {}, err
+			}
+		}
 	}
-	ch := cfg.Channels
 	add := func(name channels.Name, s channels.Sender, err error) error {
 		if err != nil {
 			return fmt.Errorf("channel %s: %w", name, err)
@@ -412,6 +461,19 @@ func buildSenders(cfg *config.Config, log *slog.Logger) (map[channels.Name]chann
 	if ch.SMS != nil {
 		s, err := sms.New(*ch.SMS, log)
 		errs = append(errs, add(channels.SMS, s, err))
+		if err == nil && ch.SMS2 != nil {
+			s2, err := sms.New(*ch.SMS2, log)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("POSTBUD_SMS_*_2: %w", err))
+			} else {
+				closers = append(closers, s2)
+				fs, err := twoProviders(channels.SMS, "sms", s, s2)
+				errs = append(errs, err)
+				if err == nil {
+					out[channels.SMS] = fs
+				}
+			}
+		}
 	}
 	if ch.APNs != nil {
 		s, err := apns.New(*ch.APNs, log)

@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"regexp"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,13 +24,29 @@ type ChannelState struct {
 	LastErrorKind string `json:"last_error_kind,omitempty"`
 	// Since is when the state last changed.
 	Since time.Time `json:"since"`
+	// Providers are the states of a channel of several providers, in
+	// order (channels/failover); empty for a channel of one.
+	Providers []ProviderState `json:"providers,omitempty"`
 }
 
-// health keeps the channels' states and the postbud_channel_up gauge.
+// ProviderState is one provider's circuit: closed (takes traffic),
+// open (taken out after failures), half-open (being probed) or throttled
+// (rested for its Retry-After).
+type ProviderState struct {
+	Name  string    `json:"name"`
+	State string    `json:"state"`
+	Since time.Time `json:"since"`
+}
+
+// health keeps the channels' states and the postbud_channel_up and
+// postbud_provider_state gauges.
 type health struct {
-	up    *prometheus.GaugeVec
-	mu    sync.Mutex
-	state map[string]ChannelState
+	up        *prometheus.GaugeVec
+	providers *prometheus.GaugeVec
+	mu        sync.Mutex
+	state     map[string]ChannelState
+	// provs are the providers' states per channel, in the order first set.
+	provs map[string][]ProviderState
 }
 
 func newHealth() *health {
@@ -37,7 +55,52 @@ func newHealth() *health {
 			Name: "postbud_channel_up",
 			Help: "1 while a configured channel works, 0 while its last sends failed as misconfigured or its start check failed.",
 		}, []string{"channel"}),
+		providers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "postbud_provider_state",
+			Help: "1 for the state each provider of a channel of several is in (closed, half-open, open, throttled), 0 for the others.",
+		}, []string{"channel", "provider", "state"}),
 		state: map[string]ChannelState{},
+		provs: map[string][]ProviderState{},
+	}
+}
+
+// ProviderStates are the states a provider's circuit may be in, as
+// channels/failover names them.
+var ProviderStates = []string{"closed", "half-open", "open", "throttled"}
+
+// providerRE is the form of a provider name: its channel's provider kind
+// and its place ("sms-1", "smtp-2"); anything else is recorded as Other.
+var providerRE = regexp.MustCompile(`^[a-z]{2,8}-[1-9]$`)
+
+// ProviderState records a provider's state (a change reported by
+// channels/failover, or its first state at start), for the
+// postbud_provider_state gauge and the channel health of the ops API.
+func (m *Metrics) ProviderState(ch channels.Name, provider, state string) {
+	c := oneOf(string(ch), channelNames)
+	if !providerRE.MatchString(provider) {
+		provider = Other
+	}
+	state = oneOf(state, ProviderStates)
+	h := m.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	list := h.provs[c]
+	i := slices.IndexFunc(list, func(p ProviderState) bool { return p.Name == provider })
+	if i < 0 {
+		list = append(list, ProviderState{Name: provider})
+		i = len(list) - 1
+	}
+	if list[i].State == state {
+		return
+	}
+	list[i].State, list[i].Since = state, time.Now().UTC()
+	h.provs[c] = list
+	for _, s := range ProviderStates {
+		v := 0.0
+		if s == state {
+			v = 1
+		}
+		h.providers.WithLabelValues(c, provider, s).Set(v)
 	}
 }
 
@@ -88,6 +151,7 @@ func (m *Metrics) Channels() []ChannelState {
 	var out []ChannelState
 	for _, c := range append(channelNames, Other) {
 		if s, ok := m.health.state[c]; ok {
+			s.Providers = slices.Clone(m.health.provs[c])
 			out = append(out, s)
 		}
 	}

@@ -2,6 +2,7 @@ package metrics_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,4 +66,52 @@ func channelUp(t *testing.T, g prometheus.Gatherer, ch string) float64 {
 	}
 	t.Fatalf("no postbud_channel_up{channel=%q}", ch)
 	return 0
+}
+
+// TestProviderState: each provider's state is one series set to 1 per
+// state label, listed with its channel's health; a name that is not a
+// provider name is recorded as other.
+func TestProviderState(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	m.ChannelConfigured(channels.SMS, nil)
+	m.ProviderState(channels.SMS, "sms-1", "closed")
+	m.ProviderState(channels.SMS, "sms-2", "closed")
+	m.ProviderState(channels.SMS, "sms-1", "open")
+	m.ProviderState(channels.SMS, "+4520123456", "open")
+	got := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "postbud_provider_state" {
+			continue
+		}
+		for _, s := range mf.GetMetric() {
+			key := ""
+			for _, l := range s.GetLabel() {
+				key += l.GetValue() + "/"
+			}
+			got[key] = s.GetGauge().GetValue()
+		}
+	}
+	for key, want := range map[string]float64{
+		"sms/sms-1/open/": 1, "sms/sms-1/closed/": 0, "sms/sms-1/half-open/": 0,
+		"sms/sms-2/closed/": 1, "sms/other/open/": 1,
+	} {
+		if got[key] != want {
+			t.Errorf("%s = %v, want %v (all: %v)", key, got[key], want, got)
+		}
+	}
+	for key := range got {
+		if strings.Contains(key, "+45") {
+			t.Errorf("a number in a label: %s", key)
+		}
+	}
+	st := m.Channels()
+	if len(st) != 1 || len(st[0].Providers) != 3 || st[0].Providers[0].Name != "sms-1" || st[0].Providers[0].State != "open" ||
+		st[0].Providers[1].State != "closed" {
+		t.Errorf("Channels() = %+v", st)
+	}
 }

@@ -159,7 +159,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.alerts, m.sendDuration, m.eventToAlert, m.removed, m.webhooks, m.webhookLag,
-			m.webhookSend, m.events, m.paper, m.health.up)
+			m.webhookSend, m.events, m.paper, m.health.up, m.health.providers)
 	}
 	return m
 }

@@ -17,6 +17,7 @@ func TestOutcomeRoundTrip(t *testing.T) {
 		{At: time.UnixMilli(1).UTC(), Channel: channels.APNs, App: "e-boks", Result: "gone", Reason: "address removed",
 			Kind: "gone", Code: "410 Unregistered", Attempt: 3},
 		{At: time.UnixMilli(2).UTC(), Channel: channels.SMS, Result: "skipped", Reason: "coalesced: one alert for 2 letters (x|y)"},
+		{At: time.UnixMilli(3).UTC(), Channel: channels.SMS, Result: "sent", ProviderID: "1000001", Provider: "sms-2", Attempt: 2},
 	} {
 		got, ok := decodeOutcome(encodeOutcome(o))
 		if !ok {

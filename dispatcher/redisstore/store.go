@@ -46,6 +46,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -364,7 +365,14 @@ func decodeLetter(id string, m map[string]string) *dispatcher.Letter {
 			if l.InFlight == nil {
 				l.InFlight = make(map[string]time.Time)
 			}
+			since, provider, handed := strings.Cut(since, handedSep)
 			l.InFlight[did] = msTime(since)
+			if handed {
+				if l.Handed == nil {
+					l.Handed = make(map[string]string)
+				}
+				l.Handed[did] = provider
+			}
 			continue
 		}
 		if l.Done == nil {
@@ -382,6 +390,10 @@ func decodeLetter(id string, m map[string]string) *dispatcher.Letter {
 // delivery keeps a tracked letter's hash as small as its final state, and
 // lets the outcome simply overwrite the mark: no HDEL on the hot path.
 const inFlightTag = "f"
+
+// handedSep follows the time of an in-flight mark with the provider the
+// delivery was handed to (LetterWrite.Handed): "f1763863750352/sms-2".
+const handedSep = "/"
 
 func msTime(s string) time.Time {
 	if s == "" {
@@ -471,17 +483,23 @@ func (s *Store) prepareWrite(w dispatcher.LetterWrite) (*preparedWrite, error) {
 	for _, o := range w.Done {
 		pw.set = append(pw.set, "d:"+o.DeliveryID, encodeOutcome(o))
 	}
-	if len(w.InFlight) > 0 {
+	if len(w.InFlight) > 0 || len(w.Handed) > 0 {
 		at := inFlightTag + strconv.FormatInt(s.o.Now().UnixMilli(), 10)
 		for _, id := range w.InFlight {
-			pw.set = append(pw.set, "d:"+id, at)
+			if _, handed := w.Handed[id]; !handed {
+				pw.set = append(pw.set, "d:"+id, at)
+			}
+		}
+		for _, id := range slices.Sorted(maps.Keys(w.Handed)) {
+			pw.set = append(pw.set, "d:"+id, at+handedSep+w.Handed[id])
 		}
 	}
 	if !w.Mark.IsZero() {
 		pw.set = append(pw.set, "e:"+w.Mark.ID, "1")
 	}
 	for _, o := range w.Trail {
-		if o.DeliveryID != "" && !slices.ContainsFunc(w.Done, func(d dispatcher.Outcome) bool { return d.DeliveryID == o.DeliveryID }) {
+		_, handed := w.Handed[o.DeliveryID]
+		if o.DeliveryID != "" && !handed && !slices.ContainsFunc(w.Done, func(d dispatcher.Outcome) bool { return d.DeliveryID == o.DeliveryID }) {
 			pw.clear = append(pw.clear, "d:"+o.DeliveryID)
 		}
 		entry, err := json.Marshal(o)
@@ -946,18 +964,26 @@ func (s *Store) Release(ctx context.Context, citizen string, ch channels.Name, n
 const outcomeSep = "\x1f"
 
 func encodeOutcome(o dispatcher.Outcome) string {
-	return strings.Join([]string{"1", strconv.FormatInt(o.At.UnixMilli(), 10), string(o.Channel), o.App, o.Result,
-		o.Reason, o.Kind, o.Code, o.ProviderID, strconv.Itoa(o.Attempt), strconv.FormatInt(o.DurationMS, 10)}, outcomeSep)
+	f := []string{"1", strconv.FormatInt(o.At.UnixMilli(), 10), string(o.Channel), o.App, o.Result,
+		o.Reason, o.Kind, o.Code, o.ProviderID, strconv.Itoa(o.Attempt), strconv.FormatInt(o.DurationMS, 10)}
+	if o.Provider != "" { // a channel of several providers: a twelfth field
+		f = append(f, o.Provider)
+	}
+	return strings.Join(f, outcomeSep)
 }
 
 func decodeOutcome(v string) (dispatcher.Outcome, bool) {
 	f := strings.Split(v, outcomeSep)
-	if len(f) != 11 || f[0] != "1" {
+	if (len(f) != 11 && len(f) != 12) || f[0] != "1" {
 		return dispatcher.Outcome{}, false
+	}
+	provider := ""
+	if len(f) == 12 {
+		provider = f[11]
 	}
 	ms, _ := strconv.ParseInt(f[1], 10, 64)
 	attempt, _ := strconv.Atoi(f[9])
 	dur, _ := strconv.ParseInt(f[10], 10, 64)
 	return dispatcher.Outcome{At: time.UnixMilli(ms).UTC(), Channel: channels.Name(f[2]), App: f[3], Result: f[4],
-		Reason: f[5], Kind: f[6], Code: f[7], ProviderID: f[8], Attempt: attempt, DurationMS: dur}, true
+		Reason: f[5], Kind: f[6], Code: f[7], ProviderID: f[8], Attempt: attempt, DurationMS: dur, Provider: provider}, true
 }

@@ -346,6 +346,54 @@ var letterCases = []Case{
 			t.Errorf("Trail = %+v, %v; want the two outcomes, no in-flight mark", trail, err)
 		}
 	}},
+	{"Write", "a delivery handed to a provider stays in flight, pinned to it, past its trail entry", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		w := letterWrite(alice, newLetter(msg1, at), nil, "")
+		w.Arrive = &dispatcher.Arrival{Meta: newLetter(msg1, at)}
+		w.InFlight = []string{"d-sms", "d-mail"}
+		write(t, s, w)
+		write(t, s, dispatcher.LetterWrite{Citizen: alice, MessageID: msg1, Handed: map[string]string{"d-sms": "sms-1"}})
+		_, l := load(t, s, alice, msg1)
+		if _, ok := l.InFlight["d-sms"]; !ok || l.Handed["d-sms"] != "sms-1" || l.Handed["d-mail"] != "" {
+			t.Fatalf("in flight = %v, handed = %v; want d-sms in flight handed to sms-1", l.InFlight, l.Handed)
+		}
+		// sms-1 refused it clearly; handed to sms-2, which timed out: the
+		// outcome's trail entry leaves the mark, now naming sms-2.
+		write(t, s, dispatcher.LetterWrite{Citizen: alice, MessageID: msg1, Handed: map[string]string{"d-sms": "sms-2"}})
+		o := retrying(at, "d-sms", channels.SMS)
+		o.Provider = "sms-2"
+		write(t, s, dispatcher.LetterWrite{Citizen: alice, MessageID: msg1, Trail: []dispatcher.Outcome{o},
+			Handed: map[string]string{"d-sms": "sms-2"}})
+		_, l = load(t, s, alice, msg1)
+		if _, ok := l.InFlight["d-sms"]; !ok || l.Handed["d-sms"] != "sms-2" || l.Done["d-sms"] {
+			t.Fatalf("in flight = %v, handed = %v, done = %v; want d-sms in flight handed to sms-2", l.InFlight, l.Handed, l.Done)
+		}
+		// A trail entry without Handed clears the mark and the pin.
+		write(t, s, dispatcher.LetterWrite{Citizen: alice, MessageID: msg1, Trail: []dispatcher.Outcome{retrying(at, "d-sms", channels.SMS)}})
+		_, l = load(t, s, alice, msg1)
+		if _, ok := l.InFlight["d-sms"]; ok || l.Handed["d-sms"] != "" {
+			t.Fatalf("in flight = %v, handed = %v; want d-sms cleared", l.InFlight, l.Handed)
+		}
+		// Done: the provider shows in the trail.
+		done := sent(at, "d-sms", channels.SMS)
+		done.Provider = "sms-2"
+		write(t, s, dispatcher.LetterWrite{Citizen: alice, MessageID: msg1, Done: []dispatcher.Outcome{done}})
+		_, l = load(t, s, alice, msg1)
+		if !l.Done["d-sms"] || l.Handed["d-sms"] != "" {
+			t.Errorf("done = %v, handed = %v; want d-sms done, unpinned", l.Done, l.Handed)
+		}
+		trail, err := s.Trail(t.Context(), msg1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var providers []string
+		for _, o := range trail {
+			providers = append(providers, o.Provider)
+		}
+		if !cmp.Equal(providers, []string{"sms-2", "", "sms-2"}) {
+			t.Errorf("trail providers = %q, want [sms-2 \"\" sms-2]", providers)
+		}
+	}},
 	{"Write", "a delivery is in flight or done, never both: its outcome replaces the mark", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		w := letterWrite(alice, newLetter(msg1, at), nil, "")

@@ -210,6 +210,14 @@ func (g *Gateway) FailNext(n int, f Failure) {
 	}
 }
 
+// ClearFailures drops the failures FailNext queued and not used yet: the
+// gateway answers again.
+func (g *Gateway) ClearFailures() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.failures = nil
+}
+
 // Stall holds every later request until Release is called, the client
 // gives up, or the test ends. As with a real gateway, a request released
 // just after its client gave up may still be accepted.
