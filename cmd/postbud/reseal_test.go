@@ -70,6 +70,8 @@ func TestEndToEndSealKeyRotation(t *testing.T) {
 		wireEvent("c1", "contact.updated", "core", map[string]any{"cpr": "010190-1234", "email": "anna@example.dk", "mobile": "20123456", "confirmed": true}),
 		wireEvent("d1", "device.registered", "core", map[string]any{"cpr": "010190-1234", "app": "digital-post-app", "provider": "apns", "token": iosToken}),
 		wireEvent("d2", "device.registered", "core", map[string]any{"cpr": "010190-1234", "app": "e-boks", "provider": "fcm", "token": "fcm-token-anna-0001"}),
+		// The e-Boks app alerts of a public letter only with consent.
+		wireEvent("cs1", "consent.granted", "core", map[string]any{"cpr": "010190-1234", "platform": "e-boks"}),
 	} {
 		if code, body := post(t, d.base+"/v1/events", testCoreKey, ev); code != http.StatusAccepted {
 			t.Fatalf("%d %v", code, body)
