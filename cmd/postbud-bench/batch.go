@@ -83,7 +83,8 @@ func batchMain(ctx context.Context, rdb *redis.Client, url string, n, conc int) 
 // runBatch is the batch phase, in its child process.
 func runBatch(ctx context.Context, rdb *redis.Client, prefix string, n, citizens, conc int) result {
 	queues := dispatcher.DefaultQueues(prefix)
-	store := redisstore.New(rdb, redisstore.Options{Prefix: prefix})
+	sealer := benchSealer()
+	store := redisstore.New(rdb, redisstore.Options{Prefix: prefix, Sealer: sealer})
 	defer store.Close()
 	keyer, err := dispatcher.NewKeyer([]byte("bench-pseudonymisation-key-0123456789"))
 	if err != nil {
@@ -97,7 +98,7 @@ func runBatch(ctx context.Context, rdb *redis.Client, prefix string, n, citizens
 		senders[ch] = s
 		sinks = append(sinks, s)
 	}
-	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Enqueuer: client, Queues: queues,
+	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Sealer: sealer, Enqueuer: client, Queues: queues,
 		Senders: senders, MailboxURL: "https://www.borger.dk/digitalpost", Logger: slog.New(slog.DiscardHandler),
 		BatchSize: *batchSize})
 	if err != nil {
@@ -111,7 +112,7 @@ func runBatch(ctx context.Context, rdb *redis.Client, prefix string, n, citizens
 		if *batchAlerts == 4 {
 			contact.Mobile = &mobile
 		}
-		if _, err := store.UpdateContact(ctx, dispatcher.ContactWrite{Citizen: key, Contact: contact, At: now}); err != nil {
+		if _, err := store.UpdateContact(ctx, dispatcher.ContactWrite{Citizen: key, Contact: contact, At: now, Confirmed: true}); err != nil {
 			fail(err)
 		}
 		for j, p := range []string{"apns", "fcm"} {

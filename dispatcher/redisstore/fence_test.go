@@ -16,6 +16,7 @@ import (
 	"github.com/digitalpost/postbud/dispatcher"
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
 	"github.com/digitalpost/postbud/dispatcher/redistest"
+	"github.com/digitalpost/postbud/dispatcher/seal"
 )
 
 const (
@@ -186,7 +187,7 @@ func TestStoreFenced(t *testing.T) {
 	env := redistest.New(t)
 	ctx := context.Background()
 	f := redisstore.NewFence(redisstore.FenceOptions{Master: "m", Sentinels: 1, Grace: time.Millisecond})
-	s := redisstore.New(env.Client, redisstore.Options{Prefix: env.Prefix, Fence: f})
+	s := redisstore.New(env.Client, redisstore.Options{Prefix: env.Prefix, Fence: f, Sealer: seal.Ephemeral()})
 	t.Cleanup(func() { s.Close() })
 	w := dispatcher.LetterWrite{Citizen: "c1", MessageID: "m1",
 		Done: []dispatcher.Outcome{{DeliveryID: "d1", Channel: channels.SMS, Result: dispatcher.ResultSent}}}
@@ -317,7 +318,7 @@ func TestFenceSentinel(t *testing.T) {
 	// The store follows the sentinel's primary, as postbud's does.
 	rdb := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: "m", SentinelAddrs: []string{sen.Addr}, MaxRetries: 15})
 	t.Cleanup(func() { rdb.Close() })
-	s := redisstore.New(rdb, redisstore.Options{Prefix: "f", Fence: f})
+	s := redisstore.New(rdb, redisstore.Options{Prefix: "f", Fence: f, Sealer: seal.Ephemeral()})
 	t.Cleanup(func() { s.Close() })
 	before := f.Token()
 	if err := sc.Failover(ctx, "m").Err(); err != nil {
