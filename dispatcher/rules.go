@@ -89,7 +89,7 @@ func (d *Dispatcher) plan(c *Citizen, l *Letter, birth string, now time.Time) pl
 }
 
 func skipped(now time.Time, dl delivery, reason string) Outcome {
-	return Outcome{At: now, DeliveryID: dl.id, Channel: dl.to.Channel, App: dl.to.App,
+	return Outcome{At: now, DeliveryID: dl.id, Channel: dl.to.Channel, App: dl.to.App, Holder: HolderRef(dl.holder),
 		Result: ResultSkipped, Reason: reason}
 }
 

@@ -383,6 +383,10 @@ func (a *API) accept1(ctx context.Context, p event.Platform, body []byte) (strin
 		return string(ev.Type), Result{ID: ev.ID, Status: "forbidden", Errors: []event.FieldError{{Field: "source",
 			Reason: fmt.Sprintf("the key of platform %s may only send events with source %s", p, p)}}}
 	}
+	if event.CoreOnly(ev.Type) && ev.Source != event.Core {
+		return string(ev.Type), Result{ID: ev.ID, Status: "forbidden", Errors: []event.FieldError{{Field: "type",
+			Reason: fmt.Sprintf("only core may send %s events", ev.Type)}}}
+	}
 	dup, err := a.cfg.Dispatcher.Accept(ctx, ev)
 	if err != nil {
 		// Not the event id: a platform's id could hold anything.
