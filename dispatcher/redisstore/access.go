@@ -23,7 +23,8 @@ import (
 // revoke in force (unix ms), expiry (unix ms, 0: none), notify (0|1), the
 // time of the notify in force. The grant state and notify are each last
 // writer wins by their own time, so an access.updated that overtakes its
-// access.granted keeps its notify. A revoked relation stays (g=0) so an
+// access.granted keeps its notify (a grant's notify counts only when the
+// grant itself applies). A revoked relation stays (g=0) so an
 // older grant arriving late cannot bring it back. The owner's side is the
 // one read for alerts; it is written with the event's mark, after the
 // holder's side.
@@ -54,7 +55,7 @@ if ARGV[2] == 'g' and (at > tonumber(gt) or (at == tonumber(gt) and g == '1')) t
 elseif ARGV[2] == 'r' and at >= tonumber(gt) then
   g, gt, x, res = '0', ARGV[3], '0', 1
 end
-if ARGV[2] ~= 'r' and at >= tonumber(nt) then
+if ((ARGV[2] == 'g' and res == 1) or ARGV[2] == 'u') and at >= tonumber(nt) then
   n, nt, res = ARGV[4], ARGV[3], 1
 end
 if res == 1 then redis.call('HSET', KEYS[1], ARGV[1], g .. '|' .. gt .. '|' .. x .. '|' .. n .. '|' .. nt) end
