@@ -248,6 +248,11 @@ func TestPseudonymize(t *testing.T) {
 				x := *ev.Exemption
 				x.CPR = ""
 				want.Exemption = &x
+			case event.AccessGranted, event.AccessUpdated, event.AccessRevoked:
+				a := *ev.Access
+				a.CPR, a.HolderCPR = "", ""
+				a.HolderKey = k.CitizenKey(fxMustCPR(t, "020285-2345"))
+				want.Access = &a
 			}
 
 			orig := fxDeepCopy(t, ev)

@@ -765,19 +765,29 @@ func (s *Store) Release(ctx context.Context, citizen string, ch channels.Name, n
 // stays a listpack in Redis).
 const outcomeSep = "\x1f"
 
+// An outcome of an access holder's delivery is version 2: version 1 with
+// the holder's reference (dispatcher.HolderRef) appended.
 func encodeOutcome(o dispatcher.Outcome) string {
-	return strings.Join([]string{"1", strconv.FormatInt(o.At.UnixMilli(), 10), string(o.Channel), o.App, o.Result,
-		o.Reason, o.Kind, o.Code, o.ProviderID, strconv.Itoa(o.Attempt), strconv.FormatInt(o.DurationMS, 10)}, outcomeSep)
+	f := []string{"1", strconv.FormatInt(o.At.UnixMilli(), 10), string(o.Channel), o.App, o.Result,
+		o.Reason, o.Kind, o.Code, o.ProviderID, strconv.Itoa(o.Attempt), strconv.FormatInt(o.DurationMS, 10)}
+	if o.Holder != "" {
+		f = append(f, o.Holder)
+		f[0] = "2"
+	}
+	return strings.Join(f, outcomeSep)
 }
 
 func decodeOutcome(v string) (dispatcher.Outcome, bool) {
 	f := strings.Split(v, outcomeSep)
-	if len(f) != 11 || f[0] != "1" {
+	holder := ""
+	if len(f) == 12 && f[0] == "2" {
+		f, holder = f[:11], f[11]
+	} else if len(f) != 11 || f[0] != "1" {
 		return dispatcher.Outcome{}, false
 	}
 	ms, _ := strconv.ParseInt(f[1], 10, 64)
 	attempt, _ := strconv.Atoi(f[9])
 	dur, _ := strconv.ParseInt(f[10], 10, 64)
 	return dispatcher.Outcome{At: time.UnixMilli(ms).UTC(), Channel: channels.Name(f[2]), App: f[3], Result: f[4],
-		Reason: f[5], Kind: f[6], Code: f[7], ProviderID: f[8], Attempt: attempt, DurationMS: dur}, true
+		Reason: f[5], Kind: f[6], Code: f[7], ProviderID: f[8], Attempt: attempt, DurationMS: dur, Holder: holder}, true
 }

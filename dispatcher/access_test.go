@@ -1,0 +1,192 @@
+package dispatcher_test
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/rules"
+)
+
+const holderCPR = "020285-2345"
+
+// holderAddrs are the holder's own addresses in these tests.
+var holderAddrs = map[string]bool{"holder@example.dk": true, "+4530123456": true, "b1b2c3d4e5f6a7b8": true}
+
+func accessEvent(id, typ, at string, data map[string]any) string {
+	data["cpr"] = annaCPR
+	data["holder"] = map[string]any{"cpr": holderCPR}
+	return wireAt(id, typ, at, data)
+}
+
+// TestAccessHolderAlerts is the table of access holders' alerts: for a
+// letter to the owner, what the holder gets (and what the trail says).
+func TestAccessHolderAlerts(t *testing.T) {
+	t.Parallel()
+	const (
+		day   = "2026-06-10T12:00:00+02:00"
+		night = "2026-06-10T23:00:00+02:00"
+		early = "2026-06-10T08:00:00+02:00" // the grant, before the letter
+	)
+	sentAll := []string{"apns sent", "email sent", "sms sent"}
+	type row struct {
+		name      string
+		access    []string // access events, in order
+		exempt    bool     // the owner is exempt
+		confirmed bool     // the holder's email and mobile are confirmed
+		at        string   // the letter's time and the clock
+		want      []string // the holder's deliveries as the trail has them
+	}
+	grant := func(notify bool, extra map[string]any) string {
+		d := map[string]any{"scope": "read", "notify": notify}
+		for k, v := range extra {
+			d[k] = v
+		}
+		return accessEvent("acc-1", "access.granted", early, d)
+	}
+	rows := []row{
+		{name: "notify on", access: []string{grant(true, nil)}, confirmed: true, at: day, want: sentAll},
+		{name: "notify off", access: []string{grant(false, nil)}, confirmed: true, at: day},
+		{name: "notify turned off by access.updated", access: []string{grant(true, nil),
+			accessEvent("acc-2", "access.updated", "2026-06-10T09:00:00+02:00", map[string]any{"notify": false})}, confirmed: true, at: day},
+		{name: "notify turned on by access.updated", access: []string{grant(false, nil),
+			accessEvent("acc-2", "access.updated", "2026-06-10T09:00:00+02:00", map[string]any{"notify": true})}, confirmed: true, at: day, want: sentAll},
+		{name: "expired", access: []string{grant(true, map[string]any{"expires_at": "2026-06-10T11:00:00+02:00"})}, confirmed: true, at: day},
+		{name: "not expired yet", access: []string{grant(true, map[string]any{"expires_at": "2026-06-10T13:00:00+02:00"})}, confirmed: true, at: day, want: sentAll},
+		{name: "revoked", access: []string{grant(true, nil),
+			accessEvent("acc-2", "access.revoked", "2026-06-10T09:00:00+02:00", map[string]any{})}, confirmed: true, at: day},
+		{name: "a late grant older than the revoke", access: []string{
+			accessEvent("acc-2", "access.revoked", "2026-06-10T09:00:00+02:00", map[string]any{}), grant(true, nil)}, confirmed: true, at: day},
+		{name: "exempt owner: paper, no holder alerted", access: []string{grant(true, nil)}, exempt: true, confirmed: true, at: day},
+		{name: "holder in quiet hours", access: []string{grant(true, nil)}, confirmed: true, at: night,
+			want: []string{"apns sent", "email sent", "sms deferred"}},
+		{name: "holder with no confirmed address", access: []string{grant(true, nil)}, at: day,
+			want: []string{"apns sent", "email skipped email not confirmed", "sms skipped sms not confirmed"}},
+	}
+	for _, tc := range rows {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarnessQuiet(t, nil, map[channels.Name]rules.QuietHours{channels.SMS: {Start: rules.Clock{Hour: 22}, End: rules.Clock{Hour: 7}}},
+				channels.Email, channels.SMS, channels.APNs)
+			clock, _ := time.Parse(time.RFC3339, tc.at)
+			h.clock.Store(&clock)
+			setUpHolder(h, tc.confirmed)
+			if tc.exempt {
+				h.handle(wireAt("x-1", "exemption.granted", early, map[string]any{"cpr": annaCPR}))
+			}
+			for _, ev := range tc.access {
+				h.handle(ev)
+			}
+			const msg = "9a1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
+			h.handle(wireAt("l-1", "message.received", tc.at, map[string]any{"message_id": msg,
+				"recipient": map[string]any{"cpr": annaCPR},
+				"sender":    map[string]any{"id": "skat", "name": "Skattestyrelsen", "kind": "public"},
+				"notification": "Anna Jensen: din årsopgørelse er klar"}))
+			got := holderTrail(t, h, msg)
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("holder deliveries in the trail (-want +got):\n%s", diff)
+			}
+			var sentTo []string
+			for _, ch := range h.channels {
+				for _, a := range ch.accepted() {
+					if !holderAddrs[a.To.Value] {
+						continue
+					}
+					sentTo = append(sentTo, string(a.To.Channel))
+					checkHolderAlert(t, a)
+				}
+			}
+			slices.Sort(sentTo)
+			var want []string
+			for _, w := range tc.want {
+				if ch, ok := strings.CutSuffix(w, " sent"); ok {
+					want = append(want, ch)
+				}
+			}
+			if diff := cmp.Diff(want, sentTo); diff != "" {
+				t.Errorf("alerts to the holder (-want +got):\n%s", diff)
+			}
+			// The owner's own alerts are as without holders.
+			if !tc.exempt {
+				if n := len(h.channels[channels.Email].accepted()) - count(sentTo, "email"); n != 1 {
+					t.Errorf("%d emails to the owner, want 1", n)
+				}
+			}
+		})
+	}
+}
+
+func count(s []string, v string) int {
+	n := 0
+	for _, x := range s {
+		if x == v {
+			n++
+		}
+	}
+	return n
+}
+
+// setUpHolder registers the owner (anna) and the holder, who reads English.
+func setUpHolder(h *harness, confirmed bool) {
+	h.t.Helper()
+	at := "2026-06-01T08:00:00+02:00"
+	h.handle(wireAt("c-owner", "contact.updated", at, map[string]any{"cpr": annaCPR, "email": "anna@example.dk", "mobile": "20123456", "confirmed": true}))
+	h.handle(wireAt("d-owner", "device.registered", at, map[string]any{"cpr": annaCPR, "app": "digital-post-app", "provider": "apns", "token": "a1b2c3d4e5f6a7b8"}))
+	c := map[string]any{"cpr": holderCPR, "email": "holder@example.dk", "mobile": "30123456", "language": "en"}
+	if confirmed {
+		c["confirmed"] = true
+	}
+	h.handle(wireAt("c-holder", "contact.updated", at, c))
+	h.handle(wireAt("d-holder", "device.registered", at, map[string]any{"cpr": holderCPR, "app": "mit.dk", "provider": "apns", "token": "b1b2c3d4e5f6a7b8"}))
+}
+
+// holderTrail returns the holder's deliveries of msg as the trail has them:
+// "<channel> <result>", and the reason of a skip.
+func holderTrail(t *testing.T, h *harness, msg string) []string {
+	t.Helper()
+	trail, err := h.store.Trail(context.Background(), msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, o := range trail {
+		if o.Holder == "" || o.DeliveryID == "" {
+			continue
+		}
+		if o.Holder != dispatcher.HolderRef(h.keyer.CitizenKey(mustCPR(t, holderCPR))) {
+			t.Errorf("trail names the holder %q", o.Holder)
+		}
+		s := string(o.Channel) + " " + o.Result
+		if o.Result == dispatcher.ResultSkipped {
+			s += " " + o.Reason
+		}
+		got = append(got, s)
+	}
+	slices.Sort(got)
+	return got
+}
+
+// checkHolderAlert checks an alert to the holder says what the holder
+// needs and nothing of the owner.
+func checkHolderAlert(t *testing.T, a sentAlert) {
+	t.Helper()
+	if want := rules.HolderText("en", "Skattestyrelsen"); a.Alert.Notification != want {
+		t.Errorf("%s alert text %q, want %q", a.To.Channel, a.Alert.Notification, want)
+	}
+	if a.Alert.Language != "en" {
+		t.Errorf("%s alert in %q, want the holder's language en", a.To.Channel, a.Alert.Language)
+	}
+	b, _ := json.Marshal(a.Alert)
+	for _, s := range []string{"Anna", "anna", "0101901234", "010190-1234", "årsopgørelse"} {
+		if strings.Contains(string(b), s) {
+			t.Errorf("%s alert to the holder reveals the owner (%q): %s", a.To.Channel, s, b)
+		}
+	}
+}
