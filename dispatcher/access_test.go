@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/hibiken/asynq"
 
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher"
@@ -86,8 +87,8 @@ func TestAccessHolderAlerts(t *testing.T) {
 			}
 			const msg = "9a1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
 			h.handle(wireAt("l-1", "message.received", tc.at, map[string]any{"message_id": msg,
-				"recipient": map[string]any{"cpr": annaCPR},
-				"sender":    map[string]any{"id": "skat", "name": "Skattestyrelsen", "kind": "public"},
+				"recipient":    map[string]any{"cpr": annaCPR},
+				"sender":       map[string]any{"id": "skat", "name": "Skattestyrelsen", "kind": "public"},
 				"notification": "Anna Jensen: din årsopgørelse er klar"}))
 			got := holderTrail(t, h, msg)
 			if diff := cmp.Diff(tc.want, got); diff != "" {
@@ -188,5 +189,170 @@ func checkHolderAlert(t *testing.T, a sentAlert) {
 		if strings.Contains(string(b), s) {
 			t.Errorf("%s alert to the holder reveals the owner (%q): %s", a.To.Channel, s, b)
 		}
+	}
+}
+
+// TestAccessHolderPendingStopsOnRevoke: a holder's delivery held for quiet
+// hours looks the relation up again when it runs: revoked (or notify
+// turned off) in between, it is skipped, not sent; still granted, it goes
+// out. A letter processed again sends no holder alert twice.
+func TestAccessHolderPendingStopsOnRevoke(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		after string // the access event between the letter and the held delivery's run
+		want  string // the held SMS's outcome
+	}{
+		{"still granted", "", "sms sent"},
+		{"revoked", "access.revoked", "sms skipped access holder: access revoked"},
+		{"alerts off", "access.updated", "sms skipped access holder: alerts off"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarnessQuiet(t, nil, map[channels.Name]rules.QuietHours{channels.SMS: {Start: rules.Clock{Hour: 22}, End: rules.Clock{Hour: 7}}},
+				channels.Email, channels.SMS, channels.APNs)
+			clock, _ := time.Parse(time.RFC3339, "2026-06-10T23:00:00+02:00")
+			h.clock.Store(&clock)
+			setUpHolder(h, true)
+			h.handle(accessEvent("acc-1", "access.granted", "2026-06-10T08:00:00+02:00", map[string]any{"scope": "read", "notify": true}))
+			const msg = "9a1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
+			received := func(id string) {
+				h.handle(wireAt(id, "message.received", "2026-06-10T23:00:00+02:00", map[string]any{"message_id": msg,
+					"recipient": map[string]any{"cpr": annaCPR},
+					"sender":    map[string]any{"id": "skat", "name": "Skattestyrelsen", "kind": "public"}}))
+			}
+			received("l-1")
+			received("l-2") // the same letter again: nothing is sent twice
+			if n := len(h.channels[channels.Email].accepted()); n != 2 {
+				t.Errorf("%d emails, want 2 (owner and holder, once each)", n)
+			}
+			switch tc.after {
+			case "access.revoked":
+				h.handle(accessEvent("acc-2", tc.after, "2026-06-10T23:30:00+02:00", map[string]any{}))
+			case "access.updated":
+				h.handle(accessEvent("acc-2", tc.after, "2026-06-10T23:30:00+02:00", map[string]any{"notify": false}))
+			}
+			morning, _ := time.Parse(time.RFC3339, "2026-06-11T07:00:00+02:00")
+			h.clock.Store(&morning)
+			// Held until a morning in the past: pending already.
+			pending, err := h.insp.ListPendingTasks(h.queues.Normal)
+			if err != nil {
+				t.Fatal(err)
+			}
+			scheduled, err := h.insp.ListScheduledTasks(h.queues.Normal)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ran := 0
+			for _, ti := range append(pending, scheduled...) {
+				if ti.Type != dispatcher.TypeDelivery {
+					continue
+				}
+				if err := h.d.HandleDelivery(context.Background(), asynq.NewTask(ti.Type, ti.Payload)); err != nil {
+					t.Fatalf("HandleDelivery: %v", err)
+				}
+				ran++
+			}
+			if ran != 2 {
+				t.Fatalf("%d held deliveries, want 2 (the owner's and the holder's SMS)", ran)
+			}
+			var holderSMS []string
+			for _, s := range holderTrail(t, h, msg) {
+				if strings.HasPrefix(s, "sms") && s != "sms deferred" {
+					holderSMS = append(holderSMS, s)
+				}
+			}
+			if diff := cmp.Diff([]string{tc.want}, holderSMS); diff != "" {
+				t.Errorf("the held holder SMS (-want +got):\n%s", diff)
+			}
+			toHolder := 0
+			for _, a := range h.channels[channels.SMS].accepted() {
+				if holderAddrs[a.To.Value] {
+					toHolder++
+					checkHolderAlert(t, a)
+				}
+			}
+			if want := map[bool]int{true: 1, false: 0}[tc.want == "sms sent"]; toHolder != want {
+				t.Errorf("%d SMS to the holder, want %d", toHolder, want)
+			}
+		})
+	}
+}
+
+// TestAccessHolderRead: a holder's read (data.reader) reads the letter for
+// everyone, and the trail says who read.
+func TestAccessHolderRead(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, reader, want string
+	}{
+		{"holder", holderCPR, "read by access holder on mit.dk"},
+		{"no access", "030375-3456", "read on mit.dk by a reader other than the recipient, without current access"},
+		{"the recipient", annaCPR, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, channels.Email)
+			setUpHolder(h, true)
+			h.handle(accessEvent("acc-1", "access.granted", time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), map[string]any{"scope": "read"}))
+			const msg = "9a1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
+			h.handle(letter("l-1", msg, annaCPR))
+			b, _ := json.Marshal(map[string]any{"id": "r-1", "type": "message.read", "occurred_at": time.Now().UTC().Format(time.RFC3339Nano),
+				"source": "mit.dk", "data": map[string]any{"message_id": msg, "recipient": map[string]any{"cpr": annaCPR},
+					"platform": "mit.dk", "at": time.Now().UTC().Format(time.RFC3339Nano), "reader": map[string]any{"cpr": tc.reader}}})
+			h.handle(string(b))
+			st, err := h.store.State(context.Background(), h.keyer.CitizenKey(mustCPR(t, annaCPR)), msg)
+			if err != nil || !st.Read {
+				t.Fatalf("State = %+v, %v; want read", st, err)
+			}
+			trail, _ := h.store.Trail(context.Background(), msg)
+			var notes []string
+			for _, o := range trail {
+				if o.Result == dispatcher.ResultNote && strings.Contains(o.Reason, "read") {
+					notes = append(notes, o.Reason)
+				}
+			}
+			var want []string
+			if tc.want != "" {
+				want = []string{tc.want}
+			}
+			if diff := cmp.Diff(want, notes); diff != "" {
+				t.Errorf("read notes in the trail (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestAccessInboundFromCoreOnly: an access event a platform enqueued
+// straight into asynq with its own source is rejected, not applied; core's
+// is applied.
+func TestAccessInboundFromCoreOnly(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, channels.Email)
+	h.start()
+	owner := h.keyer.CitizenKey(mustCPR(t, annaCPR))
+	holders := map[string]string{"mit.dk": "030375-3456", "core": holderCPR}
+	for source, holder := range holders {
+		raw, _ := json.Marshal(map[string]any{"id": "acc-" + source, "type": "access.granted", "occurred_at": time.Now().UTC().Format(time.RFC3339Nano),
+			"source": source, "data": map[string]any{"cpr": annaCPR, "holder": map[string]any{"cpr": holder}, "scope": "read", "notify": true}})
+		if _, err := h.client.Enqueue(asynq.NewTask(dispatcher.TypeInbound, raw), asynq.Queue(h.queues.Normal)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.waitFor("the platform's access event to be archived", func() bool {
+		tasks, err := h.insp.ListArchivedTasks(h.queues.Normal)
+		return err == nil && len(tasks) == 1
+	})
+	h.idle()
+	tasks, _ := h.insp.ListArchivedTasks(h.queues.Normal)
+	if a := tasks[0]; a.Type != dispatcher.TypeRejected || !strings.Contains(a.LastErr, "only core may send access.granted") {
+		t.Errorf("archived %s with %q, want postbud:rejected saying only core may send it", a.Type, a.LastErr)
+	}
+	hs, err := h.store.HoldersOf(context.Background(), owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hs) != 1 || hs[0].Holder != h.keyer.CitizenKey(mustCPR(t, holderCPR)) {
+		t.Errorf("holders %+v, want core's grant only", hs)
 	}
 }

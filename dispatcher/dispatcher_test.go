@@ -2,6 +2,7 @@ package dispatcher_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -256,8 +257,37 @@ func TestNoCPRInRedis(t *testing.T) {
 	h.accept(letter("ev-11", msg1, annaCPR))
 	h.channels[channels.SMS].failNext(channels.Fail(channels.Transient, "503", errors.New("x")))
 	h.accept(letter("ev-12", "7f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b", annaCPR))
+	// An access holder: the relation, the holder's alerts (one failing, so
+	// its delivery task is queued), and a read by the holder.
+	h.accept(wire("c-holder", "contact.updated", map[string]any{"cpr": holderCPR, "email": "holder@example.dk", "mobile": "30123456", "confirmed": true}))
+	h.idle()
+	h.accept(accessEvent("acc-1", "access.granted", time.Now().UTC().Format(time.RFC3339Nano), map[string]any{"scope": "read", "notify": true,
+		"expires_at": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}))
+	h.idle()
+	h.channels[channels.Email].failNext(nil, channels.Fail(channels.Transient, "503", errors.New("x")))
+	h.accept(letter("ev-13", "8f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b", annaCPR))
+	b, _ := json.Marshal(map[string]any{"id": "r-1", "type": "message.read", "occurred_at": time.Now().UTC().Format(time.RFC3339Nano),
+		"source": "mit.dk", "data": map[string]any{"message_id": msg1, "recipient": map[string]any{"cpr": annaCPR},
+			"platform": "mit.dk", "at": time.Now().UTC().Format(time.RFC3339Nano), "reader": map[string]any{"cpr": holderCPR}}})
+	h.accept(string(b))
+	h.idle()
+	toHolder := 0
+	for _, a := range h.channels[channels.Email].accepted() {
+		if a.To.Value == "holder@example.dk" {
+			toHolder++
+		}
+	}
+	if toHolder != 1 {
+		t.Errorf("%d emails to the holder, want 1 (after a retry)", toHolder)
+	}
+	h.accept(accessEvent("acc-2", "access.revoked", time.Now().UTC().Format(time.RFC3339Nano), map[string]any{}))
 	h.idle()
 	ctx := context.Background()
+	for _, pattern := range []string{"*:ah", "*:ao"} {
+		if ks, _ := h.env.Client.Keys(ctx, h.env.Prefix+pattern).Result(); len(ks) != 1 {
+			t.Errorf("keys %s: %v, want the relation's one (the scan covers it)", pattern, ks)
+		}
+	}
 	keys, err := h.env.Client.Keys(ctx, "*").Result()
 	if err != nil {
 		t.Fatal(err)
@@ -266,15 +296,17 @@ func TestNoCPRInRedis(t *testing.T) {
 		if !strings.HasPrefix(k, h.env.Prefix) && !strings.Contains(k, h.env.QueuePrefix) {
 			continue
 		}
-		if strings.Contains(k, "0101901234") || strings.Contains(k, "010190-1234") {
-			t.Errorf("key %q holds the CPR", k)
-		}
-		dump, err := h.env.Client.Dump(ctx, k).Result()
-		if err != nil {
-			continue
-		}
-		if strings.Contains(dump, "0101901234") || strings.Contains(dump, "010190-1234") {
-			t.Errorf("value of %q holds the CPR", k)
+		for _, cpr := range []string{"0101901234", "010190-1234", "0202852345", holderCPR} {
+			if strings.Contains(k, cpr) {
+				t.Errorf("key %q holds a CPR", k)
+			}
+			dump, err := h.env.Client.Dump(ctx, k).Result()
+			if err != nil {
+				continue
+			}
+			if strings.Contains(dump, cpr) {
+				t.Errorf("value of %q holds a CPR", k)
+			}
 		}
 	}
 }
