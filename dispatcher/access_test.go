@@ -43,6 +43,8 @@ func TestAccessHolderAlerts(t *testing.T) {
 		exempt    bool     // the owner is exempt
 		confirmed bool     // the holder's email and mobile are confirmed
 		at        string   // the letter's time and the clock
+		clock     string   // the clock, if not at
+		readFirst bool     // the owner read the letter before it arrived here
 		want      []string // the holder's deliveries as the trail has them
 	}
 	grant := func(notify bool, extra map[string]any) string {
@@ -70,13 +72,21 @@ func TestAccessHolderAlerts(t *testing.T) {
 			want: []string{"apns sent", "email sent", "sms deferred"}},
 		{name: "holder with no confirmed address", access: []string{grant(true, nil)}, at: day,
 			want: []string{"apns sent", "email skipped email not confirmed", "sms skipped sms not confirmed"}},
+		{name: "letter read already", access: []string{grant(true, nil)}, confirmed: true, at: day, readFirst: true,
+			want: []string{"apns skipped read", "email skipped read", "sms skipped read"}},
+		{name: "alert expired (letter processed late)", access: []string{grant(true, nil)}, confirmed: true, at: day,
+			clock: "2026-06-13T12:00:00+02:00", want: []string{"apns skipped expired", "email skipped expired", "sms skipped expired"}},
 	}
 	for _, tc := range rows {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			h := newHarnessQuiet(t, nil, map[channels.Name]rules.QuietHours{channels.SMS: {Start: rules.Clock{Hour: 22}, End: rules.Clock{Hour: 7}}},
 				channels.Email, channels.SMS, channels.APNs)
-			clock, _ := time.Parse(time.RFC3339, tc.at)
+			clockAt := tc.at
+			if tc.clock != "" {
+				clockAt = tc.clock
+			}
+			clock, _ := time.Parse(time.RFC3339, clockAt)
 			h.clock.Store(&clock)
 			setUpHolder(h, tc.confirmed)
 			if tc.exempt {
@@ -86,6 +96,11 @@ func TestAccessHolderAlerts(t *testing.T) {
 				h.handle(ev)
 			}
 			const msg = "9a1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
+			if tc.readFirst {
+				b, _ := json.Marshal(map[string]any{"id": "r-0", "type": "message.read", "occurred_at": early, "source": "e-boks",
+					"data": map[string]any{"message_id": msg, "recipient": map[string]any{"cpr": annaCPR}, "platform": "e-boks", "at": early}})
+				h.handle(string(b))
+			}
 			h.handle(wireAt("l-1", "message.received", tc.at, map[string]any{"message_id": msg,
 				"recipient":    map[string]any{"cpr": annaCPR},
 				"sender":       map[string]any{"id": "skat", "name": "Skattestyrelsen", "kind": "public"},
@@ -115,7 +130,7 @@ func TestAccessHolderAlerts(t *testing.T) {
 				t.Errorf("alerts to the holder (-want +got):\n%s", diff)
 			}
 			// The owner's own alerts are as without holders.
-			if !tc.exempt {
+			if !tc.exempt && !tc.readFirst && tc.clock == "" {
 				if n := len(h.channels[channels.Email].accepted()) - count(sentTo, "email"); n != 1 {
 					t.Errorf("%d emails to the owner, want 1", n)
 				}

@@ -51,6 +51,13 @@ var accessCases = []Case{
 		must2(t)(setAccess(ctx, s, dispatcher.AccessGrant, false, time.Time{}, at.Add(3*time.Hour), "ev-5"))
 		wantAccess(t, s, "update before its grant", []dispatcher.Access{{Owner: alice, Holder: bob, Granted: true,
 			Notify: true, Since: at.Add(3 * time.Hour)}})
+		applied, err = setAccess(ctx, s, dispatcher.AccessRevoke, false, time.Time{}, at.Add(150*time.Minute), "ev-r-old")
+		must(t, err)
+		if applied {
+			t.Error("a revoke older than the grant applied")
+		}
+		wantAccess(t, s, "late revoke", []dispatcher.Access{{Owner: alice, Holder: bob, Granted: true,
+			Notify: true, Since: at.Add(3 * time.Hour)}})
 	}},
 	{"SetAccess", "a marked write runs once: its re-run changes nothing", func(t *testing.T, s dispatcher.Store) {
 		ctx := t.Context()
