@@ -27,6 +27,10 @@
 //	                        window, trimmed every 16th letter and on reads;
 //	                        an empty zset is gone)
 //	P:{C}:e:<event>  string the processed mark of a registry event
+//	P:{O}:ah         hash   the access holders of owner O: holder key →
+//	                        relation (access.go)
+//	P:{H}:ao         hash   the owners whose mailbox H holds: owner key →
+//	                        relation
 //	P:msg:<msg>      string message id → citizen key, for ops look-ups
 //
 // No key or value holds a CPR number: citizens are known by the
