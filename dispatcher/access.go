@@ -185,3 +185,46 @@ func (d *Dispatcher) readBy(ctx context.Context, owner, reader string, read bool
 	}
 	return o, nil
 }
+
+// AccessEntry is one access relation as support sees it: the other party
+// named by HolderRef only.
+type AccessEntry struct {
+	Citizen string    `json:"citizen"`
+	Notify  bool      `json:"notify"`
+	Expires time.Time `json:"expires_at,omitzero"`
+	Since   time.Time `json:"since"`
+	Active  bool      `json:"active"`
+}
+
+// AccessView is a citizen's access relations for support: who holds the
+// citizen's mailbox, and whose mailboxes the citizen holds.
+type AccessView struct {
+	Holders []AccessEntry `json:"holders"`
+	Holds   []AccessEntry `json:"holds"`
+}
+
+// AccessOf returns the access relations of the citizen with CPR c, each
+// other party masked.
+func (d *Dispatcher) AccessOf(ctx context.Context, c event.CPR) (AccessView, error) {
+	key := d.cfg.Keyer.CitizenKey(c)
+	now := d.cfg.Now()
+	holders, err := d.cfg.Store.HoldersOf(ctx, key)
+	if err != nil {
+		return AccessView{}, err
+	}
+	holds, err := d.cfg.Store.HeldBy(ctx, key)
+	if err != nil {
+		return AccessView{}, err
+	}
+	v := AccessView{Holders: []AccessEntry{}, Holds: []AccessEntry{}}
+	entry := func(other string, a Access) AccessEntry {
+		return AccessEntry{Citizen: HolderRef(other), Notify: a.Notify, Expires: a.Expires, Since: a.Since, Active: a.Active(now)}
+	}
+	for _, a := range holders {
+		v.Holders = append(v.Holders, entry(a.Holder, a))
+	}
+	for _, a := range holds {
+		v.Holds = append(v.Holds, entry(a.Owner, a))
+	}
+	return v, nil
+}

@@ -38,10 +38,11 @@ func (s *Store) accessOwnersKey(holder string) string { return s.o.Prefix + ":{"
 // ARGV[1] field (the other citizen's key)  ARGV[2] change (g|u|r)
 // ARGV[3] event time (unix ms)  ARGV[4] notify (0|1)  ARGV[5] expiry
 // (unix ms, 0: none)  ARGV[6] event mark TTL (ms; 0: no mark)
-// Returns 0 if the event was processed before, 1 if applied, 2 if stale.
+// Returns 1 if applied, 2 if stale. (SetAccess checks the mark before
+// either side is written; a twin running at the same moment writes the
+// same values, which last writer wins makes harmless.)
 var accessScript = redis.NewScript(`
 local mark = ARGV[6] ~= '0'
-if mark and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local g, gt, x, n, nt = '0', '-1', '0', '0', '-1'
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur then
