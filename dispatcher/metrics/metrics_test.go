@@ -161,7 +161,8 @@ func TestObserver(t *testing.T) {
 		"status": {"accepted", "duplicate", "invalid", "forbidden", "unavailable", "other"},
 		"reason": {"exempt", "under 15", "forward", "other"},
 		"type": {"message.received", "message.read", "message.unread", "contact.updated",
-			"device.registered", "device.unregistered", "exemption.granted", "exemption.revoked", "other"},
+			"device.registered", "device.unregistered", "exemption.granted", "exemption.revoked",
+			"access.granted", "access.updated", "access.revoked", "other"},
 	}
 	labelRE := regexp.MustCompile(`(\w+)="([^"]*)"`)
 	for series := range got {
