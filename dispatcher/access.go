@@ -228,3 +228,25 @@ func (d *Dispatcher) AccessOf(ctx context.Context, c event.CPR) (AccessView, err
 	}
 	return v, nil
 }
+
+// holderDelivery finds which of the owner's holders a delivery of letter
+// messageID went to: that holder's key and deliveries (none if no holder's).
+func (d *Dispatcher) holderDelivery(ctx context.Context, owner, messageID, deliveryID string) (string, []delivery, error) {
+	hs, err := d.cfg.Store.HoldersOf(ctx, owner)
+	if err != nil {
+		return "", nil, err
+	}
+	for _, h := range hs {
+		v, err := d.cfg.Store.Load(ctx, h.Holder, messageID)
+		if err != nil {
+			return "", nil, err
+		}
+		ok, _ := d.contactsAs(v.Citizen, messageID, h.Holder)
+		for _, dl := range ok {
+			if dl.id == deliveryID {
+				return h.Holder, ok, nil
+			}
+		}
+	}
+	return "", nil, nil
+}

@@ -371,3 +371,52 @@ func TestAccessInboundFromCoreOnly(t *testing.T) {
 		t.Errorf("holders %+v, want core's grant only", hs)
 	}
 }
+
+// TestAccessHolderDeadNumber: a delivery report saying the holder's mobile
+// is dead removes the holder's number, not the owner's.
+func TestAccessHolderDeadNumber(t *testing.T) {
+	t.Parallel()
+	h := newHarnessWith(t, func(c *dispatcher.Config, _ *harness) { c.TrackReports = []channels.Name{channels.SMS} },
+		channels.SMS)
+	setUpHolder(h, true)
+	h.handle(accessEvent("acc-1", "access.granted", time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), map[string]any{"scope": "read", "notify": true}))
+	const msg = "9a1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
+	h.handle(letter("l-1", msg, annaCPR))
+	var id string
+	for _, o := range holderTrailEntries(t, h, msg) {
+		if o.Channel == channels.SMS && o.Result == dispatcher.ResultSent {
+			id = o.DeliveryID
+		}
+	}
+	if id == "" {
+		t.Fatal("no SMS to the holder")
+	}
+	if err := h.d.Report(context.Background(), dispatcher.DeliveryReport{Channel: channels.SMS, DeliveryID: id,
+		Status: "UNDELIVERABLE", Final: true, Dead: true, At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	for cpr, want := range map[string]string{holderCPR: "", annaCPR: "+4520123456"} {
+		v, err := h.store.Load(context.Background(), h.keyer.CitizenKey(mustCPR(t, cpr)), msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Citizen.Mobile != want {
+			t.Errorf("%s's mobile after the holder's dead-number report: %q, want %q", cpr, v.Citizen.Mobile, want)
+		}
+	}
+}
+
+func holderTrailEntries(t *testing.T, h *harness, msg string) []dispatcher.Outcome {
+	t.Helper()
+	trail, err := h.store.Trail(context.Background(), msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []dispatcher.Outcome
+	for _, o := range trail {
+		if o.Holder != "" {
+			out = append(out, o)
+		}
+	}
+	return out
+}

@@ -928,9 +928,17 @@ func (d *Dispatcher) Report(ctx context.Context, r DeliveryReport) error {
 	if !r.Dead {
 		return nil
 	}
-	for _, dl := range d.addresses(v.Citizen, msgID) {
+	owner, candidates := citizen, d.addresses(v.Citizen, msgID)
+	if !slices.ContainsFunc(candidates, func(dl delivery) bool { return dl.id == r.DeliveryID }) {
+		// An access holder's delivery of the letter: the address is the
+		// holder's.
+		if owner, candidates, err = d.holderDelivery(ctx, citizen, msgID, r.DeliveryID); err != nil {
+			return err
+		}
+	}
+	for _, dl := range candidates {
 		if dl.id == r.DeliveryID {
-			removed, err := d.cfg.Store.RemoveAddress(ctx, citizen, dl.to, wholeSecond(r.At))
+			removed, err := d.cfg.Store.RemoveAddress(ctx, owner, dl.to, wholeSecond(r.At))
 			if removed {
 				d.obs.AddressRemoved(r.Channel)
 				d.log.WarnContext(ctx, "address removed after a delivery report", "message_id", msgID,
