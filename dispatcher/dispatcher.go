@@ -207,6 +207,11 @@ func (d *Dispatcher) Register(mux *asynq.ServeMux) {
 // original, CPR and all, is not kept.
 func (d *Dispatcher) HandleInbound(ctx context.Context, t *asynq.Task) error {
 	ev, err := event.Parse(t.Payload())
+	if err == nil && event.CoreOnly(ev.Type) && ev.Source != event.Core {
+		// A platform that enqueues straight into asynq names its own
+		// source; only core's may carry access events.
+		err = &event.ValidationError{Errors: []event.FieldError{{Field: "type", Reason: "only core may send " + string(ev.Type) + " events"}}}
+	}
 	if err != nil {
 		d.log.WarnContext(ctx, "inbound event refused", "task_id", taskID(ctx), "error", err)
 		var ve *event.ValidationError
@@ -293,6 +298,8 @@ func (d *Dispatcher) handle(ctx context.Context, ev *event.Event) error {
 		return d.exemption(ctx, ev)
 	case ev.Consent != nil:
 		return d.consent(ctx, ev)
+	case ev.Access != nil:
+		return d.access(ctx, ev)
 	case ev.Contact != nil:
 		return d.contact(ctx, ev)
 	case ev.Device != nil:
@@ -417,6 +424,9 @@ func (d *Dispatcher) Ready(ctx context.Context) error { return d.cfg.Store.Ping(
 type delivery struct {
 	id string
 	to channels.Address
+	// holder is the access holder's key for a holder's delivery of the
+	// owner's letter ("" for the owner's own).
+	holder string
 }
 
 // addresses returns the citizen's addresses on configured channels that
@@ -430,12 +440,24 @@ func (d *Dispatcher) addresses(c *Citizen, messageID string) []delivery {
 // that may get alerts, and the email and mobile that may not until they
 // are confirmed.
 func (d *Dispatcher) contacts(c *Citizen, messageID string) (ok, unconfirmed []delivery) {
+	return d.contactsAs(c, messageID, "")
+}
+
+// contactsAs is contacts for the deliveries of letter messageID to c: the
+// letter's recipient (holder ""), or the access holder c whose key is
+// holder, whose deliveries have ids of their own (from the letter, the
+// holder key, the channel and the address).
+func (d *Dispatcher) contactsAs(c *Citizen, messageID, holder string) (ok, unconfirmed []delivery) {
+	base := messageID
+	if holder != "" {
+		base = "holder|" + holder + "|" + messageID
+	}
 	add := func(ch channels.Name, to channels.Address, confirmed bool) {
 		if _, ok := d.cfg.Senders[ch]; !ok {
 			return
 		}
 		to.Channel = ch
-		dl := delivery{id: d.cfg.Keyer.DeliveryID(messageID, ch, to.Value), to: to}
+		dl := delivery{id: d.cfg.Keyer.DeliveryID(base, ch, to.Value), to: to, holder: holder}
 		if confirmed {
 			ok = append(ok, dl)
 		} else {
@@ -582,7 +604,13 @@ func (d *Dispatcher) finish(ctx context.Context, r *letterRun, results []result)
 			return err
 		}
 	}
-	return d.remind(ctx, r.ev.CitizenKey, r.stored, r.plan.digital, r.now)
+	if err := d.remind(ctx, r.ev.CitizenKey, r.stored, r.plan.digital, r.now); err != nil {
+		return err
+	}
+	if r.plan.digital { // an exempt owner's letter on paper alerts no holder
+		return d.alertHolders(ctx, r.ev.CitizenKey, r.stored, r.now)
+	}
+	return nil
 }
 
 // markWrite marks the letter's event processed.
@@ -807,7 +835,7 @@ func (d *Dispatcher) alert(c *Citizen, l *Letter, dl delivery) channels.Alert {
 
 // deferredOutcome records a delivery held until a time.
 func deferredOutcome(now time.Time, dl delivery, until time.Time, why string) Outcome {
-	return Outcome{At: now, DeliveryID: dl.id, Channel: dl.to.Channel, App: dl.to.App, Result: ResultDeferred,
+	return Outcome{At: now, DeliveryID: dl.id, Channel: dl.to.Channel, App: dl.to.App, Holder: HolderRef(dl.holder), Result: ResultDeferred,
 		Reason: why + " until " + rules.LocalTime(until, "2006-01-02 15:04 MST")}
 }
 
@@ -822,7 +850,7 @@ func (d *Dispatcher) send(ctx context.Context, c *Citizen, l *Letter, dl deliver
 		}
 		if err != nil {
 			return result{dl: dl, err: err, out: Outcome{At: d.cfg.Now(), DeliveryID: dl.id, Channel: dl.to.Channel,
-				App: dl.to.App, Result: ResultRetrying, Kind: channels.KindOf(err).String(), Code: channels.CodeOf(err), Attempt: attempt}}
+				App: dl.to.App, Holder: HolderRef(dl.holder), Result: ResultRetrying, Kind: channels.KindOf(err).String(), Code: channels.CodeOf(err), Attempt: attempt}}
 		}
 	}
 	s := d.cfg.Senders[dl.to.Channel]
@@ -839,9 +867,9 @@ func (d *Dispatcher) send(ctx context.Context, c *Citizen, l *Letter, dl deliver
 	cancel()
 	took := d.cfg.Now().Sub(start)
 	out := Outcome{At: d.cfg.Now(), DeliveryID: dl.id, Channel: dl.to.Channel, App: dl.to.App,
-		Attempt: attempt, DurationMS: took.Milliseconds()}
+		Holder: HolderRef(dl.holder), Attempt: attempt, DurationMS: took.Milliseconds()}
 	log := d.log.With("message_id", l.MessageID, "channel", dl.to.Channel, "delivery_id", dl.id,
-		"attempt", attempt, "duration_ms", out.DurationMS)
+		"attempt", attempt, "duration_ms", out.DurationMS, "access_holder", dl.holder != "")
 	if err == nil {
 		out.Result, out.ProviderID, out.Provider = ResultSent, rc.ProviderID, rc.Provider
 		track := slices.Contains(d.cfg.TrackReports, dl.to.Channel)
@@ -901,7 +929,7 @@ func (d *Dispatcher) send(ctx context.Context, c *Citizen, l *Letter, dl deliver
 // own, its id the delivery id so it exists once however often this runs.
 func (d *Dispatcher) enqueueDelivery(ctx context.Context, citizen string, l *Letter, r result) error {
 	p := deliveryTask{Citizen: citizen, MessageID: l.MessageID, DeliveryID: r.dl.id,
-		Channel: string(r.dl.to.Channel), Expires: d.expires(l).Unix()}
+		Channel: string(r.dl.to.Channel), Expires: d.expires(l).Unix(), Holder: r.dl.holder}
 	if r.dl.to.Channel == channels.Paper {
 		p.Expires = 0 // paper is owed, however late
 	}
@@ -948,13 +976,35 @@ func (d *Dispatcher) HandleDelivery(ctx context.Context, t *asynq.Task) error {
 	attempt := retryCount(ctx) + 2
 	skip := func(reason string) error {
 		return d.write(ctx, LetterWrite{Citizen: p.Citizen, MessageID: p.MessageID, Done: []Outcome{{At: now,
-			DeliveryID: p.DeliveryID, Channel: channels.Name(p.Channel), Result: ResultSkipped, Reason: reason, Attempt: attempt}}})
+			DeliveryID: p.DeliveryID, Channel: channels.Name(p.Channel), Holder: HolderRef(p.Holder), Result: ResultSkipped,
+			Reason: reason, Attempt: attempt}}})
 	}
 	if p.Expires > 0 && now.Unix() > p.Expires {
 		return skip("expired")
 	}
+	var candidates []delivery
+	if p.Holder == "" {
+		candidates = append(d.addresses(c, p.MessageID), d.paperAddresses(c, p.MessageID)...)
+	} else {
+		// A holder's delivery that was held or failed: the relation may
+		// have ended since.
+		a, found, err := d.holderAccess(ctx, p.Citizen, p.Holder)
+		if err != nil {
+			return err
+		}
+		if why := holderEnded(a, found, now); why != "" {
+			return skip(why)
+		}
+		hv, err := d.cfg.Store.Load(ctx, p.Holder, p.MessageID)
+		if err != nil {
+			return err
+		}
+		c = hv.Citizen
+		candidates, _ = d.contactsAs(c, p.MessageID, p.Holder)
+		l = holderLetter(c, l)
+	}
 	var dl *delivery
-	for _, x := range append(d.addresses(c, p.MessageID), d.paperAddresses(c, p.MessageID)...) {
+	for _, x := range candidates {
 		if x.id == p.DeliveryID {
 			dl = &x
 			break
@@ -1075,9 +1125,17 @@ func (d *Dispatcher) Report(ctx context.Context, r DeliveryReport) error {
 	if !r.Dead {
 		return nil
 	}
-	for _, dl := range d.addresses(v.Citizen, msgID) {
+	owner, candidates := citizen, d.addresses(v.Citizen, msgID)
+	if !slices.ContainsFunc(candidates, func(dl delivery) bool { return dl.id == r.DeliveryID }) {
+		// An access holder's delivery of the letter: the address is the
+		// holder's.
+		if owner, candidates, err = d.holderDelivery(ctx, citizen, msgID, r.DeliveryID); err != nil {
+			return err
+		}
+	}
+	for _, dl := range candidates {
 		if dl.id == r.DeliveryID {
-			removed, err := d.cfg.Store.RemoveAddress(ctx, citizen, dl.to, wholeSecond(r.At))
+			removed, err := d.cfg.Store.RemoveAddress(ctx, owner, dl.to, wholeSecond(r.At))
 			if removed {
 				d.obs.AddressRemoved(r.Channel)
 				d.log.WarnContext(ctx, "address removed after a delivery report", "message_id", msgID,

@@ -334,13 +334,43 @@ func TestNoCPRInRedis(t *testing.T) {
 	h.accept(letter("ev-11", msg1, annaCPR))
 	h.channels[channels.SMS].failNext(channels.Fail(channels.Transient, "503", errors.New("x")))
 	h.accept(letter("ev-12", "7f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b", annaCPR))
-	h.idle()
 	// The addresses were opened where they are used: at the send.
 	if got := h.channels[channels.SMS].accepted(); len(got) != 2 || got[0].To.Value != "+4520123456" {
 		t.Fatalf("SMS alerts %+v, want 2 to +4520123456", got)
 	}
 	if got := h.channels[channels.APNs].accepted(); len(got) != 2 || got[0].To.Value != "a1b2c3d4e5f6a7b8" {
 		t.Fatalf("APNs alerts %+v, want 2 to the registered token", got)
+	}
+	// An access holder: the relation, the holder's alerts (one failing, so
+	// its delivery task is queued), and a read by the holder.
+	h.accept(wire("c-holder", "contact.updated", map[string]any{"cpr": holderCPR, "email": "holder@example.dk", "mobile": "30123456", "confirmed": true}))
+	h.idle()
+	h.accept(accessEvent("acc-1", "access.granted", time.Now().UTC().Format(time.RFC3339Nano), map[string]any{"scope": "read", "notify": true,
+		"expires_at": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}))
+	h.idle()
+	h.channels[channels.Email].failNext(nil, channels.Fail(channels.Transient, "503", errors.New("x")))
+	h.accept(letter("ev-13", "8f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b", annaCPR))
+	b, _ := json.Marshal(map[string]any{"id": "r-1", "type": "message.read", "occurred_at": time.Now().UTC().Format(time.RFC3339Nano),
+		"source": "mit.dk", "data": map[string]any{"message_id": msg1, "recipient": map[string]any{"cpr": annaCPR},
+			"platform": "mit.dk", "at": time.Now().UTC().Format(time.RFC3339Nano), "reader": map[string]any{"cpr": holderCPR}}})
+	h.accept(string(b))
+	h.idle()
+	toHolder := 0
+	for _, a := range h.channels[channels.Email].accepted() {
+		if a.To.Value == "holder@example.dk" {
+			toHolder++
+		}
+	}
+	if toHolder != 1 {
+		t.Errorf("%d emails to the holder, want 1 (after a retry)", toHolder)
+	}
+	h.accept(accessEvent("acc-2", "access.revoked", time.Now().UTC().Format(time.RFC3339Nano), map[string]any{}))
+	h.idle()
+	ctx := context.Background()
+	for _, pattern := range []string{"*:ah", "*:ao"} {
+		if ks, _ := h.env.Client.Keys(ctx, h.env.Prefix+pattern).Result(); len(ks) != 1 {
+			t.Errorf("keys %s: %v, want the relation's one (the scan covers it)", pattern, ks)
+		}
 	}
 	// Consent: revoked (the citizen hash), then a read from that platform
 	// refused by the worker (the trail), and a webhook dropped (a log).
@@ -349,7 +379,7 @@ func TestNoCPRInRedis(t *testing.T) {
 	h.handle(wire("r-eboks", "message.read", map[string]any{"message_id": msg1, "recipient": map[string]any{"cpr": annaCPR},
 		"platform": "e-boks", "at": time.Now().UTC().Format(time.RFC3339Nano)}))
 	h.idle()
-	for _, l := range h.env.Leaks(t, secrets...) {
+	for _, l := range h.env.Leaks(t, append(secrets, "0202852345", holderCPR, "holder@example.dk", "30123456")...) {
 		t.Errorf("after the run: %s", l)
 	}
 	// Values are read as they are: a DUMP may be LZF-compressed and hide

@@ -61,6 +61,13 @@ func fxData(typ event.Type) map[string]any {
 		return map[string]any{"cpr": fxCPR}
 	case event.ConsentGranted, event.ConsentRevoked:
 		return map[string]any{"cpr": fxCPR, "platform": "e-boks"}
+	case event.AccessGranted:
+		return map[string]any{"cpr": fxCPR, "holder": map[string]any{"cpr": "020285-2345"}, "scope": "read",
+			"expires_at": "2025-03-01T00:00:00Z", "notify": true}
+	case event.AccessUpdated:
+		return map[string]any{"cpr": fxCPR, "holder": map[string]any{"cpr": "020285-2345"}, "scope": "read", "notify": false}
+	case event.AccessRevoked:
+		return map[string]any{"cpr": fxCPR, "holder": map[string]any{"cpr": "020285-2345"}, "scope": "read"}
 	}
 	panic("no fixture for " + string(typ))
 }

@@ -109,7 +109,10 @@ func (k *Keyer) Pseudonymize(e *event.Event) *event.Event {
 		p.Message, p.Birth = &m, c.BirthDate().Format("2006-01-02")
 	case e.Read != nil:
 		r := *e.Read
-		r.CPR = ""
+		if r.ReaderCPR != "" {
+			r.ReaderKey = k.CitizenKey(r.ReaderCPR)
+		}
+		r.CPR, r.ReaderCPR = "", ""
 		p.Read = &r
 	case e.Contact != nil:
 		x := *e.Contact
@@ -127,6 +130,13 @@ func (k *Keyer) Pseudonymize(e *event.Event) *event.Event {
 		x := *e.Consent
 		x.CPR = ""
 		p.Consent = &x
+	case e.Access != nil:
+		a := *e.Access
+		if a.HolderCPR != "" {
+			a.HolderKey = k.CitizenKey(a.HolderCPR)
+		}
+		a.CPR, a.HolderCPR = "", ""
+		p.Access = &a
 	}
 	return &p
 }

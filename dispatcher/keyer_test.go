@@ -252,6 +252,11 @@ func TestPseudonymize(t *testing.T) {
 				x := *ev.Consent
 				x.CPR = ""
 				want.Consent = &x
+			case event.AccessGranted, event.AccessUpdated, event.AccessRevoked:
+				a := *ev.Access
+				a.CPR, a.HolderCPR = "", ""
+				a.HolderKey = k.CitizenKey(fxMustCPR(t, "020285-2345"))
+				want.Access = &a
 			}
 
 			orig := fxDeepCopy(t, ev)
@@ -353,11 +358,31 @@ func TestEventJSONNeverHoldsCPR(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, form := range fxCPRForms(c) {
+		// The holder's CPR (access events) too.
+		for _, form := range append(fxCPRForms(c), fxCPRForms(fxMustCPR(t, "020285-2345"))...) {
 			if bytes.Contains(b, []byte(form)) {
-				t.Errorf("%s: JSON holds the CPR: %s", typ, b)
+				t.Errorf("%s: JSON holds a CPR: %s", typ, b)
 			}
 		}
+	}
+	// A read by another reader than the recipient (data.reader): neither
+	// the parsed event's JSON nor its pseudonymised form holds the
+	// reader's CPR; the pseudonymised form names the reader by key.
+	ev, err := event.Parse(fxEdited(event.MessageRead, fxSet("data.reader", map[string]any{"cpr": "020285-2345"})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := fxKeyer(t, fxKeyA)
+	for _, e := range []*event.Event{ev, k.Pseudonymize(ev)} {
+		b, _ := json.Marshal(e)
+		for _, form := range fxCPRForms(fxMustCPR(t, "020285-2345")) {
+			if bytes.Contains(b, []byte(form)) {
+				t.Errorf("message.read with a reader: JSON holds the reader's CPR: %s", b)
+			}
+		}
+	}
+	if p := k.Pseudonymize(ev); p.Read.ReaderKey != k.CitizenKey(fxMustCPR(t, "020285-2345")) || p.Read.ReaderCPR != "" {
+		t.Errorf("pseudonymised reader: key %q, cpr %q", p.Read.ReaderKey, p.Read.ReaderCPR.Digits())
 	}
 }
 

@@ -98,7 +98,16 @@ func (d *Dispatcher) readState(ctx context.Context, ev *event.Event) error {
 	}
 	st := res.State
 	d.log.InfoContext(ctx, "read state", "message_id", r.MessageID, "platform", r.Platform, "read", st.Read,
-		"version", st.Version, "changed", res.Changed)
+		"version", st.Version, "changed", res.Changed, "by_other_reader", r.ReaderKey != "")
+	if r.ReaderKey != "" {
+		note, err := d.readBy(ctx, ev.CitizenKey, r.ReaderKey, ev.Type == event.MessageRead, r.Platform, d.cfg.Now())
+		if err != nil {
+			return err
+		}
+		if err := d.write(ctx, LetterWrite{Citizen: ev.CitizenKey, MessageID: r.MessageID, Trail: []Outcome{note}}); err != nil {
+			return err
+		}
+	}
 	// On a retry the state may have changed in the attempt that failed:
 	// enqueue again (task ids make that idempotent).
 	switch {

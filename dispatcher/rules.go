@@ -117,7 +117,7 @@ func platformNoConsent(c *Citizen, l *Letter, p event.Platform) string {
 }
 
 func skipped(now time.Time, dl delivery, reason string) Outcome {
-	return Outcome{At: now, DeliveryID: dl.id, Channel: dl.to.Channel, App: dl.to.App,
+	return Outcome{At: now, DeliveryID: dl.id, Channel: dl.to.Channel, App: dl.to.App, Holder: HolderRef(dl.holder),
 		Result: ResultSkipped, Reason: reason}
 }
 

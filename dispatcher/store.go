@@ -116,6 +116,9 @@ type Outcome struct {
 	DeliveryID string        `json:"delivery_id,omitempty"`
 	Channel    channels.Name `json:"channel,omitempty"`
 	App        string        `json:"app,omitempty"`
+	// Holder names the access holder (HolderRef) of a holder's delivery
+	// of the letter, or of a read by one; "" for the recipient's own.
+	Holder string `json:"holder,omitempty"`
 	// Result is sent, skipped, failed, retrying, gone, paper or deferred.
 	Result     string `json:"result"`
 	Reason     string `json:"reason,omitempty"`
@@ -538,6 +541,55 @@ type Confirmations interface {
 	CheckCode(ctx context.Context, c CodeCheck) (a CodeAnswer, left int, err error)
 }
 
+// AccessChange says what an AccessWrite does.
+type AccessChange int
+
+// The access changes.
+const (
+	AccessGrant  AccessChange = iota + 1 // access.granted: grant (again), with Notify and Expires
+	AccessUpdate                         // access.updated: Notify only
+	AccessRevoke                         // access.revoked
+)
+
+// AccessWrite is one access.granted, access.updated or access.revoked.
+type AccessWrite struct {
+	Owner, Holder string // citizen keys
+	Change        AccessChange
+	Notify        bool      // grant, update
+	Expires       time.Time // grant; zero: until revoked
+	At            time.Time // last writer wins: the grant state and notify each by their own last time
+	Mark          EventRef  // marked in the same atomic step, applied or stale
+}
+
+// Access is one recorded access relation, owner to holder.
+type Access struct {
+	Owner, Holder string
+	Granted       bool      // false once revoked
+	Notify        bool      // the holder wants alerts for the owner's letters
+	Expires       time.Time // zero: until revoked
+	Since         time.Time // the time of the grant or revoke in force
+}
+
+// Active reports whether the access is granted and not expired at now.
+func (a Access) Active(now time.Time) bool {
+	return a.Granted && (a.Expires.IsZero() || now.Before(a.Expires))
+}
+
+// Holders is the access relations between citizens (læseadgang), kept
+// under the citizen keys only: per owner its holders, per holder the
+// mailboxes it holds. SetAccess is one atomic step on the owner's side
+// (the mark with it, as Registry writes: a marked write changes nothing
+// again); the holder's side follows it and is last-writer-wins on its own.
+type Holders interface {
+	SetAccess(ctx context.Context, w AccessWrite) (applied bool, err error)
+	// HoldersOf returns the owner's granted relations (expired ones too:
+	// the caller checks Active with its clock), by holder key.
+	HoldersOf(ctx context.Context, owner string) ([]Access, error)
+	// HeldBy returns the granted relations whose holder is holder, by
+	// owner key.
+	HeldBy(ctx context.Context, holder string) ([]Access, error)
+}
+
 // Store is all of the roles; Config.Store takes this type.
 type Store interface {
 	Events
@@ -549,6 +601,7 @@ type Store interface {
 	Coalescing
 	Replay
 	Confirmations
+	Holders
 	// Ping checks the store is reachable.
 	Ping(ctx context.Context) error
 }

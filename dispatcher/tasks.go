@@ -236,5 +236,8 @@ type deliveryTask struct {
 	DeliveryID string `json:"d"`
 	Channel    string `json:"ch"`
 	Expires    int64  `json:"x"` // unix seconds
+	// Holder is the access holder's key for a holder's delivery of the
+	// letter: the relation and the holder's addresses are looked up again.
+	Holder string `json:"h,omitempty"`
 	// Events are the event ids that were folded into this delivery.
 }

@@ -195,7 +195,7 @@ func trace(ctx context.Context, args []string, getenv func(string) string, stdou
 	fmt.Fprintf(stdout, "letter %s: %d entries\n", t.MessageID, len(t.Trail))
 	for _, o := range t.Trail {
 		line := fmt.Sprintf("%s  %-6s %-9s", humanTime(o.At), o.Channel, o.Result)
-		for _, kv := range [][2]string{{"reason", o.Reason}, {"kind", o.Kind}, {"code", o.Code}, {"provider_id", o.ProviderID}, {"app", o.App}, {"delivery", o.DeliveryID}} {
+		for _, kv := range [][2]string{{"reason", o.Reason}, {"kind", o.Kind}, {"code", o.Code}, {"provider_id", o.ProviderID}, {"app", o.App}, {"holder", o.Holder}, {"delivery", o.DeliveryID}} {
 			if kv[1] != "" {
 				line += " " + kv[0] + "=" + kv[1]
 			}

@@ -27,11 +27,15 @@ const (
 	ExemptionRevoked   Type = "exemption.revoked"
 	ConsentGranted     Type = "consent.granted"
 	ConsentRevoked     Type = "consent.revoked"
+	AccessGranted      Type = "access.granted"
+	AccessUpdated      Type = "access.updated"
+	AccessRevoked      Type = "access.revoked"
 )
 
 // types are the event types, in contract order.
 var types = [...]Type{MessageReceived, MessageRead, MessageUnread, ContactUpdated,
-	DeviceRegistered, DeviceUnregistered, ExemptionGranted, ExemptionRevoked, ConsentGranted, ConsentRevoked}
+	DeviceRegistered, DeviceUnregistered, ExemptionGranted, ExemptionRevoked, ConsentGranted, ConsentRevoked,
+	AccessGranted, AccessUpdated, AccessRevoked}
 
 // Types returns every event type, in contract order, in a fresh slice.
 func Types() []Type { return append([]Type(nil), types[:]...) }
@@ -72,6 +76,10 @@ func ReadingPlatforms() []Platform { return append([]Platform(nil), readingPlatf
 // Apps returns the citizen apps that register push tokens, in a fresh
 // slice.
 func Apps() []string { return append([]string(nil), apps[:]...) }
+
+// CoreOnly reports whether only core may send events of type t: the access
+// holder events (a platform's key sending one is refused, 403).
+func CoreOnly(t Type) bool { return t == AccessGranted || t == AccessUpdated || t == AccessRevoked }
 
 // IsPlatform reports whether p is a platform of the contract.
 func IsPlatform(p Platform) bool { return oneOf(p, platforms[:]) }
@@ -143,6 +151,7 @@ type Event struct {
 	Device    *DeviceData    `json:"device,omitempty"`    // device.registered, device.unregistered
 	Exemption *ExemptionData `json:"exemption,omitempty"` // exemption.granted, exemption.revoked
 	Consent   *ConsentData   `json:"consent,omitempty"`   // consent.granted, consent.revoked
+	Access    *AccessData    `json:"access,omitempty"`    // access.granted, access.updated, access.revoked
 }
 
 // MessageData is the data of message.received.
@@ -165,6 +174,30 @@ type ReadData struct {
 	CPR       CPR       `json:"-"`
 	Platform  Platform  `json:"platform"`
 	At        time.Time `json:"at"`
+	// ReaderCPR is who read, when it was not the recipient (data.reader.cpr:
+	// an access holder reading the recipient's mailbox); Pseudonymize moves
+	// it into ReaderKey.
+	ReaderCPR CPR    `json:"-"`
+	ReaderKey string `json:"rk,omitempty"`
+}
+
+// Access scopes.
+const ScopeRead = "read"
+
+// AccessData is the data of access.granted, access.updated and
+// access.revoked: the owner (CPR) gives the holder access to read the
+// owner's Digital Post. Pseudonymize moves the holder's CPR into
+// HolderKey.
+type AccessData struct {
+	CPR       CPR    `json:"-"`
+	HolderCPR CPR    `json:"-"`
+	HolderKey string `json:"h,omitempty"`
+	Scope     string `json:"scope,omitempty"`
+	// ExpiresAt ends the access (granted only); zero: until revoked.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// Notify says the holder wants alerts for the owner's letters
+	// (granted and updated).
+	Notify bool `json:"notify,omitempty"`
 }
 
 // ContactData is the data of contact.updated. A nil field leaves the stored
@@ -220,6 +253,8 @@ func (e *Event) Citizen() CPR {
 		return e.Exemption.CPR
 	case e.Consent != nil:
 		return e.Consent.CPR
+	case e.Access != nil:
+		return e.Access.CPR
 	}
 	return ""
 }
@@ -305,6 +340,15 @@ type wireRead struct {
 	Recipient json.RawMessage `json:"recipient"` // wireRecipient
 	Platform  *string         `json:"platform"`
 	At        *string         `json:"at"`
+	Reader    json.RawMessage `json:"reader"` // wireRecipient, optional
+}
+
+type wireAccess struct {
+	CPR       *string         `json:"cpr"`
+	Holder    json.RawMessage `json:"holder"` // wireRecipient
+	Scope     *string         `json:"scope"`
+	ExpiresAt *string         `json:"expires_at"`
+	Notify    *bool           `json:"notify"`
 }
 
 type wireContact struct {
@@ -402,6 +446,8 @@ func Parse(b []byte) (*Event, error) {
 		ev.Exemption = parseExemption(w.Data, v, ev.Type == ExemptionGranted)
 	case ConsentGranted, ConsentRevoked:
 		ev.Consent = parseConsent(w.Data, v)
+	case AccessGranted, AccessUpdated, AccessRevoked:
+		ev.Access = parseAccess(w.Data, v, ev.Type)
 	}
 	if err := v.err(); err != nil {
 		return nil, err
@@ -614,6 +660,14 @@ func parseRead(b []byte, v *validator) *ReadData {
 		r.Platform = Platform(*w.Platform)
 	}
 	r.At = v.time("data.at", w.At, true)
+	if len(w.Reader) > 0 && string(w.Reader) != "null" {
+		var rd wireRecipient
+		if object(w.Reader, &rd, "data.reader", v) {
+			if c := v.cpr("data.reader.cpr", rd.CPR); c != r.CPR {
+				r.ReaderCPR = c // the recipient reading is no other reader
+			}
+		}
+	}
 	return r
 }
 
@@ -765,4 +819,42 @@ func parseConsent(b []byte, v *validator) *ConsentData {
 		c.Platform = Platform(*w.Platform)
 	}
 	return c
+}
+
+func parseAccess(b []byte, v *validator, typ Type) *AccessData {
+	var w wireAccess
+	if !strictDecode(b, &w, "data", v) {
+		return nil
+	}
+	a := &AccessData{CPR: v.cpr("data.cpr", w.CPR)}
+	var h wireRecipient
+	if object(w.Holder, &h, "data.holder", v) {
+		a.HolderCPR = v.cpr("data.holder.cpr", h.CPR)
+		if a.HolderCPR != "" && a.HolderCPR == a.CPR {
+			v.add("data.holder.cpr", "must not be the owner's cpr")
+		}
+	}
+	switch {
+	case w.Scope == nil && typ == AccessGranted:
+		v.add("data.scope", "required")
+	case w.Scope == nil:
+	case *w.Scope != ScopeRead:
+		v.add("data.scope", "must be read")
+	default:
+		a.Scope = ScopeRead
+	}
+	if typ == AccessGranted {
+		a.ExpiresAt = v.time("data.expires_at", w.ExpiresAt, false)
+	} else if w.ExpiresAt != nil {
+		v.add("data.expires_at", "only allowed in access.granted")
+	}
+	switch {
+	case typ == AccessRevoked && w.Notify != nil:
+		v.add("data.notify", "only allowed in access.granted and access.updated")
+	case typ == AccessUpdated && w.Notify == nil:
+		v.add("data.notify", "required")
+	case w.Notify != nil:
+		a.Notify = *w.Notify
+	}
+	return a
 }

@@ -31,7 +31,8 @@ const (
 	rsTime     = "must be an RFC 3339 time"
 	rsSource   = "must be one of core, borger.dk, digital-post-app, e-boks, mit.dk"
 	rsType     = "must be one of message.received, message.read, message.unread, contact.updated, " +
-		"device.registered, device.unregistered, exemption.granted, exemption.revoked, consent.granted, consent.revoked"
+		"device.registered, device.unregistered, exemption.granted, exemption.revoked, consent.granted, consent.revoked, " +
+		"access.granted, access.updated, access.revoked"
 	rsUUID      = "must be a UUID (MeMo messageUUID)"
 	rsCPRForm   = "must be 10 digits, DDMMYY-SSSS"
 	rsCPRDate   = "does not hold a real birth date"
@@ -109,6 +110,13 @@ func fxData(typ Type) map[string]any {
 		return map[string]any{"cpr": fxCPR}
 	case ConsentGranted, ConsentRevoked:
 		return map[string]any{"cpr": fxCPR, "platform": "e-boks"}
+	case AccessGranted:
+		return map[string]any{"cpr": fxCPR, "holder": map[string]any{"cpr": "020285-2345"}, "scope": "read",
+			"expires_at": "2025-03-01T00:00:00Z", "notify": true}
+	case AccessUpdated:
+		return map[string]any{"cpr": fxCPR, "holder": map[string]any{"cpr": "020285-2345"}, "scope": "read", "notify": false}
+	case AccessRevoked:
+		return map[string]any{"cpr": fxCPR, "holder": map[string]any{"cpr": "020285-2345"}, "scope": "read"}
 	}
 	panic("no fixture for " + string(typ))
 }
@@ -239,6 +247,27 @@ var fxDataFields = map[Type][]fxFieldSpec{
 	ExemptionRevoked: {
 		{"data.cpr", "string", true},
 	},
+	AccessGranted: {
+		{"data.cpr", "string", true},
+		{"data.holder", "object", true},
+		{"data.holder.cpr", "string", true},
+		{"data.scope", "string", true},
+		{"data.expires_at", "string", false},
+		{"data.notify", "boolean", false},
+	},
+	AccessUpdated: {
+		{"data.cpr", "string", true},
+		{"data.holder", "object", true},
+		{"data.holder.cpr", "string", true},
+		{"data.scope", "string", false},
+		{"data.notify", "boolean", true},
+	},
+	AccessRevoked: {
+		{"data.cpr", "string", true},
+		{"data.holder", "object", true},
+		{"data.holder.cpr", "string", true},
+		{"data.scope", "string", false},
+	},
 	ConsentGranted: fxConsentFields,
 	ConsentRevoked: fxConsentFields,
 }
@@ -261,6 +290,9 @@ var fxObjects = map[Type][]string{
 	ExemptionRevoked:   {"", "data"},
 	ConsentGranted:     {"", "data"},
 	ConsentRevoked:     {"", "data"},
+	AccessGranted:      {"", "data", "data.holder"},
+	AccessUpdated:      {"", "data", "data.holder"},
+	AccessRevoked:      {"", "data", "data.holder"},
 }
 
 // fxWrongKind is a value of another JSON type than kind.
@@ -297,7 +329,8 @@ var (
 	fxReadTypes     = []Type{MessageRead, MessageUnread}
 	fxLetterTypes   = []Type{MessageReceived, MessageRead, MessageUnread}
 	fxDeviceTypes   = []Type{DeviceRegistered, DeviceUnregistered}
-	fxPlainCPRTypes = []Type{ContactUpdated, DeviceRegistered, DeviceUnregistered, ExemptionGranted, ExemptionRevoked, ConsentGranted, ConsentRevoked}
+	fxPlainCPRTypes = []Type{ContactUpdated, DeviceRegistered, DeviceUnregistered, ExemptionGranted, ExemptionRevoked,
+		ConsentGranted, ConsentRevoked, AccessGranted, AccessUpdated, AccessRevoked}
 	fxConsentTypes  = []Type{ConsentGranted, ConsentRevoked}
 	fxBadCPRForm    = []any{"", "010190123", "01019012345", "010190-12345", "0101-901234", "01019O1234", "010190 1234", "010190–1234", " 0101901234", "+101901234"}
 	fxBadCPRDate    = []any{"3104901234", "290201-0234", "290200-0234", "000190-1234", "320190-1234", "010090-1234", "011390-1234"}
@@ -356,6 +389,15 @@ var (
 		{fxDeviceTypes, "data.token", []any{"", "a1b2c3d", "a1b2 c3d4 e5f6", "a1b2c3d4/e5f6", "a1b2c3d4e5f6æ", strings.Repeat("a", 4097)}, rsToken},
 		{[]Type{DeviceRegistered}, "data.token", []any{"fcm-style:token_1", "a1b2c3d4e5f6a7bg"}, rsAPNsHex},
 		{fxDeviceTypes, "data.environment", []any{"", "staging", "Production"}, rsEnv},
+
+		// access.*
+		{[]Type{AccessGranted, AccessUpdated, AccessRevoked}, "data.holder.cpr", []any{fxCPR, fxCPRDigits}, "must not be the owner's cpr"},
+		{[]Type{AccessGranted, AccessUpdated, AccessRevoked}, "data.holder.cpr", fxBadCPRForm, rsCPRForm},
+		{[]Type{AccessGranted, AccessUpdated, AccessRevoked}, "data.scope", []any{"", "write", "Read"}, "must be read"},
+		{[]Type{AccessGranted}, "data.expires_at", []any{"", "tomorrow"}, rsTime},
+		{[]Type{AccessUpdated, AccessRevoked}, "data.expires_at", []any{"2025-03-01T00:00:00Z"}, "only allowed in access.granted"},
+		{[]Type{AccessRevoked}, "data.notify", []any{true, false}, "only allowed in access.granted and access.updated"},
+		{[]Type{MessageRead, MessageUnread}, "data.reader", []any{"x", 3}, "must be a JSON object"},
 
 		// exemption.granted
 		{[]Type{ExemptionGranted}, "data.forward_address", []any{strings.Repeat("a", 501)}, fxAtMost(500)},
@@ -417,6 +459,13 @@ func fxBadEventCases() []fxBadEventCase {
 	add("exemption.granted/forward_address-with-forward_unopened-false", fxEdited(ExemptionGranted, fxSet("data.forward_unopened", false)),
 		fxErrs("data.forward_address", rsFwdOnly))
 
+	// data.reader is an object with the reader's cpr.
+	add("message.read/reader-bad-cpr", fxEdited(MessageRead, fxSet("data.reader", map[string]any{"cpr": "0101-901234"})),
+		fxErrs("data.reader.cpr", rsCPRForm))
+	add("message.read/reader-no-cpr", fxEdited(MessageRead, fxSet("data.reader", map[string]any{})),
+		fxErrs("data.reader.cpr", rsRequired))
+	add("message.read/reader-unknown-field", fxEdited(MessageRead, fxSet("data.reader", map[string]any{"cpr": "020285-2345", "name": "x"})),
+		fxErrs("data.reader.name", rsUnknown))
 	// exemption.revoked carries no forwarding.
 	add("exemption.revoked/forward_unopened", fxEdited(ExemptionRevoked, fxSet("data.forward_unopened", false)),
 		fxErrs("data.forward_unopened", rsGrantOnly))
@@ -664,6 +713,12 @@ func fxGoodEventCases() []fxGoodEventCase {
 		e.Consent = &ConsentData{CPR: fxCPRDigits, Platform: p}
 		return &e
 	}
+	access := func(typ Type, a AccessData) *Event {
+		e := envelope(typ, Core)
+		a.CPR, a.HolderCPR = fxCPRDigits, "0202852345"
+		e.Access = &a
+		return &e
+	}
 	onlyContact := func(field string, v any) []byte {
 		return fxEdited(ContactUpdated, fxAll(fxDel("data.email", "data.mobile", "data.language", "data.address"), fxSet(field, v)))
 	}
@@ -746,6 +801,15 @@ func fxGoodEventCases() []fxGoodEventCase {
 		{"exemption.granted/empty-address", fxEdited(ExemptionGranted, fxAll(fxSet("data.forward_unopened", false), fxSet("data.forward_address", " "))), exemption(ExemptionGranted,
 			ExemptionData{})},
 		{"exemption.revoked", fxEdited(ExemptionRevoked, nil), exemption(ExemptionRevoked, ExemptionData{})},
+		{"access.granted", fxEdited(AccessGranted, nil), access(AccessGranted, AccessData{Scope: ScopeRead,
+			ExpiresAt: fxTime("2025-03-01T00:00:00Z"), Notify: true})},
+		{"access.granted/minimal", fxEdited(AccessGranted, fxDel("data.expires_at", "data.notify")), access(AccessGranted, AccessData{Scope: ScopeRead})},
+		{"access.updated", fxEdited(AccessUpdated, nil), access(AccessUpdated, AccessData{Scope: ScopeRead})},
+		{"access.updated/notify", fxEdited(AccessUpdated, fxAll(fxDel("data.scope"), fxSet("data.notify", true))), access(AccessUpdated, AccessData{Notify: true})},
+		{"access.revoked", fxEdited(AccessRevoked, nil), access(AccessRevoked, AccessData{Scope: ScopeRead})},
+		{"message.read/reader", fxEdited(MessageRead, fxSet("data.reader", map[string]any{"cpr": "020285-2345"})),
+			with(*read(MessageRead), func(e *Event) { r := *e.Read; r.ReaderCPR = "0202852345"; e.Read = &r })},
+		{"message.read/reader-is-recipient", fxEdited(MessageRead, fxSet("data.reader", map[string]any{"cpr": fxCPR})), read(MessageRead)},
 		{"exemption.revoked/null-forwarding", fxEdited(ExemptionRevoked, fxAll(fxSet("data.forward_unopened", nil), fxSet("data.forward_address", nil))),
 			exemption(ExemptionRevoked, ExemptionData{})},
 
@@ -938,7 +1002,8 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("Parse returned neither event nor error")
 		}
 		n := 0
-		for _, p := range []bool{ev.Message != nil, ev.Read != nil, ev.Contact != nil, ev.Device != nil, ev.Exemption != nil, ev.Consent != nil} {
+		for _, p := range []bool{ev.Message != nil, ev.Read != nil, ev.Contact != nil, ev.Device != nil, ev.Exemption != nil, ev.Consent != nil,
+			ev.Access != nil} {
 			if p {
 				n++
 			}

@@ -163,6 +163,7 @@ func New(cfg Config) *API {
 	// support may): one gate, one audit log.
 	a.opsMux.Handle("GET /v1/messages/{id}/trail", a.support(a.getTrail))
 	a.opsMux.Handle("POST /v1/ops/platforms/{platform}/enable", a.ops(a.enablePlatform))
+	a.opsMux.Handle("POST /v1/citizens/access", a.support(a.citizenAccess))
 	a.mux.HandleFunc("GET /v1/messages/{id}/state", a.platformOrOps(a.getState))
 	if cfg.SeparateOps {
 		a.opsMux.Handle("GET /v1/messages/{id}/state", a.support(a.getState))
@@ -407,6 +408,10 @@ func (a *API) validate(p event.Platform, body []byte) (*event.Event, typedResult
 	if f := ev.Forbidden(); f != nil {
 		return nil, typedResult{typ: string(ev.Type), Result: Result{ID: ev.ID, Status: "forbidden", Errors: []event.FieldError{*f}}}, false
 	}
+	if event.CoreOnly(ev.Type) && ev.Source != event.Core {
+		return nil, typedResult{typ: string(ev.Type), Result: Result{ID: ev.ID, Status: "forbidden", Errors: []event.FieldError{{Field: "type",
+			Reason: fmt.Sprintf("only core may send %s events", ev.Type)}}}}, false
+	}
 	return ev, typedResult{}, true
 }
 
@@ -522,6 +527,33 @@ func (a *API) getTrail(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"message_id": id, "trail": trail})
+}
+
+// citizenAccess answers support's question who holds a citizen's mailbox
+// and whose the citizen holds (access holders), the other parties masked.
+// The CPR travels in the body, never in a URL.
+func (a *API) citizenAccess(w http.ResponseWriter, r *http.Request) {
+	body, ok := readBody(w, r, event.MaxQueryBytes)
+	if !ok {
+		return
+	}
+	cpr, err := event.ParseExemptionQuery(body) // the same {"cpr": ...} body
+	if err != nil {
+		var ve *event.ValidationError
+		errs := []event.FieldError{{Reason: "invalid query"}}
+		if errors.As(err, &ve) {
+			errs = ve.Errors
+		}
+		problem(w, http.StatusBadRequest, "invalid query", "the query has invalid fields", errs)
+		return
+	}
+	v, err := a.cfg.Dispatcher.AccessOf(r.Context(), cpr)
+	if err != nil {
+		a.log.ErrorContext(r.Context(), "access look-up failed", "error", err)
+		problem(w, http.StatusServiceUnavailable, "unavailable", "the store cannot be reached", nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 // letterError answers a failed look-up of a letter, and reports whether

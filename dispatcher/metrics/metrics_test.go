@@ -162,7 +162,7 @@ func TestObserver(t *testing.T) {
 		"reason": {"exempt", "under 15", "forward", "other"},
 		"type": {"message.received", "message.read", "message.unread", "contact.updated",
 			"device.registered", "device.unregistered", "exemption.granted", "exemption.revoked",
-			"consent.granted", "consent.revoked", "other"},
+			"consent.granted", "consent.revoked", "access.granted", "access.updated", "access.revoked", "other"},
 	}
 	labelRE := regexp.MustCompile(`(\w+)="([^"]*)"`)
 	for series := range got {

@@ -18,6 +18,8 @@ func TestOutcomeRoundTrip(t *testing.T) {
 			Kind: "gone", Code: "410 Unregistered", Attempt: 3},
 		{At: time.UnixMilli(2).UTC(), Channel: channels.SMS, Result: "skipped", Reason: "coalesced: one alert for 2 letters (x|y)"},
 		{At: time.UnixMilli(3).UTC(), Channel: channels.SMS, Result: "sent", ProviderID: "1000001", Provider: "sms-2", Attempt: 2},
+		{At: time.UnixMilli(4).UTC(), Channel: channels.Email, Result: "sent", Holder: "ab12…", Attempt: 1},
+		{At: time.UnixMilli(5).UTC(), Channel: channels.SMS, Result: "sent", ProviderID: "7", Provider: "sms-1", Holder: "cd34…"},
 	} {
 		got, ok := decodeOutcome(encodeOutcome(o))
 		if !ok {

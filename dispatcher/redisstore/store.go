@@ -31,6 +31,10 @@
 //	                        window, trimmed every 16th letter and on reads;
 //	                        an empty zset is gone)
 //	P:{C}:e:<event>  string the processed mark of a registry event
+//	P:{O}:ah         hash   the access holders of owner O: holder key →
+//	                        relation (access.go)
+//	P:{H}:ao         hash   the owners whose mailbox H holds: owner key →
+//	                        relation
 //	P:msg:<msg>      string message id → citizen key, for ops look-ups
 //	P:reseal         hash   key id → SCAN cursor of an interrupted re-seal
 //	                        (reseal.go)
@@ -101,7 +105,7 @@ type Store struct {
 	linger    time.Duration
 }
 
-var allScripts = []*redis.Script{ackScript, contactScript, deviceScript, removeScript, reportScript, letterScript, unlockScript, stateScript, exemptionScript, clearScript, reserveCodeScript, issueCodeScript, checkCodeScript, consentScript}
+var allScripts = []*redis.Script{ackScript, contactScript, deviceScript, removeScript, reportScript, letterScript, unlockScript, stateScript, exemptionScript, clearScript, reserveCodeScript, issueCodeScript, checkCodeScript, consentScript, accessScript}
 
 var _ dispatcher.Store = (*Store)(nil)
 
@@ -963,27 +967,39 @@ func (s *Store) Release(ctx context.Context, citizen string, ch channels.Name, n
 // stays a listpack in Redis).
 const outcomeSep = "\x1f"
 
+// An outcome of an access holder's delivery is version 2: version 1 with
+// the holder's reference (dispatcher.HolderRef) appended.
 func encodeOutcome(o dispatcher.Outcome) string {
 	f := []string{"1", strconv.FormatInt(o.At.UnixMilli(), 10), string(o.Channel), o.App, o.Result,
 		o.Reason, o.Kind, o.Code, o.ProviderID, strconv.Itoa(o.Attempt), strconv.FormatInt(o.DurationMS, 10)}
-	if o.Provider != "" { // a channel of several providers: a twelfth field
+	switch {
+	case o.Holder != "": // version 2: the provider (maybe "") and the access holder
+		f[0] = "2"
+		f = append(f, o.Provider, o.Holder)
+	case o.Provider != "": // a channel of several providers: a twelfth field
 		f = append(f, o.Provider)
 	}
 	return strings.Join(f, outcomeSep)
 }
 
+// decodeOutcome reads what encodeOutcome wrote: version 1 with 11 fields
+// or 12 (the provider), version 2 with 13 (provider and access holder).
 func decodeOutcome(v string) (dispatcher.Outcome, bool) {
 	f := strings.Split(v, outcomeSep)
-	if (len(f) != 11 && len(f) != 12) || f[0] != "1" {
-		return dispatcher.Outcome{}, false
-	}
-	provider := ""
-	if len(f) == 12 {
+	provider, holder := "", ""
+	switch {
+	case f[0] == "1" && len(f) == 11:
+	case f[0] == "1" && len(f) == 12:
 		provider = f[11]
+	case f[0] == "2" && len(f) == 13:
+		provider, holder = f[11], f[12]
+	default:
+		return dispatcher.Outcome{}, false
 	}
 	ms, _ := strconv.ParseInt(f[1], 10, 64)
 	attempt, _ := strconv.Atoi(f[9])
 	dur, _ := strconv.ParseInt(f[10], 10, 64)
 	return dispatcher.Outcome{At: time.UnixMilli(ms).UTC(), Channel: channels.Name(f[2]), App: f[3], Result: f[4],
-		Reason: f[5], Kind: f[6], Code: f[7], ProviderID: f[8], Attempt: attempt, DurationMS: dur, Provider: provider}, true
+		Reason: f[5], Kind: f[6], Code: f[7], ProviderID: f[8], Attempt: attempt, DurationMS: dur, Provider: provider,
+		Holder: holder}, true
 }

@@ -361,6 +361,17 @@ func ReminderText(lang, sender string) string {
 	return "Påmindelse: Du har ulæst Digital Post fra " + sender + " med svarfrist."
 }
 
+// HolderText is the alert text an access holder gets for a letter to a
+// mailbox the holder has access to: it names the sender and never the
+// owner (the holder knows whose mailbox; whoever reads the SMS or lock
+// screen may not).
+func HolderText(lang, sender string) string {
+	if lang == "en" {
+		return "There is new Digital Post from " + sender + " for someone you have access to."
+	}
+	return "Der er kommet ny Digital Post fra " + sender + " til en, du har adgang til."
+}
+
 // CoalescedSenders returns the sender names to show in one alert for
 // several letters: names in first-seen order, each once (names differing
 // only in case or surrounding space are the same sender, shown as first

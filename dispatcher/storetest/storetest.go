@@ -45,7 +45,7 @@ type Case struct {
 func Cases() []Case {
 	var all []Case
 	for _, group := range [][]Case{eventCases, letterCases, registryCases, reportCases, stateCases,
-		syncCases, coalesceCases, miscCases, exemptionCases, confirmCases, batchCases} {
+		syncCases, coalesceCases, miscCases, exemptionCases, confirmCases, batchCases, accessCases} {
 		all = append(all, group...)
 	}
 	return all
