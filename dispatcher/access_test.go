@@ -155,6 +155,8 @@ func setUpHolder(h *harness, confirmed bool) {
 	at := "2026-06-01T08:00:00+02:00"
 	h.handle(wireAt("c-owner", "contact.updated", at, map[string]any{"cpr": annaCPR, "email": "anna@example.dk", "mobile": "20123456", "confirmed": true}))
 	h.handle(wireAt("d-owner", "device.registered", at, map[string]any{"cpr": annaCPR, "app": "digital-post-app", "provider": "apns", "token": "a1b2c3d4e5f6a7b8"}))
+	// mit.dk may show the owner's public post: a holder reads there.
+	h.handle(wireAt("cs-owner", "consent.granted", at, map[string]any{"cpr": annaCPR, "platform": "mit.dk"}))
 	c := map[string]any{"cpr": holderCPR, "email": "holder@example.dk", "mobile": "30123456", "language": "en"}
 	if confirmed {
 		c["confirmed"] = true

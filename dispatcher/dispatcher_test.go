@@ -334,6 +334,7 @@ func TestNoCPRInRedis(t *testing.T) {
 	h.accept(letter("ev-11", msg1, annaCPR))
 	h.channels[channels.SMS].failNext(channels.Fail(channels.Transient, "503", errors.New("x")))
 	h.accept(letter("ev-12", "7f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b", annaCPR))
+	h.idle()
 	// The addresses were opened where they are used: at the send.
 	if got := h.channels[channels.SMS].accepted(); len(got) != 2 || got[0].To.Value != "+4520123456" {
 		t.Fatalf("SMS alerts %+v, want 2 to +4520123456", got)

@@ -29,6 +29,8 @@ func TestEndToEndAccessHolder(t *testing.T) {
 		wireEvent("c2", "contact.updated", "core", map[string]any{"cpr": holder, "email": "holder@example.dk", "language": "en", "confirmed": true}),
 		wireEvent("d1", "device.registered", "core", map[string]any{"cpr": holder, "app": "digital-post-app", "provider": "apns", "token": iosToken}),
 		wireEvent("d2", "device.registered", "core", map[string]any{"cpr": holder, "app": "e-boks", "provider": "fcm", "token": "fcm-token-holder-0001"}),
+		// e-Boks may show the owner's public post: the holder reads there.
+		wireEvent("cs1", "consent.granted", "core", map[string]any{"cpr": owner, "platform": "e-boks"}),
 	} {
 		if code, body := post(t, d.base+"/v1/events", testCoreKey, ev); code != http.StatusAccepted {
 			t.Fatalf("%d %v", code, body)

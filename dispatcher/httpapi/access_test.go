@@ -15,6 +15,7 @@ import (
 	"github.com/digitalpost/postbud/dispatcher/opsauth"
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
 	"github.com/digitalpost/postbud/dispatcher/redistest"
+	"github.com/digitalpost/postbud/dispatcher/seal"
 )
 
 // TestAccessEventsFromCoreOnly: access.granted, access.updated and
@@ -72,7 +73,7 @@ func TestCitizenAccessForSupport(t *testing.T) {
 		t.Fatal(err)
 	}
 	api := newAPIConfig(t, env.Client, env.Prefix, func(c *httpapi.Config) { c.Guard = g })
-	store := redisstore.New(env.Client, redisstore.Options{Prefix: env.Prefix})
+	store := redisstore.New(env.Client, redisstore.Options{Prefix: env.Prefix, Sealer: seal.Ephemeral()})
 	t.Cleanup(func() { store.Close() })
 	keyer, _ := dispatcher.NewKeyer([]byte("test-pseudonymisation-key-0123456789"))
 	cpr := func(s string) event.CPR { c, _ := event.ParseCPR(s); return c }
