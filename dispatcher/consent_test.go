@@ -309,3 +309,39 @@ func TestConsentOfAnotherPlatformInboundRejected(t *testing.T) {
 		t.Error("e-boks gave the citizen's consent to mit.dk through asynq")
 	}
 }
+
+// TestBatchSinglesAsAccept: the events a batch does not batch (reads,
+// registry events) pass the checks Accept makes: a read from a platform
+// without consent to show a stored public letter is refused, and a
+// registry event's contact data is sealed in its queued task.
+func TestBatchSinglesAsAccept(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	ctx := context.Background()
+	h.handle(letterFrom("l-pub", msgPublic, annaCPR, "public"))
+	now := time.Now()
+	var evs []*event.Event
+	for _, raw := range []string{
+		readOn("r-1", "message.read", msgPublic, annaCPR, "e-boks", now),
+		readOn("r-2", "message.read", msgPublic, annaCPR, "borger.dk", now),
+		wire("c-1", "contact.updated", map[string]any{"cpr": annaCPR, "email": "sealed.in.batch@example.dk"}),
+	} {
+		ev, err := event.Parse([]byte(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
+	}
+	res := h.d.AcceptBatch(ctx, evs)
+	if !errors.Is(res[0].Err, dispatcher.ErrNoConsent) {
+		t.Errorf("batch read of a public letter from e-boks without consent: %+v, want ErrNoConsent", res[0])
+	}
+	for i := 1; i < len(res); i++ {
+		if res[i].Err != nil || res[i].Duplicate {
+			t.Errorf("batch event %d: %+v, want accepted", i, res[i])
+		}
+	}
+	for _, l := range h.env.Leaks(t, "sealed.in.batch@example.dk") {
+		t.Errorf("a batch's registry event in clear: %s", l)
+	}
+}
