@@ -129,6 +129,12 @@ func (d *Dispatcher) alertHolder(ctx context.Context, owner, holder string, l *L
 		if l.Done[dl.id] {
 			continue
 		}
+		// The holder's own consent: no alert about a public letter
+		// through the app of a platform the holder gave none.
+		if why := noConsent(c, l, dl.to); why != "" {
+			w.Done = append(w.Done, skipped(now, dl, why))
+			continue
+		}
 		switch {
 		case l.Read:
 			w.Done = append(w.Done, skipped(now, dl, "read"))

@@ -67,6 +67,9 @@ func TestAccessHolderAlerts(t *testing.T) {
 			accessEvent("acc-2", "access.revoked", "2026-06-10T09:00:00+02:00", map[string]any{})}, confirmed: true, at: day},
 		{name: "a late grant older than the revoke", access: []string{
 			accessEvent("acc-2", "access.revoked", "2026-06-10T09:00:00+02:00", map[string]any{}), grant(true, nil)}, confirmed: true, at: day},
+		{name: "holder gave the app's platform no consent", access: []string{grant(true, nil),
+			wireAt("cs-h2", "consent.revoked", early, map[string]any{"cpr": holderCPR, "platform": "mit.dk"})}, confirmed: true, at: day,
+			want: []string{"apns skipped no consent (mit.dk)", "email sent", "sms sent"}},
 		{name: "exempt owner: paper, no holder alerted", access: []string{grant(true, nil)}, exempt: true, confirmed: true, at: day},
 		{name: "holder in quiet hours", access: []string{grant(true, nil)}, confirmed: true, at: night,
 			want: []string{"apns sent", "email sent", "sms deferred"}},
@@ -163,6 +166,8 @@ func setUpHolder(h *harness, confirmed bool) {
 	}
 	h.handle(wireAt("c-holder", "contact.updated", at, c))
 	h.handle(wireAt("d-holder", "device.registered", at, map[string]any{"cpr": holderCPR, "app": "mit.dk", "provider": "apns", "token": "b1b2c3d4e5f6a7b8"}))
+	// The holder's app is mit.dk's: mit.dk may show the holder public post.
+	h.handle(wireAt("cs-holder", "consent.granted", at, map[string]any{"cpr": holderCPR, "platform": "mit.dk"}))
 }
 
 // holderTrail returns the holder's deliveries of msg as the trail has them:
