@@ -108,11 +108,10 @@ func runBatch(ctx context.Context, rdb *redis.Client, prefix string, n, citizens
 	for i := range citizens {
 		key := keyer.CitizenKey(event.CPR(cprOf(i)))
 		email, mobile := fmt.Sprintf("citizen%d@example.dk", i), fmt.Sprintf("+4520%06d", i)
-		contact := &event.ContactData{Email: &email}
-		if *batchAlerts == 4 {
-			contact.Mobile = &mobile
+		if *batchAlerts != 4 {
+			mobile = ""
 		}
-		if _, err := store.UpdateContact(ctx, dispatcher.ContactWrite{Citizen: key, Contact: contact, At: now, Confirmed: true}); err != nil {
+		if _, err := store.UpdateContact(ctx, confirmedContact(keyer, key, email, mobile, now, dispatcher.EventRef{})); err != nil {
 			fail(err)
 		}
 		for j, p := range []string{"apns", "fcm"} {

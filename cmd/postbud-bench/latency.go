@@ -560,8 +560,8 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 	enqueue(citizens, func(i int) error {
 		email := fmt.Sprintf("citizen%d@example.dk", i)
 		key := keyer.CitizenKey(event.CPR(latCPR(i)))
-		_, err := store.UpdateContact(ctx, dispatcher.ContactWrite{Citizen: key, Contact: &event.ContactData{Email: &email},
-			At: now, Confirmed: true, Mark: dispatcher.EventRef{Citizen: key, ID: fmt.Sprintf("lc%d", i)}})
+		_, err := store.UpdateContact(ctx, confirmedContact(keyer, key, email, "", now,
+			dispatcher.EventRef{Citizen: key, ID: fmt.Sprintf("lc%d", i)}))
 		return err
 	})
 	logf("preloaded %d citizens with an email only in %.1fs", citizens, time.Since(t).Seconds())

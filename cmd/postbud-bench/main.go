@@ -132,6 +132,19 @@ func main() {
 	fmt.Printf("Redis memory per tracked letter (state, trail of 4, index) = %.0f B\n", pb.MemLetter)
 }
 
+// confirmedContact is a citizen's email and mobile (if not "") as core
+// migrates confirmed addresses: alerts go to them at once. The
+// fingerprints are what the contact script keeps the confirmation by.
+func confirmedContact(keyer *dispatcher.Keyer, key, email, mobile string, at time.Time, mark dispatcher.EventRef) dispatcher.ContactWrite {
+	w := dispatcher.ContactWrite{Citizen: key, Contact: &event.ContactData{Email: &email}, At: at, Confirmed: true, Mark: mark,
+		EmailFingerprint: keyer.AddressFingerprint(channels.Email, email)}
+	if mobile != "" {
+		w.Contact.Mobile = &mobile
+		w.MobileFingerprint = keyer.AddressFingerprint(channels.SMS, mobile)
+	}
+	return w
+}
+
 // benchSealer is the phases' Sealer: contact data is sealed as in
 // production (POSTBUD_SEAL_KEY), under a fixed bench key.
 func benchSealer() *seal.Sealer {
@@ -326,8 +339,8 @@ func runPostbud(ctx context.Context, rdb *redis.Client, phase, prefix string, n,
 	for i := range citizens {
 		key := keyer.CitizenKey(event.CPR(cprOf(i)))
 		email, mobile := fmt.Sprintf("citizen%d@example.dk", i), fmt.Sprintf("+4520%06d", i)
-		if _, err := store.UpdateContact(ctx, dispatcher.ContactWrite{Citizen: key, Contact: &event.ContactData{Email: &email, Mobile: &mobile},
-			At: now, Confirmed: true, Mark: dispatcher.EventRef{Citizen: key, ID: fmt.Sprintf("c%d", i)}}); err != nil {
+		if _, err := store.UpdateContact(ctx, confirmedContact(keyer, key, email, mobile, now,
+			dispatcher.EventRef{Citizen: key, ID: fmt.Sprintf("c%d", i)})); err != nil {
 			fail(err)
 		}
 		for j, p := range []string{"apns", "fcm"} {
