@@ -31,6 +31,8 @@ func TestEndToEndAccessHolder(t *testing.T) {
 		wireEvent("d2", "device.registered", "core", map[string]any{"cpr": holder, "app": "e-boks", "provider": "fcm", "token": "fcm-token-holder-0001"}),
 		// e-Boks may show the owner's public post: the holder reads there.
 		wireEvent("cs1", "consent.granted", "core", map[string]any{"cpr": owner, "platform": "e-boks"}),
+		// ... and the holder's: the holder's e-Boks app alerts of a public letter.
+		wireEvent("cs2", "consent.granted", "core", map[string]any{"cpr": holder, "platform": "e-boks"}),
 	} {
 		if code, body := post(t, d.base+"/v1/events", testCoreKey, ev); code != http.StatusAccepted {
 			t.Fatalf("%d %v", code, body)
