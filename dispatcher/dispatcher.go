@@ -207,26 +207,28 @@ func (d *Dispatcher) Register(mux *asynq.ServeMux) {
 // original, CPR and all, is not kept.
 func (d *Dispatcher) HandleInbound(ctx context.Context, t *asynq.Task) error {
 	ev, err := event.Parse(t.Payload())
-	if err == nil && event.CoreOnly(ev.Type) && ev.Source != event.Core {
+	var refused []event.FieldError
+	switch {
+	case err != nil:
+		refused = []event.FieldError{{Reason: "invalid event"}}
+		if ve := (*event.ValidationError)(nil); errors.As(err, &ve) {
+			refused = ve.Errors
+		}
+	case event.CoreOnly(ev.Type) && ev.Source != event.Core:
 		// A platform that enqueues straight into asynq names its own
 		// source; only core's may carry access events.
-		err = &event.ValidationError{Errors: []event.FieldError{{Field: "type", Reason: "only core may send " + string(ev.Type) + " events"}}}
+		refused = []event.FieldError{{Field: "type", Reason: "only core may send " + string(ev.Type) + " events"}}
+	case ev.Forbidden() != nil:
+		// The HTTP API answers this 403 (a platform changing another's
+		// consent); here it is a rejected event.
+		refused = []event.FieldError{*ev.Forbidden()}
 	}
-	if err != nil {
-		d.log.WarnContext(ctx, "inbound event refused", "task_id", taskID(ctx), "error", err)
-		var ve *event.ValidationError
-		errors.As(err, &ve)
-		b, _ := json.Marshal(rejectedTask{Errors: ve.Errors, Event: describeEvent(t.Payload())})
+	if refused != nil {
+		d.log.WarnContext(ctx, "inbound event refused", "task_id", taskID(ctx), "error", (&event.ValidationError{Errors: refused}).Error())
+		b, _ := json.Marshal(rejectedTask{Errors: refused, Event: describeEvent(t.Payload())})
 		q, _ := asynq.GetQueueName(ctx)
 		rt := newTask(TypeRejected, b, d.cfg.Queues, taskArgs{id: "rejected:" + taskID(ctx), parent: q})
 		return d.enqueue(ctx, rt) // nil: the original is done
-	}
-	if f := ev.Forbidden(); f != nil {
-		// The HTTP API answers this 403; here it is a rejected event.
-		d.log.WarnContext(ctx, "inbound event refused", "task_id", taskID(ctx), "error", f.Field+": "+f.Reason)
-		b, _ := json.Marshal(rejectedTask{Errors: []event.FieldError{*f}, Event: describeEvent(t.Payload())})
-		q, _ := asynq.GetQueueName(ctx)
-		return d.enqueue(ctx, newTask(TypeRejected, b, d.cfg.Queues, taskArgs{id: "rejected:" + taskID(ctx), parent: q}))
 	}
 	p := d.cfg.Keyer.Pseudonymize(ev)
 	if p.Contact != nil || p.Device != nil || p.Exemption != nil {
