@@ -334,6 +334,11 @@ func TestNoCPRInRedis(t *testing.T) {
 	h.accept(letter("ev-11", msg1, annaCPR))
 	h.channels[channels.SMS].failNext(channels.Fail(channels.Transient, "503", errors.New("x")))
 	h.accept(letter("ev-12", "7f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b", annaCPR))
+	// idle alone can see the queues empty before the letters' tasks show
+	// (seen once in CI): wait for the sends themselves.
+	h.waitFor("both letters' SMS and pushes", func() bool {
+		return len(h.channels[channels.SMS].accepted()) >= 2 && len(h.channels[channels.APNs].accepted()) >= 2
+	})
 	h.idle()
 	// The addresses were opened where they are used: at the send.
 	if got := h.channels[channels.SMS].accepted(); len(got) != 2 || got[0].To.Value != "+4520123456" {
