@@ -86,22 +86,28 @@ func holderLetter(c *Citizen, l *Letter) *Letter {
 	return &hl
 }
 
-// alertHolders alerts the owner's holders who chose notify of letter l
-// (the owner's letter is alerted digitally).
-func (d *Dispatcher) alertHolders(ctx context.Context, owner string, l *Letter, now time.Time) error {
-	hs, err := d.cfg.Store.HoldersOf(ctx, owner)
-	if err != nil {
-		return err
-	}
-	for _, h := range hs {
-		if h.Holder == owner || holderEnded(h, true, now) != "" {
-			continue
-		}
-		if err := d.alertHolder(ctx, owner, h.Holder, l, now); err != nil {
+// alertHolders alerts the owner's holders (hs, as the letter's look-up
+// found them) who chose notify of letter l (the owner's letter is alerted
+// digitally).
+func (d *Dispatcher) alertHolders(ctx context.Context, owner string, hs []Access, l *Letter, now time.Time) error {
+	for _, holder := range alerted(owner, hs, now) {
+		if err := d.alertHolder(ctx, owner, holder, l, now); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// alerted returns the holders among hs that a letter to owner alerts now:
+// access current, notify on.
+func alerted(owner string, hs []Access, now time.Time) []string {
+	var out []string
+	for _, h := range hs {
+		if h.Holder != owner && holderEnded(h, true, now) == "" {
+			out = append(out, h.Holder)
+		}
+	}
+	return out
 }
 
 // alertHolder plans and makes one holder's deliveries of the owner's
@@ -155,7 +161,7 @@ func (d *Dispatcher) alertHolder(ctx context.Context, owner, holder string, l *L
 		}
 		todo = append(todo, dl)
 	}
-	results, err := d.sendRecorded(ctx, c, holderLetter(c, l), w, todo, 1, nil, nil)
+	results, err := d.sendRecorded(ctx, c, holderLetter(c, l), w, todo, 1, sendHooks{})
 	if err != nil {
 		return err
 	}

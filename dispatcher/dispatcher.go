@@ -496,12 +496,21 @@ func (d *Dispatcher) receive(ctx context.Context, ev *event.Event) error {
 	if err != nil {
 		return err
 	}
-	results, err := d.sendRecorded(ctx, r.c, r.stored, r.w, r.todo, 1, r.filed, d.decorateRun(r))
+	h := sendHooks{ready: r.filed, decorate: d.decorateRun(r)}
+	if d.settled(r) {
+		// Nothing but the mark follows the sends: it goes in their last
+		// write (the letter's usual case: one write fewer).
+		h.last = r.markLast
+	}
+	results, err := d.sendRecorded(ctx, r.c, r.stored, r.w, r.todo, 1, h)
 	if err != nil {
 		return err
 	}
 	if err := d.finish(ctx, r, results); err != nil {
 		return err
+	}
+	if r.marked {
+		return nil
 	}
 	return d.write(ctx, r.markWrite())
 }
@@ -516,7 +525,9 @@ type letterRun struct {
 	plan    plan
 	todo    []delivery
 	pending []result
+	holders []Access // the owner's access relations, as looked up
 	now     time.Time
+	marked  bool // the mark went in the sends' last write (markLast)
 }
 
 // prepare applies the rules to a letter not processed yet (v not Seen):
@@ -526,7 +537,8 @@ func (d *Dispatcher) prepare(ctx context.Context, ev *event.Event, v LetterView)
 	m := ev.Message
 	c, stored := v.Citizen, v.Letter
 	now := d.cfg.Now()
-	r := &letterRun{ev: ev, c: c, stored: stored, now: now, w: LetterWrite{Citizen: ev.CitizenKey, MessageID: m.MessageID}}
+	r := &letterRun{ev: ev, c: c, stored: stored, now: now, holders: v.Holders,
+		w: LetterWrite{Citizen: ev.CitizenKey, MessageID: m.MessageID}}
 	w := &r.w
 	if !v.Stored { // new: read state may have arrived first
 		stored.SenderID, stored.SenderName, stored.SenderKind = m.SenderID, m.SenderName, m.SenderKind
@@ -610,9 +622,35 @@ func (d *Dispatcher) finish(ctx context.Context, r *letterRun, results []result)
 		return err
 	}
 	if r.plan.digital { // an exempt owner's letter on paper alerts no holder
-		return d.alertHolders(ctx, r.ev.CitizenKey, r.stored, r.now)
+		return d.alertHolders(ctx, r.ev.CitizenKey, r.holders, r.stored, r.now)
 	}
 	return nil
+}
+
+// settled reports whether nothing follows a letter's sends but its mark:
+// no delivery waits for a task of its own, no reminder is to be
+// scheduled and no holder is to be alerted. A send that fails still
+// unsettles it (markLast sees every result).
+func (d *Dispatcher) settled(r *letterRun) bool {
+	if len(r.pending) > 0 {
+		return false
+	}
+	if _, ok := d.reminderAt(r.stored, r.plan.digital, r.now); ok {
+		return false
+	}
+	return !r.plan.digital || len(alerted(r.ev.CitizenKey, r.holders, r.now)) == 0
+}
+
+// markLast adds the event's mark to the last write of a settled letter's
+// sends if every send came to a final outcome (a delivery that failed or
+// waits gets its task before the mark, in finish).
+func (r *letterRun) markLast(results []result, w *LetterWrite) {
+	for _, res := range results {
+		if !res.final {
+			return
+		}
+	}
+	w.Mark, r.marked = r.markWrite().Mark, true
 }
 
 // markWrite marks the letter's event processed.
@@ -675,29 +713,44 @@ func (d *Dispatcher) record(ctx context.Context, w LetterWrite) error {
 // tracked reports whether a channel's provider sends delivery reports.
 func (d *Dispatcher) tracked(ch channels.Name) bool { return slices.Contains(d.cfg.TrackReports, ch) }
 
+// sendHooks let a caller of sendRecorded take part in its writes; each
+// may be nil.
+type sendHooks struct {
+	// ready gets the result of the write before any send.
+	ready func(WriteResult)
+	// decorate may adjust a result and its write before it is written.
+	decorate func(*result, *LetterWrite)
+	// last may add to the last write, made once every send has its
+	// result (with nothing to send, the write before the sends).
+	last func([]result, *LetterWrite)
+}
+
 // sendRecorded makes one attempt at each delivery of todo, concurrently,
 // and records around every provider call: first one write, pre, with each
 // delivery marked in flight (and tracked where its provider reports, so
-// a report can find the letter) — ready gets its result before any send;
-// then each outcome the moment its provider answered. One recorder writes
-// the outcomes: it takes the first answer, adds every other answer already
-// in, and writes them together in one write (the letter's group commit:
-// providers that answer at once cost one HSET, not one each); an answer
-// that comes later waits for no sibling, only for the write in progress.
-// decorate may adjust a result and its write before it is written.
+// a report can find the letter) — h.ready gets its result before any
+// send; then each outcome the moment its provider answered. One recorder
+// writes the outcomes: it takes the first answer, adds every other answer
+// already in, and writes them together in one write (the letter's group
+// commit: providers that answer at once cost one HSET, not one each); an
+// answer that comes later waits for no sibling, only for the write in
+// progress.
 func (d *Dispatcher) sendRecorded(ctx context.Context, c *Citizen, l *Letter, pre LetterWrite, todo []delivery, attempt int,
-	ready func(WriteResult), decorate func(*result, *LetterWrite), adjust ...func(*channels.Alert)) ([]result, error) {
+	h sendHooks, adjust ...func(*channels.Alert)) ([]result, error) {
 	pre = d.withInFlight(pre, todo)
+	if len(todo) == 0 && h.last != nil {
+		h.last(nil, &pre)
+	}
 	if !pre.empty() {
 		res, err := d.cfg.Store.Write(ctx, pre)
 		if err != nil {
 			return nil, err
 		}
-		if ready != nil {
-			ready(res)
+		if h.ready != nil {
+			h.ready(res)
 		}
 	}
-	return d.sendAll(ctx, c, l, pre.Citizen, pre.MessageID, todo, attempt, decorate, adjust...)
+	return d.sendAll(ctx, c, l, pre.Citizen, pre.MessageID, todo, attempt, h, adjust...)
 }
 
 // withInFlight adds to pre the in-flight marks of todo's deliveries (and
@@ -715,7 +768,7 @@ func (d *Dispatcher) withInFlight(pre LetterWrite, todo []delivery) LetterWrite 
 // sendAll is sendRecorded after its first write: the sends, each outcome
 // recorded as its provider answers (the letter's group commit).
 func (d *Dispatcher) sendAll(ctx context.Context, c *Citizen, l *Letter, citizen, messageID string, todo []delivery, attempt int,
-	decorate func(*result, *LetterWrite), adjust ...func(*channels.Alert)) ([]result, error) {
+	h sendHooks, adjust ...func(*channels.Alert)) ([]result, error) {
 	res := make([]result, len(todo))
 	writes := make([]LetterWrite, len(todo))
 	answered := make(chan int, len(todo)) // never blocks a sender
@@ -728,8 +781,8 @@ func (d *Dispatcher) sendAll(ctx context.Context, c *Citizen, l *Letter, citizen
 		})
 		r := d.send(hctx, c, l, dl, attempt, adjust...)
 		w := LetterWrite{Citizen: citizen, MessageID: messageID}
-		if decorate != nil {
-			decorate(&r, &w)
+		if h.decorate != nil {
+			h.decorate(&r, &w)
 		}
 		w.add(r)
 		res[i], writes[i] = r, w
@@ -758,6 +811,9 @@ func (d *Dispatcher) sendAll(ctx context.Context, c *Citizen, l *Letter, citizen
 			default:
 				break drain
 			}
+		}
+		if left == 0 && h.last != nil && len(errs) == 0 {
+			h.last(res, &w)
 		}
 		if err := d.record(ctx, w); err != nil {
 			errs = append(errs, err)
@@ -1037,12 +1093,12 @@ func (d *Dispatcher) HandleDelivery(ctx context.Context, t *asynq.Task) error {
 		}
 		reason = ReasonResent
 	}
-	results, err := d.sendRecorded(ctx, c, l, LetterWrite{Citizen: p.Citizen, MessageID: p.MessageID}, []delivery{*dl}, attempt, nil,
-		func(r *result, _ *LetterWrite) {
+	results, err := d.sendRecorded(ctx, c, l, LetterWrite{Citizen: p.Citizen, MessageID: p.MessageID}, []delivery{*dl}, attempt,
+		sendHooks{decorate: func(r *result, _ *LetterWrite) {
 			if reason != "" {
 				r.out.Reason = joinReason(reason, r.out.Reason)
 			}
-		})
+		}})
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher"
 	"github.com/digitalpost/postbud/dispatcher/event"
@@ -387,5 +389,142 @@ func TestBadgeCountsEveryLetterFiledSoFar(t *testing.T) {
 	b.mu.Unlock()
 	if want := []int{1, 2, 3, 4}; !slices.Equal(got, want) {
 		t.Errorf("badges %v, want %v: each alert counts the letters filed before it and itself", got, want)
+	}
+}
+
+// failingEnqueuer is the real asynq client whose enqueue of a task of
+// type typ fails once: Redis gone between a letter's sends and its
+// delivery task.
+type failingEnqueuer struct {
+	dispatcher.Enqueuer
+	typ    string
+	failed atomic.Bool
+}
+
+func (e *failingEnqueuer) EnqueueContext(ctx context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
+	if t.Type() == e.typ && e.failed.CompareAndSwap(false, true) {
+		return nil, errCrash
+	}
+	return e.Enqueuer.EnqueueContext(ctx, t, opts...)
+}
+
+// A letter's event is marked processed only once every delivery that
+// failed has its task: the mark may go in the sends' last write only when
+// every send came to a final outcome. Here the SMS fails, enqueueing its
+// task fails, and the event runs again: it must not be marked yet, so the
+// run again gives the SMS its task (the email, done, is not sent again).
+func TestEventIsNotMarkedBeforeAFailedDeliveryHasItsTask(t *testing.T) {
+	var enq *failingEnqueuer
+	h := newHarnessWith(t, func(c *dispatcher.Config, h *harness) {
+		enq = &failingEnqueuer{Enqueuer: c.Enqueuer, typ: dispatcher.TypeDelivery}
+		c.Enqueuer = enq
+	}, channels.Email, channels.SMS)
+	registerNow(h, annaCPR)
+	h.channels[channels.SMS].failNext(channels.Fail(channels.Transient, "http 503", errors.New("gateway busy")))
+	ev, err := event.Parse([]byte(letter("ev-unmarked", msgInterrupted, annaCPR)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pe := h.keyer.Pseudonymize(ev)
+	task, err := dispatcher.NewEventTask(pe, h.queues)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.d.HandleEvent(context.Background(), task); !errors.Is(err, errCrash) || !enq.failed.Load() {
+		t.Fatalf("first run: %v, want the failed enqueue", err)
+	}
+	v, err := h.store.Lookup(context.Background(), dispatcher.EventRef{Citizen: pe.CitizenKey, MessageID: msgInterrupted, ID: pe.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Seen {
+		t.Fatal("the event is marked processed while its failed SMS has no task: a run again would skip it for good")
+	}
+	if err := h.d.HandleEvent(context.Background(), task); err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	if m, s := h.channels[channels.Email].attempts(), h.channels[channels.SMS].attempts(); m != 1 || s != 2 {
+		t.Errorf("attempts: email %d, SMS %d; want the email once and the SMS again (it had failed)", m, s)
+	}
+	if v, err := h.store.Lookup(context.Background(), dispatcher.EventRef{Citizen: pe.CitizenKey, MessageID: msgInterrupted, ID: pe.ID}); err != nil || !v.Seen {
+		t.Errorf("after the second run: seen %v, %v; want the event marked", v.Seen, err)
+	}
+}
+
+// A letter's event is marked processed only after what follows its sends:
+// a held delivery's task, the reply_by reminder, the access holders'
+// alerts. When that step fails the event must stay unmarked, so that its
+// run again does it (a mark in the sends' last write would skip it for
+// good).
+func TestEventIsNotMarkedBeforeWhatFollowsTheSends(t *testing.T) {
+	t.Parallel()
+	const day, night = "2026-06-10T12:00:00+02:00", "2026-06-10T23:00:00+02:00"
+	rows := []struct {
+		name  string
+		at    string
+		data  map[string]any // added to the letter's data
+		fail  string         // the task type whose enqueue fails, or
+		crash bool           // the holder's first write fails
+		setup func(h *harness)
+	}{
+		{name: "a held delivery's task", at: night, fail: dispatcher.TypeDelivery},
+		{name: "the reply_by reminder", at: day, fail: dispatcher.TypeReminder,
+			data: map[string]any{"reply_by": "2026-07-10T12:00:00+02:00"}},
+		{name: "the access holder's alerts", at: day, crash: true, setup: func(h *harness) {
+			setUpHolder(h, true)
+			h.handle(accessEvent("acc-1", "access.granted", "2026-06-10T08:00:00+02:00", map[string]any{"scope": "read", "notify": true}))
+		}},
+	}
+	for _, tc := range rows {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var enq *failingEnqueuer
+			var crashed *atomic.Bool
+			h := newHarnessWith(t, func(c *dispatcher.Config, h *harness) {
+				c.QuietHours = map[channels.Name]rules.QuietHours{channels.SMS: {Start: rules.Clock{Hour: 22}, End: rules.Clock{Hour: 7}}}
+				enq = &failingEnqueuer{Enqueuer: c.Enqueuer, typ: tc.fail}
+				c.Enqueuer = enq
+				var fail func(dispatcher.LetterWrite) error
+				fail, crashed = failOnce(func(w dispatcher.LetterWrite) bool {
+					// A holder's first write: in-flight marks, no arrival.
+					return tc.crash && w.Arrive == nil && len(w.InFlight) > 0
+				}, errCrash)
+				c.Store = &crashingStore{Store: h.store, fail: fail}
+			}, channels.Email, channels.SMS, channels.APNs)
+			clock, _ := time.Parse(time.RFC3339, tc.at)
+			h.clock.Store(&clock)
+			registerNow(h, annaCPR)
+			if tc.setup != nil {
+				tc.setup(h)
+			}
+			data := map[string]any{"message_id": msgInterrupted, "recipient": map[string]any{"cpr": annaCPR},
+				"sender": map[string]any{"id": "skat", "name": "Skattestyrelsen", "kind": "public"}}
+			for k, v := range tc.data {
+				data[k] = v
+			}
+			ev, err := event.Parse([]byte(wireAt("ev-follow", "message.received", tc.at, data)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			pe := h.keyer.Pseudonymize(ev)
+			task, err := dispatcher.NewEventTask(pe, h.queues)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = h.d.HandleEvent(context.Background(), task)
+			if !errors.Is(err, errCrash) || !(enq.failed.Load() || crashed.Load()) {
+				t.Fatalf("first run: %v, want the simulated failure", err)
+			}
+			ref := dispatcher.EventRef{Citizen: pe.CitizenKey, MessageID: msgInterrupted, ID: pe.ID}
+			if v, err := h.store.Lookup(context.Background(), ref); err != nil || v.Seen {
+				t.Fatalf("after the failed step: seen %v, %v; want the event not marked, so its run again does the step", v.Seen, err)
+			}
+			if err := h.d.HandleEvent(context.Background(), task); err != nil {
+				t.Fatalf("second run: %v", err)
+			}
+			if v, err := h.store.Lookup(context.Background(), ref); err != nil || !v.Seen {
+				t.Errorf("after the second run: seen %v, %v; want the event marked", v.Seen, err)
+			}
+		})
 	}
 }

@@ -161,16 +161,23 @@ func (d *Dispatcher) hold(l *Letter, ch channels.Name, now time.Time) (time.Time
 
 // remind schedules the reply_by reminder of a digital letter.
 func (d *Dispatcher) remind(ctx context.Context, citizen string, l *Letter, digital bool, now time.Time) error {
-	if !digital || l.ReplyBy.IsZero() || d.cfg.ReminderBefore <= 0 {
-		return nil
-	}
-	at := l.ReplyBy.Add(-d.cfg.ReminderBefore)
-	if !at.After(now) {
+	at, ok := d.reminderAt(l, digital, now)
+	if !ok {
 		return nil
 	}
 	b, _ := json.Marshal(badgeTask{Citizen: citizen, MessageID: l.MessageID})
 	return d.enqueue(ctx, newTask(TypeReminder, b, d.cfg.Queues, taskArgs{id: "rem:" + d.cfg.Keyer.EventID(citizen+"|"+l.MessageID),
 		at: []asynq.Option{asynq.ProcessAt(at)}}))
+}
+
+// reminderAt is when letter l's reply_by reminder is due, if it has one to
+// schedule now.
+func (d *Dispatcher) reminderAt(l *Letter, digital bool, now time.Time) (time.Time, bool) {
+	if !digital || l.ReplyBy.IsZero() || d.cfg.ReminderBefore <= 0 {
+		return time.Time{}, false
+	}
+	at := l.ReplyBy.Add(-d.cfg.ReminderBefore)
+	return at, at.After(now)
 }
 
 // HandleReminder sends the reply_by reminder unless the letter was read.
@@ -209,8 +216,8 @@ func (d *Dispatcher) HandleReminder(ctx context.Context, t *asynq.Task) error {
 	}
 	rl := *l
 	rl.Notification = rules.ReminderText(c.Language, l.SenderName)
-	results, err := d.sendRecorded(ctx, c, &rl, LetterWrite{Citizen: p.Citizen, MessageID: p.MessageID}, todo, retryCount(ctx)+1, nil,
-		func(r *result, _ *LetterWrite) { r.out.Reason = resentReason(l, r.dl.id, "reminder") })
+	results, err := d.sendRecorded(ctx, c, &rl, LetterWrite{Citizen: p.Citizen, MessageID: p.MessageID}, todo, retryCount(ctx)+1,
+		sendHooks{decorate: func(r *result, _ *LetterWrite) { r.out.Reason = resentReason(l, r.dl.id, "reminder") }})
 	if err != nil {
 		return err
 	}
@@ -323,8 +330,8 @@ func (d *Dispatcher) forward(ctx context.Context, c *Citizen, l *Letter) error {
 	if l.Done[dl.id] {
 		return nil
 	}
-	results, err := d.sendRecorded(ctx, c, l, LetterWrite{Citizen: c.Key, MessageID: l.MessageID}, []delivery{*dl}, 1, nil,
-		func(r *result, _ *LetterWrite) { r.out.Reason = resentReason(l, r.dl.id, "forwarded on exemption") })
+	results, err := d.sendRecorded(ctx, c, l, LetterWrite{Citizen: c.Key, MessageID: l.MessageID}, []delivery{*dl}, 1,
+		sendHooks{decorate: func(r *result, _ *LetterWrite) { r.out.Reason = resentReason(l, r.dl.id, "forwarded on exemption") }})
 	if err != nil {
 		return err
 	}

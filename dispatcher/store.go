@@ -278,6 +278,10 @@ type LetterView struct {
 	// Seen says the Lookup's event was marked; then Citizen and Letter
 	// are nil.
 	Seen bool
+	// Holders are the citizen's granted access relations, as HoldersOf
+	// returns them (read in the same round trip: a letter of a citizen
+	// without holders costs no call of its own).
+	Holders []Access
 }
 
 // Arrival is a letter's first processing.

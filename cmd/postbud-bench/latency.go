@@ -15,7 +15,7 @@ package main
 // letters enqueued with package publish, and two asynq servers configured
 // as cmd/postbud/workers.go configures them by default: the urgent lane
 // alone (-urgent-concurrency 20, -urgent-poll 8ms) and the main server,
-// every lane weighted 6/3/1 (-concurrency 50, -poll 50ms). -shared runs
+// every lane weighted normal 6, bulk 2, urgent 1 (-concurrency 50, -poll 50ms). -shared runs
 // the main server alone, the layout before the urgent lane had a server of
 // its own. Citizens are preloaded with an email address only (one alert
 // per letter); the bulk letters go round-robin to -bulk-citizens citizens,
@@ -207,7 +207,7 @@ func latencyMain(ctx context.Context, rdb *redis.Client, url string, conc int) {
 			room, what = avail, fmt.Sprintf("no maxmemory; MemAvailable %s on this host", gb(avail))
 		}
 	}
-	layout := fmt.Sprintf("urgent server (urgent lane): concurrency %d, poll %v; main server (every lane, 6/3/1): concurrency %d, poll %v",
+	layout := fmt.Sprintf("urgent server (urgent lane): concurrency %d, poll %v; main server (every lane, normal 6 · bulk 2 · urgent 1): concurrency %d, poll %v",
 		*urgentConc, *urgentPoll, conc, *bulkPoll)
 	if *sharedServer {
 		layout = fmt.Sprintf("-shared: the main server alone (every lane, 6/3/1), concurrency %d, poll %v", conc, *bulkPoll)
@@ -539,7 +539,7 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 		d.Register(mux)
 		var r replica
 		if *sharedServer {
-			r = replica{asynq.NewServerFromRedisClient(rdb, workerConfig(conc, queues.Weights(), *bulkPoll, d))}
+			r = replica{asynq.NewServerFromRedisClient(rdb, workerConfig(conc, beforeWeights(queues), *bulkPoll, d))}
 		} else {
 			r = replica{
 				asynq.NewServerFromRedisClient(rdb, workerConfig(*urgentConc, queues.UrgentWeights(), *urgentPoll, d)),
@@ -807,4 +807,10 @@ func mkDist(ds []time.Duration, want int) dist {
 // 1900s (seventh digit 0–3), so no letter meets the under-15 rule.
 func latCPR(i int) string {
 	return fmt.Sprintf("%02d%02d%02d%04d", i%28+1, (i/28)%12+1, (i/336)%100, i%4000)
+}
+
+// beforeWeights are the main server's weights from before the urgent lane
+// had a server of its own (-shared): urgent first, 6/3/1.
+func beforeWeights(q dispatcher.Queues) map[string]int {
+	return map[string]int{q.Urgent: 6, q.Normal: 3, q.Bulk: 1}
 }

@@ -16,9 +16,10 @@ import (
 )
 
 // workerServers are the two asynq servers of one replica. The main server
-// works every lane, urgent first (weights 6/3/1; POSTBUD_CONCURRENCY,
-// POSTBUD_TASK_CHECK_INTERVAL): under load its fetch loop never sleeps, so
-// an urgent task waits for the next free slot, not for a poll. The urgent
+// works every lane (weights normal 6, bulk 2, urgent 1: Queues.Weights;
+// POSTBUD_CONCURRENCY, POSTBUD_TASK_CHECK_INTERVAL): under load its fetch
+// loop never sleeps, so an urgent task may start in its next free slot
+// without waiting for the urgent server's poll. The urgent
 // server works the urgent lane alone in slots of its own, polled often
 // (POSTBUD_URGENT_*): when a provider that hangs to its timeout fills the
 // main server's slots, or the replica is idle, urgent tasks still start

@@ -102,9 +102,7 @@ func (s *Store) SetAccess(ctx context.Context, w dispatcher.AccessWrite) (bool, 
 
 // HoldersOf returns the owner's granted relations, by holder key.
 func (s *Store) HoldersOf(ctx context.Context, owner string) ([]dispatcher.Access, error) {
-	return s.relations(ctx, s.holdersKey(owner), func(other string) dispatcher.Access {
-		return dispatcher.Access{Owner: owner, Holder: other}
-	})
+	return s.relations(ctx, s.holdersKey(owner), holderOf(owner))
 }
 
 // HeldBy returns the holder's granted relations, by owner key.
@@ -119,8 +117,14 @@ func (s *Store) relations(ctx context.Context, key string, base func(other strin
 	if err != nil {
 		return nil, fmt.Errorf("access: %w", err)
 	}
+	return decodeRelations(cmds[0].(*redis.MapStringStringCmd).Val(), base), nil
+}
+
+// decodeRelations reads a relations hash (the owner's holders or the
+// holder's owners): the granted relations, in key order.
+func decodeRelations(m map[string]string, base func(other string) dispatcher.Access) []dispatcher.Access {
 	var out []dispatcher.Access
-	for other, v := range cmds[0].(*redis.MapStringStringCmd).Val() {
+	for other, v := range m {
 		parts := strings.Split(v, "|")
 		if len(parts) != 5 || parts[0] != "1" {
 			continue
@@ -136,5 +140,10 @@ func (s *Store) relations(ctx context.Context, key string, base func(other strin
 	slices.SortFunc(out, func(a, b dispatcher.Access) int {
 		return strings.Compare(a.Owner+"|"+a.Holder, b.Owner+"|"+b.Holder)
 	})
-	return out, nil
+	return out
+}
+
+// holderOf is the base relation of an owner's holders hash.
+func holderOf(owner string) func(string) dispatcher.Access {
+	return func(holder string) dispatcher.Access { return dispatcher.Access{Owner: owner, Holder: holder} }
 }

@@ -126,18 +126,15 @@ return 1
 // ARGV[8] ns, the number of other field pairs to set
 // then nm metadata field/value pairs, ns field/value pairs (done marks,
 // in-flight marks, the event mark), and the fields to delete (in-flight
-// marks answered).
+// marks answered). The metadata (if new) and the other pairs are
+// adjacent, so one HSET sets them all.
 // Returns the citizen's unread count after the write.
 var letterScript = redis.NewScript(`
 local nm, ns = tonumber(ARGV[7]), tonumber(ARGV[8])
-local i = 9
-if nm > 0 and redis.call('HEXISTS', KEYS[1], 'sn') == 0 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, i, i + 2 * nm - 1))
-end
-i = i + 2 * nm
-if ns > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, i, i + 2 * ns - 1)) end
-i = i + 2 * ns
-if i <= #ARGV then redis.call('HDEL', KEYS[1], unpack(ARGV, i, #ARGV)) end
+local from, last = 9 + 2 * nm, 8 + 2 * (nm + ns)
+if nm > 0 and redis.call('HEXISTS', KEYS[1], 'sn') == 0 then from = 9 end
+if from <= last then redis.call('HSET', KEYS[1], unpack(ARGV, from, last)) end
+if last < #ARGV then redis.call('HDEL', KEYS[1], unpack(ARGV, last + 1, #ARGV)) end
 if redis.call('HGET', KEYS[1], 'r') == '1' then
   redis.call('PEXPIRE', KEYS[1], ARGV[6])
 else

@@ -251,14 +251,15 @@ func (s *Store) Lookup(ctx context.Context, ev dispatcher.EventRef) (dispatcher.
 }
 
 // LookupAll is Lookup for many letters in one pipeline: each citizen's
-// hash and unread count once, each letter's hash.
+// hash, unread count and access holders once (all in the citizen's slot),
+// each letter's hash.
 func (s *Store) LookupAll(ctx context.Context, evs []dispatcher.EventRef) ([]dispatcher.LetterView, error) {
 	if len(evs) == 0 {
 		return nil, nil
 	}
 	type citizenCmds struct {
-		hash  *redis.MapStringStringCmd
-		count *redis.IntCmd
+		hash, holders *redis.MapStringStringCmd
+		count         *redis.IntCmd
 	}
 	cits := make(map[string]*citizenCmds, len(evs))
 	letters := make([]*redis.MapStringStringCmd, len(evs))
@@ -269,9 +270,10 @@ func (s *Store) LookupAll(ctx context.Context, evs []dispatcher.EventRef) ([]dis
 		for i, ev := range evs {
 			if _, ok := cits[ev.Citizen]; !ok {
 				c := &citizenCmds{hash: p.HGetAll(ctx, s.citizenKey(ev.Citizen)),
-					count: p.ZCount(ctx, s.unreadKey(ev.Citizen), oldest, "+inf")}
+					count:   p.ZCount(ctx, s.unreadKey(ev.Citizen), oldest, "+inf"),
+					holders: p.HGetAll(ctx, s.holdersKey(ev.Citizen))}
 				cits[ev.Citizen] = c
-				out = append(out, c.hash, c.count)
+				out = append(out, c.hash, c.count, c.holders)
 			}
 			letters[i] = p.HGetAll(ctx, s.letterKey(ev.Citizen, ev.MessageID))
 			out = append(out, letters[i])
@@ -294,7 +296,8 @@ func (s *Store) LookupAll(ctx context.Context, evs []dispatcher.EventRef) ([]dis
 			return nil, fmt.Errorf("look up letter: %w", err)
 		}
 		c.Unread = int(cc.count.Val())
-		views[i] = dispatcher.LetterView{Citizen: c, Letter: decodeLetter(ev.MessageID, lm), Stored: lm["sn"] != ""}
+		views[i] = dispatcher.LetterView{Citizen: c, Letter: decodeLetter(ev.MessageID, lm), Stored: lm["sn"] != "",
+			Holders: decodeRelations(cc.holders.Val(), holderOf(ev.Citizen))}
 	}
 	return views, nil
 }
@@ -552,7 +555,9 @@ func (s *Store) buildWrite(ctx context.Context, p redis.Pipeliner, pw *preparedW
 		out = append(out, p.RPush(ctx, trail, entries...), p.LTrim(ctx, trail, -int64(s.o.TrailCap), -1),
 			p.PExpire(ctx, trail, s.o.LetterTTL))
 	}
-	if w.Arrive != nil || !w.Mark.IsZero() || len(entries) > 0 {
+	// The message index is written with the letter's arrival (and
+	// refreshed by trail entries); an event mark alone adds nothing to it.
+	if w.Arrive != nil || len(entries) > 0 {
 		out = append(out, p.Set(ctx, s.indexKey(msgID), citizen, s.o.LetterTTL))
 	}
 	if len(windows) > 0 {

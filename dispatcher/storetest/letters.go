@@ -189,6 +189,25 @@ var letterCases = []Case{
 			t.Errorf("letter (-want +got):\n%s", diff)
 		}
 	}},
+	{"Write", "a second arrival (another event of the letter, run at once) keeps the first metadata, writes the rest", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		want := newLetter(msg1, at)
+		record(t, s, alice, want, nil, "ev-1")
+		changed := *want
+		changed.SenderName, changed.Priority = "Someone else", event.Urgent
+		record(t, s, alice, &changed, []dispatcher.Outcome{sent(at, "d-mail", channels.Email)}, "ev-2")
+		_, l := load(t, s, alice, msg1)
+		if !l.Done["d-mail"] {
+			t.Errorf("done %v: the second arrival's done mark is missing", l.Done)
+		}
+		want.Done = l.Done
+		if diff := cmp.Diff(want, l, letterOpts...); diff != "" {
+			t.Errorf("letter (-want +got):\n%s", diff)
+		}
+		if !seen(t, s, alice, msg1, "ev-2") {
+			t.Error("the second arrival's event mark is missing")
+		}
+	}},
 	{"Write", "a tracked delivery can be found, an untracked one cannot", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		w := letterWrite(alice, newLetter(msg1, at), []dispatcher.Outcome{sent(at, "d-sms", channels.SMS), sent(at, "d-mail", channels.Email)}, "ev-1")
