@@ -81,14 +81,14 @@ func batchMain(ctx context.Context, rdb *redis.Client, url string, n, conc int) 
 }
 
 // runBatch is the batch phase, in its child process.
-func runBatch(ctx context.Context, rdb *redis.Client, prefix string, n, citizens, conc int) result {
+func runBatch(ctx context.Context, rdb *redis.Client, prefix string, n, citizens, conc int) (result, error) {
 	queues := dispatcher.DefaultQueues(prefix)
 	sealer := benchSealer()
 	store := redisstore.New(rdb, redisstore.Options{Prefix: prefix, Sealer: sealer})
 	defer store.Close()
 	keyer, err := dispatcher.NewKeyer([]byte("bench-pseudonymisation-key-0123456789"))
 	if err != nil {
-		fail(err)
+		return result{}, err
 	}
 	client := asynq.NewClientFromRedisClient(rdb)
 	senders := map[channels.Name]channels.Sender{}
@@ -102,7 +102,7 @@ func runBatch(ctx context.Context, rdb *redis.Client, prefix string, n, citizens
 		Senders: senders, MailboxURL: "https://www.borger.dk/digitalpost", Logger: slog.New(slog.DiscardHandler),
 		BatchSize: *batchSize})
 	if err != nil {
-		fail(err)
+		return result{}, err
 	}
 	now := time.Now().UTC()
 	for i := range citizens {
@@ -112,7 +112,7 @@ func runBatch(ctx context.Context, rdb *redis.Client, prefix string, n, citizens
 			mobile = ""
 		}
 		if _, err := store.UpdateContact(ctx, confirmedContact(keyer, key, email, mobile, now, dispatcher.EventRef{})); err != nil {
-			fail(err)
+			return result{}, err
 		}
 		for j, p := range []string{"apns", "fcm"} {
 			if *batchAlerts != 4 {
@@ -121,7 +121,7 @@ func runBatch(ctx context.Context, rdb *redis.Client, prefix string, n, citizens
 			tok := fmt.Sprintf("%064x", i*2+j)
 			if _, err := store.SetDevice(ctx, dispatcher.DeviceWrite{Citizen: key, Device: dispatcher.Device{App: "digital-post-app",
 				Provider: p, Token: tok, Environment: "production", RegisteredAt: now}}); err != nil {
-				fail(err)
+				return result{}, err
 			}
 		}
 	}
@@ -151,7 +151,7 @@ func runBatch(ctx context.Context, rdb *redis.Client, prefix string, n, citizens
 	cpu0 := redisCPU(ctx, rdb)
 	start := time.Now()
 	var accepted atomic.Int64
-	enqueue(requests, func(r int) error {
+	if err := enqueue(requests, func(r int) error {
 		from, to := r*per, min((r+1)*per, n)
 		req := httptest.NewRequest(http.MethodPost, "/v1/events/batch", bytes.NewReader(body(from, to)))
 		req.Header.Set("Authorization", "Bearer "+platformKey)
@@ -171,13 +171,15 @@ func runBatch(ctx context.Context, rdb *redis.Client, prefix string, n, citizens
 		}
 		accepted.Add(int64(len(out.Results)))
 		return nil
-	})
+	}); err != nil {
+		return result{}, err
+	}
 	ingest := time.Since(start)
 	memPending := float64(redisMem(ctx, rdb)-mem0) / float64(n)
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	info, err := insp.GetQueueInfo(queues.Bulk)
 	if err != nil {
-		fail(err)
+		return result{}, err
 	}
 	fmt.Fprintf(os.Stderr, "  (batch: %d letters accepted in %.2fs = %.0f/s, %d tasks pending, %.0f B of Redis per pending letter)\n",
 		accepted.Load(), ingest.Seconds(), float64(n)/ingest.Seconds(), info.Pending, memPending)
@@ -203,8 +205,9 @@ func runBatch(ctx context.Context, rdb *redis.Client, prefix string, n, citizens
 		})
 	})
 	if err := srv.Start(mux); err != nil {
-		fail(err)
+		return result{}, err
 	}
+	defer srv.Shutdown()
 	srvStart := time.Now()
 	defer func() {
 		fmt.Fprintf(os.Stderr, "  (batch: %d tasks (at most %d at once), %.1f ms each on average; first started %.0f ms, last ended %.0f ms after the server started)\n",
@@ -218,19 +221,22 @@ func runBatch(ctx context.Context, rdb *redis.Client, prefix string, n, citizens
 		}
 		return t
 	}
-	want := int64(*batchAlerts) * int64(n)
-	waitUntil(func() bool { return alerts() >= want })
-	waitUntil(func() bool {
+	if err := waitAlerts(ctx, rdb, queues, alerts, int64(*batchAlerts)*int64(n)); err != nil {
+		return result{}, err
+	}
+	if err := waitUntil(ctx, func() bool {
 		info, err := insp.GetQueueInfo(queues.Bulk)
 		return err == nil && info.Pending+info.Active == 0
-	})
+	}); err != nil {
+		return result{}, err
+	}
 	took := time.Since(start)
 	cpu := redisCPU(ctx, rdb) - cpu0
 	srv.Shutdown()
 	calls, trips := store.BatchStats()
 	fmt.Fprintf(os.Stderr, "  (batch: drained in %.2fs; %d store calls in %d Redis round trips)\n", (took - ingest).Seconds(), calls, trips)
 	return result{Phase: "batch", N: n, Seconds: took.Seconds(), PerSecond: float64(n) / took.Seconds(), Alerts: alerts(),
-		MemPending: memPending, RedisCPUus: cpu * 1e6 / float64(n), Concurrency: conc}
+		MemPending: memPending, RedisCPUus: cpu * 1e6 / float64(n), Concurrency: conc}, nil
 }
 
 // batchFlags are the flags a batch child needs from its parent.

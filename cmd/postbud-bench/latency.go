@@ -390,18 +390,18 @@ type latencyProbe struct {
 func (p *latencyProbe) now() int64 { return int64(time.Since(p.base)) + 1 } // never 0
 
 // startHang makes the bulk provider hang; the returned func lets the hung
-// sends go and stops hanging.
+// sends go and stops hanging (a second call does nothing).
 func (p *latencyProbe) startHang() (release func()) {
 	ch := make(chan struct{})
 	p.hangMu.Lock()
 	p.hang = ch
 	p.hangMu.Unlock()
-	return func() {
+	return sync.OnceFunc(func() {
 		p.hangMu.Lock()
 		p.hang = nil
 		p.hangMu.Unlock()
 		close(ch)
-	}
+	})
 }
 
 // wrap returns a Sender that stamps the measured letters' alerts, and
@@ -494,8 +494,8 @@ func (r replica) shutdown() {
 	wg.Wait()
 }
 
-// runLatency is the child.
-func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int) {
+// runLatency is the child. Its workers are shut down when it returns.
+func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int) (latencyResult, error) {
 	B, U, R, K := *bulkN, *urgentN, *urgentRate, *bulkCitizens
 	logf := func(format string, a ...any) { fmt.Fprintf(os.Stderr, "  "+format+"\n", a...) }
 	res := latencyResult{Bulk: B, Urgent: U, Rate: R, BulkCitizens: K, Concurrency: conc, UrgentConcurrency: *urgentConc,
@@ -509,7 +509,7 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 	pub := publish.NewFromRedisClient(rdb, prefix)
 	keyer, err := dispatcher.NewKeyer([]byte("bench-pseudonymisation-key-0123456789"))
 	if err != nil {
-		fail(err)
+		return latencyResult{}, err
 	}
 	client := asynq.NewClientFromRedisClient(rdb)
 
@@ -531,9 +531,12 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Sealer: sealer, Enqueuer: client, Queues: queues,
 		Senders: senders, MailboxURL: "https://www.borger.dk/digitalpost", Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
-		fail(err)
+		return latencyResult{}, err
 	}
-	startWorkers := func() replica {
+	// sendErr keeps the first error of a send made on a goroutine of its
+	// own.
+	var sendErr errSlot
+	startWorkers := func() (replica, error) {
 		mux := asynq.NewServeMux()
 		mux.Use(p.middleware(queues.Urgent))
 		d.Register(mux)
@@ -546,24 +549,27 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 				asynq.NewServerFromRedisClient(rdb, workerConfig(conc, queues.Weights(), *bulkPoll, d)),
 			}
 		}
-		for _, s := range r {
+		for i, s := range r {
 			if err := s.Start(mux); err != nil {
-				fail(err)
+				r[:i].shutdown()
+				return nil, err
 			}
 		}
-		return r
+		return r, nil
 	}
 
 	now := time.Now().UTC()
 	citizens := phases*U + K
 	t := time.Now()
-	enqueue(citizens, func(i int) error {
+	if err := enqueue(citizens, func(i int) error {
 		email := fmt.Sprintf("citizen%d@example.dk", i)
 		key := keyer.CitizenKey(event.CPR(latCPR(i)))
 		_, err := store.UpdateContact(ctx, confirmedContact(keyer, key, email, "", now,
 			dispatcher.EventRef{Citizen: key, ID: fmt.Sprintf("lc%d", i)}))
 		return err
-	})
+	}); err != nil {
+		return latencyResult{}, err
+	}
 	logf("preloaded %d citizens with an email only in %.1fs", citizens, time.Since(t).Seconds())
 
 	// at runs send(k) for k in [0,U) at R/s, open loop: each starts on
@@ -598,21 +604,24 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 			return nil
 		})
 		if err := srv.Start(mux); err != nil {
-			fail(err)
+			return latencyResult{}, err
 		}
 		time.Sleep(time.Second) // let the fetch loop settle into its idle polling
 		logf("raw: enqueueing %d no-op tasks at %.0f/s …", U, R)
 		at(func(k int) {
 			enq[k].Store(p.now())
 			if _, err := client.EnqueueContext(ctx, asynq.NewTask("noop", []byte(strconv.Itoa(k))), asynq.Queue(rawQueue)); err != nil {
-				fail(err)
+				sendErr.set(err)
 			}
 		})
 		deadline := time.Now().Add(60 * time.Second)
-		for got.Load() < int64(U) && time.Now().Before(deadline) {
+		for got.Load() < int64(U) && time.Now().Before(deadline) && ctx.Err() == nil && sendErr.get() == nil {
 			time.Sleep(time.Millisecond)
 		}
 		srv.Shutdown()
+		if err := sendErr.get(); err != nil {
+			return latencyResult{}, fmt.Errorf("raw: %w", err)
+		}
 		mu.Lock()
 		res.Raw = mkDist(stamps, U)
 		mu.Unlock()
@@ -626,31 +635,59 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 		return (redisCPU(ctx, rdb) - c0) / time.Since(t0).Seconds() * 100
 	}
 	res.RedisAlonePct = idleCPU()
-	srv := startWorkers()
+	srv, err := startWorkers()
+	if err != nil {
+		return latencyResult{}, err
+	}
+	// Every return from here on shuts down the workers running then.
+	defer func() { srv.shutdown() }()
 	time.Sleep(time.Second) // past the servers' start-up writes
 	res.RedisIdlePct = idleCPU()
 	logf("idle Redis CPU: %.2f %% of a core alone, %.2f %% with the replica's servers idle", res.RedisAlonePct, res.RedisIdlePct)
 
 	// sendUrgent publishes slots [from, from+U) at R/s. It returns when all
-	// alerts arrived or 60 s after the last send.
-	sendUrgent := func(from int) time.Time {
+	// alerts arrived or 60 s after the last send; with an error if a
+	// Publish failed, or if every task was handled with alerts missing
+	// (they will not come: the phase would measure nothing).
+	sendUrgent := func(from int) (time.Time, error) {
 		start := at(func(k int) {
 			i := from + k
 			b := letterJSON(fmt.Sprintf("lat-urgent-%d", i), urgentID(i), latCPR(i), "Politiet", "urgent", time.Now().UTC())
 			p.sent[i].Store(p.now())
 			if _, err := pub.Publish(ctx, b); err != nil {
-				fail(err)
+				sendErr.set(err)
+				return
 			}
 			p.published[i].Store(p.now())
 		})
 		deadline := time.Now().Add(60 * time.Second)
-		for time.Now().Before(deadline) {
+		lastCheck := time.Now()
+		for time.Now().Before(deadline) && ctx.Err() == nil && sendErr.get() == nil {
 			if p.got.Load() >= int64(from+U) {
 				break
 			}
+			// At most every 100 ms, not to load the Redis measured.
+			if time.Since(lastCheck) > 100*time.Millisecond {
+				lastCheck = time.Now()
+				published := true
+				for i := from; i < from+U && published; i++ {
+					published = p.published[i].Load() != 0
+				}
+				if n, err := queued(ctx, rdb, queues); published && err == nil && n == 0 {
+					// Every letter's task handled: the count read now is final.
+					got := 0
+					for i := from; i < from+U; i++ {
+						got += min(int(p.recvd[i].Load()), 1)
+					}
+					if got < U {
+						return start, fmt.Errorf("every task handled but %d of %d urgent alerts at the sinks", got, U)
+					}
+					break
+				}
+			}
 			time.Sleep(time.Millisecond)
 		}
-		return start
+		return start, sendErr.get()
 	}
 	phase := func(from int, start time.Time) lanePhase {
 		var total, pubd, wait, handle []time.Duration
@@ -684,18 +721,41 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 
 	// 2. idle.
 	logf("idle: sending %d urgent letters at %.0f/s …", U, R)
-	start := sendUrgent(0)
+	start, err := sendUrgent(0)
+	if err != nil {
+		return latencyResult{}, fmt.Errorf("idle: %w", err)
+	}
 	res.Idle = phase(0, start)
 	logf("idle: p50 %.1f ms, p99 %.1f ms, max %.1f ms (load %s)", res.Idle.Total.P50, res.Idle.Total.P99, res.Idle.Total.Max, res.Idle.Load)
 
 	// 3. hang: every bulk slot hangs, more bulk letters wait.
 	release := p.startHang()
+	defer release() // an error return lets hung sends go before the workers shut down
 	hb := hangLetters(conc, U, R)
 	logf("hang: publishing %d bulk letters to a provider that hangs %v per send …", hb, *hangFor)
-	enqueue(hb, func(i int) error { _, err := pub.Publish(ctx, bulkLetter("hang", i)); return err })
-	waitUntil(func() bool { return p.hanging.Load() >= int64(conc) })
+	if err := enqueue(hb, func(i int) error { _, err := pub.Publish(ctx, bulkLetter("hang", i)); return err }); err != nil {
+		return latencyResult{}, err
+	}
+	// Every bulk slot hangs, unless the letters were handled without a
+	// send (then the queues empty and the phase would measure nothing).
+	var idle bool
+	if err := waitUntil(ctx, func() bool {
+		if p.hanging.Load() >= int64(conc) {
+			return true
+		}
+		n, err := queued(ctx, rdb, queues)
+		idle = err == nil && n == 0
+		return idle
+	}); err != nil {
+		return latencyResult{}, fmt.Errorf("hang: waiting for %d bulk sends to hang, %d so far: %w", conc, p.hanging.Load(), err)
+	}
+	if idle {
+		return latencyResult{}, fmt.Errorf("hang: every bulk letter handled but only %d of %d bulk sends hung", p.hanging.Load(), conc)
+	}
 	logf("hang: all %d bulk slots hang; sending %d urgent letters at %.0f/s …", conc, U, R)
-	start = sendUrgent(U)
+	if start, err = sendUrgent(U); err != nil {
+		return latencyResult{}, fmt.Errorf("hang: %w", err)
+	}
 	res.HangSlotsHeld = p.hanging.Load()
 	res.Hang = phase(U, start)
 	res.HangBulkStarted, res.HangBulkDone = p.hangStarted.Load(), p.hangDone.Load()
@@ -709,7 +769,9 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 		a, err2 := rdb.LLen(ctx, activeKey).Result()
 		return err == nil && err2 == nil && n+a == 0
 	}
-	waitUntil(drained)
+	if err := waitUntil(ctx, drained); err != nil {
+		return latencyResult{}, fmt.Errorf("hang: waiting for the bulk lane to drain: %w", err)
+	}
 	srv.shutdown()
 
 	// 4. bulk backlog, workers stopped.
@@ -717,7 +779,9 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 	mem0 := redisMem(ctx, rdb)
 	logf("bulk: publishing %d bulk letters from 8 goroutines …", B)
 	t = time.Now()
-	enqueue(B, func(i int) error { _, err := pub.Publish(ctx, bulkLetter("bulk", i)); return err })
+	if err := enqueue(B, func(i int) error { _, err := pub.Publish(ctx, bulkLetter("bulk", i)); return err }); err != nil {
+		return latencyResult{}, err
+	}
 	res.EnqueueSeconds = time.Since(t).Seconds()
 	res.EnqueueRate = float64(B) / res.EnqueueSeconds
 	mem1 := redisMem(ctx, rdb)
@@ -730,8 +794,11 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 	bulkBase := p.bulkDone.Load()
 	cpu0 := redisCPU(ctx, rdb)
 	t = time.Now()
-	srv = startWorkers()
+	if srv, err = startWorkers(); err != nil {
+		return latencyResult{}, err
+	}
 	stopProgress := make(chan struct{})
+	defer close(stopProgress)
 	go func() {
 		tick := time.NewTicker(10 * time.Second)
 		defer tick.Stop()
@@ -748,7 +815,9 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 	time.Sleep(time.Second) // let the drain reach its pace before measuring
 	bulk0 := p.bulkDone.Load()
 	logf("bulk: draining; sending %d urgent letters at %.0f/s to other citizens …", U, R)
-	start = sendUrgent(2 * U)
+	if start, err = sendUrgent(2 * U); err != nil {
+		return latencyResult{}, fmt.Errorf("drain: %w", err)
+	}
 	bulk1 := p.bulkDone.Load()
 	res.PendingAtLastUrgent, _ = rdb.LLen(ctx, pendingKey).Result()
 	res.UndeliveredAtLastUrgent = int64(B) - (bulk1 - bulkBase)
@@ -757,11 +826,9 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 	logf("bulk: urgent p50 %.1f ms, p99 %.1f ms, max %.1f ms; %d bulk tasks still pending (load %s)",
 		res.Busy.Total.P50, res.Busy.Total.P99, res.Busy.Total.Max, res.PendingAtLastUrgent, res.Busy.Load)
 	if !*drainAll {
-		close(stopProgress)
 		srv.shutdown()
 		res.LoadEnd = loadavg()
-		_ = json.NewEncoder(os.Stdout).Encode(res)
-		return
+		return res, nil
 	}
 	// Drained when the bulk lane's pending and active lists are empty (the
 	// last Records have then landed, for the CPU and memory figures).
@@ -770,23 +837,21 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 		n, _ := rdb.LLen(ctx, pendingKey).Result()
 		if n != last {
 			last, lastAt = n, time.Now()
-		} else if time.Since(lastAt) > time.Minute {
-			srv.shutdown()
-			fail(fmt.Errorf("bulk drain stalled: %d pending, %d of %d alerted", n, p.bulkDone.Load()-bulkBase, B))
+		} else if time.Since(lastAt) > time.Minute || ctx.Err() != nil {
+			return latencyResult{}, fmt.Errorf("bulk drain stalled: %d pending, %d of %d alerted", n, p.bulkDone.Load()-bulkBase, B)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	res.DrainSeconds = time.Since(t).Seconds()
 	res.DrainRate = float64(B) / res.DrainSeconds
 	res.BulkAlerts = p.bulkDone.Load() - bulkBase
-	close(stopProgress)
 	res.RedisCPUPerBulkUs = (redisCPU(ctx, rdb) - cpu0) * 1e6 / float64(B+U)
 	srv.shutdown()
 	mem2 := redisMem(ctx, rdb)
 	res.BytesPerLetter = float64(mem2-mem0) / float64(B+U)
 	logf("bulk: drained %d in %.1fs = %.0f/s", B, res.DrainSeconds, res.DrainRate)
 	res.LoadEnd = loadavg()
-	_ = json.NewEncoder(os.Stdout).Encode(res)
+	return res, nil
 }
 
 func mkDist(ds []time.Duration, want int) dist {

@@ -53,6 +53,7 @@ type result struct {
 	N           int     `json:"n"`
 	Seconds     float64 `json:"seconds"`
 	PerSecond   float64 `json:"per_second"`
+	Done        int64   `json:"done,omitempty"` // raw: tasks handled
 	Alerts      int64   `json:"alerts,omitempty"`
 	MemCitizen  float64 `json:"mem_per_citizen,omitempty"`
 	MemLetter   float64 `json:"mem_per_letter,omitempty"`
@@ -87,7 +88,11 @@ func main() {
 		fail(fmt.Errorf("no Redis at %s: %w", *redisURL, err))
 	}
 	if *phase == "latency" { // latency.go
-		runLatency(ctx, rdb, *prefix, *conc)
+		r, err := runLatency(ctx, rdb, *prefix, *conc)
+		if err != nil {
+			fail(fmt.Errorf("phase latency: %w", err))
+		}
+		_ = json.NewEncoder(os.Stdout).Encode(r)
 		return
 	}
 	if *latencyMode {
@@ -103,13 +108,16 @@ func main() {
 		var r result
 		switch *phase {
 		case "batch":
-			r = runBatch(ctx, rdb, *prefix, *n, *citizens, *conc)
+			r, err = runBatch(ctx, rdb, *prefix, *n, *citizens, *conc)
 		case "raw":
-			r = runRaw(ctx, rdb, *prefix, *n, *conc)
+			r, err = runRaw(ctx, rdb, *prefix, *n, *conc)
 		case "postbud", "postbud-http":
-			r = runPostbud(ctx, rdb, *phase, *prefix, *n, *citizens, *conc)
+			r, err = runPostbud(ctx, rdb, *phase, *prefix, *n, *citizens, *conc)
 		default:
-			fail(fmt.Errorf("unknown phase %q", *phase))
+			err = fmt.Errorf("unknown phase %q", *phase)
+		}
+		if err != nil {
+			fail(fmt.Errorf("phase %s: %w", *phase, err))
 		}
 		_ = json.NewEncoder(os.Stdout).Encode(r)
 		return
@@ -251,33 +259,110 @@ func newServer(rdb *redis.Client, queues dispatcher.Queues, conc int, d *dispatc
 	return asynq.NewServerFromRedisClient(rdb, cfg)
 }
 
-// enqueue runs f(i) for i in [0,n) on 8 goroutines.
-func enqueue(n int, f func(i int) error) {
+// enqueue runs f(i) for i in [0,n) on 8 goroutines. The first error
+// stops it (the calls under way finish) and is returned.
+func enqueue(n int, f func(i int) error) error {
 	var next atomic.Int64
+	var first errSlot
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
-			for {
+			for first.get() == nil {
 				i := int(next.Add(1)) - 1
 				if i >= n {
 					return
 				}
-				if err := f(i); err != nil {
-					fail(err)
-				}
+				first.set(f(i))
 			}
 		})
 	}
 	wg.Wait()
+	return first.get()
 }
 
-func waitUntil(cond func() bool) {
-	for !cond() {
-		time.Sleep(5 * time.Millisecond)
+// errSlot keeps the first error set, for goroutines that cannot return
+// one.
+type errSlot struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (e *errSlot) set(err error) {
+	e.mu.Lock()
+	if e.err == nil {
+		e.err = err
 	}
+	e.mu.Unlock()
 }
 
-func runRaw(ctx context.Context, rdb *redis.Client, prefix string, n, conc int) result {
+func (e *errSlot) get() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.err
+}
+
+// waitUntil polls cond until it holds, or ctx ends (the tests give the
+// phases a deadline; the command waits as long as it takes).
+func waitUntil(ctx context.Context, cond func() bool) error {
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// queued is how many tasks the lanes of queues hold, pending, active,
+// scheduled or waiting to be retried: 0 once every task was handled (or
+// archived).
+func queued(ctx context.Context, rdb *redis.Client, queues dispatcher.Queues) (int64, error) {
+	pipe := rdb.Pipeline()
+	var cmds []*redis.IntCmd
+	for _, q := range []string{queues.Urgent, queues.Normal, queues.Bulk} {
+		k := "asynq:{" + q + "}:"
+		cmds = append(cmds, pipe.LLen(ctx, k+"pending"), pipe.LLen(ctx, k+"active"), pipe.ZCard(ctx, k+"scheduled"),
+			pipe.ZCard(ctx, k+"retry"))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, c := range cmds {
+		n += c.Val()
+	}
+	return n, nil
+}
+
+// waitAlerts waits until the sinks got want alerts. Once the queues are
+// empty with fewer, it fails at once: the letters were handled but their
+// alerts skipped (citizens not confirmed, say), and the phase would
+// measure nothing.
+func waitAlerts(ctx context.Context, rdb *redis.Client, queues dispatcher.Queues, alerts func() int64, want int64) error {
+	var err error
+	werr := waitUntil(ctx, func() bool {
+		if alerts() >= want {
+			return true
+		}
+		n, qerr := queued(ctx, rdb, queues)
+		if qerr != nil || n > 0 {
+			return false
+		}
+		// Every task was handled, so every send happened: a count read
+		// now is final.
+		if got := alerts(); got < want {
+			err = fmt.Errorf("every task handled but %d of %d alerts at the sinks", got, want)
+		}
+		return true
+	})
+	if werr != nil {
+		return fmt.Errorf("waiting for %d alerts, %d so far: %w", want, alerts(), werr)
+	}
+	return err
+}
+
+func runRaw(ctx context.Context, rdb *redis.Client, prefix string, n, conc int) (result, error) {
 	queues := dispatcher.DefaultQueues(prefix)
 	client := asynq.NewClientFromRedisClient(rdb)
 	var done atomic.Int64
@@ -285,21 +370,25 @@ func runRaw(ctx context.Context, rdb *redis.Client, prefix string, n, conc int) 
 	mux := asynq.NewServeMux()
 	mux.HandleFunc("noop", func(context.Context, *asynq.Task) error { done.Add(1); return nil })
 	if err := srv.Start(mux); err != nil {
-		fail(err)
+		return result{}, err
 	}
+	defer srv.Shutdown()
 	payload := make([]byte, 128)
 	cpu0, pcpu0 := redisCPU(ctx, rdb), procCPU()
 	start := time.Now()
-	enqueue(n, func(int) error {
+	if err := enqueue(n, func(int) error {
 		_, err := client.EnqueueContext(ctx, asynq.NewTask("noop", payload), asynq.Queue(queues.Normal))
 		return err
-	})
-	waitUntil(func() bool { return done.Load() >= int64(n) })
+	}); err != nil {
+		return result{}, err
+	}
+	if err := waitUntil(ctx, func() bool { return done.Load() >= int64(n) }); err != nil {
+		return result{}, fmt.Errorf("waiting for %d tasks, %d done: %w", n, done.Load(), err)
+	}
 	took := time.Since(start)
 	cpu, pcpu := redisCPU(ctx, rdb)-cpu0, procCPU()-pcpu0
-	srv.Shutdown()
-	return result{Phase: "raw", N: n, Seconds: took.Seconds(), PerSecond: float64(n) / took.Seconds(),
-		RedisCPUus: cpu * 1e6 / float64(n), CPUus: pcpu * 1e6 / float64(n), Concurrency: conc}
+	return result{Phase: "raw", N: n, Seconds: took.Seconds(), PerSecond: float64(n) / took.Seconds(), Done: done.Load(),
+		RedisCPUus: cpu * 1e6 / float64(n), CPUus: pcpu * 1e6 / float64(n), Concurrency: conc}, nil
 }
 
 func cprOf(i int) string {
@@ -311,7 +400,7 @@ func cprOf(i int) string {
 // a platform does with package publish (TypeInbound, straight into asynq);
 // "postbud-http" as the HTTP API does (Dispatcher.Accept: the event-mark
 // check, then the pseudonymised task).
-func runPostbud(ctx context.Context, rdb *redis.Client, phase, prefix string, n, citizens, conc int) result {
+func runPostbud(ctx context.Context, rdb *redis.Client, phase, prefix string, n, citizens, conc int) (result, error) {
 	queues := dispatcher.DefaultQueues(prefix)
 	sealer := benchSealer()
 	store := redisstore.New(rdb, redisstore.Options{Prefix: prefix, Sealer: sealer})
@@ -319,7 +408,7 @@ func runPostbud(ctx context.Context, rdb *redis.Client, phase, prefix string, n,
 	pub := publish.NewFromRedisClient(rdb, prefix)
 	keyer, err := dispatcher.NewKeyer([]byte("bench-pseudonymisation-key-0123456789"))
 	if err != nil {
-		fail(err)
+		return result{}, err
 	}
 	client := asynq.NewClientFromRedisClient(rdb)
 	senders := map[channels.Name]channels.Sender{}
@@ -332,7 +421,7 @@ func runPostbud(ctx context.Context, rdb *redis.Client, phase, prefix string, n,
 	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Sealer: sealer, Enqueuer: client, Queues: queues,
 		Senders: senders, MailboxURL: "https://www.borger.dk/digitalpost", Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
-		fail(err)
+		return result{}, err
 	}
 	now := time.Now().UTC()
 	mem0 := redisMem(ctx, rdb)
@@ -341,14 +430,14 @@ func runPostbud(ctx context.Context, rdb *redis.Client, phase, prefix string, n,
 		email, mobile := fmt.Sprintf("citizen%d@example.dk", i), fmt.Sprintf("+4520%06d", i)
 		if _, err := store.UpdateContact(ctx, confirmedContact(keyer, key, email, mobile, now,
 			dispatcher.EventRef{Citizen: key, ID: fmt.Sprintf("c%d", i)})); err != nil {
-			fail(err)
+			return result{}, err
 		}
 		for j, p := range []string{"apns", "fcm"} {
 			tok := fmt.Sprintf("%064x", i*2+j)
 			if _, err := store.SetDevice(ctx, dispatcher.DeviceWrite{Citizen: key, Device: dispatcher.Device{App: "digital-post-app",
 				Provider: p, Token: tok, Environment: "production", RegisteredAt: now},
 				Mark: dispatcher.EventRef{Citizen: key, ID: fmt.Sprintf("d%d-%d", i, j)}}); err != nil {
-				fail(err)
+				return result{}, err
 			}
 		}
 	}
@@ -378,8 +467,9 @@ func runPostbud(ctx context.Context, rdb *redis.Client, phase, prefix string, n,
 		})
 	}
 	if err := srv.Start(mux); err != nil {
-		fail(err)
+		return result{}, err
 	}
+	defer srv.Shutdown()
 	events := make([]*event.Event, n)
 	raws := make([][]byte, n)
 	for i := range n {
@@ -390,14 +480,14 @@ func runPostbud(ctx context.Context, rdb *redis.Client, phase, prefix string, n,
 				"sender":    map[string]any{"id": "skat", "name": "Skattestyrelsen", "kind": "public"}}})
 		ev, err := event.Parse(b)
 		if err != nil {
-			fail(err)
+			return result{}, err
 		}
 		events[i], raws[i] = ev, b
 	}
 	mem1 := redisMem(ctx, rdb)
 	cpu0, pcpu0 := redisCPU(ctx, rdb), procCPU()
 	start := time.Now()
-	enqueue(n, func(i int) error {
+	if err := enqueue(n, func(i int) error {
 		if phase == "postbud-http" {
 			if _, err := d.Accept(ctx, events[i]); err != nil {
 				return err
@@ -406,7 +496,9 @@ func runPostbud(ctx context.Context, rdb *redis.Client, phase, prefix string, n,
 		}
 		_, err := pub.Publish(ctx, raws[i])
 		return err
-	})
+	}); err != nil {
+		return result{}, err
+	}
 	alerts := func() int64 {
 		var t int64
 		for _, s := range sinks {
@@ -414,15 +506,18 @@ func runPostbud(ctx context.Context, rdb *redis.Client, phase, prefix string, n,
 		}
 		return t
 	}
-	want := int64(4 * n)
-	waitUntil(func() bool { return alerts() >= want })
+	if err := waitAlerts(ctx, rdb, queues, alerts, int64(4*n)); err != nil {
+		return result{}, err
+	}
 	// The last Record may follow the last send by a round trip: wait for
 	// the queue to drain so its Redis work is counted.
 	insp := asynq.NewInspectorFromRedisClient(rdb)
-	waitUntil(func() bool {
+	if err := waitUntil(ctx, func() bool {
 		info, err := insp.GetQueueInfo(queues.Normal)
 		return err == nil && info.Pending+info.Active == 0
-	})
+	}); err != nil {
+		return result{}, err
+	}
 	took := time.Since(start)
 	cpu, pcpu := redisCPU(ctx, rdb)-cpu0, procCPU()-pcpu0
 	srv.Shutdown()
@@ -437,5 +532,5 @@ func runPostbud(ctx context.Context, rdb *redis.Client, phase, prefix string, n,
 	memLetter := float64(redisMem(ctx, rdb)-mem1) / float64(n)
 	return result{Phase: phase, N: n, Seconds: took.Seconds(), PerSecond: float64(n) / took.Seconds(),
 		Alerts: alerts(), MemCitizen: memCitizen, MemLetter: memLetter, RedisCPUus: cpu * 1e6 / float64(n),
-		CPUus: pcpu * 1e6 / float64(n), Concurrency: conc}
+		CPUus: pcpu * 1e6 / float64(n), Concurrency: conc}, nil
 }

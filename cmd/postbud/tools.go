@@ -15,6 +15,7 @@ import (
 
 	"github.com/digitalpost/postbud/config"
 	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/event"
 	"github.com/digitalpost/postbud/dispatcher/publish"
 	"github.com/digitalpost/postbud/dispatcher/rules"
 )
@@ -95,9 +96,6 @@ func emit(ctx context.Context, args []string, getenv func(string) string, stdin 
 	batch := bytes.Contains(body[:min(len(body), 64)], []byte(`"events"`))
 
 	if *redisURL != "" {
-		if batch {
-			return errors.New("emit -redis takes one event, not a batch")
-		}
 		cfg, err := config.Load(func(k string) string {
 			switch k {
 			case "POSTBUD_REDIS_URL":
@@ -114,6 +112,9 @@ func emit(ctx context.Context, args []string, getenv func(string) string, stdin 
 		}
 		p := publish.New(redisConnOpt(cfg.Redis), *queuePrefix)
 		defer p.Close()
+		if batch {
+			return emitBatch(ctx, p, body, stdout)
+		}
 		dup, err := p.Publish(ctx, body)
 		if err != nil {
 			return err
@@ -151,6 +152,59 @@ func emit(ctx context.Context, args []string, getenv func(string) string, stdin 
 	}
 	accepted()
 	return nil
+}
+
+// emitBatch enqueues a batch ({"events": [...]}) with p and prints one
+// answer per event, in order, as POST /v1/events/batch answers:
+// {"results": [{"id", "status", "errors"}]}, status accepted, duplicate,
+// invalid (each bad field named; forbidden ones too, as Publish refuses
+// them) or unavailable (the enqueue failed: emit then fails too).
+func emitBatch(ctx context.Context, p *publish.Publisher, body []byte, stdout io.Writer) error {
+	var b struct {
+		Events []json.RawMessage `json:"events"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		return fmt.Errorf("emit: the batch must be {\"events\": [ ... ]}: %w", err)
+	}
+	if len(b.Events) == 0 {
+		return errors.New("emit: the batch is empty")
+	}
+	raws := make([][]byte, len(b.Events))
+	for i, ev := range b.Events {
+		raws[i] = ev
+	}
+	type result struct {
+		ID     string             `json:"id,omitempty"`
+		Status string             `json:"status"`
+		Errors []event.FieldError `json:"errors,omitempty"`
+	}
+	out := make([]result, len(raws))
+	var failed error
+	for i, r := range p.PublishBatch(ctx, raws) {
+		var id struct {
+			ID string `json:"id"`
+		}
+		_ = json.Unmarshal(raws[i], &id) // an event without one is invalid: no id to show
+		out[i].ID = id.ID
+		var ve *event.ValidationError
+		switch {
+		case r.Duplicate:
+			out[i].Status = "duplicate"
+		case errors.As(r.Err, &ve):
+			out[i].Status, out[i].Errors = "invalid", ve.Errors
+		case r.Err != nil:
+			out[i].Status = "unavailable"
+			failed = fmt.Errorf("emit: enqueueing event %d: %w", i, r.Err)
+		default:
+			out[i].Status = "accepted"
+		}
+	}
+	if err := json.NewEncoder(stdout).Encode(map[string]any{"results": out}); err != nil {
+		return err
+	}
+	return failed
 }
 
 // trace prints a letter's delivery trail from the ops API.

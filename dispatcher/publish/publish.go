@@ -76,11 +76,11 @@ type Result struct {
 	Err error
 }
 
-// PublishBatch validates each event alone and enqueues the valid ones in
-// a few tasks: letters that are not urgent in tasks of up to
-// dispatcher.DefaultBatchSize letters of one lane (TypeInboundLetters),
-// every other event in a task of its own, urgent letters first. Each
-// event gets its own Result, in order.
+// PublishBatch validates each event alone (a forbidden one refused as
+// Publish refuses it) and enqueues the valid ones in a few tasks: letters
+// that are not urgent in tasks of up to dispatcher.DefaultBatchSize
+// letters of one lane (TypeInboundLetters), every other event in a task of
+// its own, urgent letters first. Each event gets its own Result, in order.
 func (p *Publisher) PublishBatch(ctx context.Context, raws [][]byte) []Result {
 	out := make([]Result, len(raws))
 	evs := make([]*event.Event, len(raws))
@@ -93,6 +93,10 @@ func (p *Publisher) PublishBatch(ctx context.Context, raws [][]byte) []Result {
 		ev, err := event.Parse(raw)
 		if err != nil {
 			out[i].Err = err
+			continue
+		}
+		if f := ev.Forbidden(); f != nil { // as Publish refuses it
+			out[i].Err = &event.ValidationError{Errors: []event.FieldError{*f}}
 			continue
 		}
 		k := key{string(ev.Source), ev.Citizen().Digits(), ev.ID}

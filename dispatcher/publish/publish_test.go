@@ -31,4 +31,12 @@ func TestPublishConsent(t *testing.T) {
 		!strings.Contains(ve.Errors[0].Reason, "only its own consent") {
 		t.Errorf("e-boks changing mit.dk's consent: %v, want a ValidationError naming data.platform", err)
 	}
+	// PublishBatch answers each event as Publish would.
+	res := p.PublishBatch(ctx, [][]byte{consent("e-boks", "mit.dk"), consent("mit.dk", "mit.dk")})
+	if !errors.As(res[0].Err, &ve) || len(ve.Errors) != 1 || ve.Errors[0].Field != "data.platform" {
+		t.Errorf("PublishBatch, e-boks changing mit.dk's consent: %+v, want a ValidationError naming data.platform", res[0])
+	}
+	if res[1].Err != nil || res[1].Duplicate {
+		t.Errorf("PublishBatch, mit.dk's own consent: %+v, want accepted", res[1])
+	}
 }
