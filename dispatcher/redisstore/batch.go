@@ -194,6 +194,14 @@ func (s *Store) run(ctx context.Context, n int, build func(p redis.Pipeliner) []
 
 // done returns a call's executed commands, or their first error; a script
 // Redis has lost (NOSCRIPT) is loaded and the call run again on its own.
+//
+// The call runs again whole, in order: its commands after a failed script
+// call ran meanwhile, and running only the failed ones would apply them
+// out of order (an arrival's in-flight mark over a done mark of the same
+// call). Every command of a call must therefore be safe to run twice, as
+// it should be anyway: go-redis runs a whole pipeline again when its
+// connection fails before the replies are in. Trail entries are appended
+// with an id (trailEntry), so an entry appended twice is read once.
 func (s *Store) done(ctx context.Context, cmds []redis.Cmder, build func(p redis.Pipeliner) []redis.Cmder) ([]redis.Cmder, error) {
 	if err := firstErr(cmds); err != nil {
 		if !redis.HasErrorPrefix(err, "NOSCRIPT") {

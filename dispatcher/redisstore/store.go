@@ -25,7 +25,9 @@
 //	                        "f" + unix ms while its provider call is in
 //	                        flight (the result overwrites it), e:<event
 //	                        id> = processed mark of its events
-//	P:{C}:t:<msg>    list   the letter's delivery trail (JSON entries)
+//	P:{C}:t:<msg>    list   the letter's delivery trail (JSON entries,
+//	                        each appended by a write with an id of its
+//	                        own: trailEntry)
 //	P:{C}:u          zset   the citizen's unread letters by received time
 //	                        (no TTL: counted with ZCOUNT over the retention
 //	                        window, trimmed every 16th letter and on reads;
@@ -46,6 +48,7 @@ package redisstore
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -103,6 +106,9 @@ type Store struct {
 	nBatches  atomic.Int64
 	busy      bool // the batcher's last batch had more than one call
 	linger    time.Duration
+
+	entryBase string        // random, the start of this store's trail entry ids
+	entrySeq  atomic.Uint64 // the end of the next one
 }
 
 var allScripts = []*redis.Script{ackScript, contactScript, deviceScript, removeScript, reportScript, letterScript, unlockScript, stateScript, exemptionScript, clearScript, reserveCodeScript, issueCodeScript, checkCodeScript, consentScript, accessScript}
@@ -133,7 +139,9 @@ func New(rdb redis.UniversalClient, o Options) *Store {
 	if o.ReadTTL == 0 || o.ReadTTL > o.LetterTTL {
 		o.ReadTTL = min(30*24*time.Hour, o.LetterTTL)
 	}
-	s := &Store{rdb: rdb, o: o, linger: DefaultLinger}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	s := &Store{rdb: rdb, o: o, linger: DefaultLinger, entryBase: base64.RawURLEncoding.EncodeToString(b[:])}
 	s.startBatchers()
 	return s
 }
@@ -509,7 +517,7 @@ func (s *Store) prepareWrite(w dispatcher.LetterWrite) (*preparedWrite, error) {
 		if o.DeliveryID != "" && !handed && !slices.ContainsFunc(w.Done, func(d dispatcher.Outcome) bool { return d.DeliveryID == o.DeliveryID }) {
 			pw.clear = append(pw.clear, "d:"+o.DeliveryID)
 		}
-		entry, err := json.Marshal(o)
+		entry, err := json.Marshal(trailEntry{Outcome: o, ID: s.entryID()})
 		if err != nil {
 			return nil, err
 		}
@@ -519,6 +527,27 @@ func (s *Store) prepareWrite(w dispatcher.LetterWrite) (*preparedWrite, error) {
 		pw.windows = append(pw.windows, "co:"+string(ch), until.UnixMilli())
 	}
 	return pw, nil
+}
+
+// trailEntry is an entry of a letter's trail list that a write appends:
+// the outcome and an id of the entry's own. The RPUSH is not idempotent,
+// and a store call's pipeline can run twice: done runs a call again when
+// a script was lost (NOSCRIPT), go-redis runs a whole pipeline again when
+// its connection fails before the replies are in (EOF, reset, timeout).
+// The entry is then in the list twice, with one id; Trail shows it once.
+// The id costs a dozen bytes per entry and no Redis time; a guard in
+// Redis (the RPUSH in a script checking a token per write) would cost a
+// script call per letter. Entries of reportScript (guarded by the
+// report's status) and from before the id have none.
+type trailEntry struct {
+	dispatcher.Outcome
+	ID string `json:"w,omitempty"`
+}
+
+// entryID returns a new trail entry id: unique to this store (a counter)
+// and, with 48 random bits, to the process.
+func (s *Store) entryID() string {
+	return s.entryBase + strconv.FormatUint(s.entrySeq.Add(1), 36)
 }
 
 // buildWrite queues one write's commands on p, appended to out; arrive is
@@ -720,7 +749,8 @@ func (s *Store) ApplyReport(ctx context.Context, w dispatcher.ReportWrite) (bool
 }
 
 // Trail returns a letter's delivery trail: its final outcomes (the done
-// marks) and every other entry (the list), oldest first.
+// marks) and every other entry (the list; an entry a replayed pipeline
+// appended twice once, trailEntry), oldest first.
 func (s *Store) Trail(ctx context.Context, messageID string) ([]dispatcher.Outcome, error) {
 	citizen, err := s.rdb.Get(ctx, s.indexKey(messageID)).Result()
 	if errors.Is(err, redis.Nil) {
@@ -739,12 +769,23 @@ func (s *Store) Trail(ctx context.Context, messageID string) ([]dispatcher.Outco
 		return nil, fmt.Errorf("trail: %w", err)
 	}
 	var out []dispatcher.Outcome
+	var ids map[string]bool
 	for _, r := range lr.Val() {
-		var o dispatcher.Outcome
-		if err := json.Unmarshal([]byte(r), &o); err != nil {
+		var e trailEntry
+		if err := json.Unmarshal([]byte(r), &e); err != nil {
 			return nil, fmt.Errorf("trail entry: %w", err)
 		}
-		out = append(out, o)
+		if e.ID != "" {
+			// A write's pipeline that ran twice appended it twice.
+			if ids[e.ID] {
+				continue
+			}
+			if ids == nil {
+				ids = make(map[string]bool)
+			}
+			ids[e.ID] = true
+		}
+		out = append(out, e.Outcome)
 	}
 	for f, v := range hr.Val() {
 		if did, ok := strings.CutPrefix(f, "d:"); ok {
