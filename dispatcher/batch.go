@@ -342,11 +342,7 @@ func (d *Dispatcher) receiveAll(ctx context.Context, evs []*event.Event) error {
 		}
 	}
 	results, errs := d.sendLetters(ctx, runs)
-	for i, r := range runs {
-		if errs[i] == nil {
-			errs[i] = d.finish(ctx, r, results[i])
-		}
-	}
+	d.finishAll(ctx, runs, results, errs)
 	var marks []LetterWrite
 	for i, r := range runs {
 		if errs[i] != nil {
@@ -542,6 +538,31 @@ func (d *Dispatcher) sendLetters(ctx context.Context, runs []*letterRun) ([][]re
 	}
 	wg.Wait()
 	return results, errs
+}
+
+// finishAll is finish for every run whose answers were recorded (errs[i]
+// nil; its error goes there), at most batchParallel at once: the store
+// calls of one letter's finish (its owner's access holders, their
+// letters) share the store's round trips with the other letters' instead
+// of waiting one after another, so a task's letters cost few round trips
+// however few tasks run beside it (Config.BatchInflight).
+func (d *Dispatcher) finishAll(ctx context.Context, runs []*letterRun, results [][]result, errs []error) {
+	next := make(chan int, len(runs))
+	for i := range runs {
+		if errs[i] == nil {
+			next <- i
+		}
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for range min(batchParallel, len(next)) {
+		wg.Go(func() {
+			for i := range next {
+				errs[i] = d.finish(ctx, runs[i], results[i])
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // recordAll is record for the answers of many letters: one WriteAll,
