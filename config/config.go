@@ -107,6 +107,11 @@ type Config struct {
 	// BatchSize (POSTBUD_BATCH_SIZE, default 200) is the most letters of
 	// one lane one batch task carries (POST /v1/events/batch).
 	BatchSize int
+	// BatchInflight (POSTBUD_BATCH_INFLIGHT, default 2000) is the most
+	// letters of batch tasks one replica processes at once; more tasks
+	// wait for room, holding their payload alone. It bounds the replica's
+	// memory (≈ 6 KB of heap a letter being processed).
+	BatchInflight int
 	// TaskCheckInterval (POSTBUD_TASK_CHECK_INTERVAL, default 50ms) is how
 	// often the idle main worker server polls for tasks: lower is lower
 	// latency for a little Redis CPU.
@@ -395,6 +400,7 @@ func LoadEnviron(getenv func(string) string, environ func() []string) (*Config, 
 	}
 	c.Concurrency = l.integer("POSTBUD_CONCURRENCY", 50, 1, 10000)
 	c.BatchSize = l.integer("POSTBUD_BATCH_SIZE", 200, 1, 500)
+	c.BatchInflight = l.integer("POSTBUD_BATCH_INFLIGHT", 2000, 1, 100000)
 	c.TaskCheckInterval = l.duration("POSTBUD_TASK_CHECK_INTERVAL", 50*time.Millisecond)
 	c.UrgentConcurrency = l.integer("POSTBUD_URGENT_CONCURRENCY", 20, 1, 10000)
 	c.UrgentTaskCheckInterval = l.duration("POSTBUD_URGENT_TASK_CHECK_INTERVAL", 8*time.Millisecond)

@@ -220,6 +220,7 @@ func TestLoadDefaults(t *testing.T) {
 		QueuePrefix:             "postbud",
 		Concurrency:             50,
 		BatchSize:               200,
+		BatchInflight:           2000,
 		TaskCheckInterval:       50 * time.Millisecond,
 		UrgentConcurrency:       20,
 		UrgentTaskCheckInterval: 8 * time.Millisecond,
@@ -449,6 +450,18 @@ func TestLoad(t *testing.T) {
 	for _, bad := range []string{"0", "-5", "10001", "ten", "2.5"} {
 		rows = append(rows, row{name: "CONCURRENCY " + bad, env: map[string]string{"POSTBUD_CONCURRENCY": bad},
 			errs: []wantErr{{"POSTBUD_CONCURRENCY", fmt.Sprintf("must be a whole number from 1 to 10000, got %q", bad)}}})
+	}
+
+	// POSTBUD_BATCH_INFLIGHT
+	inflight := func(c *Config) any { return c.BatchInflight }
+	rows = append(rows,
+		row{name: "BATCH_INFLIGHT unset", got: inflight, want: 2000},
+		row{name: "BATCH_INFLIGHT 1", env: map[string]string{"POSTBUD_BATCH_INFLIGHT": "1"}, got: inflight, want: 1},
+		row{name: "BATCH_INFLIGHT 100000", env: map[string]string{"POSTBUD_BATCH_INFLIGHT": "100000"}, got: inflight, want: 100000},
+	)
+	for _, bad := range []string{"0", "-1", "100001", "many"} {
+		rows = append(rows, row{name: "BATCH_INFLIGHT " + bad, env: map[string]string{"POSTBUD_BATCH_INFLIGHT": bad},
+			errs: []wantErr{{"POSTBUD_BATCH_INFLIGHT", fmt.Sprintf("must be a whole number from 1 to 100000, got %q", bad)}}})
 	}
 
 	// POSTBUD_URGENT_CONCURRENCY, POSTBUD_URGENT_TASK_CHECK_INTERVAL

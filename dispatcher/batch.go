@@ -11,9 +11,11 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/digitalpost/postbud/dispatcher/event"
 )
@@ -32,6 +34,46 @@ import (
 // DefaultBatchSize is the most letters one TypeLetters task carries unless
 // configured (POSTBUD_BATCH_SIZE).
 const DefaultBatchSize = 200
+
+// DefaultBatchInflight is the most letters of batch tasks one Dispatcher
+// processes at once unless configured (POSTBUD_BATCH_INFLIGHT): ten tasks
+// of DefaultBatchSize. A letter being processed holds its citizen, its
+// plan, its writes and its results (≈ 6 KB of live heap), so every worker
+// slot running a full batch task (50 × 200 letters) held ≈ 60 MB, twice
+// that in RSS with the collector's headroom.
+const DefaultBatchInflight = 2000
+
+// letterBound bounds the letters of batch tasks processed at once across
+// a Dispatcher's workers: a weighted semaphore, a task's weight its
+// letters.
+type letterBound struct {
+	sem              *semaphore.Weighted
+	max              int
+	running, waiting atomic.Int64 // letters admitted, letters waiting
+}
+
+func newLetterBound(n int) *letterBound {
+	return &letterBound{sem: semaphore.NewWeighted(int64(n)), max: n}
+}
+
+// admit waits until n more letters may be processed and returns their
+// release. A task of more letters than the bound waits for the whole of
+// it, so it runs alone rather than never. It gives up when ctx ends (a
+// shutdown): the task runs again later.
+func (b *letterBound) admit(ctx context.Context, n int) (release func(), err error) {
+	w := int64(min(n, b.max))
+	b.waiting.Add(int64(n))
+	err = b.sem.Acquire(ctx, w)
+	b.waiting.Add(-int64(n))
+	if err != nil {
+		return nil, fmt.Errorf("waiting for room for %d letters (POSTBUD_BATCH_INFLIGHT): %w", n, err)
+	}
+	b.running.Add(int64(n))
+	return func() {
+		b.running.Add(-int64(n))
+		b.sem.Release(w)
+	}, nil
+}
 
 // batchParallel is how many of a batch task's deliveries are sent at once.
 const batchParallel = 16
@@ -205,6 +247,11 @@ func (d *Dispatcher) HandleLetters(ctx context.Context, t *asynq.Task) error {
 		}
 		return fmt.Errorf("letters task payload: %w", errors.Join(err, asynq.SkipRetry))
 	}
+	release, err := d.letters.admit(ctx, len(p.Letters))
+	if err != nil {
+		return err
+	}
+	defer release()
 	evs := make([]*event.Event, 0, len(p.Letters))
 	for i := range p.Letters {
 		ev, errs := p.letter(i)
@@ -295,11 +342,7 @@ func (d *Dispatcher) receiveAll(ctx context.Context, evs []*event.Event) error {
 		}
 	}
 	results, errs := d.sendLetters(ctx, runs)
-	for i, r := range runs {
-		if errs[i] == nil {
-			errs[i] = d.finish(ctx, r, results[i])
-		}
-	}
+	d.finishAll(ctx, runs, results, errs)
 	var marks []LetterWrite
 	for i, r := range runs {
 		if errs[i] != nil {
@@ -374,6 +417,11 @@ func (d *Dispatcher) HandleInboundLetters(ctx context.Context, t *asynq.Task) er
 		}
 		return fmt.Errorf("inbound letters task payload: %w", errors.Join(err, asynq.SkipRetry))
 	}
+	release, err := d.letters.admit(ctx, len(p.Events))
+	if err != nil {
+		return err
+	}
+	defer release()
 	var evs []*event.Event
 	for i, raw := range p.Events {
 		ev, err := event.Parse(raw)
@@ -490,6 +538,31 @@ func (d *Dispatcher) sendLetters(ctx context.Context, runs []*letterRun) ([][]re
 	}
 	wg.Wait()
 	return results, errs
+}
+
+// finishAll is finish for every run whose answers were recorded (errs[i]
+// nil; its error goes there), at most batchParallel at once: the store
+// calls of one letter's finish (its owner's access holders, their
+// letters) share the store's round trips with the other letters' instead
+// of waiting one after another, so a task's letters cost few round trips
+// however few tasks run beside it (Config.BatchInflight).
+func (d *Dispatcher) finishAll(ctx context.Context, runs []*letterRun, results [][]result, errs []error) {
+	next := make(chan int, len(runs))
+	for i := range runs {
+		if errs[i] == nil {
+			next <- i
+		}
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for range min(batchParallel, len(next)) {
+		wg.Go(func() {
+			for i := range next {
+				errs[i] = d.finish(ctx, runs[i], results[i])
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // recordAll is record for the answers of many letters: one WriteAll,

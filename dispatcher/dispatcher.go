@@ -108,6 +108,12 @@ type Config struct {
 	// BatchSize is the most letters one TypeLetters task carries
 	// (AcceptBatch; default DefaultBatchSize).
 	BatchSize int
+	// BatchInflight is the most letters of batch tasks (TypeLetters,
+	// TypeInboundLetters) this Dispatcher processes at once, across all
+	// its workers (default DefaultBatchInflight). A task waits for room
+	// before it reads its letters, holding only its payload; a task of
+	// more letters than this waits for the whole bound and runs alone.
+	BatchInflight int
 }
 
 // Dispatcher handles postbud's tasks: events in, deliveries out.
@@ -115,6 +121,9 @@ type Dispatcher struct {
 	cfg Config
 	log *slog.Logger
 	obs Observer
+	// letters bounds the letters of batch tasks processed at once
+	// (Config.BatchInflight).
+	letters *letterBound
 }
 
 // New returns a Dispatcher; it reports every missing part at once.
@@ -159,6 +168,9 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = DefaultBatchSize
 	}
+	if cfg.BatchInflight <= 0 {
+		cfg.BatchInflight = DefaultBatchInflight
+	}
 	if cfg.RetryBase == 0 {
 		cfg.RetryBase = DefaultRetryBase
 	}
@@ -173,7 +185,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	if obs == nil {
 		obs = nopObserver{}
 	}
-	return &Dispatcher{cfg: cfg, log: cfg.Logger, obs: obs}, nil
+	return &Dispatcher{cfg: cfg, log: cfg.Logger, obs: obs, letters: newLetterBound(cfg.BatchInflight)}, nil
 }
 
 type nopObserver struct{}

@@ -52,6 +52,8 @@ var (
 	batchLetters   = flag.Int("letters", 100000, "batch: bulk letters through the batch endpoint")
 	batchAlerts    = flag.Int("batch-alerts", 4, "batch: alerts per letter, 4 (email, mobile, two app tokens) or 1 (email)")
 	batchCitizensN = flag.Int("batch-citizens", 2000, "batch: citizens the bulk letters go to, round robin")
+	batchInflight  = flag.Int("batch-inflight", 0, "batch: most letters of batch tasks processed at once (POSTBUD_BATCH_INFLIGHT; 0: the default)")
+	batchHeapProf  = flag.String("batch-heapprofile", "", "batch: write the drain's heap profile, taken at its highest live heap, to this file")
 )
 
 // batchMain runs the raw, single-letter and batch phases and prints the
@@ -100,7 +102,7 @@ func runBatch(ctx context.Context, rdb *redis.Client, prefix string, n, citizens
 	}
 	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Sealer: sealer, Enqueuer: client, Queues: queues,
 		Senders: senders, MailboxURL: "https://www.borger.dk/digitalpost", Logger: slog.New(slog.DiscardHandler),
-		BatchSize: *batchSize})
+		BatchSize: *batchSize, BatchInflight: *batchInflight})
 	if err != nil {
 		return result{}, err
 	}
@@ -184,6 +186,7 @@ func runBatch(ctx context.Context, rdb *redis.Client, prefix string, n, citizens
 	fmt.Fprintf(os.Stderr, "  (batch: %d letters accepted in %.2fs = %.0f/s, %d tasks pending, %.0f B of Redis per pending letter)\n",
 		accepted.Load(), ingest.Seconds(), float64(n)/ingest.Seconds(), info.Pending, memPending)
 
+	mw := watchMemory(*batchHeapProf)
 	srv := newServer(rdb, queues, conc, d)
 	mux := asynq.NewServeMux()
 	d.Register(mux)
@@ -233,6 +236,7 @@ func runBatch(ctx context.Context, rdb *redis.Client, prefix string, n, citizens
 	took := time.Since(start)
 	cpu := redisCPU(ctx, rdb) - cpu0
 	srv.Shutdown()
+	fmt.Fprintf(os.Stderr, "  (batch, drain: %s)\n", mw.report())
 	calls, trips := store.BatchStats()
 	fmt.Fprintf(os.Stderr, "  (batch: drained in %.2fs; %d store calls in %d Redis round trips)\n", (took - ingest).Seconds(), calls, trips)
 	return result{Phase: "batch", N: n, Seconds: took.Seconds(), PerSecond: float64(n) / took.Seconds(), Alerts: alerts(),
@@ -241,5 +245,5 @@ func runBatch(ctx context.Context, rdb *redis.Client, prefix string, n, citizens
 
 // batchFlags are the flags a batch child needs from its parent.
 func batchFlags() []string {
-	return []string{"-batch", strconv.Itoa(*batchSize), "-batch-alerts", strconv.Itoa(*batchAlerts)}
+	return []string{"-batch", strconv.Itoa(*batchSize), "-batch-alerts", strconv.Itoa(*batchAlerts), "-batch-inflight", strconv.Itoa(*batchInflight), "-batch-heapprofile", *batchHeapProf}
 }

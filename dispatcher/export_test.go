@@ -1,0 +1,7 @@
+package dispatcher
+
+// BatchLetters returns the letters of batch tasks being processed and
+// those waiting for room (Config.BatchInflight).
+func (d *Dispatcher) BatchLetters() (running, waiting int64) {
+	return d.letters.running.Load(), d.letters.waiting.Load()
+}
