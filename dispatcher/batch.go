@@ -541,11 +541,13 @@ func (d *Dispatcher) sendLetters(ctx context.Context, runs []*letterRun) ([][]re
 }
 
 // finishAll is finish for every run whose answers were recorded (errs[i]
-// nil; its error goes there), at most batchParallel at once: the store
-// calls of one letter's finish (its owner's access holders, their
-// letters) share the store's round trips with the other letters' instead
-// of waiting one after another, so a task's letters cost few round trips
-// however few tasks run beside it (Config.BatchInflight).
+// nil; its error goes there), at most batchParallel at once: the calls of
+// one letter's finish (the tasks of its waiting deliveries, its reminder,
+// its access holders' look-ups and alerts) share the store's and asynq's
+// round trips with the other letters' instead of waiting one after
+// another, so a task's letters cost few round trips however few tasks run
+// beside it (Config.BatchInflight). A letter of a citizen without holders
+// and with nothing waiting makes no call there.
 func (d *Dispatcher) finishAll(ctx context.Context, runs []*letterRun, results [][]result, errs []error) {
 	next := make(chan int, len(runs))
 	for i := range runs {
