@@ -375,8 +375,10 @@ type StateWrite struct {
 	At                 time.Time
 	Platform           event.Platform
 	// Guard is checked, never set: the caller marks it (Events.Mark)
-	// after its fan-out. A re-run before that finds its own state in place
-	// and changes nothing (Changed false, same version).
+	// after its fan-out. A re-run before that (a store call run again
+	// after a lost connection, a task retried) changes nothing and gets
+	// the first run's answer: Changed or Correct as then, so the fan-out
+	// is not lost.
 	Guard EventRef
 }
 

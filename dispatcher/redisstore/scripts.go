@@ -172,17 +172,34 @@ return 0
 // Receivers drop a version not above the last they applied, so a
 // correction needs a version of its own.
 //
-// KEYS[1] letter hash  KEYS[2] unread index
+// The event is marked processed by its caller after the fan-out, so it
+// may run again before (go-redis runs a call again when the connection
+// drops before the reply came; a task is retried): the answer is kept
+// under the event's id (answerKey) and a second run returns it, changing
+// nothing. Run anew, it would find its own state in place and answer "not
+// changed" (no platform told), or lose again and count a second
+// correction.
+//
+// KEYS[1] letter hash  KEYS[2] unread index  KEYS[3] the event's answer
 // ARGV[1] read (0|1)  ARGV[2] at (unix ms)  ARGV[3] platform
 // ARGV[4] event mark field ('e:<id>')  ARGV[5] letter TTL (ms)
 // ARGV[6] message id  ARGV[7] oldest received ms still kept
 // ARGV[8] read letter TTL (ms): a read letter is kept that long (it may
 // still be unread again, and platforms may still ask for its state); only
 // unread letters need the full retention (6-month paper forwarding).
+// ARGV[9] answer TTL (ms; 0: no event, no answer kept)
 // Returns -1 if the event was processed, else
 // {target, read, version, changed at, changed by, unread count, received}.
 var stateScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[1], ARGV[4]) == 1 then return -1 end
+local keep = ARGV[9] ~= '0'
+if keep then
+  local a = redis.call('GET', KEYS[3])
+  if a then
+    local t, r, v, ca, n, rc, cb = string.match(a, '^(%d+)|(%d)|(%d+)|(%-?%d+)|(%d+)|(%d)|(.*)$')
+    return {tonumber(t), tonumber(r), tonumber(v), tonumber(ca), cb, tonumber(n), tonumber(rc)}
+  end
+end
 local cur = redis.call('HMGET', KEYS[1], 'r', 'ca', 'cb', 'v', 'sn', 'at')
 local r, ca, cb, v = cur[1] or '0', tonumber(cur[2] or '-1'), cur[3] or '', tonumber(cur[4] or '0')
 local nr, nat, np = ARGV[1], tonumber(ARGV[2]), ARGV[3]
@@ -214,7 +231,11 @@ end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[7])
 local received = 0
 if cur[5] then received = 1 end
-return {target, tonumber(r), v, ca, cb, redis.call('ZCARD', KEYS[2]), received}
+local n = redis.call('ZCARD', KEYS[2])
+if keep then
+  redis.call('SET', KEYS[3], string.format('%d|%d|%d|%d|%d|%d|%s', target, tonumber(r), v, ca, n, received, cb), 'PX', ARGV[9])
+end
+return {target, tonumber(r), v, ca, cb, n, received}
 `)
 
 // exemptionScript records exemption.granted or .revoked, last writer wins

@@ -1,0 +1,44 @@
+package redisstore_test
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/event"
+)
+
+// A store call whose connection drops after Redis ran it and before its
+// reply came is run again by go-redis (dropProxy). The second run must
+// give the caller the first run's answer: these calls change what they
+// read, so a plain second run would answer differently.
+
+// TestApplyStateAfterRetry: a read that changed the letter must say so
+// when run again, or the other platforms are never told (no fan-out).
+func TestApplyStateAfterRetry(t *testing.T) {
+	s, direct, px := dropStore(t)
+	ctx := t.Context()
+	at := time.Now().Truncate(time.Millisecond)
+	if _, err := s.Write(ctx, dispatcher.LetterWrite{Citizen: replayCitizen, MessageID: "msg-1",
+		Arrive: &dispatcher.Arrival{Meta: replayLetter("msg-1", at)}}); err != nil {
+		t.Fatal(err)
+	}
+	letter := "pb:{" + replayCitizen + "}:m:msg-1"
+	px.arm([]byte("ev-drop"), func() bool { return direct.HGet(ctx, letter, "r").Val() == "1" })
+	w := dispatcher.StateWrite{Citizen: replayCitizen, MessageID: "msg-1", Read: true, At: at.Add(time.Second),
+		Platform: event.EBoks, Guard: dispatcher.EventRef{Citizen: replayCitizen, MessageID: "msg-1", ID: "ev-drop"}}
+	res, err := s.ApplyState(ctx, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px.mustHaveDropped(1)
+	if !res.Changed || res.Correct || res.Seen || !res.State.Read || res.State.Version != 1 || res.State.Unread != 0 ||
+		!res.State.Received || res.State.ChangedBy != event.EBoks {
+		t.Errorf("ApplyState run twice = %+v; want changed, read, version 1, unread 0", res)
+	}
+	// A later copy of the event before its mark gets the same answer.
+	if again, err := s.ApplyState(ctx, w); err != nil || !reflect.DeepEqual(again, res) {
+		t.Errorf("ApplyState again = %+v, %v; want %+v", again, err, res)
+	}
+}
