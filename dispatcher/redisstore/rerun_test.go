@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher"
 	"github.com/digitalpost/postbud/dispatcher/event"
 )
@@ -40,5 +41,39 @@ func TestApplyStateAfterRetry(t *testing.T) {
 	// A later copy of the event before its mark gets the same answer.
 	if again, err := s.ApplyState(ctx, w); err != nil || !reflect.DeepEqual(again, res) {
 		t.Errorf("ApplyState again = %+v, %v; want %+v", again, err, res)
+	}
+}
+
+// TestApplyReportAfterRetry: a report applied once must say so when run
+// again (the caller acts on an applied final report: a dead address is
+// removed), and its trail entry is there once.
+func TestApplyReportAfterRetry(t *testing.T) {
+	s, direct, px := dropStore(t)
+	ctx := t.Context()
+	at := time.Now().Truncate(time.Millisecond)
+	if _, err := s.Write(ctx, dispatcher.LetterWrite{Citizen: replayCitizen, MessageID: "msg-1",
+		Arrive: &dispatcher.Arrival{Meta: replayLetter("msg-1", at)}, Track: []string{"d-drop"}}); err != nil {
+		t.Fatal(err)
+	}
+	letter := "pb:{" + replayCitizen + "}:m:msg-1"
+	px.arm([]byte("d-drop"), func() bool { return direct.HExists(ctx, letter, "r:d-drop").Val() })
+	entry := dispatcher.Outcome{At: at.Add(time.Second), DeliveryID: "d-drop", Channel: channels.SMS,
+		Result: dispatcher.ResultReport, Reason: "UNDELIVERABLE"}
+	applied, err := s.ApplyReport(ctx, dispatcher.ReportWrite{Citizen: replayCitizen, MessageID: "msg-1",
+		DeliveryID: "d-drop", Status: "UNDELIVERABLE", Final: true, Entry: entry})
+	if err != nil {
+		t.Fatal(err)
+	}
+	px.mustHaveDropped(1)
+	if !applied {
+		t.Error("ApplyReport run twice: not applied, want applied")
+	}
+	if got, want := trailOf(t, s, "msg-1"), []string{"report d-drop"}; !equalLines(got, want) {
+		t.Errorf("trail = %q, want %q", got, want)
+	}
+	// Another copy of the report still applies nothing.
+	if again, err := s.ApplyReport(ctx, dispatcher.ReportWrite{Citizen: replayCitizen, MessageID: "msg-1",
+		DeliveryID: "d-drop", Status: "UNDELIVERABLE", Final: true, Entry: entry}); err != nil || again {
+		t.Errorf("a copy of the report = %v, %v; want not applied", again, err)
 	}
 }

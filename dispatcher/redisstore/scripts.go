@@ -93,21 +93,30 @@ return 1
 `)
 
 // reportScript applies a provider's delivery report: a final state is never
-// replaced, and a repeated state changes nothing.
+// replaced, and a repeated state changes nothing. The state field
+// ('r:<delivery id>' = final|status, then the unit separator and the id of
+// the call that wrote it) tells the call run again (go-redis re-runs a
+// call whose connection dropped before the reply) from a copy of the
+// report: the call's own write answers "applied" again, a copy's
+// "not applied". Fields from before the call id have none.
 //
 // KEYS[1] letter hash  KEYS[2] trail list
 // ARGV[1] delivery id  ARGV[2] status  ARGV[3] final (0|1)  ARGV[4] entry
-// ARGV[5] trail TTL (ms)  ARGV[6] trail cap
+// ARGV[5] trail TTL (ms)  ARGV[6] trail cap  ARGV[7] call id
 // Returns 1 if applied, 0 if not.
 var reportScript = redis.NewScript(`
 local f = 'r:' .. ARGV[1]
 local cur = redis.call('HGET', KEYS[1], f)
 if cur then
+  local status, call = string.sub(cur, 3), ''
+  local sep = string.find(status, '\31', 1, true)
+  if sep then status, call = string.sub(status, 1, sep - 1), string.sub(status, sep + 1) end
+  if call == ARGV[7] then return 1 end
   if string.sub(cur, 1, 2) == '1|' then return 0 end
-  if string.sub(cur, 3) == ARGV[2] then return 0 end
+  if status == ARGV[2] then return 0 end
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], f, ARGV[3] .. '|' .. ARGV[2])
+redis.call('HSET', KEYS[1], f, ARGV[3] .. '|' .. ARGV[2] .. '\31' .. ARGV[7])
 redis.call('RPUSH', KEYS[2], ARGV[4])
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[6]), -1)
 redis.call('PEXPIRE', KEYS[2], ARGV[5])

@@ -24,7 +24,8 @@
 //	                        state, d:<delivery id> = final result, or
 //	                        "f" + unix ms while its provider call is in
 //	                        flight (the result overwrites it), e:<event
-//	                        id> = processed mark of its events
+//	                        id> = processed mark of its events, r:<delivery
+//	                        id> = the last report applied (reportScript)
 //	P:{C}:t:<msg>    list   the letter's delivery trail (JSON entries,
 //	                        each appended by a write with an id of its
 //	                        own: trailEntry)
@@ -744,14 +745,16 @@ func (s *Store) DeliveryRef(ctx context.Context, deliveryID string) (string, str
 	return citizen, msg, nil
 }
 
-// ApplyReport records a delivery report unless a final one was recorded.
+// ApplyReport records a delivery report unless a final one was recorded
+// (reportScript); run again, the call answers as it did the first time.
 func (s *Store) ApplyReport(ctx context.Context, w dispatcher.ReportWrite) (bool, error) {
 	b, err := json.Marshal(w.Entry)
 	if err != nil {
 		return false, err
 	}
 	keys := []string{s.letterKey(w.Citizen, w.MessageID), s.trailKey(w.Citizen, w.MessageID)}
-	n, err := s.runScript(ctx, reportScript, keys, []any{w.DeliveryID, w.Status, b2s(w.Final), b, s.o.LetterTTL.Milliseconds(), s.o.TrailCap})
+	n, err := s.runScript(ctx, reportScript, keys, []any{w.DeliveryID, w.Status, b2s(w.Final), b, s.o.LetterTTL.Milliseconds(),
+		s.o.TrailCap, s.callID()})
 	if err != nil {
 		return false, fmt.Errorf("apply report: %w", err)
 	}
