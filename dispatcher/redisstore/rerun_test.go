@@ -77,3 +77,47 @@ func TestApplyReportAfterRetry(t *testing.T) {
 		t.Errorf("a copy of the report = %v, %v; want not applied", again, err)
 	}
 }
+
+// TestCheckCodeAfterRetry: an attempt run twice counts once, and the right
+// code run twice answers "confirmed", not "no code pending".
+func TestCheckCodeAfterRetry(t *testing.T) {
+	s, direct, px := dropStore(t)
+	ctx := t.Context()
+	at := time.Now().Truncate(time.Millisecond)
+	citizen, code := "pb:{"+replayCitizen+"}:c", "pb:{"+replayCitizen+"}:cc:email"
+	if err := direct.HSet(ctx, citizen, "eh", "fp-1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := s.IssueCode(ctx, dispatcher.CodeWrite{Citizen: replayCitizen, Channel: channels.Email, Fingerprint: "fp-1",
+		MAC: "mac-right", Issuer: "task-1", At: at}); err != nil || a != dispatcher.CodeIssued {
+		t.Fatalf("IssueCode = %v, %v", a, err)
+	}
+	check := func(mac string) (dispatcher.CodeAnswer, int) {
+		t.Helper()
+		a, left, err := s.CheckCode(ctx, dispatcher.CodeCheck{Citizen: replayCitizen, Channel: channels.Email, MAC: mac, At: at})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a, left
+	}
+
+	px.arm([]byte("mac-wrong"), func() bool { return direct.HGet(ctx, code, "n").Val() == "1" })
+	a, left := check("mac-wrong")
+	px.mustHaveDropped(1)
+	if a != dispatcher.AnswerWrong || left != dispatcher.CodeAttempts-1 {
+		t.Errorf("a wrong code run twice = %v, %d left; want wrong, %d left", a, left, dispatcher.CodeAttempts-1)
+	}
+	if n := direct.HGet(ctx, code, "n").Val(); n != "1" {
+		t.Errorf("attempts counted = %s, want 1", n)
+	}
+
+	px.arm([]byte("mac-right"), func() bool { return direct.HGet(ctx, citizen, "ec").Val() == "1" })
+	a, _ = check("mac-right")
+	px.mustHaveDropped(2)
+	if a != dispatcher.AnswerConfirmed {
+		t.Errorf("the right code run twice = %v, want confirmed (%v)", a, dispatcher.AnswerConfirmed)
+	}
+	if a, _ := check("mac-right"); a != dispatcher.AnswerNone {
+		t.Errorf("the right code again = %v, want none: it was used up", a)
+	}
+}
