@@ -449,9 +449,10 @@ type Sync interface {
 }
 
 // Coalescing is the letters held while a channel's window is open. Hold
-// reports whether the letter is the first held; a re-run may hold a letter
-// twice (the flush skips deliveries already done). Held is oldest first;
-// Release forgets the first n (letters held after the caller's Held stay).
+// reports whether the letter is the first held; a letter held again (a
+// re-run, a second device on the channel) is held once, where it was, and
+// gets the same answer. Held is oldest first; Release forgets the first n
+// (letters held after the caller's Held stay).
 type Coalescing interface {
 	Hold(ctx context.Context, citizen string, ch channels.Name, messageID string) (first bool, err error)
 	Held(ctx context.Context, citizen string, ch channels.Name) ([]string, error)

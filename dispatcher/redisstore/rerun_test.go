@@ -121,3 +121,27 @@ func TestCheckCodeAfterRetry(t *testing.T) {
 		t.Errorf("the right code again = %v, want none: it was used up", a)
 	}
 }
+
+// TestHoldAfterRetry: a letter held by a call run twice is held once, and
+// the first letter held says so.
+func TestHoldAfterRetry(t *testing.T) {
+	s, direct, px := dropStore(t)
+	ctx := t.Context()
+	held := "pb:{" + replayCitizen + "}:held:sms"
+	// A first call loads the scripts: the armed one must not meet NOSCRIPT.
+	if _, err := s.Hold(ctx, replayCitizen, channels.Email, "msg-0"); err != nil {
+		t.Fatal(err)
+	}
+	px.arm([]byte("msg-drop"), func() bool { return direct.Exists(ctx, held).Val() == 1 })
+	first, err := s.Hold(ctx, replayCitizen, channels.SMS, "msg-drop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	px.mustHaveDropped(1)
+	if !first {
+		t.Error("the first letter held, run twice: not first")
+	}
+	if ids, err := s.Held(ctx, replayCitizen, channels.SMS); err != nil || !equalLines(ids, []string{"msg-drop"}) {
+		t.Errorf("Held = %q, %v; want [msg-drop]", ids, err)
+	}
+}

@@ -314,3 +314,20 @@ end
 if mark then redis.call('SET', KEYS[2], '1', 'PX', ARGV[4]) end
 return res
 `)
+
+// holdScript holds a letter for a channel's coalesced alert: appended to
+// the held letters unless it is among them already, where it stays. So a
+// call run again (go-redis re-runs a call whose connection dropped before
+// the reply; a task is retried) holds it once and answers the same, and
+// Release, which forgets the first n letters of an earlier Held, never
+// loses a letter held after that Held to a letter moved.
+//
+// KEYS[1] held list  ARGV[1] message id  ARGV[2] TTL (ms)
+// Returns 1 if the letter is the first held, else 0.
+var holdScript = redis.NewScript(`
+local p = redis.call('LPOS', KEYS[1], ARGV[1])
+if not p then p = redis.call('RPUSH', KEYS[1], ARGV[1]) - 1 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if p == 0 then return 1 end
+return 0
+`)

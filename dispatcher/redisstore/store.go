@@ -114,7 +114,7 @@ type Store struct {
 	callSeq  atomic.Uint64 // the end of the next one
 }
 
-var allScripts = []*redis.Script{ackScript, contactScript, deviceScript, removeScript, reportScript, letterScript, unlockScript, stateScript, exemptionScript, clearScript, reserveCodeScript, issueCodeScript, checkCodeScript, consentScript, accessScript}
+var allScripts = []*redis.Script{ackScript, contactScript, deviceScript, removeScript, reportScript, letterScript, unlockScript, stateScript, exemptionScript, clearScript, reserveCodeScript, issueCodeScript, checkCodeScript, consentScript, accessScript, holdScript}
 
 var _ dispatcher.Store = (*Store)(nil)
 
@@ -996,19 +996,17 @@ func (s *Store) heldKey(c string, ch channels.Name) string {
 	return s.o.Prefix + ":{" + c + "}:held:" + string(ch)
 }
 
-// Hold adds a letter to a channel's held letters.
+// heldTTL bounds how long a channel's held letters are kept.
+const heldTTL = 7 * 24 * time.Hour
+
+// Hold adds a letter to a channel's held letters unless it is held
+// already (holdScript).
 func (s *Store) Hold(ctx context.Context, citizen string, ch channels.Name, messageID string) (bool, error) {
-	k := s.heldKey(citizen, ch)
-	var n *redis.IntCmd
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		n = p.RPush(ctx, k, messageID)
-		p.Expire(ctx, k, 7*24*time.Hour)
-		return nil
-	})
+	n, err := s.runScript(ctx, holdScript, []string{s.heldKey(citizen, ch)}, []any{messageID, heldTTL.Milliseconds()})
 	if err != nil {
 		return false, fmt.Errorf("hold: %w", err)
 	}
-	return n.Val() == 1, nil
+	return n == int64(1), nil
 }
 
 // Held returns a channel's held letters, oldest first.
