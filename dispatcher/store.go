@@ -379,8 +379,10 @@ type StateWrite struct {
 	At                 time.Time
 	Platform           event.Platform
 	// Guard is checked, never set: the caller marks it (Events.Mark)
-	// after its fan-out. A re-run before that finds its own state in place
-	// and changes nothing (Changed false, same version).
+	// after its fan-out. A re-run before that (a store call run again
+	// after a lost connection, a task retried) changes nothing and gets
+	// the first run's answer: Changed or Correct as then, so the fan-out
+	// is not lost.
 	Guard EventRef
 }
 
@@ -451,9 +453,10 @@ type Sync interface {
 }
 
 // Coalescing is the letters held while a channel's window is open. Hold
-// reports whether the letter is the first held; a re-run may hold a letter
-// twice (the flush skips deliveries already done). Held is oldest first;
-// Release forgets the first n (letters held after the caller's Held stay).
+// reports whether the letter is the first held; a letter held again (a
+// re-run, a second device on the channel) is held once, where it was, and
+// gets the same answer. Held is oldest first; Release forgets the first n
+// (letters held after the caller's Held stay).
 type Coalescing interface {
 	Hold(ctx context.Context, citizen string, ch channels.Name, messageID string) (first bool, err error)
 	Held(ctx context.Context, citizen string, ch channels.Name) ([]string, error)

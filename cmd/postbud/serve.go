@@ -86,6 +86,12 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 	store := redisstore.New(rdb, redisstore.Options{Prefix: cfg.KeyPrefix, LetterTTL: cfg.LetterTTL,
 		ReadTTL: cfg.ReadLetterTTL, Sealer: sealer, Fence: fence})
 	defer store.Close()
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	if err := store.LoadScripts(lctx); err != nil {
+		// Best effort: each script is loaded on its first NOSCRIPT anyway.
+		log.Warn("Redis scripts not loaded at start", "err", err)
+	}
+	cancel()
 
 	reg := metrics.NewRegistry()
 	m := metrics.New(reg)

@@ -207,10 +207,8 @@ func (s *Store) done(ctx context.Context, cmds []redis.Cmder, build func(p redis
 		if !redis.HasErrorPrefix(err, "NOSCRIPT") {
 			return cmds, classify(err)
 		}
-		for _, sc := range allScripts {
-			if err := sc.Load(ctx, s.rdb).Err(); err != nil {
-				return nil, classify(err)
-			}
+		if err := s.LoadScripts(ctx); err != nil {
+			return nil, classify(err)
 		}
 		cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			build(p)
@@ -222,6 +220,19 @@ func (s *Store) done(ctx context.Context, cmds []redis.Cmder, build func(p redis
 		return cmds, nil
 	}
 	return cmds, nil
+}
+
+// LoadScripts loads every script of the store into Redis (on every shard
+// of a cluster client). Call it once at start, best effort: a call whose
+// script Redis lacks meets NOSCRIPT and runs again whole (done), which
+// each call must survive, but need not pay for on a fresh Redis.
+func (s *Store) LoadScripts(ctx context.Context) error {
+	for _, sc := range allScripts {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+			return fmt.Errorf("load scripts: %w", err)
+		}
+	}
+	return nil
 }
 
 // classify wraps an error that may pass on a later call with

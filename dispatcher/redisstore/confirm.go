@@ -101,29 +101,47 @@ return 1
 // early exit; plain arithmetic, since not every Redis-compatible server
 // has Lua's bit library).
 //
-// KEYS[1] code hash  KEYS[2] citizen hash
+// An attempt counted is remembered under the id of its store call
+// (answerKey), and the call run again (go-redis re-runs a call whose
+// connection dropped before the reply) gets that answer: run anew, it
+// would count the attempt twice, and the right code, used up by the first
+// run, would answer "none".
+//
+// KEYS[1] code hash  KEYS[2] citizen hash  KEYS[3] the call's answer
 // ARGV[1] MAC  ARGV[2] now (unix ms)  ARGV[3] attempts  ARGV[4] fingerprint
-// field  ARGV[5] confirmed field
+// field  ARGV[5] confirmed field  ARGV[6] answer TTL (ms)
 // Returns {answer, attempts left}: 1 confirmed, 2 wrong, 3 expired, 4 too
 // many, 5 none (no code for the registered address).
 var checkCodeScript = redis.NewScript(`
+local prev = redis.call('GET', KEYS[3])
+if prev then
+  local a, left = string.match(prev, '^(%d+)|(%d+)$')
+  return {tonumber(a), tonumber(left)}
+end
 local c = redis.call('HMGET', KEYS[1], 'm', 'f', 'x')
 if not c[1] then return {5, 0} end
 if redis.call('HGET', KEYS[2], ARGV[4]) ~= c[2] then return {5, 0} end
 if tonumber(c[3]) <= tonumber(ARGV[2]) then return {3, 0} end
 local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
 local max = tonumber(ARGV[3])
-if n > max then return {4, 0} end
-local a, b = c[1], ARGV[1]
-local diff = 0
-if #a ~= #b then diff = 1 end
-for i = 1, math.min(#a, #b) do
-  diff = diff + math.abs(string.byte(a, i) - string.byte(b, i))
+local res = {4, 0}
+if n <= max then
+  local a, b = c[1], ARGV[1]
+  local diff = 0
+  if #a ~= #b then diff = 1 end
+  for i = 1, math.min(#a, #b) do
+    diff = diff + math.abs(string.byte(a, i) - string.byte(b, i))
+  end
+  if diff ~= 0 then
+    res = {2, max - n}
+  else
+    redis.call('HSET', KEYS[2], ARGV[5], '1')
+    redis.call('DEL', KEYS[1])
+    res = {1, 0}
+  end
 end
-if diff ~= 0 then return {2, max - n} end
-redis.call('HSET', KEYS[2], ARGV[5], '1')
-redis.call('DEL', KEYS[1])
-return {1, 0}
+redis.call('SET', KEYS[3], res[1] .. '|' .. res[2], 'PX', ARGV[6])
+return res
 `)
 
 // ReserveCode takes one of the address's code requests for issuer
@@ -160,14 +178,16 @@ func (s *Store) IssueCode(ctx context.Context, w dispatcher.CodeWrite) (dispatch
 	return dispatcher.CodeIssue(v), nil
 }
 
-// CheckCode counts one attempt at the pending code (checkCodeScript).
+// CheckCode counts one attempt at the pending code (checkCodeScript); run
+// again, the call answers as it did the first time.
 func (s *Store) CheckCode(ctx context.Context, c dispatcher.CodeCheck) (dispatcher.CodeAnswer, int, error) {
 	fpField, okField, err := codeFields(c.Channel)
 	if err != nil {
 		return 0, 0, err
 	}
-	res, err := s.runScript(ctx, checkCodeScript, []string{s.codeKey(c.Citizen, c.Channel), s.citizenKey(c.Citizen)},
-		[]any{c.MAC, c.At.UnixMilli(), dispatcher.CodeAttempts, fpField, okField})
+	keys := []string{s.codeKey(c.Citizen, c.Channel), s.citizenKey(c.Citizen), s.answerKey(c.Citizen, "c:"+s.callID())}
+	res, err := s.runScript(ctx, checkCodeScript, keys, []any{c.MAC, c.At.UnixMilli(), dispatcher.CodeAttempts, fpField, okField,
+		answerTTL.Milliseconds()})
 	if err != nil {
 		return 0, 0, fmt.Errorf("check code: %w", err)
 	}

@@ -123,14 +123,7 @@ func TestTrailAfterNoScript(t *testing.T) {
 // write's pipeline and before its replies reach the client; go-redis runs
 // the pipeline again on a new connection. The trail entry shows once.
 func TestTrailAfterPipelineRetry(t *testing.T) {
-	srv := redistest.StartServer(t)
-	direct := redis.NewClient(&redis.Options{Addr: srv.Addr})
-	t.Cleanup(func() { direct.Close() })
-	px := startDropProxy(t, srv.Addr)
-	c := redis.NewClient(&redis.Options{Addr: px.addr(), MaxRetries: 3})
-	t.Cleanup(func() { c.Close() })
-	s := redisstore.New(c, redisstore.Options{Prefix: "pb", Sealer: seal.Ephemeral()})
-	t.Cleanup(func() { s.Close() })
+	s, direct, px := dropStore(t)
 	ctx := t.Context()
 	at := time.Now().Truncate(time.Millisecond)
 
@@ -147,11 +140,34 @@ func TestTrailAfterPipelineRetry(t *testing.T) {
 		Track: []string{"d-9"}}); err != nil {
 		t.Fatalf("the write with its connection dropped once: %v (go-redis should have run it again)", err)
 	}
-	if px.dropped.Load() != 1 {
-		t.Fatal("the proxy dropped no connection: the test does not run the pipeline twice")
-	}
+	px.mustHaveDropped(1)
 	if got, want := trailOf(t, s, "msg-1"), []string{"skipped ", "retrying d-1"}; !equalLines(got, want) {
 		t.Errorf("trail = %q, want %q", got, want)
+	}
+}
+
+// dropStore returns a store ("pb" prefix) whose client goes through a
+// dropProxy and retries (go-redis runs a call again after the proxy drops
+// its connection), and a client straight to the same Redis.
+func dropStore(t *testing.T) (*redisstore.Store, *redis.Client, *dropProxy) {
+	t.Helper()
+	srv := redistest.StartServer(t)
+	direct := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { direct.Close() })
+	px := startDropProxy(t, srv.Addr)
+	c := redis.NewClient(&redis.Options{Addr: px.addr(), MaxRetries: 3})
+	t.Cleanup(func() { c.Close() })
+	s := redisstore.New(c, redisstore.Options{Prefix: "pb", Sealer: seal.Ephemeral()})
+	t.Cleanup(func() { s.Close() })
+	return s, direct, px
+}
+
+// mustHaveDropped fails the test unless the proxy dropped n connections:
+// else the call under test did not run twice.
+func (p *dropProxy) mustHaveDropped(n int32) {
+	p.t.Helper()
+	if got := p.dropped.Load(); got != n {
+		p.t.Fatalf("the proxy dropped %d connections, want %d: the test does not run the call twice", got, n)
 	}
 }
 

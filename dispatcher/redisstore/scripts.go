@@ -93,21 +93,30 @@ return 1
 `)
 
 // reportScript applies a provider's delivery report: a final state is never
-// replaced, and a repeated state changes nothing.
+// replaced, and a repeated state changes nothing. The state field
+// ('r:<delivery id>' = final|status, then the unit separator and the id of
+// the call that wrote it) tells the call run again (go-redis re-runs a
+// call whose connection dropped before the reply) from a copy of the
+// report: the call's own write answers "applied" again, a copy's
+// "not applied". Fields from before the call id have none.
 //
 // KEYS[1] letter hash  KEYS[2] trail list
 // ARGV[1] delivery id  ARGV[2] status  ARGV[3] final (0|1)  ARGV[4] entry
-// ARGV[5] trail TTL (ms)  ARGV[6] trail cap
+// ARGV[5] trail TTL (ms)  ARGV[6] trail cap  ARGV[7] call id
 // Returns 1 if applied, 0 if not.
 var reportScript = redis.NewScript(`
 local f = 'r:' .. ARGV[1]
 local cur = redis.call('HGET', KEYS[1], f)
 if cur then
+  local status, call = string.sub(cur, 3), ''
+  local sep = string.find(status, '\31', 1, true)
+  if sep then status, call = string.sub(status, 1, sep - 1), string.sub(status, sep + 1) end
+  if call == ARGV[7] then return 1 end
   if string.sub(cur, 1, 2) == '1|' then return 0 end
-  if string.sub(cur, 3) == ARGV[2] then return 0 end
+  if status == ARGV[2] then return 0 end
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], f, ARGV[3] .. '|' .. ARGV[2])
+redis.call('HSET', KEYS[1], f, ARGV[3] .. '|' .. ARGV[2] .. '\31' .. ARGV[7])
 redis.call('RPUSH', KEYS[2], ARGV[4])
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[6]), -1)
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
@@ -169,17 +178,34 @@ return 0
 // Receivers drop a version not above the last they applied, so a
 // correction needs a version of its own.
 //
-// KEYS[1] letter hash  KEYS[2] unread index
+// The event is marked processed by its caller after the fan-out, so it
+// may run again before (go-redis runs a call again when the connection
+// drops before the reply came; a task is retried): the answer is kept
+// under the event's id (answerKey) and a second run returns it, changing
+// nothing. Run anew, it would find its own state in place and answer "not
+// changed" (no platform told), or lose again and count a second
+// correction.
+//
+// KEYS[1] letter hash  KEYS[2] unread index  KEYS[3] the event's answer
 // ARGV[1] read (0|1)  ARGV[2] at (unix ms)  ARGV[3] platform
 // ARGV[4] event mark field ('e:<id>')  ARGV[5] letter TTL (ms)
 // ARGV[6] message id  ARGV[7] oldest received ms still kept
 // ARGV[8] read letter TTL (ms): a read letter is kept that long (it may
 // still be unread again, and platforms may still ask for its state); only
 // unread letters need the full retention (6-month paper forwarding).
+// ARGV[9] answer TTL (ms; 0: no event, no answer kept)
 // Returns -1 if the event was processed, else
 // {target, read, version, changed at, changed by, unread count, received}.
 var stateScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[1], ARGV[4]) == 1 then return -1 end
+local keep = ARGV[9] ~= '0'
+if keep then
+  local a = redis.call('GET', KEYS[3])
+  if a then
+    local t, r, v, ca, n, rc, cb = string.match(a, '^(%d+)|(%d)|(%d+)|(%-?%d+)|(%d+)|(%d)|(.*)$')
+    return {tonumber(t), tonumber(r), tonumber(v), tonumber(ca), cb, tonumber(n), tonumber(rc)}
+  end
+end
 local cur = redis.call('HMGET', KEYS[1], 'r', 'ca', 'cb', 'v', 'sn', 'at')
 local r, ca, cb, v = cur[1] or '0', tonumber(cur[2] or '-1'), cur[3] or '', tonumber(cur[4] or '0')
 local nr, nat, np = ARGV[1], tonumber(ARGV[2]), ARGV[3]
@@ -211,7 +237,11 @@ end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[7])
 local received = 0
 if cur[5] then received = 1 end
-return {target, tonumber(r), v, ca, cb, redis.call('ZCARD', KEYS[2]), received}
+local n = redis.call('ZCARD', KEYS[2])
+if keep then
+  redis.call('SET', KEYS[3], string.format('%d|%d|%d|%d|%d|%d|%s', target, tonumber(r), v, ca, n, received, cb), 'PX', ARGV[9])
+end
+return {target, tonumber(r), v, ca, cb, n, received}
 `)
 
 // exemptionScript records exemption.granted or .revoked, last writer wins
@@ -280,4 +310,21 @@ if at > ct or (at == ct and (ARGV[2] == '0' or cg == '1')) then
 end
 if mark then redis.call('SET', KEYS[2], '1', 'PX', ARGV[4]) end
 return res
+`)
+
+// holdScript holds a letter for a channel's coalesced alert: appended to
+// the held letters unless it is among them already, where it stays. So a
+// call run again (go-redis re-runs a call whose connection dropped before
+// the reply; a task is retried) holds it once and answers the same, and
+// Release, which forgets the first n letters of an earlier Held, never
+// loses a letter held after that Held to a letter moved.
+//
+// KEYS[1] held list  ARGV[1] message id  ARGV[2] TTL (ms)
+// Returns 1 if the letter is the first held, else 0.
+var holdScript = redis.NewScript(`
+local p = redis.call('LPOS', KEYS[1], ARGV[1])
+if not p then p = redis.call('RPUSH', KEYS[1], ARGV[1]) - 1 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if p == 0 then return 1 end
+return 0
 `)

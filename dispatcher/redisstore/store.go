@@ -24,7 +24,8 @@
 //	                        state, d:<delivery id> = final result, or
 //	                        "f" + unix ms while its provider call is in
 //	                        flight (the result overwrites it), e:<event
-//	                        id> = processed mark of its events
+//	                        id> = processed mark of its events, r:<delivery
+//	                        id> = the last report applied (reportScript)
 //	P:{C}:t:<msg>    list   the letter's delivery trail (JSON entries,
 //	                        each appended by a write with an id of its
 //	                        own: trailEntry)
@@ -33,6 +34,8 @@
 //	                        window, trimmed every 16th letter and on reads;
 //	                        an empty zset is gone)
 //	P:{C}:e:<event>  string the processed mark of a registry event
+//	P:{C}:ans:<id>   string a script's answer to one call, for the call
+//	                        run again (answerKey); an hour
 //	P:{O}:ah         hash   the access holders of owner O: holder key →
 //	                        relation (access.go)
 //	P:{H}:ao         hash   the owners whose mailbox H holds: owner key →
@@ -107,11 +110,11 @@ type Store struct {
 	busy      bool // the batcher's last batch had more than one call
 	linger    time.Duration
 
-	entryBase string        // random, the start of this store's trail entry ids
-	entrySeq  atomic.Uint64 // the end of the next one
+	callBase string        // random, the start of this store's call ids
+	callSeq  atomic.Uint64 // the end of the next one
 }
 
-var allScripts = []*redis.Script{ackScript, contactScript, deviceScript, removeScript, reportScript, letterScript, unlockScript, stateScript, exemptionScript, clearScript, reserveCodeScript, issueCodeScript, checkCodeScript, consentScript, accessScript}
+var allScripts = []*redis.Script{ackScript, contactScript, deviceScript, removeScript, reportScript, letterScript, unlockScript, stateScript, exemptionScript, clearScript, reserveCodeScript, issueCodeScript, checkCodeScript, consentScript, accessScript, holdScript}
 
 var _ dispatcher.Store = (*Store)(nil)
 
@@ -141,7 +144,7 @@ func New(rdb redis.UniversalClient, o Options) *Store {
 	}
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	s := &Store{rdb: rdb, o: o, linger: DefaultLinger, entryBase: base64.RawURLEncoding.EncodeToString(b[:])}
+	s := &Store{rdb: rdb, o: o, linger: DefaultLinger, callBase: base64.RawURLEncoding.EncodeToString(b[:])}
 	s.startBatchers()
 	return s
 }
@@ -517,7 +520,7 @@ func (s *Store) prepareWrite(w dispatcher.LetterWrite) (*preparedWrite, error) {
 		if o.DeliveryID != "" && !handed && !slices.ContainsFunc(w.Done, func(d dispatcher.Outcome) bool { return d.DeliveryID == o.DeliveryID }) {
 			pw.clear = append(pw.clear, "d:"+o.DeliveryID)
 		}
-		entry, err := json.Marshal(trailEntry{Outcome: o, ID: s.entryID()})
+		entry, err := json.Marshal(trailEntry{Outcome: o, ID: s.callID()})
 		if err != nil {
 			return nil, err
 		}
@@ -544,11 +547,24 @@ type trailEntry struct {
 	ID string `json:"w,omitempty"`
 }
 
-// entryID returns a new trail entry id: unique to this store (a counter)
-// and, with 48 random bits, to the process.
-func (s *Store) entryID() string {
-	return s.entryBase + strconv.FormatUint(s.entrySeq.Add(1), 36)
+// callID returns a new id for a trail entry or a store call: unique to
+// this store (a counter) and, with 48 random bits, to the process. A call
+// run again (NOSCRIPT, a go-redis retry) sends the same arguments, so a
+// script that keeps the id of its call with what it wrote knows its own
+// write from another's (reportScript, checkCodeScript).
+func (s *Store) callID() string {
+	return s.callBase + strconv.FormatUint(s.callSeq.Add(1), 36)
 }
+
+// answerKey is where a script keeps the answer of one call (id: its
+// event's id or a callID, behind a letter naming the script) for
+// answerTTL, so the call run again gets the same answer: P:{C}:ans:<id>.
+func (s *Store) answerKey(c, id string) string { return s.o.Prefix + ":{" + c + "}:ans:" + id }
+
+// answerTTL is how long a script's answer is kept for a second run of its
+// call: go-redis re-runs a call within its retries, a task within its
+// timeout (minutes); a task retried later runs as new.
+const answerTTL = time.Hour
 
 // buildWrite queues one write's commands on p, appended to out; arrive is
 // the arrival script's command (nil without Arrive).
@@ -734,14 +750,16 @@ func (s *Store) DeliveryRef(ctx context.Context, deliveryID string) (string, str
 	return citizen, msg, nil
 }
 
-// ApplyReport records a delivery report unless a final one was recorded.
+// ApplyReport records a delivery report unless a final one was recorded
+// (reportScript); run again, the call answers as it did the first time.
 func (s *Store) ApplyReport(ctx context.Context, w dispatcher.ReportWrite) (bool, error) {
 	b, err := json.Marshal(w.Entry)
 	if err != nil {
 		return false, err
 	}
 	keys := []string{s.letterKey(w.Citizen, w.MessageID), s.trailKey(w.Citizen, w.MessageID)}
-	n, err := s.runScript(ctx, reportScript, keys, []any{w.DeliveryID, w.Status, b2s(w.Final), b, s.o.LetterTTL.Milliseconds(), s.o.TrailCap})
+	n, err := s.runScript(ctx, reportScript, keys, []any{w.DeliveryID, w.Status, b2s(w.Final), b, s.o.LetterTTL.Milliseconds(),
+		s.o.TrailCap, s.callID()})
 	if err != nil {
 		return false, fmt.Errorf("apply report: %w", err)
 	}
@@ -799,15 +817,16 @@ func (s *Store) Trail(ctx context.Context, messageID string) ([]dispatcher.Outco
 	return out, nil
 }
 
-// ApplyState applies a read or unread (stateScript).
+// ApplyState applies a read or unread (stateScript); run again with the
+// same Guard before the event's mark, it returns the first run's answer.
 func (s *Store) ApplyState(ctx context.Context, w dispatcher.StateWrite) (dispatcher.StateResult, error) {
-	keys := []string{s.letterKey(w.Citizen, w.MessageID), s.unreadKey(w.Citizen)}
-	guard := ""
+	guard, answer, keep := "", s.answerKey(w.Citizen, "s:-"), int64(0)
 	if !w.Guard.IsZero() {
-		guard = "e:" + w.Guard.ID
+		guard, answer, keep = "e:"+w.Guard.ID, s.answerKey(w.Citizen, "s:"+w.MessageID+":"+w.Guard.ID), answerTTL.Milliseconds()
 	}
+	keys := []string{s.letterKey(w.Citizen, w.MessageID), s.unreadKey(w.Citizen), answer}
 	res, err := s.runScript(ctx, stateScript, keys, []any{b2s(w.Read), w.At.UnixMilli(), string(w.Platform), guard,
-		s.o.LetterTTL.Milliseconds(), w.MessageID, s.oldestKept(), s.o.ReadTTL.Milliseconds()})
+		s.o.LetterTTL.Milliseconds(), w.MessageID, s.oldestKept(), s.o.ReadTTL.Milliseconds(), keep})
 	if err != nil {
 		return dispatcher.StateResult{}, fmt.Errorf("apply read state: %w", err)
 	}
@@ -982,19 +1001,17 @@ func (s *Store) heldKey(c string, ch channels.Name) string {
 	return s.o.Prefix + ":{" + c + "}:held:" + string(ch)
 }
 
-// Hold adds a letter to a channel's held letters.
+// heldTTL bounds how long a channel's held letters are kept.
+const heldTTL = 7 * 24 * time.Hour
+
+// Hold adds a letter to a channel's held letters unless it is held
+// already (holdScript).
 func (s *Store) Hold(ctx context.Context, citizen string, ch channels.Name, messageID string) (bool, error) {
-	k := s.heldKey(citizen, ch)
-	var n *redis.IntCmd
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		n = p.RPush(ctx, k, messageID)
-		p.Expire(ctx, k, 7*24*time.Hour)
-		return nil
-	})
+	n, err := s.runScript(ctx, holdScript, []string{s.heldKey(citizen, ch)}, []any{messageID, heldTTL.Milliseconds()})
 	if err != nil {
 		return false, fmt.Errorf("hold: %w", err)
 	}
-	return n.Val() == 1, nil
+	return n == int64(1), nil
 }
 
 // Held returns a channel's held letters, oldest first.

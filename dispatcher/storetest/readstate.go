@@ -131,16 +131,38 @@ var stateCases = []Case{
 	{"ApplyState", "last writer wins by time; ties go to read, then to the greater platform name", applyStateLWW},
 	{"ApplyState", "every order of arrival ends in the same state", applyStateOrders},
 	// ApplyState does not mark its event (the dispatcher marks it after the
-	// fan-out, with MarkEvent): a re-run before the mark finds its own
-	// state in place and changes nothing.
-	{"ApplyState", "a re-run before Mark changes nothing", func(t *testing.T, s dispatcher.Store) {
+	// fan-out, with Mark): a re-run before the mark gets the first run's
+	// answer and changes nothing — a change still says so, or the other
+	// platforms are never told.
+	{"ApplyState", "a re-run before Mark answers as the first run and changes nothing", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		record(t, s, alice, newLetter(msg1, at), nil, "ev-1")
 		first := apply(t, s, alice, msg1, true, at, event.EBoks, "ev-read")
 		again := apply(t, s, alice, msg1, true, at, event.EBoks, "ev-read")
-		first.Changed = false
+		if !first.Changed {
+			t.Fatalf("first run %+v: not changed", first)
+		}
 		if diff := cmp.Diff(first, again, equalTime); diff != "" {
 			t.Errorf("re-run (-first +again):\n%s", diff)
+		}
+		if st := state(t, s, alice, msg1); st.Version != 1 {
+			t.Errorf("version after the re-run = %d, want 1", st.Version)
+		}
+	}},
+	{"ApplyState", "a losing event re-run before Mark counts one correction", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		record(t, s, alice, newLetter(msg1, at), nil, "ev-1")
+		apply(t, s, alice, msg1, true, at, event.EBoks, "ev-read")
+		first := apply(t, s, alice, msg1, false, at.Add(-time.Second), event.MitDK, "ev-unread")
+		again := apply(t, s, alice, msg1, false, at.Add(-time.Second), event.MitDK, "ev-unread")
+		if !first.Correct || first.Version != 2 {
+			t.Fatalf("first run %+v: want a correction, version 2", first)
+		}
+		if diff := cmp.Diff(first, again, equalTime); diff != "" {
+			t.Errorf("re-run (-first +again):\n%s", diff)
+		}
+		if st := state(t, s, alice, msg1); st.Version != 2 {
+			t.Errorf("version after the re-run = %d, want 2", st.Version)
 		}
 	}},
 	{"ApplyState", "a read before the letter arrives is kept and shows on the letter", func(t *testing.T, s dispatcher.Store) {

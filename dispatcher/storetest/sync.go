@@ -195,6 +195,29 @@ var coalesceCases = []Case{
 			t.Errorf("Held = %v, %v; want 8 letters", ids, err)
 		}
 	}},
+	// A call run again (a lost connection, a task retried) or a letter's
+	// second device on one channel holds it again.
+	{"Hold", "a letter held again is held once, where it was, and answers the same", func(t *testing.T, s dispatcher.Store) {
+		ctx := t.Context()
+		hold := func(id string) bool {
+			t.Helper()
+			first, err := s.Hold(ctx, alice, channels.SMS, id)
+			must(t, err)
+			return first
+		}
+		if !hold(msg1) || hold(msg2) {
+			t.Fatal("first answers wrong before the test")
+		}
+		if !hold(msg1) {
+			t.Error("the first letter held again: not first")
+		}
+		if hold(msg2) {
+			t.Error("the second letter held again: first")
+		}
+		if ids, err := s.Held(ctx, alice, channels.SMS); err != nil || !equalIDs(ids, msg1, msg2) {
+			t.Errorf("Held = %v, %v; want [%s %s]", ids, err, msg1, msg2)
+		}
+	}},
 	{"Held", "oldest first, per citizen and channel; none held is empty", func(t *testing.T, s dispatcher.Store) {
 		ctx := t.Context()
 		for _, id := range []string{msg3, msg1, msg2} {
