@@ -341,9 +341,20 @@ func queued(ctx context.Context, rdb *redis.Client, queues dispatcher.Queues) (i
 // measure nothing.
 func waitAlerts(ctx context.Context, rdb *redis.Client, queues dispatcher.Queues, alerts func() int64, want int64) error {
 	var err error
+	// The queues are read only once the count stands still for a moment:
+	// reading them every poll would add Redis work to the phase measured.
+	last, since := int64(-1), time.Now()
 	werr := waitUntil(ctx, func() bool {
-		if alerts() >= want {
+		got := alerts()
+		if got >= want {
 			return true
+		}
+		if got != last {
+			last, since = got, time.Now()
+			return false
+		}
+		if time.Since(since) < 250*time.Millisecond {
+			return false
 		}
 		n, qerr := queued(ctx, rdb, queues)
 		if qerr != nil || n > 0 {
