@@ -58,7 +58,7 @@ func exported(t *testing.T) map[string][]string {
 	w := metrics.NewWorkers(reg)
 	w.Slots(metrics.ServerUrgent, 20)
 	w.Slots(metrics.ServerMain, 50)
-	reg.MustRegister(metrics.NewQueueCollector(env.Client))
+	reg.MustRegister(metrics.NewQueueCollector(env.Client, dispatcher.DefaultQueues(env.QueuePrefix)))
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -30,6 +30,8 @@ type scripted struct {
 	sent []sentAlert
 	all  int
 	cond chan struct{}
+	// hold, when set, keeps every Send waiting until it is closed.
+	hold chan struct{}
 }
 
 type sentAlert struct {
@@ -48,6 +50,12 @@ func (s *scripted) failNext(errs ...error) {
 }
 
 func (s *scripted) Send(ctx context.Context, to channels.Address, a channels.Alert) (channels.Receipt, error) {
+	s.mu.Lock()
+	hold := s.hold
+	s.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
 	s.mu.Lock()
 	defer func() { s.cond <- struct{}{} }()
 	defer s.mu.Unlock()
@@ -101,6 +109,11 @@ type harness struct {
 	srv      *asynq.Server
 	syncer   dispatcher.Syncer
 	clock    atomic.Pointer[time.Time]
+	// started and running count the workers' handler calls begun and in
+	// progress (idle's proof that no handler ran across its look).
+	started, running atomic.Int64
+	// looks counts idle's looks at the queues.
+	looks atomic.Int64
 }
 
 // now is the harness's clock: real time unless a test set it.
@@ -196,6 +209,14 @@ func (h *harness) start() {
 		ShutdownTimeout:          5 * time.Second,
 	})
 	mux := asynq.NewServeMux()
+	mux.Use(func(next asynq.Handler) asynq.Handler {
+		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			h.started.Add(1)
+			h.running.Add(1)
+			defer h.running.Add(-1)
+			return next.ProcessTask(ctx, t)
+		})
+	})
 	h.d.Register(mux)
 	if err := h.srv.Start(mux); err != nil {
 		h.t.Fatal(err)
@@ -217,12 +238,13 @@ func (h *harness) accept(raw string) (dup bool) {
 	return dup
 }
 
-// waitFor polls cond on a ticker until it holds or 15 s pass.
+// waitFor polls cond on a ticker until it holds or 60 s pass: a deadline
+// for a failing condition, generous for a loaded CI machine (with -race).
 func (h *harness) waitFor(what string, cond func() bool) {
 	h.t.Helper()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	deadline := time.After(15 * time.Second)
+	deadline := time.After(60 * time.Second)
 	for !cond() {
 		select {
 		case <-tick.C:
@@ -232,21 +254,24 @@ func (h *harness) waitFor(what string, cond func() bool) {
 	}
 }
 
-// idle waits until every queue of the test is empty of pending, active,
-// scheduled and retry tasks.
+// idle waits until the dispatcher has nothing left to do: no task of the
+// test's lanes pending, active, scheduled or in retry, and no handler
+// running. The lanes are read at one instant (redistest's QueuesIdle:
+// read one after the other, a task could enqueue a follow-up into a lane
+// already read and finish before its own lane was read). No handler may
+// start or run across the look, which covers a handler still running after
+// asynq gave its task up (a timeout) and enqueuing after the read. A Redis
+// error is no evidence of empty queues: the look is repeated.
 func (h *harness) idle() {
 	h.t.Helper()
-	h.waitFor("queues to drain", func() bool {
-		for _, q := range []string{h.queues.Urgent, h.queues.Normal, h.queues.Bulk} {
-			info, err := h.insp.GetQueueInfo(q)
-			if err != nil {
-				continue // a queue that never had a task
-			}
-			if info.Pending+info.Active+info.Scheduled+info.Retry > 0 {
-				return false
-			}
+	h.waitFor("queues to drain and handlers to finish", func() bool {
+		h.looks.Add(1)
+		before := h.started.Load()
+		if h.running.Load() > 0 {
+			return false
 		}
-		return true
+		empty, err := h.env.QueuesIdle(context.Background(), h.queues.Urgent, h.queues.Normal, h.queues.Bulk)
+		return err == nil && empty && h.started.Load() == before
 	})
 }
 

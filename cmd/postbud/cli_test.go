@@ -3,26 +3,45 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/digitalpost/postbud/channels/email/emailtest"
 	"github.com/digitalpost/postbud/dispatcher/redistest"
 )
 
-// binary builds postbud into the test's temporary directory, as a user
-// gets it (the build cache makes every build after the first a link).
+// built is the postbud binary of this test run: built once, as a user gets
+// it, and shared by the CLI tests (six builds cost a minute or two of a
+// loaded CI machine's link time); TestMain removes it.
+var built struct {
+	once      sync.Once
+	dir, path string
+	err       error
+}
+
+// binary returns the postbud binary, building it on first use.
 func binary(t *testing.T) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "postbud")
-	if out, err := exec.Command("go", "build", "-o", path, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "postbud-cli-test-"); built.err != nil {
+			return
+		}
+		built.path = filepath.Join(built.dir, "postbud")
+		if out, err := exec.Command("go", "build", "-o", built.path, ".").CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	return path
+	return built.path
 }
 
 // postbud runs the built binary with exactly env and returns its exit

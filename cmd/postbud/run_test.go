@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/digitalpost/postbud/channels/email/emailtest"
 	"github.com/digitalpost/postbud/dispatcher/redistest"
 )
@@ -156,18 +154,22 @@ func letterEvent(id, messageID string) string {
 }
 
 // waitIdle waits until the test's queues hold no pending, active, scheduled
-// or retry task.
+// or retry task, read at one instant (redistest's QueuesIdle) on two looks
+// in a row: the workers run inside run, where no count of running handlers
+// can be had, and the second look catches a handler asynq gave up on (a
+// timeout) that enqueued after the first. A Redis error is no evidence of
+// idle queues: the look is repeated.
 func waitIdle(t *testing.T, rt *redistest.Env) {
 	t.Helper()
-	insp := asynq.NewInspectorFromRedisClient(rt.Client)
-	eventually(t, "the queues to drain", 20*time.Second, func() bool {
-		busy := 0
-		for _, q := range []string{"urgent", "normal", "bulk"} {
-			if info, err := insp.GetQueueInfo(rt.QueuePrefix + "." + q); err == nil {
-				busy += info.Pending + info.Active + info.Scheduled + info.Retry
-			}
+	qs := []string{rt.QueuePrefix + ".urgent", rt.QueuePrefix + ".normal", rt.QueuePrefix + ".bulk"}
+	quiet := 0
+	eventually(t, "the queues to drain", 60*time.Second, func() bool {
+		if idle, err := rt.QueuesIdle(context.Background(), qs...); err == nil && idle {
+			quiet++
+		} else {
+			quiet = 0
 		}
-		return busy == 0
+		return quiet >= 2
 	})
 }
 

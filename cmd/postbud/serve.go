@@ -97,7 +97,7 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 	m := metrics.New(reg)
 	b := readBuild()
 	metrics.BuildInfo(reg, b.Version, b.Revision, b.GoVersion)
-	reg.MustRegister(metrics.NewQueueCollector(rdb))
+	reg.MustRegister(metrics.NewQueueCollector(rdb, dispatcher.DefaultQueues(cfg.QueuePrefix)))
 	guard, closeAudit, err := opsGuard(cfg, stderr)
 	if err != nil {
 		return err

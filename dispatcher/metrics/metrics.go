@@ -10,12 +10,12 @@
 package metrics
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
-	xmetrics "github.com/hibiken/asynq/x/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -235,16 +235,87 @@ func oneOf(v string, set []string) string {
 	return Other
 }
 
-// NewQueueCollector returns a collector of the asynq queues in rdb, from
-// github.com/hibiken/asynq/x/metrics: per queue, asynq_queue_size,
-// asynq_tasks_enqueued_total{state} (a gauge of the tasks in each state:
-// pending, active, scheduled, retry, archived, completed),
-// asynq_queue_latency_seconds (age of the oldest pending task),
+// NewQueueCollector returns a collector of postbud's asynq queues (the
+// lanes of q) in rdb, with the series of github.com/hibiken/asynq/x/metrics:
+// per queue, asynq_queue_size, asynq_tasks_enqueued_total{state} (a gauge
+// of the tasks in each state: pending, active, scheduled, retry, archived,
+// completed), asynq_queue_latency_seconds (age of the oldest pending task),
 // asynq_queue_memory_usage_approx_bytes, asynq_tasks_processed_total,
 // asynq_tasks_failed_total and asynq_queue_paused_total (1 when paused).
 // It reads Redis on every scrape. rdb is not closed by the collector.
-func NewQueueCollector(rdb redis.UniversalClient) prometheus.Collector {
-	return xmetrics.NewQueueMetricsCollector(asynq.NewInspectorFromRedisClient(rdb))
+//
+// Only postbud's lanes, each on its own: x/metrics' collector reads every
+// queue the Redis lists and drops the whole scrape when one of them fails,
+// so a queue of another application (or another test) removed between the
+// listing and its read took postbud's series with it. A lane that never had
+// a task is not known to asynq and has no series; a lane that cannot be
+// read is reported as the scrape's error, the other lanes still served.
+func NewQueueCollector(rdb redis.UniversalClient, q dispatcher.Queues) prometheus.Collector {
+	return &queueCollector{insp: asynq.NewInspectorFromRedisClient(rdb), queues: []string{q.Urgent, q.Normal, q.Bulk}}
+}
+
+type queueCollector struct {
+	insp   *asynq.Inspector
+	queues []string
+}
+
+// The series of x/metrics, with its names, help and labels.
+var (
+	asynqTasks = prometheus.NewDesc("asynq_tasks_enqueued_total",
+		"Number of tasks enqueued; broken down by queue and state.", []string{"queue", "state"}, nil)
+	asynqSize = prometheus.NewDesc("asynq_queue_size",
+		"Number of tasks in a queue", []string{"queue"}, nil)
+	asynqLatency = prometheus.NewDesc("asynq_queue_latency_seconds",
+		"Number of seconds the oldest pending task is waiting in pending state to be processed.", []string{"queue"}, nil)
+	asynqMemory = prometheus.NewDesc("asynq_queue_memory_usage_approx_bytes",
+		"Number of memory used by a given queue (approximated number by sampling).", []string{"queue"}, nil)
+	asynqProcessed = prometheus.NewDesc("asynq_tasks_processed_total",
+		"Number of tasks processed (both succeeded and failed); broken down by queue", []string{"queue"}, nil)
+	asynqFailed = prometheus.NewDesc("asynq_tasks_failed_total",
+		"Number of tasks failed; broken down by queue", []string{"queue"}, nil)
+	asynqPaused = prometheus.NewDesc("asynq_queue_paused_total",
+		"Number of queues paused", []string{"queue"}, nil)
+)
+
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{asynqTasks, asynqSize, asynqLatency, asynqMemory, asynqProcessed, asynqFailed, asynqPaused} {
+		ch <- d
+	}
+}
+
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	known, err := c.insp.Queues()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(asynqSize, fmt.Errorf("asynq queues: %w", err))
+		return
+	}
+	for _, q := range c.queues {
+		if !slices.Contains(known, q) {
+			continue // never had a task
+		}
+		info, err := c.insp.GetQueueInfo(q)
+		if err != nil {
+			ch <- prometheus.NewInvalidMetric(asynqSize, fmt.Errorf("asynq queue %s: %w", q, err))
+			continue
+		}
+		gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append([]string{q}, labels...)...)
+		}
+		for state, n := range map[string]int{"active": info.Active, "pending": info.Pending, "scheduled": info.Scheduled,
+			"retry": info.Retry, "archived": info.Archived, "completed": info.Completed} {
+			gauge(asynqTasks, float64(n), state)
+		}
+		gauge(asynqSize, float64(info.Size))
+		gauge(asynqLatency, info.Latency.Seconds())
+		gauge(asynqMemory, float64(info.MemoryUsage))
+		ch <- prometheus.MustNewConstMetric(asynqProcessed, prometheus.CounterValue, float64(info.ProcessedTotal), q)
+		ch <- prometheus.MustNewConstMetric(asynqFailed, prometheus.CounterValue, float64(info.FailedTotal), q)
+		paused := 0.0
+		if info.Paused {
+			paused = 1
+		}
+		gauge(asynqPaused, paused)
+	}
 }
 
 // BuildInfo registers postbud_build_info{version,revision,goversion} 1

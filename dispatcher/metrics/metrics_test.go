@@ -247,7 +247,7 @@ func TestQueueCollector(t *testing.T) {
 
 	reg := metrics.NewRegistry()
 	metrics.New(reg)
-	reg.MustRegister(metrics.NewQueueCollector(env.Client))
+	reg.MustRegister(metrics.NewQueueCollector(env.Client, dispatcher.DefaultQueues(env.QueuePrefix)))
 	body, got := scrape(t, reg)
 
 	q := `queue="` + queue + `"`
@@ -317,5 +317,58 @@ func TestWorkers(t *testing.T) {
 	_, got = scrape(t, reg)
 	if got[`postbud_workers_busy{server="urgent"}`] != 0 || got[`postbud_workers_busy{server="main"}`] != 0 {
 		t.Errorf("busy after every task ended: %v", got)
+	}
+}
+
+// TestQueueCollectorWhileOtherQueuesComeAndGo scrapes while queues of
+// others (other tests on the shared Redis, another asynq application)
+// are created and removed: postbud's own queue is in every scrape. The
+// collector of github.com/hibiken/asynq/x/metrics listed every queue of
+// the Redis and dropped the whole scrape when one vanished between its
+// listing and its read (NOT_FOUND in the logs of cmd/postbud's tests).
+func TestQueueCollectorWhileOtherQueuesComeAndGo(t *testing.T) {
+	env := redistest.New(t)
+	queue := env.QueuePrefix + ".normal"
+	ctx := context.Background()
+	if _, err := asynq.NewClientFromRedisClient(env.Client).EnqueueContext(ctx,
+		asynq.NewTask(dispatcher.TypeDelivery, []byte(`{}`)), asynq.Queue(queue)); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.NewQueueCollector(env.Client, dispatcher.DefaultQueues(env.QueuePrefix)))
+	// Others' queues: listed in asynq:queues, then removed as a test's
+	// cleanup removes its own.
+	others := make([]string, 20)
+	for i := range others {
+		others[i] = env.QueuePrefix + "-other" + strconv.Itoa(i) + ".normal"
+	}
+	stop := make(chan struct{})
+	churned := make(chan struct{})
+	go func() {
+		defer close(churned)
+		for {
+			for _, q := range others {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				env.Client.SAdd(ctx, "asynq:queues", q)
+				env.Client.SRem(ctx, "asynq:queues", q)
+			}
+		}
+	}()
+	defer func() {
+		close(stop)
+		<-churned
+		for _, q := range others {
+			env.Client.SRem(ctx, "asynq:queues", q)
+		}
+	}()
+	series := `asynq_queue_size{queue="` + queue + `"}`
+	for i := range 50 {
+		if body, got := scrape(t, reg); got[series] != 1 {
+			t.Fatalf("scrape %d: %s = %v (present: %v), want 1 in\n%s", i, series, got[series], strings.Contains(body, series), body)
+		}
 	}
 }
