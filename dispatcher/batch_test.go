@@ -177,7 +177,11 @@ func TestBatchFailedDeliveryRetriesAlone(t *testing.T) {
 	}
 	// The batch task succeeded at once: no letters task was retried.
 	for _, q := range []string{h.queues.Bulk} {
-		if info, err := h.insp.GetQueueInfo(q); err == nil && (info.Retry > 0 || info.Archived > 0 || info.Failed > 0) {
+		info, err := h.insp.GetQueueInfo(q)
+		if err != nil {
+			t.Fatalf("queue %s: %v", q, err)
+		}
+		if info.Retry > 0 || info.Archived > 0 || info.Failed > 0 {
 			t.Errorf("queue %s: %d failed, %d retry, %d archived; want none", q, info.Failed, info.Retry, info.Archived)
 		}
 	}
