@@ -124,18 +124,37 @@ func (h *harness) now() time.Time {
 	return time.Now()
 }
 
-// handle runs one wire event through the dispatcher's task handler, here
-// and now, without workers.
-func (h *harness) handle(raw string) {
+// eventTask returns a wire event's task as the HTTP API enqueues it, and
+// the event pseudonymised.
+func (h *harness) eventTask(raw string) (*asynq.Task, *event.Event) {
 	h.t.Helper()
 	ev, err := event.Parse([]byte(raw))
 	if err != nil {
 		h.t.Fatalf("event.Parse: %v", err)
 	}
-	task, err := dispatcher.NewEventTask(h.keyer.Pseudonymize(ev), h.queues)
+	pe := h.keyer.Pseudonymize(ev)
+	task, err := dispatcher.NewEventTask(pe, h.queues)
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	return task, pe
+}
+
+// marked reports whether letter messageID's event ev is marked processed.
+func (h *harness) marked(ev *event.Event, messageID string) bool {
+	h.t.Helper()
+	v, err := h.store.Lookup(context.Background(), dispatcher.EventRef{Citizen: ev.CitizenKey, MessageID: messageID, ID: ev.ID})
+	if err != nil {
+		h.t.Fatalf("Lookup: %v", err)
+	}
+	return v.Seen
+}
+
+// handle runs one wire event through the dispatcher's task handler, here
+// and now, without workers.
+func (h *harness) handle(raw string) {
+	h.t.Helper()
+	task, ev := h.eventTask(raw)
 	if err := h.d.HandleEvent(context.Background(), task); err != nil {
 		h.t.Fatalf("HandleEvent(%s): %v", ev.Type, err)
 	}

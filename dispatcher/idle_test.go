@@ -7,8 +7,6 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/digitalpost/postbud/channels"
-	"github.com/digitalpost/postbud/dispatcher"
-	"github.com/digitalpost/postbud/dispatcher/event"
 )
 
 // TestIdleWaitsForAHandlerAsynqGaveUp: asynq gives a task up at its
@@ -36,14 +34,7 @@ func TestIdleWaitsForAHandlerAsynqGaveUp(t *testing.T) {
 			close(release)
 		}
 	}
-	ev, err := event.Parse([]byte(letter("ev-gaveup", msg1, annaCPR)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	task, err := dispatcher.NewEventTask(h.keyer.Pseudonymize(ev), h.queues)
-	if err != nil {
-		t.Fatal(err)
-	}
+	task, _ := h.eventTask(letter("ev-gaveup", msg1, annaCPR))
 	// A second: asynq keeps task timeouts in whole seconds.
 	if _, err := h.client.Enqueue(task, asynq.Timeout(time.Second), asynq.MaxRetry(0)); err != nil {
 		t.Fatal(err)

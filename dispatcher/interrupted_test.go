@@ -15,7 +15,6 @@ import (
 
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher"
-	"github.com/digitalpost/postbud/dispatcher/event"
 	"github.com/digitalpost/postbud/dispatcher/rules"
 )
 
@@ -257,14 +256,7 @@ func TestRerunSkipsDeliveriesAlreadyDone(t *testing.T) {
 		c.Store = &crashingStore{Store: h.store, fail: fail}
 	}, channels.Email, channels.SMS)
 	registerNow(h, annaCPR)
-	ev, err := event.Parse([]byte(letter("ev-rerun", msgInterrupted, annaCPR)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	task, err := dispatcher.NewEventTask(h.keyer.Pseudonymize(ev), h.queues)
-	if err != nil {
-		t.Fatal(err)
-	}
+	task, _ := h.eventTask(letter("ev-rerun", msgInterrupted, annaCPR))
 	if err := h.d.HandleEvent(context.Background(), task); !errors.Is(err, errCrash) || !crashed.Load() {
 		t.Fatalf("first run: %v, want the simulated crash", err)
 	}
@@ -370,14 +362,7 @@ func TestBadgeCountsEveryLetterFiledSoFar(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make([]error, n)
 	for i := range n {
-		ev, err := event.Parse([]byte(letter(fmt.Sprintf("ev-badge-%d", i), fmt.Sprintf("22222222-2222-4333-8444-55555555555%d", i), annaCPR)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		task, err := dispatcher.NewEventTask(h.keyer.Pseudonymize(ev), h.queues)
-		if err != nil {
-			t.Fatal(err)
-		}
+		task, _ := h.eventTask(letter(fmt.Sprintf("ev-badge-%d", i), fmt.Sprintf("22222222-2222-4333-8444-55555555555%d", i), annaCPR))
 		wg.Go(func() { errs[i] = h.d.HandleEvent(context.Background(), task) })
 	}
 	wg.Wait()
@@ -421,23 +406,11 @@ func TestEventIsNotMarkedBeforeAFailedDeliveryHasItsTask(t *testing.T) {
 	}, channels.Email, channels.SMS)
 	registerNow(h, annaCPR)
 	h.channels[channels.SMS].failNext(channels.Fail(channels.Transient, "http 503", errors.New("gateway busy")))
-	ev, err := event.Parse([]byte(letter("ev-unmarked", msgInterrupted, annaCPR)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pe := h.keyer.Pseudonymize(ev)
-	task, err := dispatcher.NewEventTask(pe, h.queues)
-	if err != nil {
-		t.Fatal(err)
-	}
+	task, pe := h.eventTask(letter("ev-unmarked", msgInterrupted, annaCPR))
 	if err := h.d.HandleEvent(context.Background(), task); !errors.Is(err, errCrash) || !enq.failed.Load() {
 		t.Fatalf("first run: %v, want the failed enqueue", err)
 	}
-	v, err := h.store.Lookup(context.Background(), dispatcher.EventRef{Citizen: pe.CitizenKey, MessageID: msgInterrupted, ID: pe.ID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v.Seen {
+	if h.marked(pe, msgInterrupted) {
 		t.Fatal("the event is marked processed while its failed SMS has no task: a run again would skip it for good")
 	}
 	if err := h.d.HandleEvent(context.Background(), task); err != nil {
@@ -446,8 +419,8 @@ func TestEventIsNotMarkedBeforeAFailedDeliveryHasItsTask(t *testing.T) {
 	if m, s := h.channels[channels.Email].attempts(), h.channels[channels.SMS].attempts(); m != 1 || s != 2 {
 		t.Errorf("attempts: email %d, SMS %d; want the email once and the SMS again (it had failed)", m, s)
 	}
-	if v, err := h.store.Lookup(context.Background(), dispatcher.EventRef{Citizen: pe.CitizenKey, MessageID: msgInterrupted, ID: pe.ID}); err != nil || !v.Seen {
-		t.Errorf("after the second run: seen %v, %v; want the event marked", v.Seen, err)
+	if !h.marked(pe, msgInterrupted) {
+		t.Error("after the second run: the event is not marked")
 	}
 }
 
@@ -502,28 +475,19 @@ func TestEventIsNotMarkedBeforeWhatFollowsTheSends(t *testing.T) {
 			for k, v := range tc.data {
 				data[k] = v
 			}
-			ev, err := event.Parse([]byte(wireAt("ev-follow", "message.received", tc.at, data)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			pe := h.keyer.Pseudonymize(ev)
-			task, err := dispatcher.NewEventTask(pe, h.queues)
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = h.d.HandleEvent(context.Background(), task)
+			task, pe := h.eventTask(wireAt("ev-follow", "message.received", tc.at, data))
+			err := h.d.HandleEvent(context.Background(), task)
 			if !errors.Is(err, errCrash) || !(enq.failed.Load() || crashed.Load()) {
 				t.Fatalf("first run: %v, want the simulated failure", err)
 			}
-			ref := dispatcher.EventRef{Citizen: pe.CitizenKey, MessageID: msgInterrupted, ID: pe.ID}
-			if v, err := h.store.Lookup(context.Background(), ref); err != nil || v.Seen {
-				t.Fatalf("after the failed step: seen %v, %v; want the event not marked, so its run again does the step", v.Seen, err)
+			if h.marked(pe, msgInterrupted) {
+				t.Fatal("after the failed step: the event is marked; want it not marked, so its run again does the step")
 			}
 			if err := h.d.HandleEvent(context.Background(), task); err != nil {
 				t.Fatalf("second run: %v", err)
 			}
-			if v, err := h.store.Lookup(context.Background(), ref); err != nil || !v.Seen {
-				t.Errorf("after the second run: seen %v, %v; want the event marked", v.Seen, err)
+			if !h.marked(pe, msgInterrupted) {
+				t.Error("after the second run: the event is not marked")
 			}
 		})
 	}
