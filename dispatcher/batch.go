@@ -295,7 +295,10 @@ func (d *Dispatcher) receiveBatch(ctx context.Context, evs []*event.Event) error
 
 // receiveAll is receive for letters of distinct citizens: one LookupAll,
 // one WriteAll before the sends, the sends (each outcome recorded as its
-// provider answers), one WriteAll of the marks. A letter that fails is
+// provider answers), one WriteAll of the marks of the letters not settled
+// (a settled letter's mark goes in its last outcome write, or with
+// nothing to send in its write before the sends, as receive's does: the
+// bulk letter's usual case). A letter that fails is
 // handed to a task of its own once the others are marked; an error
 // returned is one of the whole step (the store), and the task runs again:
 // letters marked are skipped, deliveries done are not sent again.
@@ -328,7 +331,13 @@ func (d *Dispatcher) receiveAll(ctx context.Context, evs []*event.Event) error {
 	var pres []LetterWrite
 	var preRuns []*letterRun
 	for _, r := range runs {
-		if pre := d.withInFlight(r.w, r.todo); !pre.empty() {
+		pre := d.withInFlight(r.w, r.todo)
+		if len(r.todo) == 0 && d.settled(r) {
+			// Nothing to send and nothing to follow: the mark goes in
+			// this write, as receive's does.
+			r.markLast(nil, &pre)
+		}
+		if !pre.empty() {
 			pres, preRuns = append(pres, pre), append(preRuns, r)
 		}
 	}
@@ -349,7 +358,9 @@ func (d *Dispatcher) receiveAll(ctx context.Context, evs []*event.Event) error {
 			fail(r.ev, errs[i])
 			continue
 		}
-		marks = append(marks, r.markWrite())
+		if !r.marked {
+			marks = append(marks, r.markWrite())
+		}
 	}
 	if len(marks) > 0 {
 		if _, err := d.cfg.Store.WriteAll(ctx, marks); err != nil {
@@ -461,15 +472,20 @@ func (d *Dispatcher) HandleInboundLetters(ctx context.Context, t *asynq.Task) er
 // batchParallel at once, and records each outcome as its provider
 // answers: one recorder takes the first answer, adds every other answer
 // already in (merged per letter), and writes them with one WriteAll — the
-// batch's group commit, as sendAll is a letter's. errs[i] is the record
+// batch's group commit, as sendAll is a letter's. A settled letter's mark
+// goes in the write of its last answer (markLast). errs[i] is the record
 // error of runs[i], which fails that letter alone.
 func (d *Dispatcher) sendLetters(ctx context.Context, runs []*letterRun) ([][]result, []error) {
 	type job struct{ run, i int }
 	results := make([][]result, len(runs))
 	errs := make([]error, len(runs))
+	// left[ri] counts runs[ri]'s answers not yet taken; fold[ri] says its
+	// mark goes in the write of its last answer (settled, markLast).
+	left, fold := make([]int, len(runs)), make([]bool, len(runs))
 	var jobs []job
 	for ri, r := range runs {
 		results[ri] = make([]result, len(r.todo))
+		left[ri], fold[ri] = len(r.todo), len(r.todo) > 0 && d.settled(r)
 		for i := range r.todo {
 			jobs = append(jobs, job{ri, i})
 		}
@@ -499,12 +515,13 @@ func (d *Dispatcher) sendLetters(ctx context.Context, runs []*letterRun) ([][]re
 			}
 		})
 	}
-	for left := len(jobs); left > 0; {
+	for unanswered := len(jobs); unanswered > 0; {
 		byRun := map[int]*LetterWrite{}
 		var order []int
 		take := func(j int) {
-			left--
+			unanswered--
 			ri := jobs[j].run
+			left[ri]--
 			if w, ok := byRun[ri]; ok {
 				w.merge(writes[j])
 				return
@@ -518,7 +535,7 @@ func (d *Dispatcher) sendLetters(ctx context.Context, runs []*letterRun) ([][]re
 		// waiting for a provider.
 		runtime.Gosched()
 	drain:
-		for left > 0 {
+		for unanswered > 0 {
 			select {
 			case j := <-answered:
 				take(j)
@@ -528,6 +545,12 @@ func (d *Dispatcher) sendLetters(ctx context.Context, runs []*letterRun) ([][]re
 		}
 		ws := make([]LetterWrite, len(order))
 		for k, ri := range order {
+			if left[ri] == 0 && fold[ri] && errs[ri] == nil {
+				// A settled letter's last answer: its mark goes in this
+				// write if every send came to a final outcome (each
+				// result was stored before its answer was taken).
+				runs[ri].markLast(results[ri], byRun[ri])
+			}
 			ws[k] = *byRun[ri]
 		}
 		for k, err := range d.recordAll(ctx, ws) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -223,8 +224,21 @@ func (h *harness) lettersTaskOf(raws ...string) *asynq.Task {
 	return task
 }
 
-// The worker dies after half the batch's letters were marked: the whole
-// task runs again and sends nothing twice.
+// replyBy returns a wire letter with a reply_by a month ahead: its
+// reminder follows the sends, so the letter is not settled and its mark
+// has a write of its own after them.
+func replyBy(raw string) string {
+	var m map[string]any
+	_ = json.Unmarshal([]byte(raw), &m)
+	m["data"].(map[string]any)["reply_by"] = time.Now().Add(30 * 24 * time.Hour).UTC().Format(time.RFC3339)
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
+// The worker dies after half the batch's letters were marked (letters
+// with a reminder, whose marks have their own write): the whole task runs
+// again and sends nothing twice. Settled letters, whose marks go in their
+// outcome writes: TestBatchSettledLettersMarkedInTheirLastWrite.
 func TestBatchRerunAfterCrashSendsNothingTwice(t *testing.T) {
 	t.Parallel()
 	var st *halfCrashStore
@@ -235,7 +249,7 @@ func TestBatchRerunAfterCrashSendsNothingTwice(t *testing.T) {
 	var raws []string
 	for i := range 8 {
 		registerNow(h, cprN(i))
-		raws = append(raws, bulkLetter(fmt.Sprintf("r-%d", i), msgN(i), cprN(i), event.Bulk))
+		raws = append(raws, replyBy(bulkLetter(fmt.Sprintf("r-%d", i), msgN(i), cprN(i), event.Bulk)))
 	}
 	task := h.lettersTaskOf(raws...)
 	if err := h.d.HandleLetters(context.Background(), task); !errors.Is(err, errCrash) || !st.crashed.Load() {
@@ -530,6 +544,164 @@ func TestBatchMalformedTaskIsNotRetried(t *testing.T) {
 			if !errors.Is(err, asynq.SkipRetry) {
 				t.Errorf("%s %s: %v, want SkipRetry", typ, payload, err)
 			}
+		}
+	}
+}
+
+// markWatch is the real store counting, per letter, the writes that carry
+// its event mark alone (a write of its own after the sends) and those
+// that carry it with outcomes.
+type markWatch struct {
+	dispatcher.Store
+	mu             sync.Mutex
+	alone, withOut map[string]int
+}
+
+func (s *markWatch) watch(ws ...dispatcher.LetterWrite) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range ws {
+		switch {
+		case w.Mark.IsZero():
+		case w.Arrive == nil && len(w.Done) == 0 && len(w.Trail) == 0 && len(w.InFlight) == 0:
+			s.alone[w.MessageID]++
+		default:
+			s.withOut[w.MessageID]++
+		}
+	}
+}
+
+func (s *markWatch) Write(ctx context.Context, w dispatcher.LetterWrite) (dispatcher.WriteResult, error) {
+	s.watch(w)
+	return s.Store.Write(ctx, w)
+}
+
+func (s *markWatch) WriteAll(ctx context.Context, ws []dispatcher.LetterWrite) ([]dispatcher.WriteResult, error) {
+	s.watch(ws...)
+	return s.Store.WriteAll(ctx, ws)
+}
+
+// A settled letter of a batch (nothing waits, no reminder, no holder to
+// alert, every send final) is marked in the write of its last outcomes,
+// as a single letter is: no write of its own for the mark. A letter whose
+// send failed, or with a reminder to schedule, is marked after, alone.
+// Either way every letter is marked, and the task run again (the worker
+// died before asynq heard it finished) sends nothing and writes no mark.
+func TestBatchSettledLettersMarkedInTheirLastWrite(t *testing.T) {
+	t.Parallel()
+	const n = 9
+	// Letter 3's SMS fails once; letter 5 has a reply_by; letter 8's
+	// citizen has no address (nothing to send: marked with its arrival).
+	const failing, reminded, unknown = 3, 5, 8
+	var st *markWatch
+	h := newHarnessWith(t, func(c *dispatcher.Config, h *harness) {
+		st = &markWatch{Store: h.store, alone: map[string]int{}, withOut: map[string]int{}}
+		c.Store = st
+		next := c.Senders[channels.SMS]
+		var failed atomic.Bool
+		c.Senders[channels.SMS] = channels.SenderFunc(func(ctx context.Context, to channels.Address, a channels.Alert) (channels.Receipt, error) {
+			if a.MessageID == msgN(failing) && failed.CompareAndSwap(false, true) {
+				return channels.Receipt{}, channels.Fail(channels.Transient, "http 503", errors.New("gateway busy"))
+			}
+			return next.Send(ctx, to, a)
+		})
+	}, channels.Email, channels.SMS, channels.APNs, channels.FCM)
+	var raws []string
+	for i := range n {
+		if i != unknown {
+			registerNow(h, cprN(i))
+		}
+		raw := bulkLetter(fmt.Sprintf("s-%d", i), msgN(i), cprN(i), event.Bulk)
+		if i == reminded {
+			raw = replyBy(raw)
+		}
+		raws = append(raws, raw)
+	}
+	task := h.lettersTaskOf(raws...)
+	if err := h.d.HandleLetters(context.Background(), task); err != nil {
+		t.Fatalf("first run: %v", err)
+	}
+	check := func(run string) {
+		t.Helper()
+		for i := range n {
+			if !h.seen(cprN(i), msgN(i), fmt.Sprintf("s-%d", i)) {
+				t.Errorf("%s: letter %d not marked processed", run, i)
+			}
+			wantAlone, wantWith := 0, 1
+			if i == failing || i == reminded {
+				wantAlone, wantWith = 1, 0
+			}
+			st.mu.Lock()
+			alone, with := st.alone[msgN(i)], st.withOut[msgN(i)]
+			st.mu.Unlock()
+			if alone != wantAlone || with != wantWith {
+				t.Errorf("%s: letter %d: its mark in %d writes of its own and %d outcome writes; want %d and %d",
+					run, i, alone, with, wantAlone, wantWith)
+			}
+		}
+		for _, ch := range []channels.Name{channels.Email, channels.APNs, channels.FCM} {
+			if a := h.channels[ch].attempts(); a != n-1 {
+				t.Errorf("%s: %s: %d attempts, want %d (one per letter with an address)", run, ch, a, n-1)
+			}
+		}
+		if a := h.channels[channels.SMS].attempts(); a != n-2 {
+			t.Errorf("%s: SMS: %d accepted attempts, want %d (the failed one is its own task's)", run, a, n-2)
+		}
+	}
+	check("first run")
+	if got := h.pendingTypes(h.queues.Bulk); len(got) != 1 || got[0] != dispatcher.TypeDelivery {
+		t.Errorf("bulk lane holds %v, want the failed SMS's delivery task alone", got)
+	}
+	if err := h.d.HandleLetters(context.Background(), task); err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	check("second run")
+}
+
+// A batch letter's event is marked only once every delivery that failed
+// has its task, as a single letter's is: here letter 1's SMS fails and
+// enqueueing its task fails. The letter must stay unmarked (a mark in its
+// outcome write would lose the SMS for good) and goes to a task of its
+// own, which sends the SMS; the other letters are marked by the batch and
+// nothing else is sent twice.
+func TestBatchLetterNotMarkedBeforeItsFailedDeliveryHasItsTask(t *testing.T) {
+	t.Parallel()
+	const n, failing = 4, 1
+	var enq *failingEnqueuer
+	h := newHarnessWith(t, func(c *dispatcher.Config, h *harness) {
+		enq = &failingEnqueuer{Enqueuer: c.Enqueuer, typ: dispatcher.TypeDelivery}
+		c.Enqueuer = enq
+		next := c.Senders[channels.SMS]
+		var failed atomic.Bool
+		c.Senders[channels.SMS] = channels.SenderFunc(func(ctx context.Context, to channels.Address, a channels.Alert) (channels.Receipt, error) {
+			if a.MessageID == msgN(failing) && failed.CompareAndSwap(false, true) {
+				return channels.Receipt{}, channels.Fail(channels.Transient, "http 503", errors.New("gateway busy"))
+			}
+			return next.Send(ctx, to, a)
+		})
+	}, channels.Email, channels.SMS)
+	var raws []string
+	for i := range n {
+		registerNow(h, cprN(i))
+		raws = append(raws, bulkLetter(fmt.Sprintf("u-%d", i), msgN(i), cprN(i), event.Bulk))
+	}
+	if err := h.d.HandleLetters(context.Background(), h.lettersTaskOf(raws...)); err != nil || !enq.failed.Load() {
+		t.Fatalf("batch task: %v (delivery enqueue failed: %v), want success with letter %d handed over", err, enq.failed.Load(), failing)
+	}
+	for i := range n {
+		if got, want := h.seen(cprN(i), msgN(i), fmt.Sprintf("u-%d", i)), i != failing; got != want {
+			t.Errorf("after the batch: letter %d marked %v, want %v", i, got, want)
+		}
+	}
+	h.start()
+	h.idle()
+	if !h.seen(cprN(failing), msgN(failing), fmt.Sprintf("u-%d", failing)) {
+		t.Errorf("letter %d: its own task did not mark it", failing)
+	}
+	email, sms := alertsByMessage(h.channels[channels.Email]), alertsByMessage(h.channels[channels.SMS])
+	for i := range n {
+		if email[msgN(i)] != 1 || sms[msgN(i)] != 1 {
+			t.Errorf("letter %d: %d emails and %d SMS accepted, want 1 each", i, email[msgN(i)], sms[msgN(i)])
 		}
 	}
 }
