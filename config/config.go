@@ -426,6 +426,12 @@ func LoadEnviron(getenv func(string) string, environ func() []string) (*Config, 
 	if c.ReadLetterTTL > c.LetterTTL && c.LetterTTL >= 4400*time.Hour {
 		l.fail("POSTBUD_READ_LETTER_TTL", "must not exceed POSTBUD_LETTER_TTL")
 	}
+	if c.ReadLetterTTL < time.Hour {
+		// A batch task writes a letter's outcomes without renewing the
+		// expiry its arrival set (LetterWrite.Arrived): the expiry must
+		// outlast the task (15 minutes).
+		l.fail("POSTBUD_READ_LETTER_TTL", "must be at least 1h, got %q", l.getenv("POSTBUD_READ_LETTER_TTL"))
+	}
 	c.DrainDelay = 2 * time.Second
 	if v := l.getenv("POSTBUD_DRAIN_DELAY"); v == "0" || v == "0s" {
 		c.DrainDelay = 0

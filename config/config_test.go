@@ -532,6 +532,10 @@ func TestLoad(t *testing.T) {
 			got: func(c *Config) any { return c.LetterTTL }, want: 4400 * time.Hour},
 		row{name: "LETTER_TTL below 4400h", env: map[string]string{"POSTBUD_LETTER_TTL": "4399h59m"},
 			errs: []wantErr{{"POSTBUD_LETTER_TTL", "must be at least 4400h"}}},
+		row{name: "READ_LETTER_TTL 1h", env: map[string]string{"POSTBUD_READ_LETTER_TTL": "1h"},
+			got: func(c *Config) any { return c.ReadLetterTTL }, want: time.Hour},
+		row{name: "READ_LETTER_TTL below 1h", env: map[string]string{"POSTBUD_READ_LETTER_TTL": "59m"},
+			errs: []wantErr{{"POSTBUD_READ_LETTER_TTL", "must be at least 1h"}}},
 	)
 
 	// POSTBUD_LOG_LEVEL and POSTBUD_LOG_FORMAT

@@ -507,7 +507,9 @@ func (d *Dispatcher) sendLetters(ctx context.Context, runs []*letterRun) ([][]re
 				jb := jobs[j]
 				r := runs[jb.run]
 				res := d.send(ctx, r.c, r.stored, r.todo[jb.i], 1)
-				w := LetterWrite{Citizen: r.ev.CitizenKey, MessageID: r.stored.MessageID}
+				// A letter that arrived in this task has its expiry: the
+				// outcome write adds none (a PEXPIRE fewer a letter).
+				w := LetterWrite{Citizen: r.ev.CitizenKey, MessageID: r.stored.MessageID, Arrived: r.w.Arrive != nil}
 				d.decorateRun(r)(&res, &w)
 				w.add(res)
 				results[jb.run][jb.i], writes[j] = res, w

@@ -555,12 +555,18 @@ type markWatch struct {
 	dispatcher.Store
 	mu             sync.Mutex
 	alone, withOut map[string]int
+	// stale counts outcome writes of a letter that arrived in the task
+	// without Arrived (they renew an expiry the arrival set).
+	stale map[string]int
 }
 
 func (s *markWatch) watch(ws ...dispatcher.LetterWrite) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, w := range ws {
+		if len(w.Done) > 0 && w.Arrive == nil && !w.Arrived {
+			s.stale[w.MessageID]++
+		}
 		switch {
 		case w.Mark.IsZero():
 		case w.Arrive == nil && len(w.Done) == 0 && len(w.Trail) == 0 && len(w.InFlight) == 0:
@@ -587,6 +593,8 @@ func (s *markWatch) WriteAll(ctx context.Context, ws []dispatcher.LetterWrite) (
 // send failed, or with a reminder to schedule, is marked after, alone.
 // Either way every letter is marked, and the task run again (the worker
 // died before asynq heard it finished) sends nothing and writes no mark.
+// The outcome writes of letters that arrived in the task say so
+// (Arrived): they send no expiry.
 func TestBatchSettledLettersMarkedInTheirLastWrite(t *testing.T) {
 	t.Parallel()
 	const n = 9
@@ -595,7 +603,7 @@ func TestBatchSettledLettersMarkedInTheirLastWrite(t *testing.T) {
 	const failing, reminded, unknown = 3, 5, 8
 	var st *markWatch
 	h := newHarnessWith(t, func(c *dispatcher.Config, h *harness) {
-		st = &markWatch{Store: h.store, alone: map[string]int{}, withOut: map[string]int{}}
+		st = &markWatch{Store: h.store, alone: map[string]int{}, withOut: map[string]int{}, stale: map[string]int{}}
 		c.Store = st
 		next := c.Senders[channels.SMS]
 		var failed atomic.Bool
@@ -632,8 +640,11 @@ func TestBatchSettledLettersMarkedInTheirLastWrite(t *testing.T) {
 				wantAlone, wantWith = 1, 0
 			}
 			st.mu.Lock()
-			alone, with := st.alone[msgN(i)], st.withOut[msgN(i)]
+			alone, with, stale := st.alone[msgN(i)], st.withOut[msgN(i)], st.stale[msgN(i)]
 			st.mu.Unlock()
+			if stale > 0 {
+				t.Errorf("%s: letter %d: %d outcome writes renew the expiry its arrival in the task set (not Arrived)", run, i, stale)
+			}
 			if alone != wantAlone || with != wantWith {
 				t.Errorf("%s: letter %d: its mark in %d writes of its own and %d outcome writes; want %d and %d",
 					run, i, alone, with, wantAlone, wantWith)

@@ -323,6 +323,12 @@ type LetterWrite struct {
 	Windows map[channels.Name]time.Time
 	// Mark marks the letter event processed.
 	Mark EventRef
+	// Arrived says the letter's Arrive was written moments ago, in the
+	// same task, so its hash has its expiry (LetterTTL, or the read
+	// letter's from then on, at least POSTBUD_READ_LETTER_TTL's 1h, longer
+	// than a task runs): the write gives the hash none. Without it, a
+	// write without Arrive gives a hash that has no expiry LetterTTL.
+	Arrived bool
 }
 
 // WriteResult is what a LetterWrite did.

@@ -590,8 +590,12 @@ func (s *Store) buildWrite(ctx context.Context, p redis.Pipeliner, pw *preparedW
 		out = append(out, arrive)
 	} else if len(set) > 0 {
 		// Later writes keep the letter's expiry (a read letter's is
-		// shorter); NX only covers a letter that had none.
-		out = append(out, p.HSet(ctx, letter, set...), p.Do(ctx, "PEXPIRE", letter, s.o.LetterTTL.Milliseconds(), "NX"))
+		// shorter); NX only covers a letter that had none, which one
+		// just Arrived has.
+		out = append(out, p.HSet(ctx, letter, set...))
+		if !w.Arrived {
+			out = append(out, p.Do(ctx, "PEXPIRE", letter, s.o.LetterTTL.Milliseconds(), "NX"))
+		}
 	}
 	if len(clear) > 0 {
 		out = append(out, script(ctx, p, clearScript, []string{letter}, clear...))
