@@ -327,7 +327,8 @@ type LetterWrite struct {
 	// same task, so its hash has its expiry (LetterTTL, or the read
 	// letter's from then on, at least POSTBUD_READ_LETTER_TTL's 1h, longer
 	// than a task runs): the write gives the hash none. Without it, a
-	// write without Arrive gives a hash that has no expiry LetterTTL.
+	// write without Arrive gives a hash that has no expiry LetterTTL. A
+	// store may ignore it (it saves Redis a command, nothing else).
 	Arrived bool
 }
 
