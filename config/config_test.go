@@ -481,6 +481,20 @@ func TestLoad(t *testing.T) {
 			errs: []wantErr{{"POSTBUD_URGENT_TASK_CHECK_INTERVAL", `must be a positive duration such as 30s or 2h, got "soon"`}}},
 	)
 
+	// POSTBUD_URGENT_WAKE_WAIT
+	wakeWait := func(c *Config) any { return c.UrgentWakeWait }
+	rows = append(rows,
+		row{name: "URGENT_WAKE_WAIT unset", got: wakeWait, want: 250 * time.Millisecond},
+		row{name: "URGENT_WAKE_WAIT 0", env: map[string]string{"POSTBUD_URGENT_WAKE_WAIT": "0"}, got: wakeWait, want: time.Duration(0)},
+		row{name: "URGENT_WAKE_WAIT 2s", env: map[string]string{"POSTBUD_URGENT_WAKE_WAIT": "2s"}, got: wakeWait, want: 2 * time.Second},
+		row{name: "URGENT_WAKE_WAIT 3s", env: map[string]string{"POSTBUD_URGENT_WAKE_WAIT": "3s"},
+			errs: []wantErr{{"POSTBUD_URGENT_WAKE_WAIT", `must be 0 (off) or from 1ms to 2s, got "3s"`}}},
+		row{name: "URGENT_WAKE_WAIT 500us", env: map[string]string{"POSTBUD_URGENT_WAKE_WAIT": "500us"},
+			errs: []wantErr{{"POSTBUD_URGENT_WAKE_WAIT", `must be 0 (off) or from 1ms to 2s, got "500us"`}}},
+		row{name: "URGENT_WAKE_WAIT soon", env: map[string]string{"POSTBUD_URGENT_WAKE_WAIT": "soon"},
+			errs: []wantErr{{"POSTBUD_URGENT_WAKE_WAIT", `must be a positive duration such as 30s or 2h, got "soon"`}}},
+	)
+
 	// POSTBUD_ACK_REPLICAS, POSTBUD_ACK_TIMEOUT
 	ackReplicas := func(c *Config) any { return c.AckReplicas }
 	rows = append(rows,
