@@ -224,6 +224,7 @@ func TestLoadDefaults(t *testing.T) {
 		TaskCheckInterval:       50 * time.Millisecond,
 		UrgentConcurrency:       20,
 		UrgentTaskCheckInterval: 8 * time.Millisecond,
+		UrgentWakeWait:          250 * time.Millisecond,
 		ShutdownTimeout:         25 * time.Second,
 		AckTimeout:              time.Second,
 		RetryBase:               5 * time.Second,
