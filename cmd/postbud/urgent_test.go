@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -105,80 +108,82 @@ func metric(t *testing.T, base, series string) string {
 	return ""
 }
 
-// TestEndToEndIdleUrgentServerIsWokenByTheEnqueue: the urgent worker
-// server polls every 6 s here (asynq sleeps 3–9 s between empty polls),
-// the main server's one slot hangs on a bulk send, so only the urgent
-// server can take an urgent letter, and only a wake-up can start it before
-// the urgent server's next poll. The letter is posted while the urgent
-// server waits for a token (BLPOP, POSTBUD_URGENT_WAKE_WAIT); its SMS goes
-// out before that poll could have come. On a redis-server of the test's
-// own, so the BLPOP in CLIENT LIST is this daemon's.
-func TestEndToEndIdleUrgentServerIsWokenByTheEnqueue(t *testing.T) {
+// TestEndToEndUrgentServerWaitsForWakeUpTokens: as the daemon wires it,
+// the urgent worker server waits on the urgent lane's wake list (BLPOP)
+// and posting an urgent letter pushes a token there (LPUSH); the letter is
+// alerted. On a redis-server of the test's own, watched with MONITOR.
+// That a token starts a waiting server's task before its next poll is
+// dispatcher/wake's test (TestIdleServerStartsAWokenTaskBeforeItsNextPoll).
+func TestEndToEndUrgentServerWaitsForWakeUpTokens(t *testing.T) {
 	t.Parallel()
 	srv := redistest.StartServer(t)
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	t.Cleanup(func() { c.Close() })
 	rt := &redistest.Env{Client: c, URL: srv.URL, Prefix: "w", QueuePrefix: "wq"}
-	smtp := emailtest.New(t)
-	sms := smstest.New(t, smstest.Options{})
-	logs := &syncBuffer{}
-	const urgentPoll = 6 * time.Second
-	d := start(t, testEnv(rt, smtp, map[string]string{
-		"POSTBUD_CONCURRENCY":                "1",
-		"POSTBUD_URGENT_CONCURRENCY":         "1",
-		"POSTBUD_URGENT_TASK_CHECK_INTERVAL": urgentPoll.String(),
-		"POSTBUD_URGENT_WAKE_WAIT":           "2s",
-		"POSTBUD_SMTP_TIMEOUT":               "1m",
-		"POSTBUD_SMS_TOKEN":                  sms.Token(),
-		"POSTBUD_SMS_URL":                    sms.URL(),
-	}), logs)
-	post(t, d.base+"/v1/events", testCoreKey, wireEvent("c-bulk", "contact.updated", "core",
-		map[string]any{"cpr": "010190-1234", "email": "citizen@example.dk", "confirmed": true}))
-	post(t, d.base+"/v1/events", testCoreKey, wireEvent("c-urgent", "contact.updated", "core",
-		map[string]any{"cpr": "040490-1234", "mobile": "20123456", "confirmed": true}))
-	waitIdle(t, rt)
-	letter := func(id, messageID, cpr, priority string) string {
-		return wireEvent(id, "message.received", "core", map[string]any{"message_id": messageID,
-			"recipient": map[string]any{"cpr": cpr}, "priority": priority,
-			"sender": map[string]any{"id": "skat", "name": "Skattestyrelsen", "kind": "public"}})
-	}
-	smtp.Stall(emailtest.StallAfterGreeting)
-	if code, body := post(t, d.base+"/v1/events", testCoreKey, letter("bulk-1", "00000001-3b4d-4e5f-8a9b-0c1d2e3f4a5b", "010190-1234", "bulk")); code != http.StatusAccepted {
-		t.Fatalf("bulk letter: %d %v", code, body)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := smtp.WaitStalled(ctx, 1); err != nil {
-		t.Fatalf("the bulk send did not reach the hanging SMTP server: %v", err)
-	}
+	key := `"asynq:{wq.urgent}:postbud-wake"`
 
-	// The urgent server has waited for a token for less than a second:
-	// without one it dequeues again after the rest of its wait and
-	// asynq's sleep of at least urgentPoll/2.
-	var t0 time.Time
-	eventually(t, "the urgent server to wait for a wake-up token", 30*time.Second, func() bool {
-		list, err := c.ClientList(context.Background()).Result()
-		if err != nil {
-			t.Fatal(err)
+	// MONITOR on a plain connection: each command Redis runs comes as one
+	// status reply ("+<time> [<db> <client>] "cmd" "arg" …").
+	mon, err := net.Dial("tcp", srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mon.Close() })
+	if _, err := mon.Write([]byte("MONITOR\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(mon)
+	if l, err := r.ReadString('\n'); err != nil || l != "+OK\r\n" {
+		t.Fatalf("MONITOR: %q %v", l, err)
+	}
+	var mu sync.Mutex
+	var seen []string // MONITOR lines naming the wake list, lower case (BLPOP is sent as such)
+	go func() {
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if strings.Contains(l, key) {
+				mu.Lock()
+				seen = append(seen, strings.ToLower(l))
+				mu.Unlock()
+			}
 		}
-		for _, line := range strings.Split(list, "\n") {
-			if strings.Contains(line, " cmd=blpop") && strings.Contains(line, " idle=0 ") {
-				t0 = time.Now()
+	}()
+	saw := func(cmd string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, l := range seen {
+			if strings.Contains(l, `"`+cmd+`" `+key) {
 				return true
 			}
 		}
 		return false
-	})
-	if code, body := post(t, d.base+"/v1/events", testCoreKey, letter("urgent-1", "9a1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b", "040490-1234", "urgent")); code != http.StatusAccepted {
+	}
+
+	smtp := emailtest.New(t)
+	sms := smstest.New(t, smstest.Options{})
+	logs := &syncBuffer{}
+	d := start(t, testEnv(rt, smtp, map[string]string{"POSTBUD_SMS_TOKEN": sms.Token(), "POSTBUD_SMS_URL": sms.URL()}), logs)
+	post(t, d.base+"/v1/events", testCoreKey, wireEvent("c-urgent", "contact.updated", "core",
+		map[string]any{"cpr": "040490-1234", "mobile": "20123456", "confirmed": true}))
+	waitIdle(t, rt)
+	eventually(t, "the urgent server to wait on the urgent lane's wake list (BLPOP)", 30*time.Second, func() bool { return saw("blpop") })
+	if saw("lpush") {
+		t.Fatal("a wake-up token before any urgent letter")
+	}
+	if code, body := post(t, d.base+"/v1/events", testCoreKey, wireEvent("urgent-1", "message.received", "core",
+		map[string]any{"message_id": "9a1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b", "recipient": map[string]any{"cpr": "040490-1234"},
+			"priority": "urgent", "sender": map[string]any{"id": "rh", "name": "Rigshospitalet", "kind": "public"}})); code != http.StatusAccepted {
 		t.Fatalf("urgent letter: %d %v", code, body)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	if _, err := sms.WaitMessages(ctx, 1); err != nil {
 		t.Fatalf("the urgent letter's SMS did not go out: %v", err)
 	}
-	if took := time.Since(t0); took >= urgentPoll/2 {
-		t.Errorf("the urgent SMS went out %v after the urgent server began to wait, not before its next poll (%v): "+
-			"the enqueue did not wake it", took.Round(time.Millisecond), urgentPoll/2)
-	}
+	eventually(t, "the urgent letter's enqueue to push a wake-up token (LPUSH)", 30*time.Second, func() bool { return saw("lpush") })
 	d.stop(t)
 	assertNoPersonalData(t, logs.String())
 }
