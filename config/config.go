@@ -127,6 +127,15 @@ type Config struct {
 	// its one queue: an urgent letter on an idle replica waits 0.5–1.5 ×
 	// this for the next poll, and each poll is one Redis script call.
 	UrgentTaskCheckInterval time.Duration
+	// UrgentWakeWait (POSTBUD_URGENT_WAKE_WAIT, default 250ms, 1ms–2s;
+	// 0 = off) is how long the idle urgent worker server, finding its
+	// queue empty, waits for a wake-up token that an urgent enqueue pushes
+	// (package dispatcher/wake) before asynq polls again: an urgent letter
+	// on an idle replica starts within a round trip of its enqueue, and
+	// the idle server calls Redis a few times a second instead of once
+	// every POSTBUD_URGENT_TASK_CHECK_INTERVAL. Shutdown may wait as long.
+	// Below go-redis's 3 s read timeout, which a wait must not reach.
+	UrgentWakeWait time.Duration
 	// ShutdownTimeout (POSTBUD_SHUTDOWN_TIMEOUT, default 25s) bounds the
 	// time in-flight work may take to finish on SIGTERM. Keep a
 	// Kubernetes terminationGracePeriodSeconds above it.
@@ -408,6 +417,12 @@ func LoadEnviron(getenv func(string) string, environ func() []string) (*Config, 
 		// Each idle poll is a Redis script call: below 1 ms the polling
 		// alone would cost Redis a noticeable share of a core per replica.
 		l.fail("POSTBUD_URGENT_TASK_CHECK_INTERVAL", "must be at least 1ms, got %q", l.getenv("POSTBUD_URGENT_TASK_CHECK_INTERVAL"))
+	}
+	c.UrgentWakeWait = 250 * time.Millisecond
+	if v := l.getenv("POSTBUD_URGENT_WAKE_WAIT"); v == "0" || v == "0s" {
+		c.UrgentWakeWait = 0
+	} else if c.UrgentWakeWait = l.duration("POSTBUD_URGENT_WAKE_WAIT", 250*time.Millisecond); c.UrgentWakeWait < time.Millisecond || c.UrgentWakeWait > 2*time.Second {
+		l.fail("POSTBUD_URGENT_WAKE_WAIT", "must be 0 (off) or from 1ms to 2s, got %q", v)
 	}
 	c.ShutdownTimeout = l.duration("POSTBUD_SHUTDOWN_TIMEOUT", 25*time.Second)
 	c.AckReplicas = l.integer("POSTBUD_ACK_REPLICAS", 0, 0, 16)

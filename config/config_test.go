@@ -224,6 +224,7 @@ func TestLoadDefaults(t *testing.T) {
 		TaskCheckInterval:       50 * time.Millisecond,
 		UrgentConcurrency:       20,
 		UrgentTaskCheckInterval: 8 * time.Millisecond,
+		UrgentWakeWait:          250 * time.Millisecond,
 		ShutdownTimeout:         25 * time.Second,
 		AckTimeout:              time.Second,
 		RetryBase:               5 * time.Second,
@@ -479,6 +480,20 @@ func TestLoad(t *testing.T) {
 			errs: []wantErr{{"POSTBUD_URGENT_TASK_CHECK_INTERVAL", `must be at least 1ms, got "500us"`}}},
 		row{name: "URGENT_TASK_CHECK_INTERVAL soon", env: map[string]string{"POSTBUD_URGENT_TASK_CHECK_INTERVAL": "soon"},
 			errs: []wantErr{{"POSTBUD_URGENT_TASK_CHECK_INTERVAL", `must be a positive duration such as 30s or 2h, got "soon"`}}},
+	)
+
+	// POSTBUD_URGENT_WAKE_WAIT
+	wakeWait := func(c *Config) any { return c.UrgentWakeWait }
+	rows = append(rows,
+		row{name: "URGENT_WAKE_WAIT unset", got: wakeWait, want: 250 * time.Millisecond},
+		row{name: "URGENT_WAKE_WAIT 0", env: map[string]string{"POSTBUD_URGENT_WAKE_WAIT": "0"}, got: wakeWait, want: time.Duration(0)},
+		row{name: "URGENT_WAKE_WAIT 2s", env: map[string]string{"POSTBUD_URGENT_WAKE_WAIT": "2s"}, got: wakeWait, want: 2 * time.Second},
+		row{name: "URGENT_WAKE_WAIT 3s", env: map[string]string{"POSTBUD_URGENT_WAKE_WAIT": "3s"},
+			errs: []wantErr{{"POSTBUD_URGENT_WAKE_WAIT", `must be 0 (off) or from 1ms to 2s, got "3s"`}}},
+		row{name: "URGENT_WAKE_WAIT 500us", env: map[string]string{"POSTBUD_URGENT_WAKE_WAIT": "500us"},
+			errs: []wantErr{{"POSTBUD_URGENT_WAKE_WAIT", `must be 0 (off) or from 1ms to 2s, got "500us"`}}},
+		row{name: "URGENT_WAKE_WAIT soon", env: map[string]string{"POSTBUD_URGENT_WAKE_WAIT": "soon"},
+			errs: []wantErr{{"POSTBUD_URGENT_WAKE_WAIT", `must be a positive duration such as 30s or 2h, got "soon"`}}},
 	)
 
 	// POSTBUD_ACK_REPLICAS, POSTBUD_ACK_TIMEOUT

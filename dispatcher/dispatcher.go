@@ -195,8 +195,10 @@ func (nopObserver) EventToAlert(channels.Name, time.Duration)                   
 func (nopObserver) AddressRemoved(channels.Name)                                 {}
 func (nopObserver) Webhook(event.Platform, string, time.Duration, time.Duration) {}
 
-// Register adds the dispatcher's handlers to mux.
+// Register adds the dispatcher's handlers to mux; a task of the urgent
+// lane runs with its context marked (WithUrgent).
 func (d *Dispatcher) Register(mux *asynq.ServeMux) {
+	mux.Use(d.urgentLane)
 	mux.HandleFunc(TypeInbound, d.HandleInbound)
 	mux.HandleFunc(TypeEvent, d.HandleEvent)
 	mux.HandleFunc(TypeLetters, d.HandleLetters)
@@ -208,6 +210,17 @@ func (d *Dispatcher) Register(mux *asynq.ServeMux) {
 	mux.HandleFunc(TypeRejected, d.HandleRejected)
 	mux.HandleFunc(TypeFlush, d.HandleFlush)
 	mux.HandleFunc(TypeConfirm, d.HandleConfirm)
+}
+
+// urgentLane marks the context of a task of the urgent lane: its store
+// calls do not wait behind the group commit of other lanes' work.
+func (d *Dispatcher) urgentLane(h asynq.Handler) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		if q, ok := asynq.GetQueueName(ctx); ok && q == d.cfg.Queues.Urgent {
+			ctx = WithUrgent(ctx)
+		}
+		return h.ProcessTask(ctx, t)
+	})
 }
 
 // HandleInbound handles an event a platform enqueued straight into asynq.
@@ -368,6 +381,9 @@ func noConsentRead(p event.Platform, why string) string {
 func (d *Dispatcher) Accept(ctx context.Context, platformEvent *event.Event) (duplicate bool, err error) {
 	ev := d.cfg.Keyer.Pseudonymize(platformEvent)
 	ref := eventRef(ev)
+	if d.cfg.Queues.EventQueue(ev) == d.cfg.Queues.Urgent {
+		ctx = WithUrgent(ctx)
+	}
 	seen, err := d.cfg.Store.Seen(ctx, ref)
 	if err != nil {
 		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)

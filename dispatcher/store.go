@@ -604,6 +604,20 @@ type Holders interface {
 	HeldBy(ctx context.Context, holder string) ([]Access, error)
 }
 
+type urgentKey struct{}
+
+// WithUrgent marks ctx as the work of the urgent lane (an urgent letter, a
+// read-state change and what follows it): a Store that groups calls from
+// many workers into shared round trips (redisstore's group commit) runs
+// such a call at once, on its own, so the bulk work queued ahead of it
+// cannot delay it.
+func WithUrgent(ctx context.Context) context.Context {
+	return context.WithValue(ctx, urgentKey{}, true)
+}
+
+// Urgent reports whether ctx was marked by WithUrgent.
+func Urgent(ctx context.Context) bool { v, _ := ctx.Value(urgentKey{}).(bool); return v }
+
 // Store is all of the roles; Config.Store takes this type.
 type Store interface {
 	Events

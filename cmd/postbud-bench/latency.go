@@ -5,7 +5,7 @@ package main
 // provider hangs, against raw asynq at the same poll interval:
 //
 //	go run ./cmd/postbud-bench -latency -redis redis://127.0.0.1:6390/0
-//	  [-bulk 200000] [-urgent 1000] [-rate 50] [-hang 30s] [-shared] [-drain-all] [-force]
+//	  [-bulk 200000] [-urgent 1000] [-rate 50] [-hang 30s] [-urgent-wake 250ms] [-shared] [-drain-all] [-force]
 //
 // It refuses a Redis that holds any key (the run's keys get a prefix of
 // their own and are deleted afterwards; a key already there is someone
@@ -14,7 +14,9 @@ package main
 // serve`: the real dispatcher on redisstore, sinks that accept at once,
 // letters enqueued with package publish, and two asynq servers configured
 // as cmd/postbud/workers.go configures them by default: the urgent lane
-// alone (-urgent-concurrency 20, -urgent-poll 8ms) and the main server,
+// alone (-urgent-concurrency 20, -urgent-poll 8ms, waiting up to
+// -urgent-wake 250ms for the wake-up token an urgent enqueue pushes:
+// package dispatcher/wake) and the main server,
 // every lane weighted normal 6, bulk 2, urgent 1 (-concurrency 50, -poll 50ms). -shared runs
 // the main server alone, the layout before the urgent lane had a server of
 // its own. Citizens are preloaded with an email address only (one alert
@@ -77,6 +79,7 @@ import (
 	"github.com/digitalpost/postbud/dispatcher/event"
 	"github.com/digitalpost/postbud/dispatcher/publish"
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
+	"github.com/digitalpost/postbud/dispatcher/wake"
 )
 
 var (
@@ -87,6 +90,7 @@ var (
 	bulkCitizens = flag.Int("bulk-citizens", 20000, "latency: citizens the bulk letters go to, round robin")
 	urgentConc   = flag.Int("urgent-concurrency", 20, "latency: urgent server concurrency (POSTBUD_URGENT_CONCURRENCY)")
 	urgentPoll   = flag.Duration("urgent-poll", 8*time.Millisecond, "latency: urgent server poll interval (POSTBUD_URGENT_TASK_CHECK_INTERVAL), also the raw baseline's")
+	urgentWake   = flag.Duration("urgent-wake", 250*time.Millisecond, "latency: the idle urgent server's wait for a wake-up token (POSTBUD_URGENT_WAKE_WAIT; 0: off, polling alone)")
 	bulkPoll     = flag.Duration("poll", 50*time.Millisecond, "latency: main server poll interval (POSTBUD_TASK_CHECK_INTERVAL)")
 	hangFor      = flag.Duration("hang", 30*time.Second, "latency: how long the bulk provider hangs per send in the hang phase")
 	idleSeconds  = flag.Float64("idle-seconds", 10, "latency: seconds of each idle Redis CPU measurement")
@@ -125,7 +129,7 @@ type lanePhase struct {
 type latencyResult struct {
 	Bulk, Urgent, BulkCitizens, Concurrency, UrgentConcurrency int
 	Rate                                                       float64
-	UrgentPollMs, PollMs, HangSeconds                          float64
+	UrgentPollMs, PollMs, HangSeconds, UrgentWakeMs            float64
 	Shared                                                     bool
 	Raw                                                        dist // raw asynq enqueue → handler start
 	RedisAlonePct, RedisIdlePct                                float64
@@ -207,8 +211,8 @@ func latencyMain(ctx context.Context, rdb *redis.Client, url string, conc int) {
 			room, what = avail, fmt.Sprintf("no maxmemory; MemAvailable %s on this host", gb(avail))
 		}
 	}
-	layout := fmt.Sprintf("urgent server (urgent lane): concurrency %d, poll %v; main server (every lane, normal 6 · bulk 2 · urgent 1): concurrency %d, poll %v",
-		*urgentConc, *urgentPoll, conc, *bulkPoll)
+	layout := fmt.Sprintf("urgent server (urgent lane): concurrency %d, poll %v, wake-up wait %v; main server (every lane, normal 6 · bulk 2 · urgent 1): concurrency %d, poll %v",
+		*urgentConc, *urgentPoll, *urgentWake, conc, *bulkPoll)
 	if *sharedServer {
 		layout = fmt.Sprintf("-shared: the main server alone (every lane, 6/3/1), concurrency %d, poll %v", conc, *bulkPoll)
 	}
@@ -284,8 +288,8 @@ func printLatency(r latencyResult) {
 	fmt.Printf("peak RSS of the child (postbud's servers, the dispatcher and the load generator): %d MiB; load average %s at start, %s at end\n",
 		r.PeakRSSKiB/1024, r.LoadStart, r.LoadEnd)
 
-	fmt.Printf("\nurgent letters, publish → alert at the sink (ms), %d at %.0f/s per phase; raw asynq enqueue → handler start at the same poll interval (%.0f ms):\n",
-		r.Urgent, r.Rate, r.UrgentPollMs)
+	fmt.Printf("\nurgent letters, publish → alert at the sink (ms), %d at %.0f/s per phase, urgent server's wake-up wait %.0f ms (0: off); raw asynq enqueue → handler start at the same poll interval (%.0f ms):\n",
+		r.Urgent, r.Rate, r.UrgentWakeMs, r.UrgentPollMs)
 	fmt.Printf("  %-34s %6s %8s %8s %8s %8s %8s\n", "", "n", "missing", "p50", "p95", "p99", "max")
 	row := func(name string, d dist) {
 		fmt.Printf("  %-34s %6d %8d %8.1f %8.1f %8.1f %8.1f\n", name, d.N, d.Missing, d.P50, d.P95, d.P99, d.Max)
@@ -500,7 +504,8 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 	logf := func(format string, a ...any) { fmt.Fprintf(os.Stderr, "  "+format+"\n", a...) }
 	res := latencyResult{Bulk: B, Urgent: U, Rate: R, BulkCitizens: K, Concurrency: conc, UrgentConcurrency: *urgentConc,
 		UrgentPollMs: float64(*urgentPoll) / 1e6, PollMs: float64(*bulkPoll) / 1e6, HangSeconds: hangFor.Seconds(),
-		Shared: *sharedServer, LoadStart: loadavg()}
+		UrgentWakeMs: float64(*urgentWake) / 1e6,
+		Shared:       *sharedServer, LoadStart: loadavg()}
 
 	queues := dispatcher.DefaultQueues(prefix)
 	sealer := benchSealer()
@@ -512,6 +517,14 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 		return latencyResult{}, err
 	}
 	client := asynq.NewClientFromRedisClient(rdb)
+	// As cmd/postbud wires them: the dispatcher's own urgent enqueues (and
+	// publish's) push wake-up tokens, the urgent server waits for them.
+	var enqueuer dispatcher.Enqueuer = client
+	urgentRDB := redis.UniversalClient(rdb)
+	if *urgentWake > 0 && !*sharedServer {
+		enqueuer = wake.NewEnqueuer(client, rdb, queues.Urgent)
+		urgentRDB = wake.NewClient(rdb, *urgentWake, queues.Urgent)
+	}
 
 	// Measured letters: slots [0,U) idle, [U,2U) hang, [2U,3U) while bulk
 	// drains, to citizens of the same numbers; bulk letters to citizens
@@ -528,7 +541,7 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 	for _, ch := range []channels.Name{channels.Email, channels.SMS, channels.APNs, channels.FCM} {
 		senders[ch] = p.wrap(sink.New(ch, 0))
 	}
-	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Sealer: sealer, Enqueuer: client, Queues: queues,
+	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Sealer: sealer, Enqueuer: enqueuer, Queues: queues,
 		Senders: senders, MailboxURL: "https://www.borger.dk/digitalpost", Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return latencyResult{}, err
@@ -545,7 +558,7 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 			r = replica{asynq.NewServerFromRedisClient(rdb, workerConfig(conc, beforeWeights(queues), *bulkPoll, d))}
 		} else {
 			r = replica{
-				asynq.NewServerFromRedisClient(rdb, workerConfig(*urgentConc, queues.UrgentWeights(), *urgentPoll, d)),
+				asynq.NewServerFromRedisClient(urgentRDB, workerConfig(*urgentConc, queues.UrgentWeights(), *urgentPoll, d)),
 				asynq.NewServerFromRedisClient(rdb, workerConfig(conc, queues.Weights(), *bulkPoll, d)),
 			}
 		}

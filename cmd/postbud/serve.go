@@ -33,6 +33,7 @@ import (
 	"github.com/digitalpost/postbud/dispatcher/reaper"
 	"github.com/digitalpost/postbud/dispatcher/redisstore"
 	"github.com/digitalpost/postbud/dispatcher/rules"
+	"github.com/digitalpost/postbud/dispatcher/wake"
 	"github.com/digitalpost/postbud/dispatcher/webhooksync"
 )
 
@@ -166,7 +167,11 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 	queues := dispatcher.DefaultQueues(cfg.QueuePrefix)
 	client := asynq.NewClientFromRedisClient(rdb)
 	defer client.Close()
-	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Sealer: sealer, Enqueuer: client, Queues: queues,
+	var enqueuer dispatcher.Enqueuer = client
+	if cfg.UrgentWakeWait > 0 {
+		enqueuer = wake.NewEnqueuer(client, rdb, queues.Urgent)
+	}
+	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Sealer: sealer, Enqueuer: enqueuer, Queues: queues,
 		Senders: senders, Logger: log, MailboxURL: cfg.MailboxURL, AlertTTL: cfg.AlertTTL, RetryBase: cfg.RetryBase, BatchSize: cfg.BatchSize, BatchInflight: cfg.BatchInflight,
 		TrackReports: trackReports(cfg), Syncer: syncer, QuietHours: quiet, PaperForMinors: cfg.PaperForMinors,
 		ReminderBefore: cfg.ReminderBefore, Observer: m, Limiter: limiter, Coalesce: coalesce})

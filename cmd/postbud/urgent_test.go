@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/digitalpost/postbud/channels/email/emailtest"
 	"github.com/digitalpost/postbud/channels/sms/smstest"
@@ -101,4 +106,84 @@ func metric(t *testing.T, base, series string) string {
 		}
 	}
 	return ""
+}
+
+// TestEndToEndUrgentServerWaitsForWakeUpTokens: as the daemon wires it,
+// the urgent worker server waits on the urgent lane's wake list (BLPOP)
+// and posting an urgent letter pushes a token there (LPUSH); the letter is
+// alerted. On a redis-server of the test's own, watched with MONITOR.
+// That a token starts a waiting server's task before its next poll is
+// dispatcher/wake's test (TestIdleServerStartsAWokenTaskBeforeItsNextPoll).
+func TestEndToEndUrgentServerWaitsForWakeUpTokens(t *testing.T) {
+	t.Parallel()
+	srv := redistest.StartServer(t)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { c.Close() })
+	rt := &redistest.Env{Client: c, URL: srv.URL, Prefix: "w", QueuePrefix: "wq"}
+	key := `"asynq:{wq.urgent}:postbud-wake"`
+
+	// MONITOR on a plain connection: each command Redis runs comes as one
+	// status reply ("+<time> [<db> <client>] "cmd" "arg" …").
+	mon, err := net.Dial("tcp", srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mon.Close() })
+	if _, err := mon.Write([]byte("MONITOR\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(mon)
+	if l, err := r.ReadString('\n'); err != nil || l != "+OK\r\n" {
+		t.Fatalf("MONITOR: %q %v", l, err)
+	}
+	var mu sync.Mutex
+	var seen []string // MONITOR lines naming the wake list, lower case (BLPOP is sent as such)
+	go func() {
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if strings.Contains(l, key) {
+				mu.Lock()
+				seen = append(seen, strings.ToLower(l))
+				mu.Unlock()
+			}
+		}
+	}()
+	saw := func(cmd string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, l := range seen {
+			if strings.Contains(l, `"`+cmd+`" `+key) {
+				return true
+			}
+		}
+		return false
+	}
+
+	smtp := emailtest.New(t)
+	sms := smstest.New(t, smstest.Options{})
+	logs := &syncBuffer{}
+	d := start(t, testEnv(rt, smtp, map[string]string{"POSTBUD_SMS_TOKEN": sms.Token(), "POSTBUD_SMS_URL": sms.URL()}), logs)
+	post(t, d.base+"/v1/events", testCoreKey, wireEvent("c-urgent", "contact.updated", "core",
+		map[string]any{"cpr": "040490-1234", "mobile": "20123456", "confirmed": true}))
+	waitIdle(t, rt)
+	eventually(t, "the urgent server to wait on the urgent lane's wake list (BLPOP)", 30*time.Second, func() bool { return saw("blpop") })
+	if saw("lpush") {
+		t.Fatal("a wake-up token before any urgent letter")
+	}
+	if code, body := post(t, d.base+"/v1/events", testCoreKey, wireEvent("urgent-1", "message.received", "core",
+		map[string]any{"message_id": "9a1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b", "recipient": map[string]any{"cpr": "040490-1234"},
+			"priority": "urgent", "sender": map[string]any{"id": "rh", "name": "Rigshospitalet", "kind": "public"}})); code != http.StatusAccepted {
+		t.Fatalf("urgent letter: %d %v", code, body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := sms.WaitMessages(ctx, 1); err != nil {
+		t.Fatalf("the urgent letter's SMS did not go out: %v", err)
+	}
+	eventually(t, "the urgent letter's enqueue to push a wake-up token (LPUSH)", 30*time.Second, func() bool { return saw("lpush") })
+	d.stop(t)
+	assertNoPersonalData(t, logs.String())
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/digitalpost/postbud/config"
 	"github.com/digitalpost/postbud/dispatcher"
 	"github.com/digitalpost/postbud/dispatcher/metrics"
+	"github.com/digitalpost/postbud/dispatcher/wake"
 )
 
 // workerServers are the two asynq servers of one replica. The main server
@@ -22,8 +23,9 @@ import (
 // without waiting for the urgent server's poll. The urgent
 // server works the urgent lane alone in slots of its own, polled often
 // (POSTBUD_URGENT_*): when a provider that hangs to its timeout fills the
-// main server's slots, or the replica is idle, urgent tasks still start
-// within one short poll. Both run the same handlers (one mux) and register
+// main server's slots, urgent tasks still start within one short poll, and
+// on an idle replica an urgent enqueue's wake-up token starts them at once
+// (POSTBUD_URGENT_WAKE_WAIT, package dispatcher/wake). Both run the same handlers (one mux) and register
 // with asynq as servers of their own, so the dashboard lists both and
 // every queue.
 type workerServers struct {
@@ -32,7 +34,7 @@ type workerServers struct {
 
 // newWorkerServers configures the two servers; d supplies the retry delay.
 func newWorkerServers(rdb redis.UniversalClient, cfg *config.Config, queues dispatcher.Queues, d *dispatcher.Dispatcher, log *slog.Logger) *workerServers {
-	one := func(name string, conc int, poll time.Duration, weights map[string]int) *asynq.Server {
+	one := func(rdb redis.UniversalClient, name string, conc int, poll time.Duration, weights map[string]int) *asynq.Server {
 		l := log.With("component", "asynq", "server", name)
 		return asynq.NewServerFromRedisClient(rdb, asynq.Config{
 			Concurrency:    conc,
@@ -56,9 +58,15 @@ func newWorkerServers(rdb redis.UniversalClient, cfg *config.Config, queues disp
 			}),
 		})
 	}
+	urgentRDB := rdb
+	if cfg.UrgentWakeWait > 0 {
+		// The urgent server alone waits for wake-up tokens: the main
+		// server also tries the urgent lane, and must go on to the others.
+		urgentRDB = wake.NewClient(rdb, cfg.UrgentWakeWait, queues.Urgent)
+	}
 	return &workerServers{
-		urgent: one(metrics.ServerUrgent, cfg.UrgentConcurrency, cfg.UrgentTaskCheckInterval, queues.UrgentWeights()),
-		main:   one(metrics.ServerMain, cfg.Concurrency, cfg.TaskCheckInterval, queues.Weights()),
+		urgent: one(urgentRDB, metrics.ServerUrgent, cfg.UrgentConcurrency, cfg.UrgentTaskCheckInterval, queues.UrgentWeights()),
+		main:   one(rdb, metrics.ServerMain, cfg.Concurrency, cfg.TaskCheckInterval, queues.Weights()),
 	}
 }
 

@@ -22,24 +22,39 @@ import (
 
 	"github.com/digitalpost/postbud/dispatcher"
 	"github.com/digitalpost/postbud/dispatcher/event"
+	"github.com/digitalpost/postbud/dispatcher/wake"
 )
 
 // Publisher enqueues events. It is safe for concurrent use.
 type Publisher struct {
 	client *asynq.Client
+	enq    *wake.Enqueuer // client, kicking the urgent lane's idle servers
+	rdb    redis.UniversalClient
+	own    bool // Close closes rdb
 	queues dispatcher.Queues
 }
 
 // New returns a Publisher for postbud's Redis; queuePrefix is postbud's
 // POSTBUD_QUEUE_PREFIX ("" for the default).
 func New(r asynq.RedisConnOpt, queuePrefix string) *Publisher {
-	return &Publisher{client: asynq.NewClient(r), queues: dispatcher.DefaultQueues(queuePrefix)}
+	c, ok := r.MakeRedisClient().(redis.UniversalClient)
+	if !ok { // asynq's own options all make one; another enqueues unkicked
+		client := asynq.NewClient(r)
+		return &Publisher{client: client, enq: wake.NewEnqueuer(client, nil), own: true, queues: dispatcher.DefaultQueues(queuePrefix)}
+	}
+	p := NewFromRedisClient(c, queuePrefix)
+	p.own = true
+	return p
 }
 
 // NewFromRedisClient returns a Publisher sharing an existing client, which
 // Close leaves open.
 func NewFromRedisClient(c redis.UniversalClient, queuePrefix string) *Publisher {
-	return &Publisher{client: asynq.NewClientFromRedisClient(c), queues: dispatcher.DefaultQueues(queuePrefix)}
+	q := dispatcher.DefaultQueues(queuePrefix)
+	client := asynq.NewClientFromRedisClient(c)
+	// An urgent event wakes an idle postbud urgent server at once
+	// (POSTBUD_URGENT_WAKE_WAIT) instead of at its next poll.
+	return &Publisher{client: client, enq: wake.NewEnqueuer(client, c, q.Urgent), rdb: c, queues: q}
 }
 
 // Publish validates one event in the wire form of contract v1 and enqueues
@@ -59,7 +74,7 @@ func (p *Publisher) Publish(ctx context.Context, raw []byte) (duplicate bool, er
 		return false, &event.ValidationError{Errors: []event.FieldError{*f}}
 	}
 	t := dispatcher.NewInboundTask(raw, ev, p.queues)
-	_, err = p.client.EnqueueContext(ctx, t)
+	_, err = p.enq.EnqueueContext(ctx, t)
 	if errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask) {
 		return true, nil
 	}
@@ -117,7 +132,7 @@ func (p *Publisher) PublishBatch(ctx context.Context, raws [][]byte) []Result {
 	}
 	enqueue := func(idx []int, t *asynq.Task, err error) {
 		if err == nil {
-			_, err = p.client.EnqueueContext(ctx, t)
+			_, err = p.enq.EnqueueContext(ctx, t)
 		}
 		dup := errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask)
 		for _, i := range idx {
@@ -158,5 +173,14 @@ func urgent(ev *event.Event) int {
 	return 0
 }
 
-// Close closes the connection the Publisher made.
-func (p *Publisher) Close() error { return p.client.Close() }
+// Close closes the connection the Publisher made (none when it shares a
+// client).
+func (p *Publisher) Close() error {
+	if !p.own {
+		return nil
+	}
+	if p.rdb == nil {
+		return p.client.Close()
+	}
+	return p.rdb.Close()
+}

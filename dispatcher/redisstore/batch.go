@@ -158,8 +158,11 @@ func (s *Store) doN(ctx context.Context, n int, build func(p redis.Pipeliner) []
 	return cmds, err
 }
 
+// run sends a call's commands: a large call (n ≥ ownPipeline) or an
+// urgent one (dispatcher.WithUrgent) as a pipeline of its own at once, any
+// other through the batcher.
 func (s *Store) run(ctx context.Context, n int, build func(p redis.Pipeliner) []redis.Cmder) ([]redis.Cmder, error) {
-	if n >= ownPipeline {
+	if n >= ownPipeline || dispatcher.Urgent(ctx) {
 		var cmds []redis.Cmder
 		_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			cmds = build(p)

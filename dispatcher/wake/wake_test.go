@@ -1,0 +1,157 @@
+package wake_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/digitalpost/postbud/dispatcher/redistest"
+	"github.com/digitalpost/postbud/dispatcher/wake"
+)
+
+// The tests run on a redis-server of their own: CLIENT LIST then shows the
+// test's server alone, so "a client blocked in BLPOP" is the test's.
+
+const (
+	queue = "wq.urgent"
+	// poll is the server's asynq poll interval: once its wait ends without
+	// a token, asynq sleeps 0.5–1.5 × poll before it dequeues again.
+	poll = 6 * time.Second
+	// wait bounds one wait for a token.
+	wait = 2 * time.Second
+)
+
+type started struct {
+	at time.Time
+	id string
+}
+
+// serve starts an asynq server on the queue whose Redis client is rdb; its
+// handler reports each task it starts.
+func serve(t *testing.T, rdb redis.UniversalClient) <-chan started {
+	t.Helper()
+	ch := make(chan started, 16)
+	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{Concurrency: 2, Queues: map[string]int{queue: 1},
+		TaskCheckInterval: poll, LogLevel: asynq.FatalLevel, ShutdownTimeout: time.Second})
+	if err := srv.Start(asynq.HandlerFunc(func(ctx context.Context, task *asynq.Task) error {
+		id, _ := asynq.GetTaskID(ctx)
+		ch <- started{time.Now(), id}
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	return ch
+}
+
+// waiting returns once a client has been blocked in BLPOP for less than a
+// second (CLIENT LIST: cmd=blpop, idle=0): its wait then ends no earlier
+// than a second from now.
+func waiting(t *testing.T, c *redis.Client) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		list, err := c.ClientList(context.Background()).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(list, "\n") {
+			if strings.Contains(line, " cmd=blpop") && strings.Contains(line, " idle=0 ") {
+				return time.Now()
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("no client waited for a wake-up token within 20s")
+	return time.Time{}
+}
+
+func TestIdleServerStartsAWokenTaskBeforeItsNextPoll(t *testing.T) {
+	t.Parallel()
+	srv := redistest.StartServer(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { rdb.Close() }) // after the server's shutdown
+	starts := serve(t, wake.NewClient(rdb, wait, queue))
+	client := asynq.NewClientFromRedisClient(rdb)
+	enq := wake.NewEnqueuer(client, rdb, queue)
+
+	t0 := waiting(t, rdb)
+	if _, err := enq.EnqueueContext(context.Background(), asynq.NewTask("t", nil), asynq.Queue(queue), asynq.TaskID("woken")); err != nil {
+		t.Fatal(err)
+	}
+	// Without a wake-up the server would dequeue again only after asynq's
+	// sleep of at least poll/2 (after its wait, or right after the token
+	// if it did not dequeue again): an order of events, seconds apart.
+	earliestPoll := t0.Add(poll / 2)
+	select {
+	case s := <-starts:
+		if s.id != "woken" {
+			t.Fatalf("started %q", s.id)
+		}
+		t.Logf("started %v after the wait was seen", s.at.Sub(t0).Round(time.Millisecond))
+		if !s.at.Before(earliestPoll) {
+			t.Errorf("the task started %v after the wait began, not before the server's next poll (%v): no wake-up",
+				s.at.Sub(t0).Round(time.Millisecond), earliestPoll.Sub(t0))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the task never started")
+	}
+}
+
+// A task enqueued without a token (by asynq's forwarder, a plain client, a
+// lost LPUSH) is still found: the wait ends and asynq polls as before.
+func TestTaskWithoutTokenIsFoundByThePoll(t *testing.T) {
+	t.Parallel()
+	srv := redistest.StartServer(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { rdb.Close() }) // after the server's shutdown
+	starts := serve(t, wake.NewClient(rdb, wait, queue))
+	waiting(t, rdb)
+	if _, err := asynq.NewClientFromRedisClient(rdb).Enqueue(asynq.NewTask("t", nil), asynq.Queue(queue), asynq.TaskID("plain")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-starts:
+		if s.id != "plain" {
+			t.Fatalf("started %q", s.id)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a task enqueued without a token never started")
+	}
+}
+
+// Only a pending task on a watched queue pushes a token: a scheduled one
+// (asynq's forwarder moves it), or one on another queue, does not.
+func TestEnqueuerKicksWatchedPendingTasksOnly(t *testing.T) {
+	t.Parallel()
+	rt := redistest.New(t)
+	watched, other := rt.QueuePrefix+".urgent", rt.QueuePrefix+".normal"
+	enq := wake.NewEnqueuer(asynq.NewClientFromRedisClient(rt.Client), rt.Client, watched)
+	ctx := context.Background()
+	tokens := func() int64 { return rt.Client.LLen(ctx, wake.Key(watched)).Val() }
+
+	if _, err := enq.EnqueueContext(ctx, asynq.NewTask("t", nil), asynq.Queue(watched), asynq.ProcessIn(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := enq.EnqueueContext(ctx, asynq.NewTask("t", nil), asynq.Queue(other)); err != nil {
+		t.Fatal(err)
+	}
+	if n := tokens(); n != 0 {
+		t.Fatalf("%d tokens after a scheduled task and another queue's task, want 0", n)
+	}
+	for range 20 {
+		if _, err := enq.EnqueueContext(ctx, asynq.NewTask("t", nil), asynq.Queue(watched)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := tokens(); n != 16 {
+		t.Errorf("%d tokens after 20 pending tasks, want the list trimmed to 16", n)
+	}
+	if ttl := rt.Client.PTTL(ctx, wake.Key(watched)).Val(); ttl <= 0 || ttl > time.Minute {
+		t.Errorf("the wake list's TTL is %v, want at most a minute", ttl)
+	}
+}
