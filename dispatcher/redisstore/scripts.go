@@ -124,7 +124,8 @@ return 1
 `)
 
 // letterScript is a letter's arrival: the metadata is stored if the letter
-// has none yet, the write's letter fields are set and cleared, and the
+// has none yet, the write's letter fields are set and cleared (never the
+// read state 'r', so it is read with 'sn' before them), and the
 // letter is filed in the unread index unless it is read — one step, so no
 // reader ever counts a letter that was read before it arrived. The count
 // it returns is the alert's badge (Lookup reads none). Every 16th letter
@@ -144,10 +145,11 @@ return 1
 var letterScript = redis.NewScript(`
 local nm, ns = tonumber(ARGV[6]), tonumber(ARGV[7])
 local from, last = 8 + 2 * nm, 7 + 2 * (nm + ns)
-if nm > 0 and redis.call('HEXISTS', KEYS[1], 'sn') == 0 then from = 8 end
+local cur = redis.call('HMGET', KEYS[1], 'sn', 'r')
+if nm > 0 and not cur[1] then from = 8 end
 if from <= last then redis.call('HSET', KEYS[1], unpack(ARGV, from, last)) end
 if last < #ARGV then redis.call('HDEL', KEYS[1], unpack(ARGV, last + 1, #ARGV)) end
-if redis.call('HGET', KEYS[1], 'r') == '1' then
+if cur[2] == '1' then
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
 else
   redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
