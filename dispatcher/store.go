@@ -288,7 +288,8 @@ type LetterView struct {
 }
 
 // Arrival is a letter's first processing, or a later run's filing of a
-// stored letter (which stores no metadata and reads the unread count).
+// stored letter (which stores no metadata, renews the letter's expiry and
+// reads the unread count).
 // Every 16th letter filed (by the citizen's count after it) also drops the
 // citizen's letters past retention from the unread index.
 type Arrival struct {

@@ -31,8 +31,9 @@
 //	                        own: trailEntry)
 //	P:{C}:u          zset   the citizen's unread letters by received time
 //	                        (no TTL: counted with ZCOUNT over the retention
-//	                        window, trimmed every 16th letter and on reads;
-//	                        an empty zset is gone)
+//	                        window, trimmed by the arrival that brings the
+//	                        count to 1, 17, 33 … and on reads; an empty zset
+//	                        is gone)
 //	P:{C}:e:<event>  string the processed mark of a registry event
 //	P:{C}:ans:<id>   string a script's answer to one call, for the call
 //	                        run again (answerKey); an hour
