@@ -443,7 +443,7 @@ func LoadEnviron(getenv func(string) string, environ func() []string) (*Config, 
 	}
 	if c.ReadLetterTTL < time.Hour {
 		// A batch task writes a letter's outcomes without renewing the
-		// expiry its arrival set (LetterWrite.Arrived): the expiry must
+		// expiry its arrival set (LetterWrite.Follows): the expiry must
 		// outlast the task (15 minutes).
 		l.fail("POSTBUD_READ_LETTER_TTL", "must be at least 1h, got %q", l.getenv("POSTBUD_READ_LETTER_TTL"))
 	}

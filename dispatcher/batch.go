@@ -509,7 +509,7 @@ func (d *Dispatcher) sendLetters(ctx context.Context, runs []*letterRun) ([][]re
 				res := d.send(ctx, r.c, r.stored, r.todo[jb.i], 1)
 				// A letter that arrived in this task has its expiry: the
 				// outcome write adds none (a PEXPIRE fewer a letter).
-				w := LetterWrite{Citizen: r.ev.CitizenKey, MessageID: r.stored.MessageID, Arrived: r.w.Arrive != nil}
+				w := LetterWrite{Citizen: r.ev.CitizenKey, MessageID: r.stored.MessageID, Follows: r.w.Arrive != nil}
 				d.decorateRun(r)(&res, &w)
 				w.add(res)
 				results[jb.run][jb.i], writes[j] = res, w

@@ -564,7 +564,7 @@ func (s *markWatch) watch(ws ...dispatcher.LetterWrite) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, w := range ws {
-		if len(w.Done) > 0 && w.Arrive == nil && !w.Arrived {
+		if len(w.Done) > 0 && w.Arrive == nil && !w.Follows {
 			s.stale[w.MessageID]++
 		}
 		switch {
@@ -643,7 +643,7 @@ func TestBatchSettledLettersMarkedInTheirLastWrite(t *testing.T) {
 			alone, with, stale := st.alone[msgN(i)], st.withOut[msgN(i)], st.stale[msgN(i)]
 			st.mu.Unlock()
 			if stale > 0 {
-				t.Errorf("%s: letter %d: %d outcome writes renew the expiry its arrival in the task set (not Arrived)", run, i, stale)
+				t.Errorf("%s: letter %d: %d outcome writes renew the expiry its arrival in the task set (not Follows)", run, i, stale)
 			}
 			if alone != wantAlone || with != wantWith {
 				t.Errorf("%s: letter %d: its mark in %d writes of its own and %d outcome writes; want %d and %d",

@@ -572,7 +572,7 @@ func (d *Dispatcher) prepare(ctx context.Context, ev *event.Event, v LetterView)
 		stored.SenderID, stored.SenderName, stored.SenderKind = m.SenderID, m.SenderName, m.SenderKind
 		stored.Priority, stored.ReceivedAt, stored.Legal = m.Priority, ev.OccurredAt, m.LegalNotification
 		stored.NotBefore, stored.ReplyBy = m.DoNotDeliverUntil, m.ReplyBy
-		w.Arrive = &Arrival{Meta: stored, TrimUnread: c.Unread%16 == 0}
+		w.Arrive = &Arrival{Meta: stored}
 		if m.Notification != "" {
 			if ok, why := rules.CheckNotification(m.Notification); ok {
 				stored.Notification = gsm7.Normalize(m.Notification)
@@ -611,6 +611,12 @@ func (d *Dispatcher) prepare(ctx context.Context, ev *event.Event, v LetterView)
 			continue
 		}
 		r.todo = append(r.todo, dl)
+	}
+	if v.Stored && len(r.todo) > 0 {
+		// A later run of a stored letter: the look-up read no unread
+		// count, and the alerts' badge needs one. Filing the letter again
+		// (its metadata is kept, a read letter stays unfiled) returns it.
+		w.Arrive = &Arrival{Meta: stored}
 	}
 	return r, nil
 }
@@ -805,10 +811,12 @@ func (d *Dispatcher) sendAll(ctx context.Context, c *Citizen, l *Letter, citizen
 		// hands the alert over: recorded first, so that a run that dies
 		// mid-call re-sends through that provider only.
 		hctx := channels.WithHandoff(ctx, func(provider string) error {
-			return d.write(ctx, LetterWrite{Citizen: citizen, MessageID: messageID, Handed: map[string]string{dl.id: provider}})
+			return d.write(ctx, LetterWrite{Citizen: citizen, MessageID: messageID, Handed: map[string]string{dl.id: provider},
+				Follows: true})
 		})
 		r := d.send(hctx, c, l, dl, attempt, adjust...)
-		w := LetterWrite{Citizen: citizen, MessageID: messageID}
+		// The write before the sends put the letter's hash in place.
+		w := LetterWrite{Citizen: citizen, MessageID: messageID, Follows: true}
 		if h.decorate != nil {
 			h.decorate(&r, &w)
 		}

@@ -492,3 +492,32 @@ func TestEventIsNotMarkedBeforeWhatFollowsTheSends(t *testing.T) {
 		})
 	}
 }
+
+// A letter's run again after its arrival (here: the SMS failed and its
+// task could not be enqueued) sends the deliveries left with the badge of
+// every letter filed, as the first run would: the look-up reads no unread
+// count, so the run files the stored letter again for it.
+func TestRunAgainCountsTheBadge(t *testing.T) {
+	var enq *failingEnqueuer
+	h := newHarnessWith(t, func(c *dispatcher.Config, h *harness) {
+		enq = &failingEnqueuer{Enqueuer: c.Enqueuer, typ: dispatcher.TypeDelivery}
+		c.Enqueuer = enq
+	}, channels.Email, channels.SMS)
+	registerNow(h, annaCPR)
+	h.handle(letter("ev-badge-earlier", "22222222-2222-4333-8444-555555555550", annaCPR))
+	h.channels[channels.SMS].failNext(channels.Fail(channels.Transient, "http 503", errors.New("gateway busy")))
+	task, _ := h.eventTask(letter("ev-badge-again", msgInterrupted, annaCPR))
+	if err := h.d.HandleEvent(context.Background(), task); !errors.Is(err, errCrash) {
+		t.Fatalf("first run: %v, want the failed enqueue", err)
+	}
+	if err := h.d.HandleEvent(context.Background(), task); err != nil {
+		t.Fatalf("run again: %v", err)
+	}
+	var badges []int
+	for _, a := range h.channels[channels.SMS].alerts() {
+		badges = append(badges, a.Alert.Badge)
+	}
+	if want := []int{1, 2}; !slices.Equal(badges, want) {
+		t.Errorf("SMS badges %v, want %v: the run again counts both letters filed", badges, want)
+	}
+}

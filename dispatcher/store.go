@@ -267,8 +267,11 @@ type Registry interface {
 
 // LetterView is what the dispatcher reads of one letter and its citizen.
 type LetterView struct {
-	// Citizen is never nil unless Seen: an unknown citizen is empty, with
-	// Unread the citizen's unread count.
+	// Citizen is never nil unless Seen: an unknown citizen is empty.
+	// Load reads its Unread, the citizen's unread count; Lookup and
+	// LookupAll leave it 0 (not read): a letter's processing takes the
+	// count from its arrival (WriteResult.Unread), a round trip's read
+	// less per letter.
 	Citizen *Citizen
 	// Letter is never nil unless Seen: a letter not stored yet has its
 	// MessageID and any read state that came first.
@@ -284,14 +287,15 @@ type LetterView struct {
 	Holders []Access
 }
 
-// Arrival is a letter's first processing.
+// Arrival is a letter's first processing, or a later run's filing of a
+// stored letter (which stores no metadata, renews the letter's expiry and
+// reads the unread count).
+// Every 16th letter filed (by the citizen's count after it) also drops the
+// citizen's letters past retention from the unread index.
 type Arrival struct {
 	// Meta carries the metadata (SenderID … ReplyBy); its read state,
 	// Done and InFlight are not written.
 	Meta *Letter
-	// TrimUnread also drops the citizen's letters past retention from the
-	// unread index (the caller asks every 16th letter).
-	TrimUnread bool
 }
 
 // LetterWrite is one write to one letter, every effect named.
@@ -323,13 +327,16 @@ type LetterWrite struct {
 	Windows map[channels.Name]time.Time
 	// Mark marks the letter event processed.
 	Mark EventRef
-	// Arrived says the letter's Arrive was written moments ago, in the
-	// same task, so its hash has its expiry (LetterTTL, or the read
-	// letter's from then on, at least POSTBUD_READ_LETTER_TTL's 1h, longer
-	// than a task runs): the write gives the hash none. Without it, a
-	// write without Arrive gives a hash that has no expiry LetterTTL. A
-	// store may ignore it (it saves Redis a command, nothing else).
-	Arrived bool
+	// Follows says an earlier write of the same run put the letter's
+	// hash in place moments before, with its expiry (the write before a
+	// single letter's sends; a batch letter's arrival in the same task):
+	// this write leaves the expiry alone instead of setting one where
+	// there is none. A letter's hash is never deleted (Redis runs
+	// noeviction; deploy/redis.conf), and a read letter's shorter expiry
+	// (POSTBUD_READ_LETTER_TTL, at least 1h) outlasts a task, so it still
+	// has one. A store may ignore it (it saves Redis a command, nothing
+	// else).
+	Follows bool
 }
 
 // WriteResult is what a LetterWrite did.
@@ -342,16 +349,18 @@ type WriteResult struct {
 
 // Letters is letters, their delivery trail and the unread index.
 type Letters interface {
-	// Lookup reads a citizen and a letter, or says ev was processed. The
-	// reads go in one round trip but are not one snapshot: the letter's
-	// own fields (metadata, read state, marks) are read in one command and
-	// are consistent with each other.
+	// Lookup reads a citizen and a letter for processing ev, or says ev
+	// was processed; the citizen's unread count is not read. The reads go
+	// in one round trip but are not one snapshot: the letter's own fields
+	// (metadata, read state, marks) are read in one command and are
+	// consistent with each other.
 	Lookup(ctx context.Context, ev EventRef) (LetterView, error)
-	// Load is Lookup without an event: Stored says whether the letter is
-	// there; the view is always usable (no ErrNotFound).
+	// Load is Lookup without an event, with the citizen's unread count:
+	// Stored says whether the letter is there; the view is always usable
+	// (no ErrNotFound).
 	Load(ctx context.Context, citizen, messageID string) (LetterView, error)
 	// Write applies w. Atomic together, in one step: Arrive (metadata,
-	// unread filing honouring a read that came first, TrimUnread), the
+	// unread filing honouring a read that came first, the trim), the
 	// done marks of Done, the in-flight marks set, and Mark — a reader
 	// sees all of them or none, and a re-run that finds Mark seen finds
 	// the rest. The clearing of answered in-flight marks (part of the

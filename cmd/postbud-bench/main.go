@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -67,6 +68,10 @@ type result struct {
 // ackReplicas is POSTBUD_ACK_REPLICAS for the postbud phases: each accept
 // and each task waits until that many replicas have its writes.
 var ackReplicas = flag.Int("ack-replicas", 0, "postbud phases: wait for this many Redis replicas after each accept and task (POSTBUD_ACK_REPLICAS)")
+
+// cpuProfile is where a postbud phase writes the CPU profile of its timed
+// part (go tool pprof), for finding the process's own cost per letter.
+var cpuProfile = flag.String("cpuprofile", "", "postbud phases (with -phase): write the timed part's CPU profile to this file")
 
 func main() {
 	redisURL := flag.String("redis", "redis://127.0.0.1:6379/0", "the Redis to measure on")
@@ -496,6 +501,17 @@ func runPostbud(ctx context.Context, rdb *redis.Client, phase, prefix string, n,
 		events[i], raws[i] = ev, b
 	}
 	mem1 := redisMem(ctx, rdb)
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return result{}, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return result{}, err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	cpu0, pcpu0 := redisCPU(ctx, rdb), procCPU()
 	start := time.Now()
 	if err := enqueue(n, func(i int) error {

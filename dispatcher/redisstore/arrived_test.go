@@ -39,7 +39,7 @@ func TestWriteArrivedSendsNoExpiry(t *testing.T) {
 			done.DeliveryID = "d2"
 		}
 		if _, err := s.Write(ctx, dispatcher.LetterWrite{Citizen: citizen, MessageID: msg, Done: []dispatcher.Outcome{done},
-			Arrived: tc.arrived}); err != nil {
+			Follows: tc.arrived}); err != nil {
 			t.Fatal(err)
 		}
 		ttl, err := env.Client.PTTL(ctx, key).Result()
@@ -47,7 +47,7 @@ func TestWriteArrivedSendsNoExpiry(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got := ttl > 0; got != tc.want {
-			t.Errorf("Arrived %v: the letter's expiry after the write %v, want an expiry: %v", tc.arrived, ttl, tc.want)
+			t.Errorf("Follows %v: the letter's expiry after the write %v, want an expiry: %v", tc.arrived, ttl, tc.want)
 		}
 	}
 }

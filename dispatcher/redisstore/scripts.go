@@ -124,36 +124,42 @@ return 1
 `)
 
 // letterScript is a letter's arrival: the metadata is stored if the letter
-// has none yet, the write's letter fields are set and cleared, and the
+// has none yet, the write's letter fields are set and cleared (never the
+// read state 'r', so it is read with 'sn' before them), and the
 // letter is filed in the unread index unless it is read — one step, so no
-// reader ever counts a letter that was read before it arrived.
+// reader ever counts a letter that was read before it arrived. The count
+// it returns is the alert's badge (Lookup reads none). Every 16th letter
+// (by that count: 1, 17, 33 …) it also drops the letters past retention
+// from the index, which has no expiry of its own (reads trim it too).
 //
 // KEYS[1] letter hash  KEYS[2] unread index
-// ARGV[1] message id  ARGV[2] received (unix ms)  ARGV[3] trim (0|1)
-// ARGV[4] oldest received ms still kept  ARGV[5] letter TTL (ms)
-// ARGV[6] read letter TTL (ms)  ARGV[7] nm, the number of metadata pairs
-// ARGV[8] ns, the number of other field pairs to set
+// ARGV[1] message id  ARGV[2] received (unix ms)
+// ARGV[3] oldest received ms still kept  ARGV[4] letter TTL (ms)
+// ARGV[5] read letter TTL (ms)  ARGV[6] nm, the number of metadata pairs
+// ARGV[7] ns, the number of other field pairs to set
 // then nm metadata field/value pairs, ns field/value pairs (done marks,
 // in-flight marks, the event mark), and the fields to delete (in-flight
 // marks answered). The metadata (if new) and the other pairs are
 // adjacent, so one HSET sets them all.
 // Returns the citizen's unread count after the write.
 var letterScript = redis.NewScript(`
-local nm, ns = tonumber(ARGV[7]), tonumber(ARGV[8])
-local from, last = 9 + 2 * nm, 8 + 2 * (nm + ns)
-if nm > 0 and redis.call('HEXISTS', KEYS[1], 'sn') == 0 then from = 9 end
+local nm, ns = tonumber(ARGV[6]), tonumber(ARGV[7])
+local from, last = 8 + 2 * nm, 7 + 2 * (nm + ns)
+local cur = redis.call('HMGET', KEYS[1], 'sn', 'r')
+if nm > 0 and not cur[1] then from = 8 end
 if from <= last then redis.call('HSET', KEYS[1], unpack(ARGV, from, last)) end
 if last < #ARGV then redis.call('HDEL', KEYS[1], unpack(ARGV, last + 1, #ARGV)) end
-if redis.call('HGET', KEYS[1], 'r') == '1' then
-  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+if cur[2] == '1' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
 else
   redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
 end
-if ARGV[3] == '1' then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[4])
+local n = redis.call('ZCOUNT', KEYS[2], ARGV[3], '+inf')
+if n % 16 == 1 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[3])
 end
-return redis.call('ZCOUNT', KEYS[2], ARGV[4], '+inf')
+return n
 `)
 
 // unlockScript frees a sync lock only while it holds the caller's token.

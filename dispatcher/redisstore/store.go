@@ -31,8 +31,9 @@
 //	                        own: trailEntry)
 //	P:{C}:u          zset   the citizen's unread letters by received time
 //	                        (no TTL: counted with ZCOUNT over the retention
-//	                        window, trimmed every 16th letter and on reads;
-//	                        an empty zset is gone)
+//	                        window, trimmed by the arrival that brings the
+//	                        count to 1, 17, 33 … and on reads; an empty zset
+//	                        is gone)
 //	P:{C}:e:<event>  string the processed mark of a registry event
 //	P:{C}:ans:<id>   string a script's answer to one call, for the call
 //	                        run again (answerKey); an hour
@@ -252,9 +253,10 @@ func (s *Store) runScript(ctx context.Context, sc *redis.Script, keys []string, 
 
 // Lookup returns the citizen and a letter, unless the event was processed
 // (its mark is a field of the letter's hash). Plain reads in one batched
-// round trip.
+// round trip; the unread count is not read (the arrival script returns
+// it).
 func (s *Store) Lookup(ctx context.Context, ev dispatcher.EventRef) (dispatcher.LetterView, error) {
-	vs, err := s.LookupAll(ctx, []dispatcher.EventRef{ev})
+	vs, err := s.lookupAll(ctx, []dispatcher.EventRef{ev}, false)
 	if err != nil {
 		return dispatcher.LetterView{}, err
 	}
@@ -262,9 +264,14 @@ func (s *Store) Lookup(ctx context.Context, ev dispatcher.EventRef) (dispatcher.
 }
 
 // LookupAll is Lookup for many letters in one pipeline: each citizen's
-// hash, unread count and access holders once (all in the citizen's slot),
-// each letter's hash.
+// hash and access holders once (all in the citizen's slot), each letter's
+// hash.
 func (s *Store) LookupAll(ctx context.Context, evs []dispatcher.EventRef) ([]dispatcher.LetterView, error) {
+	return s.lookupAll(ctx, evs, false)
+}
+
+// lookupAll is LookupAll, with each citizen's unread count if count.
+func (s *Store) lookupAll(ctx context.Context, evs []dispatcher.EventRef, count bool) ([]dispatcher.LetterView, error) {
 	if len(evs) == 0 {
 		return nil, nil
 	}
@@ -276,15 +283,18 @@ func (s *Store) LookupAll(ctx context.Context, evs []dispatcher.EventRef) ([]dis
 	letters := make([]*redis.MapStringStringCmd, len(evs))
 	_, err := s.doN(ctx, len(evs), func(p redis.Pipeliner) []redis.Cmder {
 		out := make([]redis.Cmder, 0, 3*len(evs))
-		oldest := strconv.FormatInt(s.oldestKept(), 10)
 		clear(cits)
 		for i, ev := range evs {
 			if _, ok := cits[ev.Citizen]; !ok {
-				c := &citizenCmds{hash: p.HGetAll(ctx, s.citizenKey(ev.Citizen)),
-					count:   p.ZCount(ctx, s.unreadKey(ev.Citizen), oldest, "+inf"),
-					holders: p.HGetAll(ctx, s.holdersKey(ev.Citizen))}
+				c := &citizenCmds{hash: p.HGetAll(ctx, s.citizenKey(ev.Citizen))}
+				out = append(out, c.hash)
+				if count {
+					c.count = p.ZCount(ctx, s.unreadKey(ev.Citizen), strconv.FormatInt(s.oldestKept(), 10), "+inf")
+					out = append(out, c.count)
+				}
+				c.holders = p.HGetAll(ctx, s.holdersKey(ev.Citizen))
 				cits[ev.Citizen] = c
-				out = append(out, c.hash, c.count, c.holders)
+				out = append(out, c.holders)
 			}
 			letters[i] = p.HGetAll(ctx, s.letterKey(ev.Citizen, ev.MessageID))
 			out = append(out, letters[i])
@@ -306,16 +316,22 @@ func (s *Store) LookupAll(ctx context.Context, evs []dispatcher.EventRef) ([]dis
 		if err != nil {
 			return nil, fmt.Errorf("look up letter: %w", err)
 		}
-		c.Unread = int(cc.count.Val())
+		if cc.count != nil {
+			c.Unread = int(cc.count.Val())
+		}
 		views[i] = dispatcher.LetterView{Citizen: c, Letter: decodeLetter(ev.MessageID, lm), Stored: lm["sn"] != "",
 			Holders: decodeRelations(cc.holders.Val(), holderOf(ev.Citizen))}
 	}
 	return views, nil
 }
 
-// Load returns a citizen and one letter.
+// Load returns a citizen, with the unread count, and one letter.
 func (s *Store) Load(ctx context.Context, citizen, messageID string) (dispatcher.LetterView, error) {
-	return s.Lookup(ctx, dispatcher.EventRef{Citizen: citizen, MessageID: messageID})
+	vs, err := s.lookupAll(ctx, []dispatcher.EventRef{{Citizen: citizen, MessageID: messageID}}, true)
+	if err != nil {
+		return dispatcher.LetterView{}, err
+	}
+	return vs[0], nil
 }
 
 // decodeCitizen reads a citizen hash, opening its sealed fields (seal.go).
@@ -583,17 +599,17 @@ func (s *Store) buildWrite(ctx context.Context, p redis.Pipeliner, pw *preparedW
 		if !m.ReplyBy.IsZero() {
 			meta = append(meta, "rb", m.ReplyBy.UnixMilli())
 		}
-		args := []any{msgID, m.ReceivedAt.UnixMilli(), b2s(w.Arrive.TrimUnread), s.oldestKept(),
+		args := []any{msgID, m.ReceivedAt.UnixMilli(), s.oldestKept(),
 			s.o.LetterTTL.Milliseconds(), s.o.ReadTTL.Milliseconds(), len(meta) / 2, len(set) / 2}
 		args = append(append(args, meta...), set...)
 		arrive = script(ctx, p, letterScript, []string{letter, unread}, args...)
 		out = append(out, arrive)
 	} else if len(set) > 0 {
 		// Later writes keep the letter's expiry (a read letter's is
-		// shorter); NX only covers a letter that had none, which one
-		// just Arrived has.
+		// shorter); NX only covers a letter that had none, which a write
+		// that follows its run's first write never meets.
 		out = append(out, p.HSet(ctx, letter, set...))
-		if !w.Arrived {
+		if !w.Follows {
 			out = append(out, p.Do(ctx, "PEXPIRE", letter, s.o.LetterTTL.Milliseconds(), "NX"))
 		}
 	}

@@ -36,7 +36,7 @@ var letterCases = []Case{
 			t.Errorf("Lookup(ev-1) = %v, %v, seen %v, %v; want seen and nothing else", c, l, ok, err)
 		}
 		c, l, ok, err = lookup(t.Context(), s, alice, msg1, "ev-2")
-		if err != nil || ok || l == nil || l.SenderName == "" || c.Unread != 1 {
+		if err != nil || ok || l == nil || l.SenderName == "" || c == nil {
 			t.Errorf("Lookup(ev-2) = %+v, %+v, seen %v, %v; want the stored letter", c, l, ok, err)
 		}
 		if _, _, ok, _ := lookup(t.Context(), s, alice, msg1, ""); ok {
@@ -245,19 +245,93 @@ var letterCases = []Case{
 			t.Errorf("state = %+v, want received and read", st)
 		}
 	}},
-	{"Write", "TrimUnread drops letters past retention from the unread index", func(t *testing.T, s dispatcher.Store) {
+	{"Write", "the first and every 16th letter filed drop letters past retention from the unread index", func(t *testing.T, s dispatcher.Store) {
 		at := now()
 		old := at.AddDate(-10, 0, 0)
+		past := func() int {
+			t.Helper()
+			ids, err := s.UnreadSince(t.Context(), alice, old.Add(-time.Hour), old.Add(time.Hour))
+			must(t, err)
+			return len(ids)
+		}
 		record(t, s, alice, newLetter(msg1, old), nil, "ev-1")
 		c, _ := load(t, s, alice, msg1)
 		if c.Unread != 0 {
 			t.Errorf("unread = %d: a letter past retention counts", c.Unread)
 		}
-		w := letterWrite(alice, newLetter(msg2, at), nil, "ev-2")
-		w.Arrive.TrimUnread = true
+		record(t, s, alice, newLetter(msg2, at), nil, "ev-2") // the first filed (count 1)
+		if n := past(); n != 0 {
+			t.Fatalf("after the first letter filed: %d letters past retention in the unread index, want 0", n)
+		}
+		for i := 2; i <= 17; i++ {
+			if res := write(t, s, letterWrite(alice, newLetter(fmt.Sprintf("msg-trim-%d", i), at), nil, fmt.Sprintf("ev-trim-%d", i))); res.Unread != i {
+				t.Fatalf("letter %d filed: unread %d, want %d", i, res.Unread, i)
+			}
+			if i == 2 { // filed at a count of 2: not trimmed yet
+				record(t, s, alice, newLetter("msg-old-2", old), nil, "ev-old-2")
+			}
+			if n := past(); i < 17 && n != 1 {
+				t.Fatalf("after letter %d filed: %d letters past retention, want 1 (trimmed only at 1, 17, 33 …)", i, n)
+			}
+		}
+		if n := past(); n != 0 {
+			t.Errorf("after the 17th letter filed: %d letters past retention in the unread index, want 0", n)
+		}
+	}},
+	{"Write", "an Arrive of a stored letter keeps its metadata and returns the unread count", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		first := newLetter(msg1, at)
+		record(t, s, alice, first, nil, "ev-1")
+		record(t, s, alice, newLetter(msg2, at), nil, "ev-2")
+		again := *first
+		again.SenderName, again.Notification = "Another name", "Another text"
+		w := dispatcher.LetterWrite{Citizen: alice, MessageID: msg1, Arrive: &dispatcher.Arrival{Meta: &again}, InFlight: []string{"d-mail"}}
+		if res := write(t, s, w); res.Unread != 2 {
+			t.Errorf("Arrive of a stored letter: unread %d, want 2", res.Unread)
+		}
+		_, l := load(t, s, alice, msg1)
+		if l.SenderName != first.SenderName || l.Notification != first.Notification {
+			t.Errorf("letter = %+v; want the first arrival's metadata kept", l)
+		}
+		if _, ok := l.InFlight["d-mail"]; !ok {
+			t.Errorf("in flight = %v, want d-mail", l.InFlight)
+		}
+		apply(t, s, alice, msg2, true, at, event.EBoks, "ev-read")
+		if res := write(t, s, dispatcher.LetterWrite{Citizen: alice, MessageID: msg2, Arrive: &dispatcher.Arrival{Meta: newLetter(msg2, at)}}); res.Unread != 1 {
+			t.Errorf("Arrive of a stored letter read since: unread %d, want 1 (it stays unfiled)", res.Unread)
+		}
+	}},
+	{"Lookup", "reads no unread count; Load does", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		record(t, s, alice, newLetter(msg1, at), nil, "ev-1")
+		c, _, _, err := lookup(t.Context(), s, alice, msg2, "ev-2")
+		must(t, err)
+		if c.Unread != 0 {
+			t.Errorf("Lookup: unread %d, want 0 (not read)", c.Unread)
+		}
+		vs, err := s.LookupAll(t.Context(), []dispatcher.EventRef{letterRef(alice, msg2, "ev-2")})
+		must(t, err)
+		if vs[0].Citizen.Unread != 0 {
+			t.Errorf("LookupAll: unread %d, want 0 (not read)", vs[0].Citizen.Unread)
+		}
+		if c, _ := load(t, s, alice, msg1); c.Unread != 1 {
+			t.Errorf("Load: unread %d, want 1", c.Unread)
+		}
+	}},
+	{"Write", "a write that Follows its run's first write lands as any other", func(t *testing.T, s dispatcher.Store) {
+		at := now()
+		w := letterWrite(alice, newLetter(msg1, at), nil, "")
+		w.Arrive, w.InFlight = &dispatcher.Arrival{Meta: newLetter(msg1, at)}, []string{"d-mail", "d-sms"}
 		write(t, s, w)
-		if ids, err := s.UnreadSince(t.Context(), alice, old.Add(-time.Hour), at); err != nil || !cmp.Equal(ids, []string{msg2}) {
-			t.Errorf("UnreadSince after a tidy = %v, %v; want [%s]", ids, err, msg2)
+		write(t, s, dispatcher.LetterWrite{Citizen: alice, MessageID: msg1, Follows: true,
+			Done: []dispatcher.Outcome{sent(at, "d-mail", channels.Email)}, Trail: []dispatcher.Outcome{retrying(at, "d-sms", channels.SMS)},
+			Mark: letterRef(alice, msg1, "ev-1")})
+		_, l := load(t, s, alice, msg1)
+		if !l.Done["d-mail"] || len(l.InFlight) != 0 {
+			t.Errorf("done %v, in flight %v; want d-mail done, nothing in flight", l.Done, l.InFlight)
+		}
+		if !seen(t, s, alice, msg1, "ev-1") {
+			t.Error("the event is not marked")
 		}
 	}},
 	// The doc says Record is atomic. It is not one transaction (trail
