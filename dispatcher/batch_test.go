@@ -605,14 +605,7 @@ func TestBatchSettledLettersMarkedInTheirLastWrite(t *testing.T) {
 	h := newHarnessWith(t, func(c *dispatcher.Config, h *harness) {
 		st = &markWatch{Store: h.store, alone: map[string]int{}, withOut: map[string]int{}, stale: map[string]int{}}
 		c.Store = st
-		next := c.Senders[channels.SMS]
-		var failed atomic.Bool
-		c.Senders[channels.SMS] = channels.SenderFunc(func(ctx context.Context, to channels.Address, a channels.Alert) (channels.Receipt, error) {
-			if a.MessageID == msgN(failing) && failed.CompareAndSwap(false, true) {
-				return channels.Receipt{}, channels.Fail(channels.Transient, "http 503", errors.New("gateway busy"))
-			}
-			return next.Send(ctx, to, a)
-		})
+		failSMSOnce(c, msgN(failing))
 	}, channels.Email, channels.SMS, channels.APNs, channels.FCM)
 	var raws []string
 	for i := range n {
@@ -682,14 +675,7 @@ func TestBatchLetterNotMarkedBeforeItsFailedDeliveryHasItsTask(t *testing.T) {
 	h := newHarnessWith(t, func(c *dispatcher.Config, h *harness) {
 		enq = &failingEnqueuer{Enqueuer: c.Enqueuer, typ: dispatcher.TypeDelivery}
 		c.Enqueuer = enq
-		next := c.Senders[channels.SMS]
-		var failed atomic.Bool
-		c.Senders[channels.SMS] = channels.SenderFunc(func(ctx context.Context, to channels.Address, a channels.Alert) (channels.Receipt, error) {
-			if a.MessageID == msgN(failing) && failed.CompareAndSwap(false, true) {
-				return channels.Receipt{}, channels.Fail(channels.Transient, "http 503", errors.New("gateway busy"))
-			}
-			return next.Send(ctx, to, a)
-		})
+		failSMSOnce(c, msgN(failing))
 	}, channels.Email, channels.SMS)
 	var raws []string
 	for i := range n {
@@ -715,4 +701,17 @@ func TestBatchLetterNotMarkedBeforeItsFailedDeliveryHasItsTask(t *testing.T) {
 			t.Errorf("letter %d: %d emails and %d SMS accepted, want 1 each", i, email[msgN(i)], sms[msgN(i)])
 		}
 	}
+}
+
+// failSMSOnce makes the first SMS of letter messageID fail transiently
+// (the gateway busy); every other send goes through.
+func failSMSOnce(c *dispatcher.Config, messageID string) {
+	next := c.Senders[channels.SMS]
+	var failed atomic.Bool
+	c.Senders[channels.SMS] = channels.SenderFunc(func(ctx context.Context, to channels.Address, a channels.Alert) (channels.Receipt, error) {
+		if a.MessageID == messageID && failed.CompareAndSwap(false, true) {
+			return channels.Receipt{}, channels.Fail(channels.Transient, "http 503", errors.New("gateway busy"))
+		}
+		return next.Send(ctx, to, a)
+	})
 }

@@ -380,6 +380,17 @@ func TestBadgeCountsEveryLetterFiledSoFar(t *testing.T) {
 // failingEnqueuer is the real asynq client whose enqueue of a task of
 // type typ fails once: Redis gone between a letter's sends and its
 // delivery task.
+// newHarnessFailingDeliveryTasks is a harness whose enqueue of a
+// postbud:delivery task fails (failingEnqueuer), once.
+func newHarnessFailingDeliveryTasks(t *testing.T, names ...channels.Name) (*harness, *failingEnqueuer) {
+	var enq *failingEnqueuer
+	h := newHarnessWith(t, func(c *dispatcher.Config, h *harness) {
+		enq = &failingEnqueuer{Enqueuer: c.Enqueuer, typ: dispatcher.TypeDelivery}
+		c.Enqueuer = enq
+	}, names...)
+	return h, enq
+}
+
 type failingEnqueuer struct {
 	dispatcher.Enqueuer
 	typ    string
@@ -399,11 +410,7 @@ func (e *failingEnqueuer) EnqueueContext(ctx context.Context, t *asynq.Task, opt
 // task fails, and the event runs again: it must not be marked yet, so the
 // run again gives the SMS its task (the email, done, is not sent again).
 func TestEventIsNotMarkedBeforeAFailedDeliveryHasItsTask(t *testing.T) {
-	var enq *failingEnqueuer
-	h := newHarnessWith(t, func(c *dispatcher.Config, h *harness) {
-		enq = &failingEnqueuer{Enqueuer: c.Enqueuer, typ: dispatcher.TypeDelivery}
-		c.Enqueuer = enq
-	}, channels.Email, channels.SMS)
+	h, enq := newHarnessFailingDeliveryTasks(t, channels.Email, channels.SMS)
 	registerNow(h, annaCPR)
 	h.channels[channels.SMS].failNext(channels.Fail(channels.Transient, "http 503", errors.New("gateway busy")))
 	task, pe := h.eventTask(letter("ev-unmarked", msgInterrupted, annaCPR))
@@ -498,11 +505,7 @@ func TestEventIsNotMarkedBeforeWhatFollowsTheSends(t *testing.T) {
 // every letter filed, as the first run would: the look-up reads no unread
 // count, so the run files the stored letter again for it.
 func TestRunAgainCountsTheBadge(t *testing.T) {
-	var enq *failingEnqueuer
-	h := newHarnessWith(t, func(c *dispatcher.Config, h *harness) {
-		enq = &failingEnqueuer{Enqueuer: c.Enqueuer, typ: dispatcher.TypeDelivery}
-		c.Enqueuer = enq
-	}, channels.Email, channels.SMS)
+	h, _ := newHarnessFailingDeliveryTasks(t, channels.Email, channels.SMS)
 	registerNow(h, annaCPR)
 	h.handle(letter("ev-badge-earlier", "22222222-2222-4333-8444-555555555550", annaCPR))
 	h.channels[channels.SMS].failNext(channels.Fail(channels.Transient, "http 503", errors.New("gateway busy")))
