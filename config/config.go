@@ -112,9 +112,11 @@ type Config struct {
 	// wait for room, holding their payload alone. It bounds the replica's
 	// memory (≈ 6 KB of heap a letter being processed).
 	BatchInflight int
-	// TaskCheckInterval (POSTBUD_TASK_CHECK_INTERVAL, default 50ms) is how
-	// often the idle main worker server polls for tasks: lower is lower
-	// latency for a little Redis CPU.
+	// TaskCheckInterval (POSTBUD_TASK_CHECK_INTERVAL, default 200ms) is how
+	// often the idle main worker server polls its three lanes for tasks:
+	// lower is lower latency for normal and bulk letters on an idle
+	// replica (urgent ones have the urgent server's wake-up) for three
+	// Redis script calls a poll.
 	TaskCheckInterval time.Duration
 	// UrgentConcurrency (POSTBUD_URGENT_CONCURRENCY, default 20) is the
 	// number of urgent-lane tasks (urgent letters, read state, its sync
@@ -410,7 +412,7 @@ func LoadEnviron(getenv func(string) string, environ func() []string) (*Config, 
 	c.Concurrency = l.integer("POSTBUD_CONCURRENCY", 50, 1, 10000)
 	c.BatchSize = l.integer("POSTBUD_BATCH_SIZE", 200, 1, 500)
 	c.BatchInflight = l.integer("POSTBUD_BATCH_INFLIGHT", 2000, 1, 100000)
-	c.TaskCheckInterval = l.duration("POSTBUD_TASK_CHECK_INTERVAL", 50*time.Millisecond)
+	c.TaskCheckInterval = l.duration("POSTBUD_TASK_CHECK_INTERVAL", 200*time.Millisecond)
 	c.UrgentConcurrency = l.integer("POSTBUD_URGENT_CONCURRENCY", 20, 1, 10000)
 	c.UrgentTaskCheckInterval = l.duration("POSTBUD_URGENT_TASK_CHECK_INTERVAL", 8*time.Millisecond)
 	if c.UrgentTaskCheckInterval < time.Millisecond {

@@ -221,7 +221,7 @@ func TestLoadDefaults(t *testing.T) {
 		Concurrency:             50,
 		BatchSize:               200,
 		BatchInflight:           2000,
-		TaskCheckInterval:       50 * time.Millisecond,
+		TaskCheckInterval:       200 * time.Millisecond,
 		UrgentConcurrency:       20,
 		UrgentTaskCheckInterval: 8 * time.Millisecond,
 		UrgentWakeWait:          250 * time.Millisecond,
@@ -526,7 +526,7 @@ func TestLoad(t *testing.T) {
 		def, good time.Duration
 		got       func(*Config) any
 	}{
-		{"POSTBUD_TASK_CHECK_INTERVAL", 50 * time.Millisecond, 10 * time.Millisecond, func(c *Config) any { return c.TaskCheckInterval }},
+		{"POSTBUD_TASK_CHECK_INTERVAL", 200 * time.Millisecond, 10 * time.Millisecond, func(c *Config) any { return c.TaskCheckInterval }},
 		{"POSTBUD_SHUTDOWN_TIMEOUT", 25 * time.Second, 55 * time.Second, func(c *Config) any { return c.ShutdownTimeout }},
 		{"POSTBUD_ACK_TIMEOUT", time.Second, 300 * time.Millisecond, func(c *Config) any { return c.AckTimeout }},
 		{"POSTBUD_RETRY_BASE", 5 * time.Second, 1500 * time.Millisecond, func(c *Config) any { return c.RetryBase }},

@@ -17,7 +17,7 @@ package main
 // alone (-urgent-concurrency 20, -urgent-poll 8ms, waiting up to
 // -urgent-wake 250ms for the wake-up token an urgent enqueue pushes:
 // package dispatcher/wake) and the main server,
-// every lane weighted normal 6, bulk 2, urgent 1 (-concurrency 50, -poll 50ms). -shared runs
+// every lane weighted normal 6, bulk 2, urgent 1 (-concurrency 50, -poll 200ms). -shared runs
 // the main server alone, the layout before the urgent lane had a server of
 // its own. Citizens are preloaded with an email address only (one alert
 // per letter); the bulk letters go round-robin to -bulk-citizens citizens,
@@ -91,7 +91,7 @@ var (
 	urgentConc   = flag.Int("urgent-concurrency", 20, "latency: urgent server concurrency (POSTBUD_URGENT_CONCURRENCY)")
 	urgentPoll   = flag.Duration("urgent-poll", 8*time.Millisecond, "latency: urgent server poll interval (POSTBUD_URGENT_TASK_CHECK_INTERVAL), also the raw baseline's")
 	urgentWake   = flag.Duration("urgent-wake", 250*time.Millisecond, "latency: the idle urgent server's wait for a wake-up token (POSTBUD_URGENT_WAKE_WAIT; 0: off, polling alone)")
-	bulkPoll     = flag.Duration("poll", 50*time.Millisecond, "latency: main server poll interval (POSTBUD_TASK_CHECK_INTERVAL)")
+	bulkPoll     = flag.Duration("poll", 200*time.Millisecond, "latency: main server poll interval (POSTBUD_TASK_CHECK_INTERVAL)")
 	hangFor      = flag.Duration("hang", 30*time.Second, "latency: how long the bulk provider hangs per send in the hang phase")
 	idleSeconds  = flag.Float64("idle-seconds", 10, "latency: seconds of each idle Redis CPU measurement")
 	sharedServer = flag.Bool("shared", false, "latency: no urgent server, the main server alone (every lane, 6/3/1, -poll), as before the urgent lane had a server of its own")
