@@ -522,8 +522,8 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 	var enqueuer dispatcher.Enqueuer = client
 	urgentRDB := redis.UniversalClient(rdb)
 	if *urgentWake > 0 && !*sharedServer {
-		enqueuer = wake.NewEnqueuer(client, rdb, queues.Urgent)
 		urgentRDB = wake.NewClient(rdb, *urgentWake, queues.Urgent)
+		enqueuer = asynq.NewClientFromRedisClient(urgentRDB)
 	}
 
 	// Measured letters: slots [0,U) idle, [U,2U) hang, [2U,3U) while bulk

@@ -165,13 +165,15 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 		return fmt.Errorf("POSTBUD_PSEUDONYM_KEY: %w", err)
 	}
 	queues := dispatcher.DefaultQueues(cfg.QueuePrefix)
-	client := asynq.NewClientFromRedisClient(rdb)
-	defer client.Close()
-	var enqueuer dispatcher.Enqueuer = client
+	enqueueRDB := rdb
 	if cfg.UrgentWakeWait > 0 {
-		enqueuer = wake.NewEnqueuer(client, rdb, queues.Urgent)
+		// An urgent enqueue wakes an idle urgent server (its token goes in
+		// the enqueue's round trip).
+		enqueueRDB = wake.NewClient(rdb, cfg.UrgentWakeWait, queues.Urgent)
 	}
-	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Sealer: sealer, Enqueuer: enqueuer, Queues: queues,
+	client := asynq.NewClientFromRedisClient(enqueueRDB)
+	defer client.Close()
+	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Sealer: sealer, Enqueuer: client, Queues: queues,
 		Senders: senders, Logger: log, MailboxURL: cfg.MailboxURL, AlertTTL: cfg.AlertTTL, RetryBase: cfg.RetryBase, BatchSize: cfg.BatchSize, BatchInflight: cfg.BatchInflight,
 		TrackReports: trackReports(cfg), Syncer: syncer, QuietHours: quiet, PaperForMinors: cfg.PaperForMinors,
 		ReminderBefore: cfg.ReminderBefore, Observer: m, Limiter: limiter, Coalesce: coalesce})

@@ -28,7 +28,6 @@ import (
 // Publisher enqueues events. It is safe for concurrent use.
 type Publisher struct {
 	client *asynq.Client
-	enq    *wake.Enqueuer // client, kicking the urgent lane's idle servers
 	rdb    redis.UniversalClient
 	own    bool // Close closes rdb
 	queues dispatcher.Queues
@@ -40,7 +39,7 @@ func New(r asynq.RedisConnOpt, queuePrefix string) *Publisher {
 	c, ok := r.MakeRedisClient().(redis.UniversalClient)
 	if !ok { // asynq's own options all make one; another enqueues unkicked
 		client := asynq.NewClient(r)
-		return &Publisher{client: client, enq: wake.NewEnqueuer(client, nil), own: true, queues: dispatcher.DefaultQueues(queuePrefix)}
+		return &Publisher{client: client, own: true, queues: dispatcher.DefaultQueues(queuePrefix)}
 	}
 	p := NewFromRedisClient(c, queuePrefix)
 	p.own = true
@@ -51,10 +50,11 @@ func New(r asynq.RedisConnOpt, queuePrefix string) *Publisher {
 // Close leaves open.
 func NewFromRedisClient(c redis.UniversalClient, queuePrefix string) *Publisher {
 	q := dispatcher.DefaultQueues(queuePrefix)
-	client := asynq.NewClientFromRedisClient(c)
 	// An urgent event wakes an idle postbud urgent server at once
-	// (POSTBUD_URGENT_WAKE_WAIT) instead of at its next poll.
-	return &Publisher{client: client, enq: wake.NewEnqueuer(client, c, q.Urgent), rdb: c, queues: q}
+	// (POSTBUD_URGENT_WAKE_WAIT) instead of at its next poll: its token
+	// goes in the enqueue's round trip.
+	client := asynq.NewClientFromRedisClient(wake.NewClient(c, 0, q.Urgent))
+	return &Publisher{client: client, rdb: c, queues: q}
 }
 
 // Publish validates one event in the wire form of contract v1 and enqueues
@@ -74,7 +74,7 @@ func (p *Publisher) Publish(ctx context.Context, raw []byte) (duplicate bool, er
 		return false, &event.ValidationError{Errors: []event.FieldError{*f}}
 	}
 	t := dispatcher.NewInboundTask(raw, ev, p.queues)
-	_, err = p.enq.EnqueueContext(ctx, t)
+	_, err = p.client.EnqueueContext(ctx, t)
 	if errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask) {
 		return true, nil
 	}
@@ -132,7 +132,7 @@ func (p *Publisher) PublishBatch(ctx context.Context, raws [][]byte) []Result {
 	}
 	enqueue := func(idx []int, t *asynq.Task, err error) {
 		if err == nil {
-			_, err = p.enq.EnqueueContext(ctx, t)
+			_, err = p.client.EnqueueContext(ctx, t)
 		}
 		dup := errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask)
 		for _, i := range idx {

@@ -8,19 +8,20 @@
 // dequeue into a long poll without forking asynq and without a second
 // consumer:
 //
-//   - Enqueuer wraps the asynq client: after a task is enqueued pending on a
-//     watched queue, it pushes a wake-up token on the queue's wake list
-//     (Key: LPUSH, LTRIM to a few tokens, PEXPIRE).
-//   - Client wraps the go-redis client given to the asynq server: when
-//     asynq's dequeue script finds a watched queue empty, Client waits for a
-//     token (BLPOP, at most the configured wait) and then runs the same
-//     dequeue script once more before answering asynq. The task is still
-//     taken by asynq's own script, lease and all; only the empty answer
-//     comes later.
+//   - Client wraps the go-redis client given to asynq (its client and its
+//     server). When asynq's enqueue script puts a task pending on a watched
+//     queue, Client sends a wake-up token for the queue's wake list in the
+//     same pipeline, right after it (Key: LPUSH, LTRIM to a few tokens,
+//     PEXPIRE): no round trip of its own.
+//   - When asynq's dequeue script finds a watched queue empty, Client waits
+//     for a token (BLPOP, at most the configured wait) and then runs the
+//     same dequeue script once more before answering asynq. The task is
+//     still taken by asynq's own script, lease and all; only the empty
+//     answer comes later.
 //
-// A token wakes one waiting server. A lost token (a replica that died
-// between its enqueue and its LPUSH, a failover) costs latency, never a
-// task: the server's wait ends within the configured wait and asynq polls
+// A token wakes one waiting server. A lost token (a connection that broke
+// after the enqueue script ran, a failover, a task enqueued by a client
+// without this wrapper) costs latency, never a task: the server's wait ends within the configured wait and asynq polls
 // as before. A stale token (its task taken by a busy server) costs one
 // empty dequeue. While a server waits, asynq holds one of its worker
 // slots' tokens as it does while it sleeps, and shutdown waits for the
@@ -31,9 +32,9 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -48,69 +49,36 @@ const tokenTTL = time.Minute
 // Key is the wake list of asynq queue q, in the queue's hash slot.
 func Key(q string) string { return "asynq:{" + q + "}:postbud-wake" }
 
-// Kick pushes a wake-up token for queue q. Its error only delays the
-// task (an idle server finds it at its next poll); callers ignore it.
-func Kick(ctx context.Context, rdb redis.Cmdable, q string) error {
-	k := Key(q)
-	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.LPush(ctx, k, "1")
-		p.LTrim(ctx, k, 0, tokens-1)
-		p.PExpire(ctx, k, tokenTTL)
-		return nil
-	})
-	return err
+// kick queues a wake-up token for wake list k on p.
+func kick(ctx context.Context, p redis.Pipeliner, k string) {
+	p.LPush(ctx, k, "1")
+	p.LTrim(ctx, k, 0, tokens-1)
+	p.PExpire(ctx, k, tokenTTL)
 }
 
-// Enqueuer is an asynq client that kicks the wake list of a watched queue
-// after each task it enqueues there pending (a scheduled task is moved to
-// pending by asynq's forwarder, which a server's poll finds).
-type Enqueuer struct {
-	client  *asynq.Client
-	rdb     redis.Cmdable
-	watched map[string]bool
-}
-
-// NewEnqueuer wraps client, kicking through rdb (the client's Redis; nil:
-// never) for the queues given.
-func NewEnqueuer(client *asynq.Client, rdb redis.Cmdable, queues ...string) *Enqueuer {
-	w := map[string]bool{}
-	for _, q := range queues {
-		w[q] = true
-	}
-	return &Enqueuer{client: client, rdb: rdb, watched: w}
-}
-
-// EnqueueContext enqueues t as asynq.Client does, then kicks its queue's
-// wake list if it is watched and t is pending.
-func (e *Enqueuer) EnqueueContext(ctx context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
-	info, err := e.client.EnqueueContext(ctx, t, opts...)
-	if err == nil && e.rdb != nil && info.State == asynq.TaskStatePending && e.watched[info.Queue] {
-		_ = Kick(ctx, e.rdb, info.Queue) // only latency rides on it (package doc)
-	}
-	return info, err
-}
-
-// Client is the go-redis client to give an asynq server whose empty
-// dequeues of the watched queues wait for a wake-up token (package doc).
-// Every other command goes to the wrapped client unchanged.
+// Client is the go-redis client to give asynq: its enqueues of a task
+// pending on a watched queue push a wake-up token, and its server's empty
+// dequeues of a watched queue wait for one (package doc). Every other
+// command goes to the wrapped client unchanged.
 type Client struct {
 	redis.UniversalClient
 	wait    time.Duration
 	timeout string            // wait in seconds, BLPOP's form
 	pending map[string]string // asynq pending list → its queue's wake list
 	paused  map[string]string // asynq pending list → its queue's paused key
+	task    map[string]string // asynq pending list → its queue's task key prefix
 }
 
-// NewClient wraps rdb for an asynq server working queues; wait bounds one
-// wait for a token (at least 1 ms; the server's shutdown may take as
-// long).
+// NewClient wraps rdb for asynq, watching queues; wait bounds one wait of
+// a server for a token (at least 1 ms; the server's shutdown may take as
+// long; an asynq client never waits).
 func NewClient(rdb redis.UniversalClient, wait time.Duration, queues ...string) *Client {
 	c := &Client{UniversalClient: rdb, wait: max(wait, time.Millisecond),
-		pending: map[string]string{}, paused: map[string]string{}}
+		pending: map[string]string{}, paused: map[string]string{}, task: map[string]string{}}
 	c.timeout = strconv.FormatFloat(c.wait.Seconds(), 'f', 3, 64)
 	for _, q := range queues {
 		p := "asynq:{" + q + "}:pending" // asynq's key names (its base package is internal)
-		c.pending[p], c.paused[p] = Key(q), "asynq:{"+q+"}:paused"
+		c.pending[p], c.paused[p], c.task[p] = Key(q), "asynq:{"+q+"}:paused", "asynq:{"+q+"}:t:"
 	}
 	return c
 }
@@ -118,6 +86,9 @@ func NewClient(rdb redis.UniversalClient, wait time.Duration, queues ...string) 
 // EvalSha runs a script by its hash; asynq's dequeue script, finding a
 // watched queue empty, answers after a wake-up token or the wait.
 func (c *Client) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	if wk, ok := c.enqueue(keys); ok {
+		return c.kicking(ctx, wk, func(p redis.Pipeliner) *redis.Cmd { return p.EvalSha(ctx, sha1, keys, args...) })
+	}
 	cmd := c.UniversalClient.EvalSha(ctx, sha1, keys, args...)
 	if c.woken(ctx, cmd, keys) {
 		return c.UniversalClient.EvalSha(ctx, sha1, keys, args...)
@@ -128,10 +99,38 @@ func (c *Client) EvalSha(ctx context.Context, sha1 string, keys []string, args .
 // Eval is EvalSha for a script sent whole (go-redis falls back to it when
 // Redis has not loaded the script yet).
 func (c *Client) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	if wk, ok := c.enqueue(keys); ok {
+		return c.kicking(ctx, wk, func(p redis.Pipeliner) *redis.Cmd { return p.Eval(ctx, script, keys, args...) })
+	}
 	cmd := c.UniversalClient.Eval(ctx, script, keys, args...)
 	if c.woken(ctx, cmd, keys) {
 		return c.UniversalClient.Eval(ctx, script, keys, args...)
 	}
+	return cmd
+}
+
+// enqueue reports whether keys are those of asynq's enqueue script
+// putting a task pending on a watched queue (KEYS: the task's hash, the
+// queue's pending list), and the queue's wake list.
+func (c *Client) enqueue(keys []string) (wake string, ok bool) {
+	if len(keys) != 2 {
+		return "", false
+	}
+	wake, ok = c.pending[keys[1]]
+	return wake, ok && strings.HasPrefix(keys[0], c.task[keys[1]])
+}
+
+// kicking runs the script call run builds and, in the same pipeline right
+// after it, pushes a token on wake list wk. The token goes even when the
+// script enqueued nothing (a task id already taken): a stale token costs
+// one empty dequeue. The kick's own errors only delay a task.
+func (c *Client) kicking(ctx context.Context, wk string, run func(p redis.Pipeliner) *redis.Cmd) *redis.Cmd {
+	var cmd *redis.Cmd
+	_, _ = c.UniversalClient.Pipelined(ctx, func(p redis.Pipeliner) error {
+		cmd = run(p)
+		kick(ctx, p, wk)
+		return nil
+	})
 	return cmd
 }
 

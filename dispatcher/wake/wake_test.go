@@ -75,9 +75,9 @@ func TestIdleServerStartsAWokenTaskBeforeItsNextPoll(t *testing.T) {
 	srv := redistest.StartServer(t)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	t.Cleanup(func() { rdb.Close() }) // after the server's shutdown
-	starts := serve(t, wake.NewClient(rdb, wait, queue))
-	client := asynq.NewClientFromRedisClient(rdb)
-	enq := wake.NewEnqueuer(client, rdb, queue)
+	wc := wake.NewClient(rdb, wait, queue)
+	starts := serve(t, wc)
+	enq := asynq.NewClientFromRedisClient(wc)
 
 	t0 := waiting(t, rdb)
 	if _, err := enq.EnqueueContext(context.Background(), asynq.NewTask("t", nil), asynq.Queue(queue), asynq.TaskID("woken")); err != nil {
@@ -126,11 +126,11 @@ func TestTaskWithoutTokenIsFoundByThePoll(t *testing.T) {
 
 // Only a pending task on a watched queue pushes a token: a scheduled one
 // (asynq's forwarder moves it), or one on another queue, does not.
-func TestEnqueuerKicksWatchedPendingTasksOnly(t *testing.T) {
+func TestClientKicksWatchedPendingTasksOnly(t *testing.T) {
 	t.Parallel()
 	rt := redistest.New(t)
 	watched, other := rt.QueuePrefix+".urgent", rt.QueuePrefix+".normal"
-	enq := wake.NewEnqueuer(asynq.NewClientFromRedisClient(rt.Client), rt.Client, watched)
+	enq := asynq.NewClientFromRedisClient(wake.NewClient(rt.Client, wait, watched))
 	ctx := context.Background()
 	tokens := func() int64 { return rt.Client.LLen(ctx, wake.Key(watched)).Val() }
 
