@@ -73,19 +73,28 @@ func waiting(t *testing.T, c *redis.Client) time.Time {
 func TestIdleServerStartsAWokenTaskBeforeItsNextPoll(t *testing.T) {
 	t.Parallel()
 	srv := redistest.StartServer(t)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	// A long wait (and a read timeout above it), so that the enqueue
+	// below lands within the wait seen, however loaded the machine.
+	const longWait = 20 * time.Second
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, ReadTimeout: 2 * longWait})
 	t.Cleanup(func() { rdb.Close() }) // after the server's shutdown
-	wc := wake.NewClient(rdb, wait, queue)
+	wc := wake.NewClient(rdb, longWait, queue)
 	starts := serve(t, wc)
 	enq := asynq.NewClientFromRedisClient(wc)
+	t.Cleanup(func() {
+		// Before the server's shutdown: a woken task, so that its fetch
+		// loop neither waits out longWait nor sleeps a poll.
+		_, _ = enq.Enqueue(asynq.NewTask("t", nil), asynq.Queue(queue), asynq.TaskID("last"))
+	})
 
 	t0 := waiting(t, rdb)
 	if _, err := enq.EnqueueContext(context.Background(), asynq.NewTask("t", nil), asynq.Queue(queue), asynq.TaskID("woken")); err != nil {
 		t.Fatal(err)
 	}
 	// Without a wake-up the server would dequeue again only after asynq's
-	// sleep of at least poll/2 (after its wait, or right after the token
-	// if it did not dequeue again): an order of events, seconds apart.
+	// sleep of at least poll/2 (after its wait, which is longer, or right
+	// after the token if it did not dequeue again): an order of events,
+	// seconds apart.
 	earliestPoll := t0.Add(poll / 2)
 	select {
 	case s := <-starts:
