@@ -23,7 +23,7 @@
 // after the enqueue script ran, a failover, a task enqueued by a client
 // without this wrapper) costs latency, never a task: the server's wait ends within the configured wait and asynq polls
 // as before. A stale token (its task taken by a busy server) costs one
-// empty dequeue. While a server waits, asynq holds one of its worker
+// empty dequeue, and the wait goes on. While a server waits, asynq holds one of its worker
 // slots' tokens as it does while it sleeps, and shutdown waits for the
 // wait to end (at most the configured wait).
 package wake
@@ -63,7 +63,6 @@ func kick(ctx context.Context, p redis.Pipeliner, k string) {
 type Client struct {
 	redis.UniversalClient
 	wait    time.Duration
-	timeout string            // wait in seconds, BLPOP's form
 	pending map[string]string // asynq pending list → its queue's wake list
 	paused  map[string]string // asynq pending list → its queue's paused key
 	task    map[string]string // asynq pending list → its queue's task key prefix
@@ -75,7 +74,6 @@ type Client struct {
 func NewClient(rdb redis.UniversalClient, wait time.Duration, queues ...string) *Client {
 	c := &Client{UniversalClient: rdb, wait: max(wait, time.Millisecond),
 		pending: map[string]string{}, paused: map[string]string{}, task: map[string]string{}}
-	c.timeout = strconv.FormatFloat(c.wait.Seconds(), 'f', 3, 64)
 	for _, q := range queues {
 		p := "asynq:{" + q + "}:pending" // asynq's key names (its base package is internal)
 		c.pending[p], c.paused[p], c.task[p] = Key(q), "asynq:{"+q+"}:paused", "asynq:{"+q+"}:t:"
@@ -90,10 +88,7 @@ func (c *Client) EvalSha(ctx context.Context, sha1 string, keys []string, args .
 		return c.kicking(ctx, wk, func(p redis.Pipeliner) *redis.Cmd { return p.EvalSha(ctx, sha1, keys, args...) })
 	}
 	cmd := c.UniversalClient.EvalSha(ctx, sha1, keys, args...)
-	if c.woken(ctx, cmd, keys) {
-		return c.UniversalClient.EvalSha(ctx, sha1, keys, args...)
-	}
-	return cmd
+	return c.dequeued(ctx, cmd, keys, func() *redis.Cmd { return c.UniversalClient.EvalSha(ctx, sha1, keys, args...) })
 }
 
 // Eval is EvalSha for a script sent whole (go-redis falls back to it when
@@ -103,10 +98,7 @@ func (c *Client) Eval(ctx context.Context, script string, keys []string, args ..
 		return c.kicking(ctx, wk, func(p redis.Pipeliner) *redis.Cmd { return p.Eval(ctx, script, keys, args...) })
 	}
 	cmd := c.UniversalClient.Eval(ctx, script, keys, args...)
-	if c.woken(ctx, cmd, keys) {
-		return c.UniversalClient.Eval(ctx, script, keys, args...)
-	}
-	return cmd
+	return c.dequeued(ctx, cmd, keys, func() *redis.Cmd { return c.UniversalClient.Eval(ctx, script, keys, args...) })
 }
 
 // enqueue reports whether keys are those of asynq's enqueue script
@@ -134,18 +126,33 @@ func (c *Client) kicking(ctx context.Context, wk string, run func(p redis.Pipeli
 	return cmd
 }
 
-// woken reports whether cmd was asynq's dequeue of a watched queue that
-// found it empty and a wake-up token came within the wait: the dequeue is
-// then worth running again. An error of the wait (a failover, a closed
-// client) is no token: asynq polls as before.
-func (c *Client) woken(ctx context.Context, cmd *redis.Cmd, keys []string) bool {
+// dequeued is the answer to give asynq for cmd. When cmd was asynq's
+// dequeue of a watched queue that found it empty, it waits for a wake-up
+// token and, given one, runs the dequeue again (again), until a run brings
+// a task or the wait ends; every other cmd is the answer as it is. A
+// token that brings no task (stale, or pushed in the same pipeline as an
+// enqueue script Redis had not loaded yet, before the script ran again
+// whole) does not end the wait. An error of the wait (a failover, a closed
+// client) ends it: asynq polls as before.
+func (c *Client) dequeued(ctx context.Context, cmd *redis.Cmd, keys []string, again func() *redis.Cmd) *redis.Cmd {
 	if len(keys) != 4 || !errors.Is(cmd.Err(), redis.Nil) {
-		return false
+		return cmd
 	}
 	wk, ok := c.pending[keys[0]]
 	if !ok || keys[1] != c.paused[keys[0]] {
-		return false
+		return cmd
 	}
-	err := c.UniversalClient.Do(ctx, "BLPOP", wk, c.timeout).Err()
-	return err == nil
+	deadline := time.Now().Add(c.wait)
+	for {
+		left := time.Until(deadline)
+		if left < time.Millisecond { // BLPOP's 0 would wait for ever
+			return cmd
+		}
+		if err := c.UniversalClient.Do(ctx, "BLPOP", wk, strconv.FormatFloat(left.Seconds(), 'f', 3, 64)).Err(); err != nil {
+			return cmd // no token within the wait (redis.Nil), or an error
+		}
+		if cmd = again(); !errors.Is(cmd.Err(), redis.Nil) {
+			return cmd // a task, or an error for asynq
+		}
+	}
 }

@@ -49,33 +49,45 @@ func serve(t *testing.T, rdb redis.UniversalClient) <-chan started {
 }
 
 // waiting returns once a client has been blocked in BLPOP for less than a
-// second (CLIENT LIST: cmd=blpop, idle=0): its wait then ends no earlier
-// than a second from now.
+// second (blocked): its wait then ends no earlier than a second from now.
 func waiting(t *testing.T, c *redis.Client) time.Time {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		list, err := c.ClientList(context.Background()).Result()
-		if err != nil {
-			t.Fatal(err)
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if blocked(t, c) {
+			return time.Now()
 		}
-		for _, line := range strings.Split(list, "\n") {
-			if strings.Contains(line, " cmd=blpop") && strings.Contains(line, " idle=0 ") {
-				return time.Now()
-			}
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 	t.Fatal("no client waited for a wake-up token within 20s")
 	return time.Time{}
 }
 
-func TestIdleServerStartsAWokenTaskBeforeItsNextPoll(t *testing.T) {
-	t.Parallel()
+// blocked reports whether a client has been blocked in BLPOP for less
+// than a second (CLIENT LIST: cmd=blpop, idle=0).
+func blocked(t *testing.T, c *redis.Client) bool {
+	t.Helper()
+	list, err := c.ClientList(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(list, "\n") {
+		if strings.Contains(line, " cmd=blpop") && strings.Contains(line, " idle=0 ") {
+			return true
+		}
+	}
+	return false
+}
+
+// longWait is the wait of the servers that newWaiting starts: long, so
+// that a test's enqueue lands within the wait it saw begin, however
+// loaded the machine.
+const longWait = 20 * time.Second
+
+// newWaiting starts a server on a redis-server of the test's own whose
+// empty dequeues wait up to longWait for a token, and returns its Redis,
+// an asynq client that kicks, and the tasks it starts.
+func newWaiting(t *testing.T) (*redis.Client, *asynq.Client, <-chan started) {
+	t.Helper()
 	srv := redistest.StartServer(t)
-	// A long wait (and a read timeout above it), so that the enqueue
-	// below lands within the wait seen, however loaded the machine.
-	const longWait = 20 * time.Second
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, ReadTimeout: 2 * longWait})
 	t.Cleanup(func() { rdb.Close() }) // after the server's shutdown
 	wc := wake.NewClient(rdb, longWait, queue)
@@ -86,29 +98,67 @@ func TestIdleServerStartsAWokenTaskBeforeItsNextPoll(t *testing.T) {
 		// loop neither waits out longWait nor sleeps a poll.
 		_, _ = enq.Enqueue(asynq.NewTask("t", nil), asynq.Queue(queue), asynq.TaskID("last"))
 	})
+	return rdb, enq, starts
+}
 
-	t0 := waiting(t, rdb)
-	if _, err := enq.EnqueueContext(context.Background(), asynq.NewTask("t", nil), asynq.Queue(queue), asynq.TaskID("woken")); err != nil {
-		t.Fatal(err)
-	}
-	// Without a wake-up the server would dequeue again only after asynq's
-	// sleep of at least poll/2 (after its wait, which is longer, or right
-	// after the token if it did not dequeue again): an order of events,
-	// seconds apart.
+// startedBefore fails the test unless the next task started is id and
+// started before the server's next poll could have found it: without a
+// wake-up the server dequeues again only after asynq's sleep of at least
+// poll/2 from t0 (after its wait, which is longer, or at once if a token
+// ended the wait without a task): an order of events, seconds apart.
+func startedBefore(t *testing.T, starts <-chan started, id string, t0 time.Time) {
+	t.Helper()
 	earliestPoll := t0.Add(poll / 2)
 	select {
 	case s := <-starts:
-		if s.id != "woken" {
-			t.Fatalf("started %q", s.id)
+		if s.id != id {
+			t.Fatalf("started %q, want %q", s.id, id)
 		}
 		t.Logf("started %v after the wait was seen", s.at.Sub(t0).Round(time.Millisecond))
 		if !s.at.Before(earliestPoll) {
 			t.Errorf("the task started %v after the wait began, not before the server's next poll (%v): no wake-up",
 				s.at.Sub(t0).Round(time.Millisecond), earliestPoll.Sub(t0))
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the task never started")
+	case <-time.After(2 * longWait):
+		t.Fatalf("task %s never started", id)
 	}
+}
+
+func TestIdleServerStartsAWokenTaskBeforeItsNextPoll(t *testing.T) {
+	t.Parallel()
+	rdb, enq, starts := newWaiting(t)
+	// On this fresh Redis asynq's enqueue script is not loaded: its EVALSHA
+	// fails (NOSCRIPT) but the token in its pipeline wakes the server
+	// before the task exists; the script then runs whole (EVAL) with a
+	// second token. The wait must go on after the first.
+	t0 := waiting(t, rdb)
+	if _, err := enq.EnqueueContext(context.Background(), asynq.NewTask("t", nil), asynq.Queue(queue), asynq.TaskID("woken")); err != nil {
+		t.Fatal(err)
+	}
+	startedBefore(t, starts, "woken", t0)
+}
+
+// A token that brings no task (stale: its task was taken by a busy server)
+// does not end the wait: the next enqueue still wakes the server.
+func TestTokenWithoutTaskDoesNotEndTheWait(t *testing.T) {
+	t.Parallel()
+	rdb, enq, starts := newWaiting(t)
+	t0 := waiting(t, rdb)
+	ctx := context.Background()
+	if err := rdb.LPush(ctx, wake.Key(queue), "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	// The server takes the token and finds no task; it waits again (for a
+	// moment it is not in BLPOP: give it up to 2 s to be back).
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if rdb.LLen(ctx, wake.Key(queue)).Val() == 0 && blocked(t, rdb) {
+			break
+		}
+	}
+	if _, err := enq.EnqueueContext(ctx, asynq.NewTask("t", nil), asynq.Queue(queue), asynq.TaskID("after-stale")); err != nil {
+		t.Fatal(err)
+	}
+	startedBefore(t, starts, "after-stale", t0)
 }
 
 // A task enqueued without a token (by asynq's forwarder, a plain client, a
