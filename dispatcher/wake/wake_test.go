@@ -52,13 +52,26 @@ func serve(t *testing.T, rdb redis.UniversalClient) <-chan started {
 // second (blocked): its wait then ends no earlier than a second from now.
 func waiting(t *testing.T, c *redis.Client) time.Time {
 	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if blocked(t, c) {
-			return time.Now()
+	if !within(20*time.Second, func() bool { return blocked(t, c) }) {
+		t.Fatal("no client waited for a wake-up token within 20s")
+	}
+	return time.Now()
+}
+
+// within checks cond on a 5 ms ticker until it holds (true) or d passes
+// (false).
+func within(d time.Duration, cond func() bool) bool {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(d)
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			return cond()
 		}
 	}
-	t.Fatal("no client waited for a wake-up token within 20s")
-	return time.Time{}
+	return true
 }
 
 // blocked reports whether a client has been blocked in BLPOP for less
@@ -150,11 +163,7 @@ func TestTokenWithoutTaskDoesNotEndTheWait(t *testing.T) {
 	}
 	// The server takes the token and finds no task; it waits again (for a
 	// moment it is not in BLPOP: give it up to 2 s to be back).
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if rdb.LLen(ctx, wake.Key(queue)).Val() == 0 && blocked(t, rdb) {
-			break
-		}
-	}
+	within(2*time.Second, func() bool { return rdb.LLen(ctx, wake.Key(queue)).Val() == 0 && blocked(t, rdb) })
 	if _, err := enq.EnqueueContext(ctx, asynq.NewTask("t", nil), asynq.Queue(queue), asynq.TaskID("after-stale")); err != nil {
 		t.Fatal(err)
 	}
