@@ -71,6 +71,10 @@ var ackReplicas = flag.Int("ack-replicas", 0, "postbud phases: wait for this man
 
 // cpuProfile is where a postbud phase writes the CPU profile of its timed
 // part (go tool pprof), for finding the process's own cost per letter.
+// rawLanes is the raw phase's server: postbud's main-server lanes (every
+// figure in README before 2026-11-30 evening) or one lane alone.
+var rawLanes = flag.String("raw-lanes", "main", "raw phase: \"main\" = the no-op tasks on a server with the main server's lanes and weights (normal 6, bulk 2, urgent 1), as postbud's letters are; \"one\" = a server of one lane, as a bare asynq deployment")
+
 var cpuProfile = flag.String("cpuprofile", "", "postbud phases (with -phase): write the timed part's CPU profile to this file")
 
 func main() {
@@ -211,14 +215,17 @@ func redisMem(ctx context.Context, rdb *redis.Client) int64 {
 }
 
 // child runs one phase in a child process, measuring Redis CPU around it.
-func child(ctx context.Context, rdb *redis.Client, phase, url string, n, citizens, conc int) result {
+// extra flags go after the forwarded ones (a flag given twice takes the
+// last value).
+func child(ctx context.Context, rdb *redis.Client, phase, url string, n, citizens, conc int, extra ...string) result {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	prefix := "bench" + hex.EncodeToString(b[:])
 	defer cleanup(ctx, rdb, prefix)
 	cmd := exec.Command(os.Args[0], "-phase", phase, "-prefix", prefix, "-redis", url, "-n", strconv.Itoa(n),
-		"-citizens", strconv.Itoa(citizens), "-concurrency", strconv.Itoa(conc), "-ack-replicas", strconv.Itoa(*ackReplicas))
-	cmd.Args = append(cmd.Args, batchFlags()...)
+		"-citizens", strconv.Itoa(citizens), "-concurrency", strconv.Itoa(conc), "-ack-replicas", strconv.Itoa(*ackReplicas),
+		"-raw-lanes", *rawLanes)
+	cmd.Args = append(append(cmd.Args, batchFlags()...), extra...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -231,7 +238,11 @@ func child(ctx context.Context, rdb *redis.Client, phase, url string, n, citizen
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.PeakRSSKiB = ru.Maxrss
 	}
-	fmt.Printf("  %-8s %7d in %6.2fs = %8.0f/s, Redis CPU %6.1f µs each\n", phase, r.N, r.Seconds, r.PerSecond, r.RedisCPUus)
+	name := phase
+	if len(extra) > 0 {
+		name += " " + strings.Join(extra, " ")
+	}
+	fmt.Printf("  %-8s %7d in %6.2fs = %8.0f/s, Redis CPU %6.1f µs each\n", name, r.N, r.Seconds, r.PerSecond, r.RedisCPUus)
 	return r
 }
 
@@ -382,7 +393,16 @@ func runRaw(ctx context.Context, rdb *redis.Client, prefix string, n, conc int) 
 	queues := dispatcher.DefaultQueues(prefix)
 	client := asynq.NewClientFromRedisClient(rdb)
 	var done atomic.Int64
-	srv := newServer(rdb, queues, conc, nil)
+	var srv *asynq.Server
+	switch *rawLanes {
+	case "main":
+		srv = newServer(rdb, queues, conc, nil)
+	case "one":
+		srv = asynq.NewServerFromRedisClient(rdb, asynq.Config{Concurrency: conc, Queues: map[string]int{queues.Normal: 1},
+			LogLevel: asynq.ErrorLevel, TaskCheckInterval: 50 * time.Millisecond})
+	default:
+		return result{}, fmt.Errorf("-raw-lanes %q: want main or one", *rawLanes)
+	}
 	mux := asynq.NewServeMux()
 	mux.HandleFunc("noop", func(context.Context, *asynq.Task) error { done.Add(1); return nil })
 	if err := srv.Start(mux); err != nil {

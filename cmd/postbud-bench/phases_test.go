@@ -83,15 +83,25 @@ func TestPhasesDeliver(t *testing.T) {
 	defer cancel()
 	const n, citizens, conc = 40, 7, 4
 
-	t.Run("raw", func(t *testing.T) {
-		r, err := runRaw(ctx, rdb, "raw", n, conc)
-		if err != nil {
-			t.Fatal(err)
+	for _, lanes := range []string{"main", "one"} {
+		t.Run("raw-"+lanes, func(t *testing.T) {
+			setFlag(t, "raw-lanes", lanes)
+			prefix := "raw" + lanes
+			r, err := runRaw(ctx, rdb, prefix, n, conc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Done != n {
+				t.Errorf("%d no-op tasks handled, want %d", r.Done, n)
+			}
+			assertDrained(t, ctx, rdb, prefix)
+		})
+	}
+	t.Run("raw-lanes-unknown", func(t *testing.T) {
+		setFlag(t, "raw-lanes", "two")
+		if _, err := runRaw(ctx, rdb, "rawbad", n, conc); err == nil || !strings.Contains(err.Error(), "-raw-lanes") {
+			t.Errorf("runRaw with -raw-lanes two: %v, want an error naming -raw-lanes", err)
 		}
-		if r.Done != n {
-			t.Errorf("%d no-op tasks handled, want %d", r.Done, n)
-		}
-		assertDrained(t, ctx, rdb, "raw")
 	})
 	for _, phase := range []string{"postbud", "postbud-http"} {
 		t.Run(phase, func(t *testing.T) {
