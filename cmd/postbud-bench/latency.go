@@ -95,6 +95,7 @@ var (
 	hangFor      = flag.Duration("hang", 30*time.Second, "latency: how long the bulk provider hangs per send in the hang phase")
 	idleSeconds  = flag.Float64("idle-seconds", 10, "latency: seconds of each idle Redis CPU measurement")
 	sharedServer = flag.Bool("shared", false, "latency: no urgent server, the main server alone (every lane, 6/3/1, -poll), as before the urgent lane had a server of its own")
+	drainBatch   = flag.Bool("drain-batch", false, "latency: publish the drain phase's bulk letters 500 at a time with PublishBatch (batch tasks of 200, as a release arrives through the batch endpoint) instead of one task each")
 	drainAll     = flag.Bool("drain-all", false, "latency: after the drain phase's urgent letters, wait for the whole bulk backlog (drain rate, Redis CPU and memory per letter)")
 	force        = flag.Bool("force", false, "-latency, -batch: run even if Redis holds keys this run did not create")
 )
@@ -140,6 +141,7 @@ type latencyResult struct {
 	BacklogBytes                                               int64
 	BytesPerTask                                               float64
 	PayloadBytes                                               int
+	BulkTasks                                                  int64 // tasks the backlog's letters were published in
 	DrainSeconds, DrainRate                                    float64
 	DrainRateDuringUrgent                                      float64
 	PendingAtLastUrgent                                        int64 // bulk tasks still in the pending list
@@ -216,8 +218,12 @@ func latencyMain(ctx context.Context, rdb *redis.Client, url string, conc int) {
 	if *sharedServer {
 		layout = fmt.Sprintf("-shared: the main server alone (every lane, 6/3/1), concurrency %d, poll %v", conc, *bulkPoll)
 	}
-	fmt.Printf("postbud-bench -latency: bulk=%d urgent=%d rate=%.0f/s bulk-citizens=%d hang=%v redis=%s (%s)\n  %s\n",
-		B, U, R, K, *hangFor, rdb.Options().Addr, redisVersion(ctx, rdb), layout)
+	drain := "one task a letter (Publish)"
+	if *drainBatch {
+		drain = "batch tasks (PublishBatch, 500 a call)"
+	}
+	fmt.Printf("postbud-bench -latency: bulk=%d urgent=%d rate=%.0f/s bulk-citizens=%d hang=%v drain=%s redis=%s (%s)\n  %s\n",
+		B, U, R, K, *hangFor, drain, rdb.Options().Addr, redisVersion(ctx, rdb), layout)
 	fmt.Printf("Redis memory: the run needs ≈ %s (≈ %d B per pending bulk task + ≈ %d B per delivered letter's state); room %s (%s)\n",
 		gb(need), estBytesPerTask, estBytesPerLetter, gb(room), what)
 	if need > room*9/10 {
@@ -275,8 +281,8 @@ func printLatency(r latencyResult) {
 		"(+%.2f %%: target ≤ 2 %%)\n", *idleSeconds, r.RedisAlonePct, r.RedisIdlePct, r.RedisIdlePct-r.RedisAlonePct)
 	fmt.Printf("hang phase: the bulk provider hung %.0fs per send; %d bulk sends began, %d finished; %d bulk slots of %d hanging when the last urgent alert arrived\n",
 		r.HangSeconds, r.HangBulkStarted, r.HangBulkDone, r.HangSlotsHeld, r.Concurrency)
-	fmt.Printf("bulk backlog: %d letters published in %.1fs = %.0f/s (8 goroutines); Redis used_memory +%s = %.0f B per pending task (payload %d B)\n",
-		r.Bulk, r.EnqueueSeconds, r.EnqueueRate, gb(r.BacklogBytes), r.BytesPerTask, r.PayloadBytes)
+	fmt.Printf("bulk backlog: %d letters in %d tasks published in %.1fs = %.0f/s (8 goroutines); Redis used_memory +%s = %.0f B per pending letter (payload %d B)\n",
+		r.Bulk, r.BulkTasks, r.EnqueueSeconds, r.EnqueueRate, gb(r.BacklogBytes), r.BytesPerTask, r.PayloadBytes)
 	fmt.Printf("bulk drain: %.0f letters/s while the urgent letters went out\n", r.DrainRateDuringUrgent)
 	if r.DrainSeconds > 0 { // -drain-all
 		fmt.Printf("bulk drain: %d letters in %.1fs = %.0f letters/s overall; Redis CPU %.0f µs per bulk letter\n",
@@ -790,17 +796,38 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 	// 4. bulk backlog, workers stopped.
 	res.PayloadBytes = len(bulkLetter("bulk", 1000000))
 	mem0 := redisMem(ctx, rdb)
-	logf("bulk: publishing %d bulk letters from 8 goroutines …", B)
 	t = time.Now()
-	if err := enqueue(B, func(i int) error { _, err := pub.Publish(ctx, bulkLetter("bulk", i)); return err }); err != nil {
+	if *drainBatch {
+		// As a release arrives: PublishBatch packs the letters of one call
+		// into batch tasks of dispatcher.DefaultBatchSize.
+		const perCall = 500
+		logf("bulk: publishing %d bulk letters, %d a PublishBatch call, from 8 goroutines …", B, perCall)
+		err = enqueue((B+perCall-1)/perCall, func(j int) error {
+			raws := make([][]byte, 0, perCall)
+			for i := j * perCall; i < min(B, (j+1)*perCall); i++ {
+				raws = append(raws, bulkLetter("bulk", i))
+			}
+			for _, r := range pub.PublishBatch(ctx, raws) {
+				if r.Err != nil || r.Duplicate {
+					return fmt.Errorf("bulk letter not enqueued (duplicate %v): %w", r.Duplicate, r.Err)
+				}
+			}
+			return nil
+		})
+	} else {
+		logf("bulk: publishing %d bulk letters from 8 goroutines …", B)
+		err = enqueue(B, func(i int) error { _, err := pub.Publish(ctx, bulkLetter("bulk", i)); return err })
+	}
+	if err != nil {
 		return latencyResult{}, err
 	}
 	res.EnqueueSeconds = time.Since(t).Seconds()
 	res.EnqueueRate = float64(B) / res.EnqueueSeconds
+	res.BulkTasks, _ = rdb.LLen(ctx, pendingKey).Result()
 	mem1 := redisMem(ctx, rdb)
 	res.BacklogBytes = mem1 - mem0
 	res.BytesPerTask = float64(res.BacklogBytes) / float64(B)
-	logf("bulk: %d published in %.1fs = %.0f/s; used_memory +%s = %.0f B per pending task",
+	logf("bulk: %d published in %.1fs = %.0f/s; used_memory +%s = %.0f B per pending letter",
 		B, res.EnqueueSeconds, res.EnqueueRate, gb(res.BacklogBytes), res.BytesPerTask)
 
 	// 5. drain with urgent letters on top.

@@ -138,17 +138,37 @@ func TestPhasesDeliver(t *testing.T) {
 // the hang phase, and the whole bulk backlog reached the sinks.
 func TestLatencyPhaseDelivers(t *testing.T) {
 	_, rdb := benchRedis(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	const conc, urgent, bulk = 2, 4, 30
 	for name, v := range map[string]string{"bulk": "30", "urgent": "4", "rate": "400", "bulk-citizens": "6",
 		"urgent-concurrency": "2", "poll": "20ms", "hang": "1m", "idle-seconds": "0.01", "drain-all": "true"} {
 		setFlag(t, name, v)
 	}
-	r, err := runLatency(ctx, rdb, "lat", conc)
-	if err != nil {
-		t.Fatal(err)
+	// The drain's backlog as one task a letter, and as batch tasks
+	// (-drain-batch: 30 letters in one PublishBatch call, one task).
+	for _, mode := range []struct {
+		batch string
+		tasks int64
+	}{{"false", bulk}, {"true", 1}} {
+		t.Run("drain-batch="+mode.batch, func(t *testing.T) {
+			setFlag(t, "drain-batch", mode.batch)
+			prefix := "lat" + mode.batch
+			r, err := runLatency(ctx, rdb, prefix, conc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.BulkTasks != mode.tasks {
+				t.Errorf("the drain's %d bulk letters were published in %d tasks, want %d", bulk, r.BulkTasks, mode.tasks)
+			}
+			checkLatency(t, ctx, rdb, r, prefix, conc, urgent, bulk)
+		})
 	}
+}
+
+// checkLatency checks one latency run of TestLatencyPhaseDelivers.
+func checkLatency(t *testing.T, ctx context.Context, rdb *redis.Client, r latencyResult, prefix string, conc int64, urgent int, bulk int64) {
+	t.Helper()
 	if r.Raw.N != urgent || r.Raw.Missing != 0 {
 		t.Errorf("raw: %d tasks measured, %d missing; want %d, 0", r.Raw.N, r.Raw.Missing, urgent)
 	}
@@ -163,7 +183,7 @@ func TestLatencyPhaseDelivers(t *testing.T) {
 	if r.BulkAlerts != bulk {
 		t.Errorf("drain: %d bulk alerts at the sinks, want %d", r.BulkAlerts, bulk)
 	}
-	assertDrained(t, ctx, rdb, "lat")
+	assertDrained(t, ctx, rdb, prefix)
 }
 
 // TestCommandRefusesForeignKeys: postbud-bench -batch and -latency, run as a
