@@ -52,7 +52,7 @@ var (
 	batchLetters   = flag.Int("letters", 100000, "batch: bulk letters through the batch endpoint")
 	batchAlerts    = flag.Int("batch-alerts", 4, "batch: alerts per letter, 4 (email, mobile, two app tokens) or 1 (email)")
 	batchCitizensN = flag.Int("batch-citizens", 2000, "batch: citizens the bulk letters go to, round robin")
-	batchInflight  = flag.Int("batch-inflight", 0, "batch: most letters of batch tasks processed at once (POSTBUD_BATCH_INFLIGHT; 0: the default)")
+	batchInflight  = flag.Int("batch-inflight", 0, "batch and latency: most letters of batch tasks processed at once (POSTBUD_BATCH_INFLIGHT; 0: the default)")
 	batchHeapProf  = flag.String("batch-heapprofile", "", "batch: write the drain's heap profile, taken at its highest live heap, to this file")
 )
 

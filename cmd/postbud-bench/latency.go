@@ -548,7 +548,8 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 		senders[ch] = p.wrap(sink.New(ch, 0))
 	}
 	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Sealer: sealer, Enqueuer: enqueuer, Queues: queues,
-		Senders: senders, MailboxURL: "https://www.borger.dk/digitalpost", Logger: slog.New(slog.DiscardHandler)})
+		Senders: senders, MailboxURL: "https://www.borger.dk/digitalpost", Logger: slog.New(slog.DiscardHandler),
+		BatchInflight: *batchInflight})
 	if err != nil {
 		return latencyResult{}, err
 	}
