@@ -178,15 +178,8 @@ func waitIdle(t *testing.T, rt *redistest.Env) {
 // no event to wait on.
 func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(timeout)
-	for !cond() {
-		select {
-		case <-tick.C:
-		case <-deadline:
-			t.Fatalf("timed out waiting for %s", what)
-		}
+	if !redistest.Within(timeout, cond) {
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
 

@@ -76,16 +76,13 @@ func TestQueuesIdle(t *testing.T) {
 		t.Error("an active task: idle")
 	}
 	close(failed)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		info, err := insp.GetTaskInfo(normal, "a")
-		if err == nil && info.State == asynq.TaskStateRetry {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the failed task never went to retry: %v, %v", info, err)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var info *asynq.TaskInfo
+	var err error
+	if !redistest.Within(30*time.Second, func() bool {
+		info, err = insp.GetTaskInfo(normal, "a")
+		return err == nil && info.State == asynq.TaskStateRetry
+	}) {
+		t.Fatalf("the failed task never went to retry: %v, %v", info, err)
 	}
 	if idle() {
 		t.Error("a task in retry: idle")
