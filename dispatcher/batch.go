@@ -348,6 +348,7 @@ func (d *Dispatcher) receiveAll(ctx context.Context, evs []*event.Event) error {
 		}
 		for i, r := range preRuns {
 			r.filed(res[i])
+			r.todo = d.untaken(ctx, r.stored.MessageID, r.todo, res[i].Taken)
 		}
 	}
 	results, errs := d.sendLetters(ctx, runs)

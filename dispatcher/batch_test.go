@@ -552,7 +552,7 @@ func TestBatchMalformedTaskIsNotRetried(t *testing.T) {
 // its event mark alone (a write of its own after the sends) and those
 // that carry it with outcomes.
 type markWatch struct {
-	dispatcher.Store
+	writeHook
 	mu             sync.Mutex
 	alone, withOut map[string]int
 	// stale counts outcome writes of a letter that arrived in the task
@@ -577,16 +577,6 @@ func (s *markWatch) watch(ws ...dispatcher.LetterWrite) {
 	}
 }
 
-func (s *markWatch) Write(ctx context.Context, w dispatcher.LetterWrite) (dispatcher.WriteResult, error) {
-	s.watch(w)
-	return s.Store.Write(ctx, w)
-}
-
-func (s *markWatch) WriteAll(ctx context.Context, ws []dispatcher.LetterWrite) ([]dispatcher.WriteResult, error) {
-	s.watch(ws...)
-	return s.Store.WriteAll(ctx, ws)
-}
-
 // A settled letter of a batch (nothing waits, no reminder, no holder to
 // alert, every send final) is marked in the write of its last outcomes,
 // as a single letter is: no write of its own for the mark. A letter whose
@@ -603,7 +593,8 @@ func TestBatchSettledLettersMarkedInTheirLastWrite(t *testing.T) {
 	const failing, reminded, unknown = 3, 5, 8
 	var st *markWatch
 	h := newHarnessWith(t, func(c *dispatcher.Config, h *harness) {
-		st = &markWatch{Store: h.store, alone: map[string]int{}, withOut: map[string]int{}, stale: map[string]int{}}
+		st = &markWatch{writeHook: writeHook{Store: h.store}, alone: map[string]int{}, withOut: map[string]int{}, stale: map[string]int{}}
+		st.before = st.watch
 		c.Store = st
 		failSMSOnce(c, msgN(failing))
 	}, channels.Email, channels.SMS, channels.APNs, channels.FCM)

@@ -783,8 +783,21 @@ func (d *Dispatcher) sendRecorded(ctx context.Context, c *Citizen, l *Letter, pr
 		if h.ready != nil {
 			h.ready(res)
 		}
+		todo = d.untaken(ctx, pre.MessageID, todo, res.Taken)
 	}
 	return d.sendAll(ctx, c, l, pre.Citizen, pre.MessageID, todo, attempt, h, adjust...)
+}
+
+// untaken drops from todo the deliveries another run of the letter
+// claimed between this run's look-up and its write before the sends
+// (WriteResult.Taken): that run sends them.
+func (d *Dispatcher) untaken(ctx context.Context, messageID string, todo []delivery, taken []string) []delivery {
+	if len(taken) == 0 {
+		return todo
+	}
+	d.log.InfoContext(ctx, "another run of the letter is sending some of its alerts: left to it", "message_id", messageID,
+		"deliveries", len(taken))
+	return slices.DeleteFunc(slices.Clone(todo), func(dl delivery) bool { return slices.Contains(taken, dl.id) })
 }
 
 // withInFlight adds to pre the in-flight marks of todo's deliveries (and

@@ -345,6 +345,11 @@ type WriteResult struct {
 	// includes the letter unless it was read, and every letter filed
 	// before); 0 for a write without Arrive.
 	Unread int
+	// Taken are the deliveries of an Arrive write's InFlight that another
+	// run holds: their field held another write's in-flight mark or a
+	// done mark, and was left as it was. That run sends them (or its
+	// task's retry decides); this one must not.
+	Taken []string
 }
 
 // Letters is letters, their delivery trail and the unread index.
@@ -363,7 +368,10 @@ type Letters interface {
 	// unread filing honouring a read that came first, the trim), the
 	// done marks of Done, the in-flight marks set, and Mark — a reader
 	// sees all of them or none, and a re-run that finds Mark seen finds
-	// the rest. The clearing of answered in-flight marks (part of the
+	// the rest. With Arrive, the in-flight marks are claims: a delivery
+	// whose field holds another write's in-flight mark or a done mark is
+	// not marked but listed in WriteResult.Taken (the same call run again,
+	// by a client's retry, takes its own marks again). The clearing of answered in-flight marks (part of the
 	// step with Arrive, else just after it; a done mark outranks an
 	// in-flight mark), Trail, Track and Windows land before Write
 	// returns. Concurrent Writes to one letter each land whole.

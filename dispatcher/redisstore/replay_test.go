@@ -146,6 +146,42 @@ func TestTrailAfterPipelineRetry(t *testing.T) {
 	}
 }
 
+// TestArrivalClaimAfterPipelineRetry: an arrival's pipeline ran, its
+// connection dropped before the replies, and go-redis ran it again. The
+// second run finds the in-flight mark its own first run claimed and takes
+// it again (the mark carries the call's id): nothing comes back taken, so
+// the run sends its alert instead of leaving it to nobody.
+func TestArrivalClaimAfterPipelineRetry(t *testing.T) {
+	s, direct, px := dropStore(t)
+	ctx := t.Context()
+	at := time.Now().Truncate(time.Millisecond)
+	// An earlier arrival loads the script (a NOSCRIPT would re-run the
+	// pipeline without the proxy's help).
+	if _, err := s.Write(ctx, dispatcher.LetterWrite{Citizen: replayCitizen, MessageID: "msg-0",
+		Arrive: &dispatcher.Arrival{Meta: replayLetter("msg-0", at)}}); err != nil {
+		t.Fatal(err)
+	}
+	// The arrival's last command tracks d-9: once that is in, Redis ran
+	// the whole pipeline, and the proxy drops the connection.
+	px.arm([]byte("evalsha"), func() bool { return direct.Exists(ctx, "pb:dl:d-9").Val() == 1 })
+	res, err := s.Write(ctx, dispatcher.LetterWrite{Citizen: replayCitizen, MessageID: "msg-1",
+		Arrive: &dispatcher.Arrival{Meta: replayLetter("msg-1", at)}, InFlight: []string{"d-1", "d-9"}, Track: []string{"d-9"}})
+	if err != nil {
+		t.Fatalf("the arrival with its connection dropped once: %v (go-redis should have run it again)", err)
+	}
+	px.mustHaveDropped(1)
+	if len(res.Taken) != 0 {
+		t.Errorf("taken %v after the call ran twice, want none: the call's own claims", res.Taken)
+	}
+	l, err := s.Load(ctx, replayCitizen, "msg-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Letter.InFlight) != 2 {
+		t.Errorf("in flight %v, want d-1 and d-9", l.Letter.InFlight)
+	}
+}
+
 // dropStore returns a store ("pb" prefix) whose client goes through a
 // dropProxy and retries (go-redis runs a call again after the proxy drops
 // its connection), and a client straight to the same Redis.

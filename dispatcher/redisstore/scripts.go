@@ -132,22 +132,53 @@ return 1
 // (by that count: 1, 17, 33 …) it also drops the letters past retention
 // from the index, which has no expiry of its own (reads trim it too).
 //
+// The in-flight marks of the deliveries its run is about to send are
+// claims: one is set only where the delivery's field is empty or holds
+// this very mark (the call run again: go-redis re-runs a pipeline whose
+// connection dropped, and the mark carries the call's id). A field that
+// holds another run's in-flight mark or a done mark is left as it is and
+// returned as taken: two runs of one letter at once (two event ids for
+// one message id, a letter queued twice) send each delivery once.
+//
 // KEYS[1] letter hash  KEYS[2] unread index
 // ARGV[1] message id  ARGV[2] received (unix ms)
 // ARGV[3] oldest received ms still kept  ARGV[4] letter TTL (ms)
 // ARGV[5] read letter TTL (ms)  ARGV[6] nm, the number of metadata pairs
-// ARGV[7] ns, the number of other field pairs to set
-// then nm metadata field/value pairs, ns field/value pairs (done marks,
-// in-flight marks, the event mark), and the fields to delete (in-flight
-// marks answered). The metadata (if new) and the other pairs are
-// adjacent, so one HSET sets them all.
-// Returns the citizen's unread count after the write.
+// ARGV[7] nc, the number of claim pairs  ARGV[8] ns, the number of other
+// field pairs to set
+// then nm metadata field/value pairs, nc claim field/value pairs (the
+// in-flight marks), ns field/value pairs (done marks, the event mark),
+// and the fields to delete (in-flight marks answered).
+// Returns {the citizen's unread count after the write, taken fields...}.
 var letterScript = redis.NewScript(`
-local nm, ns = tonumber(ARGV[6]), tonumber(ARGV[7])
-local from, last = 8 + 2 * nm, 7 + 2 * (nm + ns)
-local cur = redis.call('HMGET', KEYS[1], 'sn', 'r')
-if nm > 0 and not cur[1] then from = 8 end
-if from <= last then redis.call('HSET', KEYS[1], unpack(ARGV, from, last)) end
+local nm, nc, ns = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local c0 = 9 + 2 * nm
+local s0 = c0 + 2 * nc
+local last = s0 + 2 * ns - 1
+local fields = {'sn', 'r'}
+for i = c0, s0 - 1, 2 do fields[#fields + 1] = ARGV[i] end
+local cur = redis.call('HMGET', KEYS[1], unpack(fields))
+local from = 9
+if nm > 0 and cur[1] then from = c0 end
+local out = {0}
+for k = 0, nc - 1 do
+  local old = cur[3 + k]
+  if old and old ~= ARGV[c0 + 2 * k + 1] then out[#out + 1] = ARGV[c0 + 2 * k] end
+end
+if #out == 1 then
+  if from <= last then redis.call('HSET', KEYS[1], unpack(ARGV, from, last)) end
+else
+  -- some claims are taken: set the other fields only
+  local set, skip = {}, {}
+  for i = 2, #out do skip[out[i]] = true end
+  for i = from, last, 2 do
+    if not skip[ARGV[i]] then
+      set[#set + 1] = ARGV[i]
+      set[#set + 1] = ARGV[i + 1]
+    end
+  end
+  if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
+end
 if last < #ARGV then redis.call('HDEL', KEYS[1], unpack(ARGV, last + 1, #ARGV)) end
 if cur[2] == '1' then
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
@@ -159,7 +190,8 @@ local n = redis.call('ZCOUNT', KEYS[2], ARGV[3], '+inf')
 if n % 16 == 1 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[3])
 end
-return n
+out[1] = n
+return out
 `)
 
 // unlockScript frees a sync lock only while it holds the caller's token.

@@ -23,7 +23,8 @@
 //	P:{C}:m:<msg>    hash   a letter: sid, sn, sk, pr, nt, at, lg, read
 //	                        state, d:<delivery id> = final result, or
 //	                        "f" + unix ms while its provider call is in
-//	                        flight (the result overwrites it), e:<event
+//	                        flight (an arrival's claim adds "#" + its
+//	                        call's id; the result overwrites it), e:<event
 //	                        id> = processed mark of its events, r:<delivery
 //	                        id> = the last report applied (reportScript)
 //	P:{C}:t:<msg>    list   the letter's delivery trail (JSON entries,
@@ -400,6 +401,7 @@ func decodeLetter(id string, m map[string]string) *dispatcher.Letter {
 				l.InFlight = make(map[string]time.Time)
 			}
 			since, provider, handed := strings.Cut(since, handedSep)
+			since, _, _ = strings.Cut(since, claimSep)
 			l.InFlight[did] = msTime(since)
 			if handed {
 				if l.Handed == nil {
@@ -424,6 +426,10 @@ func decodeLetter(id string, m map[string]string) *dispatcher.Letter {
 // delivery keeps a tracked letter's hash as small as its final state, and
 // lets the outcome simply overwrite the mark: no HDEL on the hot path.
 const inFlightTag = "f"
+
+// claimSep follows the time of an in-flight mark an arrival claimed with
+// the id of the call that claimed it (letterScript).
+const claimSep = "#"
 
 // handedSep follows the time of an in-flight mark with the provider the
 // delivery was handed to (LetterWrite.Handed): "f1763863750352/sms-2".
@@ -496,8 +502,17 @@ func (s *Store) WriteAll(ctx context.Context, ws []dispatcher.LetterWrite) ([]di
 		if a == nil {
 			continue
 		}
-		if n, ok := a.Val().(int64); ok {
+		reply, _ := a.Val().([]any)
+		if len(reply) == 0 {
+			continue
+		}
+		if n, ok := reply[0].(int64); ok {
 			res[i].Unread = int(n)
+		}
+		for _, f := range reply[1:] {
+			if f, ok := f.(string); ok {
+				res[i].Taken = append(res[i].Taken, strings.TrimPrefix(f, "d:"))
+			}
 		}
 	}
 	return res, nil
@@ -507,6 +522,7 @@ func (s *Store) WriteAll(ctx context.Context, ws []dispatcher.LetterWrite) ([]di
 type preparedWrite struct {
 	w       dispatcher.LetterWrite
 	set     []any
+	claims  []any // in-flight marks claimed by an arrival (letterScript)
 	clear   []any
 	entries []any
 	windows []any
@@ -519,8 +535,19 @@ func (s *Store) prepareWrite(w dispatcher.LetterWrite) (*preparedWrite, error) {
 	}
 	if len(w.InFlight) > 0 || len(w.Handed) > 0 {
 		at := inFlightTag + strconv.FormatInt(s.o.Now().UnixMilli(), 10)
+		// An arrival claims its in-flight marks: the call's id in the
+		// value tells this call, run again, from another run.
+		claim := at
+		if w.Arrive != nil {
+			claim = at + claimSep + s.callID()
+		}
 		for _, id := range w.InFlight {
-			if _, handed := w.Handed[id]; !handed {
+			if _, handed := w.Handed[id]; handed {
+				continue
+			}
+			if w.Arrive != nil {
+				pw.claims = append(pw.claims, "d:"+id, claim)
+			} else {
 				pw.set = append(pw.set, "d:"+id, at)
 			}
 		}
@@ -587,7 +614,7 @@ const answerTTL = time.Hour
 func (s *Store) buildWrite(ctx context.Context, p redis.Pipeliner, pw *preparedWrite, out []redis.Cmder) (_ []redis.Cmder, arrive *redis.Cmd) {
 	w := pw.w
 	citizen, msgID := w.Citizen, w.MessageID
-	set, clear, entries, windows := pw.set, pw.clear, pw.entries, pw.windows
+	set, claims, clear, entries, windows := pw.set, pw.claims, pw.clear, pw.entries, pw.windows
 	letter, trail, unread := s.letterKey(citizen, msgID), s.trailKey(citizen, msgID), s.unreadKey(citizen)
 	if w.Arrive != nil {
 		m := w.Arrive.Meta
@@ -600,8 +627,8 @@ func (s *Store) buildWrite(ctx context.Context, p redis.Pipeliner, pw *preparedW
 			meta = append(meta, "rb", m.ReplyBy.UnixMilli())
 		}
 		args := []any{msgID, m.ReceivedAt.UnixMilli(), s.oldestKept(),
-			s.o.LetterTTL.Milliseconds(), s.o.ReadTTL.Milliseconds(), len(meta) / 2, len(set) / 2}
-		args = append(append(args, meta...), set...)
+			s.o.LetterTTL.Milliseconds(), s.o.ReadTTL.Milliseconds(), len(meta) / 2, len(claims) / 2, len(set) / 2}
+		args = append(append(append(args, meta...), claims...), set...)
 		arrive = script(ctx, p, letterScript, []string{letter, unread}, args...)
 		out = append(out, arrive)
 	} else if len(set) > 0 {

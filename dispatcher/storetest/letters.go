@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -206,6 +207,36 @@ var letterCases = []Case{
 		}
 		if !seen(t, s, alice, msg1, "ev-2") {
 			t.Error("the second arrival's event mark is missing")
+		}
+	}},
+	{"Write", "an arrival's in-flight marks are claims: another run's mark or a done mark is taken, not overwritten", func(t *testing.T, s dispatcher.Store) {
+		// Two runs of one letter at once (two event ids for one message
+		// id) each looked it up before either wrote: the first arrival
+		// claims its deliveries, the second gets them back as taken.
+		at := now()
+		arrive := func(inFlight ...string) dispatcher.LetterWrite {
+			return dispatcher.LetterWrite{Citizen: alice, MessageID: msg1, Arrive: &dispatcher.Arrival{Meta: newLetter(msg1, at)},
+				InFlight: inFlight}
+		}
+		if res := write(t, s, arrive("d-mail", "d-sms")); len(res.Taken) != 0 {
+			t.Fatalf("first arrival: taken %v, want none", res.Taken)
+		}
+		write(t, s, dispatcher.LetterWrite{Citizen: alice, MessageID: msg1, Follows: true, Done: []dispatcher.Outcome{sent(at, "d-sms", channels.SMS)}})
+		res := write(t, s, arrive("d-mail", "d-sms", "d-push"))
+		slices.Sort(res.Taken)
+		if want := []string{"d-mail", "d-sms"}; !slices.Equal(res.Taken, want) {
+			t.Errorf("second arrival: taken %v, want %v (d-mail in flight in the first run, d-sms done)", res.Taken, want)
+		}
+		_, l := load(t, s, alice, msg1)
+		if !l.Done["d-sms"] {
+			t.Errorf("done %v: the second arrival overwrote d-sms's done mark", l.Done)
+		}
+		if _, ok := l.InFlight["d-mail"]; !ok || len(l.InFlight) != 2 {
+			t.Errorf("in flight %v, want d-mail (the first run's) and d-push (the second's)", l.InFlight)
+		}
+		// A write without Arrive (a delivery's own task) marks as before.
+		if res := write(t, s, dispatcher.LetterWrite{Citizen: alice, MessageID: msg1, InFlight: []string{"d-mail"}}); len(res.Taken) != 0 {
+			t.Errorf("write without arrival: taken %v, want none", res.Taken)
 		}
 	}},
 	{"Write", "a tracked delivery can be found, an untracked one cannot", func(t *testing.T, s dispatcher.Store) {

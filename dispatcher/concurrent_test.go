@@ -1,0 +1,176 @@
+package dispatcher_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/dispatcher"
+)
+
+// lookupGate is the real store whose arrivals (the write before a
+// letter's sends) wait until want letters were looked up: runs of one
+// letter that all read it before any of them wrote, the race an arrival's
+// claims close.
+type lookupGate struct {
+	writeHook
+	want   int64
+	looked atomic.Int64
+	all    chan struct{}
+	once   sync.Once
+	mu     sync.Mutex
+	events map[string]bool // the event ids looked up
+}
+
+// saw notes the events looked up.
+func (s *lookupGate) saw(evs ...dispatcher.EventRef) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ev := range evs {
+		s.events[ev.ID] = true
+	}
+}
+
+func (s *lookupGate) count(n int) {
+	if s.looked.Add(int64(n)) >= s.want {
+		s.once.Do(func() { close(s.all) })
+	}
+}
+
+func (s *lookupGate) Lookup(ctx context.Context, ev dispatcher.EventRef) (dispatcher.LetterView, error) {
+	s.saw(ev)
+	defer s.count(1)
+	return s.Store.Lookup(ctx, ev)
+}
+
+func (s *lookupGate) LookupAll(ctx context.Context, evs []dispatcher.EventRef) ([]dispatcher.LetterView, error) {
+	s.saw(evs...)
+	defer s.count(len(evs))
+	return s.Store.LookupAll(ctx, evs)
+}
+
+// writeHook is the real store calling before with the writes of every
+// Write and WriteAll, then writing them.
+type writeHook struct {
+	dispatcher.Store
+	before func(ws ...dispatcher.LetterWrite)
+}
+
+func (s *writeHook) Write(ctx context.Context, w dispatcher.LetterWrite) (dispatcher.WriteResult, error) {
+	s.before(w)
+	return s.Store.Write(ctx, w)
+}
+
+func (s *writeHook) WriteAll(ctx context.Context, ws []dispatcher.LetterWrite) ([]dispatcher.WriteResult, error) {
+	s.before(ws...)
+	return s.Store.WriteAll(ctx, ws)
+}
+
+// wait holds an arrival until every run looked the letter up (at most
+// 10 s: a run that never looks must not hang the test).
+func (s *lookupGate) wait(ws ...dispatcher.LetterWrite) {
+	for _, w := range ws {
+		if w.Arrive != nil {
+			select {
+			case <-s.all:
+			case <-time.After(10 * time.Second):
+			}
+			return
+		}
+	}
+}
+
+// Two runs of one letter at once, each having looked it up before either
+// wrote, send each alert once: the first arrival claims the deliveries,
+// the second finds them taken and leaves them to it. Both events end
+// marked processed. Runs at once happen when one letter is queued twice:
+// two event ids for one message id ("at most one alert per letter ×
+// channel × address, whatever event ids are used"), or a letter of a
+// batch sent again on its own while the batch's task was queued.
+func TestTwoRunsOfOneLetterAtOnceSendEachAlertOnce(t *testing.T) {
+	const msg = "22222222-3333-4444-8555-666666666666"
+	all := []channels.Name{channels.Email, channels.SMS, channels.APNs, channels.FCM}
+	for _, tc := range []struct {
+		name string
+		// runs returns the two handler calls.
+		runs func(h *harness) [2]func() error
+	}{
+		{"one event twice", func(h *harness) [2]func() error {
+			task, _ := h.eventTask(letter("ev-twice", msg, annaCPR))
+			run := func() error { return h.d.HandleEvent(context.Background(), task) }
+			return [2]func() error{run, run}
+		}},
+		{"two event ids for one message id", func(h *harness) [2]func() error {
+			a, _ := h.eventTask(letter("ev-a", msg, annaCPR))
+			b, _ := h.eventTask(letter("ev-b", msg, annaCPR))
+			return [2]func() error{
+				func() error { return h.d.HandleEvent(context.Background(), a) },
+				func() error { return h.d.HandleEvent(context.Background(), b) }}
+		}},
+		{"two letters tasks", func(h *harness) [2]func() error {
+			a := h.lettersTaskOf(letter("ev-b1", msg, annaCPR))
+			b := h.lettersTaskOf(letter("ev-b2", msg, annaCPR))
+			return [2]func() error{
+				func() error { return h.d.HandleLetters(context.Background(), a) },
+				func() error { return h.d.HandleLetters(context.Background(), b) }}
+		}},
+		{"a letters task and the letter on its own", func(h *harness) [2]func() error {
+			batch := h.lettersTaskOf(letter("ev-batch", msg, annaCPR))
+			single, _ := h.eventTask(letter("ev-batch", msg, annaCPR))
+			return [2]func() error{
+				func() error { return h.d.HandleLetters(context.Background(), batch) },
+				func() error { return h.d.HandleEvent(context.Background(), single) }}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var gate *lookupGate
+			h := newHarnessWith(t, func(c *dispatcher.Config, h *harness) {
+				gate = &lookupGate{writeHook: writeHook{Store: h.store}, all: make(chan struct{}), events: map[string]bool{}}
+				gate.before = gate.wait
+				c.Store = gate
+			}, all...)
+			registerNow(h, annaCPR)
+			gate.looked.Store(0)
+			gate.want = 2
+			gate.events = map[string]bool{}
+			runs := tc.runs(h)
+			var wg sync.WaitGroup
+			errs := make([]error, 2)
+			for i, run := range runs {
+				wg.Go(func() { errs[i] = run() })
+			}
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					t.Errorf("run %d: %v", i+1, err)
+				}
+			}
+			for _, ch := range all {
+				if n := len(h.channels[ch].accepted()); n != 1 {
+					t.Errorf("%s alerts: %d, want 1", ch, n)
+				}
+			}
+			for _, id := range []string{"ev-twice", "ev-a", "ev-b", "ev-b1", "ev-b2", "ev-batch"} {
+				_, ev := h.eventTask(letter(id, msg, annaCPR))
+				if used := gate.events[ev.ID]; used && !h.marked(ev, msg) {
+					t.Errorf("event %s not marked processed", id)
+				}
+			}
+			trail := h.trail(msg)
+			for _, ch := range all {
+				if !hasEntry(trail, ch, dispatcher.ResultSent, "") {
+					t.Errorf("trail %+v: no %s sent", trail, ch)
+				}
+			}
+			// Nothing was left for a task of its own.
+			for _, q := range []string{h.queues.Urgent, h.queues.Normal, h.queues.Bulk} {
+				if tasks, err := h.insp.ListPendingTasks(q); err == nil && len(tasks) > 0 {
+					t.Errorf("queue %s holds %d tasks, want none", q, len(tasks))
+				}
+			}
+		})
+	}
+}
