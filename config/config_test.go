@@ -465,6 +465,16 @@ func TestLoad(t *testing.T) {
 			errs: []wantErr{{"POSTBUD_BATCH_INFLIGHT", fmt.Sprintf("must be a whole number from 1 to 100000, got %q", bad)}}})
 	}
 
+	// POSTBUD_GROUP_ACCEPTS
+	group := func(c *Config) any { return c.GroupAccepts }
+	rows = append(rows,
+		row{name: "GROUP_ACCEPTS unset", got: group, want: false},
+		row{name: "GROUP_ACCEPTS true", env: map[string]string{"POSTBUD_GROUP_ACCEPTS": "true"}, got: group, want: true},
+		row{name: "GROUP_ACCEPTS 0", env: map[string]string{"POSTBUD_GROUP_ACCEPTS": "0"}, got: group, want: false},
+		row{name: "GROUP_ACCEPTS yes", env: map[string]string{"POSTBUD_GROUP_ACCEPTS": "yes"},
+			errs: []wantErr{{"POSTBUD_GROUP_ACCEPTS", `must be true or false, got "yes"`}}},
+	)
+
 	// POSTBUD_URGENT_CONCURRENCY, POSTBUD_URGENT_TASK_CHECK_INTERVAL
 	urgentConc := func(c *Config) any { return c.UrgentConcurrency }
 	urgentPoll := func(c *Config) any { return c.UrgentTaskCheckInterval }

@@ -641,12 +641,19 @@ type Accepted struct {
 // letters of one lane each) and one per event that is not batched
 // (urgent letters, first, and events other than letters).
 func (d *Dispatcher) AcceptBatch(ctx context.Context, platformEvents []*event.Event) []Accepted {
-	out := make([]Accepted, len(platformEvents))
 	evs := make([]*event.Event, len(platformEvents))
-	refs := make([]EventRef, len(platformEvents))
 	for i, pe := range platformEvents {
 		evs[i] = d.cfg.Keyer.Pseudonymize(pe)
-		refs[i] = eventRef(evs[i])
+	}
+	return d.acceptAll(ctx, evs)
+}
+
+// acceptAll is AcceptBatch for pseudonymised events.
+func (d *Dispatcher) acceptAll(ctx context.Context, evs []*event.Event) []Accepted {
+	out := make([]Accepted, len(evs))
+	refs := make([]EventRef, len(evs))
+	for i, ev := range evs {
+		refs[i] = eventRef(ev)
 	}
 	seen, err := d.cfg.Store.SeenAll(ctx, refs)
 	if err != nil {

@@ -114,6 +114,12 @@ type Config struct {
 	// before it reads its letters, holding only its payload; a task of
 	// more letters than this waits for the whole bound and runs alone.
 	BatchInflight int
+	// GroupAccepts enqueues the letters that Accept calls made at once
+	// bring (not urgent ones) together, as AcceptBatch does a batch's
+	// (acceptgroup.go): asynq's cost is paid per group instead of per
+	// letter. A copy of a letter still queued in a group's task is then
+	// answered accepted, not duplicate (it is processed once).
+	GroupAccepts bool
 }
 
 // Dispatcher handles postbud's tasks: events in, deliveries out.
@@ -124,6 +130,8 @@ type Dispatcher struct {
 	// letters bounds the letters of batch tasks processed at once
 	// (Config.BatchInflight).
 	letters *letterBound
+	// groups gathers Accept's letters (Config.GroupAccepts).
+	groups acceptGroups
 }
 
 // New returns a Dispatcher; it reports every missing part at once.
@@ -383,6 +391,9 @@ func (d *Dispatcher) Accept(ctx context.Context, platformEvent *event.Event) (du
 	ref := eventRef(ev)
 	if d.cfg.Queues.EventQueue(ev) == d.cfg.Queues.Urgent {
 		ctx = WithUrgent(ctx)
+	}
+	if d.cfg.GroupAccepts && batchable(ev) {
+		return d.acceptGrouped(ctx, ev)
 	}
 	seen, err := d.cfg.Store.Seen(ctx, ref)
 	if err != nil {

@@ -5,3 +5,11 @@ package dispatcher
 func (d *Dispatcher) BatchLetters() (running, waiting int64) {
 	return d.letters.running.Load(), d.letters.waiting.Load()
 }
+
+// AcceptsWaiting returns the letters of Accept calls waiting for the
+// group before them (Config.GroupAccepts).
+func (d *Dispatcher) AcceptsWaiting() int {
+	d.groups.mu.Lock()
+	defer d.groups.mu.Unlock()
+	return len(d.groups.waiting)
+}

@@ -103,9 +103,14 @@ func TestPhasesDeliver(t *testing.T) {
 			t.Errorf("runRaw with -raw-lanes two: %v, want an error naming -raw-lanes", err)
 		}
 	})
-	for _, phase := range []string{"postbud", "postbud-http"} {
+	for _, phase := range []string{"postbud", "postbud-http", "postbud-http-grouped"} {
 		t.Run(phase, func(t *testing.T) {
-			r, err := runPostbud(ctx, rdb, phase, phase, n, citizens, conc)
+			run := phase
+			if p, ok := strings.CutSuffix(phase, "-grouped"); ok {
+				setFlag(t, "group-accepts", "true")
+				run = p
+			}
+			r, err := runPostbud(ctx, rdb, run, phase, n, citizens, conc)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -174,7 +174,7 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 	client := asynq.NewClientFromRedisClient(enqueueRDB)
 	defer client.Close()
 	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Sealer: sealer, Enqueuer: client, Queues: queues,
-		Senders: senders, Logger: log, MailboxURL: cfg.MailboxURL, AlertTTL: cfg.AlertTTL, RetryBase: cfg.RetryBase, BatchSize: cfg.BatchSize, BatchInflight: cfg.BatchInflight,
+		Senders: senders, Logger: log, MailboxURL: cfg.MailboxURL, AlertTTL: cfg.AlertTTL, RetryBase: cfg.RetryBase, BatchSize: cfg.BatchSize, BatchInflight: cfg.BatchInflight, GroupAccepts: cfg.GroupAccepts,
 		TrackReports: trackReports(cfg), Syncer: syncer, QuietHours: quiet, PaperForMinors: cfg.PaperForMinors,
 		ReminderBefore: cfg.ReminderBefore, Observer: m, Limiter: limiter, Coalesce: coalesce})
 	if err != nil {
