@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/digitalpost/postbud/dispatcher/event"
@@ -35,7 +36,9 @@ type groupedAccept struct {
 	ev    *event.Event
 	ready chan struct{} // closed once answered, or to lead the next group
 	lead  bool
-	res   Accepted
+	// answered and res are set by the group's lead before ready closes.
+	answered bool
+	res      Accepted
 }
 
 // acceptGrouped accepts a pseudonymised letter (batchable) in a group.
@@ -61,13 +64,29 @@ func (d *Dispatcher) acceptGrouped(ctx context.Context, ev *event.Event) (bool, 
 // cuts them into tasks of up to BatchSize letters), answers them, and
 // hands the next group to the first letter that came meanwhile. The
 // enqueue is not cut short by lead's caller giving up: the group's other
-// letters are waiting on it.
+// letters are waiting on it. Should the enqueue panic, the letters that
+// wait are answered unavailable and the next group still gets its lead
+// before the panic goes on (net/http recovers a handler's panic: a lost
+// hand-over would hang every later letter).
 func (d *Dispatcher) commitGroup(ctx context.Context, lead *groupedAccept) {
 	g := &d.groups
 	g.mu.Lock()
 	group := append([]*groupedAccept{lead}, g.waiting...)
 	g.waiting = nil
 	g.mu.Unlock()
+	defer func() {
+		p := recover()
+		for _, a := range group[1:] {
+			if !a.answered {
+				a.res.Err = fmt.Errorf("%w: enqueuing the letter's group failed", ErrUnavailable)
+				a.answer()
+			}
+		}
+		g.handOff()
+		if p != nil {
+			panic(p)
+		}
+	}()
 	evs := make([]*event.Event, len(group))
 	for i, a := range group {
 		evs[i] = a.ev
@@ -75,9 +94,20 @@ func (d *Dispatcher) commitGroup(ctx context.Context, lead *groupedAccept) {
 	for i, res := range d.acceptAll(context.WithoutCancel(ctx), evs) {
 		group[i].res = res
 		if i > 0 {
-			close(group[i].ready)
+			group[i].answer()
 		}
 	}
+}
+
+// answer hands a waiting letter its result.
+func (a *groupedAccept) answer() {
+	a.answered = true
+	close(a.ready)
+}
+
+// handOff makes the first letter that came during a group's enqueue the
+// lead of the next group, or ends the busy spell.
+func (g *acceptGroups) handOff() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if len(g.waiting) == 0 {

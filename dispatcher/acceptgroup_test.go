@@ -2,8 +2,10 @@ package dispatcher_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +24,8 @@ type heldEnqueuer struct {
 	release chan struct{}
 	once    sync.Once
 	held    chan struct{} // closed when the first enqueue waits
+	calls   atomic.Int64
+	panicAt int64 // the enqueue that panics (1: the first), 0: none
 }
 
 func (e *heldEnqueuer) EnqueueContext(ctx context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
@@ -30,6 +34,9 @@ func (e *heldEnqueuer) EnqueueContext(ctx context.Context, t *asynq.Task, opts .
 	if first {
 		close(e.held)
 		<-e.release
+	}
+	if e.calls.Add(1) == e.panicAt {
+		panic("enqueue bug")
 	}
 	return e.Client.EnqueueContext(ctx, t, opts...)
 }
@@ -126,6 +133,75 @@ func TestGroupedAcceptsShareATask(t *testing.T) {
 		if sent[msg(i)] != 1 {
 			t.Errorf("letter %d: %d emails, want 1", i, sent[msg(i)])
 		}
+	}
+}
+
+// A group whose enqueue panics (a bug; net/http recovers the request's
+// panic and postbud goes on) answers its waiting letters unavailable, so
+// their platforms retry, and hands the next group on: letters accepted
+// after it are not left waiting forever.
+func TestGroupedAcceptsSurviveAPanickingEnqueue(t *testing.T) {
+	var held *heldEnqueuer
+	h := newHarnessWith(t, func(c *dispatcher.Config, h *harness) {
+		// The first enqueue (a letter alone) waits while three letters
+		// come; their group's enqueue, the second, panics.
+		held = &heldEnqueuer{Client: h.client, release: make(chan struct{}), held: make(chan struct{}), panicAt: 2}
+		c.Enqueuer, c.GroupAccepts = held, true
+	}, channels.Email)
+	type answer struct {
+		err      error
+		panicked bool
+	}
+	accept := func(id string, i int) (a answer) {
+		defer func() { a.panicked = recover() != nil }()
+		ev, err := event.Parse([]byte(letter(id, fmt.Sprintf("55555555-4444-4555-8666-%012d", i), annaCPR)))
+		if err != nil {
+			return answer{err: err}
+		}
+		_, a.err = h.d.Accept(context.Background(), ev)
+		return a
+	}
+	answers := make(chan answer, 5)
+	go func() { answers <- accept("ev-p0", 0) }()
+	<-held.held
+	for i := 1; i <= 3; i++ {
+		go func() { answers <- accept(fmt.Sprintf("ev-p%d", i), i) }()
+	}
+	if !redistest.Within(10*time.Second, func() bool { return h.d.AcceptsWaiting() == 3 }) {
+		t.Fatalf("%d letters wait, want 3", h.d.AcceptsWaiting())
+	}
+	close(held.release)
+	var ok, unavailable, panicked int
+	for range 4 {
+		select {
+		case a := <-answers:
+			switch {
+			case a.panicked:
+				panicked++
+			case a.err == nil:
+				ok++
+			case errors.Is(a.err, dispatcher.ErrUnavailable):
+				unavailable++
+			default:
+				t.Errorf("answer: %v", a.err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a letter of the panicked group was never answered")
+		}
+	}
+	// The first letter alone went through; of the group of three, its
+	// lead panicked and the two that waited on it are told to retry.
+	if ok != 1 || panicked != 1 || unavailable != 2 {
+		t.Errorf("%d accepted, %d panicked, %d unavailable; want 1, 1, 2", ok, panicked, unavailable)
+	}
+	go func() { answers <- accept("ev-p9", 9) }()
+	select {
+	case a := <-answers:
+		if a.err != nil || a.panicked {
+			t.Errorf("a letter after the panic: %+v", a)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a letter after the panic was never answered: the group's turn was lost")
 	}
 }
 
