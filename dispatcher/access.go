@@ -161,6 +161,9 @@ func (d *Dispatcher) alertHolder(ctx context.Context, owner, holder string, l *L
 		}
 		todo = append(todo, dl)
 	}
+	// Another run of the letter at once (two event ids for one message
+	// id) may alert the holder too: the marks are claims.
+	w.Claim = true
 	results, err := d.sendRecorded(ctx, c, holderLetter(c, l), w, todo, 1, sendHooks{})
 	if err != nil {
 		return err

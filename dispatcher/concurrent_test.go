@@ -2,10 +2,13 @@ package dispatcher_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hibiken/asynq"
 
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher"
@@ -21,8 +24,21 @@ type lookupGate struct {
 	looked atomic.Int64
 	all    chan struct{}
 	once   sync.Once
-	mu     sync.Mutex
-	events map[string]bool // the event ids looked up
+	// loads and allLoaded are looked and all for Load (an access
+	// holder's look-up) and the writes of in-flight marks without an
+	// arrival (the holder's).
+	loads     atomic.Int64
+	allLoaded chan struct{}
+	loadOnce  sync.Once
+	mu        sync.Mutex
+	events    map[string]bool // the event ids looked up
+}
+
+func newLookupGate(st dispatcher.Store) *lookupGate {
+	g := &lookupGate{writeHook: writeHook{Store: st}, all: make(chan struct{}), allLoaded: make(chan struct{}),
+		events: map[string]bool{}}
+	g.before = g.wait
+	return g
 }
 
 // saw notes the events looked up.
@@ -44,6 +60,15 @@ func (s *lookupGate) Lookup(ctx context.Context, ev dispatcher.EventRef) (dispat
 	s.saw(ev)
 	defer s.count(1)
 	return s.Store.Lookup(ctx, ev)
+}
+
+func (s *lookupGate) Load(ctx context.Context, citizen, messageID string) (dispatcher.LetterView, error) {
+	defer func() {
+		if s.loads.Add(1) >= s.want {
+			s.loadOnce.Do(func() { close(s.allLoaded) })
+		}
+	}()
+	return s.Store.Load(ctx, citizen, messageID)
 }
 
 func (s *lookupGate) LookupAll(ctx context.Context, evs []dispatcher.EventRef) ([]dispatcher.LetterView, error) {
@@ -73,13 +98,20 @@ func (s *writeHook) WriteAll(ctx context.Context, ws []dispatcher.LetterWrite) (
 // 10 s: a run that never looks must not hang the test).
 func (s *lookupGate) wait(ws ...dispatcher.LetterWrite) {
 	for _, w := range ws {
-		if w.Arrive != nil {
-			select {
-			case <-s.all:
-			case <-time.After(10 * time.Second):
-			}
-			return
+		var until chan struct{}
+		switch {
+		case w.Arrive != nil:
+			until = s.all
+		case len(w.InFlight) > 0:
+			until = s.allLoaded
+		default:
+			continue
 		}
+		select {
+		case <-until:
+		case <-time.After(10 * time.Second):
+		}
+		return
 	}
 }
 
@@ -128,8 +160,7 @@ func TestTwoRunsOfOneLetterAtOnceSendEachAlertOnce(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var gate *lookupGate
 			h := newHarnessWith(t, func(c *dispatcher.Config, h *harness) {
-				gate = &lookupGate{writeHook: writeHook{Store: h.store}, all: make(chan struct{}), events: map[string]bool{}}
-				gate.before = gate.wait
+				gate = newLookupGate(h.store)
 				c.Store = gate
 			}, all...)
 			registerNow(h, annaCPR)
@@ -172,5 +203,49 @@ func TestTwoRunsOfOneLetterAtOnceSendEachAlertOnce(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Two runs of one letter at once whose owner has an access holder with
+// notify: each run alerts the holder after its own sends, and both looked
+// the holder up before either wrote; the holder's deliveries are claimed
+// as the owner's are, and the holder gets each alert once.
+func TestTwoRunsOfOneLetterAtOnceAlertAHolderOnce(t *testing.T) {
+	const msg = "22222222-3333-4444-8555-777777777777"
+	var gate *lookupGate
+	h := newHarnessWith(t, func(c *dispatcher.Config, h *harness) {
+		gate = newLookupGate(h.store)
+		c.Store = gate
+	}, channels.Email, channels.SMS, channels.APNs)
+	setUpHolder(h, true)
+	at := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	h.handle(accessEvent("acc-1", "access.granted", at, map[string]any{"scope": "read", "notify": true}))
+	gate.looked.Store(0)
+	gate.loads.Store(0)
+	gate.want = 2
+	a, _ := h.eventTask(letter("ev-ha", msg, annaCPR))
+	b, _ := h.eventTask(letter("ev-hb", msg, annaCPR))
+	var wg sync.WaitGroup
+	for _, task := range []*asynq.Task{a, b} {
+		wg.Go(func() {
+			if err := h.d.HandleEvent(context.Background(), task); err != nil {
+				t.Errorf("HandleEvent: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	toHolder := map[string]int{}
+	for _, ch := range h.channels {
+		for _, s := range ch.accepted() {
+			if holderAddrs[s.To.Value] {
+				toHolder[string(ch.name)]++
+			}
+		}
+	}
+	if want := map[string]int{"email": 1, "sms": 1, "apns": 1}; fmt.Sprint(toHolder) != fmt.Sprint(want) {
+		t.Errorf("alerts to the holder %v, want %v", toHolder, want)
+	}
+	if gate.loads.Load() < 2 {
+		t.Errorf("%d holder look-ups, want 2: the runs did not both alert the holder", gate.loads.Load())
 	}
 }

@@ -315,6 +315,12 @@ type LetterWrite struct {
 	// InFlight marks these deliveries as about to be handed to their
 	// providers (at the write's time).
 	InFlight []string
+	// Claim makes the InFlight marks of a write without Arrive claims, as
+	// an arrival's are (WriteResult.Taken): a run's first write of
+	// deliveries another run of the same letter may be about to send (an
+	// access holder's). A delivery's own task, which takes over an
+	// interrupted attempt's mark, does not claim.
+	Claim bool
 	// Handed marks deliveries in flight as handed to the named provider
 	// (Letter.Handed), at the write's time. It outranks a Trail entry of
 	// the same delivery in the same write: the mark stays, because the
@@ -345,7 +351,7 @@ type WriteResult struct {
 	// includes the letter unless it was read, and every letter filed
 	// before); 0 for a write without Arrive.
 	Unread int
-	// Taken are the deliveries of an Arrive write's InFlight that another
+	// Taken are the deliveries of an Arrive or Claim write's InFlight that another
 	// run holds: their field held another write's in-flight mark or a
 	// done mark, and was left as it was. That run sends them (or its
 	// task's retry decides); this one must not.

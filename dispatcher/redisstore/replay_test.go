@@ -182,6 +182,44 @@ func TestArrivalClaimAfterPipelineRetry(t *testing.T) {
 	}
 }
 
+// TestHolderClaimAfterPipelineRetry: the same for the claims of a write
+// without an arrival (an access holder's deliveries, claimScript).
+func TestHolderClaimAfterPipelineRetry(t *testing.T) {
+	s, direct, px := dropStore(t)
+	ctx := t.Context()
+	at := time.Now().Truncate(time.Millisecond)
+	for _, msg := range []string{"msg-0", "msg-1"} {
+		if _, err := s.Write(ctx, dispatcher.LetterWrite{Citizen: replayCitizen, MessageID: msg,
+			Arrive: &dispatcher.Arrival{Meta: replayLetter(msg, at)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A claim on msg-0 loads the script.
+	if _, err := s.Write(ctx, dispatcher.LetterWrite{Citizen: replayCitizen, MessageID: "msg-0", InFlight: []string{"d-0"},
+		Claim: true}); err != nil {
+		t.Fatal(err)
+	}
+	px.arm([]byte("evalsha"), func() bool { return direct.Exists(ctx, "pb:dl:d-9").Val() == 1 })
+	res, err := s.Write(ctx, dispatcher.LetterWrite{Citizen: replayCitizen, MessageID: "msg-1", InFlight: []string{"h-1", "d-9"},
+		Track: []string{"d-9"}, Claim: true, Follows: true})
+	if err != nil {
+		t.Fatalf("the claim with its connection dropped once: %v (go-redis should have run it again)", err)
+	}
+	px.mustHaveDropped(1)
+	if len(res.Taken) != 0 {
+		t.Errorf("taken %v after the call ran twice, want none: the call's own claims", res.Taken)
+	}
+	// Another run's claim of the same deliveries finds them taken.
+	res, err = s.Write(ctx, dispatcher.LetterWrite{Citizen: replayCitizen, MessageID: "msg-1", InFlight: []string{"h-1"},
+		Claim: true, Follows: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Taken) != 1 || res.Taken[0] != "h-1" {
+		t.Errorf("another run's claim: taken %v, want [h-1]", res.Taken)
+	}
+}
+
 // dropStore returns a store ("pb" prefix) whose client goes through a
 // dropProxy and retries (go-redis runs a call again after the proxy drops
 // its connection), and a client straight to the same Redis.

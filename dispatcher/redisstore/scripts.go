@@ -194,6 +194,35 @@ out[1] = n
 return out
 `)
 
+// claimScript is letterScript's claims for a write without an arrival
+// (an access holder's deliveries of the owner's letter): the in-flight
+// marks are set only where the field is empty or holds this call's own
+// claim, the other fields as they are.
+//
+// KEYS[1] letter hash
+// ARGV[1] nc, the number of claim pairs; then nc claim field/value pairs,
+// then the other field/value pairs to set.
+// Returns the taken fields.
+var claimScript = redis.NewScript(`
+local nc = tonumber(ARGV[1])
+local fields = {}
+for i = 2, 2 * nc, 2 do fields[#fields + 1] = ARGV[i] end
+local cur = redis.call('HMGET', KEYS[1], unpack(fields))
+local out, set = {}, {}
+for k = 1, nc do
+  local f, v, old = ARGV[2 * k], ARGV[2 * k + 1], cur[k]
+  if old and old ~= v then
+    out[#out + 1] = f
+  else
+    set[#set + 1] = f
+    set[#set + 1] = v
+  end
+end
+for i = 2 + 2 * nc, #ARGV do set[#set + 1] = ARGV[i] end
+if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
+return out
+`)
+
 // unlockScript frees a sync lock only while it holds the caller's token.
 //
 // KEYS[1] lock  ARGV[1] token

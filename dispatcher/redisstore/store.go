@@ -116,7 +116,7 @@ type Store struct {
 	callSeq  atomic.Uint64 // the end of the next one
 }
 
-var allScripts = []*redis.Script{ackScript, contactScript, deviceScript, removeScript, reportScript, letterScript, unlockScript, stateScript, exemptionScript, clearScript, reserveCodeScript, issueCodeScript, checkCodeScript, consentScript, accessScript, holdScript}
+var allScripts = []*redis.Script{claimScript, ackScript, contactScript, deviceScript, removeScript, reportScript, letterScript, unlockScript, stateScript, exemptionScript, clearScript, reserveCodeScript, issueCodeScript, checkCodeScript, consentScript, accessScript, holdScript}
 
 var _ dispatcher.Store = (*Store)(nil)
 
@@ -484,13 +484,11 @@ func (s *Store) WriteAll(ctx context.Context, ws []dispatcher.LetterWrite) ([]di
 	}
 	// do may re-run the pipeline (NOSCRIPT): each write's arrival reply
 	// is taken from the commands of the last run.
-	arrivals := make([]*redis.Cmd, len(ws))
+	arrivals, claims := make([]*redis.Cmd, len(ws)), make([]*redis.Cmd, len(ws))
 	_, err := s.doN(ctx, len(ws), func(p redis.Pipeliner) []redis.Cmder {
 		var out []redis.Cmder
 		for i, pw := range pws {
-			var arrive *redis.Cmd
-			out, arrive = s.buildWrite(ctx, p, pw, out)
-			arrivals[i] = arrive
+			out, arrivals[i], claims[i] = s.buildWrite(ctx, p, pw, out)
 		}
 		return out
 	})
@@ -498,21 +496,26 @@ func (s *Store) WriteAll(ctx context.Context, ws []dispatcher.LetterWrite) ([]di
 		return nil, fmt.Errorf("write letter: %w", err)
 	}
 	res := make([]dispatcher.WriteResult, len(ws))
-	for i, a := range arrivals {
-		if a == nil {
-			continue
-		}
-		reply, _ := a.Val().([]any)
-		if len(reply) == 0 {
-			continue
-		}
-		if n, ok := reply[0].(int64); ok {
-			res[i].Unread = int(n)
-		}
-		for _, f := range reply[1:] {
+	taken := func(i int, fields []any) {
+		for _, f := range fields {
 			if f, ok := f.(string); ok {
 				res[i].Taken = append(res[i].Taken, strings.TrimPrefix(f, "d:"))
 			}
+		}
+	}
+	for i, a := range arrivals {
+		if a != nil {
+			reply, _ := a.Val().([]any)
+			if len(reply) > 0 {
+				if n, ok := reply[0].(int64); ok {
+					res[i].Unread = int(n)
+				}
+				taken(i, reply[1:])
+			}
+		}
+		if c := claims[i]; c != nil {
+			reply, _ := c.Val().([]any)
+			taken(i, reply)
 		}
 	}
 	return res, nil
@@ -537,15 +540,16 @@ func (s *Store) prepareWrite(w dispatcher.LetterWrite) (*preparedWrite, error) {
 		at := inFlightTag + strconv.FormatInt(s.o.Now().UnixMilli(), 10)
 		// An arrival claims its in-flight marks: the call's id in the
 		// value tells this call, run again, from another run.
+		claiming := w.Arrive != nil || w.Claim
 		claim := at
-		if w.Arrive != nil {
+		if claiming {
 			claim = at + claimSep + s.callID()
 		}
 		for _, id := range w.InFlight {
 			if _, handed := w.Handed[id]; handed {
 				continue
 			}
-			if w.Arrive != nil {
+			if claiming {
 				pw.claims = append(pw.claims, "d:"+id, claim)
 			} else {
 				pw.set = append(pw.set, "d:"+id, at)
@@ -610,8 +614,9 @@ func (s *Store) answerKey(c, id string) string { return s.o.Prefix + ":{" + c + 
 const answerTTL = time.Hour
 
 // buildWrite queues one write's commands on p, appended to out; arrive is
-// the arrival script's command (nil without Arrive).
-func (s *Store) buildWrite(ctx context.Context, p redis.Pipeliner, pw *preparedWrite, out []redis.Cmder) (_ []redis.Cmder, arrive *redis.Cmd) {
+// the arrival script's command (nil without Arrive), claim the claim
+// script's of a write with claims and no Arrive (else nil).
+func (s *Store) buildWrite(ctx context.Context, p redis.Pipeliner, pw *preparedWrite, out []redis.Cmder) (_ []redis.Cmder, arrive, claim *redis.Cmd) {
 	w := pw.w
 	citizen, msgID := w.Citizen, w.MessageID
 	set, claims, clear, entries, windows := pw.set, pw.claims, pw.clear, pw.entries, pw.windows
@@ -631,11 +636,16 @@ func (s *Store) buildWrite(ctx context.Context, p redis.Pipeliner, pw *preparedW
 		args = append(append(append(args, meta...), claims...), set...)
 		arrive = script(ctx, p, letterScript, []string{letter, unread}, args...)
 		out = append(out, arrive)
-	} else if len(set) > 0 {
+	} else if len(set) > 0 || len(claims) > 0 {
 		// Later writes keep the letter's expiry (a read letter's is
 		// shorter); NX only covers a letter that had none, which a write
 		// that follows its run's first write never meets.
-		out = append(out, p.HSet(ctx, letter, set...))
+		if len(claims) > 0 {
+			claim = script(ctx, p, claimScript, []string{letter}, append(append([]any{len(claims) / 2}, claims...), set...)...)
+			out = append(out, claim)
+		} else {
+			out = append(out, p.HSet(ctx, letter, set...))
+		}
 		if !w.Follows {
 			out = append(out, p.Do(ctx, "PEXPIRE", letter, s.o.LetterTTL.Milliseconds(), "NX"))
 		}
@@ -658,7 +668,7 @@ func (s *Store) buildWrite(ctx context.Context, p redis.Pipeliner, pw *preparedW
 	for _, did := range w.Track {
 		out = append(out, p.Set(ctx, s.deliveryKey(did), citizen+"/"+msgID, deliveryRefTTL))
 	}
-	return out, arrive
+	return out, arrive, claim
 }
 
 // clearScript clears the in-flight marks of deliveries whose provider

@@ -209,7 +209,7 @@ var letterCases = []Case{
 			t.Error("the second arrival's event mark is missing")
 		}
 	}},
-	{"Write", "an arrival's in-flight marks are claims: another run's mark or a done mark is taken, not overwritten", func(t *testing.T, s dispatcher.Store) {
+	{"Write", "an arrival's (or a Claim write's) in-flight marks are claims: another run's mark or a done mark is taken, not overwritten", func(t *testing.T, s dispatcher.Store) {
 		// Two runs of one letter at once (two event ids for one message
 		// id) each looked it up before either wrote: the first arrival
 		// claims its deliveries, the second gets them back as taken.
@@ -234,7 +234,18 @@ var letterCases = []Case{
 		if _, ok := l.InFlight["d-mail"]; !ok || len(l.InFlight) != 2 {
 			t.Errorf("in flight %v, want d-mail (the first run's) and d-push (the second's)", l.InFlight)
 		}
-		// A write without Arrive (a delivery's own task) marks as before.
+		// A Claim write without Arrive (an access holder's deliveries)
+		// claims as an arrival does.
+		holder := func() dispatcher.WriteResult {
+			return write(t, s, dispatcher.LetterWrite{Citizen: alice, MessageID: msg1, Follows: true, InFlight: []string{"d-holder"}, Claim: true})
+		}
+		if res := holder(); len(res.Taken) != 0 {
+			t.Errorf("first holder claim: taken %v, want none", res.Taken)
+		}
+		if res := holder(); !slices.Equal(res.Taken, []string{"d-holder"}) {
+			t.Errorf("second holder claim: taken %v, want [d-holder]", res.Taken)
+		}
+		// A write without Arrive or Claim (a delivery's own task) marks as before.
 		if res := write(t, s, dispatcher.LetterWrite{Citizen: alice, MessageID: msg1, InFlight: []string{"d-mail"}}); len(res.Taken) != 0 {
 			t.Errorf("write without arrival: taken %v, want none", res.Taken)
 		}
