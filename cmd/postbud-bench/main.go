@@ -63,6 +63,8 @@ type result struct {
 	PeakRSSKiB  int64   `json:"peak_rss_kib"`
 	CPUus       float64 `json:"cpu_us"`
 	Concurrency int     `json:"concurrency"`
+	// Accept is how long Dispatcher.Accept took (postbud-http).
+	Accept *dist `json:"accept,omitempty"`
 }
 
 // ackReplicas is POSTBUD_ACK_REPLICAS for the postbud phases: each accept
@@ -151,6 +153,10 @@ func main() {
 	fmt.Printf("postbud Redis CPU ÷ raw per task   = %.2f   (target ≤ 1.50; HTTP path %.2f)\n", pb.RedisCPUus/raw.RedisCPUus, ph.RedisCPUus/raw.RedisCPUus)
 	fmt.Printf("HTTP path, POSTBUD_GROUP_ACCEPTS=true: events/s ÷ raw = %.2f, Redis CPU ÷ raw = %.2f (%.1f µs), process CPU %.1f µs, %d alerts\n",
 		pg.PerSecond/raw.PerSecond, pg.RedisCPUus/raw.RedisCPUus, pg.RedisCPUus, pg.CPUus, pg.Alerts)
+	if ph.Accept != nil && pg.Accept != nil {
+		fmt.Printf("Accept p50 / p99 (8 goroutines posting at once): %.2f / %.2f ms; grouped %.2f / %.2f ms\n",
+			ph.Accept.P50, ph.Accept.P99, pg.Accept.P50, pg.Accept.P99)
+	}
 	fmt.Printf("Redis memory per citizen (email, mobile, 2 tokens) = %.0f B\n", pb.MemCitizen)
 	fmt.Printf("Redis memory per tracked letter (state, trail of 4, index) = %.0f B\n", pb.MemLetter)
 }
@@ -539,13 +545,16 @@ func runPostbud(ctx context.Context, rdb *redis.Client, phase, prefix string, n,
 		}
 		defer pprof.StopCPUProfile()
 	}
+	accepts := make([]time.Duration, n)
 	cpu0, pcpu0 := redisCPU(ctx, rdb), procCPU()
 	start := time.Now()
 	if err := enqueue(n, func(i int) error {
 		if phase == "postbud-http" {
+			t0 := time.Now()
 			if _, err := d.Accept(ctx, events[i]); err != nil {
 				return err
 			}
+			accepts[i] = time.Since(t0)
 			return replicas.WaitReplicas(ctx)
 		}
 		_, err := pub.Publish(ctx, raws[i])
@@ -584,7 +593,12 @@ func runPostbud(ctx context.Context, rdb *redis.Client, phase, prefix string, n,
 	// Includes the event's processed mark (kept a week): what a tracked
 	// letter costs in its first week; after, the mark's ~90 B are gone.
 	memLetter := float64(redisMem(ctx, rdb)-mem1) / float64(n)
-	return result{Phase: phase, N: n, Seconds: took.Seconds(), PerSecond: float64(n) / took.Seconds(),
+	r := result{Phase: phase, N: n, Seconds: took.Seconds(), PerSecond: float64(n) / took.Seconds(),
 		Alerts: alerts(), MemCitizen: memCitizen, MemLetter: memLetter, RedisCPUus: cpu * 1e6 / float64(n),
-		CPUus: pcpu * 1e6 / float64(n), Concurrency: conc}, nil
+		CPUus: pcpu * 1e6 / float64(n), Concurrency: conc}
+	if phase == "postbud-http" {
+		a := mkDist(accepts, n)
+		r.Accept = &a
+	}
+	return r, nil
 }

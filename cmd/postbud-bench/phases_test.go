@@ -117,6 +117,9 @@ func TestPhasesDeliver(t *testing.T) {
 			if r.Alerts != 4*n {
 				t.Errorf("%d alerts handed to the sinks, want %d (%d letters × 4)", r.Alerts, 4*n, n)
 			}
+			if strings.HasPrefix(phase, "postbud-http") && (r.Accept == nil || r.Accept.N != n || r.Accept.P99 <= 0) {
+				t.Errorf("accept times %+v, want %d measured", r.Accept, n)
+			}
 			assertDrained(t, ctx, rdb, phase)
 		})
 	}
