@@ -89,9 +89,9 @@ func holderLetter(c *Citizen, l *Letter) *Letter {
 // alertHolders alerts the owner's holders (hs, as the letter's look-up
 // found them) who chose notify of letter l (the owner's letter is alerted
 // digitally).
-func (d *Dispatcher) alertHolders(ctx context.Context, owner string, hs []Access, l *Letter, now time.Time) error {
+func (d *Dispatcher) alertHolders(ctx context.Context, owner, run string, hs []Access, l *Letter, now time.Time) error {
 	for _, holder := range alerted(owner, hs, now) {
-		if err := d.alertHolder(ctx, owner, holder, l, now); err != nil {
+		if err := d.alertHolder(ctx, owner, run, holder, l, now); err != nil {
 			return err
 		}
 	}
@@ -112,7 +112,7 @@ func alerted(owner string, hs []Access, now time.Time) []string {
 
 // alertHolder plans and makes one holder's deliveries of the owner's
 // letter l, as receive does the owner's.
-func (d *Dispatcher) alertHolder(ctx context.Context, owner, holder string, l *Letter, now time.Time) error {
+func (d *Dispatcher) alertHolder(ctx context.Context, owner, run, holder string, l *Letter, now time.Time) error {
 	v, err := d.cfg.Store.Load(ctx, holder, l.MessageID)
 	if err != nil {
 		return err
@@ -150,7 +150,9 @@ func (d *Dispatcher) alertHolder(ctx context.Context, owner, holder string, l *L
 			continue
 		}
 		if _, inFlight := l.InFlight[dl.id]; inFlight {
-			pending = append(pending, result{dl: dl})
+			if !othersClaim(l, dl.id, run) {
+				pending = append(pending, result{dl: dl})
+			}
 			continue
 		}
 		if until, why := d.hold(l, dl.to.Channel, now); !until.IsZero() {
@@ -163,7 +165,7 @@ func (d *Dispatcher) alertHolder(ctx context.Context, owner, holder string, l *L
 	}
 	// Another run of the letter at once (two event ids for one message
 	// id) may alert the holder too: the marks are claims.
-	w.Claim = true
+	w.Claim, w.Run = true, run
 	results, err := d.sendRecorded(ctx, c, holderLetter(c, l), w, todo, 1, sendHooks{})
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package dispatcher_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher"
+	"github.com/digitalpost/postbud/dispatcher/event"
+	"github.com/digitalpost/postbud/dispatcher/redistest"
 )
 
 // lookupGate is the real store whose arrivals (the write before a
@@ -248,4 +251,114 @@ func TestTwoRunsOfOneLetterAtOnceAlertAHolderOnce(t *testing.T) {
 	if gate.loads.Load() < 2 {
 		t.Errorf("%d holder look-ups, want 2: the runs did not both alert the holder", gate.loads.Load())
 	}
+}
+
+// The second of two runs of one letter at once reads the letter after the
+// first marked deliveries in flight, while the first is still in those
+// provider calls: the marks are the first run's claims, made under another
+// event id, and the second leaves them to it (no task of their own, which
+// would re-send them, marked, while the first is still sending). Each
+// alert goes out once, nothing is marked re-sent, and both events are
+// marked processed. The first run is held in its sends to the owner, or
+// (an access holder with notify) in its sends to the holder.
+func TestSecondRunLeavesAnotherRunsDeliveriesInFlightToIt(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		holder bool
+		all    []channels.Name
+		// held: the letter as the first run leaves it, in its held sends.
+		held func(l *dispatcher.Letter) bool
+	}{
+		{"owner's deliveries", false, []channels.Name{channels.Email, channels.SMS, channels.APNs, channels.FCM},
+			func(l *dispatcher.Letter) bool { return len(l.InFlight) == 4 }},
+		{"access holder's deliveries", true, []channels.Name{channels.Email, channels.SMS, channels.APNs},
+			func(l *dispatcher.Letter) bool { return len(l.Done) == 3 && len(l.InFlight) == 3 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const msg = "22222222-3333-4444-8555-888888888888"
+			h := newHarness(t, tc.all...)
+			hold := make(chan struct{})
+			var only func(channels.Address) bool
+			if tc.holder {
+				setUpHolder(h, true)
+				h.handle(accessEvent("acc-1", "access.granted", time.Now().Add(-time.Hour).UTC().Format(time.RFC3339),
+					map[string]any{"scope": "read", "notify": true}))
+				only = func(to channels.Address) bool { return holderAddrs[to.Value] }
+			} else {
+				registerNow(h, annaCPR)
+			}
+			h.start()
+			for _, c := range h.channels {
+				c.mu.Lock()
+				c.hold, c.holdOnly = hold, only
+				c.mu.Unlock()
+			}
+			a, evA := h.eventTask(letter("ev-first", msg, annaCPR))
+			b, evB := h.eventTask(letter("ev-second", msg, annaCPR))
+			first := make(chan error, 1)
+			go func() { first <- h.d.HandleEvent(context.Background(), a) }()
+			if !redistest.Within(10*time.Second, func() bool {
+				v, err := h.store.Load(context.Background(), evA.CitizenKey, msg)
+				return err == nil && tc.held(v.Letter)
+			}) {
+				t.Fatal("the first run never reached its held sends")
+			}
+			if err := h.d.HandleEvent(context.Background(), b); err != nil {
+				t.Fatalf("second run: %v", err)
+			}
+			if n := deliveryTasks(t, h); n != 0 {
+				t.Errorf("%d delivery tasks after the second run, want 0", n)
+			}
+			close(hold)
+			if err := <-first; err != nil {
+				t.Fatalf("first run: %v", err)
+			}
+			h.idle()
+			want := 1
+			if tc.holder {
+				want = 2 // the owner's and the holder's
+			}
+			for _, ch := range tc.all {
+				if n := h.channels[ch].attempts(); n != want {
+					t.Errorf("%s attempts: %d, want %d", ch, n, want)
+				}
+			}
+			trail := h.trail(msg)
+			for _, ch := range tc.all {
+				if hasEntry(trail, ch, dispatcher.ResultSent, dispatcher.ReasonResent) {
+					t.Errorf("trail %+v: %s re-sent", trail, ch)
+				}
+			}
+			for _, ev := range []*event.Event{evA, evB} {
+				if !h.marked(ev, msg) {
+					t.Errorf("event %s not marked processed", ev.ID)
+				}
+			}
+		})
+	}
+}
+
+// deliveryTasks counts the delivery tasks of the test's lanes, in any
+// state but done.
+func deliveryTasks(t *testing.T, h *harness) int {
+	t.Helper()
+	n := 0
+	for _, q := range []string{h.queues.Urgent, h.queues.Normal, h.queues.Bulk} {
+		for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){
+			h.insp.ListPendingTasks, h.insp.ListActiveTasks, h.insp.ListScheduledTasks, h.insp.ListRetryTasks} {
+			tasks, err := list(q)
+			if errors.Is(err, asynq.ErrQueueNotFound) {
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tk := range tasks {
+				if tk.Type == dispatcher.TypeDelivery {
+					n++
+				}
+			}
+		}
+	}
+	return n
 }

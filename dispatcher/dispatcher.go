@@ -577,7 +577,7 @@ func (d *Dispatcher) prepare(ctx context.Context, ev *event.Event, v LetterView)
 	c, stored := v.Citizen, v.Letter
 	now := d.cfg.Now()
 	r := &letterRun{ev: ev, c: c, stored: stored, now: now, holders: v.Holders,
-		w: LetterWrite{Citizen: ev.CitizenKey, MessageID: m.MessageID}}
+		w: LetterWrite{Citizen: ev.CitizenKey, MessageID: m.MessageID, Run: ev.ID}}
 	w := &r.w
 	if !v.Stored { // new: read state may have arrived first
 		stored.SenderID, stored.SenderName, stored.SenderKind = m.SenderID, m.SenderName, m.SenderKind
@@ -601,6 +601,9 @@ func (d *Dispatcher) prepare(ctx context.Context, ev *event.Event, v LetterView)
 			continue
 		}
 		if _, ok := stored.InFlight[dl.id]; ok {
+			if othersClaim(stored, dl.id, ev.ID) {
+				continue
+			}
 			// An earlier run died while this delivery's provider call was
 			// in flight: the provider may have taken it. Its own task
 			// decides (waits for a delivery report, or re-sends marked).
@@ -630,6 +633,17 @@ func (d *Dispatcher) prepare(ctx context.Context, ev *event.Event, v LetterView)
 		w.Arrive = &Arrival{Meta: stored}
 	}
 	return r, nil
+}
+
+// othersClaim reports whether a delivery in flight was claimed by the run
+// of another event of the letter (two event ids for one message id, run at
+// once): that run sends it, or its task, run again after a crash, hands
+// it to the delivery's own task. A run of this event (run again after a
+// crash) or a mark without a claim (from before claims, or a delivery
+// task's) is this run's to hand on.
+func othersClaim(l *Letter, deliveryID, run string) bool {
+	by := l.ClaimedBy[deliveryID]
+	return by != "" && by != run
 }
 
 // filed takes the unread count of the letter's arrival for its alerts.
@@ -667,7 +681,7 @@ func (d *Dispatcher) finish(ctx context.Context, r *letterRun, results []result)
 		return err
 	}
 	if r.plan.digital { // an exempt owner's letter on paper alerts no holder
-		return d.alertHolders(ctx, r.ev.CitizenKey, r.holders, r.stored, r.now)
+		return d.alertHolders(ctx, r.ev.CitizenKey, r.ev.ID, r.holders, r.stored, r.now)
 	}
 	return nil
 }

@@ -30,8 +30,10 @@ type scripted struct {
 	sent []sentAlert
 	all  int
 	cond chan struct{}
-	// hold, when set, keeps every Send waiting until it is closed.
-	hold chan struct{}
+	// hold, when set, keeps every Send waiting until it is closed (only
+	// those to an address holdOnly accepts, when that is set).
+	hold     chan struct{}
+	holdOnly func(to channels.Address) bool
 }
 
 type sentAlert struct {
@@ -52,6 +54,9 @@ func (s *scripted) failNext(errs ...error) {
 func (s *scripted) Send(ctx context.Context, to channels.Address, a channels.Alert) (channels.Receipt, error) {
 	s.mu.Lock()
 	hold := s.hold
+	if s.holdOnly != nil && !s.holdOnly(to) {
+		hold = nil
+	}
 	s.mu.Unlock()
 	if hold != nil {
 		<-hold

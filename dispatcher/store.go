@@ -108,6 +108,11 @@ type Letter struct {
 	// providers (channels/failover), the provider last handed the alert:
 	// it may have taken it, so a re-send goes to that provider only.
 	Handed map[string]string
+	// ClaimedBy holds, for deliveries in flight that a letter's run
+	// claimed (LetterWrite.Run), the id of the event whose run it was:
+	// that event's task sends it, or, run again after a crash, hands it
+	// to its own task; a run of another event leaves it alone.
+	ClaimedBy map[string]string
 }
 
 // Outcome is one entry of a letter's delivery trail.
@@ -321,6 +326,9 @@ type LetterWrite struct {
 	// access holder's). A delivery's own task, which takes over an
 	// interrupted attempt's mark, does not claim.
 	Claim bool
+	// Run is the (pseudonymised) id of the event whose run makes the
+	// write's claims, kept with them (Letter.ClaimedBy).
+	Run string
 	// Handed marks deliveries in flight as handed to the named provider
 	// (Letter.Handed), at the write's time. It outranks a Trail entry of
 	// the same delivery in the same write: the mark stays, because the

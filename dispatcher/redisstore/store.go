@@ -23,8 +23,9 @@
 //	P:{C}:m:<msg>    hash   a letter: sid, sn, sk, pr, nt, at, lg, read
 //	                        state, d:<delivery id> = final result, or
 //	                        "f" + unix ms while its provider call is in
-//	                        flight (an arrival's claim adds "#" + its
-//	                        call's id; the result overwrites it), e:<event
+//	                        flight (a run's claim adds "#" + its call's
+//	                        id and "~" + its event's id; the result
+//	                        overwrites it), e:<event
 //	                        id> = processed mark of its events, r:<delivery
 //	                        id> = the last report applied (reportScript)
 //	P:{C}:t:<msg>    list   the letter's delivery trail (JSON entries,
@@ -401,8 +402,14 @@ func decodeLetter(id string, m map[string]string) *dispatcher.Letter {
 				l.InFlight = make(map[string]time.Time)
 			}
 			since, provider, handed := strings.Cut(since, handedSep)
-			since, _, _ = strings.Cut(since, claimSep)
+			since, claim, _ := strings.Cut(since, claimSep)
 			l.InFlight[did] = msTime(since)
+			if _, run, ok := strings.Cut(claim, runSep); ok && run != "" {
+				if l.ClaimedBy == nil {
+					l.ClaimedBy = make(map[string]string)
+				}
+				l.ClaimedBy[did] = run
+			}
 			if handed {
 				if l.Handed == nil {
 					l.Handed = make(map[string]string)
@@ -430,6 +437,10 @@ const inFlightTag = "f"
 // claimSep follows the time of an in-flight mark an arrival claimed with
 // the id of the call that claimed it (letterScript).
 const claimSep = "#"
+
+// runSep follows a claim's call id with the id of the event whose run
+// claimed it (LetterWrite.Run): "f1763863750352#<call id>~<event id>".
+const runSep = "~"
 
 // handedSep follows the time of an in-flight mark with the provider the
 // delivery was handed to (LetterWrite.Handed): "f1763863750352/sms-2".
@@ -544,6 +555,9 @@ func (s *Store) prepareWrite(w dispatcher.LetterWrite) (*preparedWrite, error) {
 		claim := at
 		if claiming {
 			claim = at + claimSep + s.callID()
+			if w.Run != "" {
+				claim += runSep + w.Run
+			}
 		}
 		for _, id := range w.InFlight {
 			if _, handed := w.Handed[id]; handed {
