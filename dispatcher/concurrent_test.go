@@ -265,18 +265,33 @@ func TestSecondRunLeavesAnotherRunsDeliveriesInFlightToIt(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		holder bool
-		all    []channels.Name
+		// failover: SMS goes through a channel of several providers,
+		// which pins the delivery to the provider it hands it to.
+		failover bool
+		all      []channels.Name
 		// held: the letter as the first run leaves it, in its held sends.
 		held func(l *dispatcher.Letter) bool
 	}{
-		{"owner's deliveries", false, []channels.Name{channels.Email, channels.SMS, channels.APNs, channels.FCM},
+		{"owner's deliveries", false, false, []channels.Name{channels.Email, channels.SMS, channels.APNs, channels.FCM},
 			func(l *dispatcher.Letter) bool { return len(l.InFlight) == 4 }},
-		{"access holder's deliveries", true, []channels.Name{channels.Email, channels.SMS, channels.APNs},
+		{"owner's deliveries, SMS pinned to a provider", false, true, []channels.Name{channels.Email, channels.SMS},
+			func(l *dispatcher.Letter) bool { return len(l.InFlight) == 2 && len(l.Handed) == 1 }},
+		{"access holder's deliveries", true, false, []channels.Name{channels.Email, channels.SMS, channels.APNs},
 			func(l *dispatcher.Letter) bool { return len(l.Done) == 3 && len(l.InFlight) == 3 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const msg = "22222222-3333-4444-8555-888888888888"
-			h := newHarness(t, tc.all...)
+			h := newHarnessWith(t, func(c *dispatcher.Config, hh *harness) {
+				if tc.failover {
+					sms := hh.channels[channels.SMS]
+					c.Senders[channels.SMS] = channels.SenderFunc(func(ctx context.Context, to channels.Address, a channels.Alert) (channels.Receipt, error) {
+						if err := channels.Handoff(ctx, "sms-2"); err != nil {
+							return channels.Receipt{}, err
+						}
+						return sms.Send(ctx, to, a)
+					})
+				}
+			}, tc.all...)
 			hold := make(chan struct{})
 			var only func(channels.Address) bool
 			if tc.holder {

@@ -810,7 +810,7 @@ func (d *Dispatcher) sendRecorded(ctx context.Context, c *Citizen, l *Letter, pr
 		}
 		todo = d.untaken(ctx, pre.MessageID, todo, res.Taken)
 	}
-	return d.sendAll(ctx, c, l, pre.Citizen, pre.MessageID, todo, attempt, h, adjust...)
+	return d.sendAll(ctx, c, l, pre, todo, attempt, h, adjust...)
 }
 
 // untaken drops from todo the deliveries another run of the letter
@@ -839,8 +839,9 @@ func (d *Dispatcher) withInFlight(pre LetterWrite, todo []delivery) LetterWrite 
 
 // sendAll is sendRecorded after its first write: the sends, each outcome
 // recorded as its provider answers (the letter's group commit).
-func (d *Dispatcher) sendAll(ctx context.Context, c *Citizen, l *Letter, citizen, messageID string, todo []delivery, attempt int,
+func (d *Dispatcher) sendAll(ctx context.Context, c *Citizen, l *Letter, pre LetterWrite, todo []delivery, attempt int,
 	h sendHooks, adjust ...func(*channels.Alert)) ([]result, error) {
+	citizen, messageID := pre.Citizen, pre.MessageID
 	res := make([]result, len(todo))
 	writes := make([]LetterWrite, len(todo))
 	answered := make(chan int, len(todo)) // never blocks a sender
@@ -849,8 +850,10 @@ func (d *Dispatcher) sendAll(ctx context.Context, c *Citizen, l *Letter, citizen
 		// hands the alert over: recorded first, so that a run that dies
 		// mid-call re-sends through that provider only.
 		hctx := channels.WithHandoff(ctx, func(provider string) error {
+			// The pin keeps the run's claim (pre.Run): another event's
+			// run still leaves the delivery to this one.
 			return d.write(ctx, LetterWrite{Citizen: citizen, MessageID: messageID, Handed: map[string]string{dl.id: provider},
-				Follows: true})
+				Follows: true, Run: pre.Run})
 		})
 		r := d.send(hctx, c, l, dl, attempt, adjust...)
 		// The write before the sends put the letter's hash in place.

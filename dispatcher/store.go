@@ -327,7 +327,8 @@ type LetterWrite struct {
 	// interrupted attempt's mark, does not claim.
 	Claim bool
 	// Run is the (pseudonymised) id of the event whose run makes the
-	// write's claims, kept with them (Letter.ClaimedBy).
+	// write's claims, kept with them and with its Handed pins
+	// (Letter.ClaimedBy).
 	Run string
 	// Handed marks deliveries in flight as handed to the named provider
 	// (Letter.Handed), at the write's time. It outranks a Trail entry of

@@ -569,8 +569,14 @@ func (s *Store) prepareWrite(w dispatcher.LetterWrite) (*preparedWrite, error) {
 				pw.set = append(pw.set, "d:"+id, at)
 			}
 		}
+		// A pin keeps the run's claim (its event, no call id: it is
+		// written over the run's own claim, never checked).
+		pin := at
+		if w.Run != "" {
+			pin += claimSep + runSep + w.Run
+		}
 		for _, id := range slices.Sorted(maps.Keys(w.Handed)) {
-			pw.set = append(pw.set, "d:"+id, at+handedSep+w.Handed[id])
+			pw.set = append(pw.set, "d:"+id, pin+handedSep+w.Handed[id])
 		}
 	}
 	if !w.Mark.IsZero() {
