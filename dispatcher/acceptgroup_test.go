@@ -123,6 +123,10 @@ func TestGroupedAcceptsShareATask(t *testing.T) {
 	if want := map[string]int{dispatcher.TypeEvent: 1, dispatcher.TypeLetters: 1}; fmt.Sprint(types) != fmt.Sprint(want) {
 		t.Errorf("normal lane holds %v, want %v: the first letter alone, the nine that waited in one task", types, want)
 	}
+	// The group's task, as every payload, holds no CPR number.
+	for _, l := range h.env.Leaks(t, "0101901234", "010190-1234") {
+		t.Errorf("queued grouped letters: %s", l)
+	}
 	h.start()
 	h.idle()
 	sent := map[string]int{}
