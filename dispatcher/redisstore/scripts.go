@@ -150,35 +150,15 @@ return 1
 // in-flight marks), ns field/value pairs (done marks, the event mark),
 // and the fields to delete (in-flight marks answered).
 // Returns {the citizen's unread count after the write, taken fields...}.
-var letterScript = redis.NewScript(`
+var letterScript = redis.NewScript(claimLua + `
 local nm, nc, ns = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local c0 = 9 + 2 * nm
 local s0 = c0 + 2 * nc
 local last = s0 + 2 * ns - 1
-local fields = {'sn', 'r'}
-for i = c0, s0 - 1, 2 do fields[#fields + 1] = ARGV[i] end
-local cur = redis.call('HMGET', KEYS[1], unpack(fields))
+local cur = redis.call('HMGET', KEYS[1], unpack(claimed({'sn', 'r'}, c0, nc)))
 local from = 9
 if nm > 0 and cur[1] then from = c0 end
-local out = {0}
-for k = 0, nc - 1 do
-  local old = cur[3 + k]
-  if old and old ~= ARGV[c0 + 2 * k + 1] then out[#out + 1] = ARGV[c0 + 2 * k] end
-end
-if #out == 1 then
-  if from <= last then redis.call('HSET', KEYS[1], unpack(ARGV, from, last)) end
-else
-  -- some claims are taken: set the other fields only
-  local set, skip = {}, {}
-  for i = 2, #out do skip[out[i]] = true end
-  for i = from, last, 2 do
-    if not skip[ARGV[i]] then
-      set[#set + 1] = ARGV[i]
-      set[#set + 1] = ARGV[i + 1]
-    end
-  end
-  if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
-end
+local out = claim(KEYS[1], cur, 3, c0, nc, from, last)
 if last < #ARGV then redis.call('HDEL', KEYS[1], unpack(ARGV, last + 1, #ARGV)) end
 if cur[2] == '1' then
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
@@ -190,7 +170,7 @@ local n = redis.call('ZCOUNT', KEYS[2], ARGV[3], '+inf')
 if n % 16 == 1 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[3])
 end
-out[1] = n
+table.insert(out, 1, n)
 return out
 `)
 
@@ -203,25 +183,45 @@ return out
 // ARGV[1] nc, the number of claim pairs; then nc claim field/value pairs,
 // then the other field/value pairs to set.
 // Returns the taken fields.
-var claimScript = redis.NewScript(`
+var claimScript = redis.NewScript(claimLua + `
 local nc = tonumber(ARGV[1])
-local fields = {}
-for i = 2, 2 * nc, 2 do fields[#fields + 1] = ARGV[i] end
-local cur = redis.call('HMGET', KEYS[1], unpack(fields))
-local out, set = {}, {}
-for k = 1, nc do
-  local f, v, old = ARGV[2 * k], ARGV[2 * k + 1], cur[k]
-  if old and old ~= v then
-    out[#out + 1] = f
-  else
-    set[#set + 1] = f
-    set[#set + 1] = v
-  end
-end
-for i = 2 + 2 * nc, #ARGV do set[#set + 1] = ARGV[i] end
-if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
-return out
+local cur = redis.call('HMGET', KEYS[1], unpack(claimed({}, 2, nc)))
+return claim(KEYS[1], cur, 1, 2, nc, 2, #ARGV)
 `)
+
+// claimLua is the claim rule of letterScript and claimScript, one copy:
+// claimed appends the nc claimed fields (ARGV pairs from c0) to fields,
+// for the script's HMGET; claim sets the field/value pairs ARGV[from..last]
+// on key except a claim whose field holds a value other than the claim's
+// own (cur[k0 + k] is claim k's field as read), and returns those taken
+// fields. With none taken it sets the pairs in one HSET of ARGV as it is.
+const claimLua = `
+local function claimed(fields, c0, nc)
+  for i = c0, c0 + 2 * nc - 1, 2 do fields[#fields + 1] = ARGV[i] end
+  return fields
+end
+local function claim(key, cur, k0, c0, nc, from, last)
+  local taken = {}
+  for k = 0, nc - 1 do
+    local old = cur[k0 + k]
+    if old and old ~= ARGV[c0 + 2 * k + 1] then taken[#taken + 1] = ARGV[c0 + 2 * k] end
+  end
+  if #taken == 0 then
+    if from <= last then redis.call('HSET', key, unpack(ARGV, from, last)) end
+    return taken
+  end
+  local set, skip = {}, {}
+  for _, f in ipairs(taken) do skip[f] = true end
+  for i = from, last, 2 do
+    if not skip[ARGV[i]] then
+      set[#set + 1] = ARGV[i]
+      set[#set + 1] = ARGV[i + 1]
+    end
+  end
+  if #set > 0 then redis.call('HSET', key, unpack(set)) end
+  return taken
+end
+`
 
 // unlockScript frees a sync lock only while it holds the caller's token.
 //
