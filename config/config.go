@@ -112,11 +112,10 @@ type Config struct {
 	// wait for room, holding their payload alone. It bounds the replica's
 	// memory (≈ 6 KB of heap a letter being processed).
 	BatchInflight int
-	// GroupAccepts (POSTBUD_GROUP_ACCEPTS, default false) enqueues the
+	// GroupAccepts (POSTBUD_GROUP_ACCEPTS, default true) enqueues the
 	// letters (not urgent ones) that single-event requests bring at once
 	// together, a task per group, as a batch's: asynq's Redis cost is
-	// paid per group. A copy of a letter still queued in a group's task
-	// is then answered accepted instead of duplicate.
+	// paid per group. false: a task for each letter.
 	GroupAccepts bool
 	// TaskCheckInterval (POSTBUD_TASK_CHECK_INTERVAL, default 200ms) is how
 	// often the idle main worker server polls its three lanes for tasks:
@@ -418,7 +417,7 @@ func LoadEnviron(getenv func(string) string, environ func() []string) (*Config, 
 	c.Concurrency = l.integer("POSTBUD_CONCURRENCY", 50, 1, 10000)
 	c.BatchSize = l.integer("POSTBUD_BATCH_SIZE", 200, 1, 500)
 	c.BatchInflight = l.integer("POSTBUD_BATCH_INFLIGHT", 2000, 1, 100000)
-	c.GroupAccepts = l.boolean("POSTBUD_GROUP_ACCEPTS", false)
+	c.GroupAccepts = l.boolean("POSTBUD_GROUP_ACCEPTS", true)
 	c.TaskCheckInterval = l.duration("POSTBUD_TASK_CHECK_INTERVAL", 200*time.Millisecond)
 	c.UrgentConcurrency = l.integer("POSTBUD_URGENT_CONCURRENCY", 20, 1, 10000)
 	c.UrgentTaskCheckInterval = l.duration("POSTBUD_URGENT_TASK_CHECK_INTERVAL", 8*time.Millisecond)

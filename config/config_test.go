@@ -221,6 +221,7 @@ func TestLoadDefaults(t *testing.T) {
 		Concurrency:             50,
 		BatchSize:               200,
 		BatchInflight:           2000,
+		GroupAccepts:            true,
 		TaskCheckInterval:       200 * time.Millisecond,
 		UrgentConcurrency:       20,
 		UrgentTaskCheckInterval: 8 * time.Millisecond,
@@ -468,8 +469,8 @@ func TestLoad(t *testing.T) {
 	// POSTBUD_GROUP_ACCEPTS
 	group := func(c *Config) any { return c.GroupAccepts }
 	rows = append(rows,
-		row{name: "GROUP_ACCEPTS unset", got: group, want: false},
-		row{name: "GROUP_ACCEPTS true", env: map[string]string{"POSTBUD_GROUP_ACCEPTS": "true"}, got: group, want: true},
+		row{name: "GROUP_ACCEPTS unset", got: group, want: true},
+		row{name: "GROUP_ACCEPTS false", env: map[string]string{"POSTBUD_GROUP_ACCEPTS": "false"}, got: group, want: false},
 		row{name: "GROUP_ACCEPTS 0", env: map[string]string{"POSTBUD_GROUP_ACCEPTS": "0"}, got: group, want: false},
 		row{name: "GROUP_ACCEPTS yes", env: map[string]string{"POSTBUD_GROUP_ACCEPTS": "yes"},
 			errs: []wantErr{{"POSTBUD_GROUP_ACCEPTS", `must be true or false, got "yes"`}}},

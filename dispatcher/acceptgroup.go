@@ -20,9 +20,10 @@ import (
 // (its scripts and round trips, a task's memory) is then paid per group,
 // not per letter.
 //
-// The answer changes in one way: a copy of a letter still queued in a
-// group's task is answered accepted, not duplicate (it is processed once,
-// and its alerts go out once, as for a batch letter sent again).
+// The answers stay Accept's. A group's task id cannot answer duplicate
+// for each of its letters as Accept's own task id does, so once the
+// group is enqueued its letters are marked queued (Store.Queue) before
+// they are answered: a copy sent while the task waits finds the mark.
 
 // acceptGroups gathers the letters of Accept calls made at once.
 type acceptGroups struct {
@@ -91,7 +92,7 @@ func (d *Dispatcher) commitGroup(ctx context.Context, lead *groupedAccept) {
 	for i, a := range group {
 		evs[i] = a.ev
 	}
-	for i, res := range d.acceptAll(context.WithoutCancel(ctx), evs) {
+	for i, res := range d.acceptAll(context.WithoutCancel(ctx), evs, true) {
 		group[i].res = res
 		if i > 0 {
 			group[i].answer()

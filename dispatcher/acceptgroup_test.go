@@ -26,6 +26,7 @@ type heldEnqueuer struct {
 	held    chan struct{} // closed when the first enqueue waits
 	calls   atomic.Int64
 	panicAt int64 // the enqueue that panics (1: the first), 0: none
+	failAt  int64 // the enqueue that fails, 0: none
 }
 
 func (e *heldEnqueuer) EnqueueContext(ctx context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
@@ -35,8 +36,11 @@ func (e *heldEnqueuer) EnqueueContext(ctx context.Context, t *asynq.Task, opts .
 		close(e.held)
 		<-e.release
 	}
-	if e.calls.Add(1) == e.panicAt {
+	switch e.calls.Add(1) {
+	case e.panicAt:
 		panic("enqueue bug")
+	case e.failAt:
+		return nil, errors.New("enqueue failed")
 	}
 	return e.Client.EnqueueContext(ctx, t, opts...)
 }
@@ -110,6 +114,14 @@ func TestGroupedAcceptsShareATask(t *testing.T) {
 		}
 		if want := i == 10; a.dup != want {
 			t.Errorf("letter %d answered duplicate %v, want %v (the copy of the fifth letter, later in its group)", i, a.dup, want)
+		}
+	}
+	// While their tasks wait, a copy of a letter of the group, or of the
+	// one alone, is answered duplicate (the group's task id cannot say
+	// so: Store.Queue's marks do), and queues nothing.
+	for _, i := range []int{0, 3} {
+		if dup, err := accept(letter(fmt.Sprintf("ev-g%d", i), msg(i), annaCPR)); err != nil || !dup {
+			t.Errorf("a copy of queued letter %d answered duplicate %v (%v), want duplicate", i, dup, err)
 		}
 	}
 	tasks, err := h.insp.ListPendingTasks(h.queues.Normal)
@@ -206,6 +218,59 @@ func TestGroupedAcceptsSurviveAPanickingEnqueue(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("a letter after the panic was never answered: the group's turn was lost")
+	}
+}
+
+// A group whose enqueue fails leaves no queued mark: its letters are
+// answered unavailable, and the copies their platforms send again are
+// accepted, queued and alerted, not answered duplicate and lost.
+func TestGroupedAcceptsMarkOnlyWhatIsQueued(t *testing.T) {
+	var held *heldEnqueuer
+	h := newHarnessWith(t, func(c *dispatcher.Config, h *harness) {
+		held = &heldEnqueuer{Client: h.client, release: make(chan struct{}), held: make(chan struct{}), failAt: 2}
+		c.Enqueuer, c.GroupAccepts = held, true
+	}, channels.Email)
+	registerNow(h, annaCPR)
+	msg := func(i int) string { return fmt.Sprintf("66666666-4444-4555-8666-%012d", i) }
+	accept := func(i int) (bool, error) {
+		ev, err := event.Parse([]byte(letter(fmt.Sprintf("ev-f%d", i), msg(i), annaCPR)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h.d.Accept(context.Background(), ev)
+	}
+	errs := make([]error, 4)
+	var wg sync.WaitGroup
+	wg.Go(func() { _, errs[0] = accept(0) })
+	<-held.held
+	for i := 1; i <= 3; i++ {
+		wg.Go(func() { _, errs[i] = accept(i) })
+	}
+	if !redistest.Within(10*time.Second, func() bool { return h.d.AcceptsWaiting() == 3 }) {
+		t.Fatalf("%d letters wait, want 3", h.d.AcceptsWaiting())
+	}
+	close(held.release)
+	wg.Wait()
+	for i, err := range errs {
+		if want := i > 0; errors.Is(err, dispatcher.ErrUnavailable) != want {
+			t.Errorf("letter %d: %v, want unavailable %v (the group's enqueue failed)", i, err, want)
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		if dup, err := accept(i); err != nil || dup {
+			t.Errorf("letter %d sent again: duplicate %v, %v; want accepted", i, dup, err)
+		}
+	}
+	h.start()
+	h.idle()
+	sent := map[string]int{}
+	for _, a := range h.channels[channels.Email].accepted() {
+		sent[a.Alert.MessageID]++
+	}
+	for i := range 4 {
+		if sent[msg(i)] != 1 {
+			t.Errorf("letter %d: %d emails, want 1", i, sent[msg(i)])
+		}
 	}
 }
 

@@ -645,11 +645,17 @@ func (d *Dispatcher) AcceptBatch(ctx context.Context, platformEvents []*event.Ev
 	for i, pe := range platformEvents {
 		evs[i] = d.cfg.Keyer.Pseudonymize(pe)
 	}
-	return d.acceptAll(ctx, evs)
+	return d.acceptAll(ctx, evs, false)
 }
 
-// acceptAll is AcceptBatch for pseudonymised events.
-func (d *Dispatcher) acceptAll(ctx context.Context, evs []*event.Event) []Accepted {
+// acceptAll is AcceptBatch for pseudonymised events. queue marks the
+// letters it enqueued (Store.Queue) once their tasks are in Redis, so
+// that a copy sent while they wait is answered duplicate: a group of
+// single letters (acceptGrouped) does, where Accept's own task id would
+// have answered it. A batch's letters are not marked (a write more for
+// every bulk letter: events.md §6 says a batch letter sent again on its
+// own may be answered accepted).
+func (d *Dispatcher) acceptAll(ctx context.Context, evs []*event.Event, queue bool) []Accepted {
 	out := make([]Accepted, len(evs))
 	refs := make([]EventRef, len(evs))
 	for i, ev := range evs {
@@ -730,7 +736,27 @@ func (d *Dispatcher) acceptAll(ctx context.Context, evs []*event.Event) []Accept
 			enqueued(chunk, t, err)
 		}
 	}
+	if queue {
+		d.markQueued(ctx, refs, out)
+	}
 	return out
+}
+
+// markQueued marks the letters acceptAll enqueued (not refused, not
+// duplicates). It runs after their enqueue, never before: a mark without
+// its task would answer a letter that is nowhere duplicate. Should it
+// fail, the letters are still queued and answered accepted; only a copy
+// sent meanwhile is answered accepted too (and processed once).
+func (d *Dispatcher) markQueued(ctx context.Context, refs []EventRef, out []Accepted) {
+	var queued []EventRef
+	for i, r := range refs {
+		if !out[i].Duplicate && out[i].Err == nil {
+			queued = append(queued, r)
+		}
+	}
+	if err := d.cfg.Store.Queue(ctx, queued); err != nil {
+		d.log.WarnContext(ctx, "marking accepted letters queued failed: a copy sent while they wait is answered accepted", "letters", len(queued), "error", err)
+	}
 }
 
 func boolInt(b bool) int {

@@ -189,8 +189,16 @@ type Events interface {
 	// Stored).
 	Mark(ctx context.Context, ev EventRef) error
 	// SeenAll is Seen for many events in one round trip, in the order of
-	// evs (a batch's ingest).
+	// evs (ingest: a batch, a group of single letters), that also counts
+	// a letter event marked by Queue as seen.
 	SeenAll(ctx context.Context, evs []EventRef) ([]bool, error)
+	// Queue marks letter events queued in a task they share with other
+	// letters (a group of single letters, Config.GroupAccepts), whose task
+	// id cannot answer for each of them: SeenAll, not Seen, counts them
+	// from then on, so a copy sent while the task is still queued is
+	// answered duplicate. Like Mark it makes no letter; an event without
+	// a MessageID is left alone.
+	Queue(ctx context.Context, evs []EventRef) error
 }
 
 // ContactWrite is one contact.updated event.

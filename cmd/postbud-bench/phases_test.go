@@ -103,11 +103,11 @@ func TestPhasesDeliver(t *testing.T) {
 			t.Errorf("runRaw with -raw-lanes two: %v, want an error naming -raw-lanes", err)
 		}
 	})
-	for _, phase := range []string{"postbud", "postbud-http", "postbud-http-grouped"} {
+	for _, phase := range []string{"postbud", "postbud-http", "postbud-http-ungrouped"} {
 		t.Run(phase, func(t *testing.T) {
 			run := phase
-			if p, ok := strings.CutSuffix(phase, "-grouped"); ok {
-				setFlag(t, "group-accepts", "true")
+			if p, ok := strings.CutSuffix(phase, "-ungrouped"); ok {
+				setFlag(t, "group-accepts", "false")
 				run = p
 			}
 			r, err := runPostbud(ctx, rdb, run, phase, n, citizens, conc)

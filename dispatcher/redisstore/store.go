@@ -182,24 +182,32 @@ func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
 // marked in the letter's hash (e:<id>); other events have a mark key of
 // their own.
 func (s *Store) Seen(ctx context.Context, ev dispatcher.EventRef) (bool, error) {
-	seen, err := s.SeenAll(ctx, []dispatcher.EventRef{ev})
+	seen, err := s.seenAll(ctx, []dispatcher.EventRef{ev}, false)
 	if err != nil {
 		return false, err
 	}
 	return seen[0], nil
 }
 
-// SeenAll is Seen for many events, in one pipeline.
+// SeenAll is Seen for many events, in one pipeline, a letter event also
+// seen when Queue marked it (its 'q:<id>' field: one HMGET reads both).
 func (s *Store) SeenAll(ctx context.Context, evs []dispatcher.EventRef) ([]bool, error) {
+	return s.seenAll(ctx, evs, true)
+}
+
+func (s *Store) seenAll(ctx context.Context, evs []dispatcher.EventRef, queued bool) ([]bool, error) {
 	if len(evs) == 0 {
 		return nil, nil
 	}
 	cmds, err := s.doN(ctx, len(evs), func(p redis.Pipeliner) []redis.Cmder {
 		out := make([]redis.Cmder, len(evs))
 		for i, ev := range evs {
-			if ev.MessageID != "" {
+			switch {
+			case ev.MessageID != "" && queued:
+				out[i] = p.HMGet(ctx, s.letterKey(ev.Citizen, ev.MessageID), "e:"+ev.ID, "q:"+ev.ID)
+			case ev.MessageID != "":
 				out[i] = p.HExists(ctx, s.letterKey(ev.Citizen, ev.MessageID), "e:"+ev.ID)
-			} else {
+			default:
 				out[i] = p.Exists(ctx, s.eventKey(ev.Citizen, ev.ID))
 			}
 		}
@@ -215,9 +223,42 @@ func (s *Store) SeenAll(ctx context.Context, evs []dispatcher.EventRef) ([]bool,
 			seen[i] = c.Val()
 		case *redis.IntCmd:
 			seen[i] = c.Val() == 1
+		case *redis.SliceCmd:
+			seen[i] = slices.ContainsFunc(c.Val(), func(v any) bool { return v != nil })
 		}
 	}
 	return seen, nil
+}
+
+// Queue marks letter events queued in a shared task: a 'q:<id>' field of
+// the letter's hash beside where its processed mark 'e:<id>' will be,
+// with Mark's expiry (NX: a letter's own expiry is kept). The arrival
+// leaves the field; it is a few bytes of a letter that has its 'e:' too.
+func (s *Store) Queue(ctx context.Context, evs []dispatcher.EventRef) error {
+	n := 0
+	for _, ev := range evs {
+		if ev.MessageID != "" {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	_, err := s.doN(ctx, n, func(p redis.Pipeliner) []redis.Cmder {
+		out := make([]redis.Cmder, 0, 2*n)
+		for _, ev := range evs {
+			if ev.MessageID == "" {
+				continue
+			}
+			k := s.letterKey(ev.Citizen, ev.MessageID)
+			out = append(out, p.HSet(ctx, k, "q:"+ev.ID, "1"), p.Do(ctx, "PEXPIRE", k, s.o.LetterTTL.Milliseconds(), "NX"))
+		}
+		return out
+	})
+	if err != nil {
+		return fmt.Errorf("queued mark: %w", err)
+	}
+	return nil
 }
 
 // Mark marks an event processed: a field of the letter's hash (which

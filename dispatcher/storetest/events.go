@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -61,6 +62,29 @@ var eventCases = []Case{
 		record(t, s, alice, newLetter(msg1, at), nil, "ev-arrive")
 		if !seen(t, s, alice, msg1, "ev-read") || !seen(t, s, alice, msg1, "ev-arrive") {
 			t.Error("the letter's first processing lost an earlier mark, or did not mark its own")
+		}
+	}},
+	{"Queue", "a queued letter event is seen by SeenAll only: not Seen, not Lookup; it makes no letter", func(t *testing.T, s dispatcher.Store) {
+		ctx := t.Context()
+		must(t, s.Queue(ctx, []dispatcher.EventRef{letterRef(alice, msg1, "ev-q"), registryRef(alice, "ev-r")}))
+		must(t, s.Queue(ctx, nil))
+		got, err := s.SeenAll(ctx, []dispatcher.EventRef{letterRef(alice, msg1, "ev-q"), letterRef(alice, msg1, "ev-2"),
+			registryRef(alice, "ev-r"), letterRef(bob, msg1, "ev-q"), letterRef(alice, msg2, "ev-q")})
+		must(t, err)
+		if want := []bool{true, false, false, false, false}; !slices.Equal(got, want) {
+			t.Errorf("SeenAll after Queue = %v, want %v (a letter event queued, no other)", got, want)
+		}
+		if seen(t, s, alice, msg1, "ev-q") {
+			t.Error("Seen counts a queued event: the worker would skip a letter it never processed")
+		}
+		if _, _, ok, err := lookup(ctx, s, alice, msg1, "ev-q"); err != nil || ok {
+			t.Errorf("Lookup of a queued event: seen %v, %v; want unseen", ok, err)
+		}
+		_, _, err = loadView(ctx, s, alice, msg1)
+		wantNotFound(t, "Load after Queue alone", err)
+		record(t, s, alice, newLetter(msg1, now()), nil, "ev-q")
+		if !seen(t, s, alice, msg1, "ev-q") {
+			t.Error("the queued event's processing did not mark it")
 		}
 	}},
 	{"Mark", "a marked registry event is seen", func(t *testing.T, s dispatcher.Store) {
