@@ -15,6 +15,7 @@ import (
 
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher/event"
+	"github.com/digitalpost/postbud/dispatcher/groupcommit"
 	"github.com/digitalpost/postbud/dispatcher/rules"
 	"github.com/digitalpost/postbud/dispatcher/seal"
 )
@@ -131,7 +132,7 @@ type Dispatcher struct {
 	// (Config.BatchInflight).
 	letters *letterBound
 	// groups gathers Accept's letters (Config.GroupAccepts).
-	groups acceptGroups
+	groups groupcommit.Group[*event.Event, Accepted]
 }
 
 // New returns a Dispatcher; it reports every missing part at once.

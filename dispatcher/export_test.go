@@ -9,7 +9,5 @@ func (d *Dispatcher) BatchLetters() (running, waiting int64) {
 // AcceptsWaiting returns the letters of Accept calls waiting for the
 // group before them (Config.GroupAccepts).
 func (d *Dispatcher) AcceptsWaiting() int {
-	d.groups.mu.Lock()
-	defer d.groups.mu.Unlock()
-	return len(d.groups.waiting)
+	return d.groups.Waiting()
 }

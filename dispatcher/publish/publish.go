@@ -10,18 +10,28 @@
 //
 // The task carries the wire event, CPR included, until postbud first
 // handles it; postbud keeps no completed task (no asynq retention).
+//
+// Letters that are not urgent, published one at a time by calls made at
+// the same moment, share a task (package groupcommit), as PublishBatch's
+// do: asynq's Redis cost is paid per group. A call that finds no enqueue
+// on its way goes at once, alone. Each is marked queued once its task is
+// in Redis, so a copy published while it waits is answered duplicate as
+// for a letter in a task of its own. Ungrouped turns this off.
 package publish
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/digitalpost/postbud/dispatcher"
 	"github.com/digitalpost/postbud/dispatcher/event"
+	"github.com/digitalpost/postbud/dispatcher/groupcommit"
 	"github.com/digitalpost/postbud/dispatcher/wake"
 )
 
@@ -31,30 +41,56 @@ type Publisher struct {
 	rdb    redis.UniversalClient
 	own    bool // Close closes rdb
 	queues dispatcher.Queues
+	// group gathers Publish's letters (nil: Ungrouped, or no rdb to keep
+	// their queued marks in).
+	group *groupcommit.Group[published, Result]
 }
+
+// published is one Publish call's letter.
+type published struct {
+	raw []byte
+	ev  *event.Event
+}
+
+// Option changes a Publisher.
+type Option func(*Publisher)
+
+// Ungrouped gives each letter Publish takes a task of its own, as
+// before grouping (each then costs Redis an asynq task).
+func Ungrouped() Option { return func(p *Publisher) { p.group = nil } }
+
+// QueuedTTL is how long a grouped letter's queued mark is kept: a copy
+// published within it, while its task waits, is answered duplicate (one
+// published later, or after its task was retried past it, is accepted and
+// processed once: postbud's own processed marks).
+const QueuedTTL = time.Hour
 
 // New returns a Publisher for postbud's Redis; queuePrefix is postbud's
 // POSTBUD_QUEUE_PREFIX ("" for the default).
-func New(r asynq.RedisConnOpt, queuePrefix string) *Publisher {
+func New(r asynq.RedisConnOpt, queuePrefix string, opts ...Option) *Publisher {
 	c, ok := r.MakeRedisClient().(redis.UniversalClient)
 	if !ok { // asynq's own options all make one; another enqueues unkicked
 		client := asynq.NewClient(r)
 		return &Publisher{client: client, own: true, queues: dispatcher.DefaultQueues(queuePrefix)}
 	}
-	p := NewFromRedisClient(c, queuePrefix)
+	p := NewFromRedisClient(c, queuePrefix, opts...)
 	p.own = true
 	return p
 }
 
 // NewFromRedisClient returns a Publisher sharing an existing client, which
 // Close leaves open.
-func NewFromRedisClient(c redis.UniversalClient, queuePrefix string) *Publisher {
+func NewFromRedisClient(c redis.UniversalClient, queuePrefix string, opts ...Option) *Publisher {
 	q := dispatcher.DefaultQueues(queuePrefix)
 	// An urgent event wakes an idle postbud urgent server at once
 	// (POSTBUD_URGENT_WAKE_WAIT) instead of at its next poll: its token
 	// goes in the enqueue's round trip.
 	client := asynq.NewClientFromRedisClient(wake.NewClient(c, 0, q.Urgent))
-	return &Publisher{client: client, rdb: c, queues: q}
+	p := &Publisher{client: client, rdb: c, queues: q, group: &groupcommit.Group[published, Result]{}}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
 }
 
 // Publish validates one event in the wire form of contract v1 and enqueues
@@ -62,7 +98,9 @@ func NewFromRedisClient(c redis.UniversalClient, queuePrefix string) *Publisher 
 // source may not set (a platform changing another platform's consent:
 // event.Forbidden). Every event type of the contract is taken, the
 // consent events (consent.granted, consent.revoked) too. duplicate is true
-// when an event with the same id is still queued.
+// when an event with the same id is still queued. A letter that is not
+// urgent may share its task with letters published at the same moment
+// (Ungrouped).
 func (p *Publisher) Publish(ctx context.Context, raw []byte) (duplicate bool, err error) {
 	ev, err := event.Parse(raw)
 	if err != nil {
@@ -72,6 +110,14 @@ func (p *Publisher) Publish(ctx context.Context, raw []byte) (duplicate bool, er
 		// postbud would reject it (a platform may change only its own
 		// consent): refused here, as the HTTP API answers 403.
 		return false, &event.ValidationError{Errors: []event.FieldError{*f}}
+	}
+	if p.group != nil && batchable(ev) {
+		// The group's enqueue is not cut short by its leading caller
+		// giving up: the group's other letters are waiting on it.
+		r := p.group.Do(published{raw, ev}, func(ls []published) []Result {
+			return p.publishGroup(context.WithoutCancel(ctx), ls)
+		}, Result{Err: errGroupFailed})
+		return r.Duplicate, r.Err
 	}
 	t := dispatcher.NewInboundTask(raw, ev, p.queues)
 	_, err = p.client.EnqueueContext(ctx, t)
@@ -99,11 +145,6 @@ type Result struct {
 func (p *Publisher) PublishBatch(ctx context.Context, raws [][]byte) []Result {
 	out := make([]Result, len(raws))
 	evs := make([]*event.Event, len(raws))
-	type key struct{ source, cpr, id string }
-	first := map[key]bool{}
-	var single []int
-	lanes := map[string][]int{}
-	var order []string
 	for i, raw := range raws {
 		ev, err := event.Parse(raw)
 		if err != nil {
@@ -114,8 +155,107 @@ func (p *Publisher) PublishBatch(ctx context.Context, raws [][]byte) []Result {
 			out[i].Err = &event.ValidationError{Errors: []event.FieldError{*f}}
 			continue
 		}
+		evs[i] = ev
+	}
+	p.publishAll(ctx, raws, evs, out, false)
+	return out
+}
+
+var errGroupFailed = errors.New("publish: enqueuing the letter's group failed")
+
+// batchable reports whether a letter may share a task with others: a
+// letter that is not urgent (urgent ones are never held back).
+func batchable(ev *event.Event) bool {
+	return ev.Message != nil && ev.Message.Priority != event.Urgent
+}
+
+// publishGroup enqueues the letters of Publish calls made at once as
+// PublishBatch enqueues a batch's, and marks them queued: a copy
+// published while their task waits is then answered duplicate. The marks
+// are read first (one round trip) and written once the tasks are in
+// Redis, never before (a mark whose task failed would answer a letter
+// that is nowhere duplicate).
+func (p *Publisher) publishGroup(ctx context.Context, ls []published) []Result {
+	out := make([]Result, len(ls))
+	raws, evs := make([][]byte, len(ls)), make([]*event.Event, len(ls))
+	for i, l := range ls {
+		raws[i], evs[i] = l.raw, l.ev
+	}
+	p.publishAll(ctx, raws, evs, out, true)
+	return out
+}
+
+// queuedKey is the queued mark of a grouped letter, in its lane's asynq
+// key space (its Redis Cluster slot): named by the id its own task would
+// have had (a hash; no CPR number, no event id in clear).
+func (p *Publisher) queuedKey(ev *event.Event) string {
+	return "asynq:{" + p.queues.For(ev.Message.Priority) + "}:postbud-q:" +
+		dispatcher.EventTaskID(string(ev.Source), ev.Citizen().Digits(), ev.ID)
+}
+
+// queuedMarks reads the letters' queued marks (false for other events).
+func (p *Publisher) queuedMarks(ctx context.Context, evs []*event.Event) ([]bool, error) {
+	cmds := make([]*redis.IntCmd, len(evs))
+	_, err := p.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		for i, ev := range evs {
+			if ev != nil && batchable(ev) {
+				cmds[i] = pl.Exists(ctx, p.queuedKey(ev))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("publish: reading queued marks: %w", err)
+	}
+	marked := make([]bool, len(evs))
+	for i, c := range cmds {
+		marked[i] = c != nil && c.Val() == 1
+	}
+	return marked, nil
+}
+
+// markQueued marks the letters enqueued (not refused, not duplicates).
+// Should it fail the letters are queued all the same and answered so;
+// only a copy published meanwhile is answered accepted too (and is
+// processed once).
+func (p *Publisher) markQueued(ctx context.Context, evs []*event.Event, out []Result) {
+	_, _ = p.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		for i, ev := range evs {
+			if ev != nil && batchable(ev) && out[i].Err == nil && !out[i].Duplicate {
+				pl.Set(ctx, p.queuedKey(ev), "1", QueuedTTL)
+			}
+		}
+		return nil
+	})
+}
+
+// publishAll enqueues the parsed events (nil: refused, out has its
+// answer): letters that are not urgent in tasks of up to
+// dispatcher.DefaultBatchSize letters of one lane, every other event and
+// a lane's lone letter in a task of its own, urgent letters first. mark
+// makes it read and write the letters' queued marks (publishGroup).
+func (p *Publisher) publishAll(ctx context.Context, raws [][]byte, evs []*event.Event, out []Result, mark bool) {
+	type key struct{ source, cpr, id string }
+	first := map[key]bool{}
+	var single []int
+	lanes := map[string][]int{}
+	var order []string
+	var marked []bool
+	if mark {
+		var err error
+		if marked, err = p.queuedMarks(ctx, evs); err != nil {
+			for i := range out {
+				out[i].Err = err
+			}
+			return
+		}
+	}
+	for i, ev := range evs {
+		if ev == nil {
+			continue
+		}
 		k := key{string(ev.Source), ev.Citizen().Digits(), ev.ID}
-		if first[k] {
+		if first[k] || (marked != nil && marked[i]) {
 			out[i].Duplicate = true
 			continue
 		}
@@ -155,6 +295,10 @@ func (p *Publisher) PublishBatch(ctx context.Context, raws [][]byte) []Result {
 			n := min(len(idx), dispatcher.DefaultBatchSize)
 			chunk := idx[:n]
 			idx = idx[n:]
+			if n == 1 { // alone: its own task, as Publish makes it
+				enqueue(chunk, dispatcher.NewInboundTask(raws[chunk[0]], evs[chunk[0]], p.queues), nil)
+				continue
+			}
 			cr, ce := make([][]byte, n), make([]*event.Event, n)
 			for j, i := range chunk {
 				cr[j], ce[j] = raws[i], evs[i]
@@ -163,7 +307,9 @@ func (p *Publisher) PublishBatch(ctx context.Context, raws [][]byte) []Result {
 			enqueue(chunk, t, err)
 		}
 	}
-	return out
+	if mark {
+		p.markQueued(ctx, evs, out)
+	}
 }
 
 func urgent(ev *event.Event) int {

@@ -26,8 +26,10 @@
 //	                        flight (a run's claim adds "#" + its call's
 //	                        id and "~" + its event's id; the result
 //	                        overwrites it), e:<event
-//	                        id> = processed mark of its events, r:<delivery
-//	                        id> = the last report applied (reportScript)
+//	                        id> = processed mark of its events, q:<event
+//	                        id> = queued in a group's task (Queue),
+//	                        r:<delivery id> = the last report applied
+//	                        (reportScript)
 //	P:{C}:t:<msg>    list   the letter's delivery trail (JSON entries,
 //	                        each appended by a write with an id of its
 //	                        own: trailEntry)
