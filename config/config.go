@@ -123,6 +123,12 @@ type Config struct {
 	// replica (urgent ones have the urgent server's wake-up) for three
 	// Redis script calls a poll.
 	TaskCheckInterval time.Duration
+	// Workers (POSTBUD_WORKERS, default all) is which worker servers a
+	// replica runs: all (both), urgent (the urgent server alone: a
+	// deployment of urgent workers on cores of their own), main (the main
+	// server alone, every lane) or none (ingest and the ops API only).
+	// Between them the replicas of one Redis must run both servers.
+	Workers string
 	// UrgentConcurrency (POSTBUD_URGENT_CONCURRENCY, default 20) is the
 	// number of urgent-lane tasks (urgent letters, read state, its sync
 	// and badges) one replica's urgent worker server works on at once, in
@@ -419,6 +425,10 @@ func LoadEnviron(getenv func(string) string, environ func() []string) (*Config, 
 	c.BatchInflight = l.integer("POSTBUD_BATCH_INFLIGHT", 2000, 1, 100000)
 	c.GroupAccepts = l.boolean("POSTBUD_GROUP_ACCEPTS", true)
 	c.TaskCheckInterval = l.duration("POSTBUD_TASK_CHECK_INTERVAL", 200*time.Millisecond)
+	c.Workers = l.str("POSTBUD_WORKERS", "all")
+	if !oneOf(c.Workers, "all", "urgent", "main", "none") {
+		l.fail("POSTBUD_WORKERS", "must be one of all, urgent, main, none, got %q", c.Workers)
+	}
 	c.UrgentConcurrency = l.integer("POSTBUD_URGENT_CONCURRENCY", 20, 1, 10000)
 	c.UrgentTaskCheckInterval = l.duration("POSTBUD_URGENT_TASK_CHECK_INTERVAL", 8*time.Millisecond)
 	if c.UrgentTaskCheckInterval < time.Millisecond {

@@ -222,6 +222,7 @@ func TestLoadDefaults(t *testing.T) {
 		BatchSize:               200,
 		BatchInflight:           2000,
 		GroupAccepts:            true,
+		Workers:                 "all",
 		TaskCheckInterval:       200 * time.Millisecond,
 		UrgentConcurrency:       20,
 		UrgentTaskCheckInterval: 8 * time.Millisecond,
@@ -474,6 +475,16 @@ func TestLoad(t *testing.T) {
 		row{name: "GROUP_ACCEPTS 0", env: map[string]string{"POSTBUD_GROUP_ACCEPTS": "0"}, got: group, want: false},
 		row{name: "GROUP_ACCEPTS yes", env: map[string]string{"POSTBUD_GROUP_ACCEPTS": "yes"},
 			errs: []wantErr{{"POSTBUD_GROUP_ACCEPTS", `must be true or false, got "yes"`}}},
+	)
+
+	// POSTBUD_WORKERS
+	workersOf := func(c *Config) any { return c.Workers }
+	rows = append(rows,
+		row{name: "WORKERS unset", got: workersOf, want: "all"},
+		row{name: "WORKERS urgent", env: map[string]string{"POSTBUD_WORKERS": "urgent"}, got: workersOf, want: "urgent"},
+		row{name: "WORKERS none", env: map[string]string{"POSTBUD_WORKERS": "none"}, got: workersOf, want: "none"},
+		row{name: "WORKERS bulk", env: map[string]string{"POSTBUD_WORKERS": "bulk"},
+			errs: []wantErr{{"POSTBUD_WORKERS", `must be one of all, urgent, main, none, got "bulk"`}}},
 	)
 
 	// POSTBUD_URGENT_CONCURRENCY, POSTBUD_URGENT_TASK_CHECK_INTERVAL

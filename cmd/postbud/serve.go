@@ -266,7 +266,7 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 	}
 	base := "http://" + ln.Addr().String()
 	serving := []any{"http", base, "queues", []string{queues.Urgent, queues.Normal, queues.Bulk},
-		"urgent_workers", cfg.UrgentConcurrency, "workers", cfg.Concurrency,
+		"worker_servers", workers.names(), "urgent_workers", cfg.UrgentConcurrency, "workers", cfg.Concurrency,
 		"channels", channelNames(senders)}
 	if len(listeners) > 1 {
 		serving = append(serving, "ops_http", "http://"+listeners[1].Addr().String())

@@ -27,12 +27,13 @@ import (
 // on an idle replica an urgent enqueue's wake-up token starts them at once
 // (POSTBUD_URGENT_WAKE_WAIT, package dispatcher/wake). Both run the same handlers (one mux) and register
 // with asynq as servers of their own, so the dashboard lists both and
-// every queue.
+// every queue. POSTBUD_WORKERS runs one of them, or neither (nil).
 type workerServers struct {
 	urgent, main *asynq.Server
 }
 
-// newWorkerServers configures the two servers; d supplies the retry delay.
+// newWorkerServers configures the servers POSTBUD_WORKERS names; d
+// supplies the retry delay.
 func newWorkerServers(rdb redis.UniversalClient, cfg *config.Config, queues dispatcher.Queues, d *dispatcher.Dispatcher, log *slog.Logger) *workerServers {
 	one := func(rdb redis.UniversalClient, name string, conc int, poll time.Duration, weights map[string]int) *asynq.Server {
 		l := log.With("component", "asynq", "server", name)
@@ -64,42 +65,78 @@ func newWorkerServers(rdb redis.UniversalClient, cfg *config.Config, queues disp
 		// server also tries the urgent lane, and must go on to the others.
 		urgentRDB = wake.NewClient(rdb, cfg.UrgentWakeWait, queues.Urgent)
 	}
-	return &workerServers{
-		urgent: one(urgentRDB, metrics.ServerUrgent, cfg.UrgentConcurrency, cfg.UrgentTaskCheckInterval, queues.UrgentWeights()),
-		main:   one(rdb, metrics.ServerMain, cfg.Concurrency, cfg.TaskCheckInterval, queues.Weights()),
+	s := &workerServers{}
+	if cfg.Workers == "all" || cfg.Workers == "urgent" {
+		s.urgent = one(urgentRDB, metrics.ServerUrgent, cfg.UrgentConcurrency, cfg.UrgentTaskCheckInterval, queues.UrgentWeights())
 	}
+	if cfg.Workers == "all" || cfg.Workers == "main" {
+		s.main = one(rdb, metrics.ServerMain, cfg.Concurrency, cfg.TaskCheckInterval, queues.Weights())
+	}
+	return s
 }
 
-// start starts both servers on h, each task counted in w under its
+// running returns the servers this replica runs.
+func (s *workerServers) running() []*asynq.Server {
+	var out []*asynq.Server
+	for _, srv := range []*asynq.Server{s.urgent, s.main} {
+		if srv != nil {
+			out = append(out, srv)
+		}
+	}
+	return out
+}
+
+// names returns the names of the servers this replica runs (for its log
+// line).
+func (s *workerServers) names() []string {
+	var out []string
+	if s.urgent != nil {
+		out = append(out, metrics.ServerUrgent)
+	}
+	if s.main != nil {
+		out = append(out, metrics.ServerMain)
+	}
+	return out
+}
+
+// start starts the servers on h, each task counted in w under its
 // server's name; if the second fails to start, the first is shut down.
 func (s *workerServers) start(h asynq.Handler, w *metrics.Workers, cfg *config.Config) error {
-	w.Slots(metrics.ServerUrgent, cfg.UrgentConcurrency)
-	w.Slots(metrics.ServerMain, cfg.Concurrency)
 	counted := func(server string) asynq.Handler {
 		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 			defer w.Start(server)()
 			return h.ProcessTask(ctx, t)
 		})
 	}
-	if err := s.urgent.Start(counted(metrics.ServerUrgent)); err != nil {
-		return fmt.Errorf("start the urgent workers: %w", err)
+	if s.urgent != nil {
+		w.Slots(metrics.ServerUrgent, cfg.UrgentConcurrency)
+		if err := s.urgent.Start(counted(metrics.ServerUrgent)); err != nil {
+			return fmt.Errorf("start the urgent workers: %w", err)
+		}
 	}
-	if err := s.main.Start(counted(metrics.ServerMain)); err != nil {
-		s.urgent.Shutdown()
-		return fmt.Errorf("start the workers: %w", err)
+	if s.main != nil {
+		w.Slots(metrics.ServerMain, cfg.Concurrency)
+		if err := s.main.Start(counted(metrics.ServerMain)); err != nil {
+			if s.urgent != nil {
+				s.urgent.Shutdown()
+			}
+			return fmt.Errorf("start the workers: %w", err)
+		}
 	}
 	return nil
 }
 
-// shutdown stops both servers pulling tasks, then waits for their
+// shutdown stops the servers pulling tasks, then waits for their
 // in-flight tasks side by side: the whole takes at most one
 // POSTBUD_SHUTDOWN_TIMEOUT (and asynq's moment to re-queue what it
 // aborted), as the deploy manifests' grace periods assume, not two.
 func (s *workerServers) shutdown() {
-	s.urgent.Stop()
-	s.main.Stop()
+	srvs := s.running()
+	for _, srv := range srvs {
+		srv.Stop()
+	}
 	var wg sync.WaitGroup
-	for _, srv := range []*asynq.Server{s.urgent, s.main} {
+	for _, srv := range srvs {
 		wg.Go(srv.Shutdown)
 	}
 	wg.Wait()
