@@ -150,7 +150,7 @@ func (d *Dispatcher) alertHolder(ctx context.Context, owner, run, holder string,
 			continue
 		}
 		if _, inFlight := l.InFlight[dl.id]; inFlight {
-			if !othersClaim(l, dl.id, run) {
+			if !othersClaim(l, dl.id, run, now) {
 				pending = append(pending, result{dl: dl})
 			}
 			continue

@@ -353,6 +353,52 @@ func TestSecondRunLeavesAnotherRunsDeliveriesInFlightToIt(t *testing.T) {
 	}
 }
 
+// A claim past claimAbandoned is no longer left to its run: that run is
+// gone (crashed and not yet run again, or its task archived), and another
+// event's run hands the deliveries to their own tasks, as an interrupted
+// attempt's. A younger claim stays its run's. The first run here is held
+// in its sends (its claims in Redis); the second runs on a clock that far
+// ahead.
+func TestSecondRunHandsOnAnAbandonedClaim(t *testing.T) {
+	for _, tc := range []struct {
+		age   time.Duration
+		tasks int
+	}{{10 * time.Minute, 0}, {2 * time.Hour, 4}} {
+		t.Run(tc.age.String(), func(t *testing.T) {
+			const msg = "22222222-3333-4444-8555-999999999999"
+			all := []channels.Name{channels.Email, channels.SMS, channels.APNs, channels.FCM}
+			h := newHarness(t, all...)
+			registerNow(h, annaCPR)
+			hold := make(chan struct{})
+			for _, c := range h.channels {
+				c.mu.Lock()
+				c.hold = hold
+				c.mu.Unlock()
+			}
+			a, evA := h.eventTask(letter("ev-first", msg, annaCPR))
+			b, _ := h.eventTask(letter("ev-second", msg, annaCPR))
+			first := make(chan error, 1)
+			go func() { first <- h.d.HandleEvent(context.Background(), a) }()
+			t.Cleanup(func() { <-first })
+			defer close(hold)
+			if !redistest.Within(10*time.Second, func() bool {
+				v, err := h.store.Load(context.Background(), evA.CitizenKey, msg)
+				return err == nil && len(v.Letter.InFlight) == 4
+			}) {
+				t.Fatal("the first run never reached its held sends")
+			}
+			later := time.Now().Add(tc.age)
+			h.clock.Store(&later)
+			if err := h.d.HandleEvent(context.Background(), b); err != nil {
+				t.Fatalf("second run: %v", err)
+			}
+			if n := deliveryTasks(t, h); n != tc.tasks {
+				t.Errorf("%d delivery tasks after the second run, a claim %v old; want %d", n, tc.age, tc.tasks)
+			}
+		})
+	}
+}
+
 // deliveryTasks counts the delivery tasks of the test's lanes, in any
 // state but done.
 func deliveryTasks(t *testing.T, h *harness) int {

@@ -602,7 +602,7 @@ func (d *Dispatcher) prepare(ctx context.Context, ev *event.Event, v LetterView)
 			continue
 		}
 		if _, ok := stored.InFlight[dl.id]; ok {
-			if othersClaim(stored, dl.id, ev.ID) {
+			if othersClaim(stored, dl.id, ev.ID, now) {
 				continue
 			}
 			// An earlier run died while this delivery's provider call was
@@ -640,12 +640,22 @@ func (d *Dispatcher) prepare(ctx context.Context, ev *event.Event, v LetterView)
 // of another event of the letter (two event ids for one message id, run at
 // once): that run sends it, or its task, run again after a crash, hands
 // it to the delivery's own task. A run of this event (run again after a
-// crash) or a mark without a claim (from before claims, or a delivery
-// task's) is this run's to hand on.
-func othersClaim(l *Letter, deliveryID, run string) bool {
+// crash), a mark without a claim (from before claims, or a delivery
+// task's) or a claim abandoned (claimAbandoned) is this run's to hand on.
+func othersClaim(l *Letter, deliveryID, run string, now time.Time) bool {
 	by := l.ClaimedBy[deliveryID]
-	return by != "" && by != run
+	return by != "" && by != run && now.Sub(l.InFlight[deliveryID]) < claimAbandoned
 }
+
+// claimAbandoned is the age from which a claim is no longer left to the
+// run that made it: longer than any run can hold one (asynq ends a task at
+// its deadline, 30 minutes for the longest, asynq's default; the send on
+// its way then ends within its own timeout). Such a claim's run is gone:
+// crashed, and its task not yet run again, or archived (a letters task
+// past its retries), where its deliveries would otherwise stay in flight
+// until ops re-ran it. Their own tasks decide them, as an interrupted
+// attempt's (a delivery report, or a re-send marked as one).
+const claimAbandoned = time.Hour
 
 // filed takes the unread count of the letter's arrival for its alerts.
 func (r *letterRun) filed(res WriteResult) {
