@@ -24,12 +24,15 @@ import (
 // group is enqueued its letters are marked queued (Store.Queue) before
 // they are answered: a copy sent while the task waits finds the mark.
 
-// acceptGrouped accepts a pseudonymised letter (batchable) in a group.
-// The group's enqueue is not cut short by its leading caller giving up:
-// the group's other letters are waiting on it.
+// acceptGrouped accepts a pseudonymised letter (batchable) in a group. A
+// caller that gives up while its letter waits for the group before it
+// leaves the group, not queued (answered unavailable); the group's own
+// enqueue is bounded by groupcommit's timeout, not by its leading caller.
 func (d *Dispatcher) acceptGrouped(ctx context.Context, ev *event.Event) (bool, error) {
-	res := d.groups.Do(ev, func(evs []*event.Event) []Accepted {
-		return d.acceptAll(context.WithoutCancel(ctx), evs, true)
-	}, Accepted{Err: fmt.Errorf("%w: enqueuing the letter's group failed", ErrUnavailable)})
+	res := d.groups.Do(ctx, ev, func(ctx context.Context, evs []*event.Event) []Accepted {
+		return d.acceptAll(ctx, evs, true)
+	}, func(err error) Accepted {
+		return Accepted{Err: fmt.Errorf("%w: enqueuing the letter's group: %w", ErrUnavailable, err)}
+	})
 	return res.Duplicate, res.Err
 }

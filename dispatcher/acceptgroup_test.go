@@ -124,6 +124,20 @@ func TestGroupedAcceptsShareATask(t *testing.T) {
 			t.Errorf("a copy of queued letter %d answered duplicate %v (%v), want duplicate", i, dup, err)
 		}
 	}
+	// The marks are keys of their own that expire (not fields of the
+	// letter, which would outlive a task deleted unprocessed).
+	marks, err := h.env.Client.Keys(context.Background(), h.env.Prefix+":*:q:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(marks) != 10 {
+		t.Errorf("%d queued marks, want 10 (each letter of the group and the one alone)", len(marks))
+	}
+	for _, k := range marks {
+		if ttl := h.env.Client.PTTL(context.Background(), k).Val(); ttl <= 0 || ttl > dispatcher.QueuedTTL {
+			t.Errorf("queued mark %q expires in %v, want within %v", k, ttl, dispatcher.QueuedTTL)
+		}
+	}
 	tasks, err := h.insp.ListPendingTasks(h.queues.Normal)
 	if err != nil {
 		t.Fatal(err)

@@ -742,6 +742,14 @@ func (d *Dispatcher) acceptAll(ctx context.Context, evs []*event.Event, queue bo
 	return out
 }
 
+// QueuedTTL is how long a letter queued in a group's task is marked so
+// (Store.Queue; publish.Publish's marks too): a copy sent within it is
+// answered duplicate. Longer than a task normally waits; one whose task
+// waits longer (retried after an outage, or archived), or was deleted
+// unprocessed, is accepted again and processed once (the processed marks,
+// the arrival's claims), never answered duplicate and lost.
+const QueuedTTL = time.Hour
+
 // markQueued marks the letters acceptAll enqueued (not refused, not
 // duplicates). It runs after their enqueue, never before: a mark without
 // its task would answer a letter that is nowhere duplicate. Should it
@@ -754,7 +762,7 @@ func (d *Dispatcher) markQueued(ctx context.Context, refs []EventRef, out []Acce
 			queued = append(queued, r)
 		}
 	}
-	if err := d.cfg.Store.Queue(ctx, queued); err != nil {
+	if err := d.cfg.Store.Queue(ctx, queued, QueuedTTL); err != nil {
 		d.log.WarnContext(ctx, "marking accepted letters queued failed: a copy sent while they wait is answered accepted", "letters", len(queued), "error", err)
 	}
 }

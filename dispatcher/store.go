@@ -195,10 +195,11 @@ type Events interface {
 	// Queue marks letter events queued in a task they share with other
 	// letters (a group of single letters, Config.GroupAccepts), whose task
 	// id cannot answer for each of them: SeenAll, not Seen, counts them
-	// from then on, so a copy sent while the task is still queued is
-	// answered duplicate. Like Mark it makes no letter; an event without
-	// a MessageID is left alone.
-	Queue(ctx context.Context, evs []EventRef) error
+	// for ttl, so a copy sent while the task waits is answered duplicate.
+	// The mark is not the letter's: it makes no letter and expires on its
+	// own (a letter whose task was deleted unprocessed is accepted again
+	// once it has). An event without a MessageID is left alone.
+	Queue(ctx context.Context, evs []EventRef, ttl time.Duration) error
 }
 
 // ContactWrite is one contact.updated event.

@@ -8,11 +8,29 @@
 // group rather than per letter.
 package groupcommit
 
-import "sync"
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// DefaultTimeout bounds a commit when Group.Timeout is zero.
+const DefaultTimeout = 10 * time.Second
+
+var (
+	errNoAnswer = errors.New("groupcommit: the group's commit gave no answer for this call")
+	errPanicked = errors.New("groupcommit: the group's commit failed (panic)")
+)
 
 // Group gathers the calls of one kind. The zero Group is ready to use; it
 // must not be copied after first use.
 type Group[T, R any] struct {
+	// Timeout bounds one commit (0: DefaultTimeout). A commit is not cut
+	// short by its leading caller giving up, since the group's other
+	// calls wait on it; this bounds it instead.
+	Timeout time.Duration
+
 	mu      sync.Mutex
 	busy    bool          // a group's commit is on its way
 	waiting []*call[T, R] // the calls that came meanwhile, in order
@@ -30,30 +48,56 @@ type call[T, R any] struct {
 
 // Do commits item with the calls made at the same moment and returns its
 // result. commit gets the group's items, this call's first when it leads,
-// and returns one result for each, in order. Should commit panic, the
-// group's other calls get failed, the next group still gets its lead, and
-// the panic goes on in the leading call (net/http recovers a handler's
-// panic: a lost hand-over would leave every later call waiting).
-func (g *Group[T, R]) Do(item T, commit func([]T) []R, failed R) R {
+// and returns one result for each, in order, under a context of the
+// leading call's values bounded by Timeout. fail makes the result of a
+// call the commit did not answer: the caller's ctx ended while it waited
+// (it then leaves the group, its item not committed), the commit
+// answered fewer items than it got, or it panicked. A panic goes on in
+// the leading call once the group's other calls are answered and the next
+// group has its lead (net/http recovers a handler's panic: a lost
+// hand-over would leave every later call waiting).
+func (g *Group[T, R]) Do(ctx context.Context, item T, commit func(context.Context, []T) []R, fail func(error) R) R {
 	c := &call[T, R]{item: item, ready: make(chan struct{})}
 	g.mu.Lock()
 	if g.busy {
 		g.waiting = append(g.waiting, c)
 		g.mu.Unlock()
-		<-c.ready
+		select {
+		case <-c.ready:
+		case <-ctx.Done():
+			if g.leave(c) {
+				return fail(ctx.Err())
+			}
+			// Already in a group, or leading the next: its answer is on
+			// its way, within one commit's Timeout.
+			<-c.ready
+		}
 	} else {
 		g.busy, c.lead = true, true
 		g.mu.Unlock()
 	}
 	if c.lead {
-		g.commit(c, commit, failed)
+		g.commit(ctx, c, commit, fail)
 	}
 	return c.res
 }
 
+// leave takes a waiting call out of the next group, if it is still there.
+func (g *Group[T, R]) leave(c *call[T, R]) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i, w := range g.waiting {
+		if w == c {
+			g.waiting = append(g.waiting[:i], g.waiting[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
 // commit commits lead's item with those of the calls waiting, answers
 // them and hands the next group to the first call that came meanwhile.
-func (g *Group[T, R]) commit(lead *call[T, R], commit func([]T) []R, failed R) {
+func (g *Group[T, R]) commit(ctx context.Context, lead *call[T, R], commit func(context.Context, []T) []R, fail func(error) R) {
 	g.mu.Lock()
 	group := append([]*call[T, R]{lead}, g.waiting...)
 	g.waiting = nil
@@ -62,7 +106,7 @@ func (g *Group[T, R]) commit(lead *call[T, R], commit func([]T) []R, failed R) {
 		p := recover()
 		for _, c := range group[1:] {
 			if !c.answered {
-				c.res = failed
+				c.res = fail(errPanicked)
 				c.answer()
 			}
 		}
@@ -75,10 +119,21 @@ func (g *Group[T, R]) commit(lead *call[T, R], commit func([]T) []R, failed R) {
 	for i, c := range group {
 		items[i] = c.item
 	}
-	for i, r := range commit(items) {
-		group[i].res = r
+	timeout := g.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	results := commit(cctx, items)
+	for i, c := range group {
+		if i < len(results) {
+			c.res = results[i]
+		} else {
+			c.res = fail(errNoAnswer)
+		}
 		if i > 0 {
-			group[i].answer()
+			c.answer()
 		}
 	}
 }

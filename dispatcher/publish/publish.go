@@ -23,8 +23,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
-	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -44,6 +44,7 @@ type Publisher struct {
 	// group gathers Publish's letters (nil: Ungrouped, or no rdb to keep
 	// their queued marks in).
 	group *groupcommit.Group[published, Result]
+	log   *slog.Logger
 }
 
 // published is one Publish call's letter.
@@ -59,11 +60,10 @@ type Option func(*Publisher)
 // before grouping (each then costs Redis an asynq task).
 func Ungrouped() Option { return func(p *Publisher) { p.group = nil } }
 
-// QueuedTTL is how long a grouped letter's queued mark is kept: a copy
-// published within it, while its task waits, is answered duplicate (one
-// published later, or after its task was retried past it, is accepted and
-// processed once: postbud's own processed marks).
-const QueuedTTL = time.Hour
+// Logger is where the Publisher warns of what it cannot tell its
+// callers (a queued mark not written: copies of those letters are then
+// answered accepted, not duplicate); slog.Default() if not given.
+func Logger(l *slog.Logger) Option { return func(p *Publisher) { p.log = l } }
 
 // New returns a Publisher for postbud's Redis; queuePrefix is postbud's
 // POSTBUD_QUEUE_PREFIX ("" for the default).
@@ -86,7 +86,7 @@ func NewFromRedisClient(c redis.UniversalClient, queuePrefix string, opts ...Opt
 	// (POSTBUD_URGENT_WAKE_WAIT) instead of at its next poll: its token
 	// goes in the enqueue's round trip.
 	client := asynq.NewClientFromRedisClient(wake.NewClient(c, 0, q.Urgent))
-	p := &Publisher{client: client, rdb: c, queues: q, group: &groupcommit.Group[published, Result]{}}
+	p := &Publisher{client: client, rdb: c, queues: q, group: &groupcommit.Group[published, Result]{}, log: slog.Default()}
 	for _, o := range opts {
 		o(p)
 	}
@@ -112,11 +112,12 @@ func (p *Publisher) Publish(ctx context.Context, raw []byte) (duplicate bool, er
 		return false, &event.ValidationError{Errors: []event.FieldError{*f}}
 	}
 	if p.group != nil && batchable(ev) {
-		// The group's enqueue is not cut short by its leading caller
-		// giving up: the group's other letters are waiting on it.
-		r := p.group.Do(published{raw, ev}, func(ls []published) []Result {
-			return p.publishGroup(context.WithoutCancel(ctx), ls)
-		}, Result{Err: errGroupFailed})
+		// A caller that gives up while its letter waits for the group
+		// before it leaves the group (not queued); the group's own enqueue
+		// is bounded by groupcommit's timeout, not by its leading caller.
+		r := p.group.Do(ctx, published{raw, ev}, p.publishGroup, func(err error) Result {
+			return Result{Err: fmt.Errorf("publish: enqueuing the letter's group: %w", err)}
+		})
 		return r.Duplicate, r.Err
 	}
 	t := dispatcher.NewInboundTask(raw, ev, p.queues)
@@ -160,8 +161,6 @@ func (p *Publisher) PublishBatch(ctx context.Context, raws [][]byte) []Result {
 	p.publishAll(ctx, raws, evs, out, false)
 	return out
 }
-
-var errGroupFailed = errors.New("publish: enqueuing the letter's group failed")
 
 // batchable reports whether a letter may share a task with others: a
 // letter that is not urgent (urgent ones are never held back).
@@ -219,14 +218,19 @@ func (p *Publisher) queuedMarks(ctx context.Context, evs []*event.Event) ([]bool
 // only a copy published meanwhile is answered accepted too (and is
 // processed once).
 func (p *Publisher) markQueued(ctx context.Context, evs []*event.Event, out []Result) {
-	_, _ = p.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+	n := 0
+	_, err := p.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
 		for i, ev := range evs {
 			if ev != nil && batchable(ev) && out[i].Err == nil && !out[i].Duplicate {
-				pl.Set(ctx, p.queuedKey(ev), "1", QueuedTTL)
+				pl.Set(ctx, p.queuedKey(ev), "1", dispatcher.QueuedTTL)
+				n++
 			}
 		}
 		return nil
 	})
+	if err != nil {
+		p.log.WarnContext(ctx, "publish: marking published letters queued failed: a copy sent while they wait is answered accepted", "letters", n, "error", err)
+	}
 }
 
 // publishAll enqueues the parsed events (nil: refused, out has its

@@ -198,8 +198,8 @@ func TestPublishGroupsLettersAtOnce(t *testing.T) {
 		if strings.Contains(k, "0101901234") || strings.Contains(k, "010190-1234") || strings.Contains(k, "pl-") {
 			t.Errorf("queued mark %q names the CPR number or the event id", k)
 		}
-		if ttl := env.Client.PTTL(t.Context(), k).Val(); ttl <= 0 || ttl > publish.QueuedTTL {
-			t.Errorf("queued mark %q expires in %v, want within %v", k, ttl, publish.QueuedTTL)
+		if ttl := env.Client.PTTL(t.Context(), k).Val(); ttl <= 0 || ttl > dispatcher.QueuedTTL {
+			t.Errorf("queued mark %q expires in %v, want within %v", k, ttl, dispatcher.QueuedTTL)
 		}
 	}
 }
@@ -245,5 +245,41 @@ func TestPublishUngrouped(t *testing.T) {
 	}
 	if keys := env.Client.Keys(t.Context(), "*postbud-q*").Val(); len(keys) != 0 {
 		t.Errorf("queued marks %v, want none", keys)
+	}
+}
+
+// A Publish whose context ends while its letter waits for the group before
+// it returns at once with the context's error, and its letter is not
+// queued: published again, it is accepted.
+func TestPublishLeavesTheGroupOnItsContext(t *testing.T) {
+	env := redistest.New(t)
+	p, h := heldPublisher(t, env, 0)
+	first := make(chan error, 1)
+	go func() { _, err := p.Publish(context.Background(), letter("pc-0", msgID(0))); first <- err }()
+	<-h.held
+	ctx, cancel := context.WithCancel(context.Background())
+	left := make(chan error, 1)
+	go func() { _, err := p.Publish(ctx, letter("pc-1", msgID(1))); left <- err }()
+	if !redistest.Within(10*time.Second, func() bool { return p.Waiting() == 1 }) {
+		t.Fatalf("%d letters wait, want 1", p.Waiting())
+	}
+	cancel()
+	select {
+	case err := <-left:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Publish after its context ended: %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a Publish whose context ended still waits for the group before it")
+	}
+	close(h.release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if got, want := pendingTypes(t, env), map[string]int{dispatcher.TypeInbound: 1}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("normal lane holds %v, want %v: the letter that left is not queued", got, want)
+	}
+	if dup, err := p.Publish(t.Context(), letter("pc-1", msgID(1))); err != nil || dup {
+		t.Errorf("the letter that left, published again: duplicate %v, %v; want accepted", dup, err)
 	}
 }

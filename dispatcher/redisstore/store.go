@@ -26,10 +26,10 @@
 //	                        flight (a run's claim adds "#" + its call's
 //	                        id and "~" + its event's id; the result
 //	                        overwrites it), e:<event
-//	                        id> = processed mark of its events, q:<event
-//	                        id> = queued in a group's task (Queue),
-//	                        r:<delivery id> = the last report applied
-//	                        (reportScript)
+//	                        id> = processed mark of its events, r:<delivery
+//	                        id> = the last report applied (reportScript)
+//	P:{C}:q:<msg>:<event> string a letter event queued in a group's task
+//	                        (Queue; its TTL, dispatcher.QueuedTTL)
 //	P:{C}:t:<msg>    list   the letter's delivery trail (JSON entries,
 //	                        each appended by a write with an id of its
 //	                        own: trailEntry)
@@ -161,9 +161,12 @@ func (s *Store) citizenKey(c string) string   { return s.o.Prefix + ":{" + c + "
 func (s *Store) letterKey(c, m string) string { return s.o.Prefix + ":{" + c + "}:m:" + m }
 func (s *Store) trailKey(c, m string) string  { return s.o.Prefix + ":{" + c + "}:t:" + m }
 func (s *Store) eventKey(c, e string) string  { return s.o.Prefix + ":{" + c + "}:e:" + e }
-func (s *Store) indexKey(m string) string     { return s.o.Prefix + ":msg:" + m }
-func (s *Store) deliveryKey(d string) string  { return s.o.Prefix + ":dl:" + d }
-func (s *Store) unreadKey(c string) string    { return s.o.Prefix + ":{" + c + "}:u" }
+func (s *Store) queuedKey(c, m, e string) string {
+	return s.o.Prefix + ":{" + c + "}:q:" + m + ":" + e
+}
+func (s *Store) indexKey(m string) string    { return s.o.Prefix + ":msg:" + m }
+func (s *Store) deliveryKey(d string) string { return s.o.Prefix + ":dl:" + d }
+func (s *Store) unreadKey(c string) string   { return s.o.Prefix + ":{" + c + "}:u" }
 func (s *Store) syncLockKey(c, m, p string) string {
 	return s.o.Prefix + ":{" + c + "}:sl:" + p + ":" + m
 }
@@ -192,7 +195,7 @@ func (s *Store) Seen(ctx context.Context, ev dispatcher.EventRef) (bool, error) 
 }
 
 // SeenAll is Seen for many events, in one pipeline, a letter event also
-// seen when Queue marked it (its 'q:<id>' field: one HMGET reads both).
+// seen while Queue's mark of it lasts (one EXISTS more a letter).
 func (s *Store) SeenAll(ctx context.Context, evs []dispatcher.EventRef) ([]bool, error) {
 	return s.seenAll(ctx, evs, true)
 }
@@ -201,14 +204,20 @@ func (s *Store) seenAll(ctx context.Context, evs []dispatcher.EventRef, queued b
 	if len(evs) == 0 {
 		return nil, nil
 	}
+	var marks []*redis.IntCmd
+	if queued {
+		marks = make([]*redis.IntCmd, len(evs))
+	}
 	cmds, err := s.doN(ctx, len(evs), func(p redis.Pipeliner) []redis.Cmder {
-		out := make([]redis.Cmder, len(evs))
+		out := make([]redis.Cmder, len(evs), 2*len(evs))
 		for i, ev := range evs {
 			switch {
-			case ev.MessageID != "" && queued:
-				out[i] = p.HMGet(ctx, s.letterKey(ev.Citizen, ev.MessageID), "e:"+ev.ID, "q:"+ev.ID)
 			case ev.MessageID != "":
 				out[i] = p.HExists(ctx, s.letterKey(ev.Citizen, ev.MessageID), "e:"+ev.ID)
+				if queued {
+					marks[i] = p.Exists(ctx, s.queuedKey(ev.Citizen, ev.MessageID, ev.ID))
+					out = append(out, marks[i])
+				}
 			default:
 				out[i] = p.Exists(ctx, s.eventKey(ev.Citizen, ev.ID))
 			}
@@ -219,24 +228,24 @@ func (s *Store) seenAll(ctx context.Context, evs []dispatcher.EventRef, queued b
 		return nil, fmt.Errorf("event mark: %w", err)
 	}
 	seen := make([]bool, len(evs))
-	for i, c := range cmds {
+	for i, c := range cmds[:len(evs)] { // the queued marks follow
 		switch c := c.(type) {
 		case *redis.BoolCmd:
 			seen[i] = c.Val()
 		case *redis.IntCmd:
 			seen[i] = c.Val() == 1
-		case *redis.SliceCmd:
-			seen[i] = slices.ContainsFunc(c.Val(), func(v any) bool { return v != nil })
+		}
+		if i < len(marks) && marks[i] != nil && marks[i].Val() == 1 {
+			seen[i] = true
 		}
 	}
 	return seen, nil
 }
 
-// Queue marks letter events queued in a shared task: a 'q:<id>' field of
-// the letter's hash beside where its processed mark 'e:<id>' will be,
-// with Mark's expiry (NX: a letter's own expiry is kept). The arrival
-// leaves the field; it is a few bytes of a letter that has its 'e:' too.
-func (s *Store) Queue(ctx context.Context, evs []dispatcher.EventRef) error {
+// Queue marks letter events queued in a shared task: a key of its own in
+// the citizen's slot (not a field of the letter, which would last as
+// long as the letter), expiring after ttl.
+func (s *Store) Queue(ctx context.Context, evs []dispatcher.EventRef, ttl time.Duration) error {
 	n := 0
 	for _, ev := range evs {
 		if ev.MessageID != "" {
@@ -247,13 +256,11 @@ func (s *Store) Queue(ctx context.Context, evs []dispatcher.EventRef) error {
 		return nil
 	}
 	_, err := s.doN(ctx, n, func(p redis.Pipeliner) []redis.Cmder {
-		out := make([]redis.Cmder, 0, 2*n)
+		out := make([]redis.Cmder, 0, n)
 		for _, ev := range evs {
-			if ev.MessageID == "" {
-				continue
+			if ev.MessageID != "" {
+				out = append(out, p.Set(ctx, s.queuedKey(ev.Citizen, ev.MessageID, ev.ID), "1", ttl))
 			}
-			k := s.letterKey(ev.Citizen, ev.MessageID)
-			out = append(out, p.HSet(ctx, k, "q:"+ev.ID, "1"), p.Do(ctx, "PEXPIRE", k, s.o.LetterTTL.Milliseconds(), "NX"))
 		}
 		return out
 	})

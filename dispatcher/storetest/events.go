@@ -66,8 +66,8 @@ var eventCases = []Case{
 	}},
 	{"Queue", "a queued letter event is seen by SeenAll only: not Seen, not Lookup; it makes no letter", func(t *testing.T, s dispatcher.Store) {
 		ctx := t.Context()
-		must(t, s.Queue(ctx, []dispatcher.EventRef{letterRef(alice, msg1, "ev-q"), registryRef(alice, "ev-r")}))
-		must(t, s.Queue(ctx, nil))
+		must(t, s.Queue(ctx, []dispatcher.EventRef{letterRef(alice, msg1, "ev-q"), registryRef(alice, "ev-r")}, time.Hour))
+		must(t, s.Queue(ctx, nil, time.Hour))
 		got, err := s.SeenAll(ctx, []dispatcher.EventRef{letterRef(alice, msg1, "ev-q"), letterRef(alice, msg1, "ev-2"),
 			registryRef(alice, "ev-r"), letterRef(bob, msg1, "ev-q"), letterRef(alice, msg2, "ev-q")})
 		must(t, err)
@@ -85,6 +85,29 @@ var eventCases = []Case{
 		record(t, s, alice, newLetter(msg1, now()), nil, "ev-q")
 		if !seen(t, s, alice, msg1, "ev-q") {
 			t.Error("the queued event's processing did not mark it")
+		}
+	}},
+	{"Queue", "a queued mark expires after its TTL, also for a stored letter", func(t *testing.T, s dispatcher.Store) {
+		ctx := t.Context()
+		record(t, s, alice, newLetter(msg1, now()), nil, "ev-arrive")
+		refs := []dispatcher.EventRef{letterRef(alice, msg1, "ev-q"), letterRef(alice, msg2, "ev-q")}
+		must(t, s.Queue(ctx, refs, 300*time.Millisecond))
+		if got, err := s.SeenAll(ctx, refs); err != nil || !slices.Equal(got, []bool{true, true}) {
+			t.Fatalf("SeenAll after Queue = %v, %v; want both seen", got, err)
+		}
+		// The task went (deleted by ops unprocessed, say): once the mark
+		// expires, a copy is accepted again rather than lost.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got, err := s.SeenAll(ctx, refs)
+			must(t, err)
+			if slices.Equal(got, []bool{false, false}) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("SeenAll = %v 10 s after a 300 ms queued mark, want neither seen", got)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}},
 	{"Mark", "a marked registry event is seen", func(t *testing.T, s dispatcher.Store) {
