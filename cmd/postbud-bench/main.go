@@ -81,7 +81,7 @@ var rawLanes = flag.String("raw-lanes", "main", "raw phase: \"main\" = the no-op
 // by default as in postbud; the default run adds a phase without it.
 var groupAccepts = flag.Bool("group-accepts", true, "postbud-http phase: letters accepted at once share a task (POSTBUD_GROUP_ACCEPTS)")
 
-var cpuProfile = flag.String("cpuprofile", "", "postbud phases (with -phase): write the timed part's CPU profile to this file")
+var cpuProfile = flag.String("cpuprofile", "", "postbud and batch phases (with -phase): write the timed part's CPU profile to this file (batch: the drain's)")
 
 func main() {
 	redisURL := flag.String("redis", "redis://127.0.0.1:6379/0", "the Redis to measure on")
