@@ -124,11 +124,17 @@ func fromUnixNano(n int64) time.Time {
 	return time.Unix(0, n).UTC()
 }
 
-// batchable reports whether a pseudonymised event may go in a TypeLetters
-// task: a letter that is not urgent.
-func batchable(e *event.Event) bool {
-	return e.Message != nil && e.Message.Priority != event.Urgent && e.CitizenKey != ""
+// SharesTask reports whether an event may share a task with other
+// letters (a batch's, a group's): a letter that is not urgent, since
+// urgent letters are never held back. package publish asks it of wire
+// events.
+func SharesTask(e *event.Event) bool {
+	return e.Message != nil && e.Message.Priority != event.Urgent
 }
+
+// batchable reports whether a pseudonymised event may go in a TypeLetters
+// task (SharesTask).
+func batchable(e *event.Event) bool { return SharesTask(e) && e.CitizenKey != "" }
 
 // NewLettersTask returns the task carrying letters, pseudonymised letters of
 // one platform and one lane (batchable). Its id hashes the letters' event
@@ -402,7 +408,7 @@ func NewInboundLettersTask(raws [][]byte, evs []*event.Event, q Queues) (*asynq.
 	h := sha256.New()
 	p := inboundLetters{Events: make([]json.RawMessage, len(raws))}
 	for i, ev := range evs {
-		if ev.Message == nil || ev.Message.Priority == event.Urgent || q.For(ev.Message.Priority) != queue {
+		if !SharesTask(ev) || q.For(ev.Message.Priority) != queue {
 			return nil, fmt.Errorf("event %d cannot go in this letters task", i)
 		}
 		h.Write([]byte(string(ev.Source) + "|" + ev.Citizen().Digits() + "|" + ev.ID + "\x00"))

@@ -1,35 +1,21 @@
 package dispatcher_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher"
 )
 
-// lockedBuffer is a log sink safe for the dispatcher's concurrent sends.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) lines(t *testing.T) []map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// logLines decodes a JSON log, one record a line.
+func logLines(t *testing.T, log string) []map[string]any {
+	t.Helper()
 	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(l.b.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(log), "\n") {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Fatalf("log line %q: %v", line, err)
@@ -45,7 +31,7 @@ func (l *lockedBuffer) lines(t *testing.T) []map[string]any {
 func TestSendLogLines(t *testing.T) {
 	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelWarn} {
 		t.Run(level.String(), func(t *testing.T) {
-			var buf lockedBuffer
+			var buf syncBuf
 			h := newHarnessWith(t, func(c *dispatcher.Config, _ *harness) {
 				c.Logger = slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: level}))
 			}, channels.Email, channels.SMS)
@@ -54,7 +40,7 @@ func TestSendLogLines(t *testing.T) {
 			const msg = "66666666-7777-4888-8999-000000000001"
 			h.handle(letter("ev-log", msg, annaCPR))
 			byMsg := map[string][]map[string]any{}
-			for _, m := range buf.lines(t) {
+			for _, m := range logLines(t, buf.String()) {
 				if s, _ := m["msg"].(string); strings.HasPrefix(s, "alert ") {
 					byMsg[s] = append(byMsg[s], m)
 				}
@@ -77,9 +63,7 @@ func TestSendLogLines(t *testing.T) {
 			if f := byMsg["alert failed: will be retried"][0]; f["channel"] != string(channels.SMS) || f["kind"] != channels.Transient.String() {
 				t.Errorf("failed line %v, want channel sms, kind %s", f, channels.Transient)
 			}
-			buf.mu.Lock()
-			all := buf.b.String()
-			buf.mu.Unlock()
+			all := buf.String()
 			for _, secret := range []string{"0101901234", "010190-1234", "@example", "+45"} {
 				if strings.Contains(all, secret) {
 					t.Errorf("the log holds %q", secret)

@@ -32,7 +32,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"runtime/pprof"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -236,17 +235,11 @@ func runBatch(ctx context.Context, rdb *redis.Client, prefix string, n, citizens
 			return err
 		})
 	})
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return result{}, err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return result{}, err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile()
+	if err != nil {
+		return result{}, err
 	}
+	defer stopProfile()
 	if err := srv.Start(mux); err != nil {
 		return result{}, err
 	}

@@ -71,8 +71,6 @@ type result struct {
 // and each task waits until that many replicas have its writes.
 var ackReplicas = flag.Int("ack-replicas", 0, "postbud phases: wait for this many Redis replicas after each accept and task (POSTBUD_ACK_REPLICAS)")
 
-// cpuProfile is where a postbud phase writes the CPU profile of its timed
-// part (go tool pprof), for finding the process's own cost per letter.
 // rawLanes is the raw phase's server: postbud's main-server lanes (every
 // figure in README before 2026-11-30 evening) or one lane alone.
 var rawLanes = flag.String("raw-lanes", "main", "raw phase: \"main\" = the no-op tasks on a server with the main server's lanes and weights (normal 6, bulk 2, urgent 1), as postbud's letters are; \"one\" = a server of one lane, as a bare asynq deployment")
@@ -81,7 +79,27 @@ var rawLanes = flag.String("raw-lanes", "main", "raw phase: \"main\" = the no-op
 // by default as in postbud; the default run adds a phase without it.
 var groupAccepts = flag.Bool("group-accepts", true, "postbud-http phase: letters accepted at once share a task (POSTBUD_GROUP_ACCEPTS)")
 
+// cpuProfile is where a postbud or batch phase writes the CPU profile of
+// its timed part (go tool pprof), for finding the process's own cost per
+// letter.
 var cpuProfile = flag.String("cpuprofile", "", "postbud and batch phases (with -phase): write the timed part's CPU profile to this file (batch: the drain's)")
+
+// startCPUProfile starts the CPU profile -cpuprofile names, if any; stop
+// ends it and closes the file.
+func startCPUProfile() (stop func(), err error) {
+	if *cpuProfile == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(*cpuProfile)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
 
 func main() {
 	redisURL := flag.String("redis", "redis://127.0.0.1:6379/0", "the Redis to measure on")
@@ -535,17 +553,11 @@ func runPostbud(ctx context.Context, rdb *redis.Client, phase, prefix string, n,
 		events[i], raws[i] = ev, b
 	}
 	mem1 := redisMem(ctx, rdb)
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return result{}, err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return result{}, err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile()
+	if err != nil {
+		return result{}, err
 	}
+	defer stopProfile()
 	accepts := make([]time.Duration, n)
 	cpu0, pcpu0 := redisCPU(ctx, rdb), procCPU()
 	start := time.Now()

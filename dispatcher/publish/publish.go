@@ -111,7 +111,7 @@ func (p *Publisher) Publish(ctx context.Context, raw []byte) (duplicate bool, er
 		// consent): refused here, as the HTTP API answers 403.
 		return false, &event.ValidationError{Errors: []event.FieldError{*f}}
 	}
-	if p.group != nil && batchable(ev) {
+	if p.group != nil && dispatcher.SharesTask(ev) {
 		// A caller that gives up while its letter waits for the group
 		// before it leaves the group (not queued); the group's own enqueue
 		// is bounded by groupcommit's timeout, not by its leading caller.
@@ -162,12 +162,6 @@ func (p *Publisher) PublishBatch(ctx context.Context, raws [][]byte) []Result {
 	return out
 }
 
-// batchable reports whether a letter may share a task with others: a
-// letter that is not urgent (urgent ones are never held back).
-func batchable(ev *event.Event) bool {
-	return ev.Message != nil && ev.Message.Priority != event.Urgent
-}
-
 // publishGroup enqueues the letters of Publish calls made at once as
 // PublishBatch enqueues a batch's, and marks them queued: a copy
 // published while their task waits is then answered duplicate. The marks
@@ -197,7 +191,7 @@ func (p *Publisher) queuedMarks(ctx context.Context, evs []*event.Event) ([]bool
 	cmds := make([]*redis.IntCmd, len(evs))
 	_, err := p.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
 		for i, ev := range evs {
-			if ev != nil && batchable(ev) {
+			if ev != nil && dispatcher.SharesTask(ev) {
 				cmds[i] = pl.Exists(ctx, p.queuedKey(ev))
 			}
 		}
@@ -221,7 +215,7 @@ func (p *Publisher) markQueued(ctx context.Context, evs []*event.Event, out []Re
 	n := 0
 	_, err := p.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
 		for i, ev := range evs {
-			if ev != nil && batchable(ev) && out[i].Err == nil && !out[i].Duplicate {
+			if ev != nil && dispatcher.SharesTask(ev) && out[i].Err == nil && !out[i].Duplicate {
 				pl.Set(ctx, p.queuedKey(ev), "1", dispatcher.QueuedTTL)
 				n++
 			}
@@ -264,7 +258,7 @@ func (p *Publisher) publishAll(ctx context.Context, raws [][]byte, evs []*event.
 			continue
 		}
 		first[k], evs[i] = true, ev
-		if ev.Message == nil || ev.Message.Priority == event.Urgent {
+		if !dispatcher.SharesTask(ev) {
 			single = append(single, i)
 			continue
 		}
