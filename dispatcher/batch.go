@@ -299,8 +299,9 @@ func (d *Dispatcher) receiveBatch(ctx context.Context, evs []*event.Event) error
 	return nil
 }
 
-// receiveAll is receive for letters of distinct citizens: one LookupAll,
-// one WriteAll before the sends, the sends (each outcome recorded as its
+// receiveAll is receive for letters of distinct citizens: one look-up and
+// one write before the sends (LookupWriter: one optimistic step where the
+// store can), the sends (each outcome recorded as its
 // provider answers), one WriteAll of the marks of the letters not settled
 // (a settled letter's mark goes in its last outcome write, or with
 // nothing to send in its write before the sends, as receive's does: the
@@ -313,49 +314,45 @@ func (d *Dispatcher) receiveAll(ctx context.Context, evs []*event.Event) error {
 	for i, ev := range evs {
 		refs[i] = EventRef{Citizen: ev.CitizenKey, MessageID: ev.Message.MessageID, ID: ev.ID}
 	}
-	views, err := d.cfg.Store.LookupAll(ctx, refs)
-	if err != nil {
-		return err
-	}
-	var runs []*letterRun
+	var runs, preRuns []*letterRun
 	var failed []*event.Event
 	var failures []error
 	fail := func(ev *event.Event, err error) {
 		failed, failures = append(failed, ev), append(failures, err)
 	}
-	for i, ev := range evs {
-		if views[i].Seen {
-			continue
+	plan := func(views []LetterView) ([]LetterWrite, error) {
+		for i, ev := range evs {
+			if views[i].Seen {
+				continue
+			}
+			r, err := d.prepare(ctx, ev, views[i])
+			if err != nil {
+				fail(ev, err)
+				continue
+			}
+			runs = append(runs, r)
 		}
-		r, err := d.prepare(ctx, ev, views[i])
-		if err != nil {
-			fail(ev, err)
-			continue
+		var pres []LetterWrite
+		for _, r := range runs {
+			pre := d.withInFlight(r.w, r.todo)
+			if len(r.todo) == 0 && d.settled(r) {
+				// Nothing to send and nothing to follow: the mark goes in
+				// this write, as receive's does.
+				r.markLast(nil, &pre)
+			}
+			if !pre.empty() {
+				pres, preRuns = append(pres, pre), append(preRuns, r)
+			}
 		}
-		runs = append(runs, r)
+		return pres, nil
 	}
-	var pres []LetterWrite
-	var preRuns []*letterRun
-	for _, r := range runs {
-		pre := d.withInFlight(r.w, r.todo)
-		if len(r.todo) == 0 && d.settled(r) {
-			// Nothing to send and nothing to follow: the mark goes in
-			// this write, as receive's does.
-			r.markLast(nil, &pre)
-		}
-		if !pre.empty() {
-			pres, preRuns = append(pres, pre), append(preRuns, r)
-		}
+	res, err := lookupWriteAll(ctx, d.cfg.Store, refs, plan)
+	if err != nil {
+		return err
 	}
-	if len(pres) > 0 {
-		res, err := d.cfg.Store.WriteAll(ctx, pres)
-		if err != nil {
-			return err
-		}
-		for i, r := range preRuns {
-			r.filed(res[i])
-			r.todo = d.untaken(ctx, r.stored.MessageID, r.todo, res[i].Taken)
-		}
+	for i, r := range preRuns {
+		r.filed(res[i])
+		r.todo = d.untaken(ctx, r.stored.MessageID, r.todo, res[i].Taken)
 	}
 	results, errs := d.sendLetters(ctx, runs)
 	d.finishAll(ctx, runs, results, errs)

@@ -420,6 +420,37 @@ type Letters interface {
 	UnreadSince(ctx context.Context, citizen string, from, to time.Time) ([]string, error)
 }
 
+// LookupWriter is a Letters that can make a batch's look-up and the
+// writes planned from it one optimistic step (the batch path's hot spot:
+// no conditional script where the look-up already knows the letter). A
+// store without it is used as LookupAll, then WriteAll (lookupWriteAll).
+type LookupWriter interface {
+	// LookupWriteAll looks evs up as LookupAll does, calls plan once with
+	// the views and applies the writes plan returns as WriteAll does,
+	// results in their order: each write atomic as Write is, with the
+	// effects (claims, Taken, the unread count) WriteAll would give it.
+	// A letter read that changed before the writes (another run's claim,
+	// a read) makes no difference but cost: the writes are then decided
+	// on the letter as it is, as WriteAll's are.
+	LookupWriteAll(ctx context.Context, evs []EventRef, plan func([]LetterView) ([]LetterWrite, error)) ([]WriteResult, error)
+}
+
+// lookupWriteAll is s's LookupWriteAll, or LookupAll then WriteAll.
+func lookupWriteAll(ctx context.Context, s Letters, evs []EventRef, plan func([]LetterView) ([]LetterWrite, error)) ([]WriteResult, error) {
+	if lw, ok := s.(LookupWriter); ok {
+		return lw.LookupWriteAll(ctx, evs, plan)
+	}
+	views, err := s.LookupAll(ctx, evs)
+	if err != nil {
+		return nil, err
+	}
+	ws, err := plan(views)
+	if err != nil || len(ws) == 0 {
+		return nil, err
+	}
+	return s.WriteAll(ctx, ws)
+}
+
 // StateWrite is one platform's read or unread.
 type StateWrite struct {
 	Citizen, MessageID string

@@ -112,8 +112,11 @@ type Store struct {
 	closeOnce sync.Once
 	nOps      atomic.Int64
 	nBatches  atomic.Int64
-	busy      bool // the batcher's last batch had more than one call
-	linger    time.Duration
+	// nConflicts counts LookupWriteAll transactions a changed letter
+	// aborted.
+	nConflicts atomic.Int64
+	busy       bool // the batcher's last batch had more than one call
+	linger     time.Duration
 
 	callBase string        // random, the start of this store's call ids
 	callSeq  atomic.Uint64 // the end of the next one
@@ -327,43 +330,62 @@ func (s *Store) lookupAll(ctx context.Context, evs []dispatcher.EventRef, count 
 	if len(evs) == 0 {
 		return nil, nil
 	}
-	type citizenCmds struct {
-		hash, holders *redis.MapStringStringCmd
-		count         *redis.IntCmd
-	}
-	cits := make(map[string]*citizenCmds, len(evs))
-	letters := make([]*redis.MapStringStringCmd, len(evs))
+	var lk *lookup
 	_, err := s.doN(ctx, len(evs), func(p redis.Pipeliner) []redis.Cmder {
-		out := make([]redis.Cmder, 0, 3*len(evs))
-		clear(cits)
-		for i, ev := range evs {
-			if _, ok := cits[ev.Citizen]; !ok {
-				c := &citizenCmds{hash: p.HGetAll(ctx, s.citizenKey(ev.Citizen))}
-				out = append(out, c.hash)
-				if count {
-					c.count = p.ZCount(ctx, s.unreadKey(ev.Citizen), strconv.FormatInt(s.oldestKept(), 10), "+inf")
-					out = append(out, c.count)
-				}
-				c.holders = p.HGetAll(ctx, s.holdersKey(ev.Citizen))
-				cits[ev.Citizen] = c
-				out = append(out, c.holders)
-			}
-			letters[i] = p.HGetAll(ctx, s.letterKey(ev.Citizen, ev.MessageID))
-			out = append(out, letters[i])
-		}
-		return out
+		lk = s.queueLookup(ctx, p, evs, count)
+		return lk.cmds
 	})
 	if err != nil {
 		return nil, fmt.Errorf("look up letter: %w", err)
 	}
+	return s.decodeLookup(evs, lk)
+}
+
+// lookup is a look-up's commands: each citizen's hash, holders and
+// (with count) unread count once, each letter's hash.
+type lookup struct {
+	cits    map[string]*citizenCmds
+	letters []*redis.MapStringStringCmd
+	cmds    []redis.Cmder
+}
+
+type citizenCmds struct {
+	hash, holders *redis.MapStringStringCmd
+	count         *redis.IntCmd
+}
+
+// queueLookup queues the reads of evs' citizens and letters on p.
+func (s *Store) queueLookup(ctx context.Context, p redis.Pipeliner, evs []dispatcher.EventRef, count bool) *lookup {
+	lk := &lookup{cits: make(map[string]*citizenCmds, len(evs)), letters: make([]*redis.MapStringStringCmd, len(evs)),
+		cmds: make([]redis.Cmder, 0, 3*len(evs))}
+	for i, ev := range evs {
+		if _, ok := lk.cits[ev.Citizen]; !ok {
+			c := &citizenCmds{hash: p.HGetAll(ctx, s.citizenKey(ev.Citizen))}
+			lk.cmds = append(lk.cmds, c.hash)
+			if count {
+				c.count = p.ZCount(ctx, s.unreadKey(ev.Citizen), strconv.FormatInt(s.oldestKept(), 10), "+inf")
+				lk.cmds = append(lk.cmds, c.count)
+			}
+			c.holders = p.HGetAll(ctx, s.holdersKey(ev.Citizen))
+			lk.cits[ev.Citizen] = c
+			lk.cmds = append(lk.cmds, c.holders)
+		}
+		lk.letters[i] = p.HGetAll(ctx, s.letterKey(ev.Citizen, ev.MessageID))
+		lk.cmds = append(lk.cmds, lk.letters[i])
+	}
+	return lk
+}
+
+// decodeLookup makes the views of a look-up's replies.
+func (s *Store) decodeLookup(evs []dispatcher.EventRef, lk *lookup) ([]dispatcher.LetterView, error) {
 	views := make([]dispatcher.LetterView, len(evs))
 	for i, ev := range evs {
-		lm := letters[i].Val()
+		lm := lk.letters[i].Val()
 		if _, seen := lm["e:"+ev.ID]; seen && ev.ID != "" {
 			views[i] = dispatcher.LetterView{Seen: true}
 			continue
 		}
-		cc := cits[ev.Citizen]
+		cc := lk.cits[ev.Citizen]
 		c, err := s.decodeCitizen(ev.Citizen, cc.hash.Val())
 		if err != nil {
 			return nil, fmt.Errorf("look up letter: %w", err)
@@ -590,6 +612,7 @@ type preparedWrite struct {
 	clear   []any
 	entries []any
 	windows []any
+	cur     map[string]string // the letter as read (LookupWriteAll)
 }
 
 func (s *Store) prepareWrite(w dispatcher.LetterWrite) (*preparedWrite, error) {
@@ -689,18 +712,11 @@ const answerTTL = time.Hour
 func (s *Store) buildWrite(ctx context.Context, p redis.Pipeliner, pw *preparedWrite, out []redis.Cmder) (_ []redis.Cmder, arrive, claim *redis.Cmd) {
 	w := pw.w
 	citizen, msgID := w.Citizen, w.MessageID
-	set, claims, clear, entries, windows := pw.set, pw.claims, pw.clear, pw.entries, pw.windows
-	letter, trail, unread := s.letterKey(citizen, msgID), s.trailKey(citizen, msgID), s.unreadKey(citizen)
+	set, claims, clear := pw.set, pw.claims, pw.clear
+	letter, unread := s.letterKey(citizen, msgID), s.unreadKey(citizen)
 	if w.Arrive != nil {
 		m := w.Arrive.Meta
-		meta := []any{"sid", m.SenderID, "sn", m.SenderName, "sk", string(m.SenderKind),
-			"pr", string(m.Priority), "nt", m.Notification, "at", m.ReceivedAt.UnixMilli(), "lg", b2s(m.Legal)}
-		if !m.NotBefore.IsZero() {
-			meta = append(meta, "nb", m.NotBefore.UnixMilli())
-		}
-		if !m.ReplyBy.IsZero() {
-			meta = append(meta, "rb", m.ReplyBy.UnixMilli())
-		}
+		meta := metaPairs(m)
 		args := []any{msgID, m.ReceivedAt.UnixMilli(), s.oldestKept(),
 			s.o.LetterTTL.Milliseconds(), s.o.ReadTTL.Milliseconds(), len(meta) / 2, len(claims) / 2, len(set) / 2}
 		args = append(append(append(args, meta...), claims...), set...)
@@ -723,6 +739,29 @@ func (s *Store) buildWrite(ctx context.Context, p redis.Pipeliner, pw *preparedW
 	if len(clear) > 0 {
 		out = append(out, script(ctx, p, clearScript, []string{letter}, clear...))
 	}
+	return s.buildRest(ctx, p, pw, out), arrive, claim
+}
+
+// metaPairs is a letter's metadata as the field/value pairs of its hash.
+func metaPairs(m *dispatcher.Letter) []any {
+	meta := []any{"sid", m.SenderID, "sn", m.SenderName, "sk", string(m.SenderKind),
+		"pr", string(m.Priority), "nt", m.Notification, "at", m.ReceivedAt.UnixMilli(), "lg", b2s(m.Legal)}
+	if !m.NotBefore.IsZero() {
+		meta = append(meta, "nb", m.NotBefore.UnixMilli())
+	}
+	if !m.ReplyBy.IsZero() {
+		meta = append(meta, "rb", m.ReplyBy.UnixMilli())
+	}
+	return meta
+}
+
+// buildRest queues a write's commands outside the letter's hash: its
+// trail entries, the message index, the citizen's windows and the
+// delivery refs.
+func (s *Store) buildRest(ctx context.Context, p redis.Pipeliner, pw *preparedWrite, out []redis.Cmder) []redis.Cmder {
+	w := pw.w
+	citizen, msgID, entries, windows := w.Citizen, w.MessageID, pw.entries, pw.windows
+	trail := s.trailKey(citizen, msgID)
 	if len(entries) > 0 {
 		out = append(out, p.RPush(ctx, trail, entries...), p.LTrim(ctx, trail, -int64(s.o.TrailCap), -1),
 			p.PExpire(ctx, trail, s.o.LetterTTL))
@@ -738,7 +777,7 @@ func (s *Store) buildWrite(ctx context.Context, p redis.Pipeliner, pw *preparedW
 	for _, did := range w.Track {
 		out = append(out, p.Set(ctx, s.deliveryKey(did), citizen+"/"+msgID, deliveryRefTTL))
 	}
-	return out, arrive, claim
+	return out
 }
 
 // clearScript clears the in-flight marks of deliveries whose provider

@@ -1,0 +1,239 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/digitalpost/postbud/dispatcher"
+)
+
+// A batch's arrivals without scripts. letterScript decides in Redis what
+// the batch's look-up a moment before already knows: whether the letter
+// has its metadata, whether it is read, whether a claimed delivery's
+// field is free. LookupWriteAll reads the letters under WATCH and applies
+// the writes planned from that read as one MULTI/EXEC of plain commands,
+// decided by the read. EXEC applies them only if no letter read changed
+// in between, so each write has the effects letterScript would give it
+// then. When a letter did change (another run's claim, a read, an
+// expiry), EXEC applies nothing and the same writes go to WriteAll, whose
+// scripts decide on the letters as they are — as the path without a
+// transaction always does. The plain commands cost Redis about half the
+// script's (docs/design.md, "Capacity").
+
+// LookupWriteAll implements dispatcher.LookupWriter: one WATCH and
+// look-up, plan, one MULTI/EXEC of plain commands; the writes go to
+// WriteAll instead when a letter read changed meanwhile, when they are
+// not the looked-up letters' one each (a letter not watched, or a second
+// write decided on the first's state), and on a Redis Cluster (one
+// transaction's keys would span slots).
+func (s *Store) LookupWriteAll(ctx context.Context, evs []dispatcher.EventRef, plan func([]dispatcher.LetterView) ([]dispatcher.LetterWrite, error)) ([]dispatcher.WriteResult, error) {
+	if _, cluster := s.rdb.(*redis.ClusterClient); cluster || len(evs) == 0 {
+		views, err := s.LookupAll(ctx, evs)
+		if err != nil {
+			return nil, err
+		}
+		ws, err := plan(views)
+		if err != nil {
+			return nil, err
+		}
+		return s.WriteAll(ctx, ws)
+	}
+	res, ws, err := s.lookupWriteTx(ctx, evs, plan)
+	switch {
+	case errors.Is(err, redis.TxFailedErr):
+		s.nConflicts.Add(1)
+		return s.WriteAll(ctx, ws)
+	case errors.Is(err, errNotPlain):
+		return s.WriteAll(ctx, ws)
+	}
+	return res, err
+}
+
+// errNotPlain says a plan's writes cannot go in the transaction.
+var errNotPlain = errors.New("writes the look-up did not read for")
+
+// TxConflicts returns how many LookupWriteAll transactions a letter
+// changed meanwhile aborted (their writes then went to WriteAll).
+func (s *Store) TxConflicts() int64 { return s.nConflicts.Load() }
+
+// planError is plan's own error, returned as it is.
+type planError struct{ err error }
+
+func (e planError) Error() string { return e.err.Error() }
+
+// lookupWriteTx is LookupWriteAll's transaction. With redis.TxFailedErr
+// (a letter changed after its read) or errNotPlain it returns the planned
+// writes, none of them applied.
+func (s *Store) lookupWriteTx(ctx context.Context, evs []dispatcher.EventRef, plan func([]dispatcher.LetterView) ([]dispatcher.LetterWrite, error)) (_ []dispatcher.WriteResult, ws []dispatcher.LetterWrite, err error) {
+	if err := s.o.Fence.Wait(ctx); err != nil {
+		return nil, nil, fmt.Errorf("%w: %w (%w)", dispatcher.ErrTransient, ErrFenced, err)
+	}
+	tok := s.o.Fence.Token()
+	keys := make([]string, len(evs))
+	for i, ev := range evs {
+		keys[i] = s.letterKey(ev.Citizen, ev.MessageID)
+	}
+	var res []dispatcher.WriteResult
+	var counts []*redis.IntCmd
+	err = s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+		var lk *lookup
+		if _, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
+			lk = s.queueLookup(ctx, p, evs, false)
+			return nil
+		}); err != nil {
+			return err
+		}
+		s.nBatches.Add(1)
+		s.nOps.Add(int64(len(evs)))
+		views, err := s.decodeLookup(evs, lk)
+		if err != nil {
+			return err
+		}
+		if ws, err = plan(views); err != nil {
+			return planError{err}
+		}
+		if len(ws) == 0 {
+			return nil
+		}
+		// What each letter held when read: unchanged until EXEC, or EXEC
+		// applies nothing. A letter's second write would be decided on
+		// the first's state, which the read does not know.
+		cur := make(map[string]map[string]string, len(evs))
+		for i, k := range keys {
+			cur[k] = lk.letters[i].Val()
+		}
+		pws := make([]*preparedWrite, len(ws))
+		for i, w := range ws {
+			k := s.letterKey(w.Citizen, w.MessageID)
+			m, ok := cur[k]
+			if !ok || m == nil {
+				return errNotPlain
+			}
+			if pws[i], err = s.prepareWrite(w); err != nil {
+				return fmt.Errorf("write letter: %w", err)
+			}
+			pws[i].cur, cur[k] = m, nil
+		}
+		res, counts = make([]dispatcher.WriteResult, len(ws)), make([]*redis.IntCmd, len(ws))
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			for i, pw := range pws {
+				counts[i], res[i].Taken = s.buildPlainWrite(ctx, p, pw)
+			}
+			return nil
+		})
+		s.nBatches.Add(1)
+		s.nOps.Add(int64(len(ws)))
+		return err
+	}, keys...)
+	var pe planError
+	switch {
+	case s.o.Fence.Broken(tok):
+		return nil, nil, fmt.Errorf("%w: %w", dispatcher.ErrTransient, ErrFenced)
+	case errors.As(err, &pe):
+		return nil, nil, pe.err
+	case errors.Is(err, errNotPlain), errors.Is(err, redis.TxFailedErr):
+		return nil, ws, err
+	case err != nil:
+		return nil, nil, fmt.Errorf("write letter: %w", classify(err))
+	}
+	// letterScript's trim, every 16th letter filed by the count after it:
+	// apart from the transaction, best effort (the next 16th letter and
+	// every read trim too).
+	var trim []string
+	for i, c := range counts {
+		if c == nil {
+			continue
+		}
+		res[i].Unread = int(c.Val())
+		if res[i].Unread%16 == 1 {
+			trim = append(trim, s.unreadKey(ws[i].Citizen))
+		}
+	}
+	if len(trim) > 0 {
+		oldest := "(" + strconv.FormatInt(s.oldestKept(), 10)
+		_, _ = s.doN(ctx, len(trim), func(p redis.Pipeliner) []redis.Cmder {
+			out := make([]redis.Cmder, len(trim))
+			for i, k := range trim {
+				out[i] = p.ZRemRangeByScore(ctx, k, "-inf", oldest)
+			}
+			return out
+		})
+	}
+	return res, ws, nil
+}
+
+// buildPlainWrite queues a write's commands on p as plain commands,
+// decided on what its letter held when read (pw.cur), with the effects
+// buildWrite's scripts would have: the metadata only on a letter without
+// it, claims only where the field is free (a field holding another
+// value is taken, and none of the write's pairs for it is set), the
+// unread filing and expiry by the read state, cleared in-flight marks
+// only where the field holds one after the write. It returns the unread
+// count's command (Arrive) and the deliveries taken.
+func (s *Store) buildPlainWrite(ctx context.Context, p redis.Pipeliner, pw *preparedWrite) (count *redis.IntCmd, taken []string) {
+	w, cur := pw.w, pw.cur
+	letter, unread := s.letterKey(w.Citizen, w.MessageID), s.unreadKey(w.Citizen)
+	skip := map[string]bool{}
+	for i := 0; i < len(pw.claims); i += 2 {
+		f, v := pw.claims[i].(string), pw.claims[i+1].(string)
+		if old, ok := cur[f]; ok && old != v {
+			skip[f] = true
+			taken = append(taken, strings.TrimPrefix(f, "d:"))
+		}
+	}
+	var fields []any
+	if w.Arrive != nil {
+		if _, stored := cur["sn"]; !stored {
+			fields = append(fields, metaPairs(w.Arrive.Meta)...)
+		}
+	}
+	after := map[string]string{}
+	for _, pairs := range [][]any{pw.claims, pw.set} {
+		for i := 0; i < len(pairs); i += 2 {
+			f := pairs[i].(string)
+			if skip[f] {
+				continue
+			}
+			fields = append(fields, f, pairs[i+1])
+			if v, ok := pairs[i+1].(string); ok {
+				after[f] = v
+			}
+		}
+	}
+	if len(fields) > 0 {
+		p.HSet(ctx, letter, fields...)
+	}
+	switch {
+	case w.Arrive != nil:
+		if cur["r"] == "1" {
+			p.PExpire(ctx, letter, s.o.ReadTTL)
+		} else {
+			p.ZAdd(ctx, unread, redis.Z{Score: float64(w.Arrive.Meta.ReceivedAt.UnixMilli()), Member: w.MessageID})
+			p.PExpire(ctx, letter, s.o.LetterTTL)
+		}
+		count = p.ZCount(ctx, unread, strconv.FormatInt(s.oldestKept(), 10), "+inf")
+	case (len(pw.set) > 0 || len(pw.claims) > 0) && !w.Follows:
+		p.Do(ctx, "PEXPIRE", letter, s.o.LetterTTL.Milliseconds(), "NX")
+	}
+	var clear []string
+	for _, f := range pw.clear {
+		f := f.(string)
+		v, ok := after[f]
+		if !ok {
+			v = cur[f]
+		}
+		if strings.HasPrefix(v, inFlightTag) {
+			clear = append(clear, f)
+		}
+	}
+	if len(clear) > 0 {
+		p.HDel(ctx, letter, clear...)
+	}
+	s.buildRest(ctx, p, pw, nil)
+	return count, taken
+}
