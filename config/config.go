@@ -126,7 +126,7 @@ type Config struct {
 	// Workers (POSTBUD_WORKERS, default all) is which worker servers a
 	// replica runs: all (both), urgent (the urgent server alone: a
 	// deployment of urgent workers on cores of their own), main (the main
-	// server alone, every lane) or none (ingest and the ops API only).
+	// server alone, normal and bulk lanes) or none (ingest and the ops API only).
 	// Between them the replicas of one Redis must run both servers.
 	Workers string
 	// UrgentConcurrency (POSTBUD_URGENT_CONCURRENCY, default 20) is the

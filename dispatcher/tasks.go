@@ -172,6 +172,15 @@ func (q Queues) Weights() map[string]int {
 	return map[string]int{q.Normal: 6, q.Bulk: 2, q.Urgent: 1}
 }
 
+// MainOnlyWeights are the main worker server's queues on a replica that
+// runs it alone (POSTBUD_WORKERS=main): normal 6, bulk 2, no urgent lane.
+// Urgent letters are then the urgent replicas' alone, so a replica whose
+// cores a release keeps busy, or whose CPU is given lower priority, never
+// starts one.
+func (q Queues) MainOnlyWeights() map[string]int {
+	return map[string]int{q.Normal: 6, q.Bulk: 2}
+}
+
 // UrgentWeights are the queues of the urgent worker server: the urgent
 // lane alone (urgent letters, read state, its sync and badges), in worker
 // slots no other lane can take, polled more often.

@@ -44,7 +44,11 @@ package main
 //     valid only if bulk letters were still pending when the last urgent
 //     alert arrived. The rest of the backlog is deleted, not drained,
 //     unless -drain-all (then also the drain rate, Redis CPU per bulk
-//     letter and Redis memory per delivered letter).
+//     letter and Redis memory per delivered letter). With -split-nice N
+//     the main server runs in a process of its own at nice N for this
+//     phase (runLatencyMain), the urgent server alone in this one: the
+//     layout of POSTBUD_WORKERS=urgent and =main replicas, the main ones
+//     on CPU of lower priority.
 //
 // Each latency is also split in two: publish → handler start (waiting in
 // the queue, from an asynq middleware) and handler start → sink.
@@ -56,6 +60,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -98,6 +103,7 @@ var (
 	drainBatch   = flag.Bool("drain-batch", false, "latency: publish the drain phase's bulk letters 500 at a time with PublishBatch (batch tasks of 200, as a release arrives through the batch endpoint) instead of one task each")
 	drainAll     = flag.Bool("drain-all", false, "latency: after the drain phase's urgent letters, wait for the whole bulk backlog (drain rate, Redis CPU and memory per letter)")
 	force        = flag.Bool("force", false, "-latency, -batch: run even if Redis holds keys this run did not create")
+	splitNice    = flag.Int("split-nice", -1, "latency, drain phase: the main server runs in a process of its own at this nice value (0–19: POSTBUD_WORKERS=main replicas on CPU of lower priority), the urgent server alone in the measuring process; -1: both servers in one process, as POSTBUD_WORKERS=all")
 )
 
 // Estimates for the memory check, measured on Redis 7.0 (default
@@ -132,6 +138,7 @@ type latencyResult struct {
 	Rate                                                       float64
 	UrgentPollMs, PollMs, HangSeconds, UrgentWakeMs            float64
 	Shared                                                     bool
+	SplitNice                                                  int  // -split-nice (-1: one process)
 	Raw                                                        dist // raw asynq enqueue → handler start
 	RedisAlonePct, RedisIdlePct                                float64
 	Idle, Hang, Busy                                           lanePhase
@@ -217,6 +224,8 @@ func latencyMain(ctx context.Context, rdb *redis.Client, url string, conc int) {
 		*urgentConc, *urgentPoll, *urgentWake, conc, *bulkPoll)
 	if *sharedServer {
 		layout = fmt.Sprintf("-shared: the main server alone (every lane, 6/3/1), concurrency %d, poll %v", conc, *bulkPoll)
+	} else if *splitNice >= 0 {
+		layout += fmt.Sprintf("; drain phase: the main server in a process of its own at nice %d (-split-nice)", *splitNice)
 	}
 	drain := "one task a letter (Publish)"
 	if *drainBatch {
@@ -505,13 +514,13 @@ func (r replica) shutdown() {
 }
 
 // runLatency is the child. Its workers are shut down when it returns.
-func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int) (latencyResult, error) {
+func runLatency(ctx context.Context, rdb *redis.Client, url, prefix string, conc int) (latencyResult, error) {
 	B, U, R, K := *bulkN, *urgentN, *urgentRate, *bulkCitizens
 	logf := func(format string, a ...any) { fmt.Fprintf(os.Stderr, "  "+format+"\n", a...) }
 	res := latencyResult{Bulk: B, Urgent: U, Rate: R, BulkCitizens: K, Concurrency: conc, UrgentConcurrency: *urgentConc,
 		UrgentPollMs: float64(*urgentPoll) / 1e6, PollMs: float64(*bulkPoll) / 1e6, HangSeconds: hangFor.Seconds(),
-		UrgentWakeMs: float64(*urgentWake) / 1e6,
-		Shared:       *sharedServer, LoadStart: loadavg()}
+		UrgentWakeMs: float64(*urgentWake) / 1e6, SplitNice: *splitNice,
+		Shared: *sharedServer, LoadStart: loadavg()}
 
 	queues := dispatcher.DefaultQueues(prefix)
 	sealer := benchSealer()
@@ -559,14 +568,19 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 	// sendErr keeps the first error of a send made on a goroutine of its
 	// own.
 	var sendErr errSlot
-	startWorkers := func() (replica, error) {
+	// startWorkers starts the replica's servers; urgentOnly the urgent
+	// server alone (-split-nice: the main server runs in another process).
+	startWorkers := func(urgentOnly bool) (replica, error) {
 		mux := asynq.NewServeMux()
 		mux.Use(p.middleware(queues.Urgent))
 		d.Register(mux)
 		var r replica
-		if *sharedServer {
+		switch {
+		case *sharedServer:
 			r = replica{asynq.NewServerFromRedisClient(rdb, workerConfig(conc, beforeWeights(queues), *bulkPoll, d))}
-		} else {
+		case urgentOnly:
+			r = replica{asynq.NewServerFromRedisClient(urgentRDB, workerConfig(*urgentConc, queues.UrgentWeights(), *urgentPoll, d))}
+		default:
 			r = replica{
 				asynq.NewServerFromRedisClient(urgentRDB, workerConfig(*urgentConc, queues.UrgentWeights(), *urgentPoll, d)),
 				asynq.NewServerFromRedisClient(rdb, workerConfig(conc, queues.Weights(), *bulkPoll, d)),
@@ -658,7 +672,7 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 		return (redisCPU(ctx, rdb) - c0) / time.Since(t0).Seconds() * 100
 	}
 	res.RedisAlonePct = idleCPU()
-	srv, err := startWorkers()
+	srv, err := startWorkers(false)
 	if err != nil {
 		return latencyResult{}, err
 	}
@@ -834,12 +848,37 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 	logf("bulk: %d published in %.1fs = %.0f/s; used_memory +%s = %.0f B per pending letter",
 		B, res.EnqueueSeconds, res.EnqueueRate, gb(res.BacklogBytes), res.BytesPerTask)
 
-	// 5. drain with urgent letters on top.
-	bulkBase := p.bulkDone.Load()
+	// 5. drain with urgent letters on top. With -split-nice the main
+	// server runs in a child process, which counts its bulk alerts in
+	// Redis (bulkDoneKey).
+	split := *splitNice >= 0 && !*sharedServer
+	bulkDone := func() int64 {
+		n := p.bulkDone.Load()
+		if split {
+			m, _ := rdb.Get(ctx, bulkDoneKey(prefix)).Int64()
+			n += m
+		}
+		return n
+	}
+	bulkBase := bulkDone()
 	cpu0 := redisCPU(ctx, rdb)
 	t = time.Now()
-	if srv, err = startWorkers(); err != nil {
+	if srv, err = startWorkers(split); err != nil {
 		return latencyResult{}, err
+	}
+	stop := srv.shutdown
+	if split {
+		stopMain, err := startMainProcess(url, prefix, conc)
+		if err != nil {
+			return latencyResult{}, err
+		}
+		defer stopMain() // an error return
+		stop = func() {
+			srv.shutdown()
+			if err := stopMain(); err != nil {
+				sendErr.set(fmt.Errorf("the main server's process: %w", err))
+			}
+		}
 	}
 	stopProgress := make(chan struct{})
 	defer close(stopProgress)
@@ -852,17 +891,17 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 				return
 			case <-tick.C:
 				logf("  … %.0fs: %d/%d bulk alerted, %d/%d urgent measured, load %s", time.Since(t).Seconds(),
-					p.bulkDone.Load()-bulkBase, B, p.got.Load()-int64(2*U), U, loadavg())
+					bulkDone()-bulkBase, B, p.got.Load()-int64(2*U), U, loadavg())
 			}
 		}
 	}()
 	time.Sleep(time.Second) // let the drain reach its pace before measuring
-	bulk0 := p.bulkDone.Load()
+	bulk0 := bulkDone()
 	logf("bulk: draining; sending %d urgent letters at %.0f/s to other citizens …", U, R)
 	if start, err = sendUrgent(2 * U); err != nil {
 		return latencyResult{}, fmt.Errorf("drain: %w", err)
 	}
-	bulk1 := p.bulkDone.Load()
+	bulk1 := bulkDone()
 	res.PendingAtLastUrgent, _ = rdb.LLen(ctx, pendingKey).Result()
 	res.UndeliveredAtLastUrgent = int64(B) - (bulk1 - bulkBase)
 	res.DrainRateDuringUrgent = float64(bulk1-bulk0) / time.Since(start).Seconds()
@@ -870,9 +909,9 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 	logf("bulk: urgent p50 %.1f ms, p99 %.1f ms, max %.1f ms; %d bulk tasks still pending (load %s)",
 		res.Busy.Total.P50, res.Busy.Total.P99, res.Busy.Total.Max, res.PendingAtLastUrgent, res.Busy.Load)
 	if !*drainAll {
-		srv.shutdown()
+		stop()
 		res.LoadEnd = loadavg()
-		return res, nil
+		return res, sendErr.get()
 	}
 	// Drained when the bulk lane's pending and active lists are empty (the
 	// last Records have then landed, for the CPU and memory figures).
@@ -882,20 +921,20 @@ func runLatency(ctx context.Context, rdb *redis.Client, prefix string, conc int)
 		if n != last {
 			last, lastAt = n, time.Now()
 		} else if time.Since(lastAt) > time.Minute || ctx.Err() != nil {
-			return latencyResult{}, fmt.Errorf("bulk drain stalled: %d pending, %d of %d alerted", n, p.bulkDone.Load()-bulkBase, B)
+			return latencyResult{}, fmt.Errorf("bulk drain stalled: %d pending, %d of %d alerted", n, bulkDone()-bulkBase, B)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	res.DrainSeconds = time.Since(t).Seconds()
 	res.DrainRate = float64(B) / res.DrainSeconds
-	res.BulkAlerts = p.bulkDone.Load() - bulkBase
 	res.RedisCPUPerBulkUs = (redisCPU(ctx, rdb) - cpu0) * 1e6 / float64(B+U)
-	srv.shutdown()
+	stop()
+	res.BulkAlerts = bulkDone() - bulkBase
 	mem2 := redisMem(ctx, rdb)
 	res.BytesPerLetter = float64(mem2-mem0) / float64(B+U)
 	logf("bulk: drained %d in %.1fs = %.0f/s", B, res.DrainSeconds, res.DrainRate)
 	res.LoadEnd = loadavg()
-	return res, nil
+	return res, sendErr.get()
 }
 
 func mkDist(ds []time.Duration, want int) dist {
@@ -922,4 +961,110 @@ func latCPR(i int) string {
 // had a server of its own (-shared): urgent first, 6/3/1.
 func beforeWeights(q dispatcher.Queues) map[string]int {
 	return map[string]int{q.Urgent: 6, q.Normal: 3, q.Bulk: 1}
+}
+
+// bulkDoneKey is where a -split-nice main server's process counts the
+// bulk alerts it sent.
+func bulkDoneKey(prefix string) string { return prefix + ":bench:bulkdone" }
+
+// startMainProcess starts the drain phase's main server in a process of
+// its own at -split-nice (runLatencyMain); stop ends it (closing its
+// stdin) and waits for it.
+func startMainProcess(url, prefix string, conc int) (stop func() error, err error) {
+	args := []string{"-phase", "latency-main", "-prefix", prefix, "-redis", url, "-concurrency", strconv.Itoa(conc)}
+	flag.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "phase", "prefix", "redis", "concurrency", "latency", "force":
+		default:
+			args = append(args, "-"+f.Name+"="+f.Value.String())
+		}
+	})
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return sync.OnceValue(func() error {
+		in.Close()
+		return cmd.Wait()
+	}), nil
+}
+
+// runLatencyMain is the -split-nice drain phase's main server: a process
+// of its own at nice -split-nice, normal 6 · bulk 2 as POSTBUD_WORKERS=main,
+// sinks that accept at once, its bulk alerts counted in Redis every 100 ms.
+// It stops when its stdin closes.
+func runLatencyMain(ctx context.Context, rdb *redis.Client, prefix string, conc int) error {
+	if err := syscall.Setpriority(syscall.PRIO_PROCESS, 0, *splitNice); err != nil {
+		return fmt.Errorf("nice %d: %w", *splitNice, err)
+	}
+	queues := dispatcher.DefaultQueues(prefix)
+	sealer := benchSealer()
+	store := redisstore.New(rdb, redisstore.Options{Prefix: prefix, Sealer: sealer})
+	defer store.Close()
+	keyer, err := dispatcher.NewKeyer([]byte("bench-pseudonymisation-key-0123456789"))
+	if err != nil {
+		return err
+	}
+	var enqueuer dispatcher.Enqueuer = asynq.NewClientFromRedisClient(rdb)
+	if *urgentWake > 0 {
+		enqueuer = asynq.NewClientFromRedisClient(wake.NewClient(rdb, *urgentWake, queues.Urgent))
+	}
+	var sent atomic.Int64
+	senders := map[channels.Name]channels.Sender{}
+	for _, ch := range []channels.Name{channels.Email, channels.SMS, channels.APNs, channels.FCM} {
+		s := sink.New(ch, 0)
+		senders[ch] = channels.SenderFunc(func(ctx context.Context, to channels.Address, a channels.Alert) (channels.Receipt, error) {
+			rc, err := s.Send(ctx, to, a)
+			sent.Add(1)
+			return rc, err
+		})
+	}
+	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Sealer: sealer, Enqueuer: enqueuer, Queues: queues,
+		Senders: senders, MailboxURL: "https://www.borger.dk/digitalpost", Logger: slog.New(slog.DiscardHandler),
+		BatchInflight: *batchInflight})
+	if err != nil {
+		return err
+	}
+	mux := asynq.NewServeMux()
+	d.Register(mux)
+	srv := asynq.NewServerFromRedisClient(rdb, workerConfig(conc, queues.MainOnlyWeights(), *bulkPoll, d))
+	if err := srv.Start(mux); err != nil {
+		return err
+	}
+	var counted int64
+	flush := func() error {
+		n := sent.Load()
+		if n == counted {
+			return nil
+		}
+		if err := rdb.IncrBy(ctx, bulkDoneKey(prefix), n-counted).Err(); err != nil {
+			return err
+		}
+		counted = n
+		return nil
+	}
+	closed := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		close(closed)
+	}()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			if err := flush(); err != nil {
+				srv.Shutdown()
+				return err
+			}
+		case <-closed:
+			srv.Shutdown()
+			return flush()
+		}
+	}
 }

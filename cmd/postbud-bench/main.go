@@ -120,8 +120,14 @@ func main() {
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		fail(fmt.Errorf("no Redis at %s: %w", *redisURL, err))
 	}
+	if *phase == "latency-main" { // latency.go
+		if err := runLatencyMain(ctx, rdb, *prefix, *conc); err != nil {
+			fail(fmt.Errorf("phase latency-main: %w", err))
+		}
+		return
+	}
 	if *phase == "latency" { // latency.go
-		r, err := runLatency(ctx, rdb, *prefix, *conc)
+		r, err := runLatency(ctx, rdb, *redisURL, *prefix, *conc)
 		if err != nil {
 			fail(fmt.Errorf("phase latency: %w", err))
 		}

@@ -145,7 +145,7 @@ func TestPhasesDeliver(t *testing.T) {
 // and every raw task is measured (none missing), every bulk slot hung in
 // the hang phase, and the whole bulk backlog reached the sinks.
 func TestLatencyPhaseDelivers(t *testing.T) {
-	_, rdb := benchRedis(t)
+	srv, rdb := benchRedis(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	const conc, urgent, bulk = 2, 4, 30
@@ -154,15 +154,19 @@ func TestLatencyPhaseDelivers(t *testing.T) {
 		setFlag(t, name, v)
 	}
 	// The drain's backlog as one task a letter, and as batch tasks
-	// (-drain-batch: 30 letters in one PublishBatch call, one task).
+	// (-drain-batch: 30 letters in one PublishBatch call, one task); and
+	// with the drain's main server in a process of its own (-split-nice:
+	// this test binary, run as postbud-bench).
+	t.Setenv(runMainEnv, "1")
 	for _, mode := range []struct {
-		batch string
-		tasks int64
-	}{{"false", bulk}, {"true", 1}} {
-		t.Run("drain-batch="+mode.batch, func(t *testing.T) {
+		batch, nice string
+		tasks       int64
+	}{{"false", "-1", bulk}, {"true", "-1", 1}, {"true", "10", 1}} {
+		t.Run("drain-batch="+mode.batch+",split-nice="+mode.nice, func(t *testing.T) {
 			setFlag(t, "drain-batch", mode.batch)
-			prefix := "lat" + mode.batch
-			r, err := runLatency(ctx, rdb, prefix, conc)
+			setFlag(t, "split-nice", mode.nice)
+			prefix := "lat" + mode.batch + strings.TrimPrefix(mode.nice, "-")
+			r, err := runLatency(ctx, rdb, srv.URL, prefix, conc)
 			if err != nil {
 				t.Fatal(err)
 			}

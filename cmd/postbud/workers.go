@@ -27,7 +27,9 @@ import (
 // on an idle replica an urgent enqueue's wake-up token starts them at once
 // (POSTBUD_URGENT_WAKE_WAIT, package dispatcher/wake). Both run the same handlers (one mux) and register
 // with asynq as servers of their own, so the dashboard lists both and
-// every queue. POSTBUD_WORKERS runs one of them, or neither (nil).
+// every queue. POSTBUD_WORKERS runs one of them, or neither (nil); a main
+// server run alone leaves the urgent lane to the urgent replicas
+// (Queues.MainOnlyWeights).
 type workerServers struct {
 	urgent, main *asynq.Server
 }
@@ -69,8 +71,12 @@ func newWorkerServers(rdb redis.UniversalClient, cfg *config.Config, queues disp
 	if cfg.Workers == "all" || cfg.Workers == "urgent" {
 		s.urgent = one(urgentRDB, metrics.ServerUrgent, cfg.UrgentConcurrency, cfg.UrgentTaskCheckInterval, queues.UrgentWeights())
 	}
-	if cfg.Workers == "all" || cfg.Workers == "main" {
+	switch cfg.Workers {
+	case "all":
 		s.main = one(rdb, metrics.ServerMain, cfg.Concurrency, cfg.TaskCheckInterval, queues.Weights())
+	case "main":
+		// Beside urgent replicas: they alone take urgent letters.
+		s.main = one(rdb, metrics.ServerMain, cfg.Concurrency, cfg.TaskCheckInterval, queues.MainOnlyWeights())
 	}
 	return s
 }

@@ -73,6 +73,13 @@ func TestEndToEndWorkerRoles(t *testing.T) {
 		t.Fatalf("%d registrations pending with no main server running, want 2", n)
 	}
 	main := start(t, env("main"), logs)
+	bulkQ := rt.QueuePrefix + ".bulk"
+	eventually(t, "the main replica's server to register", 20*time.Second, func() bool { return len(servers()) == 2 })
+	// Run alone, the main server leaves the urgent lane to the urgent
+	// replicas: a replica busy with a release never starts an urgent letter.
+	if got, want := servers(), [][]string{{bulkQ, normalQ}, {urgentQ}}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("asynq servers' queues %v, want %v: the main server without the urgent lane", got, want)
+	}
 	waitIdle(t, rt)
 	main.stop(t)
 
