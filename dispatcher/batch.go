@@ -321,6 +321,7 @@ func (d *Dispatcher) receiveAll(ctx context.Context, evs []*event.Event) error {
 		failed, failures = append(failed, ev), append(failures, err)
 	}
 	plan := func(views []LetterView) ([]LetterWrite, error) {
+		runs, preRuns, failed, failures = nil, nil, nil, nil // were it to run twice
 		for i, ev := range evs {
 			if views[i].Seen {
 				continue

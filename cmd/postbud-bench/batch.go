@@ -116,10 +116,7 @@ func runBatch(ctx context.Context, rdb *redis.Client, prefix string, n, citizens
 	sealer := benchSealer()
 	store := redisstore.New(rdb, redisstore.Options{Prefix: prefix, Sealer: sealer})
 	defer store.Close()
-	keyer, err := dispatcher.NewKeyer([]byte("bench-pseudonymisation-key-0123456789"))
-	if err != nil {
-		return result{}, err
-	}
+	keyer := benchKeyer()
 	client := asynq.NewClientFromRedisClient(rdb)
 	senders := map[channels.Name]channels.Sender{}
 	var sinks []*sink.Sink

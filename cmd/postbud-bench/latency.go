@@ -243,15 +243,7 @@ func latencyMain(ctx context.Context, rdb *redis.Client, url string, conc int) {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	prefix := "benchlat" + hex.EncodeToString(b[:])
-	args := []string{"-phase", "latency", "-prefix", prefix, "-redis", url, "-concurrency", strconv.Itoa(conc)}
-	flag.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "phase", "prefix", "redis", "concurrency", "latency", "force":
-		default:
-			args = append(args, "-"+f.Name+"="+f.Value.String())
-		}
-	})
-	cmd := exec.Command(os.Args[0], args...)
+	cmd := exec.Command(os.Args[0], latencyChildArgs("latency", url, prefix, conc)...)
 	cmd.Stderr = os.Stderr
 	// A Ctrl-C reaches the child too (same process group); wait for it and
 	// clean up rather than leave a million keys behind.
@@ -530,10 +522,7 @@ func runLatency(ctx context.Context, rdb *redis.Client, url, prefix string, conc
 	// are a task each, as in the runs README quotes (the worst case for
 	// the urgent lane: most tasks; -drain-batch publishes them in batches).
 	pub := publish.NewFromRedisClient(rdb, prefix, publish.Ungrouped())
-	keyer, err := dispatcher.NewKeyer([]byte("bench-pseudonymisation-key-0123456789"))
-	if err != nil {
-		return latencyResult{}, err
-	}
+	keyer := benchKeyer()
 	client := asynq.NewClientFromRedisClient(rdb)
 	// As cmd/postbud wires them: the dispatcher's own urgent enqueues (and
 	// publish's) push wake-up tokens, the urgent server waits for them.
@@ -967,11 +956,10 @@ func beforeWeights(q dispatcher.Queues) map[string]int {
 // bulk alerts it sent.
 func bulkDoneKey(prefix string) string { return prefix + ":bench:bulkdone" }
 
-// startMainProcess starts the drain phase's main server in a process of
-// its own at -split-nice (runLatencyMain); stop ends it (closing its
-// stdin) and waits for it.
-func startMainProcess(url, prefix string, conc int) (stop func() error, err error) {
-	args := []string{"-phase", "latency-main", "-prefix", prefix, "-redis", url, "-concurrency", strconv.Itoa(conc)}
+// latencyChildArgs are a latency child process's arguments: its phase,
+// the Redis, prefix and concurrency, and every other flag set.
+func latencyChildArgs(phase, url, prefix string, conc int) []string {
+	args := []string{"-phase", phase, "-prefix", prefix, "-redis", url, "-concurrency", strconv.Itoa(conc)}
 	flag.Visit(func(f *flag.Flag) {
 		switch f.Name {
 		case "phase", "prefix", "redis", "concurrency", "latency", "force":
@@ -979,7 +967,14 @@ func startMainProcess(url, prefix string, conc int) (stop func() error, err erro
 			args = append(args, "-"+f.Name+"="+f.Value.String())
 		}
 	})
-	cmd := exec.Command(os.Args[0], args...)
+	return args
+}
+
+// startMainProcess starts the drain phase's main server in a process of
+// its own at -split-nice (runLatencyMain); stop ends it (closing its
+// stdin) and waits for it.
+func startMainProcess(url, prefix string, conc int) (stop func() error, err error) {
+	cmd := exec.Command(os.Args[0], latencyChildArgs("latency-main", url, prefix, conc)...)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -1006,10 +1001,7 @@ func runLatencyMain(ctx context.Context, rdb *redis.Client, prefix string, conc 
 	sealer := benchSealer()
 	store := redisstore.New(rdb, redisstore.Options{Prefix: prefix, Sealer: sealer})
 	defer store.Close()
-	keyer, err := dispatcher.NewKeyer([]byte("bench-pseudonymisation-key-0123456789"))
-	if err != nil {
-		return err
-	}
+	keyer := benchKeyer()
 	var enqueuer dispatcher.Enqueuer = asynq.NewClientFromRedisClient(rdb)
 	if *urgentWake > 0 {
 		enqueuer = asynq.NewClientFromRedisClient(wake.NewClient(rdb, *urgentWake, queues.Urgent))

@@ -469,6 +469,15 @@ func cprOf(i int) string {
 	return fmt.Sprintf("%02d%02d%02d%04d", i%28+1, (i/28)%12+1, (i/336)%100, i%10000)
 }
 
+// benchKeyer is the phases' Keyer, under the same fixed bench key.
+func benchKeyer() *dispatcher.Keyer {
+	k, err := dispatcher.NewKeyer([]byte("bench-pseudonymisation-key-0123456789"))
+	if err != nil {
+		fail(err)
+	}
+	return k
+}
+
 // runPostbud measures letters end to end. Phase "postbud" enqueues them as
 // a platform does with package publish (TypeInbound, straight into asynq);
 // "postbud-http" as the HTTP API does (Dispatcher.Accept: the event-mark
@@ -479,10 +488,7 @@ func runPostbud(ctx context.Context, rdb *redis.Client, phase, prefix string, n,
 	store := redisstore.New(rdb, redisstore.Options{Prefix: prefix, Sealer: sealer})
 	defer store.Close()
 	pub := publish.NewFromRedisClient(rdb, prefix)
-	keyer, err := dispatcher.NewKeyer([]byte("bench-pseudonymisation-key-0123456789"))
-	if err != nil {
-		return result{}, err
-	}
+	keyer := benchKeyer()
 	client := asynq.NewClientFromRedisClient(rdb)
 	senders := map[channels.Name]channels.Sender{}
 	sinks := []*sink.Sink{}

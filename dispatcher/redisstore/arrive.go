@@ -26,61 +26,80 @@ import (
 // script's (docs/design.md, "Capacity").
 
 // LookupWriteAll implements dispatcher.LookupWriter: one WATCH and
-// look-up, plan, one MULTI/EXEC of plain commands; the writes go to
-// WriteAll instead when a letter read changed meanwhile, when they are
-// not the looked-up letters' one each (a letter not watched, or a second
-// write decided on the first's state), and on a Redis Cluster (one
-// transaction's keys would span slots).
+// look-up, plan, one MULTI/EXEC of plain commands. The writes go through
+// the scripts instead (writePrepared) when a letter read changed
+// meanwhile, when they are not the looked-up letters' one each (a letter
+// not watched, or a second write decided on the first's state), and when
+// the transaction failed on its way (a dropped connection: go-redis never
+// moves a WATCH to another one): written again with the same call id, a
+// claim the EXEC did apply is this call's own, not taken. A look-up that
+// failed before plan ran, and a Redis Cluster (one transaction's keys
+// would span slots), take the scripts' way from the start.
 func (s *Store) LookupWriteAll(ctx context.Context, evs []dispatcher.EventRef, plan func([]dispatcher.LetterView) ([]dispatcher.LetterWrite, error)) ([]dispatcher.WriteResult, error) {
-	if _, cluster := s.rdb.(*redis.ClusterClient); cluster || len(evs) == 0 {
-		views, err := s.LookupAll(ctx, evs)
-		if err != nil {
-			return nil, err
+	if _, cluster := s.rdb.(*redis.ClusterClient); !cluster && len(evs) > 0 {
+		tx := s.lookupWriteTx(ctx, evs, plan)
+		switch {
+		case tx.planned && tx.err == nil:
+			return tx.res, nil
+		case tx.planErr != nil:
+			return nil, tx.planErr
+		case errors.Is(tx.err, ErrFenced):
+			return nil, tx.err
+		case errors.Is(tx.err, errNotPlain):
+			return s.WriteAll(ctx, tx.ws)
+		case tx.planned:
+			if errors.Is(tx.err, redis.TxFailedErr) {
+				s.nConflicts.Add(1)
+			}
+			return s.writePrepared(ctx, tx.pws)
 		}
-		ws, err := plan(views)
-		if err != nil {
-			return nil, err
-		}
-		return s.WriteAll(ctx, ws)
+		// The look-up failed: plan has not run.
 	}
-	res, ws, err := s.lookupWriteTx(ctx, evs, plan)
-	switch {
-	case errors.Is(err, redis.TxFailedErr):
-		s.nConflicts.Add(1)
-		return s.WriteAll(ctx, ws)
-	case errors.Is(err, errNotPlain):
-		return s.WriteAll(ctx, ws)
+	views, err := s.LookupAll(ctx, evs)
+	if err != nil {
+		return nil, err
 	}
-	return res, err
+	ws, err := plan(views)
+	if err != nil {
+		return nil, err
+	}
+	return s.WriteAll(ctx, ws)
 }
 
 // errNotPlain says a plan's writes cannot go in the transaction.
 var errNotPlain = errors.New("writes the look-up did not read for")
 
 // TxConflicts returns how many LookupWriteAll transactions a letter
-// changed meanwhile aborted (their writes then went to WriteAll).
+// changed meanwhile aborted (their writes then went through the scripts).
 func (s *Store) TxConflicts() int64 { return s.nConflicts.Load() }
 
-// planError is plan's own error, returned as it is.
-type planError struct{ err error }
+// txOutcome is what lookupWriteTx did: planned says plan ran, ws are its
+// writes and pws the prepared ones (when the transaction was built);
+// planErr is plan's own error (or preparing its writes'). err, with
+// planned, says the writes are not known to be applied
+// (redis.TxFailedErr, errNotPlain: none is) unless it is ErrFenced.
+type txOutcome struct {
+	planned bool
+	ws      []dispatcher.LetterWrite
+	pws     []*preparedWrite
+	res     []dispatcher.WriteResult
+	planErr error
+	err     error
+}
 
-func (e planError) Error() string { return e.err.Error() }
-
-// lookupWriteTx is LookupWriteAll's transaction. With redis.TxFailedErr
-// (a letter changed after its read) or errNotPlain it returns the planned
-// writes, none of them applied.
-func (s *Store) lookupWriteTx(ctx context.Context, evs []dispatcher.EventRef, plan func([]dispatcher.LetterView) ([]dispatcher.LetterWrite, error)) (_ []dispatcher.WriteResult, ws []dispatcher.LetterWrite, err error) {
+// lookupWriteTx is LookupWriteAll's transaction.
+func (s *Store) lookupWriteTx(ctx context.Context, evs []dispatcher.EventRef, plan func([]dispatcher.LetterView) ([]dispatcher.LetterWrite, error)) (o txOutcome) {
 	if err := s.o.Fence.Wait(ctx); err != nil {
-		return nil, nil, fmt.Errorf("%w: %w (%w)", dispatcher.ErrTransient, ErrFenced, err)
+		o.err = fmt.Errorf("%w: %w (%w)", dispatcher.ErrTransient, ErrFenced, err)
+		return o
 	}
 	tok := s.o.Fence.Token()
 	keys := make([]string, len(evs))
 	for i, ev := range evs {
 		keys[i] = s.letterKey(ev.Citizen, ev.MessageID)
 	}
-	var res []dispatcher.WriteResult
 	var counts []*redis.IntCmd
-	err = s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+	err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
 		var lk *lookup
 		if _, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
 			lk = s.queueLookup(ctx, p, evs, false)
@@ -94,10 +113,11 @@ func (s *Store) lookupWriteTx(ctx context.Context, evs []dispatcher.EventRef, pl
 		if err != nil {
 			return err
 		}
-		if ws, err = plan(views); err != nil {
-			return planError{err}
+		o.planned = true
+		if o.ws, o.planErr = plan(views); o.planErr != nil {
+			return o.planErr
 		}
-		if len(ws) == 0 {
+		if len(o.ws) == 0 {
 			return nil
 		}
 		// What each letter held when read: unchanged until EXEC, or EXEC
@@ -107,39 +127,38 @@ func (s *Store) lookupWriteTx(ctx context.Context, evs []dispatcher.EventRef, pl
 		for i, k := range keys {
 			cur[k] = lk.letters[i].Val()
 		}
-		pws := make([]*preparedWrite, len(ws))
-		for i, w := range ws {
+		pws := make([]*preparedWrite, len(o.ws))
+		for i, w := range o.ws {
 			k := s.letterKey(w.Citizen, w.MessageID)
 			m, ok := cur[k]
 			if !ok || m == nil {
 				return errNotPlain
 			}
 			if pws[i], err = s.prepareWrite(w); err != nil {
-				return fmt.Errorf("write letter: %w", err)
+				o.planErr = fmt.Errorf("write letter: %w", err)
+				return o.planErr
 			}
 			pws[i].cur, cur[k] = m, nil
 		}
-		res, counts = make([]dispatcher.WriteResult, len(ws)), make([]*redis.IntCmd, len(ws))
+		o.pws = pws
+		o.res, counts = make([]dispatcher.WriteResult, len(o.ws)), make([]*redis.IntCmd, len(o.ws))
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			for i, pw := range pws {
-				counts[i], res[i].Taken = s.buildPlainWrite(ctx, p, pw)
+				counts[i], o.res[i].Taken = s.buildPlainWrite(ctx, p, pw)
 			}
 			return nil
 		})
 		s.nBatches.Add(1)
-		s.nOps.Add(int64(len(ws)))
+		s.nOps.Add(int64(len(o.ws)))
 		return err
 	}, keys...)
-	var pe planError
-	switch {
-	case s.o.Fence.Broken(tok):
-		return nil, nil, fmt.Errorf("%w: %w", dispatcher.ErrTransient, ErrFenced)
-	case errors.As(err, &pe):
-		return nil, nil, pe.err
-	case errors.Is(err, errNotPlain), errors.Is(err, redis.TxFailedErr):
-		return nil, ws, err
-	case err != nil:
-		return nil, nil, fmt.Errorf("write letter: %w", classify(err))
+	if s.o.Fence.Broken(tok) {
+		o.err = fmt.Errorf("%w: %w", dispatcher.ErrTransient, ErrFenced)
+		return o
+	}
+	if err != nil {
+		o.err = fmt.Errorf("write letter: %w", classify(err))
+		return o
 	}
 	// letterScript's trim, every 16th letter filed by the count after it:
 	// apart from the transaction, best effort (the next 16th letter and
@@ -149,9 +168,9 @@ func (s *Store) lookupWriteTx(ctx context.Context, evs []dispatcher.EventRef, pl
 		if c == nil {
 			continue
 		}
-		res[i].Unread = int(c.Val())
-		if res[i].Unread%16 == 1 {
-			trim = append(trim, s.unreadKey(ws[i].Citizen))
+		o.res[i].Unread = int(c.Val())
+		if o.res[i].Unread%16 == 1 {
+			trim = append(trim, s.unreadKey(o.ws[i].Citizen))
 		}
 	}
 	if len(trim) > 0 {
@@ -164,7 +183,7 @@ func (s *Store) lookupWriteTx(ctx context.Context, evs []dispatcher.EventRef, pl
 			return out
 		})
 	}
-	return res, ws, nil
+	return o
 }
 
 // buildPlainWrite queues a write's commands on p as plain commands,

@@ -2,9 +2,13 @@ package redisstore_test
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,7 +41,12 @@ func (s txStore) WriteAll(ctx context.Context, ws []dispatcher.LetterWrite) ([]d
 	for i, w := range ws {
 		refs[i] = dispatcher.EventRef{Citizen: w.Citizen, MessageID: w.MessageID}
 	}
-	return s.LookupWriteAll(ctx, refs, func([]dispatcher.LetterView) ([]dispatcher.LetterWrite, error) { return ws, nil })
+	return s.LookupWriteAll(ctx, refs, plannedAs(ws...))
+}
+
+// plannedAs is a plan that writes ws whatever the look-up found.
+func plannedAs(ws ...dispatcher.LetterWrite) func([]dispatcher.LetterView) ([]dispatcher.LetterWrite, error) {
+	return func([]dispatcher.LetterView) ([]dispatcher.LetterWrite, error) { return ws, nil }
 }
 
 // TestConformanceThroughLookupWriteAll runs the conformance suite with
@@ -151,7 +160,7 @@ func TestLookupWriteAllCallsNoScript(t *testing.T) {
 		ws = append(ws, arrival(citizen, msg, at, "d-email-"+strconv.Itoa(i)))
 	}
 	before := scriptCalls(t, c)
-	res, err := s.LookupWriteAll(t.Context(), refs, func([]dispatcher.LetterView) ([]dispatcher.LetterWrite, error) { return ws, nil })
+	res, err := s.LookupWriteAll(t.Context(), refs, plannedAs(ws...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,3 +195,102 @@ func scriptCalls(t *testing.T, c *redis.Client) int {
 	}
 	return n
 }
+
+// loseExecReply is a hook that lets a transaction's EXEC run and then
+// reports its reply lost, as a connection that drops after Redis ran it.
+type loseExecReply struct{ on *atomic.Bool }
+
+func (h loseExecReply) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h loseExecReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h loseExecReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		if len(cmds) > 0 && cmds[len(cmds)-1].Name() == "exec" && h.on.CompareAndSwap(true, false) {
+			return io.ErrUnexpectedEOF
+		}
+		return err
+	}
+}
+
+// A transaction whose EXEC ran but whose reply was lost is written again
+// through the scripts as the same call: its own claims are not taken
+// (the alerts would otherwise be left to a run that does not exist).
+func TestLookupWriteAllAfterALostExecReply(t *testing.T) {
+	env := redistest.New(t)
+	s := redisstore.New(env.Client, redisstore.Options{Prefix: env.Prefix, Sealer: seal.Ephemeral()})
+	t.Cleanup(func() { s.Close() })
+	var on atomic.Bool
+	on.Store(true)
+	env.Client.AddHook(loseExecReply{on: &on})
+	at := time.Now().Truncate(time.Millisecond)
+	res, _ := lookupWriteOne(t, s, arrival("c-1", "m-1", at, "d-email", "d-sms"), nil)
+	if on.Load() {
+		t.Fatal("no EXEC ran: the test measured nothing")
+	}
+	if len(res.Taken) != 0 || res.Unread != 1 {
+		t.Errorf("after the lost reply: taken %v, unread %d; want nothing taken, unread 1", res.Taken, res.Unread)
+	}
+	l, err := s.Load(t.Context(), "c-1", "m-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Letter.ClaimedBy; got["d-email"] != "ev-tx" || got["d-sms"] != "ev-tx" {
+		t.Errorf("claims = %v, want both this run's", got)
+	}
+}
+
+// TestLookupWriteAllAsWriteAll: writes the dispatcher does not make today
+// but the store accepts — a delivery claimed and answered in one write, a
+// done mark for a delivery another run claimed — end the same through the
+// transaction as through WriteAll's scripts.
+func TestLookupWriteAllAsWriteAll(t *testing.T) {
+	env := redistest.New(t)
+	at := time.Now().Truncate(time.Millisecond)
+	retry := dispatcher.Outcome{At: at, DeliveryID: "d-a", Channel: "email", Result: dispatcher.ResultRetrying, Attempt: 1}
+	sent := dispatcher.Outcome{At: at, DeliveryID: "d-a", Channel: "email", Result: dispatcher.ResultSent, Attempt: 1}
+	withTrail := arrival("c-1", "m-1", at, "d-a", "d-b")
+	withTrail.Trail = []dispatcher.Outcome{retry}
+	withDone := arrival("c-2", "m-2", at, "d-a", "d-b")
+	withDone.Done = []dispatcher.Outcome{sent}
+	other := arrival("c-2", "m-2", at, "d-a")
+	other.Run = "ev-other"
+	var hashes [2]map[string]string
+	var results [2][]dispatcher.WriteResult
+	for i, viaTx := range []bool{false, true} {
+		s := redisstore.New(env.Client, redisstore.Options{Prefix: env.Prefix + strconv.Itoa(i), Sealer: seal.Ephemeral()})
+		t.Cleanup(func() { s.Close() })
+		if _, err := s.Write(t.Context(), other); err != nil {
+			t.Fatal(err)
+		}
+		ws := []dispatcher.LetterWrite{withTrail, withDone}
+		var err error
+		if viaTx {
+			results[i], err = txStore{s}.WriteAll(t.Context(), ws)
+		} else {
+			results[i], err = s.WriteAll(t.Context(), ws)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		hashes[i] = map[string]string{}
+		for _, m := range []string{"{c-1}:m:m-1", "{c-2}:m:m-2"} {
+			h, err := env.Client.HGetAll(t.Context(), env.Prefix+strconv.Itoa(i)+":"+m).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for f, v := range h {
+				hashes[i][m+" "+f] = claimTime.ReplaceAllString(v, "f…#")
+			}
+		}
+	}
+	if fmt.Sprint(hashes[0]) != fmt.Sprint(hashes[1]) {
+		t.Errorf("letters after WriteAll:\n%v\nafter LookupWriteAll:\n%v", hashes[0], hashes[1])
+	}
+	if fmt.Sprint(results[0]) != fmt.Sprint(results[1]) {
+		t.Errorf("results of WriteAll %v, of LookupWriteAll %v", results[0], results[1])
+	}
+}
+
+// claimTime matches an in-flight mark's time and call id, which differ
+// between two calls.
+var claimTime = regexp.MustCompile(`f\d+#[^~/]*`)

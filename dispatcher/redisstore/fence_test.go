@@ -218,6 +218,25 @@ func TestStoreFenced(t *testing.T) {
 	}
 }
 
+// TestLookupWriteAllFenced: a batch's transaction that was running when
+// a failover began reports a transient error, as every store call does,
+// and does not write again through the scripts on the old primary.
+func TestLookupWriteAllFenced(t *testing.T) {
+	env := redistest.New(t)
+	f := redisstore.NewFence(redisstore.FenceOptions{Master: "m", Sentinels: 1, Grace: time.Millisecond})
+	s := redisstore.New(env.Client, redisstore.Options{Prefix: env.Prefix, Fence: f, Sealer: seal.Ephemeral()})
+	t.Cleanup(func() { s.Close() })
+	var on atomic.Bool
+	env.Client.AddHook(closeOn{f: f, cmd: "exec", on: &on})
+	on.Store(true)
+	w := dispatcher.LetterWrite{Citizen: "c1", MessageID: "m1", InFlight: []string{"d1"},
+		Arrive: &dispatcher.Arrival{Meta: &dispatcher.Letter{MessageID: "m1", SenderName: "Skat", ReceivedAt: time.Now()}}}
+	_, err := s.LookupWriteAll(context.Background(), []dispatcher.EventRef{{Citizen: "c1", MessageID: "m1"}}, plannedAs(w))
+	if !errors.Is(err, dispatcher.ErrTransient) || !errors.Is(err, redisstore.ErrFenced) {
+		t.Fatalf("LookupWriteAll while a failover began = %v, want ErrTransient and ErrFenced", err)
+	}
+}
+
 // TestReplicasFenced: a replica acknowledged the write, but a failover
 // began while WaitReplicas ran: during a planned failover the old
 // primary's other replicas still acknowledge writes the new primary never

@@ -565,10 +565,18 @@ func (s *Store) WriteAll(ctx context.Context, ws []dispatcher.LetterWrite) ([]di
 		}
 		pws[i] = pw
 	}
+	return s.writePrepared(ctx, pws)
+}
+
+// writePrepared is WriteAll of prepared writes. Written again, a prepared
+// write is the same call run again: its claims carry the same call id
+// (a claim of its own is no claim taken) and its trail entries the same
+// ids.
+func (s *Store) writePrepared(ctx context.Context, pws []*preparedWrite) ([]dispatcher.WriteResult, error) {
 	// do may re-run the pipeline (NOSCRIPT): each write's arrival reply
 	// is taken from the commands of the last run.
-	arrivals, claims := make([]*redis.Cmd, len(ws)), make([]*redis.Cmd, len(ws))
-	_, err := s.doN(ctx, len(ws), func(p redis.Pipeliner) []redis.Cmder {
+	arrivals, claims := make([]*redis.Cmd, len(pws)), make([]*redis.Cmd, len(pws))
+	_, err := s.doN(ctx, len(pws), func(p redis.Pipeliner) []redis.Cmder {
 		var out []redis.Cmder
 		for i, pw := range pws {
 			out, arrivals[i], claims[i] = s.buildWrite(ctx, p, pw, out)
@@ -578,7 +586,7 @@ func (s *Store) WriteAll(ctx context.Context, ws []dispatcher.LetterWrite) ([]di
 	if err != nil {
 		return nil, fmt.Errorf("write letter: %w", err)
 	}
-	res := make([]dispatcher.WriteResult, len(ws))
+	res := make([]dispatcher.WriteResult, len(pws))
 	taken := func(i int, fields []any) {
 		for _, f := range fields {
 			if f, ok := f.(string); ok {
