@@ -706,3 +706,62 @@ func failSMSOnce(c *dispatcher.Config, messageID string) {
 		return next.Send(ctx, to, a)
 	})
 }
+
+// meanwhileStore is the real store whose LookupWriteAll runs during once,
+// between its look-up and its writes: another run of a letter at that
+// moment.
+type meanwhileStore struct {
+	dispatcher.Store
+	lw     dispatcher.LookupWriter
+	during func()
+}
+
+func (s *meanwhileStore) LookupWriteAll(ctx context.Context, evs []dispatcher.EventRef,
+	plan func([]dispatcher.LetterView) ([]dispatcher.LetterWrite, error)) ([]dispatcher.WriteResult, error) {
+	return s.lw.LookupWriteAll(ctx, evs, func(v []dispatcher.LetterView) ([]dispatcher.LetterWrite, error) {
+		ws, err := plan(v)
+		if f := s.during; f != nil {
+			s.during = nil
+			f()
+		}
+		return ws, err
+	})
+}
+
+// A letter of a batch task processed by another event's run between the
+// batch's look-up and its write (the same letter sent again on its own)
+// is alerted once: the batch's transaction finds the letter changed, its
+// writes go through the scripts, which find the delivery done, and the
+// batch leaves it. Its neighbours are alerted once each.
+func TestBatchLetterRunMeanwhileAlertedOnce(t *testing.T) {
+	t.Parallel()
+	var st *meanwhileStore
+	h := newHarnessWith(t, func(c *dispatcher.Config, h *harness) {
+		st = &meanwhileStore{Store: h.store, lw: h.store}
+		c.Store = st
+	}, channels.Email)
+	var raws []string
+	for i := range 4 {
+		registerEmail(h, cprN(i))
+		raws = append(raws, bulkLetter(fmt.Sprintf("b-%d", i), msgN(i), cprN(i), event.Bulk))
+	}
+	st.during = func() { h.handle(bulkLetter("other-1", msgN(1), cprN(1), event.Bulk)) }
+	if err := h.d.HandleLetters(context.Background(), h.lettersTaskOf(raws...)); err != nil {
+		t.Fatal(err)
+	}
+	if st.during != nil {
+		t.Fatal("the other run never ran: the test measured nothing")
+	}
+	got := alertsByMessage(h.channels[channels.Email])
+	for i := range 4 {
+		if got[msgN(i)] != 1 {
+			t.Errorf("letter %d: %d emails, want 1", i, got[msgN(i)])
+		}
+		if !h.seen(cprN(i), msgN(i), fmt.Sprintf("b-%d", i)) {
+			t.Errorf("letter %d: batch event not marked processed", i)
+		}
+	}
+	if n := h.store.TxConflicts(); n != 1 {
+		t.Errorf("%d transactions aborted, want 1 (the letter changed meanwhile)", n)
+	}
+}
