@@ -4,8 +4,10 @@ import "github.com/redis/go-redis/v9"
 
 // Every key a script touches belongs to one citizen and carries the
 // citizen's hash tag, {<citizen key>}, so the scripts stay valid under
-// Redis Cluster. The letter hot path needs one script call per letter (its
-// arrival, letterScript); its other writes are plain commands.
+// Redis Cluster. The single letter's hot path needs one script call per
+// letter (its arrival, letterScript); its other writes are plain commands.
+// A batch task's letters need none while nothing changes them meanwhile
+// (arrive.go, LookupWriteAll).
 
 // contactScript applies a contact.updated event unless a newer one was
 // applied (last writer wins by the event's time). An email or mobile the
