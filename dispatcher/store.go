@@ -435,11 +435,18 @@ type LookupWriter interface {
 	LookupWriteAll(ctx context.Context, evs []EventRef, plan func([]LetterView) ([]LetterWrite, error)) ([]WriteResult, error)
 }
 
-// lookupWriteAll is s's LookupWriteAll, or LookupAll then WriteAll.
+// lookupWriteAll is s's LookupWriteAll, or LookupThenWriteAll.
 func lookupWriteAll(ctx context.Context, s Letters, evs []EventRef, plan func([]LetterView) ([]LetterWrite, error)) ([]WriteResult, error) {
 	if lw, ok := s.(LookupWriter); ok {
 		return lw.LookupWriteAll(ctx, evs, plan)
 	}
+	return LookupThenWriteAll(ctx, s, evs, plan)
+}
+
+// LookupThenWriteAll is LookupWriteAll made of LookupAll, plan and
+// WriteAll: the way of a store without LookupWriter, and of a
+// LookupWriter where it cannot do better.
+func LookupThenWriteAll(ctx context.Context, s Letters, evs []EventRef, plan func([]LetterView) ([]LetterWrite, error)) ([]WriteResult, error) {
 	views, err := s.LookupAll(ctx, evs)
 	if err != nil {
 		return nil, err

@@ -21,7 +21,8 @@ import (
 // server alone (main) works them. With the main replica stopped, the
 // urgent replica alerts an urgent letter and leaves a normal one queued;
 // the main replica, started again, alerts it. asynq lists each running
-// server with its own queues, and none for the ingest-only replica.
+// server with its own queues (the main replica's without the urgent
+// lane), and none for the ingest-only replica.
 func TestEndToEndWorkerRoles(t *testing.T) {
 	rt := redistest.New(t)
 	smtp := emailtest.New(t)

@@ -57,15 +57,7 @@ func (s *Store) LookupWriteAll(ctx context.Context, evs []dispatcher.EventRef, p
 		}
 		// The look-up failed: plan has not run.
 	}
-	views, err := s.LookupAll(ctx, evs)
-	if err != nil {
-		return nil, err
-	}
-	ws, err := plan(views)
-	if err != nil {
-		return nil, err
-	}
-	return s.WriteAll(ctx, ws)
+	return dispatcher.LookupThenWriteAll(ctx, s, evs, plan)
 }
 
 // errNotPlain says a plan's writes cannot go in the transaction.
