@@ -112,6 +112,13 @@ type Config struct {
 	// wait for room, holding their payload alone. It bounds the replica's
 	// memory (≈ 6 KB of heap a letter being processed).
 	BatchInflight int
+	// BatchYieldRate (POSTBUD_BATCH_YIELD_RATE, default 5000; 0 = off) is
+	// the most letters a second one replica's batch tasks process while
+	// urgent letters flow (one was enqueued within the last second, by
+	// any replica), in parts of 25 letters: a release's drain leaves Redis
+	// idle time for the urgent letters' commands. With no urgent letter
+	// for a second the drain goes at full speed.
+	BatchYieldRate int
 	// GroupAccepts (POSTBUD_GROUP_ACCEPTS, default true) enqueues the
 	// letters (not urgent ones) that single-event requests bring at once
 	// together, a task per group, as a batch's: asynq's Redis cost is
@@ -423,6 +430,7 @@ func LoadEnviron(getenv func(string) string, environ func() []string) (*Config, 
 	c.Concurrency = l.integer("POSTBUD_CONCURRENCY", 50, 1, 10000)
 	c.BatchSize = l.integer("POSTBUD_BATCH_SIZE", 200, 1, 500)
 	c.BatchInflight = l.integer("POSTBUD_BATCH_INFLIGHT", 2000, 1, 100000)
+	c.BatchYieldRate = l.integer("POSTBUD_BATCH_YIELD_RATE", 5000, 0, 1000000)
 	c.GroupAccepts = l.boolean("POSTBUD_GROUP_ACCEPTS", true)
 	c.TaskCheckInterval = l.duration("POSTBUD_TASK_CHECK_INTERVAL", 200*time.Millisecond)
 	c.Workers = l.str("POSTBUD_WORKERS", "all")

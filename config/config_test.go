@@ -221,6 +221,7 @@ func TestLoadDefaults(t *testing.T) {
 		Concurrency:             50,
 		BatchSize:               200,
 		BatchInflight:           2000,
+		BatchYieldRate:          5000,
 		GroupAccepts:            true,
 		Workers:                 "all",
 		TaskCheckInterval:       200 * time.Millisecond,
@@ -465,6 +466,18 @@ func TestLoad(t *testing.T) {
 	for _, bad := range []string{"0", "-1", "100001", "many"} {
 		rows = append(rows, row{name: "BATCH_INFLIGHT " + bad, env: map[string]string{"POSTBUD_BATCH_INFLIGHT": bad},
 			errs: []wantErr{{"POSTBUD_BATCH_INFLIGHT", fmt.Sprintf("must be a whole number from 1 to 100000, got %q", bad)}}})
+	}
+
+	// POSTBUD_BATCH_YIELD_RATE
+	yieldRate := func(c *Config) any { return c.BatchYieldRate }
+	rows = append(rows,
+		row{name: "BATCH_YIELD_RATE unset", got: yieldRate, want: 5000},
+		row{name: "BATCH_YIELD_RATE 0 (off)", env: map[string]string{"POSTBUD_BATCH_YIELD_RATE": "0"}, got: yieldRate, want: 0},
+		row{name: "BATCH_YIELD_RATE 1000000", env: map[string]string{"POSTBUD_BATCH_YIELD_RATE": "1000000"}, got: yieldRate, want: 1000000},
+	)
+	for _, bad := range []string{"-1", "1000001", "fast"} {
+		rows = append(rows, row{name: "BATCH_YIELD_RATE " + bad, env: map[string]string{"POSTBUD_BATCH_YIELD_RATE": bad},
+			errs: []wantErr{{"POSTBUD_BATCH_YIELD_RATE", fmt.Sprintf("must be a whole number from 0 to 1000000, got %q", bad)}}})
 	}
 
 	// POSTBUD_GROUP_ACCEPTS

@@ -279,7 +279,9 @@ func (d *Dispatcher) HandleLetters(ctx context.Context, t *asynq.Task) error {
 }
 
 // receiveBatch processes pseudonymised letters of distinct or repeated
-// citizens: the k-th letter of each citizen goes in turn k.
+// citizens: the k-th letter of each citizen goes in turn k. While urgent
+// letters flow, a turn is taken in parts of at most YieldTurn letters,
+// each when the yield rate allows it (yield.go).
 func (d *Dispatcher) receiveBatch(ctx context.Context, evs []*event.Event) error {
 	var turns [][]*event.Event
 	nth := map[string]int{}
@@ -292,8 +294,15 @@ func (d *Dispatcher) receiveBatch(ctx context.Context, evs []*event.Event) error
 		turns[k] = append(turns[k], ev)
 	}
 	for _, turn := range turns {
-		if err := d.receiveAll(ctx, turn); err != nil {
-			return err
+		for len(turn) > 0 {
+			n, err := d.yield.take(ctx, d.log, len(turn))
+			if err != nil {
+				return err
+			}
+			if err := d.receiveAll(ctx, turn[:n]); err != nil {
+				return err
+			}
+			turn = turn[n:]
 		}
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"golang.org/x/time/rate"
 
 	"github.com/digitalpost/postbud/channels"
 	"github.com/digitalpost/postbud/dispatcher"
@@ -763,5 +764,66 @@ func TestBatchLetterRunMeanwhileAlertedOnce(t *testing.T) {
 	}
 	if n := h.store.TxConflicts(); n != 1 {
 		t.Errorf("%d transactions aborted, want 1 (the letter changed meanwhile)", n)
+	}
+}
+
+// partsStore is the real store that records how many letters each of the
+// batch path's look-ups reads.
+type partsStore struct {
+	dispatcher.Store
+	lw    dispatcher.LookupWriter
+	mu    sync.Mutex
+	parts []int
+}
+
+func (s *partsStore) LookupWriteAll(ctx context.Context, evs []dispatcher.EventRef,
+	plan func([]dispatcher.LetterView) ([]dispatcher.LetterWrite, error)) ([]dispatcher.WriteResult, error) {
+	s.mu.Lock()
+	s.parts = append(s.parts, len(evs))
+	s.mu.Unlock()
+	return s.lw.LookupWriteAll(ctx, evs, plan)
+}
+
+// While urgent letters flow, a batch task takes its letters in parts of
+// at most YieldTurn (each when the yield rate allows it), and every
+// letter is alerted once and marked; while they do not, in one turn.
+func TestBatchYieldsInPartsWhileUrgentLettersFlow(t *testing.T) {
+	t.Parallel()
+	for _, flowing := range []bool{true, false} {
+		t.Run(fmt.Sprintf("flowing=%v", flowing), func(t *testing.T) {
+			t.Parallel()
+			var st *partsStore
+			h := newHarnessWith(t, func(c *dispatcher.Config, h *harness) {
+				st = &partsStore{Store: h.store, lw: h.store}
+				c.Store = st
+				c.UrgentFlowing = func(context.Context) bool { return flowing }
+				c.YieldPace = rate.NewLimiter(1000, 2*dispatcher.YieldTurn) // two parts at once, the third within 25 ms
+			}, channels.Email)
+			const n = 60
+			var raws []string
+			for i := range n {
+				registerEmail(h, cprN(i))
+				raws = append(raws, bulkLetter(fmt.Sprintf("y-%d", i), msgN(i), cprN(i), event.Bulk))
+			}
+			if err := h.d.HandleLetters(context.Background(), h.lettersTaskOf(raws...)); err != nil {
+				t.Fatal(err)
+			}
+			want := []int{n}
+			if flowing {
+				want = []int{dispatcher.YieldTurn, dispatcher.YieldTurn, n - 2*dispatcher.YieldTurn}
+			}
+			if fmt.Sprint(st.parts) != fmt.Sprint(want) {
+				t.Errorf("look-ups of %v letters, want %v", st.parts, want)
+			}
+			got := alertsByMessage(h.channels[channels.Email])
+			for i := range n {
+				if got[msgN(i)] != 1 {
+					t.Errorf("letter %d: %d emails, want 1", i, got[msgN(i)])
+				}
+				if !h.seen(cprN(i), msgN(i), fmt.Sprintf("y-%d", i)) {
+					t.Errorf("letter %d: not marked processed", i)
+				}
+			}
+		})
 	}
 }

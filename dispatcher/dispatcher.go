@@ -5,15 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/digitalpost/postbud/channels/gsm7"
 	"log/slog"
 	"runtime"
 	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"golang.org/x/time/rate"
 
 	"github.com/digitalpost/postbud/channels"
+	"github.com/digitalpost/postbud/channels/gsm7"
 	"github.com/digitalpost/postbud/dispatcher/event"
 	"github.com/digitalpost/postbud/dispatcher/groupcommit"
 	"github.com/digitalpost/postbud/dispatcher/rules"
@@ -121,6 +122,24 @@ type Config struct {
 	// letter. A copy of a letter still queued in a group's task is then
 	// answered accepted, not duplicate (it is processed once).
 	GroupAccepts bool
+	// UrgentFlowing reports whether urgent letters are flowing (wake.Flow:
+	// one was enqueued within the last second, by any replica). While they
+	// are, batch tasks yield Redis to them: they take their letters in
+	// parts of at most YieldTurn, each when YieldPace allows it (yield.go).
+	// nil: they never yield.
+	UrgentFlowing func(ctx context.Context) bool
+	// YieldPace paces batch tasks while UrgentFlowing: a rate of letters
+	// shared by every replica (redisstore.Pacer). nil: a rate of this
+	// Dispatcher's own, DefaultYieldRate letters a second.
+	YieldPace Pacer
+}
+
+// Pacer paces batch tasks while urgent letters flow: WaitN returns once n
+// more letters (at most YieldTurn) may be processed, or with an error
+// (ctx's end). redisstore.Pacer is one shared by every replica;
+// *rate.Limiter (golang.org/x/time/rate) one of a process's own.
+type Pacer interface {
+	WaitN(ctx context.Context, n int) error
 }
 
 // Dispatcher handles postbud's tasks: events in, deliveries out.
@@ -133,6 +152,8 @@ type Dispatcher struct {
 	letters *letterBound
 	// groups gathers Accept's letters (Config.GroupAccepts).
 	groups groupcommit.Group[*event.Event, Accepted]
+	// yield paces batch tasks while urgent letters flow (yield.go).
+	yield *yielder
 }
 
 // New returns a Dispatcher; it reports every missing part at once.
@@ -194,7 +215,11 @@ func New(cfg Config) (*Dispatcher, error) {
 	if obs == nil {
 		obs = nopObserver{}
 	}
-	return &Dispatcher{cfg: cfg, log: cfg.Logger, obs: obs, letters: newLetterBound(cfg.BatchInflight)}, nil
+	if cfg.YieldPace == nil {
+		cfg.YieldPace = rate.NewLimiter(DefaultYieldRate, YieldTurn)
+	}
+	return &Dispatcher{cfg: cfg, log: cfg.Logger, obs: obs, letters: newLetterBound(cfg.BatchInflight),
+		yield: &yielder{flowing: cfg.UrgentFlowing, pace: cfg.YieldPace}}, nil
 }
 
 type nopObserver struct{}

@@ -125,9 +125,10 @@ func runBatch(ctx context.Context, rdb *redis.Client, prefix string, n, citizens
 		senders[ch] = s
 		sinks = append(sinks, s)
 	}
+	flowing, pace := benchYield(rdb, prefix, queues)
 	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Sealer: sealer, Enqueuer: client, Queues: queues,
 		Senders: senders, MailboxURL: "https://www.borger.dk/digitalpost", Logger: slog.New(slog.DiscardHandler),
-		BatchSize: *batchSize, BatchInflight: *batchInflight})
+		BatchSize: *batchSize, BatchInflight: *batchInflight, UrgentFlowing: flowing, YieldPace: pace})
 	if err != nil {
 		return result{}, err
 	}

@@ -103,6 +103,7 @@ var (
 	drainBatch   = flag.Bool("drain-batch", false, "latency: publish the drain phase's bulk letters 500 at a time with PublishBatch (batch tasks of 200, as a release arrives through the batch endpoint) instead of one task each")
 	drainAll     = flag.Bool("drain-all", false, "latency: after the drain phase's urgent letters, wait for the whole bulk backlog (drain rate, Redis CPU and memory per letter)")
 	force        = flag.Bool("force", false, "-latency, -batch: run even if Redis holds keys this run did not create")
+	yieldRate    = flag.Int("yield-rate", dispatcher.DefaultYieldRate, "latency and batch: letters a second batch tasks process while urgent letters flow (POSTBUD_BATCH_YIELD_RATE; 0: off)")
 	splitNice    = flag.Int("split-nice", -1, "latency, drain phase: the main server runs in a process of its own at this nice value (0–19: POSTBUD_WORKERS=main replicas on CPU of lower priority), the urgent server alone in the measuring process; -1: both servers in one process, as POSTBUD_WORKERS=all")
 )
 
@@ -129,6 +130,7 @@ type lanePhase struct {
 	Publish dist    `json:"publish"` // the Publish call itself
 	Wait    dist    `json:"wait"`    // publish start → handler start
 	Handle  dist    `json:"handle"`  // handler start → sink
+	Later   dist    `json:"later"`   // Total of the letters sent after the phase's first second
 	Seconds float64 `json:"seconds"` // first send → last alert
 	Load    string  `json:"load"`    // /proc/loadavg after the phase
 }
@@ -310,6 +312,7 @@ func printLatency(r latencyResult) {
 		row("  of which Publish call", p.ph.Publish)
 		row("  publish → handler start (queue)", p.ph.Wait)
 		row("  handler start → sink", p.ph.Handle)
+		row("  sent after the phase's first second", p.ph.Later)
 	}
 	verdict := func(ok bool) string {
 		if ok {
@@ -548,9 +551,10 @@ func runLatency(ctx context.Context, rdb *redis.Client, url, prefix string, conc
 	for _, ch := range []channels.Name{channels.Email, channels.SMS, channels.APNs, channels.FCM} {
 		senders[ch] = p.wrap(sink.New(ch, 0))
 	}
+	flowing, pace := benchYield(rdb, prefix, queues)
 	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Sealer: sealer, Enqueuer: enqueuer, Queues: queues,
 		Senders: senders, MailboxURL: "https://www.borger.dk/digitalpost", Logger: slog.New(slog.DiscardHandler),
-		BatchInflight: *batchInflight})
+		BatchInflight: *batchInflight, UrgentFlowing: flowing, YieldPace: pace})
 	if err != nil {
 		return latencyResult{}, err
 	}
@@ -716,8 +720,9 @@ func runLatency(ctx context.Context, rdb *redis.Client, url, prefix string, conc
 		return start, sendErr.get()
 	}
 	phase := func(from int, start time.Time) lanePhase {
-		var total, pubd, wait, handle []time.Duration
+		var total, pubd, wait, handle, later []time.Duration
 		var last int64
+		first := min(U, int(*urgentRate)) // letters sent in the phase's first second
 		for i := from; i < from+U; i++ {
 			s, pb, st, rc := p.sent[i].Load(), p.published[i].Load(), p.started[i].Load(), p.recvd[i].Load()
 			if pb != 0 {
@@ -728,13 +733,16 @@ func runLatency(ctx context.Context, rdb *redis.Client, url, prefix string, conc
 			}
 			if rc != 0 {
 				total = append(total, time.Duration(rc-s))
+				if i-from >= first {
+					later = append(later, time.Duration(rc-s))
+				}
 				last = max(last, rc)
 				if st != 0 {
 					handle = append(handle, time.Duration(rc-st))
 				}
 			}
 		}
-		return lanePhase{Total: mkDist(total, U), Publish: mkDist(pubd, U), Wait: mkDist(wait, U), Handle: mkDist(handle, U),
+		return lanePhase{Total: mkDist(total, U), Publish: mkDist(pubd, U), Wait: mkDist(wait, U), Handle: mkDist(handle, U), Later: mkDist(later, U-first),
 			Seconds: (time.Duration(last) - start.Sub(p.base)).Seconds(), Load: loadavg()}
 	}
 	// The hang phase's letters and the drain's have message ids of their
@@ -1016,9 +1024,10 @@ func runLatencyMain(ctx context.Context, rdb *redis.Client, prefix string, conc 
 			return rc, err
 		})
 	}
+	flowing, pace := benchYield(rdb, prefix, queues)
 	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Sealer: sealer, Enqueuer: enqueuer, Queues: queues,
 		Senders: senders, MailboxURL: "https://www.borger.dk/digitalpost", Logger: slog.New(slog.DiscardHandler),
-		BatchInflight: *batchInflight})
+		BatchInflight: *batchInflight, UrgentFlowing: flowing, YieldPace: pace})
 	if err != nil {
 		return err
 	}
@@ -1059,4 +1068,15 @@ func runLatencyMain(ctx context.Context, rdb *redis.Client, prefix string, conc 
 			return flush()
 		}
 	}
+}
+
+// benchYield is Config.UrgentFlowing and YieldPace as cmd/postbud wires
+// them (yielding): the urgent lane's wake.Flow, read at most every 100 ms,
+// and -yield-rate letters a second shared in Redis; no flow with
+// -yield-rate 0.
+func benchYield(rdb redis.UniversalClient, prefix string, queues dispatcher.Queues) (func(context.Context) bool, dispatcher.Pacer) {
+	if *yieldRate <= 0 {
+		return nil, nil
+	}
+	return wake.NewFlow(rdb, queues.Urgent, 100*time.Millisecond).On, redisstore.NewPacer(rdb, prefix, *yieldRate, dispatcher.YieldTurn)
 }

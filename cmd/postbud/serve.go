@@ -165,16 +165,15 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 		return fmt.Errorf("POSTBUD_PSEUDONYM_KEY: %w", err)
 	}
 	queues := dispatcher.DefaultQueues(cfg.QueuePrefix)
-	enqueueRDB := rdb
-	if cfg.UrgentWakeWait > 0 {
-		// An urgent enqueue wakes an idle urgent server (its token goes in
-		// the enqueue's round trip).
-		enqueueRDB = wake.NewClient(rdb, cfg.UrgentWakeWait, queues.Urgent)
-	}
-	client := asynq.NewClientFromRedisClient(enqueueRDB)
+	// An urgent enqueue wakes an idle urgent server and marks the urgent
+	// lane flowing (its token and mark go in the enqueue's round trip),
+	// whether this replica's urgent server waits for tokens or not.
+	client := asynq.NewClientFromRedisClient(wake.NewClient(rdb, cfg.UrgentWakeWait, queues.Urgent))
 	defer client.Close()
+	flowing, pace := yielding(rdb, cfg, queues)
 	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Sealer: sealer, Enqueuer: client, Queues: queues,
 		Senders: senders, Logger: log, MailboxURL: cfg.MailboxURL, AlertTTL: cfg.AlertTTL, RetryBase: cfg.RetryBase, BatchSize: cfg.BatchSize, BatchInflight: cfg.BatchInflight, GroupAccepts: cfg.GroupAccepts,
+		UrgentFlowing: flowing, YieldPace: pace,
 		TrackReports: trackReports(cfg), Syncer: syncer, QuietHours: quiet, PaperForMinors: cfg.PaperForMinors,
 		ReminderBefore: cfg.ReminderBefore, Observer: m, Limiter: limiter, Coalesce: coalesce})
 	if err != nil {

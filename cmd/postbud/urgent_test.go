@@ -111,7 +111,9 @@ func metric(t *testing.T, base, series string) string {
 // TestEndToEndUrgentServerWaitsForWakeUpTokens: as the daemon wires it,
 // the urgent worker server waits on the urgent lane's wake list (BLPOP)
 // and posting an urgent letter pushes a token there (LPUSH); the letter is
-// alerted. On a redis-server of the test's own, watched with MONITOR.
+// alerted, and the enqueue marks the urgent lane flowing (SET of its flow
+// key, which batch tasks yield to). On a redis-server of the test's own,
+// watched with MONITOR.
 // That a token starts a waiting server's task before its next poll is
 // dispatcher/wake's test (TestIdleServerStartsAWokenTaskBeforeItsNextPoll).
 func TestEndToEndUrgentServerWaitsForWakeUpTokens(t *testing.T) {
@@ -120,7 +122,7 @@ func TestEndToEndUrgentServerWaitsForWakeUpTokens(t *testing.T) {
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	t.Cleanup(func() { c.Close() })
 	rt := &redistest.Env{Client: c, URL: srv.URL, Prefix: "w", QueuePrefix: "wq"}
-	key := `"asynq:{wq.urgent}:postbud-wake"`
+	key, flow := `"asynq:{wq.urgent}:postbud-wake"`, `"asynq:{wq.urgent}:postbud-flow"`
 
 	// MONITOR on a plain connection: each command Redis runs comes as one
 	// status reply ("+<time> [<db> <client>] "cmd" "arg" …").
@@ -137,21 +139,21 @@ func TestEndToEndUrgentServerWaitsForWakeUpTokens(t *testing.T) {
 		t.Fatalf("MONITOR: %q %v", l, err)
 	}
 	var mu sync.Mutex
-	var seen []string // MONITOR lines naming the wake list, lower case (BLPOP is sent as such)
+	var seen []string // MONITOR lines naming the wake list or the flow key, lower case (BLPOP is sent as such)
 	go func() {
 		for {
 			l, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			if strings.Contains(l, key) {
+			if strings.Contains(l, key) || strings.Contains(l, flow) {
 				mu.Lock()
 				seen = append(seen, strings.ToLower(l))
 				mu.Unlock()
 			}
 		}
 	}()
-	saw := func(cmd string) bool {
+	sawOn := func(cmd, key string) bool {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, l := range seen {
@@ -161,6 +163,7 @@ func TestEndToEndUrgentServerWaitsForWakeUpTokens(t *testing.T) {
 		}
 		return false
 	}
+	saw := func(cmd string) bool { return sawOn(cmd, key) }
 
 	smtp := emailtest.New(t)
 	sms := smstest.New(t, smstest.Options{})
@@ -170,8 +173,8 @@ func TestEndToEndUrgentServerWaitsForWakeUpTokens(t *testing.T) {
 		map[string]any{"cpr": "040490-1234", "mobile": "20123456", "confirmed": true}))
 	waitIdle(t, rt)
 	eventually(t, "the urgent server to wait on the urgent lane's wake list (BLPOP)", 30*time.Second, func() bool { return saw("blpop") })
-	if saw("lpush") {
-		t.Fatal("a wake-up token before any urgent letter")
+	if saw("lpush") || sawOn("set", flow) {
+		t.Fatal("a wake-up token or the flow mark before any urgent letter")
 	}
 	if code, body := post(t, d.base+"/v1/events", testCoreKey, wireEvent("urgent-1", "message.received", "core",
 		map[string]any{"message_id": "9a1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b", "recipient": map[string]any{"cpr": "040490-1234"},
@@ -184,6 +187,51 @@ func TestEndToEndUrgentServerWaitsForWakeUpTokens(t *testing.T) {
 		t.Fatalf("the urgent letter's SMS did not go out: %v", err)
 	}
 	eventually(t, "the urgent letter's enqueue to push a wake-up token (LPUSH)", 30*time.Second, func() bool { return saw("lpush") })
+	eventually(t, "the urgent letter's enqueue to mark the urgent lane flowing (SET)", 30*time.Second, func() bool { return sawOn("set", flow) })
 	d.stop(t)
 	assertNoPersonalData(t, logs.String())
+}
+
+// TestEndToEndBatchYieldsWhileUrgentLettersFlow: as the daemon wires it,
+// a batch task that finds the urgent lane flowing (its flow key set, as an
+// urgent enqueue sets it) yields: it logs so, takes its letters at the
+// rate POSTBUD_BATCH_YIELD_RATE gives in a limiter shared in Redis
+// (rate:<prefix>:yield), and every letter is still alerted once.
+func TestEndToEndBatchYieldsWhileUrgentLettersFlow(t *testing.T) {
+	rt := redistest.New(t)
+	smtp := emailtest.New(t)
+	logs := &syncBuffer{}
+	d := start(t, testEnv(rt, smtp, map[string]string{"POSTBUD_BATCH_YIELD_RATE": "5"}), logs)
+	const n = 30
+	var contacts, letters []string
+	for i := range n {
+		cpr := fmt.Sprintf("%02d0190-%04d", i%28+1, 2000+i)
+		contacts = append(contacts, wireEvent(fmt.Sprintf("c-%d", i), "contact.updated", "core",
+			map[string]any{"cpr": cpr, "email": fmt.Sprintf("c%d@example.dk", i), "confirmed": true}))
+		letters = append(letters, wireEvent(fmt.Sprintf("l-%d", i), "message.received", "core", map[string]any{
+			"message_id": fmt.Sprintf("%08x-0000-4000-8000-%012x", i+0xc000, i), "recipient": map[string]any{"cpr": cpr},
+			"sender": map[string]any{"id": "skat", "name": "Skattestyrelsen", "kind": "public"}}))
+	}
+	if code, body := post(t, d.base+"/v1/events/batch", testCoreKey, `{"events":[`+strings.Join(contacts, ",")+`]}`); code != http.StatusAccepted {
+		t.Fatalf("contacts: %d %v", code, body)
+	}
+	waitIdle(t, rt)
+	ctx := context.Background()
+	if err := rt.Client.Set(ctx, "asynq:{"+rt.QueuePrefix+".urgent}:postbud-flow", "1", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := post(t, d.base+"/v1/events/batch", testCoreKey, `{"events":[`+strings.Join(letters, ",")+`]}`); code != http.StatusAccepted {
+		t.Fatalf("letters: %d %v", code, body)
+	}
+	eventually(t, "the batch task to take from the shared yield rate (rate:<prefix>:yield)", 20*time.Second, func() bool {
+		return rt.Client.Exists(ctx, "rate:"+rt.Prefix+":yield").Val() == 1
+	})
+	waitMessages(t, smtp, n)
+	waitIdle(t, rt)
+	if got := len(smtp.Messages()); got != n {
+		t.Errorf("%d emails, want %d", got, n)
+	}
+	if !strings.Contains(logs.String(), "urgent letters are flowing: batch tasks yield") {
+		t.Error("no log line saying the batch tasks yield")
+	}
 }

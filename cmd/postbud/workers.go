@@ -13,6 +13,7 @@ import (
 	"github.com/digitalpost/postbud/config"
 	"github.com/digitalpost/postbud/dispatcher"
 	"github.com/digitalpost/postbud/dispatcher/metrics"
+	"github.com/digitalpost/postbud/dispatcher/redisstore"
 	"github.com/digitalpost/postbud/dispatcher/wake"
 )
 
@@ -146,4 +147,20 @@ func (s *workerServers) shutdown() {
 		wg.Go(srv.Shutdown)
 	}
 	wg.Wait()
+}
+
+// flowRead is how often a replica reads whether urgent letters flow: a
+// release's batch tasks start or stop yielding within it of the first or
+// the last second's urgent letter.
+const flowRead = 100 * time.Millisecond
+
+// yielding is the dispatcher's Config.UrgentFlowing and YieldPace: the
+// urgent lane's wake.Flow (the key an urgent enqueue marks) and
+// POSTBUD_BATCH_YIELD_RATE letters a second shared by every replica; no
+// flow (batch tasks never yield) when that rate is 0.
+func yielding(rdb redis.UniversalClient, cfg *config.Config, queues dispatcher.Queues) (func(context.Context) bool, dispatcher.Pacer) {
+	if cfg.BatchYieldRate <= 0 {
+		return nil, nil
+	}
+	return wake.NewFlow(rdb, queues.Urgent, flowRead).On, redisstore.NewPacer(rdb, cfg.KeyPrefix, cfg.BatchYieldRate, dispatcher.YieldTurn)
 }

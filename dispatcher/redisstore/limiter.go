@@ -48,3 +48,45 @@ func (l *Limiter) Reserve(ctx context.Context, ch channels.Name) (time.Duration,
 	}
 	return max(res.RetryAfter, time.Millisecond), nil
 }
+
+// Pacer is a rate of letters shared by every replica (GCRA in Redis, as
+// Limiter's): while urgent letters flow, the batch tasks of all of
+// postbud together process at most its rate (dispatcher.Config.Yield), so
+// the Redis time a release's drain takes meanwhile does not grow with the
+// replicas that drain it.
+type Pacer struct {
+	l     *redis_rate.Limiter
+	key   string
+	limit redis_rate.Limit
+}
+
+// NewPacer returns the Pacer of perSecond letters, at most burst at once.
+func NewPacer(rdb redis.UniversalClient, prefix string, perSecond, burst int) *Pacer {
+	return &Pacer{l: redis_rate.NewLimiter(rdb), key: prefix + ":yield",
+		limit: redis_rate.Limit{Rate: perSecond, Burst: burst, Period: time.Second}}
+}
+
+// WaitN returns once n more letters (at most the burst) may be processed,
+// or with ctx's error, or Redis's.
+func (p *Pacer) WaitN(ctx context.Context, n int) error {
+	if n > p.limit.Burst {
+		// GCRA would never allow it: refused, not waited for.
+		return fmt.Errorf("yield pace: %d letters at once, more than its burst of %d", n, p.limit.Burst)
+	}
+	for {
+		res, err := p.l.AllowN(ctx, p.key, p.limit, n)
+		if err != nil {
+			return fmt.Errorf("yield pace: %w", err)
+		}
+		if res.Allowed > 0 {
+			return nil
+		}
+		t := time.NewTimer(max(res.RetryAfter, time.Millisecond))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}

@@ -19,6 +19,11 @@
 //     still taken by asynq's own script, lease and all; only the empty
 //     answer comes later.
 //
+// Client also marks a watched queue as flowing (FlowKey, in the same
+// pipeline as the token): a flow key that lives FlowWindow after each
+// enqueue. Flow reads it, so that work of lower priority (a bulk release's
+// batch tasks) can yield Redis to the queue's tasks while they come.
+//
 // A token wakes one waiting server. A lost token (a connection that broke
 // after the enqueue script ran, a failover, a task enqueued by a client
 // without this wrapper) costs latency, never a task: the server's wait ends within the configured wait and asynq polls
@@ -49,11 +54,20 @@ const tokenTTL = time.Minute
 // Key is the wake list of asynq queue q, in the queue's hash slot.
 func Key(q string) string { return "asynq:{" + q + "}:postbud-wake" }
 
-// kick queues a wake-up token for wake list k on p.
-func kick(ctx context.Context, p redis.Pipeliner, k string) {
+// FlowKey is the flow key of asynq queue q (in the queue's hash slot): it
+// exists while a task was put pending on q within the last FlowWindow.
+func FlowKey(q string) string { return "asynq:{" + q + "}:postbud-flow" }
+
+// FlowWindow is how long after a watched queue's last enqueue its flow
+// key lives: one enqueue a second keeps the queue flowing.
+const FlowWindow = time.Second
+
+// kick queues a wake-up token for wake list k and the flow key f on p.
+func kick(ctx context.Context, p redis.Pipeliner, k, f string) {
 	p.LPush(ctx, k, "1")
 	p.LTrim(ctx, k, 0, tokens-1)
 	p.PExpire(ctx, k, tokenTTL)
+	p.Set(ctx, f, "1", FlowWindow)
 }
 
 // Client is the go-redis client to give asynq: its enqueues of a task
@@ -64,6 +78,7 @@ type Client struct {
 	redis.UniversalClient
 	wait    time.Duration
 	pending map[string]string // asynq pending list → its queue's wake list
+	flow    map[string]string // asynq pending list → its queue's flow key
 	paused  map[string]string // asynq pending list → its queue's paused key
 	task    map[string]string // asynq pending list → its queue's task key prefix
 }
@@ -73,10 +88,10 @@ type Client struct {
 // long; an asynq client never waits).
 func NewClient(rdb redis.UniversalClient, wait time.Duration, queues ...string) *Client {
 	c := &Client{UniversalClient: rdb, wait: max(wait, time.Millisecond),
-		pending: map[string]string{}, paused: map[string]string{}, task: map[string]string{}}
+		pending: map[string]string{}, flow: map[string]string{}, paused: map[string]string{}, task: map[string]string{}}
 	for _, q := range queues {
 		p := "asynq:{" + q + "}:pending" // asynq's key names (its base package is internal)
-		c.pending[p], c.paused[p], c.task[p] = Key(q), "asynq:{"+q+"}:paused", "asynq:{"+q+"}:t:"
+		c.pending[p], c.flow[p], c.paused[p], c.task[p] = Key(q), FlowKey(q), "asynq:{"+q+"}:paused", "asynq:{"+q+"}:t:"
 	}
 	return c
 }
@@ -84,8 +99,8 @@ func NewClient(rdb redis.UniversalClient, wait time.Duration, queues ...string) 
 // EvalSha runs a script by its hash; asynq's dequeue script, finding a
 // watched queue empty, answers after a wake-up token or the wait.
 func (c *Client) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
-	if wk, ok := c.enqueue(keys); ok {
-		return c.kicking(ctx, wk, func(p redis.Pipeliner) *redis.Cmd { return p.EvalSha(ctx, sha1, keys, args...) })
+	if c.enqueue(keys) {
+		return c.kicking(ctx, keys[1], func(p redis.Pipeliner) *redis.Cmd { return p.EvalSha(ctx, sha1, keys, args...) })
 	}
 	cmd := c.UniversalClient.EvalSha(ctx, sha1, keys, args...)
 	return c.dequeued(ctx, cmd, keys, func() *redis.Cmd { return c.UniversalClient.EvalSha(ctx, sha1, keys, args...) })
@@ -94,8 +109,8 @@ func (c *Client) EvalSha(ctx context.Context, sha1 string, keys []string, args .
 // Eval is EvalSha for a script sent whole (go-redis falls back to it when
 // Redis has not loaded the script yet).
 func (c *Client) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
-	if wk, ok := c.enqueue(keys); ok {
-		return c.kicking(ctx, wk, func(p redis.Pipeliner) *redis.Cmd { return p.Eval(ctx, script, keys, args...) })
+	if c.enqueue(keys) {
+		return c.kicking(ctx, keys[1], func(p redis.Pipeliner) *redis.Cmd { return p.Eval(ctx, script, keys, args...) })
 	}
 	cmd := c.UniversalClient.Eval(ctx, script, keys, args...)
 	return c.dequeued(ctx, cmd, keys, func() *redis.Cmd { return c.UniversalClient.Eval(ctx, script, keys, args...) })
@@ -103,24 +118,25 @@ func (c *Client) Eval(ctx context.Context, script string, keys []string, args ..
 
 // enqueue reports whether keys are those of asynq's enqueue script
 // putting a task pending on a watched queue (KEYS: the task's hash, the
-// queue's pending list), and the queue's wake list.
-func (c *Client) enqueue(keys []string) (wake string, ok bool) {
+// queue's pending list).
+func (c *Client) enqueue(keys []string) bool {
 	if len(keys) != 2 {
-		return "", false
+		return false
 	}
-	wake, ok = c.pending[keys[1]]
-	return wake, ok && strings.HasPrefix(keys[0], c.task[keys[1]])
+	_, ok := c.pending[keys[1]]
+	return ok && strings.HasPrefix(keys[0], c.task[keys[1]])
 }
 
 // kicking runs the script call run builds and, in the same pipeline right
-// after it, pushes a token on wake list wk. The token goes even when the
-// script enqueued nothing (a task id already taken): a stale token costs
-// one empty dequeue. The kick's own errors only delay a task.
-func (c *Client) kicking(ctx context.Context, wk string, run func(p redis.Pipeliner) *redis.Cmd) *redis.Cmd {
+// after it, pushes a token on the wake list of the queue whose pending
+// list is pending and marks the queue flowing. The token goes even when
+// the script enqueued nothing (a task id already taken): a stale token
+// costs one empty dequeue. The kick's own errors only delay a task.
+func (c *Client) kicking(ctx context.Context, pending string, run func(p redis.Pipeliner) *redis.Cmd) *redis.Cmd {
 	var cmd *redis.Cmd
 	_, _ = c.UniversalClient.Pipelined(ctx, func(p redis.Pipeliner) error {
 		cmd = run(p)
-		kick(ctx, p, wk)
+		kick(ctx, p, c.pending[pending], c.flow[pending])
 		return nil
 	})
 	return cmd

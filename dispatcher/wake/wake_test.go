@@ -217,3 +217,66 @@ func TestClientKicksWatchedPendingTasksOnly(t *testing.T) {
 		t.Errorf("the wake list's TTL is %v, want at most a minute", ttl)
 	}
 }
+
+// An enqueue of a pending task on a watched queue marks the queue flowing
+// for FlowWindow; a scheduled task, or one on another queue, does not.
+// Flow reads the mark.
+func TestClientMarksWatchedQueueFlowing(t *testing.T) {
+	t.Parallel()
+	rt := redistest.New(t)
+	watched, other := rt.QueuePrefix+".urgent", rt.QueuePrefix+".normal"
+	enq := asynq.NewClientFromRedisClient(wake.NewClient(rt.Client, wait, watched))
+	ctx := context.Background()
+	flow := wake.NewFlow(rt.Client, watched, 0)
+
+	if _, err := enq.EnqueueContext(ctx, asynq.NewTask("t", nil), asynq.Queue(watched), asynq.ProcessIn(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := enq.EnqueueContext(ctx, asynq.NewTask("t", nil), asynq.Queue(other)); err != nil {
+		t.Fatal(err)
+	}
+	if flow.On(ctx) || wake.NewFlow(rt.Client, other, 0).On(ctx) {
+		t.Fatal("flowing after a scheduled task and another queue's task, want not")
+	}
+	if _, err := enq.EnqueueContext(ctx, asynq.NewTask("t", nil), asynq.Queue(watched)); err != nil {
+		t.Fatal(err)
+	}
+	if !flow.On(ctx) {
+		t.Fatal("not flowing after a pending task on the watched queue")
+	}
+	if ttl := rt.Client.PTTL(ctx, wake.FlowKey(watched)).Val(); ttl <= 0 || ttl > wake.FlowWindow {
+		t.Errorf("the flow key's TTL is %v, want at most %v", ttl, wake.FlowWindow)
+	}
+	rt.Client.Del(ctx, wake.FlowKey(watched))
+	if flow.On(ctx) {
+		t.Error("still flowing once the flow key is gone")
+	}
+}
+
+// Flow reads Redis at most once per its interval, and a read that fails
+// keeps the last answer.
+func TestFlowReadsOncePerIntervalAndKeepsItsAnswerOnError(t *testing.T) {
+	t.Parallel()
+	rt := redistest.New(t)
+	q := rt.QueuePrefix + ".urgent"
+	ctx := context.Background()
+
+	cached := wake.NewFlow(rt.Client, q, time.Hour)
+	if cached.On(ctx) {
+		t.Fatal("flowing with no flow key")
+	}
+	rt.Client.Set(ctx, wake.FlowKey(q), "1", time.Minute)
+	if cached.On(ctx) {
+		t.Error("read Redis again within the interval, want the answer of the first read")
+	}
+
+	c := redis.NewClient(&redis.Options{Addr: rt.Client.Options().Addr, DB: rt.Client.Options().DB})
+	flow := wake.NewFlow(c, q, 0)
+	if !flow.On(ctx) {
+		t.Fatal("not flowing with the flow key set")
+	}
+	c.Close()
+	if !flow.On(ctx) {
+		t.Error("a failed read answered not flowing, want the last answer kept")
+	}
+}

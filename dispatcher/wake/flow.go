@@ -1,0 +1,46 @@
+package wake
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Flow tells whether tasks are flowing into a watched queue: whether a
+// Client, on any replica, put one pending on it within the last
+// FlowWindow (its flow key exists). It reads the key at most once per
+// its interval, however many goroutines ask; a read that fails keeps the
+// last answer.
+type Flow struct {
+	rdb   redis.UniversalClient
+	key   string
+	every time.Duration
+
+	mu sync.Mutex
+	at time.Time // of the last read; zero: never read
+	on bool
+}
+
+// NewFlow returns the Flow of queue q, reading its flow key at most once
+// per every.
+func NewFlow(rdb redis.UniversalClient, q string, every time.Duration) *Flow {
+	return &Flow{rdb: rdb, key: FlowKey(q), every: every}
+}
+
+// On reports whether the queue is flowing, as of at most the interval
+// ago.
+func (f *Flow) On(ctx context.Context) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.at.IsZero() && time.Since(f.at) < f.every {
+		return f.on
+	}
+	n, err := f.rdb.Exists(ctx, f.key).Result()
+	f.at = time.Now()
+	if err == nil {
+		f.on = n == 1
+	}
+	return f.on
+}
