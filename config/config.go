@@ -113,11 +113,13 @@ type Config struct {
 	// memory (≈ 6 KB of heap a letter being processed).
 	BatchInflight int
 	// BatchYieldRate (POSTBUD_BATCH_YIELD_RATE, default 5000; 0 = off) is
-	// the most letters a second one replica's batch tasks process while
-	// urgent letters flow (one was enqueued within the last second, by
-	// any replica), in parts of 25 letters: a release's drain leaves Redis
-	// idle time for the urgent letters' commands. With no urgent letter
-	// for a second the drain goes at full speed.
+	// the most letters a second the batch tasks of all replicas together
+	// process (a rate shared in Redis) while the urgent lane's tasks flow
+	// (one was enqueued within the last second, by any replica: an urgent
+	// letter, a read, a badge, a confirmation code), in parts of 25
+	// letters: a release's drain leaves Redis idle time for the urgent
+	// lane's commands. With no urgent-lane task for a second the drain
+	// goes at full speed.
 	BatchYieldRate int
 	// GroupAccepts (POSTBUD_GROUP_ACCEPTS, default true) enqueues the
 	// letters (not urgent ones) that single-event requests bring at once

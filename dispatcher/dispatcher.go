@@ -122,11 +122,12 @@ type Config struct {
 	// letter. A copy of a letter still queued in a group's task is then
 	// answered accepted, not duplicate (it is processed once).
 	GroupAccepts bool
-	// UrgentFlowing reports whether urgent letters are flowing (wake.Flow:
-	// one was enqueued within the last second, by any replica). While they
-	// are, batch tasks yield Redis to them: they take their letters in
-	// parts of at most YieldTurn, each when YieldPace allows it (yield.go).
-	// nil: they never yield.
+	// UrgentFlowing reports whether the urgent lane's tasks are flowing
+	// (wake.Flow: one was enqueued within the last second, by any replica:
+	// an urgent letter, a read and its sync, a badge, a confirmation code).
+	// While they are, batch tasks yield Redis to them: they take their
+	// letters in parts of at most YieldTurn, each when YieldPace allows it
+	// (yield.go). nil: they never yield.
 	UrgentFlowing func(ctx context.Context) bool
 	// YieldPace paces batch tasks while UrgentFlowing: a rate of letters
 	// shared by every replica (redisstore.Pacer). nil: a rate of this
@@ -134,10 +135,10 @@ type Config struct {
 	YieldPace Pacer
 }
 
-// Pacer paces batch tasks while urgent letters flow: WaitN returns once n
-// more letters (at most YieldTurn) may be processed, or with an error
-// (ctx's end). redisstore.Pacer is one shared by every replica;
-// *rate.Limiter (golang.org/x/time/rate) one of a process's own.
+// Pacer paces batch tasks while the urgent lane's tasks flow: WaitN
+// returns once n more letters (at most YieldTurn) may be processed, or
+// with an error (ctx's end). redisstore.Pacer is one shared by every
+// replica; *rate.Limiter (golang.org/x/time/rate) one of a process's own.
 type Pacer interface {
 	WaitN(ctx context.Context, n int) error
 }
@@ -152,7 +153,7 @@ type Dispatcher struct {
 	letters *letterBound
 	// groups gathers Accept's letters (Config.GroupAccepts).
 	groups groupcommit.Group[*event.Event, Accepted]
-	// yield paces batch tasks while urgent letters flow (yield.go).
+	// yield paces batch tasks while the urgent lane's tasks flow (yield.go).
 	yield *yielder
 }
 

@@ -103,7 +103,7 @@ var (
 	drainBatch   = flag.Bool("drain-batch", false, "latency: publish the drain phase's bulk letters 500 at a time with PublishBatch (batch tasks of 200, as a release arrives through the batch endpoint) instead of one task each")
 	drainAll     = flag.Bool("drain-all", false, "latency: after the drain phase's urgent letters, wait for the whole bulk backlog (drain rate, Redis CPU and memory per letter)")
 	force        = flag.Bool("force", false, "-latency, -batch: run even if Redis holds keys this run did not create")
-	yieldRate    = flag.Int("yield-rate", dispatcher.DefaultYieldRate, "latency and batch: letters a second batch tasks process while urgent letters flow (POSTBUD_BATCH_YIELD_RATE; 0: off)")
+	yieldRate    = flag.Int("yield-rate", dispatcher.DefaultYieldRate, "latency and batch: letters a second batch tasks process, all together (a pace in Redis), while the urgent lane's tasks flow (POSTBUD_BATCH_YIELD_RATE; 0: off)")
 	splitNice    = flag.Int("split-nice", -1, "latency, drain phase: the main server runs in a process of its own at this nice value (0–19: POSTBUD_WORKERS=main replicas on CPU of lower priority), the urgent server alone in the measuring process; -1: both servers in one process, as POSTBUD_WORKERS=all")
 )
 
@@ -528,12 +528,12 @@ func runLatency(ctx context.Context, rdb *redis.Client, url, prefix string, conc
 	keyer := benchKeyer()
 	client := asynq.NewClientFromRedisClient(rdb)
 	// As cmd/postbud wires them: the dispatcher's own urgent enqueues (and
-	// publish's) push wake-up tokens, the urgent server waits for them.
-	var enqueuer dispatcher.Enqueuer = client
+	// publish's) push wake-up tokens and mark the urgent lane flowing, the
+	// urgent server waits for the tokens.
+	var enqueuer dispatcher.Enqueuer = asynq.NewClientFromRedisClient(wake.NewClient(rdb, *urgentWake, queues.Urgent))
 	urgentRDB := redis.UniversalClient(rdb)
 	if *urgentWake > 0 && !*sharedServer {
 		urgentRDB = wake.NewClient(rdb, *urgentWake, queues.Urgent)
-		enqueuer = asynq.NewClientFromRedisClient(urgentRDB)
 	}
 
 	// Measured letters: slots [0,U) idle, [U,2U) hang, [2U,3U) while bulk
@@ -1010,10 +1010,7 @@ func runLatencyMain(ctx context.Context, rdb *redis.Client, prefix string, conc 
 	store := redisstore.New(rdb, redisstore.Options{Prefix: prefix, Sealer: sealer})
 	defer store.Close()
 	keyer := benchKeyer()
-	var enqueuer dispatcher.Enqueuer = asynq.NewClientFromRedisClient(rdb)
-	if *urgentWake > 0 {
-		enqueuer = asynq.NewClientFromRedisClient(wake.NewClient(rdb, *urgentWake, queues.Urgent))
-	}
+	var enqueuer dispatcher.Enqueuer = asynq.NewClientFromRedisClient(wake.NewClient(rdb, *urgentWake, queues.Urgent))
 	var sent atomic.Int64
 	senders := map[channels.Name]channels.Sender{}
 	for _, ch := range []channels.Name{channels.Email, channels.SMS, channels.APNs, channels.FCM} {

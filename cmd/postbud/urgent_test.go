@@ -195,8 +195,8 @@ func TestEndToEndUrgentServerWaitsForWakeUpTokens(t *testing.T) {
 // TestEndToEndBatchYieldsWhileUrgentLettersFlow: as the daemon wires it,
 // a batch task that finds the urgent lane flowing (its flow key set, as an
 // urgent enqueue sets it) yields: it logs so, takes its letters at the
-// rate POSTBUD_BATCH_YIELD_RATE gives in a limiter shared in Redis
-// (rate:<prefix>:yield), and every letter is still alerted once.
+// rate POSTBUD_BATCH_YIELD_RATE gives in a pace shared in Redis
+// (<prefix>:yield), and every letter is still alerted once.
 func TestEndToEndBatchYieldsWhileUrgentLettersFlow(t *testing.T) {
 	rt := redistest.New(t)
 	smtp := emailtest.New(t)
@@ -223,15 +223,15 @@ func TestEndToEndBatchYieldsWhileUrgentLettersFlow(t *testing.T) {
 	if code, body := post(t, d.base+"/v1/events/batch", testCoreKey, `{"events":[`+strings.Join(letters, ",")+`]}`); code != http.StatusAccepted {
 		t.Fatalf("letters: %d %v", code, body)
 	}
-	eventually(t, "the batch task to take from the shared yield rate (rate:<prefix>:yield)", 20*time.Second, func() bool {
-		return rt.Client.Exists(ctx, "rate:"+rt.Prefix+":yield").Val() == 1
+	eventually(t, "the batch task to take from the shared yield pace (<prefix>:yield)", 20*time.Second, func() bool {
+		return rt.Client.Exists(ctx, rt.Prefix+":yield").Val() == 1
 	})
 	waitMessages(t, smtp, n)
 	waitIdle(t, rt)
 	if got := len(smtp.Messages()); got != n {
 		t.Errorf("%d emails, want %d", got, n)
 	}
-	if !strings.Contains(logs.String(), "urgent letters are flowing: batch tasks yield") {
+	if !strings.Contains(logs.String(), "urgent-lane tasks are flowing: batch tasks yield") {
 		t.Error("no log line saying the batch tasks yield")
 	}
 }

@@ -149,13 +149,13 @@ func (s *workerServers) shutdown() {
 	wg.Wait()
 }
 
-// flowRead is how often a replica reads whether urgent letters flow: a
-// release's batch tasks start or stop yielding within it of the first or
-// the last second's urgent letter.
+// flowRead is how often a replica reads whether the urgent lane flows: a
+// release's batch tasks start yielding within it of the first urgent-lane
+// enqueue, and stop within it of the flow key's expiry.
 const flowRead = 100 * time.Millisecond
 
 // yielding is the dispatcher's Config.UrgentFlowing and YieldPace: the
-// urgent lane's wake.Flow (the key an urgent enqueue marks) and
+// urgent lane's wake.Flow (the key every urgent-lane enqueue marks) and
 // POSTBUD_BATCH_YIELD_RATE letters a second shared by every replica; no
 // flow (batch tasks never yield) when that rate is 0.
 func yielding(rdb redis.UniversalClient, cfg *config.Config, queues dispatcher.Queues) (func(context.Context) bool, dispatcher.Pacer) {
