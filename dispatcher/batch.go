@@ -279,9 +279,10 @@ func (d *Dispatcher) HandleLetters(ctx context.Context, t *asynq.Task) error {
 }
 
 // receiveBatch processes pseudonymised letters of distinct or repeated
-// citizens: the k-th letter of each citizen goes in turn k. While urgent
-// letters flow, a turn is taken in parts of at most YieldTurn letters,
-// each when the yield rate allows it (yield.go).
+// citizens: the k-th letter of each citizen goes in turn k. While the
+// urgent lane's tasks flow, a turn is taken in parts of at most YieldTurn
+// letters, each when the pace allows it (yield.go); a part is a whole
+// receiveAll, its letters marked before the next part starts.
 func (d *Dispatcher) receiveBatch(ctx context.Context, evs []*event.Event) error {
 	var turns [][]*event.Event
 	nth := map[string]int{}
