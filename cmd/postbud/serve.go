@@ -170,7 +170,8 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 	// whether this replica's urgent server waits for tokens or not.
 	client := asynq.NewClientFromRedisClient(wake.NewClient(rdb, cfg.UrgentWakeWait, queues.Urgent))
 	defer client.Close()
-	flowing, pace := yielding(rdb, cfg, queues)
+	wm := metrics.NewWorkers(reg)
+	flowing, pace := yielding(rdb, cfg, queues, wm)
 	d, err := dispatcher.New(dispatcher.Config{Store: store, Keyer: keyer, Sealer: sealer, Enqueuer: client, Queues: queues,
 		Senders: senders, Logger: log, MailboxURL: cfg.MailboxURL, AlertTTL: cfg.AlertTTL, RetryBase: cfg.RetryBase, BatchSize: cfg.BatchSize, BatchInflight: cfg.BatchInflight, GroupAccepts: cfg.GroupAccepts,
 		UrgentFlowing: flowing, YieldPace: pace,
@@ -188,7 +189,7 @@ func serve(ctx context.Context, e env, stdout, stderr io.Writer, ov *overrides) 
 	mux := asynq.NewServeMux()
 	d.Register(mux)
 	mux.Use(taskMiddleware(working, replicas, cfg.AckReplicas > 0))
-	if err := workers.start(mux, metrics.NewWorkers(reg), cfg); err != nil {
+	if err := workers.start(mux, wm, cfg); err != nil {
 		return err
 	}
 

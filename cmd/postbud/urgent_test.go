@@ -194,8 +194,9 @@ func TestEndToEndUrgentServerWaitsForWakeUpTokens(t *testing.T) {
 
 // TestEndToEndBatchYieldsWhileUrgentLettersFlow: as the daemon wires it,
 // a batch task that finds the urgent lane flowing (its flow key set, as an
-// urgent enqueue sets it) yields: it logs so, takes its letters at the
-// rate POSTBUD_BATCH_YIELD_RATE gives in a pace shared in Redis
+// urgent enqueue sets it) yields: it logs so and shows it in
+// postbud_batch_yielding, takes its letters at the rate
+// POSTBUD_BATCH_YIELD_RATE gives in a pace shared in Redis
 // (<prefix>:yield), and every letter is still alerted once.
 func TestEndToEndBatchYieldsWhileUrgentLettersFlow(t *testing.T) {
 	rt := redistest.New(t)
@@ -233,5 +234,8 @@ func TestEndToEndBatchYieldsWhileUrgentLettersFlow(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "urgent-lane tasks are flowing: batch tasks yield") {
 		t.Error("no log line saying the batch tasks yield")
+	}
+	if got := metric(t, d.base, "postbud_batch_yielding"); got != "1" {
+		t.Errorf("postbud_batch_yielding = %q, want 1 (the flow key still set at the batch task's last look)", got)
 	}
 }

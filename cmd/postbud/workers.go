@@ -155,12 +155,18 @@ func (s *workerServers) shutdown() {
 const flowRead = 100 * time.Millisecond
 
 // yielding is the dispatcher's Config.UrgentFlowing and YieldPace: the
-// urgent lane's wake.Flow (the key every urgent-lane enqueue marks) and
+// urgent lane's wake.Flow (the key every urgent-lane enqueue marks), each
+// answer also recorded in w (postbud_batch_yielding), and
 // POSTBUD_BATCH_YIELD_RATE letters a second shared by every replica; no
 // flow (batch tasks never yield) when that rate is 0.
-func yielding(rdb redis.UniversalClient, cfg *config.Config, queues dispatcher.Queues) (func(context.Context) bool, dispatcher.Pacer) {
+func yielding(rdb redis.UniversalClient, cfg *config.Config, queues dispatcher.Queues, w *metrics.Workers) (func(context.Context) bool, dispatcher.Pacer) {
 	if cfg.BatchYieldRate <= 0 {
 		return nil, nil
 	}
-	return wake.NewFlow(rdb, queues.Urgent, flowRead).On, redisstore.NewPacer(rdb, cfg.KeyPrefix, cfg.BatchYieldRate, dispatcher.YieldTurn)
+	flow := wake.NewFlow(rdb, queues.Urgent, flowRead)
+	return func(ctx context.Context) bool {
+		on := flow.On(ctx)
+		w.Yielding(on)
+		return on
+	}, redisstore.NewPacer(rdb, cfg.KeyPrefix, cfg.BatchYieldRate, dispatcher.YieldTurn)
 }

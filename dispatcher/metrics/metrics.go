@@ -361,9 +361,11 @@ const (
 // Workers exports the worker slots of postbud's asynq servers,
 // postbud_workers{server}, and how many are busy,
 // postbud_workers_busy{server}: a main server at its slots (a provider
-// hangs) while the urgent one has room is the separation at work.
+// hangs) while the urgent one has room is the separation at work; and
+// postbud_batch_yielding, 1 while batch tasks yield to the urgent lane.
 type Workers struct {
 	slots, busy *prometheus.GaugeVec
+	yielding    prometheus.Gauge
 }
 
 // NewWorkers returns Workers registered with reg (nil registers nothing).
@@ -377,14 +379,28 @@ func NewWorkers(reg prometheus.Registerer) *Workers {
 			Name: "postbud_workers_busy",
 			Help: "Worker slots of an asynq server of this replica that run a task now.",
 		}, []string{"server"}),
+		yielding: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "postbud_batch_yielding",
+			Help: "1 while this replica's batch tasks yield Redis to the urgent lane (it flowed at their last look; POSTBUD_BATCH_YIELD_RATE), else 0.",
+		}),
 	}
 	for _, s := range []string{ServerUrgent, ServerMain} {
 		w.busy.WithLabelValues(s)
 	}
 	if reg != nil {
-		reg.MustRegister(w.slots, w.busy)
+		reg.MustRegister(w.slots, w.busy, w.yielding)
 	}
 	return w
+}
+
+// Yielding records whether batch tasks yield to the urgent lane, as they
+// last looked.
+func (w *Workers) Yielding(on bool) {
+	if on {
+		w.yielding.Set(1)
+	} else {
+		w.yielding.Set(0)
+	}
 }
 
 // Slots records the worker slots of server (ServerUrgent, ServerMain).

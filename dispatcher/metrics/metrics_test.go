@@ -318,6 +318,17 @@ func TestWorkers(t *testing.T) {
 	if got[`postbud_workers_busy{server="urgent"}`] != 0 || got[`postbud_workers_busy{server="main"}`] != 0 {
 		t.Errorf("busy after every task ended: %v", got)
 	}
+	if v, ok := got[`postbud_batch_yielding`]; !ok || v != 0 {
+		t.Errorf("postbud_batch_yielding = %v (exported: %v) before any yield, want 0", v, ok)
+	}
+	w.Yielding(true)
+	if _, got = scrape(t, reg); got[`postbud_batch_yielding`] != 1 {
+		t.Errorf("postbud_batch_yielding = %v while yielding, want 1", got[`postbud_batch_yielding`])
+	}
+	w.Yielding(false)
+	if _, got = scrape(t, reg); got[`postbud_batch_yielding`] != 0 {
+		t.Errorf("postbud_batch_yielding = %v once no longer yielding, want 0", got[`postbud_batch_yielding`])
+	}
 }
 
 // TestQueueCollectorWhileOtherQueuesComeAndGo scrapes while queues of
