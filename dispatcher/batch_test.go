@@ -708,17 +708,22 @@ func failSMSOnce(c *dispatcher.Config, messageID string) {
 	})
 }
 
-// meanwhileStore is the real store whose LookupWriteAll runs during once,
-// between its look-up and its writes: another run of a letter at that
-// moment.
+// meanwhileStore is the real store whose LookupWriteAll records how many
+// letters each call reads, and runs during once, between its look-up and
+// its writes: another run of a letter at that moment.
 type meanwhileStore struct {
 	dispatcher.Store
 	lw     dispatcher.LookupWriter
 	during func()
+	mu     sync.Mutex
+	parts  []int
 }
 
 func (s *meanwhileStore) LookupWriteAll(ctx context.Context, evs []dispatcher.EventRef,
 	plan func([]dispatcher.LetterView) ([]dispatcher.LetterWrite, error)) ([]dispatcher.WriteResult, error) {
+	s.mu.Lock()
+	s.parts = append(s.parts, len(evs))
+	s.mu.Unlock()
 	return s.lw.LookupWriteAll(ctx, evs, func(v []dispatcher.LetterView) ([]dispatcher.LetterWrite, error) {
 		ws, err := plan(v)
 		if f := s.during; f != nil {
@@ -767,24 +772,7 @@ func TestBatchLetterRunMeanwhileAlertedOnce(t *testing.T) {
 	}
 }
 
-// partsStore is the real store that records how many letters each of the
-// batch path's look-ups reads.
-type partsStore struct {
-	dispatcher.Store
-	lw    dispatcher.LookupWriter
-	mu    sync.Mutex
-	parts []int
-}
-
-func (s *partsStore) LookupWriteAll(ctx context.Context, evs []dispatcher.EventRef,
-	plan func([]dispatcher.LetterView) ([]dispatcher.LetterWrite, error)) ([]dispatcher.WriteResult, error) {
-	s.mu.Lock()
-	s.parts = append(s.parts, len(evs))
-	s.mu.Unlock()
-	return s.lw.LookupWriteAll(ctx, evs, plan)
-}
-
-// While urgent letters flow, a batch task takes its letters in parts of
+// While the urgent lane's tasks flow, a batch task takes its letters in parts of
 // at most YieldTurn (each when the yield rate allows it), and every
 // letter is alerted once and marked; while they do not, in one turn.
 func TestBatchYieldsInPartsWhileUrgentLettersFlow(t *testing.T) {
@@ -792,9 +780,9 @@ func TestBatchYieldsInPartsWhileUrgentLettersFlow(t *testing.T) {
 	for _, flowing := range []bool{true, false} {
 		t.Run(fmt.Sprintf("flowing=%v", flowing), func(t *testing.T) {
 			t.Parallel()
-			var st *partsStore
+			var st *meanwhileStore
 			h := newHarnessWith(t, func(c *dispatcher.Config, h *harness) {
-				st = &partsStore{Store: h.store, lw: h.store}
+				st = &meanwhileStore{Store: h.store, lw: h.store}
 				c.Store = st
 				c.UrgentFlowing = func(context.Context) bool { return flowing }
 				c.YieldPace = rate.NewLimiter(1000, 2*dispatcher.YieldTurn) // two parts at once, the third within 25 ms

@@ -1068,12 +1068,12 @@ func runLatencyMain(ctx context.Context, rdb *redis.Client, prefix string, conc 
 }
 
 // benchYield is Config.UrgentFlowing and YieldPace as cmd/postbud wires
-// them (yielding): the urgent lane's wake.Flow, read at most every 100 ms,
+// them (yielding): the urgent lane's wake.Flow, read at most every wake.FlowRead,
 // and -yield-rate letters a second shared in Redis; no flow with
 // -yield-rate 0.
 func benchYield(rdb redis.UniversalClient, prefix string, queues dispatcher.Queues) (func(context.Context) bool, dispatcher.Pacer) {
 	if *yieldRate <= 0 {
 		return nil, nil
 	}
-	return wake.NewFlow(rdb, queues.Urgent, 100*time.Millisecond).On, redisstore.NewPacer(rdb, prefix, *yieldRate, dispatcher.YieldTurn)
+	return wake.NewFlow(rdb, queues.Urgent, wake.FlowRead).On, redisstore.NewPacer(rdb, prefix, *yieldRate, dispatcher.YieldTurn)
 }

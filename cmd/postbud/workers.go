@@ -149,11 +149,6 @@ func (s *workerServers) shutdown() {
 	wg.Wait()
 }
 
-// flowRead is how often a replica reads whether the urgent lane flows: a
-// release's batch tasks start yielding within it of the first urgent-lane
-// enqueue, and stop within it of the flow key's expiry.
-const flowRead = 100 * time.Millisecond
-
 // yielding is the dispatcher's Config.UrgentFlowing and YieldPace: the
 // urgent lane's wake.Flow (the key every urgent-lane enqueue marks), each
 // answer also recorded in w (postbud_batch_yielding), and
@@ -163,7 +158,7 @@ func yielding(rdb redis.UniversalClient, cfg *config.Config, queues dispatcher.Q
 	if cfg.BatchYieldRate <= 0 {
 		return nil, nil
 	}
-	flow := wake.NewFlow(rdb, queues.Urgent, flowRead)
+	flow := wake.NewFlow(rdb, queues.Urgent, wake.FlowRead)
 	return func(ctx context.Context) bool {
 		on := flow.On(ctx)
 		w.Yielding(on)

@@ -25,6 +25,12 @@ type Flow struct {
 	reading bool
 }
 
+// FlowRead is how often a replica reads whether a queue flows (the
+// daemon's and the benchmark's Flow): batch tasks start yielding within it
+// of the first urgent-lane enqueue, and stop within it of the flow key's
+// expiry.
+const FlowRead = 100 * time.Millisecond
+
 // NewFlow returns the Flow of queue q, reading its flow key at most once
 // per every.
 func NewFlow(rdb redis.UniversalClient, q string, every time.Duration) *Flow {
