@@ -2,6 +2,12 @@
 // server at POSTBUD_TEST_REDIS_URL (default redis://127.0.0.1:6379/0), with
 // a key prefix and asynq queue names no other test uses, cleaned up after.
 //
+// The Redis itself is shared: CI runs every package's tests at once on it.
+// What a test reads Redis-wide (asynq's server or queue lists, INFO
+// commandstats, DBSIZE, KEYS *) holds other tests' entries too: filter it
+// by the test's prefixes, or take a redis-server of the test's own
+// (StartServer).
+//
 // When that Redis does not answer, tests run on an embedded miniredis and
 // say so once — unless POSTBUD_TEST_REQUIRE_REDIS=1 (as in CI), when a
 // missing Redis fails the test.
