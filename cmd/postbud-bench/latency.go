@@ -610,7 +610,7 @@ func runLatency(ctx context.Context, rdb *redis.Client, url, prefix string, conc
 	t := time.Now()
 	if err := enqueue(citizens, func(i int) error {
 		email := fmt.Sprintf("citizen%d@example.dk", i)
-		key := keyer.CitizenKey(event.CPR(latCPR(i)))
+		key := keyer.CitizenKey(event.CPR(cprOf(i)))
 		_, err := store.UpdateContact(ctx, confirmedContact(keyer, key, email, "", now,
 			dispatcher.EventRef{Citizen: key, ID: fmt.Sprintf("lc%d", i)}))
 		return err
@@ -699,7 +699,7 @@ func runLatency(ctx context.Context, rdb *redis.Client, url, prefix string, conc
 	sendUrgent := func(from int) (time.Time, error) {
 		start := at(func(k int) {
 			i := from + k
-			b := letterJSON(fmt.Sprintf("lat-urgent-%d", i), urgentID(i), latCPR(i), "Politiet", "urgent", time.Now().UTC())
+			b := letterJSON(fmt.Sprintf("lat-urgent-%d", i), urgentID(i), cprOf(i), "Politiet", "urgent", time.Now().UTC())
 			p.sent[i].Store(p.now())
 			if _, err := pub.Publish(ctx, b); err != nil {
 				sendErr.set(err)
@@ -771,7 +771,7 @@ func runLatency(ctx context.Context, rdb *redis.Client, url, prefix string, conc
 	bulkLetter := func(tag string, i int) []byte {
 		kind := map[string]int{"bulk": 2, "hang": 3}[tag]
 		return letterJSON("lat-"+tag+"-"+strconv.Itoa(i), fmt.Sprintf("%08x-%04d-4000-8000-%012x", i, kind, i),
-			latCPR(phases*U+i%K), "Skattestyrelsen", "bulk", now)
+			cprOf(phases*U+i%K), "Skattestyrelsen", "bulk", now)
 	}
 
 	// 2. idle.
@@ -964,12 +964,6 @@ func mkDist(ds []time.Duration, want int) dist {
 	q := func(f float64) float64 { return float64(ds[quantileIndex(len(ds), f)]) / 1e6 }
 	d.P50, d.P95, d.P99, d.Max = q(0.50), q(0.95), q(0.99), float64(ds[len(ds)-1])/1e6
 	return d
-}
-
-// latCPR is a distinct CPR number for i < 168000 of a citizen born in the
-// 1900s (seventh digit 0–3), so no letter meets the under-15 rule.
-func latCPR(i int) string {
-	return fmt.Sprintf("%02d%02d%02d%04d", i%28+1, (i/28)%12+1, (i/336)%100, i%4000)
 }
 
 // beforeWeights are the main server's weights from before the urgent lane

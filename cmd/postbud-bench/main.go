@@ -109,6 +109,11 @@ func main() {
 	phase := flag.String("phase", "", "internal: run one phase in this process")
 	prefix := flag.String("prefix", "", "internal: key and queue prefix")
 	flag.Parse()
+	for name, v := range map[string]int{"citizens": *citizens, "batch-citizens": *batchCitizensN, "bulk-citizens": *bulkCitizens} {
+		if err := checkCitizens(name, v); err != nil {
+			fail(err)
+		}
+	}
 	opt, err := redis.ParseURL(*redisURL)
 	if err != nil {
 		fail(err)
@@ -464,9 +469,27 @@ func runRaw(ctx context.Context, rdb *redis.Client, prefix string, n, conc int) 
 		RedisCPUus: cpu * 1e6 / float64(n), CPUus: pcpu * 1e6 / float64(n), Concurrency: conc}, nil
 }
 
+// cprOf is a distinct CPR number for each i < maxCitizens: a valid date
+// (day 01–28, month 01–12, year 00–99) and a serial 0000–3999, whose
+// seventh digit (0–3) puts the birth in the 1900s, so no letter meets the
+// under-15 rule (a serial of 4000 or more would make some citizens
+// children, whom public senders' letters never reach digitally).
 func cprOf(i int) string {
-	// Valid dates: day 01–28, month 01–12, year 00–99, serial from i.
-	return fmt.Sprintf("%02d%02d%02d%04d", i%28+1, (i/28)%12+1, (i/336)%100, i%10000)
+	return fmt.Sprintf("%02d%02d%02d%04d", i%28+1, (i/28)%12+1, (i/336)%100, i%4000)
+}
+
+// maxCitizens is how many distinct citizens cprOf makes: the date repeats
+// every 28 × 12 × 100 = 33 600 and the serial every 4 000, together every
+// 168 000.
+const maxCitizens = 168000
+
+// checkCitizens refuses a citizen count cprOf cannot make distinct adults
+// for, naming the flag.
+func checkCitizens(flagName string, n int) error {
+	if n < 1 || n > maxCitizens {
+		return fmt.Errorf("-%s %d: want 1–%d (the benchmark's distinct adult CPR numbers)", flagName, n, maxCitizens)
+	}
+	return nil
 }
 
 // benchKeyer is the phases' Keyer, under the same fixed bench key.
