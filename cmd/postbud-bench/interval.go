@@ -7,8 +7,8 @@ import (
 )
 
 // The latency targets compare two p99s of one run: a phase's and the idle
-// phase's. With 1 000 urgent letters a phase a p99 is the tenth slowest
-// letter, and on a shared machine it moves a lot between runs: the hang
+// phase's. With 1 000 urgent letters a phase a p99 is the eleventh
+// slowest letter (nearest rank), and on a shared machine it moves a lot between runs: the hang
 // phase, whose urgent path nothing touches, measured 0.80–1.56 × idle p99
 // in runs of one day (README, runs 51–68). ratioInterval says how far one run's ratio
 // can be trusted, so a verdict within the noise reads as such.

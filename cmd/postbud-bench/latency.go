@@ -203,8 +203,8 @@ func latencyMain(ctx context.Context, rdb *redis.Client, url string, conc int) {
 	if B < 1 || U < 1 || R <= 0 || K < 1 || *urgentConc < 1 || *urgentPoll <= 0 || *bulkPoll <= 0 || *hangFor <= 0 || *idleSeconds <= 0 {
 		fail(fmt.Errorf("-bulk, -urgent, -rate, -bulk-citizens, -urgent-concurrency, -urgent-poll, -poll, -hang and -idle-seconds must be positive"))
 	}
-	if 3*U+K > 168000 {
-		fail(fmt.Errorf("3×-urgent + -bulk-citizens must be ≤ 168000 (distinct test CPR numbers)"))
+	if 3*U+K > maxCitizens {
+		fail(fmt.Errorf("3×-urgent + -bulk-citizens must be ≤ %d (the benchmark's distinct adult CPR numbers)", maxCitizens))
 	}
 	if err := refuseForeignKeys(ctx, rdb, *force); err != nil {
 		fail(err)

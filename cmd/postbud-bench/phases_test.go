@@ -7,6 +7,7 @@ import (
 	"flag"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -187,6 +188,10 @@ func checkLatency(t *testing.T, ctx context.Context, rdb *redis.Client, r latenc
 	for name, ph := range map[string]lanePhase{"idle": r.Idle, "hang": r.Hang, "drain": r.Busy} {
 		if ph.Total.N != urgent || ph.Total.Missing != 0 {
 			t.Errorf("%s: %d urgent alerts measured, %d missing; want %d, 0", name, ph.Total.N, ph.Total.Missing, urgent)
+		}
+		// The letters the verdicts' intervals redraw (ratioInterval).
+		if len(ph.Sample) != ph.Total.N || !slices.IsSorted(ph.Sample) || ph.Total.N > 0 && ph.Sample[len(ph.Sample)-1] != ph.Total.Max {
+			t.Errorf("%s: %d sample latencies (sorted: %v), want the phase's %d, sorted, the last its max", name, len(ph.Sample), slices.IsSorted(ph.Sample), ph.Total.N)
 		}
 	}
 	if r.HangSlotsHeld != conc {

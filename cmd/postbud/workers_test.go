@@ -33,7 +33,8 @@ func TestEndToEndWorkerRoles(t *testing.T) {
 	}
 	// A server of another test on the same Redis, as CI runs the
 	// packages' tests at once: the lists below must leave it out.
-	foreign := asynq.NewServerFromRedisClient(rt.Client, asynq.Config{Queues: map[string]int{rt.QueuePrefix + "-other.normal": 1}})
+	foreign := asynq.NewServerFromRedisClient(rt.Client, asynq.Config{Queues: map[string]int{rt.QueuePrefix + "-other.normal": 1},
+		LogLevel: asynq.ErrorLevel})
 	if err := foreign.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil })); err != nil {
 		t.Fatal(err)
 	}
