@@ -291,7 +291,12 @@ func (e *ValidationError) Error() string {
 	return "invalid event: " + strings.Join(parts, "; ")
 }
 
-type validator struct{ errs []FieldError }
+type validator struct {
+	errs []FieldError
+	// layered turns decodeOnce off: every nested object is decoded apart
+	// (tests compare the two ways).
+	layered bool
+}
 
 func (v *validator) add(field, reason string) { v.errs = append(v.errs, FieldError{field, reason}) }
 
@@ -321,9 +326,15 @@ type wireSender struct {
 	Kind *string `json:"kind"`
 }
 
-// Nested objects stay raw and are decoded on their own (object), so that
+// Nested objects stay raw and are decoded on their own (nested), so that
 // an unknown field inside one is named with its full path: encoding/json's
-// unknown-field error gives the bare name only.
+// unknown-field error gives the bare name only. That reads each nested
+// byte twice per level, so a well-formed event (nearly all of them) is
+// decoded once instead, into the wire struct's ...Once form whose nested
+// objects are typed (decodeOnce), and only data that fails it takes the
+// layered way, which names the fault. A nested object given twice (input
+// RFC 8259 leaves undefined) is merged by the one-pass decode where the
+// layered one keeps the last; either way every field decoded is validated.
 type wireMessage struct {
 	MessageID         *string         `json:"message_id"`
 	Recipient         json.RawMessage `json:"recipient"` // wireRecipient
@@ -349,6 +360,25 @@ type wireAccess struct {
 	Scope     *string         `json:"scope"`
 	ExpiresAt *string         `json:"expires_at"`
 	Notify    *bool           `json:"notify"`
+}
+
+// The one-pass forms: the shallower typed field hides the raw one of the
+// same name.
+type wireMessageOnce struct {
+	wireMessage
+	Recipient *wireRecipient `json:"recipient"`
+	Sender    *wireSender    `json:"sender"`
+}
+
+type wireReadOnce struct {
+	wireRead
+	Recipient *wireRecipient `json:"recipient"`
+	Reader    *wireRecipient `json:"reader"`
+}
+
+type wireAccessOnce struct {
+	wireAccess
+	Holder *wireRecipient `json:"holder"`
 }
 
 type wireContact struct {
@@ -388,8 +418,9 @@ var (
 // Parse decodes and validates one event in the wire form of contract
 // v1. Unknown fields are refused. The returned error is a *ValidationError
 // naming every bad field.
-func Parse(b []byte) (*Event, error) {
-	v := &validator{}
+func Parse(b []byte) (*Event, error) { return parse(b, &validator{}) }
+
+func parse(b []byte, v *validator) (*Event, error) {
 	if len(b) > MaxEventBytes {
 		v.add("", fmt.Sprintf("event is larger than %d bytes", MaxEventBytes))
 		return nil, v.err()
@@ -486,14 +517,32 @@ func strictDecode(b []byte, dst any, prefix string, v *validator) bool {
 	return false
 }
 
-// object decodes the nested object raw into dst; it reports field as
-// required when raw is absent or null.
-func object(raw json.RawMessage, dst any, field string, v *validator) bool {
-	if len(raw) == 0 || string(raw) == "null" {
-		v.add(field, "required")
+// decodeOnce decodes well-formed data b, the one JSON value of an event's
+// data (the envelope's decode leaves no trailing bytes in it), into dst in
+// one pass, refusing unknown fields. It reports nothing: data it refuses
+// takes the layered way (strictDecode, nested), which names the fault.
+func decodeOnce(b []byte, dst any, v *validator) bool {
+	if v.layered {
 		return false
 	}
-	return strictDecode(raw, dst, field, v)
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	return dec.Decode(dst) == nil
+}
+
+// nested decodes the raw nested object of field into a new value. It
+// reports field as required when raw is absent or null, and returns nil
+// then and when the object is refused (reported too).
+func nested[T any](raw json.RawMessage, field string, v *validator) *T {
+	if len(raw) == 0 || string(raw) == "null" {
+		v.add(field, "required")
+		return nil
+	}
+	dst := new(T)
+	if !strictDecode(raw, dst, field, v) {
+		return nil
+	}
+	return dst
 }
 
 func jsonKind(goType string) string {
@@ -602,18 +651,21 @@ func (v *validator) time(field string, s *string, required bool) time.Time {
 }
 
 func parseMessage(b []byte, v *validator) *MessageData {
-	var w wireMessage
-	if !strictDecode(b, &w, "data", v) {
-		return nil
+	var w wireMessageOnce
+	if !decodeOnce(b, &w, v) || w.Recipient == nil || w.Sender == nil {
+		w = wireMessageOnce{}
+		if !strictDecode(b, &w.wireMessage, "data", v) {
+			return nil
+		}
+		w.Recipient = nested[wireRecipient](w.wireMessage.Recipient, "data.recipient", v)
+		w.Sender = nested[wireSender](w.wireMessage.Sender, "data.sender", v)
 	}
 	m := &MessageData{}
 	m.MessageID = v.messageID("data.message_id", w.MessageID)
-	var rcpt wireRecipient
-	if object(w.Recipient, &rcpt, "data.recipient", v) {
+	if rcpt := w.Recipient; rcpt != nil {
 		m.CPR = v.cpr("data.recipient.cpr", rcpt.CPR)
 	}
-	var sender wireSender
-	if object(w.Sender, &sender, "data.sender", v) {
+	if sender := w.Sender; sender != nil {
 		m.SenderID = v.text("data.sender.id", sender.ID, true, 64)
 		m.SenderName = v.text("data.sender.name", sender.Name, true, 100)
 		if sender.Kind == nil {
@@ -642,14 +694,20 @@ func parseMessage(b []byte, v *validator) *MessageData {
 }
 
 func parseRead(b []byte, v *validator) *ReadData {
-	var w wireRead
-	if !strictDecode(b, &w, "data", v) {
-		return nil
+	var w wireReadOnce
+	if !decodeOnce(b, &w, v) || w.Recipient == nil {
+		w = wireReadOnce{}
+		if !strictDecode(b, &w.wireRead, "data", v) {
+			return nil
+		}
+		w.Recipient = nested[wireRecipient](w.wireRead.Recipient, "data.recipient", v)
+		if raw := w.wireRead.Reader; len(raw) > 0 && string(raw) != "null" {
+			w.Reader = nested[wireRecipient](raw, "data.reader", v)
+		}
 	}
 	r := &ReadData{}
 	r.MessageID = v.messageID("data.message_id", w.MessageID)
-	var rcpt wireRecipient
-	if object(w.Recipient, &rcpt, "data.recipient", v) {
+	if rcpt := w.Recipient; rcpt != nil {
 		r.CPR = v.cpr("data.recipient.cpr", rcpt.CPR)
 	}
 	if w.Platform == nil {
@@ -660,12 +718,9 @@ func parseRead(b []byte, v *validator) *ReadData {
 		r.Platform = Platform(*w.Platform)
 	}
 	r.At = v.time("data.at", w.At, true)
-	if len(w.Reader) > 0 && string(w.Reader) != "null" {
-		var rd wireRecipient
-		if object(w.Reader, &rd, "data.reader", v) {
-			if c := v.cpr("data.reader.cpr", rd.CPR); c != r.CPR {
-				r.ReaderCPR = c // the recipient reading is no other reader
-			}
+	if rd := w.Reader; rd != nil {
+		if c := v.cpr("data.reader.cpr", rd.CPR); c != r.CPR {
+			r.ReaderCPR = c // the recipient reading is no other reader
 		}
 	}
 	return r
@@ -822,13 +877,16 @@ func parseConsent(b []byte, v *validator) *ConsentData {
 }
 
 func parseAccess(b []byte, v *validator, typ Type) *AccessData {
-	var w wireAccess
-	if !strictDecode(b, &w, "data", v) {
-		return nil
+	var w wireAccessOnce
+	if !decodeOnce(b, &w, v) || w.Holder == nil {
+		w = wireAccessOnce{}
+		if !strictDecode(b, &w.wireAccess, "data", v) {
+			return nil
+		}
+		w.Holder = nested[wireRecipient](w.wireAccess.Holder, "data.holder", v)
 	}
 	a := &AccessData{CPR: v.cpr("data.cpr", w.CPR)}
-	var h wireRecipient
-	if object(w.Holder, &h, "data.holder", v) {
+	if h := w.Holder; h != nil {
 		a.HolderCPR = v.cpr("data.holder.cpr", h.CPR)
 		if a.HolderCPR != "" && a.HolderCPR == a.CPR {
 			v.add("data.holder.cpr", "must not be the owner's cpr")

@@ -16,6 +16,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -447,7 +448,7 @@ func (a *API) postBatch(w http.ResponseWriter, r *http.Request) {
 	var batch struct {
 		Events []json.RawMessage `json:"events"`
 	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&batch); err != nil {
 		problem(w, http.StatusBadRequest, "invalid batch", "the body must be {\"events\": [ ... ]}",
