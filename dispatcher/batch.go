@@ -176,14 +176,46 @@ func NewLettersTask(letters []*event.Event, q Queues) (*asynq.Task, error) {
 	return newTask(TypeLetters, b, q, taskArgs{id: id, priority: letters[0].Message.Priority}), nil
 }
 
-// letter returns the event of the task's i-th letter, or what is wrong
-// with it.
+// lettersOnce is a lettersTask with its letters decoded with it, in one
+// pass: the shallower Letters hides the raw ones. A payload one letter of
+// which is of another shape fails it and is decoded letter by letter
+// (lettersTask.letter), so that letter alone is archived.
+type lettersOnce struct {
+	lettersTask
+	Letters []batchLetter `json:"l"`
+}
+
+// decodeLetters decodes a TypeLetters task's payload: in one pass when it
+// can (once), else with each letter raw. It fails when the payload is not
+// a letters task or holds no letter.
+func decodeLetters(payload []byte) (p lettersOnce, once bool, err error) {
+	if json.Unmarshal(payload, &p) == nil && len(p.Letters) > 0 {
+		return p, true, nil
+	}
+	p = lettersOnce{}
+	if err := json.Unmarshal(payload, &p.lettersTask); err != nil {
+		return p, false, err
+	}
+	if len(p.lettersTask.Letters) == 0 {
+		return p, false, errors.New("no letters")
+	}
+	return p, false, nil
+}
+
+// letter returns the event of the task's i-th raw letter, or what is
+// wrong with it.
 func (p *lettersTask) letter(i int) (*event.Event, []event.FieldError) {
 	var l batchLetter
-	field := func(name string) string { return "l[" + strconv.Itoa(i) + "]." + name }
 	if err := json.Unmarshal(p.Letters[i], &l); err != nil {
-		return nil, []event.FieldError{{Field: field(""), Reason: "not a letter of a letters task"}}
+		return nil, []event.FieldError{{Field: "l[" + strconv.Itoa(i) + "].", Reason: "not a letter of a letters task"}}
 	}
+	return p.check(i, l)
+}
+
+// check returns the event of the task's i-th letter l, or what is wrong
+// with it.
+func (p *lettersTask) check(i int, l batchLetter) (*event.Event, []event.FieldError) {
+	field := func(name string) string { return "l[" + strconv.Itoa(i) + "]." + name }
 	var errs []event.FieldError
 	bad := func(name, reason string) { errs = append(errs, event.FieldError{Field: field(name), Reason: reason}) }
 	if l.ID == "" {
@@ -246,29 +278,39 @@ func describeLetter(raw json.RawMessage, source event.Platform) string {
 // letters in one pipeline per step. Letters to one citizen go in turns, so
 // each sees the one before it (its unread count, a coalescing window).
 func (d *Dispatcher) HandleLetters(ctx context.Context, t *asynq.Task) error {
-	var p lettersTask
-	if err := json.Unmarshal(t.Payload(), &p); err != nil || len(p.Letters) == 0 {
-		if err == nil {
-			err = errors.New("no letters")
-		}
+	p, once, err := decodeLetters(t.Payload())
+	if err != nil {
 		return fmt.Errorf("letters task payload: %w", errors.Join(err, asynq.SkipRetry))
 	}
-	release, err := d.letters.admit(ctx, len(p.Letters))
+	n := len(p.lettersTask.Letters)
+	if once {
+		n = len(p.Letters)
+	}
+	release, err := d.letters.admit(ctx, n)
 	if err != nil {
 		return err
 	}
 	defer release()
-	evs := make([]*event.Event, 0, len(p.Letters))
-	for i := range p.Letters {
-		ev, errs := p.letter(i)
+	evs := make([]*event.Event, 0, n)
+	for i := range n {
+		var ev *event.Event
+		var errs []event.FieldError
+		if once {
+			ev, errs = p.check(i, p.Letters[i])
+		} else {
+			ev, errs = p.letter(i)
+		}
 		if errs == nil {
 			evs = append(evs, ev)
 			continue
 		}
 		// Bad data (a task enqueued straight into Redis): this letter
-		// alone is archived, with its reasons.
+		// alone is archived, with its reasons, as it was enqueued.
+		if p.lettersTask.Letters == nil {
+			_ = json.Unmarshal(t.Payload(), &p.lettersTask)
+		}
 		d.log.WarnContext(ctx, "letter of a letters task refused", "task_id", taskID(ctx), "index", i, "errors", len(errs))
-		b, _ := json.Marshal(rejectedTask{Errors: errs, Event: describeLetter(p.Letters[i], p.Source)})
+		b, _ := json.Marshal(rejectedTask{Errors: errs, Event: describeLetter(p.lettersTask.Letters[i], p.Source)})
 		q, _ := asynq.GetQueueName(ctx)
 		rt := newTask(TypeRejected, b, d.cfg.Queues, taskArgs{id: "rejected:" + taskID(ctx) + ":" + strconv.Itoa(i), parent: q})
 		if err := d.enqueue(ctx, rt); err != nil {

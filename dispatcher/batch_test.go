@@ -291,42 +291,86 @@ func (h *harness) seen(cpr, messageID, id string) bool {
 // are processed.
 func TestBatchBadLetterArchivedAlone(t *testing.T) {
 	t.Parallel()
+	// A letter of the right shape with bad values (its task decoded in one
+	// pass) and one of another shape (its task decoded letter by letter).
+	for _, tc := range []struct {
+		name   string
+		spoil  func(letter map[string]any)
+		fields []string
+	}{
+		{"bad values", func(l map[string]any) {
+			delete(l, "c")                            // no citizen
+			l["b"] = "0101901234 is not a birth date" // CPR-shaped, never kept
+		}, []string{"l[1].c", "l[1].b"}},
+		{"another shape", func(l map[string]any) {
+			l["t"] = "0101901234" // a string where the time's number goes: CPR-shaped, never kept
+		}, []string{"l[1].", "not a letter of a letters task"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, channels.Email)
+			var raws []string
+			for i := range 3 {
+				registerEmail(h, cprN(i))
+				raws = append(raws, bulkLetter(fmt.Sprintf("x-%d", i), msgN(i), cprN(i), event.Bulk))
+			}
+			good := h.lettersTaskOf(raws...)
+			var p map[string]any
+			if err := json.Unmarshal(good.Payload(), &p); err != nil {
+				t.Fatal(err)
+			}
+			tc.spoil(p["l"].([]any)[1].(map[string]any))
+			b, _ := json.Marshal(p)
+			if _, err := h.client.Enqueue(asynq.NewTask(dispatcher.TypeLetters, b), asynq.Queue(h.queues.Bulk), asynq.MaxRetry(0)); err != nil {
+				t.Fatal(err)
+			}
+			h.start()
+			email := h.channels[channels.Email]
+			h.waitFor("the good letters' emails", func() bool { return len(email.accepted()) == 2 })
+			h.idle()
+			if n := alertsByMessage(email); n[msgN(0)] != 1 || n[msgN(2)] != 1 || n[msgN(1)] != 0 {
+				t.Errorf("emails by letter %v, want letters 0 and 2 once, 1 never", n)
+			}
+			arch, err := h.insp.ListArchivedTasks(h.queues.Bulk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(arch) != 1 || arch[0].Type != dispatcher.TypeRejected {
+				t.Fatalf("archived %d tasks (%v), want the bad letter alone as a rejected task", len(arch), arch)
+			}
+			s := string(arch[0].Payload) + arch[0].LastErr
+			for _, f := range tc.fields {
+				if !strings.Contains(s, f) {
+					t.Errorf("rejected letter %s: want %q in it", s, f)
+				}
+			}
+			if strings.Contains(s, "0101901234") || event.HasCPRLike(s) {
+				t.Errorf("rejected letter %s: want no CPR", s)
+			}
+		})
+	}
+}
+
+// A letters task's payload is decoded in one pass, its letters with it,
+// unless a letter is of another shape: then letter by letter, so that one
+// is archived alone (TestBatchBadLetterArchivedAlone).
+func TestBatchLettersDecodedOnce(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, channels.Email)
-	var raws []string
-	for i := range 3 {
-		registerEmail(h, cprN(i))
-		raws = append(raws, bulkLetter(fmt.Sprintf("x-%d", i), msgN(i), cprN(i), event.Bulk))
-	}
-	good := h.lettersTaskOf(raws...)
-	var p map[string]any
-	if err := json.Unmarshal(good.Payload(), &p); err != nil {
-		t.Fatal(err)
-	}
-	letters := p["l"].([]any)
-	bad := letters[1].(map[string]any)
-	delete(bad, "c")                            // no citizen
-	bad["b"] = "0101901234 is not a birth date" // CPR-shaped, never kept
-	b, _ := json.Marshal(p)
-	if _, err := h.client.Enqueue(asynq.NewTask(dispatcher.TypeLetters, b), asynq.Queue(h.queues.Bulk), asynq.MaxRetry(0)); err != nil {
-		t.Fatal(err)
-	}
-	h.start()
-	email := h.channels[channels.Email]
-	h.waitFor("the good letters' emails", func() bool { return len(email.accepted()) == 2 })
-	h.idle()
-	if n := alertsByMessage(email); n[msgN(0)] != 1 || n[msgN(2)] != 1 || n[msgN(1)] != 0 {
-		t.Errorf("emails by letter %v, want letters 0 and 2 once, 1 never", n)
-	}
-	arch, err := h.insp.ListArchivedTasks(h.queues.Bulk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(arch) != 1 || arch[0].Type != dispatcher.TypeRejected {
-		t.Fatalf("archived %d tasks (%v), want the bad letter alone as a rejected task", len(arch), arch)
-	}
-	if s := string(arch[0].Payload) + arch[0].LastErr; !strings.Contains(s, "l[1].c") || !strings.Contains(s, "l[1].b") ||
-		strings.Contains(s, "0101901234") || event.HasCPRLike(s) {
-		t.Errorf("rejected letter %s: want its bad fields named and no CPR", s)
+	good := h.lettersTaskOf(bulkLetter("x-0", msgN(0), cprN(0), event.Bulk), bulkLetter("x-1", msgN(1), cprN(1), event.Bulk))
+	for _, tc := range []struct {
+		name    string
+		payload string
+		once    bool
+	}{
+		{"good", string(good.Payload()), true},
+		{"a letter of another shape", strings.Replace(string(good.Payload()), `"t":`, `"t":"x","u":`, 1), false},
+		{"a letter that is not an object", strings.Replace(string(good.Payload()), `"l":[`, `"l":["x",`, 1), false},
+	} {
+		once, n, err := dispatcher.DecodeLetters([]byte(tc.payload))
+		if err != nil || once != tc.once || n < 2 {
+			t.Errorf("%s: one pass %v, %d letters, %v; want one pass %v, 2 or more letters", tc.name, once, n, err, tc.once)
+		}
 	}
 }
 

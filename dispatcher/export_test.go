@@ -11,3 +11,13 @@ func (d *Dispatcher) BatchLetters() (running, waiting int64) {
 func (d *Dispatcher) AcceptsWaiting() int {
 	return d.groups.Waiting()
 }
+
+// DecodeLetters says whether a TypeLetters payload decodes in one pass and
+// how many letters it holds.
+func DecodeLetters(payload []byte) (once bool, letters int, err error) {
+	p, once, err := decodeLetters(payload)
+	if once {
+		return true, len(p.Letters), err
+	}
+	return false, len(p.lettersTask.Letters), err
+}
