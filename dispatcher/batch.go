@@ -179,7 +179,9 @@ func NewLettersTask(letters []*event.Event, q Queues) (*asynq.Task, error) {
 // lettersOnce is a lettersTask with its letters decoded with it, in one
 // pass: the shallower Letters hides the raw ones. A payload one letter of
 // which is of another shape fails it and is decoded letter by letter
-// (lettersTask.letter), so that letter alone is archived.
+// (lettersTask.letter), so that letter alone is archived. (A payload
+// naming "l" twice, which NewLettersTask never writes, may have its
+// letters merged here where the raw decode keeps the last list.)
 type lettersOnce struct {
 	lettersTask
 	Letters []batchLetter `json:"l"`
@@ -292,6 +294,7 @@ func (d *Dispatcher) HandleLetters(ctx context.Context, t *asynq.Task) error {
 	}
 	defer release()
 	evs := make([]*event.Event, 0, n)
+	var raw []json.RawMessage // the letters as enqueued, for a bad one's record
 	for i := range n {
 		var ev *event.Event
 		var errs []event.FieldError
@@ -306,11 +309,20 @@ func (d *Dispatcher) HandleLetters(ctx context.Context, t *asynq.Task) error {
 		}
 		// Bad data (a task enqueued straight into Redis): this letter
 		// alone is archived, with its reasons, as it was enqueued.
-		if p.lettersTask.Letters == nil {
-			_ = json.Unmarshal(t.Payload(), &p.lettersTask)
+		if raw == nil {
+			raw = p.lettersTask.Letters
+			if once {
+				var rp lettersTask
+				_ = json.Unmarshal(t.Payload(), &rp)
+				raw = rp.Letters
+			}
+		}
+		var rl json.RawMessage
+		if i < len(raw) {
+			rl = raw[i]
 		}
 		d.log.WarnContext(ctx, "letter of a letters task refused", "task_id", taskID(ctx), "index", i, "errors", len(errs))
-		b, _ := json.Marshal(rejectedTask{Errors: errs, Event: describeLetter(p.lettersTask.Letters[i], p.Source)})
+		b, _ := json.Marshal(rejectedTask{Errors: errs, Event: describeLetter(rl, p.Source)})
 		q, _ := asynq.GetQueueName(ctx)
 		rt := newTask(TypeRejected, b, d.cfg.Queues, taskArgs{id: "rejected:" + taskID(ctx) + ":" + strconv.Itoa(i), parent: q})
 		if err := d.enqueue(ctx, rt); err != nil {

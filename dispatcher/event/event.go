@@ -332,9 +332,11 @@ type wireSender struct {
 // byte twice per level, so a well-formed event (nearly all of them) is
 // decoded once instead, into the wire struct's ...Once form whose nested
 // objects are typed (decodeOnce), and only data that fails it takes the
-// layered way, which names the fault. A nested object given twice (input
-// RFC 8259 leaves undefined) is merged by the one-pass decode where the
-// layered one keeps the last; either way every field decoded is validated.
+// layered way, which names the fault, each error where the field stands.
+// A nested object given twice (input RFC 8259 leaves undefined; docs/
+// events.md asks for unique names) is merged by the one-pass decode where
+// the layered one keeps the last; either way every field decoded is
+// validated (TestParseRepeatedNestedObject).
 type wireMessage struct {
 	MessageID         *string         `json:"message_id"`
 	Recipient         json.RawMessage `json:"recipient"` // wireRecipient
@@ -652,18 +654,23 @@ func (v *validator) time(field string, s *string, required bool) time.Time {
 
 func parseMessage(b []byte, v *validator) *MessageData {
 	var w wireMessageOnce
-	if !decodeOnce(b, &w, v) || w.Recipient == nil || w.Sender == nil {
+	once := decodeOnce(b, &w, v) && w.Recipient != nil && w.Sender != nil
+	if !once {
 		w = wireMessageOnce{}
 		if !strictDecode(b, &w.wireMessage, "data", v) {
 			return nil
 		}
-		w.Recipient = nested[wireRecipient](w.wireMessage.Recipient, "data.recipient", v)
-		w.Sender = nested[wireSender](w.wireMessage.Sender, "data.sender", v)
 	}
 	m := &MessageData{}
 	m.MessageID = v.messageID("data.message_id", w.MessageID)
+	if !once { // each nested object where its errors go, in field order
+		w.Recipient = nested[wireRecipient](w.wireMessage.Recipient, "data.recipient", v)
+	}
 	if rcpt := w.Recipient; rcpt != nil {
 		m.CPR = v.cpr("data.recipient.cpr", rcpt.CPR)
+	}
+	if !once {
+		w.Sender = nested[wireSender](w.wireMessage.Sender, "data.sender", v)
 	}
 	if sender := w.Sender; sender != nil {
 		m.SenderID = v.text("data.sender.id", sender.ID, true, 64)
@@ -695,18 +702,18 @@ func parseMessage(b []byte, v *validator) *MessageData {
 
 func parseRead(b []byte, v *validator) *ReadData {
 	var w wireReadOnce
-	if !decodeOnce(b, &w, v) || w.Recipient == nil {
+	once := decodeOnce(b, &w, v) && w.Recipient != nil
+	if !once {
 		w = wireReadOnce{}
 		if !strictDecode(b, &w.wireRead, "data", v) {
 			return nil
 		}
-		w.Recipient = nested[wireRecipient](w.wireRead.Recipient, "data.recipient", v)
-		if raw := w.wireRead.Reader; len(raw) > 0 && string(raw) != "null" {
-			w.Reader = nested[wireRecipient](raw, "data.reader", v)
-		}
 	}
 	r := &ReadData{}
 	r.MessageID = v.messageID("data.message_id", w.MessageID)
+	if !once { // each nested object where its errors go, in field order
+		w.Recipient = nested[wireRecipient](w.wireRead.Recipient, "data.recipient", v)
+	}
 	if rcpt := w.Recipient; rcpt != nil {
 		r.CPR = v.cpr("data.recipient.cpr", rcpt.CPR)
 	}
@@ -718,6 +725,9 @@ func parseRead(b []byte, v *validator) *ReadData {
 		r.Platform = Platform(*w.Platform)
 	}
 	r.At = v.time("data.at", w.At, true)
+	if raw := w.wireRead.Reader; !once && len(raw) > 0 && string(raw) != "null" {
+		w.Reader = nested[wireRecipient](raw, "data.reader", v)
+	}
 	if rd := w.Reader; rd != nil {
 		if c := v.cpr("data.reader.cpr", rd.CPR); c != r.CPR {
 			r.ReaderCPR = c // the recipient reading is no other reader
@@ -878,14 +888,17 @@ func parseConsent(b []byte, v *validator) *ConsentData {
 
 func parseAccess(b []byte, v *validator, typ Type) *AccessData {
 	var w wireAccessOnce
-	if !decodeOnce(b, &w, v) || w.Holder == nil {
+	once := decodeOnce(b, &w, v) && w.Holder != nil
+	if !once {
 		w = wireAccessOnce{}
 		if !strictDecode(b, &w.wireAccess, "data", v) {
 			return nil
 		}
-		w.Holder = nested[wireRecipient](w.wireAccess.Holder, "data.holder", v)
 	}
 	a := &AccessData{CPR: v.cpr("data.cpr", w.CPR)}
+	if !once { // the nested object where its errors go, in field order
+		w.Holder = nested[wireRecipient](w.wireAccess.Holder, "data.holder", v)
+	}
 	if h := w.Holder; h != nil {
 		a.HolderCPR = v.cpr("data.holder.cpr", h.CPR)
 		if a.HolderCPR != "" && a.HolderCPR == a.CPR {

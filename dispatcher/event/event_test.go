@@ -492,6 +492,14 @@ func fxBadEventCases() []fxBadEventCase {
 		[]FieldError{{"data.recipient.cpr", fxJSONOf("string")}, {"data.sender.extra", rsUnknown}, {"data.priority", rsPriority}})
 	add("several/message.received-no-recipient-no-sender", fxEdited(MessageReceived, fxDel("data.recipient", "data.sender")),
 		[]FieldError{{"data.recipient", rsRequired}, {"data.sender", rsRequired}})
+	// A nested object's errors stand where the object does among the
+	// fields, however the data was decoded.
+	add("several/message_id-before-a-missing-recipient", fxEdited(MessageReceived, fxAll(fxSet("data.message_id", "x"), fxDel("data.recipient"))),
+		[]FieldError{{"data.message_id", rsUUID}, {"data.recipient", rsRequired}})
+	add("several/message.read-platform-before-a-bad-reader", fxEdited(MessageRead, fxAll(fxSet("data.platform", "core"), fxSet("data.reader", 3))),
+		[]FieldError{{"data.platform", rsReading}, {"data.reader", fxJSONOf("object")}})
+	add("several/access.granted-cpr-before-a-null-holder", fxEdited(AccessGranted, fxAll(fxDel("data.cpr"), fxSet("data.holder", nil))),
+		[]FieldError{{"data.cpr", rsRequired}, {"data.holder", rsRequired}})
 	add("several/contact.updated", fxEdited(ContactUpdated, fxAll(
 		fxSet("data.cpr", "01019O1234"), fxSet("data.email", "anna"), fxSet("data.mobile", "call me"), fxSet("data.language", "de"), fxSet("data.address", strings.Repeat("a", 501)))),
 		[]FieldError{{"data.cpr", rsCPRForm}, {"data.email", rsEmail}, {"data.mobile", rsMobChars}, {"data.language", rsLanguage}, {"data.address", fxAtMost(500)}})
