@@ -296,6 +296,8 @@ type validator struct {
 	// layered turns decodeOnce off: every nested object is decoded apart
 	// (tests compare the two ways).
 	layered bool
+	// whole says the event was decoded whole in one pass (tests).
+	whole bool
 }
 
 func (v *validator) add(field, reason string) { v.errs = append(v.errs, FieldError{field, reason}) }
@@ -336,7 +338,8 @@ type wireSender struct {
 // A nested object given twice (input RFC 8259 leaves undefined; docs/
 // events.md asks for unique names) is merged by the one-pass decode where
 // the layered one keeps the last; either way every field decoded is
-// validated (TestParseRepeatedNestedObject).
+// validated (TestParseRepeatedNestedObject). A message.received is decoded
+// whole in one pass, envelope and data (wireMessageEventOnce).
 type wireMessage struct {
 	MessageID         *string         `json:"message_id"`
 	Recipient         json.RawMessage `json:"recipient"` // wireRecipient
@@ -365,7 +368,13 @@ type wireAccess struct {
 }
 
 // The one-pass forms: the shallower typed field hides the raw one of the
-// same name.
+// same name. A message.received event, the most common by far, is decoded
+// whole: envelope and data at once.
+type wireMessageEventOnce struct {
+	wireEvent
+	Data *wireMessageOnce `json:"data"`
+}
+
 type wireMessageOnce struct {
 	wireMessage
 	Recipient *wireRecipient `json:"recipient"`
@@ -428,7 +437,10 @@ func parse(b []byte, v *validator) (*Event, error) {
 		return nil, v.err()
 	}
 	var w wireEvent
-	if !strictDecode(b, &w, "", v) {
+	var msg *wireMessageOnce // a message.received's data, decoded with the event
+	if m, ok := decodeMessageEvent(b, v); ok {
+		w, msg, v.whole = m.wireEvent, m.Data, true
+	} else if !strictDecode(b, &w, "", v) {
 		return nil, v.err()
 	}
 	ev := &Event{}
@@ -462,13 +474,13 @@ func parse(b []byte, v *validator) (*Event, error) {
 		v.add("type", "must be one of "+list(types[:]))
 		return nil, v.err()
 	}
-	if len(w.Data) == 0 || string(w.Data) == "null" {
+	if msg == nil && (len(w.Data) == 0 || string(w.Data) == "null") {
 		v.add("data", "required")
 		return nil, v.err()
 	}
 	switch ev.Type {
 	case MessageReceived:
-		ev.Message = parseMessage(w.Data, v)
+		ev.Message = parseMessage(w.Data, msg, v)
 	case MessageRead, MessageUnread:
 		ev.Read = parseRead(w.Data, v)
 	case ContactUpdated:
@@ -519,17 +531,40 @@ func strictDecode(b []byte, dst any, prefix string, v *validator) bool {
 	return false
 }
 
-// decodeOnce decodes well-formed data b, the one JSON value of an event's
-// data (the envelope's decode leaves no trailing bytes in it), into dst in
-// one pass, refusing unknown fields. It reports nothing: data it refuses
-// takes the layered way (strictDecode, nested), which names the fault.
+// decodeOnce decodes well-formed JSON b (an event, or its data) into dst
+// in one pass, refusing unknown fields and trailing data. It reports
+// nothing: what it refuses takes the layered way (strictDecode, nested),
+// which names the fault.
 func decodeOnce(b []byte, dst any, v *validator) bool {
 	if v.layered {
 		return false
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	return dec.Decode(dst) == nil
+	if dec.Decode(dst) != nil {
+		return false
+	}
+	_, err := dec.Token()
+	return err == io.EOF
+}
+
+// messageReceived is the type as it stands in a message.received event.
+var messageReceived = []byte(`"` + MessageReceived + `"`)
+
+// decodeMessageEvent decodes a well-formed, complete message.received
+// event whole in one pass; ok false sends it the layered way. Only an event
+// holding the type's name is tried: any other type fails it at its first
+// data field, a decode wasted.
+func decodeMessageEvent(b []byte, v *validator) (*wireMessageEventOnce, bool) {
+	if !bytes.Contains(b, messageReceived) {
+		return nil, false
+	}
+	w := new(wireMessageEventOnce)
+	if !decodeOnce(b, w, v) {
+		return nil, false
+	}
+	return w, w.Type != nil && *w.Type == string(MessageReceived) && w.Data != nil &&
+		w.Data.Recipient != nil && w.Data.Sender != nil
 }
 
 // nested decodes the raw nested object of field into a new value. It
@@ -652,9 +687,16 @@ func (v *validator) time(field string, s *string, required bool) time.Time {
 	return t
 }
 
-func parseMessage(b []byte, v *validator) *MessageData {
+// parseMessage validates a message.received's data: pre when the whole
+// event was decoded in one pass, else the raw data b.
+func parseMessage(b []byte, pre *wireMessageOnce, v *validator) *MessageData {
 	var w wireMessageOnce
-	once := decodeOnce(b, &w, v) && w.Recipient != nil && w.Sender != nil
+	once := pre != nil
+	if once {
+		w = *pre
+	} else {
+		once = decodeOnce(b, &w, v) && w.Recipient != nil && w.Sender != nil
+	}
 	if !once {
 		w = wireMessageOnce{}
 		if !strictDecode(b, &w.wireMessage, "data", v) {

@@ -2,6 +2,7 @@ package event
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -24,6 +25,25 @@ func TestParseLayeredAgrees(t *testing.T) {
 		}
 		if diff := cmp.Diff(tc.want, got); diff != "" {
 			t.Errorf("%s: layered event (-want +got):\n%s", tc.name, diff)
+		}
+	}
+	// Events that name message.received without being one: Parse tries
+	// the whole-event decode on them and must end where the layered way
+	// does.
+	msgData := fxData(MessageReceived)
+	msgData["notification"] = "message.received"
+	for name, in := range map[string][]byte{
+		"message.read with a letter's data": fxEdited(MessageRead, fxSet("data", msgData)),
+		"type Message.Received":             fxEdited(MessageReceived, fxAll(fxSet("type", "Message.Received"), fxSet("data.notification", "message.received"))),
+		"an unknown envelope field":         fxEdited(MessageReceived, fxSet("note", "message.received")),
+	} {
+		ev, err := Parse(in)
+		lev, lerr := parse(in, &validator{layered: true})
+		if diff := cmp.Diff(lev, ev); diff != "" || fmt.Sprint(err) != fmt.Sprint(lerr) {
+			t.Errorf("%s: Parse %v, layered %v; event (-layered +Parse):\n%s", name, err, lerr, diff)
+		}
+		if err == nil {
+			t.Errorf("%s: accepted, want it refused", name)
 		}
 	}
 	for _, tc := range fxBadEventCases() {
@@ -92,5 +112,25 @@ func TestParseRepeatedNestedObject(t *testing.T) {
 		if !errors.As(err, &ve) || len(ve.Errors) != 1 || ve.Errors[0] != (FieldError{"data.recipient.cpr", rsCPRForm}) {
 			t.Errorf("a bad repeated recipient, layered %v: %v; want its cpr refused", layered, err)
 		}
+	}
+}
+
+// A complete, well-formed message.received is decoded whole in one pass,
+// envelope and data at once; no other type is, nor a message.received
+// with a structural fault, which the layered way names.
+func TestParseDecodesMessageEventWhole(t *testing.T) {
+	t.Parallel()
+	for _, tc := range fxGoodEventCases() {
+		v := &validator{}
+		if _, err := parse(tc.in, v); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if want := tc.want.Type == MessageReceived; v.whole != want {
+			t.Errorf("%s: decoded whole %v, want %v", tc.name, v.whole, want)
+		}
+	}
+	v := &validator{}
+	if _, err := parse(fxEdited(MessageReceived, fxSet("data.recipient.extra", "x")), v); err == nil || v.whole {
+		t.Errorf("an unknown field in data.recipient: %v, decoded whole %v; want it refused the layered way", err, v.whole)
 	}
 }
